@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install the Debian packages a make target needs, when missing.
+#   scripts/deps.sh build|test|fuzz
+# As root it runs apt-get; otherwise it prints the exact command and fails.
+set -euo pipefail
+build=(gcc make cmake pkg-config git libuv1-dev libmsgpack-dev liblmdb-dev libgit2-dev
+       libsystemd-dev libsodium-dev libinih-dev libcmocka-dev)
+# Tests: clang (fuzz replay is gcc, fuzzing is clang), real systemd/podman/netns for system tests,
+# serf for the side-by-side gossip benchmark, lmdb-utils for inspecting stores.
+test=(clang libclang-rt-14-dev systemd dbus podman runc busybox-static iproute2 nftables socat
+      lmdb-utils procps psmisc serf)
+case "${1:-build}" in
+build) want=("${build[@]}") ;;
+test|fuzz) want=("${build[@]}" "${test[@]}") ;;
+*) echo "usage: $0 build|test|fuzz" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${want[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+	echo "missing Debian packages; run as root:" >&2
+	echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
+	exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
