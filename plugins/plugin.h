@@ -20,6 +20,45 @@
  *
  * Errors: 0 or negative errno; plugin-specific details in the status' detail string.
  * This module never logs; it reports through callbacks and plugin_status.
+ *
+ * Changes to this contract (additive only; announced here for the other plugin authors):
+ *  - [runtime plugins, exec/systemd] struct plugin_config gained, at its end, the exec
+ *    supervision policy (restart_*, settle_ms) and op_timeout_ms; 0 in any of them means
+ *    "the documented default", so zero-initialised configs keep working.
+ *  - PLUGIN_LOG_LINE_MAX: output lines handed to on_log are cut at this length.
+ *  - plugin_ops_by_name() knows "exec", "systemd" and "container" (the table is in plugin.c).
+ *  - plugin_close(): pending operations get their callback with -ECANCELED before the close
+ *    callback; @p is freed right after the close callback returns.
+ *  - Errors of the systemd driver's activate/deactivate callbacks: a job that ends "failed"
+ *    -> -EIO, "timeout" -> -ETIMEDOUT, "canceled" -> -ECANCELED, "dependency" -> -ENOLINK,
+ *    any other non-"done" result -> -EPROTO; its D-Bus phase (calls + job wait) not over
+ *    within op_timeout_ms -> -ETIMEDOUT. The job result and the unit's Result are in the
+ *    status detail. A non-NULL bus_address is a direct connection to systemd (no bus daemon).
+ *  - plugin_status_cb: @st is never NULL; when status < 0 it holds what is known (or
+ *    "nothing": STOPPED, exit_status -1).
+ *  - The driver's ops->close must call its callback with @p still valid; plugin.c frees @p
+ *    after that and then calls the user's callback.
+ *
+ * Driver notes (the details live at the top of each driver's .c file):
+ *  exec     activate = stop the old process group (SIGTERM, SIGKILL after stop_timeout_ms),
+ *           then `/bin/sh -c COMMAND` in its own session/process group, cwd = the
+ *           materialized dir, environment = the agent's plus SHOAL_SERVICE, SHOAL_REV,
+ *           SHOAL_ARTIFACT (hex id), SHOAL_DIR. The callback's 0 means "spawned". Events:
+ *           STARTING at spawn, RUNNING once it stayed up settle_ms, RESTARTING (exit_status,
+ *           restarts) when it exits unexpectedly and a restart is scheduled with exponential
+ *           back-off, FAILED after restart_burst restarts within restart_window_ms, STOPPED
+ *           after deactivate. A pid file state_dir/run/<service>.pid lets the next agent
+ *           run find an orphaned process group of a killed agent: activate/deactivate of that
+ *           service first terminate it (no adoption). plugin_close() stops every child.
+ *  systemd  the unit name is the manifest's systemd_unit; the unit file and its drop-ins
+ *           (<unit>.d/ *.conf in the artifact) are written atomically into unit_dir with a
+ *           first line "# managed-by: shoal ..."; an existing unit file without that
+ *           marker is never touched (-EEXIST). Activate = write files, Reload,
+ *           RestartUnit, wait for its JobRemoved, GetAll (a new unit name stops and removes
+ *           the service's old unit first). Nothing is kept per revision: a rollback is an
+ *           activate of the older artifact; forget(service, rev) removes the files only if
+ *           their marker names @rev and @rev is not active. plugin_close() leaves units
+ *           running.
  */
 #ifndef SHOAL_PLUGIN_H
 #define SHOAL_PLUGIN_H
@@ -49,6 +88,7 @@ enum plugin_state {
 	PLUGIN_FAILED,		/* exited / failed and not being restarted */
 	PLUGIN_RESTARTING,	/* exited and being restarted with back-off */
 };
+/* "stopped", "starting", "running", "failed", "restarting"; "unknown" for other values. */
 const char *plugin_state_name(enum plugin_state s);
 
 struct plugin_status {
@@ -75,13 +115,31 @@ typedef void (*plugin_log_cb)(struct plugin *p, const char *service, int fd, con
 struct plugin_config {
 	const char *state_dir;	  /* the agent's state directory (absolute) */
 	const char *unit_dir;	  /* systemd: default /etc/systemd/system */
-	const char *bus_address;  /* systemd: NULL = system bus; e.g. "unix:path=/run/systemd/private" */
+	const char *bus_address;  /* systemd: NULL = the system bus; else a direct connection to
+				   * systemd itself, e.g. "unix:path=/run/systemd/private" */
 	const char *docker_host;  /* container: unix socket path; default /run/podman/podman.sock */
 	uint32_t stop_timeout_ms; /* how long a stop may take before SIGKILL; default 10000 */
 	plugin_event_cb on_event;
 	plugin_log_cb on_log;	  /* may be NULL */
 	void *ud;
+
+	/* exec supervision policy (0 = default). A child that exits while it should run is
+	 * restarted after a back-off that starts at restart_min_ms (100) and doubles up to
+	 * restart_max_ms (30000); it resets to restart_min_ms once a child stayed up
+	 * restart_reset_ms (10000). restart_burst (5) restarts within restart_window_ms
+	 * (60000) is a restart loop: the instance goes FAILED and is left stopped. */
+	uint32_t restart_min_ms;
+	uint32_t restart_max_ms;
+	uint32_t restart_reset_ms;
+	uint32_t restart_burst;
+	uint32_t restart_window_ms;
+	uint32_t settle_ms;	  /* exec: STARTING -> RUNNING once up this long; default 1000 */
+	uint32_t op_timeout_ms;	  /* systemd: bound on the D-Bus part of each operation (calls and
+				   * job wait together); default 90000 */
 };
+
+/* Output lines longer than this are cut (the rest of the line up to its newline is dropped). */
+#define PLUGIN_LOG_LINE_MAX 4096
 
 struct plugin_ops {
 	const char *name;
@@ -117,11 +175,33 @@ extern const struct plugin_ops plugin_container_ops;
 /* The ops for a runtime name ("exec", "systemd", "container"), or NULL. */
 const struct plugin_ops *plugin_ops_by_name(const char *name);
 
-/* Allocate and init a plugin. Returns 0, -ENOMEM, or the driver's init error. */
+/* Allocate and init a plugin. Returns 0, -EINVAL (NULL loop/ops/cfg/ret, or cfg->state_dir
+ * missing or not absolute), -ENOMEM, or the driver's init error. @ret untouched on failure. */
 int plugin_new(uv_loop_t *loop, const struct plugin_ops *ops, const struct plugin_config *cfg,
 	       struct plugin **ret);
-/* Close; @cb (may be NULL) runs from the loop once the plugin is freed. Accepts NULL. */
+/*
+ * Close; @cb (may be NULL) runs from the loop once the driver has released everything; @p is
+ * freed as soon as @cb returns (use it for identification only). Every operation still
+ * pending gets its callback with -ECANCELED first. Drivers may need time (exec stops its children, bounded by
+ * stop_timeout_ms plus a few seconds). Accepts NULL. Call at most once; no other call on @p
+ * after it.
+ */
 void plugin_close(struct plugin *p, plugin_close_cb cb, void *ud);
+
+/* ---- Internal: shared between the drivers of this directory (not for other modules) ------ */
+
+/* A service name the drivers accept: [a-zA-Z0-9._-]{1,64}, not "." or "..". */
+bool plugin__valid_service(const char *service);
+/* Milliseconds to wait for a driver setting: @v, or @def when @v is 0. */
+static inline uint32_t plugin__ms(uint32_t v, uint32_t def)
+{
+	return v ? v : def;
+}
+/* Lowercase hex of @id into @out (STORE_ID_HEXLEN + 1 bytes); same text as store_id_hex(),
+ * without making the drivers depend on the store library at link time. Returns @out. */
+char *plugin__id_hex(const struct store_id *id, char *out);
+/* Fill @st as "nothing known": state STOPPED, exit_status -1, other fields 0. */
+void plugin__status_init(struct plugin_status *st);
 
 static inline int plugin_prepare(struct plugin *p, const struct plugin_instance *in,
 				 plugin_done_cb cb, void *ud)

@@ -17,6 +17,8 @@
  * Invariants:
  *  - Every public function that changes state does it in exactly one write transaction:
  *    after a crash at any instant the store holds either all of a change or none of it.
+ *    (An import streams its chunks in batches of their own, invisible until the final
+ *    transaction that makes the artifact exist; see store_import_begin.)
  *  - Blobs and chunks are stored once however many artifacts reference them; chunks are
  *    STORE_CHUNK_SIZE bytes (the last one shorter) so a blob can be streamed and resumed.
  *  - An artifact id is BLAKE2b-256 (libsodium crypto_generichash) of the artifact's canonical
@@ -28,6 +30,9 @@
  *
  * Threads: a struct store may be used from several threads (LMDB serialises writers); each
  * call opens and ends its own transaction. Borrowed pointers are documented per function.
+ * Callbacks of the *_foreach functions run after the read transaction has ended (the records
+ * are copied out first), so a callback may call any store function, writes included.
+ * Only one struct store per environment per process (an LMDB rule).
  *
  * Errors: 0 or positive on success, negative errno on failure. LMDB errors are translated at
  * this boundary (MDB_MAP_FULL beyond map_max -> -ENOSPC, MDB_NOTFOUND -> -ENOENT,
@@ -58,7 +63,10 @@
 #define STORE_ECONDEMNED (STORE_EBASE + 7) /* artifact is condemned; needs force */
 #define STORE_ECORRUPT	 (STORE_EBASE + 8) /* stored bytes do not match their hash */
 
-/* Human-readable text for any code this module returns (negative errno or STORE_E*). */
+/*
+ * Human-readable text for any code this module returns (negative errno or STORE_E*, either
+ * sign). Static string, never NULL.
+ */
 const char *store_strerror(int err);
 
 struct store_id {
@@ -67,7 +75,7 @@ struct store_id {
 
 /* Lowercase hex, NUL-terminated: @out must hold STORE_ID_HEXLEN + 1 bytes. Returns @out. */
 char *store_id_hex(const struct store_id *id, char *out);
-/* Parse 64 hex digits. Returns 0 or -EINVAL. @ret untouched on failure. */
+/* Parse exactly 64 hex digits (either case). Returns 0 or -EINVAL. @ret untouched on failure. */
 int store_id_parse(const char *hex, struct store_id *ret);
 
 struct store;
@@ -75,21 +83,32 @@ struct store;
 struct store_opts {
 	const char *path;	/* directory of the LMDB environment; created if missing */
 	size_t map_size;	/* initial map size; 0 = 64 MiB */
-	size_t map_max;		/* the map never grows past this; 0 = 64 GiB */
+	size_t map_max;		/* the map never grows past this; 0 = 64 GiB. If an existing
+				 * environment is already bigger, its size becomes the maximum. */
 	unsigned retain_revs;	/* revisions kept per service; 0 = 10 */
 	bool nosync;		/* MDB_NOSYNC, for tests and benchmarks only */
 };
 
 /*
- * Open (creating if needed) the store at opts->path.
- * @return 0; -ENOMEM; -EACCES/-ENOENT/... from the filesystem; -STORE_ESCHEMA if the store was
- *         written by a newer schema; -EIO if it is corrupt.
+ * Open (creating if needed) the store at opts->path (the directory is created with mode 0700
+ * if missing; files data.mdb and lock.mdb inside, mode 0600). A new store is stamped with
+ * STORE_SCHEMA_VERSION. Chunks left by an import interrupted by a crash are collected here.
+ * @ret: on success the handle, to be freed with store_close(); untouched on failure.
+ * @return 0; -EINVAL (NULL opts/path/ret); -ENOMEM; -EACCES/-ENOENT/... from the filesystem;
+ *         -STORE_ESCHEMA if the store was written by a newer schema; -EIO if it is corrupt;
+ *         -ENOSPC if the map cannot hold even the initial records.
  */
 int store_open(const struct store_opts *opts, struct store **ret);
-/* Close; accepts NULL. No transaction may be in progress. */
+/*
+ * Close; accepts NULL. No other call on @s may be in progress, and every store_import of @s
+ * must have been committed or aborted first.
+ */
 void store_close(struct store *s);
 
-/* This node's 16-byte id, created at the first call on a new store and kept forever. */
+/*
+ * This node's 16-byte id, created (random, libsodium) at the first call on a new store and kept
+ * forever. Returns 0, -ENOSPC, -EIO, -ENOMEM; @ret_id untouched on failure.
+ */
 int store_node_id(struct store *s, uint8_t ret_id[STORE_NODE_ID_LEN]);
 
 /* ---- Artifacts -------------------------------------------------------------------------- */
@@ -132,23 +151,42 @@ struct store_manifest {
 	struct store_file *files; /* sorted by path */
 };
 
+/*
+ * Free every string and the file list of @m (with free(3): they must have been allocated with
+ * malloc/strdup) and zero it; accepts NULL and an all-zero manifest. Safe to call twice.
+ */
 void store_manifest_release(struct store_manifest *m);
 
 /*
- * Canonical encoding of a manifest (msgpack, fixed field order, files sorted by path).
- * store_manifest_encode: *ret_buf is malloc'd, caller frees. Returns 0, -ENOMEM, -EINVAL.
- * store_manifest_decode: bounds-checked; every field type-checked. Returns 0, -EBADMSG
- * (state of @ret untouched), -ENOMEM.
+ * Canonical encoding of a manifest (msgpack, fixed field order, files sorted by path; the
+ * layout is drawn at the top of store/codec.c).
+ * store_manifest_encode: validates first (service and runtime as documented above, strings
+ *   without NUL up to 4096 bytes (git_message 1 MiB), files strictly sorted by path with unique
+ *   valid paths, modes 0644/0755/0120000, symlink sizes 1..4096). *ret_buf is malloc'd, the
+ *   caller frees it with free(3). Returns 0, -EINVAL (invalid manifest), -ENOMEM. Outputs
+ *   untouched on failure.
+ * store_manifest_decode: for bytes from anywhere (disk, peers): bounds-checked, every field
+ *   type-checked, the same validation as encode, no trailing bytes. On success *ret owns heap
+ *   strings (store_manifest_release). Returns 0, -EINVAL (NULL args), -EBADMSG (@ret untouched),
+ *   -ENOMEM (@ret untouched).
  */
 int store_manifest_encode(const struct store_manifest *m, uint8_t **ret_buf, size_t *ret_len);
 int store_manifest_decode(const uint8_t *buf, size_t len, struct store_manifest *ret);
-/* The artifact id of @m: hash of its canonical encoding. */
+/* The artifact id of @m: hash of its canonical encoding. 0, -EINVAL, -ENOMEM. */
 int store_manifest_id(const struct store_manifest *m, struct store_id *ret);
 
 /*
- * Importing an artifact: begin, stream each file's bytes, commit. Everything happens inside one
- * write transaction, so an import is all or nothing; an abandoned import (abort, or a crash)
- * leaves no trace. Only one import (one write transaction) may be open per thread.
+ * Importing an artifact: begin, stream each file's bytes, commit. An import is all or nothing:
+ * the artifact exists from the moment the final transaction of store_import_commit commits,
+ * not before. Complete chunks are buffered (8 MiB) and written in batches of their own
+ * transactions on the way (so an import never holds the write lock for long and a full map can
+ * be grown and the batch retried); such chunks are invisible garbage until the commit, protected
+ * from garbage collection while the import is open, collected at once by store_import_abort and,
+ * after a crash, by the next store_open. Several imports may be open at once, from any threads,
+ * but one struct store_import must not be used by two threads at the same time.
+ *
+ * Errors are sticky: after any call on an import failed, every later call but abort/commit
+ * returns the same error, and commit returns it and frees the import.
  *
  *   struct store_import *imp;
  *   store_import_begin(s, &imp);
@@ -158,20 +196,38 @@ int store_manifest_id(const struct store_manifest *m, struct store_id *ret);
  *   store_import_commit(imp, &manifest, &id)   (fills manifest->files from what was written)
  */
 struct store_import;
+/* Start an import. *ret must end with store_import_commit or store_import_abort. 0, -EINVAL,
+ * -ENOMEM. */
 int store_import_begin(struct store *s, struct store_import **ret);
-/* Start a regular file (mode 0644/0755) or a symlink (mode 0120000; its bytes are the target). */
+/*
+ * Start a regular file or a symlink. @mode: a regular file's mode (with or without S_IFREG; any
+ * executable bit makes it 0755, else 0644) or S_IFLNK|... (0120000; its bytes are the target,
+ * 1..4096 of them). @path is copied; it is validated (relative, no "."/".."/empty components)
+ * at commit. Returns 0; -EINVAL (file already open, NULL path, other file type); -ENOMEM.
+ */
 int store_import_file(struct store_import *imp, const char *path, uint32_t mode);
+/*
+ * Append bytes to the open file (any number of calls, any sizes). Returns 0; -EINVAL (no file
+ * open); -ENAMETOOLONG (symlink target over 4096 bytes); -ENOMEM; -ENOSPC (map_max reached
+ * while writing a batch of chunks); -EIO.
+ */
 int store_import_write(struct store_import *imp, const void *buf, size_t len);
+/* End the open file. 0; -EINVAL (no file open, or an empty symlink); as store_import_write. */
 int store_import_file_end(struct store_import *imp);
 /*
- * Commit: sets m->files/nfiles (taking ownership of the file list it built), computes the id,
- * stores manifest + meta (imported_at = @now_ms) and commits. Importing an artifact that already
- * exists is a success returning the same id (and 1 instead of 0).
- * On any failure the import is aborted and freed. @imp is always consumed.
+ * Commit: sets m->files/nfiles (taking ownership of the file list it built, sorted by path;
+ * any list @m had is freed), computes the id, stores blobs + manifest + meta
+ * (imported_at = @now_ms) in one transaction and commits. Importing an artifact that already
+ * exists is a success returning the same id (and 1 instead of 0; its meta is unchanged).
+ * On any failure the import is aborted and freed and @m and @ret_id are untouched.
+ * @imp is always consumed. @ret_id may be NULL.
+ * @return 0 or 1; -EINVAL (a file still open, duplicate paths, or a manifest store_manifest_encode
+ *         refuses); -ENOMEM; -ENOSPC; -EIO; or the import's sticky error.
  */
 int store_import_commit(struct store_import *imp, struct store_manifest *m, uint64_t now_ms,
 			struct store_id *ret_id);
-/* Abort and free; accepts NULL. */
+/* Abort and free; accepts NULL. Chunks written by the import and referenced by nothing else
+ * are collected (best effort: if that fails, the next store_open does it). */
 void store_import_abort(struct store_import *imp);
 
 struct store_artifact_info {
@@ -181,41 +237,72 @@ struct store_artifact_info {
 	uint64_t total_size;		/* sum of file sizes */
 	bool condemned;
 };
+/* Release the manifest inside @a; accepts NULL. */
 void store_artifact_info_release(struct store_artifact_info *a);
 
-/* Look up one artifact. -ENOENT if absent. */
+/*
+ * Look up one artifact. On success *ret is filled and owns its manifest
+ * (store_artifact_info_release). 0; -ENOENT if absent; -EIO if its records are damaged;
+ * -ENOMEM; -EINVAL. @ret untouched on failure.
+ */
 int store_artifact_get(struct store *s, const struct store_id *id, struct store_artifact_info *ret);
 /*
- * Find by unique hex prefix (at least 4 digits). -ENOENT none; -EEXIST ambiguous; -EINVAL bad hex.
+ * Find by unique hex prefix (4 to 64 digits, either case). 0 and *ret; -ENOENT none; -EEXIST
+ * ambiguous; -EINVAL bad hex or length. @ret untouched on failure.
  */
 int store_artifact_find(struct store *s, const char *hex_prefix, struct store_id *ret);
 /*
  * Call @cb for each artifact (of @service, or all when NULL), oldest import first. @a is
  * borrowed for the call. A non-zero return from @cb stops the walk and is returned.
+ * Errors before any callback: -EINVAL (NULL cb), -ENOMEM, -EIO.
  */
 int store_artifact_foreach(struct store *s, const char *service,
 			   int (*cb)(const struct store_artifact_info *a, void *ud), void *ud);
-/* Mark an artifact condemned (true) or clear it (false). -ENOENT if absent. */
+/* Mark an artifact condemned (true) or clear it (false). 0; -ENOENT if absent; -ENOSPC; -EIO. */
 int store_artifact_set_condemned(struct store *s, const struct store_id *id, bool condemned);
 
 /*
  * Reading blobs: whole, or chunk by chunk (for streaming to peers, resumable by index).
- * store_blob_read: copies up to @len bytes from @offset into @buf; returns bytes copied (0 at
- * end), -ENOENT, -STORE_ECORRUPT if a chunk fails its hash (verified on every read when
- * @verify).
+ * Blobs are shared by artifacts: a blob is reachable while some artifact references it.
+ * store_blob_size: 0 and *ret_size; -ENOENT; -EIO (damaged record).
+ * store_blob_read: copies up to @len bytes from @offset into @buf (one copy, straight out of
+ * LMDB's map); returns bytes copied (0 at or past the end), -ENOENT (no such blob),
+ * -STORE_ECORRUPT if a chunk is missing, has the wrong length, or (when @verify) fails its hash,
+ * -EIO. Reads of whole chunks at chunk-aligned offsets are the cheapest.
  */
 int store_blob_size(struct store *s, const struct store_id *blob, uint64_t *ret_size);
 int64_t store_blob_read(struct store *s, const struct store_id *blob, uint64_t offset, void *buf,
 			size_t len, bool verify);
-/* Number of chunks, the hash of chunk @i, and (optional) chunk bytes copied out. */
+/*
+ * store_blob_chunks: number of chunks (ceil(size / STORE_CHUNK_SIZE)). 0; -ENOENT; -EIO.
+ * store_blob_chunk: the hash of chunk @i (@ret_hash, may be NULL) and its length (@ret_len, may
+ * be NULL); with @buf non-NULL the bytes are copied out after checking their hash (a peer gets
+ * only verified bytes). 0; -ENOENT (no blob, or @i >= count); -ENOBUFS (@cap < chunk length);
+ * -STORE_ECORRUPT; -EIO. Outputs untouched on failure.
+ */
 int store_blob_chunks(struct store *s, const struct store_id *blob, uint32_t *ret_count);
 int store_blob_chunk(struct store *s, const struct store_id *blob, uint32_t i,
 		     struct store_id *ret_hash, void *buf, size_t cap, size_t *ret_len);
 
 /*
+ * Zero-copy reading: call @cb with the bytes of the blob from @offset, @len bytes (0 = to the
+ * end), one piece per chunk, straight out of LMDB's memory map. @buf is borrowed: valid only
+ * during the call. @cb runs INSIDE a read transaction: it must not call any store function
+ * (a write would deadlock against map growth) and should not block for long. A non-zero
+ * return from @cb stops and is returned. Returns 0; -EINVAL; -ENOENT (no blob);
+ * -STORE_ECORRUPT (as store_blob_read; with @verify each chunk is hashed before its bytes
+ * are passed on); -EIO.
+ */
+int store_blob_stream(struct store *s, const struct store_id *blob, uint64_t offset, uint64_t len,
+		      bool verify, int (*cb)(const void *buf, size_t len, void *ud), void *ud);
+
+/*
  * Materialize an artifact's files under @dir (created; existing content replaced atomically:
- * written to @dir.tmp-XXXX then renamed). Modes and symlinks restored. Returns 0, -ENOENT,
- * -STORE_ECORRUPT, or a filesystem errno.
+ * written to @dir.tmp-XXXXXX, fsynced, then renamed over, or exchanged with an existing @dir by
+ * renameat2(RENAME_EXCHANGE) and the old tree removed). Modes and symlinks restored; every chunk
+ * verified against its hash. @dir's parent must exist. Holds a read transaction while writing
+ * (a concurrent map growth waits for it). Returns 0, -EINVAL, -ENOENT (no such artifact),
+ * -STORE_ECORRUPT (missing/damaged data; nothing changed at @dir), or a filesystem errno.
  */
 int store_artifact_materialize(struct store *s, const struct store_id *id, const char *dir);
 
@@ -238,25 +325,42 @@ struct store_revision {
 	uint32_t ncert;
 	uint8_t (*cert)[STORE_NODE_ID_LEN]; /* heap-owned; store_revision_release frees */
 };
+/* Free r->cert (with free(3)) and zero ncert; accepts NULL. */
 void store_revision_release(struct store_revision *r);
 
+/*
+ * Canonical msgpack encoding of a revision (layout at the top of store/codec.c); also the wire
+ * form agent/ may gossip. Valid: service as for manifests, rev >= 1, kind DEPLOY/ROLLBACK,
+ * scope "" or "site:NAME" (<= 64 chars), NUL-terminated arrays, ncert <= 4096.
+ * store_revision_encode: *ret_buf malloc'd (free(3)). 0, -EINVAL, -ENOMEM.
+ * store_revision_decode: bounds- and type-checked as store_manifest_decode; on success *ret
+ *   owns ret->cert (store_revision_release). 0, -EINVAL (NULL), -EBADMSG, -ENOMEM; @ret
+ *   untouched on failure.
+ */
 int store_revision_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len);
 int store_revision_decode(const uint8_t *buf, size_t len, struct store_revision *ret);
 
 /*
  * Append or replace revision r->rev of r->service (a replicated revision may arrive out of
- * order). Then applies retention for that service in the same transaction.
+ * order). Marks r->artifact as deployed if present, then applies retention for that service in
+ * the same transaction (see store_retain). 0; -EINVAL (invalid revision); -ENOMEM; -ENOSPC; -EIO.
  */
 int store_revision_put(struct store *s, const struct store_revision *r);
-/* -ENOENT if absent. */
+/* 0 and *ret (owns ret->cert: store_revision_release); -ENOENT if absent; -EINVAL; -EIO; -ENOMEM. */
 int store_revision_get(struct store *s, const char *service, uint64_t rev,
 		       struct store_revision *ret);
-/* Highest rev of @service in *ret_rev (0 if none). */
+/* Highest rev of @service in *ret_rev (0 if none). 0; -EINVAL; -EIO. */
 int store_revision_latest(struct store *s, const char *service, uint64_t *ret_rev);
-/* Newest first, at most @limit (0 = all). @r borrowed for the call; non-zero return stops. */
+/*
+ * Newest first, at most @limit (0 = all). @r borrowed for the call; non-zero return stops and is
+ * returned. 0; -EINVAL; -ENOMEM; -EIO (a damaged record).
+ */
 int store_revision_foreach(struct store *s, const char *service, unsigned limit,
 			   int (*cb)(const struct store_revision *r, void *ud), void *ud);
-/* Every service that has a revision or an artifact, in name order. */
+/*
+ * Every service that has a revision or an artifact, in name order, each once; @service borrowed
+ * for the call. Non-zero return from @cb stops and is returned. 0; -EINVAL; -ENOMEM; -EIO.
+ */
 int store_service_foreach(struct store *s, int (*cb)(const char *service, void *ud), void *ud);
 
 enum store_vote_reason { STORE_VOTE_HEALTH = 0, STORE_VOTE_OPERATOR = 1 };
@@ -267,8 +371,13 @@ struct store_vote {
 	enum store_vote_reason reason;
 	uint64_t hlc;
 };
-/* Grow-only: putting an existing vote is a no-op returning 1. */
+/*
+ * Grow-only: putting an existing vote (same service, rev, voter) is a no-op returning 1 (the
+ * first vote's reason and hlc stay). 0 stored; -EINVAL (bad service, rev 0, bad reason);
+ * -ENOSPC; -EIO. Votes of revisions dropped by retention are dropped with them.
+ */
 int store_vote_put(struct store *s, const struct store_vote *v);
+/* Votes on (service, rev), in voter order; @v borrowed for the call. 0; -EINVAL; -ENOMEM; -EIO. */
 int store_vote_foreach(struct store *s, const char *service, uint64_t rev,
 		       int (*cb)(const struct store_vote *v, void *ud), void *ud);
 
@@ -281,13 +390,21 @@ struct store_service_state {
 	uint64_t running_rev;
 	struct store_id last_good;
 };
+/*
+ * store_service_state_get: 0 and *ret; 1 when nothing was ever recorded for @service (*ret is
+ * then all zeros); -EINVAL (bad service name); -EIO.
+ * store_service_state_put: replaces the record. 0; -EINVAL; -ENOSPC; -EIO.
+ */
 int store_service_state_get(struct store *s, const char *service, struct store_service_state *ret);
 int store_service_state_put(struct store *s, const char *service,
 			    const struct store_service_state *st);
 
-/* The swap journal: one opaque entry per service, owned by the reconciler. */
+/*
+ * The swap journal: one opaque entry per service, owned by the reconciler.
+ * put: replaces (0; -EINVAL; -ENOSPC; -EIO). get: *ret_buf malloc'd (free(3)), -ENOENT if none.
+ * del: 0; -ENOENT if none. foreach: service name order, @service/@buf borrowed for the call.
+ */
 int store_journal_put(struct store *s, const char *service, const void *buf, size_t len);
-/* *ret_buf malloc'd; -ENOENT if none. */
 int store_journal_get(struct store *s, const char *service, void **ret_buf, size_t *ret_len);
 int store_journal_del(struct store *s, const char *service);
 int store_journal_foreach(struct store *s,
@@ -299,12 +416,28 @@ int store_journal_foreach(struct store *s,
  * that no kept revision references, except the running one, the last good one, and artifacts
  * never deployed that are among the newest retain_revs imports; then collect blobs and chunks
  * no artifact references. Called by store_revision_put; callable directly. Returns the number
- * of artifacts dropped.
+ * of artifacts dropped; -EINVAL; -ENOMEM; -ENOSPC; -EIO.
+ * ("Newest retain_revs revisions" = the revision numbers (latest - retain_revs, latest]:
+ * revisions are numbered densely per service, and the cut costs one seek. "Deployed" = some
+ * revision stored here pointed at it; "newest imports" ranks all of the service's artifacts by
+ * import order. Votes of dropped revisions are dropped too.)
  */
 int store_retain(struct store *s, const char *service);
 
+/*
+ * Collect blobs no artifact references and chunks no blob (nor any open import) references.
+ * store_retain does this itself when it drops artifacts; agent/ need not call it. Returns the
+ * number of records removed; -ENOMEM; -ENOSPC; -EIO.
+ */
+int store_gc(struct store *s);
+
 /* ---- Opaque tables for the agent (members, gossip records) -------------------------------- */
 
+/*
+ * Keys are 1..511 bytes (LMDB's limit), values any size. put replaces. del: -ENOENT if absent.
+ * foreach walks in key order (memcmp), key/value borrowed for the call; a non-zero return from
+ * @cb stops and is returned. All: -EINVAL (bad table or key), -ENOMEM, -ENOSPC, -EIO.
+ */
 enum store_table { STORE_KV_MEMBERS = 0, STORE_KV_RECORDS = 1, STORE_KV__COUNT };
 int store_kv_put(struct store *s, enum store_table t, const void *key, size_t klen,
 		 const void *val, size_t vlen);
@@ -313,11 +446,29 @@ int store_kv_foreach(struct store *s, enum store_table t,
 		     int (*cb)(const void *key, size_t klen, const void *val, size_t vlen, void *ud),
 		     void *ud);
 
-/* Statistics for `agentctl status` and metrics. */
+/*
+ * Statistics for `agentctl status` and metrics (chunk_bytes walks the chunk table: O(chunks)).
+ * 0 and *ret; -EIO.
+ */
 struct store_stats {
 	uint64_t map_size, map_used;
 	uint64_t nartifacts, nblobs, nchunks, chunk_bytes;
 };
 int store_stats(struct store *s, struct store_stats *ret);
+
+/* ---- Test hooks (not for production code) ------------------------------------------------ */
+
+/*
+ * Fault injection for the allocation-failure loops: the @n-th allocation from now fails (n >= 1;
+ * n < 0 turns it off); with @persistent every later one fails too, until called again.
+ * Process-wide. Covers every allocation the store makes itself: handles, import state and
+ * buffers, decoded manifests/revisions (their strings too), msgpack encodings (msgpack-c packs
+ * into our own buffer through its write callback), foreach collections, GC sets. It does not
+ * cover allocations inside LMDB (txn/cursor structures, dirty page lists: reported as ENOMEM),
+ * libsodium (none on these paths) or libc (opendir/mkdtemp in materialize).
+ * store__alloc_count: allocations attempted so far (to size the loops).
+ */
+void store__alloc_fail_after(long n, bool persistent);
+long store__alloc_count(void);
 
 #endif

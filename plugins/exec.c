@@ -1,0 +1,1204 @@
+/*
+ * plugins/exec.c: the exec runtime driver, a small process supervisor on the libuv loop.
+ *
+ * One service runs at most one instance: `/bin/sh -c COMMAND` started with uv_spawn in the
+ * materialized artifact directory, in a session and process group of its own
+ * (UV_PROCESS_DETACHED = setsid), so that stopping it reaches everything it forked. Its
+ * stdin is /dev/null; stdout and stderr are pipes read line by line and handed to
+ * cfg.on_log (lines cut at PLUGIN_LOG_LINE_MAX). The environment is the agent's plus
+ * SHOAL_SERVICE, SHOAL_REV, SHOAL_ARTIFACT (64 hex digits) and SHOAL_DIR.
+ *
+ * Lifecycle and events (cfg.on_event is called on every state change, from the loop):
+ *
+ *   activate -> [stat dir] -> stop old group -> STOPPED (if something ran) -> spawn: STARTING
+ *   STARTING --stays up settle_ms--> RUNNING
+ *   exit while it should run --> RESTARTING (exit_status, restarts+1), respawn after back-off
+ *        back-off: restart_min_ms doubling to restart_max_ms, back to restart_min_ms when the
+ *        instance that exited had stayed up restart_reset_ms
+ *   restart_burst restarts within restart_window_ms --> FAILED (left stopped until the next
+ *        activate: a restart loop does not heal by itself, the reconciler must decide)
+ *   deactivate --> STOPPED
+ *
+ * The activate callback's status is 0 once spawned; if uv_spawn itself fails (no /bin/sh,
+ * fork failure) it is that error and the instance is FAILED. Argument errors (-EINVAL, no
+ * command) are returned; a missing or non-directory dir is the callback's -ENOENT/-ENOTDIR,
+ * with the running instance untouched.
+ *
+ * RUNNING only after settle_ms (not at spawn): `sh -c` of a missing binary or a config error
+ * exits within milliseconds, and calling that "running" first would only produce noise.
+ * Restart counters (restarts, the burst window, the back-off) start afresh at each activate.
+ * status reports what the supervisor knows (no runtime to ask); pid is the group leader's.
+ *
+ * Stopping a group: SIGTERM to -pgid, then poll (every STOP_POLL_MS) until the leader was
+ * reaped and no live member is left in the group; at stop_timeout_ms SIGKILL to -pgid; if
+ * even that does not empty the group within KILL_GRACE_MS the stop fails with -ETIMEDOUT.
+ * The group check first asks kill(-pgid, 0) and, when that still finds someone, scans /proc
+ * for non-zombie members: orphaned members are reparented to PID 1, which on some hosts
+ * (and containers) never reaps them, and a zombie must not keep a stop waiting forever.
+ *
+ * Orphans of a killed agent: every spawn writes state_dir/run/<service>.pid ("pid
+ * starttime rev"). A process cannot adopt children it did not fork (it cannot wait for them
+ * or get their output), so the next agent run does not adopt: the first activate or
+ * deactivate of that service terminates the old group (same SIGTERM/SIGKILL sequence) before
+ * starting fresh, and status reports it in its detail. The start time (field 22 of
+ * /proc/PID/stat) guards against a recycled pid; a group whose leader is gone is still
+ * recognised by its pgid (Linux never reuses an id that is still some group's id).
+ *
+ * Blocking: everything runs on the loop. The directory check is an async uv_fs_stat; the
+ * pid file write and the /proc reads are small local-file operations done inline (no fsync:
+ * after a host crash there is no orphan to find anyway).
+ *
+ * plugin_close() stops every child (the children's output pipes end with the agent, and an
+ * unsupervised exec service is worse than a stopped one), then cancels pending operations.
+ */
+#include "plugins/plugin.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define STOP_POLL_MS	 25
+#define KILL_GRACE_MS	 5000
+#define BURST_MAX	 64
+
+enum exec_opkind { OP_NONE = 0, OP_PREPARE, OP_ACTIVATE, OP_DEACTIVATE, OP_STATUS };
+
+struct exec_svc;
+
+struct exec_child {
+	struct exec_child *next, *prev;	/* all children with open handles (exec_plugin.children) */
+	uv_process_t proc;
+	uv_pipe_t pipes[2];		/* stdout, stderr */
+	struct exec_svc *svc;
+	unsigned open;			/* handles not yet closed */
+	bool exited;
+	uint64_t started_ms;
+	char rbuf[2][4096];
+	char line[2][PLUGIN_LOG_LINE_MAX + 1];
+	size_t len[2];
+	bool skip[2];			/* dropping the rest of an over-long line */
+};
+
+struct exec_svc {
+	struct exec_svc *next;
+	struct exec_plugin *ep;
+	char name[65];
+
+	/* the current instance */
+	bool have_inst;
+	uint64_t rev;
+	char artifact[STORE_ID_HEXLEN + 1];
+	char *dir, *command;
+	bool want_run;			/* supervised: respawn when it exits */
+	struct exec_child *child;	/* leader not yet reaped */
+	pid_t pgid;			/* group that may still have members; 0 none */
+	struct plugin_status st;
+
+	uint32_t backoff_ms;
+	uint64_t restart_at[BURST_MAX];	/* times of restarts inside the window, oldest first */
+	unsigned nrestart_at;
+
+	uv_timer_t t_restart, t_up, t_stop, t_op;
+
+	/* stopping */
+	bool stopping, killed;
+	uint64_t stop_start;
+	void (*stop_done)(struct exec_svc *s, int err);
+
+	/* the operation in flight */
+	enum exec_opkind op;
+	plugin_done_cb done_cb;
+	plugin_status_cb status_cb;
+	void *op_ud;
+	uv_fs_t fs;
+	bool fs_busy;
+	uint64_t nrev;
+	char nartifact[STORE_ID_HEXLEN + 1];
+	char *ndir, *ncommand;
+};
+
+struct exec_plugin {
+	struct plugin *p;
+	struct exec_svc *svcs;
+	struct exec_child *children;
+	uv_timer_t t_close;		/* makes the close callback run from the loop */
+	unsigned handles;		/* open handles and requests in flight */
+	bool closing;			/* plugin_close called */
+	bool close_ready;		/* every service was asked to stop */
+	bool closing_handles;
+	plugin_close_cb close_cb;
+	void *close_ud;
+	char *rundir;
+	uint32_t stop_timeout, rmin, rmax, rreset, burst, window, settle;
+};
+
+static int svc_spawn(struct exec_svc *s);
+static void check_close(struct exec_plugin *ep);
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static uint64_t now_ms(struct exec_plugin *ep)
+{
+	return uv_now(ep->p->loop);
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = malloc(n);
+
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
+static void emit(struct exec_svc *s)
+{
+	struct plugin *p = s->ep->p;
+
+	if (p->cfg.on_event)
+		p->cfg.on_event(p, s->name, &s->st, p->cfg.ud);
+}
+
+static void set_state(struct exec_svc *s, enum plugin_state state, const char *detail)
+{
+	s->st.state = state;
+	s->st.rev = s->have_inst ? s->rev : 0;
+	s->st.since_ms = now_ms(s->ep);
+	snprintf(s->st.detail, sizeof(s->st.detail), "%s", detail);
+	emit(s);
+}
+
+static void describe_exit(char *buf, size_t n, int64_t status, int sig)
+{
+	if (sig)
+		snprintf(buf, n, "killed by signal %d", sig);
+	else
+		snprintf(buf, n, "exited %" PRId64, status);
+}
+
+/*
+ * Fields of /proc/PID/stat: state (field 3), pgid (5), starttime (22). The command name
+ * (field 2) may hold spaces and parentheses, so parse from the last ')'.
+ */
+static int proc_stat(pid_t pid, char *ret_state, pid_t *ret_pgid, uint64_t *ret_start)
+{
+	char path[64], buf[1024], *q;
+	unsigned long long start = 0;
+	long pgid = 0;
+	char state = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	q = strrchr(buf, ')');
+	if (!q)
+		return -EIO;
+	/* after ")": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
+	 * utime stime cutime cstime priority nice num_threads itrealvalue starttime */
+	if (sscanf(q + 1, " %c %*d %ld %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d"
+		   " %*d %llu", &state, &pgid, &start) != 3)
+		return -EIO;
+	if (ret_state)
+		*ret_state = state;
+	if (ret_pgid)
+		*ret_pgid = (pid_t)pgid;
+	if (ret_start)
+		*ret_start = start;
+	return 0;
+}
+
+/* Signal a whole group; never with a pgid that would mean "our own group" or "everyone". */
+static void group_kill(pid_t pgid, int sig)
+{
+	if (pgid > 1)
+		kill(-pgid, sig);
+}
+
+/* True when no live (non-zombie) process is left in group @pgid. */
+static bool group_gone(pid_t pgid)
+{
+	struct dirent *de;
+	bool gone = true;
+	DIR *d;
+
+	if (pgid <= 0)
+		return true;
+	if (kill(-pgid, 0) < 0 && errno == ESRCH)
+		return true;
+	d = opendir("/proc");
+	if (!d)
+		return false;
+	while ((de = readdir(d))) {
+		char *end, state;
+		long pid = strtol(de->d_name, &end, 10);
+		pid_t g;
+
+		if (*end || pid <= 0)
+			continue;
+		if (proc_stat((pid_t)pid, &state, &g, NULL) < 0 || g != pgid)
+			continue;
+		if (state != 'Z' && state != 'X') {
+			gone = false;
+			break;
+		}
+	}
+	closedir(d);
+	return gone;
+}
+
+static int pidfile_path(struct exec_svc *s, char *buf, size_t n)
+{
+	int r = snprintf(buf, n, "%s/%s.pid", s->ep->rundir, s->name);
+
+	return r < 0 || (size_t)r >= n ? -ENAMETOOLONG : 0;
+}
+
+static void pidfile_write(struct exec_svc *s, pid_t pid)
+{
+	char path[4096], tmp[4200], line[128];
+	uint64_t start = 0;
+	int fd, n;
+
+	if (pidfile_path(s, path, sizeof(path)) < 0)
+		return;
+	(void)proc_stat(pid, NULL, NULL, &start);
+	n = snprintf(line, sizeof(line), "%ld %" PRIu64 " %" PRIu64 "\n", (long)pid, start, s->rev);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;	/* best effort: only orphan cleanup after an agent crash depends on it */
+	if (write(fd, line, (size_t)n) != n) {
+		close(fd);
+		unlink(tmp);
+		return;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0)
+		unlink(tmp);
+}
+
+static void pidfile_remove(struct exec_svc *s)
+{
+	char path[4096];
+
+	if (pidfile_path(s, path, sizeof(path)) == 0)
+		unlink(path);
+}
+
+/* The process group a previous agent run left behind for @s, or 0. */
+static pid_t orphan_find(struct exec_svc *s, uint64_t *ret_rev)
+{
+	char path[4096], buf[128];
+	unsigned long long start = 0, rev = 0;
+	long pid = 0;
+	uint64_t cur_start;
+	pid_t pgid;
+	ssize_t n;
+	int fd;
+
+	if (pidfile_path(s, path, sizeof(path)) < 0)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%ld %llu %llu", &pid, &start, &rev) < 2 || pid <= 1)
+		return 0;
+	if (proc_stat((pid_t)pid, NULL, &pgid, &cur_start) == 0) {
+		/* the pid is alive: ours only if it is the very process we started */
+		if (cur_start != start || pgid != (pid_t)pid)
+			return 0;
+	} else if (group_gone((pid_t)pid)) {
+		pidfile_remove(s);
+		return 0;
+	}
+	if (ret_rev)
+		*ret_rev = rev;
+	return (pid_t)pid;
+}
+
+/* ---- operations: completion --------------------------------------------------------------- */
+
+static void op_clear(struct exec_svc *s)
+{
+	s->op = OP_NONE;
+	s->done_cb = NULL;
+	s->status_cb = NULL;
+	s->op_ud = NULL;
+	free(s->ndir);
+	free(s->ncommand);
+	s->ndir = s->ncommand = NULL;
+}
+
+/* Finish the pending done-style operation with @status; clears it before calling out so the
+ * callback may start the next operation on the same service. */
+static void op_finish(struct exec_svc *s, int status)
+{
+	plugin_done_cb cb = s->done_cb;
+	void *ud = s->op_ud;
+
+	op_clear(s);
+	if (cb)
+		cb(s->ep->p, s->name, status, ud);
+}
+
+static void status_fill(struct exec_svc *s, struct plugin_status *st)
+{
+	uint64_t orev = 0;
+	pid_t o;
+
+	*st = s->st;
+	if (!s->have_inst && s->st.state == PLUGIN_STOPPED && !s->pgid) {
+		o = orphan_find(s, &orev);
+		if (o)
+			snprintf(st->detail, sizeof(st->detail),
+				 "orphan pid %ld (rev %" PRIu64 ") of a previous agent run",
+				 (long)o, orev);
+	}
+}
+
+/* ---- stopping a group ---------------------------------------------------------------------- */
+
+static void stop_finish(struct exec_svc *s, int err)
+{
+	void (*done)(struct exec_svc *, int) = s->stop_done;
+
+	uv_timer_stop(&s->t_stop);
+	s->stopping = false;
+	s->stop_done = NULL;
+	if (err == 0) {
+		s->pgid = 0;
+		pidfile_remove(s);
+	}
+	if (done)
+		done(s, err);
+	if (s->ep->closing)
+		check_close(s->ep);
+}
+
+static void stop_poll_cb(uv_timer_t *t)
+{
+	struct exec_svc *s = t->data;
+	uint64_t el = now_ms(s->ep) - s->stop_start;
+
+	if (!s->child && group_gone(s->pgid)) {
+		stop_finish(s, 0);
+		return;
+	}
+	if (!s->killed && el >= s->ep->stop_timeout) {
+		s->killed = true;
+		group_kill(s->pgid, SIGKILL);
+	} else if (s->killed && el >= (uint64_t)s->ep->stop_timeout + KILL_GRACE_MS) {
+		stop_finish(s, -ETIMEDOUT);
+	}
+}
+
+/*
+ * Stop whatever runs for @s (its child's group, leftovers of a dead child, or an orphan of a
+ * previous agent run); @done runs from the loop with 0 or -ETIMEDOUT. The caller must be in
+ * a loop callback (@done may run before this returns when nothing is left to stop).
+ */
+static void svc_stop(struct exec_svc *s, void (*done)(struct exec_svc *, int))
+{
+	s->want_run = false;
+	uv_timer_stop(&s->t_restart);
+	uv_timer_stop(&s->t_up);
+	if (!s->child && !s->pgid)
+		s->pgid = orphan_find(s, NULL);
+	s->stop_done = done;
+	if (!s->child && group_gone(s->pgid)) {
+		stop_finish(s, 0);
+		return;
+	}
+	s->stopping = true;
+	s->killed = false;
+	s->stop_start = now_ms(s->ep);
+	group_kill(s->pgid, SIGTERM);
+	/* a stopped (SIGSTOP) group would sit on SIGTERM until SIGKILL: wake it */
+	group_kill(s->pgid, SIGCONT);
+	uv_timer_start(&s->t_stop, stop_poll_cb, STOP_POLL_MS, STOP_POLL_MS);
+}
+
+/* ---- children: output, exit ----------------------------------------------------------------- */
+
+static void child_handle_closed(uv_handle_t *h)
+{
+	struct exec_child *c = h->data;
+	struct exec_plugin *ep = c->svc->ep;
+
+	if (--c->open == 0) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			ep->children = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		free(c);
+		ep->handles--;
+		if (ep->closing)
+			check_close(ep);
+	}
+}
+
+static void child_close_pipe(struct exec_child *c, int i)
+{
+	if (!uv_is_closing((uv_handle_t *)&c->pipes[i]))
+		uv_close((uv_handle_t *)&c->pipes[i], child_handle_closed);
+}
+
+static void log_line(struct exec_child *c, int i)
+{
+	struct plugin *p = c->svc->ep->p;
+
+	c->line[i][c->len[i]] = '\0';
+	if (p->cfg.on_log)
+		p->cfg.on_log(p, c->svc->name, i + 1, c->line[i], p->cfg.ud);
+	c->len[i] = 0;
+}
+
+static void pipe_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct exec_child *c = h->data;
+	int i = (uv_pipe_t *)h == &c->pipes[0] ? 0 : 1;
+
+	(void)suggested;
+	*buf = uv_buf_init(c->rbuf[i], sizeof(c->rbuf[i]));
+}
+
+static void pipe_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+	struct exec_child *c = st->data;
+	int i = (uv_pipe_t *)st == &c->pipes[0] ? 0 : 1;
+
+	if (nread < 0) {
+		if (c->len[i] > 0)
+			log_line(c, i);
+		child_close_pipe(c, i);
+		return;
+	}
+	for (ssize_t k = 0; k < nread; k++) {
+		char ch = buf->base[k];
+
+		if (ch == '\n') {
+			if (c->skip[i])
+				c->skip[i] = false;
+			else
+				log_line(c, i);
+			continue;
+		}
+		if (c->skip[i])
+			continue;
+		c->line[i][c->len[i]++] = ch;
+		if (c->len[i] == PLUGIN_LOG_LINE_MAX) {
+			log_line(c, i);
+			c->skip[i] = true;
+		}
+	}
+}
+
+static void restart_cb(uv_timer_t *t)
+{
+	struct exec_svc *s = t->data;
+
+	/* leftovers of the dead instance (it forked and its leader died): they had their
+	 * SIGTERM at exit and a back-off to go; they do not share the service with the new one */
+	if (s->pgid && !group_gone(s->pgid))
+		group_kill(s->pgid, SIGKILL);
+	s->pgid = 0;
+	(void)svc_spawn(s);	/* a failure is reported as FAILED */
+}
+
+static void on_unexpected_exit(struct exec_svc *s, uint64_t uptime)
+{
+	struct exec_plugin *ep = s->ep;
+	uint64_t now = now_ms(ep);
+	char why[96], detail[160];
+	unsigned k = 0;
+
+	describe_exit(why, sizeof(why), s->st.exit_status, 0);
+	if (s->st.exit_status >= 128 && s->st.exit_status < 128 + 65)
+		describe_exit(why, sizeof(why), 0, s->st.exit_status - 128);
+	if (s->pgid && !group_gone(s->pgid))
+		group_kill(s->pgid, SIGTERM);
+	if (uptime >= ep->rreset)
+		s->backoff_ms = ep->rmin;
+	/* forget restarts that left the window */
+	while (k < s->nrestart_at && now - s->restart_at[k] > ep->window)
+		k++;
+	memmove(s->restart_at, s->restart_at + k, (s->nrestart_at - k) * sizeof(uint64_t));
+	s->nrestart_at -= k;
+	if (s->nrestart_at >= ep->burst) {
+		s->want_run = false;
+		if (s->pgid && !group_gone(s->pgid))
+			group_kill(s->pgid, SIGKILL);
+		snprintf(detail, sizeof(detail), "restart loop: %u restarts within %u ms, last %s",
+			 s->nrestart_at, ep->window, why);
+		set_state(s, PLUGIN_FAILED, detail);
+		return;
+	}
+	s->restart_at[s->nrestart_at++] = now;
+	s->st.restarts++;
+	s->st.pid = 0;
+	snprintf(detail, sizeof(detail), "%s, restart in %u ms", why, s->backoff_ms);
+	uv_timer_start(&s->t_restart, restart_cb, s->backoff_ms, 0);
+	s->backoff_ms = s->backoff_ms > ep->rmax / 2 ? ep->rmax : s->backoff_ms * 2;
+	set_state(s, PLUGIN_RESTARTING, detail);
+}
+
+static void exit_cb(uv_process_t *proc, int64_t status, int sig)
+{
+	struct exec_child *c = proc->data;
+	struct exec_svc *s = c->svc;
+	uint64_t uptime = now_ms(s->ep) - c->started_ms;
+	char why[96];
+
+	c->exited = true;
+	uv_close((uv_handle_t *)proc, child_handle_closed);
+	if (s->child != c)
+		return;
+	s->child = NULL;
+	uv_timer_stop(&s->t_up);
+	/* shell convention, so one int carries both: 128 + signal for a signal death */
+	s->st.exit_status = sig ? 128 + sig : (int)status;
+	if (s->stopping || s->ep->closing) {
+		describe_exit(why, sizeof(why), status, sig);
+		snprintf(s->st.detail, sizeof(s->st.detail), "%s", why);
+		return;	/* the stop poll reports */
+	}
+	if (s->want_run) {
+		on_unexpected_exit(s, uptime);
+		return;
+	}
+	describe_exit(why, sizeof(why), status, sig);
+	set_state(s, PLUGIN_STOPPED, why);
+}
+
+static void up_cb(uv_timer_t *t)
+{
+	struct exec_svc *s = t->data;
+
+	if (s->child && s->st.state == PLUGIN_STARTING)
+		set_state(s, PLUGIN_RUNNING, "up");
+}
+
+/* Build the child's environment: the agent's, minus our variables, plus them. */
+static char **build_env(struct exec_svc *s)
+{
+	static const char *const ours[] = { "SHOAL_SERVICE=", "SHOAL_REV=", "SHOAL_ARTIFACT=",
+					    "SHOAL_DIR=" };
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (environ && environ[n])
+		n++;
+	env = calloc(n + 5, sizeof(*env));
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		bool skip = false;
+
+		for (size_t j = 0; j < 4; j++)
+			skip |= strncmp(environ[i], ours[j], strlen(ours[j])) == 0;
+		if (!skip)
+			env[k++] = environ[i];	/* borrowed: only the 4 below are freed */
+	}
+	{
+		size_t base = k;
+		char buf[64];
+
+		snprintf(buf, sizeof(buf), "%" PRIu64, s->rev);
+		const char *val[4] = { s->name, buf, s->artifact, s->dir };
+
+		for (size_t j = 0; j < 4; j++) {
+			size_t len = strlen(ours[j]) + strlen(val[j]) + 1;
+
+			env[base + j] = malloc(len);
+			if (!env[base + j]) {
+				for (size_t m = base; m < base + j; m++)
+					free(env[m]);
+				free(env);
+				return NULL;
+			}
+			snprintf(env[base + j], len, "%s%s", ours[j], val[j]);
+		}
+		env[base + 4] = NULL;
+	}
+	return env;
+}
+
+static void free_env(char **env)
+{
+	size_t n = 0;
+
+	while (env[n])
+		n++;
+	for (size_t i = n - 4; i < n; i++)
+		free(env[i]);
+	free(env);
+}
+
+static int child_start(struct exec_svc *s)
+{
+	struct exec_plugin *ep = s->ep;
+	uv_loop_t *loop = ep->p->loop;
+	uv_stdio_container_t stdio[3];
+	uv_process_options_t o;
+	struct exec_child *c;
+	char *args[4];
+	char **env;
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	env = build_env(s);
+	if (!env) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->svc = s;
+	c->proc.data = c;
+	for (int i = 0; i < 2; i++) {
+		uv_pipe_init(loop, &c->pipes[i], 0);
+		c->pipes[i].data = c;
+	}
+	c->open = 3;
+	ep->handles++;
+	c->next = ep->children;
+	if (c->next)
+		c->next->prev = c;
+	ep->children = c;
+	args[0] = "sh";
+	args[1] = "-c";
+	args[2] = s->command;
+	args[3] = NULL;
+	memset(&o, 0, sizeof(o));
+	memset(stdio, 0, sizeof(stdio));
+	stdio[0].flags = UV_IGNORE;
+	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+	stdio[1].data.stream = (uv_stream_t *)&c->pipes[0];
+	stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+	stdio[2].data.stream = (uv_stream_t *)&c->pipes[1];
+	o.exit_cb = exit_cb;
+	o.file = "/bin/sh";
+	o.args = args;
+	o.env = env;
+	o.cwd = s->dir;
+	o.flags = UV_PROCESS_DETACHED;
+	o.stdio_count = 3;
+	o.stdio = stdio;
+	r = uv_spawn(loop, &c->proc, &o);
+	free_env(env);
+	if (r < 0) {
+		/* libuv: a failed spawn still needs its handles closed */
+		c->exited = true;
+		uv_close((uv_handle_t *)&c->proc, child_handle_closed);
+		child_close_pipe(c, 0);
+		child_close_pipe(c, 1);
+		return r;
+	}
+	c->started_ms = now_ms(ep);
+	for (int i = 0; i < 2; i++)
+		uv_read_start((uv_stream_t *)&c->pipes[i], pipe_alloc_cb, pipe_read_cb);
+	s->child = c;
+	s->pgid = c->proc.pid;
+	s->st.pid = c->proc.pid;
+	pidfile_write(s, c->proc.pid);
+	return 0;
+}
+
+/* Spawn the current instance; reports STARTING, or FAILED when the spawn itself fails (and
+ * returns that error). */
+static int svc_spawn(struct exec_svc *s)
+{
+	char detail[160];
+	int r;
+
+	s->want_run = true;
+	r = child_start(s);
+	if (r < 0) {
+		s->want_run = false;
+		s->st.pid = 0;
+		snprintf(detail, sizeof(detail), "spawn failed: %s", uv_strerror(r));
+		set_state(s, PLUGIN_FAILED, detail);
+		return r;
+	}
+	uv_timer_start(&s->t_up, up_cb, s->ep->settle, 0);
+	snprintf(detail, sizeof(detail), "pid %ld", (long)s->st.pid);
+	set_state(s, PLUGIN_STARTING, detail);
+	return 0;
+}
+
+/* ---- services ------------------------------------------------------------------------------ */
+
+static struct exec_svc *svc_find(struct exec_plugin *ep, const char *name)
+{
+	for (struct exec_svc *s = ep->svcs; s; s = s->next)
+		if (strcmp(s->name, name) == 0)
+			return s;
+	return NULL;
+}
+
+static struct exec_svc *svc_get(struct exec_plugin *ep, const char *name)
+{
+	uv_loop_t *loop = ep->p->loop;
+	struct exec_svc *s = svc_find(ep, name);
+
+	if (s)
+		return s;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->ep = ep;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	plugin__status_init(&s->st);
+	s->backoff_ms = ep->rmin;
+	uv_timer_t *ts[] = { &s->t_restart, &s->t_up, &s->t_stop, &s->t_op };
+	for (size_t i = 0; i < 4; i++) {
+		uv_timer_init(loop, ts[i]);
+		ts[i]->data = s;
+		ep->handles++;
+	}
+	s->next = ep->svcs;
+	ep->svcs = s;
+	return s;
+}
+
+/* Common argument checks of prepare and activate. */
+static int check_instance(struct exec_plugin *ep, const struct plugin_instance *in)
+{
+	if (ep->closing)
+		return -ECANCELED;
+	if (!in || !plugin__valid_service(in->service) || !in->dir || in->dir[0] != '/')
+		return -EINVAL;
+	if (!in->manifest || !in->manifest->exec_command || !in->manifest->exec_command[0])
+		return -EINVAL;
+	return 0;
+}
+
+static int op_begin(struct exec_svc *s, enum exec_opkind kind, const struct plugin_instance *in,
+		    void *ud)
+{
+	if (s->op != OP_NONE)
+		return -EBUSY;
+	s->op = kind;
+	s->op_ud = ud;
+	if (in) {
+		s->ndir = xstrdup(in->dir);
+		s->ncommand = xstrdup(in->manifest->exec_command);
+		if (!s->ndir || !s->ncommand) {
+			op_clear(s);
+			return -ENOMEM;
+		}
+		s->nrev = in->rev;
+		plugin__id_hex(&in->artifact, s->nartifact);
+	}
+	return 0;
+}
+
+static void activate_stopped(struct exec_svc *s, int err)
+{
+	char *t;
+
+	if (s->ep->closing)
+		return;	/* cancelled by close */
+	if (err < 0) {
+		op_finish(s, err);
+		return;
+	}
+	if (s->have_inst && s->st.state != PLUGIN_STOPPED)
+		set_state(s, PLUGIN_STOPPED, "stopped for a new instance");
+	/* install the new instance */
+	t = s->dir;
+	s->dir = s->ndir;
+	s->ndir = t;
+	t = s->command;
+	s->command = s->ncommand;
+	s->ncommand = t;
+	s->rev = s->nrev;
+	memcpy(s->artifact, s->nartifact, sizeof(s->artifact));
+	s->have_inst = true;
+	s->st.restarts = 0;
+	s->st.exit_status = -1;
+	s->nrestart_at = 0;
+	s->backoff_ms = s->ep->rmin;
+	op_finish(s, svc_spawn(s));
+}
+
+static void fs_cb(uv_fs_t *req)
+{
+	struct exec_svc *s = req->data;
+	struct exec_plugin *ep = s->ep;
+	int r = (int)req->result;
+	bool isdir = r >= 0 && S_ISDIR(req->statbuf.st_mode);
+
+	uv_fs_req_cleanup(req);
+	s->fs_busy = false;
+	ep->handles--;
+	if (ep->closing) {
+		check_close(ep);
+		return;
+	}
+	if (r >= 0 && !isdir)
+		r = -ENOTDIR;
+	if (r < 0) {
+		op_finish(s, r);
+		return;
+	}
+	if (s->op == OP_PREPARE) {
+		op_finish(s, 0);
+		return;
+	}
+	svc_stop(s, activate_stopped);
+}
+
+static int start_stat(struct exec_svc *s)
+{
+	int r;
+
+	s->fs.data = s;
+	r = uv_fs_stat(s->ep->p->loop, &s->fs, s->ndir, fs_cb);
+	if (r < 0)
+		return r;
+	s->fs_busy = true;
+	s->ep->handles++;
+	return 0;
+}
+
+static int exec_prepare(struct plugin *p, const struct plugin_instance *in, plugin_done_cb cb,
+			void *ud)
+{
+	struct exec_plugin *ep = p->priv;
+	struct exec_svc *s;
+	int r = check_instance(ep, in);
+
+	if (r < 0)
+		return r;
+	if (!cb)
+		return -EINVAL;
+	s = svc_get(ep, in->service);
+	if (!s)
+		return -ENOMEM;
+	r = op_begin(s, OP_PREPARE, in, ud);
+	if (r < 0)
+		return r;
+	s->done_cb = cb;
+	r = start_stat(s);
+	if (r < 0)
+		op_clear(s);
+	return r;
+}
+
+static int exec_activate(struct plugin *p, const struct plugin_instance *in, plugin_done_cb cb,
+			 void *ud)
+{
+	struct exec_plugin *ep = p->priv;
+	struct exec_svc *s;
+	int r = check_instance(ep, in);
+
+	if (r < 0)
+		return r;
+	if (!cb)
+		return -EINVAL;
+	s = svc_get(ep, in->service);
+	if (!s)
+		return -ENOMEM;
+	r = op_begin(s, OP_ACTIVATE, in, ud);
+	if (r < 0)
+		return r;
+	s->done_cb = cb;
+	r = start_stat(s);
+	if (r < 0)
+		op_clear(s);
+	return r;
+}
+
+static void deactivate_stopped(struct exec_svc *s, int err)
+{
+	if (s->ep->closing)
+		return;
+	if (err == 0 && s->st.state != PLUGIN_STOPPED)
+		set_state(s, PLUGIN_STOPPED, "deactivated");
+	op_finish(s, err);
+}
+
+static void op_timer_cb(uv_timer_t *t)
+{
+	struct exec_svc *s = t->data;
+	struct plugin_status st;
+	plugin_status_cb cb;
+	void *ud;
+
+	switch (s->op) {
+	case OP_DEACTIVATE:
+		svc_stop(s, deactivate_stopped);
+		break;
+	case OP_STATUS:
+		cb = s->status_cb;
+		ud = s->op_ud;
+		status_fill(s, &st);
+		op_clear(s);
+		cb(s->ep->p, s->name, 0, &st, ud);
+		break;
+	default:
+		break;
+	}
+}
+
+static int exec_deactivate(struct plugin *p, const char *service, plugin_done_cb cb, void *ud)
+{
+	struct exec_plugin *ep = p->priv;
+	struct exec_svc *s;
+	int r;
+
+	if (ep->closing)
+		return -ECANCELED;
+	if (!plugin__valid_service(service) || !cb)
+		return -EINVAL;
+	s = svc_get(ep, service);
+	if (!s)
+		return -ENOMEM;
+	r = op_begin(s, OP_DEACTIVATE, NULL, ud);
+	if (r < 0)
+		return r;
+	s->done_cb = cb;
+	/* deferred: the stop may have nothing to do, and callbacks never run before we return */
+	uv_timer_start(&s->t_op, op_timer_cb, 0, 0);
+	return 0;
+}
+
+static int exec_status(struct plugin *p, const char *service, plugin_status_cb cb, void *ud)
+{
+	struct exec_plugin *ep = p->priv;
+	struct exec_svc *s;
+	int r;
+
+	if (ep->closing)
+		return -ECANCELED;
+	if (!plugin__valid_service(service) || !cb)
+		return -EINVAL;
+	s = svc_get(ep, service);
+	if (!s)
+		return -ENOMEM;
+	r = op_begin(s, OP_STATUS, NULL, ud);
+	if (r < 0)
+		return r;
+	s->status_cb = cb;
+	uv_timer_start(&s->t_op, op_timer_cb, 0, 0);
+	return 0;
+}
+
+/* Nothing per revision is kept outside the store's materialized directories. */
+static int exec_forget(struct plugin *p, const char *service, uint64_t rev)
+{
+	(void)p;
+	(void)rev;
+	return plugin__valid_service(service) ? 0 : -EINVAL;
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[4096];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = path[i];
+	}
+	return 0;
+}
+
+static int exec_init(struct plugin *p)
+{
+	const struct plugin_config *cfg = &p->cfg;
+	struct exec_plugin *ep;
+	size_t n;
+	int r;
+
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return -ENOMEM;
+	ep->p = p;
+	n = strlen(cfg->state_dir) + sizeof("/run");
+	ep->rundir = malloc(n);
+	if (!ep->rundir) {
+		free(ep);
+		return -ENOMEM;
+	}
+	snprintf(ep->rundir, n, "%s/run", cfg->state_dir);
+	r = mkdir_p(ep->rundir);
+	if (r < 0) {
+		free(ep->rundir);
+		free(ep);
+		return r;
+	}
+	ep->stop_timeout = plugin__ms(cfg->stop_timeout_ms, 10000);
+	ep->rmin = plugin__ms(cfg->restart_min_ms, 100);
+	ep->rmax = plugin__ms(cfg->restart_max_ms, 30000);
+	if (ep->rmax < ep->rmin)
+		ep->rmax = ep->rmin;
+	ep->rreset = plugin__ms(cfg->restart_reset_ms, 10000);
+	ep->burst = plugin__ms(cfg->restart_burst, 5);
+	if (ep->burst > BURST_MAX)
+		ep->burst = BURST_MAX;
+	ep->window = plugin__ms(cfg->restart_window_ms, 60000);
+	ep->settle = plugin__ms(cfg->settle_ms, 1000);
+	uv_timer_init(p->loop, &ep->t_close);
+	ep->t_close.data = ep;
+	ep->handles++;
+	p->priv = ep;
+	return 0;
+}
+
+/* ---- close ------------------------------------------------------------------------------- */
+
+static void close_svc_stopped(struct exec_svc *s, int err)
+{
+	(void)s;
+	(void)err;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	struct exec_svc *s = h->data;
+	struct exec_plugin *ep = s->ep;
+
+	ep->handles--;
+	check_close(ep);
+}
+
+static void close_handle_cb(uv_handle_t *h)
+{
+	struct exec_plugin *ep = h->data;
+
+	ep->handles--;
+	check_close(ep);
+}
+
+/*
+ * Close in three steps: (1) wait until every stop started by exec_close and every fs request
+ * has finished; (2) close every handle; (3) when the last one is closed, cancel the pending
+ * operations, free everything and call the close callback (always from a close callback,
+ * thanks to t_close, so never from inside plugin_close()).
+ */
+static void check_close(struct exec_plugin *ep)
+{
+	struct plugin *p = ep->p;
+
+	if (!ep->close_ready)
+		return;
+	if (!ep->closing_handles) {
+		for (struct exec_svc *s = ep->svcs; s; s = s->next)
+			if (s->stopping || s->fs_busy)
+				return;
+		ep->closing_handles = true;
+		for (struct exec_svc *s = ep->svcs; s; s = s->next) {
+			uv_timer_t *ts[] = { &s->t_restart, &s->t_up, &s->t_stop, &s->t_op };
+
+			for (size_t i = 0; i < 4; i++)
+				uv_close((uv_handle_t *)ts[i], timer_closed);
+			s->child = NULL;
+		}
+		/* children: a stop that gave up leaves a process handle; pipes may be held
+		 * open by a grandchild that left the group. Let go of all of them. */
+		for (struct exec_child *c = ep->children; c; c = c->next) {
+			if (!uv_is_closing((uv_handle_t *)&c->proc))
+				uv_close((uv_handle_t *)&c->proc, child_handle_closed);
+			child_close_pipe(c, 0);
+			child_close_pipe(c, 1);
+		}
+		uv_close((uv_handle_t *)&ep->t_close, close_handle_cb);
+		return;
+	}
+	if (ep->handles > 0)
+		return;
+	while (ep->svcs) {
+		struct exec_svc *s = ep->svcs;
+
+		if (s->op != OP_NONE) {
+			plugin_done_cb dcb = s->done_cb;
+			plugin_status_cb scb = s->status_cb;
+			void *ud = s->op_ud;
+			struct plugin_status st;
+
+			plugin__status_init(&st);
+			op_clear(s);
+			if (dcb)
+				dcb(p, s->name, -ECANCELED, ud);
+			else if (scb)
+				scb(p, s->name, -ECANCELED, &st, ud);
+		}
+		ep->svcs = s->next;
+		free(s->dir);
+		free(s->command);
+		free(s);
+	}
+	{
+		plugin_close_cb cb = ep->close_cb;
+		void *ud = ep->close_ud;
+
+		free(ep->rundir);
+		free(ep);
+		p->priv = NULL;
+		cb(p, ud);
+	}
+}
+
+static void exec_close(struct plugin *p, plugin_close_cb cb, void *ud)
+{
+	struct exec_plugin *ep = p->priv;
+
+	ep->closing = true;
+	ep->close_cb = cb;
+	ep->close_ud = ud;
+	for (struct exec_svc *s = ep->svcs; s; s = s->next) {
+		s->want_run = false;
+		uv_timer_stop(&s->t_restart);
+		uv_timer_stop(&s->t_up);
+		uv_timer_stop(&s->t_op);
+		if (!s->stopping && (s->child || s->pgid))
+			svc_stop(s, close_svc_stopped);
+	}
+	ep->close_ready = true;
+	check_close(ep);
+}
+
+const struct plugin_ops plugin_exec_ops = {
+	.name = "exec",
+	.init = exec_init,
+	.prepare = exec_prepare,
+	.activate = exec_activate,
+	.deactivate = exec_deactivate,
+	.status = exec_status,
+	.forget = exec_forget,
+	.close = exec_close,
+};

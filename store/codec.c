@@ -1,0 +1,553 @@
+/*
+ * store/codec.c: canonical msgpack encodings of manifests and revisions, and the
+ * bounds-checked reader that decodes them.
+ *
+ * Encoding uses msgpack-c's packer with our own write callback (so every byte buffer comes
+ * from the store allocator). Decoding uses a small reader over (pos, end) that checks the
+ * bounds before every read and the type of every field: these bytes come from peers and from
+ * disk, so a bad input is -EBADMSG, never a crash. Integers are accepted in any width msgpack
+ * allows; the encoder always writes the shortest, which is what makes the encoding canonical.
+ *
+ * Manifest (an array, fields in this order; "s?" is a str or nil):
+ *
+ *   [ 1 (format), service s, runtime s, version s?, exec_command s?, systemd_unit s?,
+ *     container_image s?, container_archive s?,
+ *     [ http s?, tcp s?, exec s?, interval_ms u, timeout_ms u, failures u, deadline_ms u ],
+ *     git_commit s?, git_tag s?, git_author s?, git_message s?,
+ *     [ [ path s, mode u, size u, blob bin32 ], ... sorted by path, unique ] ]
+ *
+ * Revision:
+ *
+ *   [ 1 (format), service s, rev u, artifact bin32, kind u, scope s, origin bin16, hlc u,
+ *     operator_uid u, operator_pid i, reason s, [ voter bin16, ... ] ]
+ */
+#include <errno.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_int.h"
+
+#define MANIFEST_FORMAT 1
+#define MANIFEST_FIELDS 15
+#define REVISION_FORMAT 1
+#define REVISION_FIELDS 12
+#define MAX_STR		4096
+#define MAX_MESSAGE	(1u << 20)
+#define MAX_FILES	(1u << 20)
+#define MAX_CERT	4096
+
+/* ---- Reader -------------------------------------------------------------------------------- */
+
+static int rd_need(struct store__rd *r, size_t n)
+{
+	return (size_t)(r->end - r->p) >= n ? 0 : -EBADMSG;
+}
+
+static uint64_t rd_be(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Read a length-prefixed header: @fix_lo..@fix_hi are fix forms (len in low bits), @b8.. the
+ * 8/16/32-bit forms (0 if absent). */
+static int rd_len(struct store__rd *r, uint8_t fix_lo, uint8_t fix_hi, uint8_t mask, uint8_t b8,
+		  uint8_t b16, uint8_t b32, uint32_t *ret)
+{
+	if (rd_need(r, 1) < 0)
+		return -EBADMSG;
+	uint8_t t = *r->p;
+	int w;
+	if (t >= fix_lo && t <= fix_hi) {
+		r->p++;
+		*ret = t & mask;
+		return 0;
+	}
+	if (b8 && t == b8)
+		w = 1;
+	else if (t == b16)
+		w = 2;
+	else if (t == b32)
+		w = 4;
+	else
+		return -EBADMSG;
+	if (rd_need(r, 1 + (size_t)w) < 0)
+		return -EBADMSG;
+	*ret = (uint32_t)rd_be(r->p + 1, w);
+	r->p += 1 + w;
+	return 0;
+}
+
+int store__rd_array(struct store__rd *r, uint32_t *ret_n)
+{
+	return rd_len(r, 0x90, 0x9f, 0x0f, 0, 0xdc, 0xdd, ret_n);
+}
+
+int store__rd_uint(struct store__rd *r, uint64_t *ret)
+{
+	if (rd_need(r, 1) < 0)
+		return -EBADMSG;
+	uint8_t t = *r->p;
+	int w;
+	if (t <= 0x7f) {
+		r->p++;
+		*ret = t;
+		return 0;
+	}
+	switch (t) {
+	case 0xcc: w = 1; break;
+	case 0xcd: w = 2; break;
+	case 0xce: w = 4; break;
+	case 0xcf: w = 8; break;
+	default: return -EBADMSG;
+	}
+	if (rd_need(r, 1 + (size_t)w) < 0)
+		return -EBADMSG;
+	*ret = rd_be(r->p + 1, w);
+	r->p += 1 + w;
+	return 0;
+}
+
+int store__rd_int(struct store__rd *r, int64_t *ret)
+{
+	if (rd_need(r, 1) < 0)
+		return -EBADMSG;
+	uint8_t t = *r->p;
+	if (t >= 0xe0) {
+		r->p++;
+		*ret = (int8_t)t;
+		return 0;
+	}
+	int w = 0;
+	switch (t) {
+	case 0xd0: w = 1; break;
+	case 0xd1: w = 2; break;
+	case 0xd2: w = 4; break;
+	case 0xd3: w = 8; break;
+	}
+	if (w) {
+		if (rd_need(r, 1 + (size_t)w) < 0)
+			return -EBADMSG;
+		uint64_t u = rd_be(r->p + 1, w);
+		/* sign-extend from w bytes */
+		if (w < 8 && (u >> (8 * w - 1)) & 1)
+			u |= ~(uint64_t)0 << (8 * w);
+		*ret = (int64_t)u;
+		r->p += 1 + w;
+		return 0;
+	}
+	uint64_t u;
+	if (store__rd_uint(r, &u) < 0 || u > INT64_MAX)
+		return -EBADMSG;
+	*ret = (int64_t)u;
+	return 0;
+}
+
+int store__rd_str(struct store__rd *r, const char **ret, size_t *ret_len)
+{
+	uint32_t n;
+	if (rd_len(r, 0xa0, 0xbf, 0x1f, 0xd9, 0xda, 0xdb, &n) < 0 || rd_need(r, n) < 0)
+		return -EBADMSG;
+	if (memchr(r->p, 0, n))
+		return -EBADMSG;
+	*ret = (const char *)r->p;
+	*ret_len = n;
+	r->p += n;
+	return 0;
+}
+
+int store__rd_nil(struct store__rd *r)
+{
+	if (rd_need(r, 1) < 0)
+		return -EBADMSG;
+	if (*r->p != 0xc0)
+		return 0;
+	r->p++;
+	return 1;
+}
+
+int store__rd_bin_exact(struct store__rd *r, void *out, size_t len)
+{
+	if (rd_need(r, 1) < 0)
+		return -EBADMSG;
+	uint8_t t = *r->p;
+	int w = t == 0xc4 ? 1 : t == 0xc5 ? 2 : t == 0xc6 ? 4 : 0;
+	if (!w || rd_need(r, 1 + (size_t)w) < 0)
+		return -EBADMSG;
+	uint64_t n = rd_be(r->p + 1, w);
+	if (n != len)
+		return -EBADMSG;
+	r->p += 1 + w;
+	if (rd_need(r, len) < 0)
+		return -EBADMSG;
+	memcpy(out, r->p, len);
+	r->p += len;
+	return 0;
+}
+
+/* ---- Validation (shared by encode and decode) ------------------------------------------------ */
+
+static bool str_ok(const char *s, size_t max)
+{
+	return !s || strlen(s) <= max;
+}
+
+static bool path_valid(const char *p)
+{
+	size_t n = strlen(p);
+	if (n == 0 || n > MAX_STR || p[0] == '/')
+		return false;
+	/* Every '/'-separated component is non-empty and neither "." nor "..". */
+	const char *c = p;
+	for (;;) {
+		const char *e = strchr(c, '/');
+		size_t l = e ? (size_t)(e - c) : strlen(c);
+		if (l == 0 || (l == 1 && c[0] == '.') || (l == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		if (!e)
+			return true;
+		c = e + 1;
+	}
+}
+
+static bool runtime_valid(const char *r)
+{
+	return r && (!strcmp(r, "exec") || !strcmp(r, "systemd") || !strcmp(r, "container"));
+}
+
+static bool manifest_valid(const struct store_manifest *m)
+{
+	if (!store__service_valid(m->service) || !runtime_valid(m->runtime))
+		return false;
+	if (!str_ok(m->version, MAX_STR) || !str_ok(m->exec_command, MAX_STR) ||
+	    !str_ok(m->systemd_unit, MAX_STR) || !str_ok(m->container_image, MAX_STR) ||
+	    !str_ok(m->container_archive, MAX_STR) || !str_ok(m->health.http, MAX_STR) ||
+	    !str_ok(m->health.tcp, MAX_STR) || !str_ok(m->health.exec, MAX_STR) ||
+	    !str_ok(m->git_commit, MAX_STR) || !str_ok(m->git_tag, MAX_STR) ||
+	    !str_ok(m->git_author, MAX_STR) || !str_ok(m->git_message, MAX_MESSAGE))
+		return false;
+	if (m->nfiles > MAX_FILES || (m->nfiles && !m->files))
+		return false;
+	for (size_t i = 0; i < m->nfiles; i++) {
+		const struct store_file *f = &m->files[i];
+		if (!f->path || !path_valid(f->path))
+			return false;
+		if (f->mode != 0644 && f->mode != 0755 && f->mode != 0120000)
+			return false;
+		if (f->mode == 0120000 && (f->size == 0 || f->size > MAX_STR))
+			return false;
+		if (i > 0 && strcmp(m->files[i - 1].path, f->path) >= 0)
+			return false;
+	}
+	return true;
+}
+
+/* ---- Manifest -------------------------------------------------------------------------------- */
+
+static int pk_str(msgpack_packer *pk, const char *s)
+{
+	if (!s)
+		return msgpack_pack_nil(pk);
+	size_t n = strlen(s);
+	if (msgpack_pack_str(pk, n) < 0)
+		return -1;
+	return msgpack_pack_str_body(pk, s, n);
+}
+
+static int pk_bin(msgpack_packer *pk, const void *b, size_t n)
+{
+	if (msgpack_pack_bin(pk, n) < 0)
+		return -1;
+	return msgpack_pack_bin_body(pk, b, n);
+}
+
+int store_manifest_encode(const struct store_manifest *m, uint8_t **ret_buf, size_t *ret_len)
+{
+	if (!m || !manifest_valid(m))
+		return -EINVAL;
+	struct store__buf b = { 0 };
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &b, store__buf_write_cb);
+	const struct store_health_policy *h = &m->health;
+	int e = msgpack_pack_array(&pk, MANIFEST_FIELDS) | msgpack_pack_uint32(&pk, MANIFEST_FORMAT) |
+		pk_str(&pk, m->service) | pk_str(&pk, m->runtime) | pk_str(&pk, m->version) |
+		pk_str(&pk, m->exec_command) | pk_str(&pk, m->systemd_unit) |
+		pk_str(&pk, m->container_image) | pk_str(&pk, m->container_archive) |
+		msgpack_pack_array(&pk, 7) | pk_str(&pk, h->http) | pk_str(&pk, h->tcp) |
+		pk_str(&pk, h->exec) | msgpack_pack_uint32(&pk, h->interval_ms) |
+		msgpack_pack_uint32(&pk, h->timeout_ms) | msgpack_pack_uint32(&pk, h->failures) |
+		msgpack_pack_uint32(&pk, h->deadline_ms) | pk_str(&pk, m->git_commit) |
+		pk_str(&pk, m->git_tag) | pk_str(&pk, m->git_author) | pk_str(&pk, m->git_message) |
+		msgpack_pack_array(&pk, m->nfiles);
+	for (size_t i = 0; i < m->nfiles && !e; i++) {
+		const struct store_file *f = &m->files[i];
+		e |= msgpack_pack_array(&pk, 4) | pk_str(&pk, f->path) |
+		     msgpack_pack_uint32(&pk, f->mode) | msgpack_pack_uint64(&pk, f->size) |
+		     pk_bin(&pk, f->blob.b, STORE_ID_LEN);
+	}
+	if (e) {
+		store__free(b.data);
+		return -ENOMEM;
+	}
+	*ret_buf = b.data;
+	*ret_len = b.len;
+	return 0;
+}
+
+/* An optional string: nil -> NULL; else a heap copy. */
+static int rd_optstr(struct store__rd *r, size_t max, char **ret)
+{
+	int n = store__rd_nil(r);
+	if (n < 0)
+		return n;
+	if (n == 1) {
+		*ret = NULL;
+		return 0;
+	}
+	const char *s;
+	size_t l;
+	if (store__rd_str(r, &s, &l) < 0 || l > max)
+		return -EBADMSG;
+	*ret = store__strndup(s, l);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int rd_u32(struct store__rd *r, uint32_t *ret)
+{
+	uint64_t v;
+	if (store__rd_uint(r, &v) < 0 || v > UINT32_MAX)
+		return -EBADMSG;
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+void store_manifest_release(struct store_manifest *m)
+{
+	if (!m)
+		return;
+	store__free(m->service);
+	store__free(m->runtime);
+	store__free(m->version);
+	store__free(m->exec_command);
+	store__free(m->systemd_unit);
+	store__free(m->container_image);
+	store__free(m->container_archive);
+	store__free(m->health.http);
+	store__free(m->health.tcp);
+	store__free(m->health.exec);
+	store__free(m->git_commit);
+	store__free(m->git_tag);
+	store__free(m->git_author);
+	store__free(m->git_message);
+	for (size_t i = 0; m->files && i < m->nfiles; i++)
+		store__free(m->files[i].path);
+	store__free(m->files);
+	memset(m, 0, sizeof(*m));
+}
+
+int store_manifest_decode(const uint8_t *buf, size_t len, struct store_manifest *ret)
+{
+	if (!ret || (!buf && len))
+		return -EINVAL;
+	struct store__rd r = { buf, buf + len };
+	struct store_manifest m = { 0 };
+	struct store_health_policy *h = &m.health;
+	uint32_t n, fmt;
+	int e;
+	if (store__rd_array(&r, &n) < 0 || n != MANIFEST_FIELDS || rd_u32(&r, &fmt) < 0 ||
+	    fmt != MANIFEST_FORMAT) {
+		e = -EBADMSG;
+		goto fail;
+	}
+	if ((e = rd_optstr(&r, 64, &m.service)) < 0 || (e = rd_optstr(&r, 16, &m.runtime)) < 0 ||
+	    (e = rd_optstr(&r, MAX_STR, &m.version)) < 0 ||
+	    (e = rd_optstr(&r, MAX_STR, &m.exec_command)) < 0 ||
+	    (e = rd_optstr(&r, MAX_STR, &m.systemd_unit)) < 0 ||
+	    (e = rd_optstr(&r, MAX_STR, &m.container_image)) < 0 ||
+	    (e = rd_optstr(&r, MAX_STR, &m.container_archive)) < 0)
+		goto fail;
+	e = -EBADMSG;
+	if (store__rd_array(&r, &n) < 0 || n != 7)
+		goto fail;
+	if ((e = rd_optstr(&r, MAX_STR, &h->http)) < 0 || (e = rd_optstr(&r, MAX_STR, &h->tcp)) < 0 ||
+	    (e = rd_optstr(&r, MAX_STR, &h->exec)) < 0)
+		goto fail;
+	e = -EBADMSG;
+	if (rd_u32(&r, &h->interval_ms) < 0 || rd_u32(&r, &h->timeout_ms) < 0 ||
+	    rd_u32(&r, &h->failures) < 0 || rd_u32(&r, &h->deadline_ms) < 0)
+		goto fail;
+	if ((e = rd_optstr(&r, MAX_STR, &m.git_commit)) < 0 ||
+	    (e = rd_optstr(&r, MAX_STR, &m.git_tag)) < 0 ||
+	    (e = rd_optstr(&r, MAX_STR, &m.git_author)) < 0 ||
+	    (e = rd_optstr(&r, MAX_MESSAGE, &m.git_message)) < 0)
+		goto fail;
+	e = -EBADMSG;
+	/* Each file takes at least 1+1+1+1+2+32 bytes: refuse counts the input cannot hold before
+	 * allocating for them. */
+	if (store__rd_array(&r, &n) < 0 || n > MAX_FILES || (size_t)(r.end - r.p) / 38 < n)
+		goto fail;
+	if (n) {
+		m.files = store__calloc(n, sizeof(*m.files));
+		if (!m.files) {
+			e = -ENOMEM;
+			goto fail;
+		}
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct store_file *f = &m.files[i];
+		uint32_t fields;
+		const char *p;
+		size_t pl;
+		e = -EBADMSG;
+		if (store__rd_array(&r, &fields) < 0 || fields != 4 || store__rd_str(&r, &p, &pl) < 0 ||
+		    pl > MAX_STR)
+			goto fail;
+		f->path = store__strndup(p, pl);
+		if (!f->path) {
+			e = -ENOMEM;
+			goto fail;
+		}
+		m.nfiles = i + 1;
+		if (rd_u32(&r, &f->mode) < 0 || store__rd_uint(&r, &f->size) < 0 ||
+		    store__rd_bin_exact(&r, f->blob.b, STORE_ID_LEN) < 0)
+			goto fail;
+	}
+	m.nfiles = n;
+	e = -EBADMSG;
+	if (r.p != r.end || !manifest_valid(&m))
+		goto fail;
+	*ret = m;
+	return 0;
+fail:
+	store_manifest_release(&m);
+	return e;
+}
+
+int store_manifest_id(const struct store_manifest *m, struct store_id *ret)
+{
+	uint8_t *buf;
+	size_t len;
+	int r = store_manifest_encode(m, &buf, &len);
+	if (r < 0)
+		return r;
+	store__hash(buf, len, ret);
+	store__free(buf);
+	return 0;
+}
+
+/* ---- Revision -------------------------------------------------------------------------------- */
+
+static bool scope_valid(const char *scope)
+{
+	if (scope[0] == '\0')
+		return true;
+	return strncmp(scope, "site:", 5) == 0 && scope[5] != '\0' && strlen(scope) <= 64;
+}
+
+static bool revision_valid(const struct store_revision *r)
+{
+	if (memchr(r->service, 0, sizeof(r->service)) == NULL ||
+	    memchr(r->scope, 0, sizeof(r->scope)) == NULL ||
+	    memchr(r->reason, 0, sizeof(r->reason)) == NULL)
+		return false;
+	if (!store__service_valid(r->service) || !scope_valid(r->scope) || r->rev == 0)
+		return false;
+	if (r->kind != STORE_REV_DEPLOY && r->kind != STORE_REV_ROLLBACK)
+		return false;
+	if (r->ncert > MAX_CERT || (r->ncert && !r->cert))
+		return false;
+	return true;
+}
+
+void store_revision_release(struct store_revision *r)
+{
+	if (!r)
+		return;
+	store__free(r->cert);
+	r->cert = NULL;
+	r->ncert = 0;
+}
+
+int store_revision_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len)
+{
+	if (!r || !revision_valid(r))
+		return -EINVAL;
+	struct store__buf b = { 0 };
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &b, store__buf_write_cb);
+	int e = msgpack_pack_array(&pk, REVISION_FIELDS) |
+		msgpack_pack_uint32(&pk, REVISION_FORMAT) | pk_str(&pk, r->service) |
+		msgpack_pack_uint64(&pk, r->rev) | pk_bin(&pk, r->artifact.b, STORE_ID_LEN) |
+		msgpack_pack_uint32(&pk, (uint32_t)r->kind) | pk_str(&pk, r->scope) |
+		pk_bin(&pk, r->origin, STORE_NODE_ID_LEN) | msgpack_pack_uint64(&pk, r->hlc) |
+		msgpack_pack_uint32(&pk, r->operator_uid) | msgpack_pack_int32(&pk, r->operator_pid) |
+		pk_str(&pk, r->reason) | msgpack_pack_array(&pk, r->ncert);
+	for (uint32_t i = 0; i < r->ncert && !e; i++)
+		e |= pk_bin(&pk, r->cert[i], STORE_NODE_ID_LEN);
+	if (e) {
+		store__free(b.data);
+		return -ENOMEM;
+	}
+	*ret_buf = b.data;
+	*ret_len = b.len;
+	return 0;
+}
+
+/* A str of at most cap-1 bytes into a fixed array. */
+static int rd_fixstr(struct store__rd *r, char *out, size_t cap)
+{
+	const char *s;
+	size_t l;
+	if (store__rd_str(r, &s, &l) < 0 || l >= cap)
+		return -EBADMSG;
+	memcpy(out, s, l);
+	out[l] = '\0';
+	return 0;
+}
+
+int store_revision_decode(const uint8_t *buf, size_t len, struct store_revision *ret)
+{
+	if (!ret || (!buf && len))
+		return -EINVAL;
+	struct store__rd r = { buf, buf + len };
+	struct store_revision v;
+	memset(&v, 0, sizeof(v));
+	uint32_t n, fmt, kind;
+	int64_t pid;
+	int e = -EBADMSG;
+	if (store__rd_array(&r, &n) < 0 || n != REVISION_FIELDS || rd_u32(&r, &fmt) < 0 ||
+	    fmt != REVISION_FORMAT || rd_fixstr(&r, v.service, sizeof(v.service)) < 0 ||
+	    store__rd_uint(&r, &v.rev) < 0 || store__rd_bin_exact(&r, v.artifact.b, STORE_ID_LEN) < 0 ||
+	    rd_u32(&r, &kind) < 0 || rd_fixstr(&r, v.scope, sizeof(v.scope)) < 0 ||
+	    store__rd_bin_exact(&r, v.origin, STORE_NODE_ID_LEN) < 0 || store__rd_uint(&r, &v.hlc) < 0 ||
+	    rd_u32(&r, &v.operator_uid) < 0 || store__rd_int(&r, &pid) < 0 || pid < INT32_MIN ||
+	    pid > INT32_MAX || rd_fixstr(&r, v.reason, sizeof(v.reason)) < 0 ||
+	    store__rd_array(&r, &n) < 0 || n > MAX_CERT ||
+	    (size_t)(r.end - r.p) / (2 + STORE_NODE_ID_LEN) < n)
+		goto fail;
+	if (kind > STORE_REV_ROLLBACK)
+		goto fail;
+	v.kind = (enum store_rev_kind)kind;
+	v.operator_pid = (int32_t)pid;
+	if (n) {
+		v.cert = store__calloc(n, STORE_NODE_ID_LEN);
+		if (!v.cert) {
+			e = -ENOMEM;
+			goto fail;
+		}
+	}
+	v.ncert = n;
+	for (uint32_t i = 0; i < n; i++)
+		if (store__rd_bin_exact(&r, v.cert[i], STORE_NODE_ID_LEN) < 0)
+			goto fail;
+	if (r.p != r.end || !revision_valid(&v))
+		goto fail;
+	*ret = v;
+	return 0;
+fail:
+	store_revision_release(&v);
+	return e;
+}
