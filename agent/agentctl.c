@@ -1,0 +1,866 @@
+/*
+ * agent/agentctl.c: the operator's command-line client of the local agent.
+ *
+ * Plain blocking code around one unix socket with poll() deadlines: one request, one response.
+ * Tables for people, --json for scripts. Exit status (DESIGN.md): 0 done, 1 failed, 2 usage,
+ * 3 timed out, 4 agent unreachable.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/ctl_proto.h"
+
+enum { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_TIMEOUT = 3, EXIT_UNREACHABLE = 4 };
+
+#define DEFAULT_TIMEOUT_MS 60000
+
+static const char usage_text[] =
+	"usage: agentctl [-s|--socket PATH] [--json] [--timeout DURATION] COMMAND [ARGS]\n"
+	"Talk to the local Shoal agent (agentd).\n"
+	"\n"
+	"Commands:\n"
+	"  status                         this node: id, name, version, uptime, store\n"
+	"  artifact import DIR            import a directory (with release.ini); prints the id\n"
+	"  artifact import --git REPO --ref REF [--path SUBDIR]\n"
+	"                                 import the tree of a git ref; prints the id\n"
+	"  artifact list [SERVICE]        artifacts held by this node, oldest first\n"
+	"  artifact show ID               one artifact (full id or a unique prefix of 4+ digits)\n"
+	"  history SERVICE                revisions of a service, newest first\n"
+	"  ping                           check that the agent answers\n"
+	"\n"
+	"Not available in this version (they exit with status 1): members, services, votes,\n"
+	"events, deploy, rollback, keyring, join, leave.\n"
+	"\n"
+	"Options:\n"
+	"  -s, --socket PATH     agent socket (default $SHOAL_SOCKET, else " AGENT_DEFAULT_SOCKET ")\n"
+	"      --json            print the result as JSON (errors the agent reports too, as\n"
+	"                        {\"ok\":false,\"error\":NAME,\"message\":TEXT})\n"
+	"      --timeout DURATION  give up after this long (default 60s; 500ms, 10s, 5m, 1h)\n"
+	"  -h, --help            show this help\n"
+	"      --version         show the version\n"
+	"\n"
+	"Exit status: 0 done, 1 failed (the agent reported an error, or the command is not\n"
+	"available), 2 usage error, 3 timed out, 4 agent unreachable.\n";
+
+struct ctl {
+	const char *socket;
+	bool json;
+	uint64_t timeout_ms;
+	uint64_t deadline_ms;	/* monotonic */
+	int fd;
+	uint8_t *resp_buf;
+	struct ctl_response resp;
+	bool have_resp;
+};
+
+static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die_usage(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("agentctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'agentctl --help'.\n", stderr);
+	exit(EXIT_USAGE);
+}
+
+static void errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void errf(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("agentctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- Transport ------------------------------------------------------------------------------ */
+
+/* Wait for @events until the deadline. 0 ready, -ETIMEDOUT, -errno. */
+static int wait_fd(struct ctl *c, short events)
+{
+	for (;;) {
+		uint64_t now = mono_ms();
+		if (now >= c->deadline_ms)
+			return -ETIMEDOUT;
+		uint64_t left = c->deadline_ms - now;
+		struct pollfd p = {.fd = c->fd, .events = events};
+		int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -ETIMEDOUT;
+		return 0;
+	}
+}
+
+static int ctl_connect(struct ctl *c)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(c->socket) >= sizeof sa.sun_path) {
+		errf("socket path too long: %s", c->socket);
+		return EXIT_USAGE;
+	}
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->socket);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->fd < 0) {
+		errf("socket: %s", strerror(errno));
+		return EXIT_FAILED;
+	}
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		int e = errno;
+		if (e == EAGAIN || e == EINPROGRESS) {
+			/* Listener's backlog full: the agent lives but is swamped. */
+			errf("agent at %s is not accepting connections (backlog full)", c->socket);
+			return EXIT_UNREACHABLE;
+		}
+		errf("cannot reach the agent at %s: %s%s", c->socket, strerror(e),
+		     e == ENOENT || e == ECONNREFUSED ? " (is agentd running?)"
+		     : e == EACCES ? " (are you in the socket's group?)" : "");
+		return EXIT_UNREACHABLE;
+	}
+	return EXIT_DONE;
+}
+
+static int send_all(struct ctl *c, const uint8_t *buf, size_t len)
+{
+	while (len) {
+		ssize_t w = send(c->fd, buf, len, MSG_NOSIGNAL);
+		if (w > 0) {
+			buf += w;
+			len -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			int r = wait_fd(c, POLLOUT);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		return w < 0 ? -errno : -EPIPE;
+	}
+	return 0;
+}
+
+static int recv_all(struct ctl *c, uint8_t *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = recv(c->fd, buf, len, 0);
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return -ECONNRESET;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			int r = wait_fd(c, POLLIN);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		return -errno;
+	}
+	return 0;
+}
+
+static int transport_error(struct ctl *c, int r, const char *what)
+{
+	if (r == -ETIMEDOUT) {
+		errf("timed out after %llu ms waiting for the agent (use --timeout to wait longer)",
+		     (unsigned long long)c->timeout_ms);
+		return EXIT_TIMEOUT;
+	}
+	errf("%s: %s", what, r == -ECONNRESET ? "the agent closed the connection" : strerror(-r));
+	return EXIT_FAILED;
+}
+
+/*
+ * Send the request in @e, read one response into c->resp. Returns an exit code: EXIT_DONE
+ * when a well-formed response arrived (ok or not).
+ */
+static int roundtrip(struct ctl *c, struct ctl_enc *e)
+{
+	const uint8_t *buf;
+	size_t len;
+	uint8_t hdr[CTL_FRAME_HDR];
+	uint32_t plen = 0;
+	int r = ctl_enc_finish(e, &buf, &len);
+	if (r < 0) {
+		errf("cannot encode the request: %s", strerror(-r));
+		return EXIT_FAILED;
+	}
+	c->deadline_ms = mono_ms() + c->timeout_ms;
+	int x = ctl_connect(c);
+	if (x != EXIT_DONE)
+		return x;
+	r = send_all(c, buf, len);
+	if (r < 0)
+		return transport_error(c, r, "sending the request");
+	r = recv_all(c, hdr, sizeof hdr);
+	if (r < 0)
+		return transport_error(c, r, "reading the response");
+	r = ctl_frame_peek(hdr, sizeof hdr, CTL_FRAME_MAX_LIMIT, &plen);
+	if (r != 1) {
+		errf("the agent sent a malformed response (frame length %u)", plen);
+		return EXIT_FAILED;
+	}
+	c->resp_buf = malloc(plen);
+	if (!c->resp_buf) {
+		errf("out of memory");
+		return EXIT_FAILED;
+	}
+	r = recv_all(c, c->resp_buf, plen);
+	if (r < 0)
+		return transport_error(c, r, "reading the response");
+	r = ctl_response_decode(c->resp_buf, plen, &c->resp);
+	if (r < 0) {
+		errf("the agent sent a malformed response");
+		return EXIT_FAILED;
+	}
+	c->have_resp = true;
+	return EXIT_DONE;
+}
+
+static void ctl_cleanup(struct ctl *c)
+{
+	if (c->have_resp)
+		ctl_response_release(&c->resp);
+	free(c->resp_buf);
+	if (c->fd >= 0)
+		close(c->fd);
+}
+
+/* ---- Printing ------------------------------------------------------------------------------- */
+
+/* A string field, made safe for a terminal (control characters as '?'), or @dflt. */
+static const char *field(const msgpack_object *map, const char *key, const char *dflt, char *buf,
+			 size_t cap)
+{
+	const msgpack_object *o = ctl_map_get(map, key);
+	if (!o || o->type != MSGPACK_OBJECT_STR)
+		return dflt;
+	size_t n = o->via.str.size < cap - 1 ? o->via.str.size : cap - 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)o->via.str.ptr[i];
+		buf[i] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+	}
+	buf[n] = 0;
+	return buf;
+}
+
+static uint64_t ufield(const msgpack_object *map, const char *key)
+{
+	const msgpack_object *o = ctl_map_get(map, key);
+	return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
+}
+
+static bool bfield(const msgpack_object *map, const char *key)
+{
+	const msgpack_object *o = ctl_map_get(map, key);
+	return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+}
+
+static void fmt_size(uint64_t n, char *buf, size_t cap)
+{
+	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)n;
+	int u = 0;
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, cap, "%llu B", (unsigned long long)n);
+	else
+		snprintf(buf, cap, "%.1f %s", v, unit[u]);
+}
+
+static void fmt_time(uint64_t ms, char *buf, size_t cap)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	if (ms == 0 || !localtime_r(&t, &tm) || strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(buf, cap, "-");
+}
+
+static void fmt_duration(uint64_t ms, char *buf, size_t cap)
+{
+	uint64_t s = ms / 1000;
+	if (s >= 86400)
+		snprintf(buf, cap, "%llud %lluh %llum", (unsigned long long)(s / 86400),
+			 (unsigned long long)(s % 86400 / 3600), (unsigned long long)(s % 3600 / 60));
+	else if (s >= 3600)
+		snprintf(buf, cap, "%lluh %llum %llus", (unsigned long long)(s / 3600),
+			 (unsigned long long)(s % 3600 / 60), (unsigned long long)(s % 60));
+	else if (s >= 60)
+		snprintf(buf, cap, "%llum %llus", (unsigned long long)(s / 60),
+			 (unsigned long long)(s % 60));
+	else
+		snprintf(buf, cap, "%llu.%llus", (unsigned long long)s,
+			 (unsigned long long)(ms % 1000 / 100));
+}
+
+/* A table: rows of cells, printed with aligned columns (two spaces apart). */
+#define TABLE_COLS 10
+struct table {
+	size_t ncols, nrows, cap;
+	char **cells;	/* nrows * ncols, heap strings */
+	size_t width[TABLE_COLS];
+};
+
+static void table_row(struct table *t, const char *const *cols)
+{
+	if (t->nrows == t->cap) {
+		size_t ncap = t->cap ? t->cap * 2 : 16;
+		char **n = realloc(t->cells, ncap * t->ncols * sizeof *n);
+		if (!n) {
+			errf("out of memory");
+			exit(EXIT_FAILED);
+		}
+		t->cells = n;
+		t->cap = ncap;
+	}
+	for (size_t i = 0; i < t->ncols; i++) {
+		char *s = strdup(cols[i] ? cols[i] : "-");
+		if (!s) {
+			errf("out of memory");
+			exit(EXIT_FAILED);
+		}
+		t->cells[t->nrows * t->ncols + i] = s;
+		/* Width in characters: count UTF-8 lead bytes only. */
+		size_t w = 0;
+		for (const char *p = s; *p; p++)
+			w += ((unsigned char)*p & 0xc0) != 0x80;
+		if (w > t->width[i])
+			t->width[i] = w;
+	}
+	t->nrows++;
+}
+
+static void table_print(struct table *t)
+{
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (size_t i = 0; i < t->ncols; i++) {
+			const char *s = t->cells[r * t->ncols + i];
+			if (i + 1 == t->ncols) {
+				fputs(s, stdout);
+				break;
+			}
+			size_t w = 0;
+			for (const char *p = s; *p; p++)
+				w += ((unsigned char)*p & 0xc0) != 0x80;
+			fputs(s, stdout);
+			for (size_t k = w; k < t->width[i] + 2; k++)
+				fputc(' ', stdout);
+		}
+		fputc('\n', stdout);
+	}
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	t->cells = NULL;
+	t->nrows = t->cap = 0;
+}
+
+/* Print the outcome of a round trip; @human prints a successful result for people. */
+static int finish(struct ctl *c, int x, void (*human)(struct ctl *c, const msgpack_object *r))
+{
+	if (x != EXIT_DONE)
+		return x;
+	if (!c->resp.ok) {
+		if (c->json) {
+			printf("{\"ok\":false,\"error\":");
+			msgpack_object e = {.type = MSGPACK_OBJECT_STR};
+			e.via.str.ptr = c->resp.error;
+			e.via.str.size = (uint32_t)strlen(c->resp.error);
+			ctl_json_write(stdout, &e, 0);
+			printf(",\"message\":");
+			e.via.str.ptr = c->resp.message;
+			e.via.str.size = (uint32_t)strlen(c->resp.message);
+			ctl_json_write(stdout, &e, 0);
+			printf("}\n");
+		}
+		char msg[sizeof c->resp.message];
+		for (size_t i = 0; i <= strlen(c->resp.message); i++) {
+			unsigned char ch = (unsigned char)c->resp.message[i];
+			msg[i] = ch && (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+		}
+		errf("%s (%s)", msg[0] ? msg : "failed", c->resp.error);
+		return EXIT_FAILED;
+	}
+	if (c->json) {
+		ctl_json_write(stdout, c->resp.result, 2);
+		fputc('\n', stdout);
+	} else if (human) {
+		human(c, c->resp.result);
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		errf("writing the output failed");
+		return EXIT_FAILED;
+	}
+	return EXIT_DONE;
+}
+
+/* ---- Commands ------------------------------------------------------------------------------- */
+
+static void print_ping(struct ctl *c, const msgpack_object *r)
+{
+	puts("pong");
+}
+
+static void print_status(struct ctl *c, const msgpack_object *r)
+{
+	char b1[256], b2[256], b3[64], b4[64], b5[64];
+	const msgpack_object *st = ctl_map_get(r, "store");
+	const msgpack_object *cn = ctl_map_get(r, "counts");
+	printf("Node:       %s\n", field(r, "name", "-", b1, sizeof b1));
+	printf("Node id:    %s\n", field(r, "node_id", "-", b1, sizeof b1));
+	printf("Version:    %s\n", field(r, "version", "-", b1, sizeof b1));
+	fmt_duration(ufield(r, "uptime_ms"), b3, sizeof b3);
+	fmt_time(ufield(r, "started_at"), b4, sizeof b4);
+	printf("Uptime:     %s (since %s, pid %llu)\n", b3, b4,
+	       (unsigned long long)ufield(r, "pid"));
+	printf("Cluster:    %s\n", field(r, "cluster", "-", b1, sizeof b1));
+	printf("State dir:  %s\n", field(r, "state_dir", "-", b1, sizeof b1));
+	printf("Socket:     %s\n", field(r, "socket", "-", b2, sizeof b2));
+	printf("Artifacts:  %llu in %llu service(s); %llu revision(s)\n",
+	       (unsigned long long)ufield(cn, "artifacts"), (unsigned long long)ufield(cn, "services"),
+	       (unsigned long long)ufield(cn, "revisions"));
+	fmt_size(ufield(st, "map_used"), b3, sizeof b3);
+	fmt_size(ufield(st, "map_size"), b4, sizeof b4);
+	fmt_size(ufield(st, "chunk_bytes"), b5, sizeof b5);
+	printf("Store:      %s used of a %s map; %llu blobs in %llu chunks (%s)\n", b3, b4,
+	       (unsigned long long)ufield(st, "blobs"), (unsigned long long)ufield(st, "chunks"),
+	       b5);
+	printf("Clients:    %llu\n", (unsigned long long)ufield(cn, "clients"));
+	printf("Log level:  %s\n", field(r, "log_level", "-", b1, sizeof b1));
+}
+
+static void print_import(struct ctl *c, const msgpack_object *r)
+{
+	char id[80], svc[80], ver[160], sz[32];
+	fmt_size(ufield(r, "size"), sz, sizeof sz);
+	puts(field(r, "id", "-", id, sizeof id));
+	fprintf(stderr, "%s service %s version %s (%llu files, %s)\n",
+		bfield(r, "new") ? "imported" : "already present:", field(r, "service", "-", svc,
+		sizeof svc), field(r, "version", "-", ver, sizeof ver),
+		(unsigned long long)ufield(r, "files"), sz);
+}
+
+static void print_list(struct ctl *c, const msgpack_object *r)
+{
+	struct table t = {.ncols = 9};
+	if (r->type != MSGPACK_OBJECT_ARRAY)
+		return;
+	if (r->via.array.size == 0) {
+		fprintf(stderr, "no artifacts\n");
+		return;
+	}
+	table_row(&t, (const char *const[]){"ID", "SERVICE", "VERSION", "RUNTIME", "FILES", "SIZE",
+					    "IMPORTED", "SOURCE", "CONDEMNED"});
+	for (uint32_t i = 0; i < r->via.array.size; i++) {
+		const msgpack_object *a = &r->via.array.ptr[i];
+		char id[80], svc[80], ver[160], rt[32], files[24], sz[32], at[32], src[96];
+		char tag[80], commit[80];
+		field(a, "id", "-", id, sizeof id);
+		id[12 < strlen(id) ? 12 : strlen(id)] = 0;
+		snprintf(files, sizeof files, "%llu", (unsigned long long)ufield(a, "files"));
+		fmt_size(ufield(a, "size"), sz, sizeof sz);
+		fmt_time(ufield(a, "imported_at"), at, sizeof at);
+		const char *tg = field(a, "git_tag", NULL, tag, sizeof tag);
+		const char *cm = field(a, "git_commit", NULL, commit, sizeof commit);
+		if (tg)
+			snprintf(src, sizeof src, "git %s", tg);
+		else if (cm)
+			snprintf(src, sizeof src, "git %.12s", cm);
+		else
+			snprintf(src, sizeof src, "dir");
+		table_row(&t, (const char *const[]){id, field(a, "service", "-", svc, sizeof svc),
+						    field(a, "version", "-", ver, sizeof ver),
+						    field(a, "runtime", "-", rt, sizeof rt), files, sz,
+						    at, src, bfield(a, "condemned") ? "yes" : "no"});
+	}
+	table_print(&t);
+}
+
+static void print_show(struct ctl *c, const msgpack_object *r)
+{
+	char b[1024], sz[32], at[32];
+	const msgpack_object *ex = ctl_map_get(r, "exec"), *sd = ctl_map_get(r, "systemd"),
+			     *co = ctl_map_get(r, "container"), *h = ctl_map_get(r, "health"),
+			     *g = ctl_map_get(r, "git");
+	printf("ID:         %s\n", field(r, "id", "-", b, sizeof b));
+	printf("Service:    %s\n", field(r, "service", "-", b, sizeof b));
+	printf("Version:    %s\n", field(r, "version", "-", b, sizeof b));
+	printf("Runtime:    %s\n", field(r, "runtime", "-", b, sizeof b));
+	if (field(ex, "command", NULL, b, sizeof b))
+		printf("Command:    %s\n", b);
+	if (field(sd, "unit", NULL, b, sizeof b))
+		printf("Unit:       %s\n", b);
+	if (field(co, "image", NULL, b, sizeof b))
+		printf("Image:      %s\n", b);
+	if (field(co, "archive", NULL, b, sizeof b))
+		printf("Archive:    %s\n", b);
+	if (h) {
+		const char *kind = field(h, "http", NULL, b, sizeof b) ? "http"
+				   : field(h, "tcp", NULL, b, sizeof b)	 ? "tcp"
+				   : field(h, "exec", NULL, b, sizeof b) ? "exec"
+									 : NULL;
+		char i1[32], i2[32], i3[32];
+		fmt_duration(ufield(h, "interval_ms"), i1, sizeof i1);
+		fmt_duration(ufield(h, "timeout_ms"), i2, sizeof i2);
+		fmt_duration(ufield(h, "deadline_ms"), i3, sizeof i3);
+		printf("Health:     %s%s%s; every %s, timeout %s, unhealthy after %llu failures, "
+		       "deadline %s\n",
+		       kind ? kind : "process only", kind ? " " : "", kind ? b : "", i1, i2,
+		       (unsigned long long)ufield(h, "failures"), i3);
+	}
+	fmt_size(ufield(r, "size"), sz, sizeof sz);
+	printf("Size:       %s in %llu file(s)\n", sz, (unsigned long long)ufield(r, "files"));
+	fmt_time(ufield(r, "imported_at"), at, sizeof at);
+	printf("Imported:   %s\n", at);
+	printf("Condemned:  %s\n", bfield(r, "condemned") ? "yes" : "no");
+	if (g && g->type == MSGPACK_OBJECT_MAP) {
+		char tag[128];
+		printf("Git commit: %s", field(g, "commit", "-", b, sizeof b));
+		if (field(g, "tag", NULL, tag, sizeof tag))
+			printf(" (tag %s)", tag);
+		printf("\n");
+		printf("Git author: %s\n", field(g, "author", "-", b, sizeof b));
+		if (field(g, "message", NULL, b, sizeof b))
+			printf("Message:    %s\n", b);
+	}
+	const msgpack_object *fl = ctl_map_get(r, "file_list");
+	if (fl && fl->type == MSGPACK_OBJECT_ARRAY && fl->via.array.size) {
+		struct table t = {.ncols = 4};
+		printf("\n");
+		table_row(&t, (const char *const[]){"MODE", "SIZE", "BLOB", "PATH"});
+		for (uint32_t i = 0; i < fl->via.array.size; i++) {
+			const msgpack_object *f = &fl->via.array.ptr[i];
+			char mode[16], fsz[32], blob[80], path[1024];
+			uint64_t m = ufield(f, "mode");
+			if (m == 0120000)
+				snprintf(mode, sizeof mode, "link");
+			else
+				snprintf(mode, sizeof mode, "%04llo", (unsigned long long)m);
+			snprintf(fsz, sizeof fsz, "%llu", (unsigned long long)ufield(f, "size"));
+			field(f, "blob", "-", blob, sizeof blob);
+			blob[12 < strlen(blob) ? 12 : strlen(blob)] = 0;
+			table_row(&t, (const char *const[]){mode, fsz, blob,
+							    field(f, "path", "-", path, sizeof path)});
+		}
+		table_print(&t);
+	}
+}
+
+static const char *history_service;
+
+static void print_history(struct ctl *c, const msgpack_object *r)
+{
+	struct table t = {.ncols = 6};
+	if (r->type != MSGPACK_OBJECT_ARRAY)
+		return;
+	if (r->via.array.size == 0) {
+		fprintf(stderr, "no revisions of %s yet\n", history_service);
+		return;
+	}
+	table_row(&t, (const char *const[]){"REV", "KIND", "ARTIFACT", "SCOPE", "OPERATOR",
+					    "REASON"});
+	for (uint32_t i = 0; i < r->via.array.size; i++) {
+		const msgpack_object *v = &r->via.array.ptr[i];
+		char rev[24], kind[32], art[80], scope[80], op[32], reason[300];
+		snprintf(rev, sizeof rev, "%llu", (unsigned long long)ufield(v, "rev"));
+		field(v, "artifact", "-", art, sizeof art);
+		art[12 < strlen(art) ? 12 : strlen(art)] = 0;
+		const msgpack_object *o = ctl_map_get(v, "operator");
+		if (o && o->type == MSGPACK_OBJECT_MAP)
+			snprintf(op, sizeof op, "uid %llu", (unsigned long long)ufield(o, "uid"));
+		else
+			snprintf(op, sizeof op, "cluster");
+		table_row(&t, (const char *const[]){rev, field(v, "kind", "-", kind, sizeof kind), art,
+						    field(v, "scope", "-", scope, sizeof scope), op,
+						    field(v, "reason", "", reason, sizeof reason)});
+	}
+	table_print(&t);
+}
+
+/* A path the agent can use: absolute, symlinks resolved when it exists. */
+static char *absolute(const char *p)
+{
+	char *r = realpath(p, NULL);
+	if (r)
+		return r;
+	if (p[0] == '/')
+		return strdup(p);
+	char cwd[PATH_MAX];
+	if (!getcwd(cwd, sizeof cwd))
+		return NULL;
+	size_t n = strlen(cwd) + strlen(p) + 2;
+	r = malloc(n);
+	if (r)
+		snprintf(r, n, "%s/%s", cwd, p);
+	return r;
+}
+
+enum { OPT_JSON = 1000, OPT_TIMEOUT, OPT_VERSION, OPT_GIT, OPT_REF, OPT_PATH };
+
+static const struct option global_opts[] = {
+	{"socket", required_argument, NULL, 's'},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, OPT_VERSION},
+	{NULL, 0, NULL, 0},
+};
+
+static void global_opt(struct ctl *c, int o)
+{
+	switch (o) {
+	case 's':
+		c->socket = optarg;
+		break;
+	case OPT_JSON:
+		c->json = true;
+		break;
+	case OPT_TIMEOUT:
+		if (ctl_parse_duration_ms(optarg, &c->timeout_ms) < 0 || c->timeout_ms == 0)
+			die_usage("invalid --timeout '%s' (e.g. 500ms, 10s, 5m)", optarg);
+		break;
+	case 'h':
+		fputs(usage_text, stdout);
+		exit(EXIT_DONE);
+	case OPT_VERSION:
+		printf("agentctl (shoal) %s\n", SHOAL_VERSION);
+		exit(EXIT_DONE);
+	default:
+		die_usage("unknown option");
+	}
+}
+
+/*
+ * Parse a command's own options (plus the global ones, allowed after the command too) and
+ * its positional arguments into @pos (at most @maxpos; their count is returned).
+ */
+static int sub_args(struct ctl *c, int argc, char **argv, const struct option *extra,
+		    void (*on_opt)(int o, const char *arg, void *ud), void *ud, char **pos,
+		    int maxpos, const char *what)
+{
+	struct option opts[16];
+	int n = 0;
+	for (const struct option *o = global_opts; o->name; o++)
+		opts[n++] = *o;
+	for (const struct option *o = extra; o && o->name; o++)
+		opts[n++] = *o;
+	opts[n] = (struct option){NULL, 0, NULL, 0};
+	optind = 0;
+	opterr = 0;
+	int o;
+	while ((o = getopt_long(argc, argv, ":s:h", opts, NULL)) != -1) {
+		if (o == '?')
+			die_usage("%s: unknown option '%s'", what, argv[optind - 1]);
+		if (o == ':')
+			die_usage("%s: option '%s' needs a value", what, argv[optind - 1]);
+		if (o >= OPT_GIT && on_opt)
+			on_opt(o, optarg, ud);
+		else
+			global_opt(c, o);
+	}
+	int np = argc - optind;
+	if (np > maxpos)
+		die_usage("%s: unexpected argument '%s'", what, argv[optind + maxpos]);
+	for (int i = 0; i < np; i++)
+		pos[i] = argv[optind + i];
+	return np;
+}
+
+struct import_opts {
+	const char *git, *ref, *path;
+};
+
+static void import_opt(int o, const char *arg, void *ud)
+{
+	struct import_opts *io = ud;
+	if (o == OPT_GIT)
+		io->git = arg;
+	else if (o == OPT_REF)
+		io->ref = arg;
+	else if (o == OPT_PATH)
+		io->path = arg;
+}
+
+static int cmd_import(struct ctl *c, int argc, char **argv)
+{
+	static const struct option extra[] = {
+		{"git", required_argument, NULL, OPT_GIT},
+		{"ref", required_argument, NULL, OPT_REF},
+		{"path", required_argument, NULL, OPT_PATH},
+		{NULL, 0, NULL, 0},
+	};
+	struct import_opts io = {NULL, NULL, NULL};
+	char *pos[1];
+	int np = sub_args(c, argc, argv, extra, import_opt, &io, pos, 1, "artifact import");
+	struct ctl_enc e;
+	char *abs = NULL;
+	int x;
+	if (io.git) {
+		if (np)
+			die_usage("artifact import: give either DIR or --git REPO, not both");
+		if (!io.ref)
+			die_usage("artifact import --git: --ref REF is required");
+		if (!*io.git || !*io.ref || (io.path && !*io.path))
+			die_usage("artifact import --git: empty argument");
+	} else {
+		if (io.ref || io.path)
+			die_usage("artifact import: --ref and --path go with --git");
+		if (np != 1)
+			die_usage("artifact import: DIR or --git REPO --ref REF is required");
+		if (!*pos[0])
+			die_usage("artifact import: empty DIR");
+	}
+	ctl_enc_init(&e);
+	if (io.git) {
+		abs = absolute(io.git);
+		if (!abs) {
+			errf("%s: %s", io.git, strerror(errno));
+			ctl_enc_release(&e);
+			return EXIT_FAILED;
+		}
+		ctl_enc_request(&e, "artifact.import_git", true);
+		ctl_enc_map(&e, io.path ? 3 : 2);
+		ctl_enc_str(&e, "repo");
+		ctl_enc_str(&e, abs);
+		ctl_enc_str(&e, "ref");
+		ctl_enc_str(&e, io.ref);
+		if (io.path) {
+			ctl_enc_str(&e, "path");
+			ctl_enc_str(&e, io.path);
+		}
+	} else {
+		abs = absolute(pos[0]);
+		if (!abs) {
+			errf("%s: %s", pos[0], strerror(errno));
+			ctl_enc_release(&e);
+			return EXIT_FAILED;
+		}
+		ctl_enc_request(&e, "artifact.import", true);
+		ctl_enc_map(&e, 1);
+		ctl_enc_str(&e, "dir");
+		ctl_enc_str(&e, abs);
+	}
+	x = finish(c, roundtrip(c, &e), print_import);
+	free(abs);
+	ctl_enc_release(&e);
+	return x;
+}
+
+static int simple(struct ctl *c, const char *op, const char *key, const char *val,
+		  void (*human)(struct ctl *c, const msgpack_object *r))
+{
+	struct ctl_enc e;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, op, key != NULL);
+	if (key) {
+		ctl_enc_map(&e, 1);
+		ctl_enc_str(&e, key);
+		ctl_enc_str(&e, val);
+	}
+	int x = finish(c, roundtrip(c, &e), human);
+	ctl_enc_release(&e);
+	return x;
+}
+
+static const char *const later_commands[] = {
+	"members", "services", "votes", "events", "deploy", "rollback", "keyring", "join", "leave",
+};
+
+int main(int argc, char **argv)
+{
+	struct ctl c = {.fd = -1, .timeout_ms = DEFAULT_TIMEOUT_MS};
+	const char *env = getenv("SHOAL_SOCKET");
+	c.socket = env && *env ? env : AGENT_DEFAULT_SOCKET;
+	char *pos[2];
+	int x = EXIT_USAGE, o;
+
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, "+:s:h", global_opts, NULL)) != -1) {
+		if (o == '?')
+			die_usage("unknown option '%s'", argv[optind - 1]);
+		if (o == ':')
+			die_usage("option '%s' needs a value", argv[optind - 1]);
+		global_opt(&c, o);
+	}
+	if (optind >= argc)
+		die_usage("no command given");
+	const char *cmd = argv[optind];
+	int sargc = argc - optind;
+	char **sargv = argv + optind;
+
+	for (size_t i = 0; i < sizeof later_commands / sizeof later_commands[0]; i++)
+		if (strcmp(cmd, later_commands[i]) == 0) {
+			errf("'%s' is not available in this version", cmd);
+			return EXIT_FAILED;
+		}
+	if (strcmp(cmd, "status") == 0) {
+		sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 0, "status");
+		x = simple(&c, "status", NULL, NULL, print_status);
+	} else if (strcmp(cmd, "ping") == 0) {
+		sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 0, "ping");
+		x = simple(&c, "ping", NULL, NULL, print_ping);
+	} else if (strcmp(cmd, "history") == 0) {
+		if (sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 1, "history") != 1)
+			die_usage("history: SERVICE is required");
+		history_service = pos[0];
+		x = simple(&c, "history", "service", pos[0], print_history);
+	} else if (strcmp(cmd, "artifact") == 0) {
+		if (sargc < 2)
+			die_usage("artifact: import, list or show expected");
+		const char *sub = sargv[1];
+		if (strcmp(sub, "import") == 0) {
+			x = cmd_import(&c, sargc - 1, sargv + 1);
+		} else if (strcmp(sub, "list") == 0) {
+			int np = sub_args(&c, sargc - 1, sargv + 1, NULL, NULL, NULL, pos, 1,
+					  "artifact list");
+			x = simple(&c, "artifact.list", np ? "service" : NULL, np ? pos[0] : NULL,
+				   print_list);
+		} else if (strcmp(sub, "show") == 0) {
+			if (sub_args(&c, sargc - 1, sargv + 1, NULL, NULL, NULL, pos, 1,
+				     "artifact show") != 1)
+				die_usage("artifact show: ID is required");
+			x = simple(&c, "artifact.show", "id", pos[0], print_show);
+		} else {
+			die_usage("artifact: unknown subcommand '%s' (import, list, show)", sub);
+		}
+	} else {
+		die_usage("unknown command '%s'", cmd);
+	}
+	ctl_cleanup(&c);
+	return x;
+}

@@ -1,0 +1,10 @@
+# Integration tests of agentd and agentctl (owned by the agent module): real processes, real
+# unix sockets, state in fresh temporary directories.
+shoal_c_test(integration_agent_socket SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/agent_socket.c
+             LIB shoal_agent TIMEOUT 300 LABELS integration)
+shoal_sh_test(integration_agent_cli ${CMAKE_CURRENT_SOURCE_DIR}/agent_cli.sh
+              TIMEOUT 300 LABELS integration)
+# Building the C test builds the programs both tests drive.
+if(TARGET agentd AND TARGET agentctl)
+  add_dependencies(integration_agent_socket agentd agentctl)
+endif()
