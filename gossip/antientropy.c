@@ -1,0 +1,452 @@
+/*
+ * gossip/antientropy.c: one TCP push-pull exchange per connection (protocol in antientropy.h).
+ *
+ * A connection owns two handles (the TCP stream and its deadline timer) and is freed when both
+ * close callbacks have run. Writes own their buffer (prefix + sealed frame) in the write
+ * request; uv_close cancels pending writes and their callbacks free them. The receive side
+ * keeps at most one frame plus one read in memory: the frame length is checked against
+ * GOSSIP_FRAME_MAX as soon as its 4-byte prefix arrives, before anything is buffered, so a
+ * peer without the key can make us hold at most ~1 MiB per connection for timeout_ms, and at
+ * most max_in connections at once.
+ */
+#include "gossip/antientropy.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum ae_state {
+	AE_CONNECTING,	 /* A: waiting for connect */
+	AE_WAIT_DIFF,	 /* A: waiting for DIFF(B->A); B: waiting for DIFF(A->B) */
+	AE_WAIT_DIGEST,	 /* A: waiting for DIGEST(B); B: waiting for DIGEST(A) */
+	AE_FLUSHING,	 /* A: last frame written, close after the write completes */
+	AE_DONE,	 /* closing */
+};
+
+struct gossip__ae_conn {
+	struct gossip__ae *ae;
+	struct gossip__ae_conn *prev, *next;
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t connect;
+	bool initiator, counted_done, refused;
+	int state;
+	int handles_open;
+	uint8_t peer[GOSSIP_SENDER_LEN];
+	bool have_peer;
+	uint8_t *rbuf;
+	size_t rlen, rcap;
+};
+
+struct ae_write {
+	uv_write_t req;
+	struct gossip__ae_conn *conn;
+	size_t len;
+	uint8_t data[]; /* prefix + sealed frame */
+};
+
+/* Room in one frame for a core buffer. */
+#define AE_PLAIN_MAX (GOSSIP_FRAME_MAX - GOSSIP_SEAL_OVERHEAD_BYTES)
+
+void gossip__ae_init(struct gossip__ae *ae)
+{
+	ae->conns = NULL;
+	ae->n_in = ae->n_out = ae->n_conns = 0;
+	ae->closing = false;
+}
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+	struct gossip__ae_conn *c = h->data;
+	struct gossip__ae *ae = c->ae;
+
+	if (--c->handles_open > 0)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		ae->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (c->initiator)
+		ae->n_out--;
+	else if (!c->refused)
+		ae->n_in--;
+	ae->n_conns--;
+	free(c->rbuf);
+	free(c);
+	if (ae->closing && ae->n_conns == 0 && ae->drained)
+		ae->drained(ae->ud);
+}
+
+/* End the connection; @ok says whether the exchange completed. Idempotent. */
+static void conn_end(struct gossip__ae_conn *c, bool ok)
+{
+	bool report = false;
+
+	if (!c->counted_done) {
+		c->counted_done = true;
+		if (!c->refused) {
+			if (ok)
+				c->ae->stats->sync_ok++;
+			else
+				c->ae->stats->sync_failed++;
+			report = true;
+		}
+	}
+	if (c->state != AE_DONE) {
+		c->state = AE_DONE;
+		uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+		uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+	}
+	/* Last: the callback may start another exchange (the handles above are already closing,
+	 * and @c stays allocated until their close callbacks). */
+	if (report && c->ae->done && !c->ae->closing)
+		c->ae->done(c->ae->ud, c->initiator, ok);
+}
+
+static void conn_timeout(uv_timer_t *timer)
+{
+	conn_end(timer->data, false);
+}
+
+static void write_done(uv_write_t *req, int status)
+{
+	struct ae_write *w = (struct ae_write *)req;
+	struct gossip__ae_conn *c = w->conn;
+
+	free(w);
+	if (c->state == AE_DONE)
+		return;
+	if (status < 0) {
+		conn_end(c, false);
+		return;
+	}
+	if (c->state == AE_FLUSHING)
+		conn_end(c, true);
+}
+
+/* Seal @plain into one frame and queue it. @return 0 or -errno (the caller ends the conn). */
+static int conn_send(struct gossip__ae_conn *c, const uint8_t *plain, size_t len)
+{
+	struct ae_write *w;
+	size_t sealed = 0;
+	uv_buf_t buf;
+	int r;
+
+	if (len > AE_PLAIN_MAX)
+		return -EMSGSIZE;
+	w = malloc(sizeof(*w) + GOSSIP_FRAME_PREFIX + len + GOSSIP_SEAL_OVERHEAD_BYTES);
+	if (!w)
+		return -ENOMEM;
+	r = gossip_crypto_seal(c->ae->crypto, GOSSIP_SEAL_STREAM, plain, len,
+			       w->data + GOSSIP_FRAME_PREFIX, len + GOSSIP_SEAL_OVERHEAD_BYTES,
+			       &sealed);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	gossip_frame_put_len(w->data, (uint32_t)sealed);
+	w->conn = c;
+	w->len = GOSSIP_FRAME_PREFIX + sealed;
+	buf = uv_buf_init((char *)w->data, (unsigned)w->len);
+	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, write_done);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	c->ae->stats->stream_bytes_out += w->len;
+	return 0;
+}
+
+static int send_digest(struct gossip__ae_conn *c)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r = gossip_sync_digest(c->ae->core, &buf, &len);
+
+	if (r < 0)
+		return r;
+	r = conn_send(c, buf, len);
+	free(buf);
+	return r;
+}
+
+static int send_diff(struct gossip__ae_conn *c, const uint8_t *digest, size_t dlen)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r = gossip_sync_diff(c->ae->core, uv_now(c->ae->loop), digest, dlen, AE_PLAIN_MAX,
+				 &buf, &len);
+
+	c->ae->kick(c->ae->ud); /* a refutation may have been queued */
+	if (r < 0)
+		return r;
+	r = conn_send(c, buf, len);
+	free(buf);
+	return r;
+}
+
+static int apply_diff(struct gossip__ae_conn *c, const uint8_t *buf, size_t len)
+{
+	int r = gossip_sync_apply(c->ae->core, uv_now(c->ae->loop), buf, len);
+
+	c->ae->kick(c->ae->ud);
+	if (r < 0)
+		return r;
+	c->ae->stats->sync_applied += (uint64_t)r;
+	return 0;
+}
+
+/* One opened frame. @return 0 to go on, 1 when the exchange is complete, <0 on error. */
+static int conn_frame(struct gossip__ae_conn *c, const uint8_t *plain, size_t len)
+{
+	int r;
+
+	switch (c->state) {
+	case AE_WAIT_DIGEST:
+		if (c->initiator) {
+			/* A: B's digest; answer with what B lacks, then close after the write */
+			r = send_diff(c, plain, len);
+			if (r < 0)
+				return r;
+			c->state = AE_FLUSHING;
+			return 0;
+		}
+		/* B: A's digest; answer with our diff and our digest */
+		r = send_diff(c, plain, len);
+		if (r < 0)
+			return r;
+		r = send_digest(c);
+		if (r < 0)
+			return r;
+		c->state = AE_WAIT_DIFF;
+		return 0;
+	case AE_WAIT_DIFF:
+		r = apply_diff(c, plain, len);
+		if (r < 0)
+			return r;
+		if (c->initiator) {
+			c->state = AE_WAIT_DIGEST;
+			return 0;
+		}
+		return 1;
+	default:
+		return -EPROTO; /* a frame after the last one */
+	}
+}
+
+/* Open the whole frame at c->rbuf (@need bytes, prefix included) and act on it.
+ * @return as conn_frame(). */
+static int conn_whole_frame(struct gossip__ae_conn *c, size_t need)
+{
+	size_t plen = 0, slen = need - GOSSIP_FRAME_PREFIX;
+	uint8_t sender[GOSSIP_SENDER_LEN];
+	uint8_t *plain = malloc(slen); /* the plaintext is shorter than the sealed packet */
+	int r;
+
+	if (!plain)
+		return -ENOMEM;
+	/* a failure is counted by reason in the crypto stats (mirrored by the transport) */
+	r = gossip_crypto_open(c->ae->crypto, GOSSIP_SEAL_STREAM, c->rbuf + GOSSIP_FRAME_PREFIX,
+			       slen, plain, slen, &plen, sender);
+	if (r < 0)
+		goto out;
+	/* every frame of a connection comes from the same node */
+	if (c->have_peer && memcmp(sender, c->peer, GOSSIP_SENDER_LEN) != 0) {
+		r = -EPROTO;
+		goto out;
+	}
+	memcpy(c->peer, sender, GOSSIP_SENDER_LEN);
+	c->have_peer = true;
+	c->rlen = 0;
+	r = conn_frame(c, plain, plen);
+out:
+	free(plain);
+	return r;
+}
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct gossip__ae_conn *c = h->data;
+
+	*buf = uv_buf_init((char *)c->ae->scratch, sizeof(c->ae->scratch));
+}
+
+static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct gossip__ae_conn *c = s->data;
+	struct gossip__ae *ae = c->ae;
+	const uint8_t *in = (const uint8_t *)buf->base;
+	size_t left = nread > 0 ? (size_t)nread : 0;
+	int r = 0;
+
+	if (c->state == AE_DONE)
+		return;
+	if (nread < 0) {
+		conn_end(c, false); /* EOF before the exchange completed, or an error */
+		return;
+	}
+	ae->stats->stream_bytes_in += left;
+	while (left > 0) {
+		size_t need = GOSSIP_FRAME_PREFIX, take;
+
+		/* Learn the frame's size (and refuse a bad one) before buffering its body. */
+		if (c->rlen >= GOSSIP_FRAME_PREFIX) {
+			r = gossip_frame_parse(c->rbuf, c->rlen, &need);
+			if (r < 0) {
+				ae->stats->drops[GOSSIP_DROP_TOO_SHORT]++;
+				goto fail;
+			}
+		}
+		if (c->rcap < need) {
+			size_t ncap = need < 4096 ? 4096 : need;
+			uint8_t *n = realloc(c->rbuf, ncap);
+
+			if (!n) {
+				r = -ENOMEM;
+				goto fail;
+			}
+			c->rbuf = n;
+			c->rcap = ncap;
+		}
+		take = need - c->rlen < left ? need - c->rlen : left;
+		memcpy(c->rbuf + c->rlen, in, take);
+		c->rlen += take;
+		in += take;
+		left -= take;
+		if (c->rlen < GOSSIP_FRAME_PREFIX)
+			continue;
+		/* The prefix is complete: check it now, even if no more bytes come. */
+		r = gossip_frame_parse(c->rbuf, c->rlen, &need);
+		if (r < 0) {
+			ae->stats->drops[GOSSIP_DROP_TOO_SHORT]++;
+			goto fail;
+		}
+		if (r == 0)
+			continue;
+		r = conn_whole_frame(c, need);
+		if (r < 0)
+			goto fail;
+		if (r == 1) {
+			conn_end(c, true);
+			return;
+		}
+	}
+	return;
+fail:
+	conn_end(c, false);
+}
+
+static struct gossip__ae_conn *conn_new(struct gossip__ae *ae, bool initiator)
+{
+	struct gossip__ae_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->ae = ae;
+	c->initiator = initiator;
+	if (uv_tcp_init(ae->loop, &c->tcp) < 0) {
+		free(c);
+		return NULL;
+	}
+	uv_timer_init(ae->loop, &c->timer); /* cannot fail */
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->handles_open = 2;
+	c->next = ae->conns;
+	if (ae->conns)
+		ae->conns->prev = c;
+	ae->conns = c;
+	ae->n_conns++;
+	if (initiator)
+		ae->n_out++;
+	else
+		ae->n_in++;
+	uv_timer_start(&c->timer, conn_timeout, ae->timeout_ms, 0);
+	return c;
+}
+
+static void conn_connected(uv_connect_t *req, int status)
+{
+	struct gossip__ae_conn *c = req->data;
+	int r;
+
+	if (c->state == AE_DONE)
+		return;
+	if (status < 0) {
+		conn_end(c, false);
+		return;
+	}
+	c->state = AE_WAIT_DIFF;
+	r = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
+	if (r >= 0)
+		r = send_digest(c);
+	if (r < 0)
+		conn_end(c, false);
+}
+
+int gossip__ae_connect(struct gossip__ae *ae, const struct sockaddr *sa)
+{
+	struct gossip__ae_conn *c;
+	int r;
+
+	if (ae->closing)
+		return -ESHUTDOWN;
+	if (ae->n_out >= ae->max_out)
+		return -EBUSY;
+	c = conn_new(ae, true);
+	if (!c)
+		return -ENOMEM;
+	c->state = AE_CONNECTING;
+	c->connect.data = c;
+	ae->stats->sync_started++;
+	r = uv_tcp_connect(&c->connect, &c->tcp, sa, conn_connected);
+	if (r < 0) {
+		/* the connect callback will not run; close the handles (counted as failed) */
+		conn_end(c, false);
+		return r;
+	}
+	return 0;
+}
+
+int gossip__ae_accept(struct gossip__ae *ae, uv_stream_t *server)
+{
+	struct gossip__ae_conn *c;
+	bool refuse = ae->closing || ae->n_in >= ae->max_in;
+	int r;
+
+	c = conn_new(ae, false);
+	if (!c)
+		return -ENOMEM;
+	r = uv_accept(server, (uv_stream_t *)&c->tcp);
+	if (refuse) {
+		ae->n_in--;
+		c->refused = true;
+		ae->stats->sync_refused++;
+		conn_end(c, false);
+		return r < 0 ? r : 0;
+	}
+	if (r < 0) {
+		conn_end(c, false);
+		return r;
+	}
+	ae->stats->sync_accepted++;
+	c->state = AE_WAIT_DIGEST;
+	r = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
+	if (r < 0) {
+		conn_end(c, false);
+		return r;
+	}
+	return 0;
+}
+
+void gossip__ae_close_all(struct gossip__ae *ae)
+{
+	ae->closing = true;
+	for (struct gossip__ae_conn *c = ae->conns; c; c = c->next)
+		if (c->state != AE_DONE)
+			conn_end(c, false);
+	if (ae->n_conns == 0 && ae->drained)
+		ae->drained(ae->ud);
+}

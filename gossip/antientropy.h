@@ -1,0 +1,70 @@
+/*
+ * gossip/antientropy.h: the TCP side of anti-entropy (internal to gossip/; the agent uses
+ * gossip/transport.h).
+ *
+ * One exchange is one TCP connection carrying four sealed frames (gossip/crypto.h, kind
+ * GOSSIP_SEAL_STREAM), whose plaintexts are the core's gossip_sync_* buffers:
+ *
+ *      initiator A                                    responder B
+ *      connect ------------------------------------->  accept (refused beyond max_in)
+ *      DIGEST(A) ----------------------------------->  diff(B, digest A)
+ *                <-----------------------------------  DIFF(B->A)
+ *                <-----------------------------------  DIGEST(B)
+ *      apply(DIFF B->A), diff(A, digest B)
+ *      DIFF(A->B) ---------------------------------->  apply(DIFF A->B)
+ *      close after the write                           close
+ *
+ * Every frame of one connection must come from the same authenticated sender. A diff is capped
+ * to fit one frame (the core sends a random subset when it does not fit; the next exchange
+ * sends more). Each connection has a deadline (timeout_ms) for the whole exchange; any error
+ * (open failure, bad frame length, core -EBADMSG, EOF early) closes it and counts a failure.
+ */
+#ifndef SHOAL_GOSSIP_ANTIENTROPY_H
+#define SHOAL_GOSSIP_ANTIENTROPY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "gossip/crypto.h"
+#include "gossip/gossip.h"
+#include "gossip/transport.h"
+
+struct gossip__ae_conn;
+
+struct gossip__ae {
+	uv_loop_t *loop;
+	struct gossip *core;
+	struct gossip_crypto *crypto;
+	struct gossip_transport_stats *stats; /* borrowed, updated in place */
+	void (*kick)(void *ud);		      /* the core's state may have changed */
+	void (*drained)(void *ud);	      /* after close_all, when the last conn is freed */
+	void (*done)(void *ud, bool initiator, bool ok); /* an exchange ended; may be NULL */
+	void *ud;
+	uint32_t timeout_ms;
+	unsigned max_in, max_out;
+	/* state */
+	struct gossip__ae_conn *conns; /* doubly linked */
+	unsigned n_in, n_out, n_conns;
+	bool closing;
+	uint8_t scratch[64 * 1024]; /* read buffer handed to libuv; copied out in read_cb */
+};
+
+/* Prepare @ae (fields above the "state" line filled by the caller). */
+void gossip__ae_init(struct gossip__ae *ae);
+
+/* Start an exchange with @sa. @return 0; -EBUSY (max_out reached); -ESHUTDOWN (closing);
+ * -ENOMEM; -errno of uv_tcp_connect. */
+int gossip__ae_connect(struct gossip__ae *ae, const struct sockaddr *sa);
+
+/* Accept one pending connection of @server (call from its connection callback). Beyond max_in
+ * the connection is accepted and closed at once (counted sync_refused). @return 0 or -errno. */
+int gossip__ae_accept(struct gossip__ae *ae, uv_stream_t *server);
+
+/* Close every connection; ae->drained is called (from the loop, possibly at once) when none
+ * is left. Further connects fail with -ESHUTDOWN, accepts are refused. */
+void gossip__ae_close_all(struct gossip__ae *ae);
+
+#endif /* SHOAL_GOSSIP_ANTIENTROPY_H */

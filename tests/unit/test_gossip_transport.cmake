@@ -1,0 +1,1 @@
+set_tests_properties(unit_gossip_transport PROPERTIES TIMEOUT 180)
