@@ -21,6 +21,11 @@
 #include "agent/ctl_server.h"
 #include "store/store.h"
 
+struct cluster;
+struct brain;
+struct metrics;
+struct fetch;
+
 struct agent {
 	uv_loop_t loop;
 	struct agent_config cfg;	/* immutable once serving (SIGHUP applies the log level
@@ -36,6 +41,11 @@ struct agent {
 	uint64_t start_wall_ms;		/* immutable */
 
 	struct ctl_server *ctl;
+	struct cluster *cluster;	/* gossip (agent/cluster.h); NULL once closed */
+	struct metrics *metrics;	/* --metrics endpoint (agent/metrics.h) or NULL */
+	struct brain *brain;		/* cluster brain (agent/brain.h) or NULL; loop thread */
+	struct fetch *fetch;		/* peer-to-peer artifacts (agent/fetch.h) or NULL; loop */
+	void (*stop)(struct agent *a, const char *why); /* set by main: begin a clean exit */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t watchdog;
 	uint64_t watchdog_usec;		/* 0: no watchdog */

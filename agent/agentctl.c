@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/brain.h"
 #include "agent/config.h"
 #include "agent/ctl_proto.h"
 
@@ -31,17 +32,34 @@ static const char usage_text[] =
 	"Talk to the local Shoal agent (agentd).\n"
 	"\n"
 	"Commands:\n"
-	"  status                         this node: id, name, version, uptime, store\n"
+	"  status                         this node: id, name, version, uptime, store, gossip\n"
 	"  artifact import DIR            import a directory (with release.ini); prints the id\n"
 	"  artifact import --git REPO --ref REF [--path SUBDIR]\n"
 	"                                 import the tree of a git ref; prints the id\n"
 	"  artifact list [SERVICE]        artifacts held by this node, oldest first\n"
 	"  artifact show ID               one artifact (full id or a unique prefix of 4+ digits)\n"
+	"  artifact fetch ID [--from IP:PORT]...  fetch an artifact from peers (default: every\n"
+	"                                 live member) and wait for it (up to --timeout)\n"
 	"  history SERVICE                revisions of a service, newest first\n"
 	"  ping                           check that the agent answers\n"
+	"  members                        the cluster: name, address, state, incarnation,\n"
+	"                                 labels, round-trip time\n"
+	"  join ADDR:PORT...              contact these members (numeric; port default 7946)\n"
+	"  leave                          leave the cluster gracefully; the agent then exits\n"
+	"  keyring list                   installed cluster keys (ids), primary first\n"
+	"  keyring install KEYFILE        add the key in KEYFILE (base64 of 32 bytes)\n"
+	"  keyring use KEYID              seal with this key from now on\n"
+	"  keyring remove KEYID           remove a key (not the primary)\n"
 	"\n"
-	"Not available in this version (they exit with status 1): members, services, votes,\n"
-	"events, deploy, rollback, keyring, join, leave.\n"
+	"  deploy SERVICE ARTIFACT [--scope site:NAME] [--reason TEXT] [--wait] [--force]\n"
+	"                                 create the next revision (cluster-wide); --force\n"
+	"                                 deploys a condemned artifact\n"
+	"  rollback SERVICE [--to REV] [--scope site:NAME] [--reason TEXT] [--wait] [--local]\n"
+	"                                 vote to roll back; --wait: until this node swapped\n"
+	"                                 (exit 3 after --timeout with the votes so far)\n"
+	"  votes SERVICE [--rev REV]      votes, eligible voters and quorum of a revision\n"
+	"  services                       desired and running revision and health per service\n"
+	"  events [--follow] [--since N]  what the agent saw and did (a bounded ring)\n"
 	"\n"
 	"Options:\n"
 	"  -s, --socket PATH     agent socket (default $SHOAL_SOCKET, else " AGENT_DEFAULT_SOCKET ")\n"
@@ -436,6 +454,40 @@ static void print_ping(struct ctl *c, const msgpack_object *r)
 	puts("pong");
 }
 
+static void print_gossip_status(const msgpack_object *g)
+{
+	char b1[128], b2[128], b3[32];
+	if (!g || g->type != MSGPACK_OBJECT_MAP) {
+		if (g)
+			printf("Gossip:     off (see the agent's log)\n");
+		return;
+	}
+	const msgpack_object *m = ctl_map_get(g, "members"), *p = ctl_map_get(g, "packets"),
+			     *d = ctl_map_get(g, "dropped"), *sy = ctl_map_get(g, "sync");
+	printf("Gossip:     %s, advertised as %s%s\n", field(g, "bind", "-", b1, sizeof b1),
+	       field(g, "advertise", "-", b2, sizeof b2), bfield(g, "left") ? " (left)" : "");
+	printf("Members:    %llu alive, %llu suspect, %llu dead, %llu left\n",
+	       (unsigned long long)ufield(m, "alive"), (unsigned long long)ufield(m, "suspect"),
+	       (unsigned long long)ufield(m, "dead"), (unsigned long long)ufield(m, "left"));
+	printf("Incarnation: %llu; %llu record(s)\n", (unsigned long long)ufield(g, "incarnation"),
+	       (unsigned long long)ufield(g, "records"));
+	printf("Keyring:    %llu key(s), primary %s\n", (unsigned long long)ufield(g, "keys"),
+	       field(g, "primary_key", "-", b3, sizeof b3));
+	printf("Packets:    %llu in, %llu out; anti-entropy %llu ok, %llu failed\n",
+	       (unsigned long long)ufield(p, "in"), (unsigned long long)ufield(p, "out"),
+	       (unsigned long long)ufield(sy, "ok"), (unsigned long long)ufield(sy, "failed"));
+	printf("Dropped:   ");
+	if (d && d->type == MSGPACK_OBJECT_MAP)
+		for (uint32_t i = 0; i < d->via.map.size; i++) {
+			const msgpack_object_kv *kv = &d->via.map.ptr[i];
+			if (kv->key.type == MSGPACK_OBJECT_STR &&
+			    kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+				printf(" %.*s=%llu", (int)kv->key.via.str.size, kv->key.via.str.ptr,
+				       (unsigned long long)kv->val.via.u64);
+		}
+	printf("\n");
+}
+
 static void print_status(struct ctl *c, const msgpack_object *r)
 {
 	char b1[256], b2[256], b3[64], b4[64], b5[64];
@@ -462,6 +514,7 @@ static void print_status(struct ctl *c, const msgpack_object *r)
 	       b5);
 	printf("Clients:    %llu\n", (unsigned long long)ufield(cn, "clients"));
 	printf("Log level:  %s\n", field(r, "log_level", "-", b1, sizeof b1));
+	print_gossip_status(ctl_map_get(r, "gossip"));
 }
 
 static void print_import(struct ctl *c, const msgpack_object *r)
@@ -630,7 +683,7 @@ static char *absolute(const char *p)
 	return r;
 }
 
-enum { OPT_JSON = 1000, OPT_TIMEOUT, OPT_VERSION, OPT_GIT, OPT_REF, OPT_PATH };
+enum { OPT_JSON = 1000, OPT_TIMEOUT, OPT_VERSION, OPT_GIT, OPT_REF, OPT_PATH, OPT_FROM };
 
 static const struct option global_opts[] = {
 	{"socket", required_argument, NULL, 's'},
@@ -781,6 +834,73 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 	return x;
 }
 
+struct fetch_opts {
+	const char *from[16];
+	int n;
+};
+
+static void fetch_opt(int o, const char *arg, void *ud)
+{
+	struct fetch_opts *fo = ud;
+	if (o != OPT_FROM)
+		return;
+	if (fo->n >= 16)
+		die_usage("artifact fetch: at most 16 --from");
+	fo->from[fo->n++] = arg;
+}
+
+static void print_fetch(struct ctl *c, const msgpack_object *r)
+{
+	char id[80];
+	(void)c;
+	printf("%s\n", field(r, "id", "-", id, sizeof id));
+}
+
+/* artifact.fetch starts (or joins) the transfer and reports its state: poll until done. */
+static int cmd_fetch(struct ctl *c, int argc, char **argv)
+{
+	static const struct option extra[] = {
+		{"from", required_argument, NULL, OPT_FROM},
+		{NULL, 0, NULL, 0},
+	};
+	struct fetch_opts fo = {.n = 0};
+	char *pos[1];
+	if (sub_args(c, argc, argv, extra, fetch_opt, &fo, pos, 1, "artifact fetch") != 1)
+		die_usage("artifact fetch: ID is required");
+	uint64_t until = mono_ms() + c->timeout_ms;
+	for (;;) {
+		struct ctl_enc e;
+		ctl_enc_init(&e);
+		ctl_enc_request(&e, "artifact.fetch", true);
+		ctl_enc_map(&e, fo.n ? 2 : 1);
+		ctl_enc_str(&e, "id");
+		ctl_enc_str(&e, pos[0]);
+		if (fo.n) {
+			ctl_enc_str(&e, "from");
+			ctl_enc_array(&e, (uint32_t)fo.n);
+			for (int i = 0; i < fo.n; i++)
+				ctl_enc_str(&e, fo.from[i]);
+		}
+		int x = roundtrip(c, &e);
+		ctl_enc_release(&e);
+		if (x != EXIT_DONE || !c->resp.ok)
+			return finish(c, x, NULL);
+		const msgpack_object *st = ctl_map_get(c->resp.result, "state");
+		if (!st || !ctl_obj_streq(st, "fetching"))
+			return finish(c, x, print_fetch);
+		if (mono_ms() >= until) {
+			errf("artifact fetch: still in progress after the timeout");
+			return EXIT_FAILED;
+		}
+		/* next poll on a fresh connection */
+		ctl_cleanup(c);
+		c->have_resp = false;
+		c->resp_buf = NULL;
+		c->fd = -1;
+		usleep(100 * 1000);
+	}
+}
+
 static int simple(struct ctl *c, const char *op, const char *key, const char *val,
 		  void (*human)(struct ctl *c, const msgpack_object *r))
 {
@@ -797,8 +917,162 @@ static int simple(struct ctl *c, const char *op, const char *key, const char *va
 	return x;
 }
 
+static void print_members(struct ctl *c, const msgpack_object *r)
+{
+	struct table t = {.ncols = 6};
+	if (r->type != MSGPACK_OBJECT_ARRAY)
+		return;
+	table_row(&t, (const char *const[]){"NAME", "ADDRESS", "STATE", "INCARNATION", "RTT",
+					    "LABELS"});
+	for (uint32_t i = 0; i < r->via.array.size; i++) {
+		const msgpack_object *m = &r->via.array.ptr[i];
+		char name[80], addr[80], state[16], inc[24], rtt[24], labels[512];
+		size_t off = 0;
+		labels[0] = 0;
+		const msgpack_object *l = ctl_map_get(m, "labels");
+		if (l && l->type == MSGPACK_OBJECT_MAP)
+			for (uint32_t k = 0; k < l->via.map.size && off < sizeof labels; k++) {
+				const msgpack_object_kv *kv = &l->via.map.ptr[k];
+				if (kv->key.type != MSGPACK_OBJECT_STR ||
+				    kv->val.type != MSGPACK_OBJECT_STR)
+					continue;
+				int w = snprintf(labels + off, sizeof labels - off, "%s%.*s=%.*s",
+						 off ? "," : "", (int)kv->key.via.str.size,
+						 kv->key.via.str.ptr, (int)kv->val.via.str.size,
+						 kv->val.via.str.ptr);
+				if (w < 0)
+					break;
+				off += (size_t)w;
+			}
+		for (char *q = labels; *q; q++)
+			if ((unsigned char)*q < 0x20 || *q == 0x7f)
+				*q = '?';
+		snprintf(inc, sizeof inc, "%llu", (unsigned long long)ufield(m, "incarnation"));
+		if (bfield(m, "self"))
+			snprintf(rtt, sizeof rtt, "(self)");
+		else if (ufield(m, "rtt_ms"))
+			snprintf(rtt, sizeof rtt, "%llums", (unsigned long long)ufield(m, "rtt_ms"));
+		else
+			snprintf(rtt, sizeof rtt, "-");
+		table_row(&t, (const char *const[]){field(m, "name", "-", name, sizeof name),
+						    field(m, "address", "-", addr, sizeof addr),
+						    field(m, "state", "-", state, sizeof state), inc,
+						    rtt, labels[0] ? labels : "-"});
+	}
+	table_print(&t);
+}
+
+static void print_keyring(struct ctl *c, const msgpack_object *r)
+{
+	char b[64], path[1024];
+	const msgpack_object *k = ctl_map_get(r, "keys");
+	printf("Keyring %s: %u key(s)\n", field(r, "path", "-", path, sizeof path),
+	       k && k->type == MSGPACK_OBJECT_ARRAY ? k->via.array.size : 0);
+	if (!k || k->type != MSGPACK_OBJECT_ARRAY)
+		return;
+	for (uint32_t i = 0; i < k->via.array.size; i++)
+		printf("  %s%s\n", field(&k->via.array.ptr[i], "id", "-", b, sizeof b),
+		       bfield(&k->via.array.ptr[i], "primary") ? "  (primary)" : "");
+}
+
+static void print_leave(struct ctl *c, const msgpack_object *r)
+{
+	fprintf(stderr, "leaving the cluster; the agent exits in about %llu ms\n",
+		(unsigned long long)ufield(r, "drain_ms"));
+}
+
+static void print_join(struct ctl *c, const msgpack_object *r)
+{
+	fprintf(stderr, "contacted %llu address(es); see agentctl members\n",
+		(unsigned long long)ufield(r, "contacted"));
+}
+
+static int cmd_join(struct ctl *c, int argc, char **argv)
+{
+	char *pos[16];
+	int np = sub_args(c, argc, argv, NULL, NULL, NULL, pos, 16, "join");
+	if (np < 1)
+		die_usage("join: ADDR:PORT is required");
+	struct ctl_enc e;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "join", true);
+	ctl_enc_map(&e, 1);
+	ctl_enc_str(&e, "addrs");
+	ctl_enc_array(&e, (uint32_t)np);
+	for (int i = 0; i < np; i++)
+		ctl_enc_str(&e, pos[i]);
+	int x = finish(c, roundtrip(c, &e), print_join);
+	ctl_enc_release(&e);
+	return x;
+}
+
+/* The first key line of a key file (base64; blank and '#' lines skipped). */
+static int read_key_file(const char *path, char *ret, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	int r = -ENOENT;
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof line, f)) {
+		char *s = line, *e;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		e = s + strlen(s);
+		while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+			*--e = 0;
+		if (!*s || *s == '#')
+			continue;
+		if (strlen(s) >= cap) {
+			r = -EINVAL;
+			break;
+		}
+		snprintf(ret, cap, "%s", s);
+		r = 0;
+		break;
+	}
+	memset(line, 0, sizeof line);
+	fclose(f);
+	return r;
+}
+
+static int cmd_keyring(struct ctl *c, int argc, char **argv)
+{
+	char *pos[2];
+	if (argc < 2)
+		die_usage("keyring: list, install, use or remove expected");
+	const char *sub = argv[1];
+	if (strcmp(sub, "list") == 0) {
+		sub_args(c, argc - 1, argv + 1, NULL, NULL, NULL, pos, 0, "keyring list");
+		return simple(c, "keyring.list", NULL, NULL, print_keyring);
+	}
+	if (strcmp(sub, "install") == 0) {
+		char key[128];
+		if (sub_args(c, argc - 1, argv + 1, NULL, NULL, NULL, pos, 1, "keyring install") != 1)
+			die_usage("keyring install: KEYFILE is required");
+		int r = read_key_file(pos[0], key, sizeof key);
+		if (r < 0) {
+			errf("%s: %s", pos[0], r == -ENOENT ? "no key in the file" :
+			     r == -EINVAL ? "not a key file" : strerror(-r));
+			return EXIT_FAILED;
+		}
+		int x = simple(c, "keyring.install", "key", key, print_keyring);
+		memset(key, 0, sizeof key);
+		return x;
+	}
+	if (strcmp(sub, "use") == 0 || strcmp(sub, "remove") == 0) {
+		char what[32];
+		snprintf(what, sizeof what, "keyring %s", sub);
+		if (sub_args(c, argc - 1, argv + 1, NULL, NULL, NULL, pos, 1, what) != 1)
+			die_usage("%s: KEYID is required (see agentctl keyring list)", what);
+		return simple(c, strcmp(sub, "use") == 0 ? "keyring.use" : "keyring.remove", "id",
+			      pos[0], print_keyring);
+	}
+	die_usage("keyring: unknown subcommand '%s' (list, install, use, remove)", sub);
+}
+
 static const char *const later_commands[] = {
-	"members", "services", "votes", "events", "deploy", "rollback", "keyring", "join", "leave",
+	"services", "votes", "events", "deploy", "rollback",
 };
 
 int main(int argc, char **argv)
@@ -823,6 +1097,11 @@ int main(int argc, char **argv)
 	int sargc = argc - optind;
 	char **sargv = argv + optind;
 
+	/* the cluster brain's commands (agent/brain_cli.c) */
+	x = brain_cli_main(c.socket, c.json, c.timeout_ms, cmd, sargc, sargv);
+	if (x >= 0)
+		return x;
+	x = EXIT_USAGE;
 	for (size_t i = 0; i < sizeof later_commands / sizeof later_commands[0]; i++)
 		if (strcmp(cmd, later_commands[i]) == 0) {
 			errf("'%s' is not available in this version", cmd);
@@ -831,9 +1110,21 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "status") == 0) {
 		sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 0, "status");
 		x = simple(&c, "status", NULL, NULL, print_status);
+		if (x == EXIT_DONE && !c.json)
+			brain_cli_status(c.socket, false, c.timeout_ms);
 	} else if (strcmp(cmd, "ping") == 0) {
 		sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 0, "ping");
 		x = simple(&c, "ping", NULL, NULL, print_ping);
+	} else if (strcmp(cmd, "members") == 0) {
+		sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 0, "members");
+		x = simple(&c, "members", NULL, NULL, print_members);
+	} else if (strcmp(cmd, "join") == 0) {
+		x = cmd_join(&c, sargc, sargv);
+	} else if (strcmp(cmd, "leave") == 0) {
+		sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 0, "leave");
+		x = simple(&c, "leave", NULL, NULL, print_leave);
+	} else if (strcmp(cmd, "keyring") == 0) {
+		x = cmd_keyring(&c, sargc, sargv);
 	} else if (strcmp(cmd, "history") == 0) {
 		if (sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 1, "history") != 1)
 			die_usage("history: SERVICE is required");
@@ -855,8 +1146,10 @@ int main(int argc, char **argv)
 				     "artifact show") != 1)
 				die_usage("artifact show: ID is required");
 			x = simple(&c, "artifact.show", "id", pos[0], print_show);
+		} else if (strcmp(sub, "fetch") == 0) {
+			x = cmd_fetch(&c, sargc - 1, sargv + 1);
 		} else {
-			die_usage("artifact: unknown subcommand '%s' (import, list, show)", sub);
+			die_usage("artifact: unknown subcommand '%s' (import, list, show, fetch)", sub);
 		}
 	} else {
 		die_usage("unknown command '%s'", cmd);

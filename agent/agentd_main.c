@@ -18,6 +18,10 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/brain.h"
+#include "agent/cluster.h"
+#include "agent/fetch.h"
+#include "agent/metrics.h"
 #include "agent/config.h"
 #include "agent/ctl_server.h"
 #include "agent/log.h"
@@ -59,6 +63,25 @@ static void ctl_closed(void *ud)
 	log_info("control socket closed");
 }
 
+static void cluster_closed(void *ud)
+{
+	struct agent *a = ud;
+	a->cluster = NULL;
+}
+
+static void metrics_closed(void *ud)
+{
+	struct agent *a = ud;
+	a->metrics = NULL;
+}
+
+/* After the drain of a clean leave (SIGTERM, agentctl leave): close the gossip layer. */
+static void cluster_left(void *ud)
+{
+	struct agent *a = ud;
+	cluster_close(a->cluster, cluster_closed, a);
+}
+
 static void agent_stop(struct agent *a, const char *why)
 {
 	if (a->stopping)
@@ -78,6 +101,14 @@ static void agent_stop(struct agent *a, const char *why)
 		uv_timer_stop(&a->watchdog);
 		uv_close((uv_handle_t *)&a->watchdog, handle_closed);
 	}
+	metrics_close(a->metrics, metrics_closed, a);
+	fetch_agent_stop(a);	/* before the cluster: its streams are the transport's */
+	brain_agent_stop(a);	/* before the cluster: it publishes through it */
+	/* Clean leave: gossip "left" for the drain time, then close (agent/cluster.h). After
+	 * `agentctl leave` the leave is already done (or draining): close now. */
+	if (a->cluster && (cluster_has_left(a->cluster) ||
+			   cluster_leave(a->cluster, cluster_left, a) < 0))
+		cluster_close(a->cluster, cluster_closed, a);
 }
 
 static void reload(struct agent *a)
@@ -96,6 +127,8 @@ static void reload(struct agent *a)
 	}
 	agent_log_set_level(c.log_level);
 	a->cfg.log_level = c.log_level;
+	if (a->cluster)
+		(void)cluster_keyring_reload(a->cluster);
 	/* Only the log level can change while running; say so for the rest. */
 #define CHANGED(f) ((a->cfg.f == NULL) != (c.f == NULL) || (c.f && strcmp(a->cfg.f, c.f) != 0))
 	if (CHANGED(node_name) || CHANGED(state_dir) || CHANGED(socket_path) ||
@@ -146,6 +179,7 @@ int main(int argc, char **argv)
 
 	memset(&a, 0, sizeof a);
 	a.lock_fd = -1;
+	a.stop = agent_stop;
 	a.argc = argc;
 	a.argv = argv;
 	agent_log_init();
@@ -226,6 +260,34 @@ int main(int argc, char **argv)
 			snprintf(a.node_id_hex + 2 * i, 3, "%02x", a.node_id[i]);
 	}
 
+	/* 4b. Gossip: keyring, transport, persisted members and records, join. */
+	{
+		r = cluster_new(&a.loop, &a.cfg, a.store, a.node_id, NULL, &a.cluster, err,
+				sizeof err);
+		/* The built-in default port taken (another agentd, serf, consul...): serve locally
+		 * rather than not at all; an explicitly chosen address must work. */
+		if (r == -EADDRINUSE && a.cfg.bind && strcmp(a.cfg.bind, AGENT_DEFAULT_BIND) == 0) {
+			log_error("%s; gossip is OFF, this agent serves locally only (set --bind to a "
+				  "free address)", err);
+			a.cluster = NULL;
+		} else if (r < 0) {
+			log_error("cannot start the cluster layer: %s", err);
+			goto cleanup;
+		}
+	}
+
+	/* 4b'. Peer-to-peer artifacts over the gossip port (agent/fetch.h). */
+	r = fetch_agent_start(&a);
+	if (r < 0)
+		goto cleanup;
+
+	/* 4c. Cluster brain: replicated revisions, votes, health; reconciler (agent/brain.h). */
+	r = brain_agent_start(&a, err, sizeof err);
+	if (r < 0) {
+		log_error("%s", err);
+		goto cleanup;
+	}
+
 	/* 5. Control socket. */
 	{
 		size_t nops;
@@ -245,6 +307,15 @@ int main(int argc, char **argv)
 		r = ctl_server_new(&a.loop, &co, &a.ctl, err, sizeof err);
 		if (r < 0) {
 			log_error("cannot open the control socket: %s", err);
+			goto cleanup;
+		}
+	}
+
+	/* 5b. Metrics endpoint (only with --metrics). */
+	if (a.cfg.metrics) {
+		r = metrics_new(&a.loop, &a, a.cfg.metrics, &a.metrics, err, sizeof err);
+		if (r < 0) {
+			log_error("cannot open the metrics endpoint: %s", err);
 			goto cleanup;
 		}
 	}
@@ -282,9 +353,6 @@ int main(int argc, char **argv)
 		log_info("no config file at %s; using defaults and flags", a.cfg.config_path);
 	else
 		log_info("config read from %s", a.cfg.config_path);
-	if (a.cfg.njoin || a.cfg.metrics || a.cfg.keyring || a.cfg.nlabels)
-		log_notice("cluster options (join, keyring, label, metrics) are accepted but not used "
-			   "by this version");
 	sd_notifyf(0, "READY=1\nSTATUS=serving on %s\nMAINPID=%lu", a.cfg.socket_path,
 		   (unsigned long)getpid());
 
@@ -297,6 +365,15 @@ cleanup:
 	if (loop_inited) {
 		if (a.ctl)
 			ctl_server_close(a.ctl, ctl_closed, &a);
+		/* Their handles must close through their own callbacks, before the walk below. */
+		metrics_close(a.metrics, metrics_closed, &a);
+		fetch_agent_stop(&a);
+		brain_agent_stop(&a);
+		while (a.brain && uv_run(&a.loop, UV_RUN_ONCE) != 0)
+			;
+		cluster_close(a.cluster, cluster_closed, &a);
+		while ((a.cluster || a.metrics) && uv_run(&a.loop, UV_RUN_ONCE) != 0)
+			;
 		uv_walk(&a.loop, close_walk_cb, NULL);
 		while (uv_run(&a.loop, UV_RUN_DEFAULT) != 0)
 			;

@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent/brain.h"
 #include "agent/ctl_proto.h"
 
 /* Keys; each is also a long option. has_arg is always required_argument. */
@@ -19,6 +20,7 @@ enum cfg_key {
 	K_NODE_NAME, K_STATE_DIR, K_SOCKET, K_LOG_LEVEL, K_BIND, K_ADVERTISE, K_JOIN, K_KEYRING,
 	K_CLUSTER, K_LABEL, K_METRICS, K_MAX_FILE_SIZE, K_MAX_SIZE, K_MAX_FILES, K_RETAIN,
 	K_MAP_MAX, K_SOCKET_GROUP, K_SOCKET_MODE, K_MAX_FRAME, K_MAX_CLIENTS, K_CLIENT_TIMEOUT,
+	K_QUORUM, K_MAX_PAR_SWAPS, /* cluster brain (agent/brain.h) */
 	K__COUNT
 };
 
@@ -44,6 +46,8 @@ static const char *const cfg_keys[K__COUNT] = {
 	[K_MAX_FRAME] = "max-frame-size",
 	[K_MAX_CLIENTS] = "max-clients",
 	[K_CLIENT_TIMEOUT] = "client-timeout",
+	[K_QUORUM] = "quorum",
+	[K_MAX_PAR_SWAPS] = "max-parallel-swaps-per-site",
 };
 
 enum { OPT_CONFIG = 1000, OPT_HELP, OPT_VERSION };
@@ -73,15 +77,23 @@ static const char usage_text[] =
 	"  --retain-revisions N        revisions kept per service (default 10)\n"
 	"  --store-map-max SIZE        largest the store may grow (default 64G)\n"
 	"\n"
-	"Cluster options: accepted and validated now, used once gossip and metrics are part of\n"
-	"agentd (this version runs the local node only and ignores them):\n"
-	"  --bind ADDR:PORT            gossip address (default " AGENT_DEFAULT_BIND ")\n"
-	"  --advertise ADDR:PORT       address announced to peers (default: --bind)\n"
-	"  --join ADDR:PORT            a peer to join at start (repeatable)\n"
-	"  --keyring FILE              cluster keyring\n"
+	"Cluster options:\n"
+	"  --bind ADDR:PORT            gossip address, UDP and TCP (default " AGENT_DEFAULT_BIND ")\n"
+	"  --advertise ADDR:PORT       address announced to peers (default: --bind; for a\n"
+	"                              wildcard bind, the first non-loopback address)\n"
+	"  --join ADDR:PORT            a peer to join at start (repeatable); a restarted agent\n"
+	"                              also rejoins the members it knew\n"
+	"  --keyring FILE              cluster keyring (default STATE_DIR/keyring, created with a\n"
+	"                              new key if missing: copy it to every node)\n"
 	"  --cluster NAME              cluster name (default " AGENT_DEFAULT_CLUSTER ")\n"
 	"  --label KEY=VALUE           node label, e.g. site=par1 (repeatable)\n"
-	"  --metrics ADDR:PORT         Prometheus metrics endpoint (default: off)\n"
+	"  --metrics ADDR:PORT         Prometheus endpoint http://ADDR:PORT/metrics (default:\n"
+	"                              off; use a loopback address, e.g. 127.0.0.1:9464)\n"
+	"  --quorum SERVICE=SPEC       votes that decide a rollback of SERVICE: majority\n"
+	"                              (default), a count N, or a fraction N/D; repeatable;\n"
+	"                              must be the same on every node\n"
+	"  --max-parallel-swaps-per-site N  nodes of one site swapping a service at once\n"
+	"                              (best effort; default 0 = unlimited)\n"
 	"\n"
 	"  --help                      show this help and exit\n"
 	"  --version                   show the version and exit\n"
@@ -241,7 +253,7 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 	int r = 0;
 	const char *why = NULL;
 
-	if (p->seen[k] && k != K_JOIN && k != K_LABEL && !p->from_flags) {
+	if (p->seen[k] && k != K_JOIN && k != K_LABEL && k != K_QUORUM && !p->from_flags) {
 		snprintf(p->err, sizeof p->err, "%s: given twice", cfg_keys[k]);
 		return -EINVAL;
 	}
@@ -250,6 +262,8 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 		list_free(&c->join, &c->njoin);
 	if (p->from_flags && !p->seen[k] && k == K_LABEL)
 		list_free(&c->labels, &c->nlabels);
+	if (p->from_flags && !p->seen[k] && k == K_QUORUM)
+		list_free(&c->quorums, &c->nquorums);
 	p->seen[k] = true;
 
 	switch (k) {
@@ -376,6 +390,20 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 		else
 			c->client_timeout_ms = u;
 		break;
+	case K_QUORUM: {
+		struct brain_quorum_rule q;
+		if (brain_quorum_parse(v, &q) < 0)
+			why = "must be SERVICE=majority, SERVICE=N or SERVICE=N/D (0 < N <= D)";
+		else
+			r = list_add(&c->quorums, &c->nquorums, v);
+		break;
+	}
+	case K_MAX_PAR_SWAPS:
+		if (parse_uint(v, 0, 100000, &u) < 0)
+			why = "must be a number in 0..100000 (0 = unlimited)";
+		else
+			c->max_parallel_swaps_per_site = (unsigned)u;
+		break;
 	case K__COUNT:
 		break;
 	}
@@ -450,6 +478,7 @@ void agent_config_release(struct agent_config *c)
 	free(c->keyring);
 	free(c->cluster);
 	list_free(&c->labels, &c->nlabels);
+	list_free(&c->quorums, &c->nquorums);
 	free(c->metrics);
 	free(c->socket_group);
 	memset(c, 0, sizeof *c);

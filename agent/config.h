@@ -51,6 +51,11 @@ struct agent_config {
 	size_t nlabels;
 	char *metrics;			/* ADDR:PORT or NULL (off) */
 
+	/* Cluster brain (agent/brain.h). */
+	char **quorums;			/* "SERVICE=SPEC" each (validated) */
+	size_t nquorums;
+	unsigned max_parallel_swaps_per_site; /* 0 = unlimited */
+
 	/* Store and imports. */
 	uint64_t max_artifact_file_size; /* 0 = store default (256 MiB) */
 	uint64_t max_artifact_size;	 /* 0 = store default (1 GiB) */

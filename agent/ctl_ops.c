@@ -24,7 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/brain.h"
+#include "agent/cluster.h"
 #include "agent/ctl_proto.h"
+#include "agent/fetch.h"
 #include "agent/log.h"
 #include "store/import.h"
 
@@ -249,7 +252,7 @@ static void op_status(void *ud, const struct ctl_request *req, const struct ctl_
 		return;
 	}
 	ctl_enc_ok(out);
-	ctl_enc_map(out, 13);
+	ctl_enc_map(out, 14);
 	enc_kv_str(out, "node_id", a->node_id_hex);
 	enc_kv_str(out, "name", a->cfg.node_name);
 	enc_kv_str(out, "version", SHOAL_VERSION);
@@ -278,6 +281,8 @@ static void op_status(void *ud, const struct ctl_request *req, const struct ctl_
 	ctl_enc_array(out, (uint32_t)a->cfg.nlabels);
 	for (size_t i = 0; i < a->cfg.nlabels; i++)
 		ctl_enc_str(out, a->cfg.labels[i]);
+	ctl_enc_str(out, "gossip");
+	cluster_status_encode(a->cluster, out);
 }
 
 static void import_reply(struct agent *a, const struct ctl_peer *peer, int rc,
@@ -545,7 +550,24 @@ static const struct ctl_op agent_ops[] = {
 	{"artifact.import_git", true,   true,  op_import_git},
 	{"artifact.list",       true,   false, op_list},
 	{"artifact.show",       true,   false, op_show},
+	{"artifact.fetch",      false,  false, fetch_op_fetch}, /* agent/fetch.h */
 	{"history",             true,   false, op_history},
+	/* cluster (agent/cluster_ops.c): the gossip core lives on the loop */
+	{"members",             false,  false, cluster_op_members},
+	{"join",                false,  false, cluster_op_join},
+	{"leave",               false,  false, cluster_op_leave},
+	{"keyring.list",        false,  false, cluster_op_keyring_list},
+	{"keyring.install",     false,  false, cluster_op_keyring_install},
+	{"keyring.use",         false,  false, cluster_op_keyring_use},
+	{"keyring.remove",      false,  false, cluster_op_keyring_remove},
+	/* cluster brain (agent/brain.h): its state lives on the loop */
+	{"deploy",              false,  false, brain_op_deploy},
+	{"rollback",            false,  false, brain_op_rollback},
+	{"votes",               false,  false, brain_op_votes},
+	{"services",            false,  false, brain_op_services},
+	{"events",              false,  false, brain_op_events},
+	{"brain.status",        false,  false, brain_op_status},
+	{"brain.history",       false,  false, brain_op_history},
 };
 
 const struct ctl_op *agent_ctl_ops(size_t *ret_count)

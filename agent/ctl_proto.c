@@ -28,6 +28,8 @@ static const char *const ctl_err_names[CTL_E__COUNT] = {
 	[CTL_E_TIMEOUT] = "timeout",
 	[CTL_E_SHUTTING_DOWN] = "shutting_down",
 	[CTL_E_PERMISSION_DENIED] = "permission_denied",
+	[CTL_E_CONDEMNED] = "condemned",
+	[CTL_E_NO_REVISION] = "no_revision",
 };
 
 const char *ctl_err_name(enum ctl_err e)

@@ -68,6 +68,8 @@ enum ctl_err {
 	CTL_E_TIMEOUT,		 /* the client was too slow sending a frame */
 	CTL_E_SHUTTING_DOWN,	 /* the agent is stopping */
 	CTL_E_PERMISSION_DENIED, /* the agent may not read the given path */
+	CTL_E_CONDEMNED,	 /* deploy of a condemned artifact without --force (brain) */
+	CTL_E_NO_REVISION,	 /* nothing to roll back / no such revision (brain) */
 	CTL_E__COUNT
 };
 

@@ -21,6 +21,15 @@ enum ae_state {
 	AE_WAIT_DIGEST,	 /* A: waiting for DIGEST(B); B: waiting for DIGEST(A) */
 	AE_FLUSHING,	 /* A: last frame written, close after the write completes */
 	AE_DONE,	 /* closing */
+	AE_APP,		 /* an app stream: frames go to the stream's ops */
+};
+
+/* The public face of an app connection (embedded in its conn). */
+struct gossip_stream {
+	struct gossip__ae_conn *conn;
+	const struct gossip_stream_ops *ops;
+	void *ud;
+	uint8_t proto;
 };
 
 struct gossip__ae_conn {
@@ -36,6 +45,8 @@ struct gossip__ae_conn {
 	bool have_peer;
 	uint8_t *rbuf;
 	size_t rlen, rcap;
+	bool is_app;		/* counted in n_app_in / n_app_out instead of n_in / n_out */
+	struct gossip_stream app;
 };
 
 struct ae_write {
@@ -68,10 +79,16 @@ static void conn_handle_closed(uv_handle_t *h)
 		ae->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	if (c->initiator)
+	if (c->is_app) {
+		if (c->initiator)
+			ae->n_app_out--;
+		else
+			ae->n_app_in--;
+	} else if (c->initiator) {
 		ae->n_out--;
-	else if (!c->refused)
+	} else if (!c->refused) {
 		ae->n_in--;
+	}
 	ae->n_conns--;
 	free(c->rbuf);
 	free(c);
@@ -80,9 +97,36 @@ static void conn_handle_closed(uv_handle_t *h)
 }
 
 /* End the connection; @ok says whether the exchange completed. Idempotent. */
+static void conn_close_handles(struct gossip__ae_conn *c)
+{
+	if (c->state != AE_DONE) {
+		c->state = AE_DONE;
+		uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+		uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+	}
+}
+
+/* End an app stream with @err, telling its owner (once). */
+static void app_end(struct gossip__ae_conn *c, int err)
+{
+	const struct gossip_stream_ops *ops = c->app.ops;
+
+	if (c->state == AE_DONE)
+		return;
+	conn_close_handles(c);
+	c->app.ops = NULL;
+	if (ops && ops->on_close)
+		ops->on_close(&c->app, c->app.ud, err);
+}
+
 static void conn_end(struct gossip__ae_conn *c, bool ok)
 {
 	bool report = false;
+
+	if (c->is_app) {
+		app_end(c, ok ? 0 : -ECONNRESET);
+		return;
+	}
 
 	if (!c->counted_done) {
 		c->counted_done = true;
@@ -107,7 +151,19 @@ static void conn_end(struct gossip__ae_conn *c, bool ok)
 
 static void conn_timeout(uv_timer_t *timer)
 {
-	conn_end(timer->data, false);
+	struct gossip__ae_conn *c = timer->data;
+
+	if (c->is_app)
+		app_end(c, -ETIMEDOUT);
+	else
+		conn_end(c, false);
+}
+
+/* App streams: any progress pushes the idle deadline. */
+static void app_touch(struct gossip__ae_conn *c)
+{
+	if (c->is_app && c->state != AE_DONE)
+		uv_timer_start(&c->timer, conn_timeout, c->ae->app_idle_ms, 0);
 }
 
 static void write_done(uv_write_t *req, int status)
@@ -118,6 +174,13 @@ static void write_done(uv_write_t *req, int status)
 	free(w);
 	if (c->state == AE_DONE)
 		return;
+	if (c->is_app) {
+		if (status < 0)
+			app_end(c, status);
+		else
+			app_touch(c);
+		return;
+	}
 	if (status < 0) {
 		conn_end(c, false);
 		return;
@@ -136,6 +199,8 @@ static int conn_send(struct gossip__ae_conn *c, const uint8_t *plain, size_t len
 
 	if (len > AE_PLAIN_MAX)
 		return -EMSGSIZE;
+	if (c->state == AE_DONE)
+		return -EPIPE;
 	w = malloc(sizeof(*w) + GOSSIP_FRAME_PREFIX + len + GOSSIP_SEAL_OVERHEAD_BYTES);
 	if (!w)
 		return -ENOMEM;
@@ -198,11 +263,59 @@ static int apply_diff(struct gossip__ae_conn *c, const uint8_t *buf, size_t len)
 	return 0;
 }
 
+/* The first frame of an accepted connection asks for an app stream: convert the connection
+ * and hand it to the handler. @return 0 to go on, 2 when refused (ended quietly), <0. */
+static int conn_to_app(struct gossip__ae_conn *c, const uint8_t *plain, size_t len)
+{
+	struct gossip__ae *ae = c->ae;
+	int r;
+
+	if (len != 2)
+		return -EPROTO;
+	/* leave the sync accounting: this is not an exchange */
+	ae->n_in--;
+	ae->stats->sync_accepted--;
+	c->counted_done = true;
+	c->is_app = true;
+	c->state = AE_APP;
+	c->app.conn = c;
+	c->app.proto = plain[1];
+	if (ae->closing || !ae->app_accept || ae->n_app_in >= ae->max_app) {
+		/* refused: no owner yet, so no callback */
+		ae->n_app_in++; /* balanced in conn_handle_closed */
+		ae->stats->app_refused++;
+		conn_close_handles(c);
+		return 2;
+	}
+	ae->n_app_in++;
+	app_touch(c);
+	r = ae->app_accept(ae->ud, c->app.proto, &c->app, c->peer);
+	if (r < 0 || !c->app.ops) {
+		ae->stats->app_refused++;
+		c->app.ops = NULL;
+		conn_close_handles(c);
+		return 2;
+	}
+	ae->stats->app_accepted++;
+	return 0;
+}
+
 /* One opened frame. @return 0 to go on, 1 when the exchange is complete, <0 on error. */
 static int conn_frame(struct gossip__ae_conn *c, const uint8_t *plain, size_t len)
 {
 	int r;
 
+	if (c->state == AE_APP) {
+		const struct gossip_stream_ops *ops = c->app.ops;
+
+		app_touch(c);
+		if (ops && ops->on_frame)
+			ops->on_frame(&c->app, c->app.ud, plain, len);
+		return 0;
+	}
+	if (c->state == AE_WAIT_DIGEST && !c->initiator && len >= 1 &&
+	    plain[0] == GOSSIP__APP_MAGIC)
+		return conn_to_app(c, plain, len);
 	switch (c->state) {
 	case AE_WAIT_DIGEST:
 		if (c->initiator) {
@@ -284,7 +397,10 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (c->state == AE_DONE)
 		return;
 	if (nread < 0) {
-		conn_end(c, false); /* EOF before the exchange completed, or an error */
+		if (c->is_app)	/* a clean end is an EOF between frames */
+			app_end(c, nread == UV_EOF && c->rlen == 0 ? 0 : (int)nread);
+		else
+			conn_end(c, false); /* EOF before the exchange completed, or an error */
 		return;
 	}
 	ae->stats->stream_bytes_in += left;
@@ -332,10 +448,15 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			conn_end(c, true);
 			return;
 		}
+		if (c->state == AE_DONE) /* refused, or closed by the stream's owner */
+			return;
 	}
 	return;
 fail:
-	conn_end(c, false);
+	if (c->is_app)
+		app_end(c, r);
+	else
+		conn_end(c, false);
 }
 
 static struct gossip__ae_conn *conn_new(struct gossip__ae *ae, bool initiator)
@@ -445,8 +566,105 @@ void gossip__ae_close_all(struct gossip__ae *ae)
 {
 	ae->closing = true;
 	for (struct gossip__ae_conn *c = ae->conns; c; c = c->next)
-		if (c->state != AE_DONE)
-			conn_end(c, false);
+		if (c->state != AE_DONE) {
+			if (c->is_app)
+				app_end(c, -ESHUTDOWN);
+			else
+				conn_end(c, false);
+		}
 	if (ae->n_conns == 0 && ae->drained)
 		ae->drained(ae->ud);
+}
+
+/* ---- app streams ------------------------------------------------------------------------ */
+
+static void app_connected(uv_connect_t *req, int status)
+{
+	struct gossip__ae_conn *c = req->data;
+	int r;
+
+	if (c->state == AE_DONE)
+		return;
+	if (status < 0) {
+		app_end(c, status);
+		return;
+	}
+	r = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
+	if (r < 0) {
+		app_end(c, r);
+		return;
+	}
+	app_touch(c);
+}
+
+int gossip__ae_connect_app(struct gossip__ae *ae, const struct sockaddr *sa, uint8_t proto,
+			   const void *ops, void *ud, struct gossip_stream **ret)
+{
+	struct gossip__ae_conn *c;
+	uint8_t hello[2] = { GOSSIP__APP_MAGIC, proto };
+	int r;
+
+	if (ae->closing)
+		return -ESHUTDOWN;
+	if (ae->n_app_out >= ae->max_app)
+		return -EBUSY;
+	c = conn_new(ae, true);
+	if (!c)
+		return -ENOMEM;
+	/* conn_new counted a sync exchange: move it to the app count */
+	ae->n_out--;
+	ae->n_app_out++;
+	c->is_app = true;
+	c->counted_done = true;
+	c->state = AE_APP;
+	c->app.conn = c;
+	c->app.proto = proto;
+	c->connect.data = c;
+	uv_timer_start(&c->timer, conn_timeout, ae->app_idle_ms, 0);
+	r = uv_tcp_connect(&c->connect, &c->tcp, sa, app_connected);
+	if (r >= 0)
+		r = conn_send(c, hello, sizeof(hello)); /* libuv queues it until connected */
+	if (r < 0) {
+		conn_close_handles(c); /* no owner yet: no callback */
+		return r;
+	}
+	c->app.ops = ops;
+	c->app.ud = ud;
+	ae->stats->app_connected++;
+	*ret = &c->app;
+	return 0;
+}
+
+void gossip_stream_set_ops(struct gossip_stream *s, const struct gossip_stream_ops *ops, void *ud)
+{
+	s->ops = ops;
+	s->ud = ud;
+}
+
+int gossip_stream_send(struct gossip_stream *s, const uint8_t *buf, size_t len)
+{
+	struct gossip__ae_conn *c = s->conn;
+
+	if (c->state == AE_DONE)
+		return -EPIPE;
+	return conn_send(c, buf, len);
+}
+
+size_t gossip_stream_queued(const struct gossip_stream *s)
+{
+	return uv_stream_get_write_queue_size((const uv_stream_t *)&s->conn->tcp);
+}
+
+void gossip_stream_peer(const struct gossip_stream *s, uint8_t ret_sender[GOSSIP_SENDER_LEN])
+{
+	if (s->conn->have_peer)
+		memcpy(ret_sender, s->conn->peer, GOSSIP_SENDER_LEN);
+	else
+		memset(ret_sender, 0, GOSSIP_SENDER_LEN);
+}
+
+void gossip_stream_close(struct gossip_stream *s)
+{
+	s->ops = NULL;
+	conn_close_handles(s->conn);
 }

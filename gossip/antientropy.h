@@ -18,6 +18,14 @@
  * to fit one frame (the core sends a random subset when it does not fit; the next exchange
  * sends more). Each connection has a deadline (timeout_ms) for the whole exchange; any error
  * (open failure, bad frame length, core -EBADMSG, EOF early) closes it and counts a failure.
+ *
+ * Application streams share the port (see "Application streams" in transport.h): a connection
+ * whose FIRST frame's plaintext is GOSSIP__APP_MAGIC (0xc1, a byte msgpack never uses, so
+ * never the first byte of a DIGEST) followed by one protocol byte is an app stream. The accept
+ * side converts the connection (it leaves the sync cap and enters the app cap, max_app) and
+ * hands it to app_accept; from then on every frame is an opaque payload for the stream's ops.
+ * App streams have an idle deadline (app_idle_ms, re-armed by every frame read and every write
+ * completed) instead of the exchange deadline, and count in the app_* stats, not the sync_*.
  */
 #ifndef SHOAL_GOSSIP_ANTIENTROPY_H
 #define SHOAL_GOSSIP_ANTIENTROPY_H
@@ -33,6 +41,9 @@
 #include "gossip/transport.h"
 
 struct gossip__ae_conn;
+struct gossip_stream;
+
+#define GOSSIP__APP_MAGIC 0xc1
 
 struct gossip__ae {
 	uv_loop_t *loop;
@@ -45,9 +56,16 @@ struct gossip__ae {
 	void *ud;
 	uint32_t timeout_ms;
 	unsigned max_in, max_out;
+	/* app streams: @app_accept (NULL: refuse them) is given each converted accepted stream;
+	 * it returns 0 after gossip_stream_set_ops(), or <0 to refuse (the stream is closed). */
+	int (*app_accept)(void *ud, uint8_t proto, struct gossip_stream *s,
+			  const uint8_t sender[GOSSIP_SENDER_LEN]);
+	uint32_t app_idle_ms;
+	unsigned max_app; /* concurrent app streams, each direction */
 	/* state */
 	struct gossip__ae_conn *conns; /* doubly linked */
 	unsigned n_in, n_out, n_conns;
+	unsigned n_app_in, n_app_out;
 	bool closing;
 	uint8_t scratch[64 * 1024]; /* read buffer handed to libuv; copied out in read_cb */
 };
@@ -58,6 +76,11 @@ void gossip__ae_init(struct gossip__ae *ae);
 /* Start an exchange with @sa. @return 0; -EBUSY (max_out reached); -ESHUTDOWN (closing);
  * -ENOMEM; -errno of uv_tcp_connect. */
 int gossip__ae_connect(struct gossip__ae *ae, const struct sockaddr *sa);
+
+/* Open an app stream to @sa for protocol @proto (ops and ud as gossip_transport_app_connect).
+ * @return 0 and *ret; -EBUSY (max_app outbound); -ESHUTDOWN; -ENOMEM; -errno of connect. */
+int gossip__ae_connect_app(struct gossip__ae *ae, const struct sockaddr *sa, uint8_t proto,
+			   const void *ops, void *ud, struct gossip_stream **ret);
 
 /* Accept one pending connection of @server (call from its connection callback). Beyond max_in
  * the connection is accepted and closed at once (counted sync_refused). @return 0 or -errno. */

@@ -193,8 +193,8 @@ struct gossip_env {
 
 /*
  * Configuration. Fill with gossip_config_default() and override. Times in milliseconds of the
- * caller's clock. The defaults are for a LAN (as memberlist's LAN profile); a simulator or a
- * small test cluster may shorten probe_interval_ms to 200 and gossip_interval_ms to 50.
+ * caller's clock. The defaults are for a LAN (probing as memberlist's LAN profile: 1 s interval,
+ * 500 ms timeout); a simulator or a small test cluster may shorten probe_interval_ms to 200.
  */
 struct gossip_config {
 	/* identity of the local node */
@@ -212,12 +212,20 @@ struct gossip_config {
 	uint32_t probe_interval_ms;	/* one probe per interval (x LHM); default 1000 */
 	uint32_t probe_timeout_ms;	/* wait for a direct ack (x LHM); default 500 */
 	unsigned indirect_checks;	/* k members asked to ping-req; default 3 */
-	uint32_t gossip_interval_ms;	/* pure-gossip packets of pending updates; default 200 */
+	/* Pure-gossip rounds of pending updates, to gossip_nodes peers; default 50. A round with
+	 * nothing queued sends nothing, so a short interval costs nothing at rest. News (an update
+	 * sent fewer than 2 * gossip_nodes times by this node) goes out a quarter of an interval
+	 * after the previous round instead of a full interval: a few ms per epidemic hop. */
+	uint32_t gossip_interval_ms;
 	unsigned gossip_nodes;		/* peers per gossip interval; default 3 */
-	unsigned push_fanout;		/* peers a new own record is pushed to at once; default 3 */
+	unsigned push_fanout;		/* peers a new own record is pushed to at once; default 4 */
 	unsigned retransmit_mult;	/* each update sent mult*ceil(log2(N+1)) times; 4 */
-	unsigned suspicion_mult;	/* min suspicion = mult*max(1,log10 N)*probe interval; 4 */
-	unsigned suspicion_max_mult;	/* max suspicion = this * min; default 6 */
+	/* Suspicion timeout: min = mult * probe interval (not scaled by log N: suspicions and
+	 * refutations spread within milliseconds), max = suspicion_max_mult * min, and mult - 2
+	 * independent confirmations shrink it from max to min; defaults 3 and 6 (3 s .. 18 s,
+	 * 1 confirmation). */
+	unsigned suspicion_mult;
+	unsigned suspicion_max_mult;
 	unsigned awareness_max;		/* Lifeguard LHM ceiling (score 0..max-1); default 8 */
 	uint32_t gossip_dead_ms;	/* keep gossiping to a dead member this long; 30000 */
 	uint64_t reap_ms;		/* forget dead/left members after this; default 72 h */

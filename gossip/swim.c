@@ -26,9 +26,16 @@
  *  - Nacks from relays, so that the prober can tell "target silent" from "my path is bad".
  *  - Dynamic suspicion: a suspicion starts at its maximum timeout and shrinks as independent
  *    members confirm it, timeout(n) = max(min, max - (max - min) * log(n+1) / log(k+1)), with
- *    min = suspicion_mult * max(1, log10 N) * probe_interval, max = suspicion_max_mult * min
- *    and k = suspicion_mult - 2 expected confirmations. A lone accuser (perhaps the sick one)
- *    waits long; a target many see failing is declared dead quickly.
+ *    min = suspicion_mult * probe_interval, max = suspicion_max_mult * min and
+ *    k = suspicion_mult - 2 expected confirmations. A lone accuser (perhaps the sick one) waits
+ *    long; a target many see failing is declared dead quickly. Unlike memberlist, min is not
+ *    scaled by log10 N: that factor paid for the O(log N) gossip rounds (of 200 ms) that the
+ *    suspicion and the refutation take to spread, and here news is relayed within
+ *    milliseconds of arriving (below), so the suspect's time to hear and refute is bounded by
+ *    its own pause, not by the cluster's size (log_3 10000 hops of ~15 ms is ~150 ms).
+ *    To make confirmations arrive quickly for a member that is really gone, a member hearing
+ *    of a new suspicion probes the suspect itself, out of turn, with probability
+ *    URGENT_PROBERS / N: a few independent probes instead of waiting for the round-robin.
  *
  * Dissemination. Membership updates and application records ride on every packet we send
  * anyway (ping, ack, ping-req, nack) and on a pure-gossip packet sent every gossip interval to
@@ -40,8 +47,11 @@
  * Members and records have separate queues; while both have something pending, whichever class
  * goes first in a packet may take at most (100 - reserve_pct)% of the room, so neither class
  * starves the other (the class that goes first alternates between packets). A record put by
- * its owner is also pushed at once to push_fanout random peers, which takes a few hundred ms
- * off the dissemination time of what matters most (health, votes, revisions).
+ * its owner is also pushed at once to push_fanout random peers. News (an update never sent
+ * yet) does not wait for the next round: its first FRESH_ROUNDS rounds at each node run
+ * gossip_interval / FRESH_DIV apart, so each hop of the epidemic costs milliseconds and a record
+ * reaches a LAN cluster in a few tens of ms. None of this costs anything at rest: a round
+ * with nothing queued sends nothing.
  *
  * Anti-entropy. Piggybacking gives up after its retransmit limit; a node that was away, or a
  * partition that healed, needs the full picture. The transport periodically exchanges a digest
@@ -92,6 +102,19 @@
 #define RELAY_MAX	    64
 #define SUSP_MAX_K	    16
 #define REAP_SCAN_MS	    10000
+/* News (an update never sent yet) goes out this fraction of gossip_interval_ms after it was
+ * learned instead of at the next regular round: each hop of an epidemic then costs a few ms
+ * instead of half an interval, and a burst of news still shares packets. */
+#define FRESH_DIV	    4
+/* ... for its first FRESH_ROUNDS rounds at this node: the epidemic's fanout per hop is then
+ * FRESH_ROUNDS * gossip_nodes, and the share of nodes it misses (~e^-fanout) is ~0.25%, not
+ * the ~5% that would wait for the regular rounds. The total number of transmissions of an
+ * update is the same (retransmit_mult * log2 N); they only come sooner. */
+#define FRESH_ROUNDS	    2
+/* A member that learns of a new suspicion probes the suspect itself at once with probability
+ * URGENT_PROBERS / (live members): a few independent confirmations arrive within one probe
+ * interval, so Lifeguard's timeout shrinks to its minimum for a member that is really gone. */
+#define URGENT_PROBERS	    4
 #define SYNC_REBROADCAST_MAX 32	 /* records of a diff at most this big are rebroadcast */
 #define JOIN_PUSH_MAX	    32	 /* members pushed in the answer to a join */
 #define DIG_BUCKETS	    4096 /* finest digest granularity (a power of two) */
@@ -201,6 +224,9 @@ struct gossip {
 
 	bool started, left;
 	uint64_t now, next_probe, next_gossip, next_reap;
+	uint64_t last_gossip;	/* when the last gossip round ran (fresh news waits FRESH_DIV) */
+	bool urgent;		/* probe urgent_id next, out of turn */
+	uint8_t urgent_id[GOSSIP_ID_LEN];
 
 	/* anti-entropy summaries: XOR of digest hashes per bucket (see gossip_sync_digest) */
 	uint64_t mdig[DIG_BUCKETS], rdig[DIG_BUCKETS];
@@ -363,11 +389,11 @@ void gossip_config_default(struct gossip_config *cfg)
 	cfg->probe_interval_ms = 1000;
 	cfg->probe_timeout_ms = 500;
 	cfg->indirect_checks = 3;
-	cfg->gossip_interval_ms = 200;
+	cfg->gossip_interval_ms = 50;
 	cfg->gossip_nodes = 3;
-	cfg->push_fanout = 3;
+	cfg->push_fanout = 4;
 	cfg->retransmit_mult = 4;
-	cfg->suspicion_mult = 4;
+	cfg->suspicion_mult = 3;
 	cfg->suspicion_max_mult = 6;
 	cfg->awareness_max = 8;
 	cfg->gossip_dead_ms = 30000;
@@ -994,8 +1020,7 @@ static int suspect_begin(struct gossip *g, struct member *m, const uint8_t *accu
 		k = SUSP_MAX_K;
 	if (n < (size_t)k + 2)
 		k = 0;
-	double scale = n > 10 ? ln((double)n) / ln(10.0) : 1.0;
-	s->min = (uint64_t)(g->cfg.suspicion_mult * scale * g->cfg.probe_interval_ms);
+	s->min = (uint64_t)g->cfg.suspicion_mult * g->cfg.probe_interval_ms;
 	s->max = g->cfg.suspicion_max_mult * s->min;
 	s->k = k;
 	s->start = now;
@@ -1091,6 +1116,13 @@ static int on_suspect(struct gossip *g, const uint8_t *id, uint64_t inc, const u
 	}
 	member_enqueue(g, m);
 	notify_member(g, m);
+	/* Someone else's accusation: maybe check for ourselves, out of turn (see top). */
+	size_t live = g->cnt[GOSSIP_ALIVE] + g->cnt[GOSSIP_SUSPECT];
+	if (!id_eq(accuser, g->self->pub.id) && !g->urgent &&
+	    (live <= URGENT_PROBERS + 1 || rnd_below(g, live) < URGENT_PROBERS)) {
+		g->urgent = true;
+		memcpy(g->urgent_id, id, GOSSIP_ID_LEN);
+	}
 	return 1;
 }
 
@@ -1234,6 +1266,12 @@ static void advance(struct gossip *g, uint64_t now)
 static void probe_start(struct gossip *g, uint64_t now)
 {
 	struct member *t = NULL;
+	if (g->urgent) {
+		g->urgent = false;
+		t = member_find(g, g->urgent_id);
+		if (t && (t == g->self || t->pub.state != GOSSIP_SUSPECT))
+			t = NULL;
+	}
 	for (size_t i = 0; i <= g->nprobe && !t; i++) {
 		if (g->probe_pos >= g->nprobe) {
 			/* End of a pass: reshuffle (Fisher-Yates) and start over. */
@@ -1330,6 +1368,25 @@ static struct relay *relay_alloc(struct gossip *g)
 /* ------------------------------------------------------------------------------------------ */
 /* tick */
 
+/* Is news queued: an update this node has sent fewer than FRESH_ROUNDS rounds' worth of
+ * times (a queue's bucket b holds the updates sent b times)? */
+static bool has_fresh(const struct gossip *g)
+{
+	unsigned lim = FRESH_ROUNDS * g->cfg.gossip_nodes;
+	if (g->cnt[GOSSIP_ALIVE] + g->cnt[GOSSIP_SUSPECT] < 2)
+		return false; /* alone, nobody to send to: the regular rounds are enough */
+	for (unsigned b = 0; b < lim && b < BQ_BUCKETS; b++)
+		if (g->mq.head[b] || g->rq.head[b])
+			return true;
+	return false;
+}
+
+/* When fresh news may go out: a short batching delay after the previous round. */
+static uint64_t fresh_at(const struct gossip *g)
+{
+	return g->last_gossip + g->cfg.gossip_interval_ms / FRESH_DIV;
+}
+
 int gossip_tick(struct gossip *g, uint64_t now)
 {
 	advance(g, now);
@@ -1377,9 +1434,12 @@ int gossip_tick(struct gossip *g, uint64_t now)
 		if (!g->pr.active)
 			probe_start(g, now);
 		g->next_probe = now + scaled(g, g->cfg.probe_interval_ms);
+	} else if (!g->left && g->urgent && !g->pr.active) {
+		probe_start(g, now); /* out of turn: the regular schedule is left as it was */
 	}
 
-	if (now >= g->next_gossip) {
+	if (now >= g->next_gossip || (has_fresh(g) && now >= fresh_at(g))) {
+		g->last_gossip = now;
 		g->next_gossip = now + g->cfg.gossip_interval_ms;
 		if (g->mq.count || g->rq.count) {
 			struct member *to[16];
@@ -1419,6 +1479,10 @@ uint64_t gossip_next_deadline(const struct gossip *g)
 		d = g->pr.deadline;
 	if ((g->mq.count || g->rq.count) && g->next_gossip < d)
 		d = g->next_gossip;
+	if (has_fresh(g) && fresh_at(g) < d)
+		d = fresh_at(g);
+	if (!g->left && g->urgent && !g->pr.active)
+		d = g->now;
 	for (unsigned i = 0; i < RELAY_MAX; i++) {
 		const struct relay *r = &g->relays[i];
 		if (!r->used)

@@ -44,6 +44,13 @@ struct gossip_transport {
 	uv_timer_t sync_timer;
 	uv_timer_t join_timer;
 	struct gossip__ae ae;
+	struct {
+		uint8_t proto;
+		int (*on_accept)(void *ud, struct gossip_stream *s,
+				 const uint8_t sender[GOSSIP_SENDER_LEN]);
+		void *ud;
+	} apps[8];
+	size_t n_apps;
 	int sock_family; /* AF_INET or AF_INET6 of both sockets */
 	struct gossip_addr bound, advertised;
 	struct gossip_addr seeds[GOSSIP_TRANSPORT_SEEDS_MAX];
@@ -373,6 +380,18 @@ static void tcp_connection(uv_stream_t *server, int status)
 	(void)gossip__ae_accept(&t->ae, server);
 }
 
+/* An inbound app stream: find the protocol's handler. */
+static int app_accept(void *ud, uint8_t proto, struct gossip_stream *s,
+		      const uint8_t sender[GOSSIP_SENDER_LEN])
+{
+	struct gossip_transport *t = ud;
+
+	for (size_t i = 0; i < t->n_apps; i++)
+		if (t->apps[i].proto == proto && t->apps[i].on_accept)
+			return t->apps[i].on_accept(t->apps[i].ud, s, sender);
+	return -EPROTONOSUPPORT;
+}
+
 /* ---- periodic work ---------------------------------------------------------------------- */
 
 static void ae_kick(void *ud)
@@ -461,6 +480,8 @@ void gossip_transport_config_default(struct gossip_transport_config *cfg)
 	cfg->sync_max_streams = 8;
 	cfg->sync_max_out = 2;
 	cfg->join_retry_ms = 1000;
+	cfg->app_max_streams = 32;
+	cfg->app_idle_ms = 30000;
 }
 
 /* Open UDP and TCP sockets on the same address and port; retry ephemeral picks. */
@@ -631,6 +652,9 @@ int gossip_transport_new(uv_loop_t *loop, const struct gossip_transport_config *
 	t->ae.timeout_ms = t->cfg.sync_timeout_ms;
 	t->ae.max_in = t->cfg.sync_max_streams;
 	t->ae.max_out = t->cfg.sync_max_out;
+	t->ae.app_accept = app_accept;
+	t->ae.app_idle_ms = t->cfg.app_idle_ms ? t->cfg.app_idle_ms : 30000;
+	t->ae.max_app = t->cfg.app_max_streams ? t->cfg.app_max_streams : 32;
 	gossip__ae_init(&t->ae);
 
 	r = uv_udp_open(&t->udp, ufd);
@@ -846,4 +870,40 @@ void gossip_transport_stats(const struct gossip_transport *t, struct gossip_tran
 	*ret = t->stats;
 	for (int i = 0; i < GOSSIP_DROP_MAX; i++)
 		ret->drops[i] += cs->drops[i];
+}
+
+int gossip_transport_app_listen(struct gossip_transport *t, uint8_t proto,
+				int (*on_accept)(void *ud, struct gossip_stream *s,
+						 const uint8_t sender[GOSSIP_SENDER_LEN]),
+				void *ud)
+{
+	for (size_t i = 0; i < t->n_apps; i++)
+		if (t->apps[i].proto == proto) {
+			t->apps[i].on_accept = on_accept;
+			t->apps[i].ud = ud;
+			return 0;
+		}
+	if (t->n_apps >= sizeof(t->apps) / sizeof(t->apps[0]))
+		return -ENOSPC;
+	t->apps[t->n_apps].proto = proto;
+	t->apps[t->n_apps].on_accept = on_accept;
+	t->apps[t->n_apps].ud = ud;
+	t->n_apps++;
+	return 0;
+}
+
+int gossip_transport_app_connect(struct gossip_transport *t, const struct gossip_addr *peer,
+				 uint8_t proto, const struct gossip_stream_ops *ops, void *ud,
+				 struct gossip_stream **ret)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int r;
+
+	if (t->closing)
+		return -ESHUTDOWN;
+	r = addr_to_sockaddr(peer, t->sock_family, &ss, &sl);
+	if (r < 0)
+		return r;
+	return gossip__ae_connect_app(&t->ae, (const struct sockaddr *)&ss, proto, ops, ud, ret);
 }

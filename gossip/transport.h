@@ -68,6 +68,8 @@ struct gossip_transport_config {
 	unsigned sync_max_out;	   /* concurrent initiated exchanges; default 2 */
 	uint32_t join_retry_ms;	   /* while alone, re-contact the seeds this often; 1000 */
 	uint64_t counter_base;	   /* replay counter base, see gossip_crypto_new(); 0 = now */
+	unsigned app_max_streams;  /* concurrent app streams, per direction; default 32 */
+	uint32_t app_idle_ms;	   /* app stream idle deadline; default 30000 */
 	/* Called from inside the core when it reports a member or record change (see
 	 * gossip_env); borrowed arguments valid for the call only. May be NULL. Like the core's
 	 * callbacks they must not mutate: only read-only accessors (gossip_member_get, ...) and
@@ -170,7 +172,88 @@ struct gossip_transport_stats {
 	uint64_t sync_ok, sync_failed;	  /* completed / failed exchanges, both sides */
 	uint64_t sync_applied;		  /* entries that changed state via anti-entropy */
 	uint64_t stream_bytes_in, stream_bytes_out;
+	uint64_t app_accepted;		  /* inbound app streams handed to a handler */
+	uint64_t app_refused;		  /* inbound app streams refused (cap, no handler) */
+	uint64_t app_connected;		  /* outbound app streams started */
 };
 void gossip_transport_stats(const struct gossip_transport *t, struct gossip_transport_stats *ret);
+
+/*
+ * ---- Application streams ----------------------------------------------------------------
+ *
+ * Other protocols of the agent (e.g. artifact transfer) share the gossip TCP port. A TCP
+ * connection is an app stream when its first frame's plaintext is the two bytes
+ * {0xc1, proto}: 0xc1 is never the first byte of an anti-entropy frame (msgpack never uses
+ * it). Every later frame in both directions carries one opaque payload of up to
+ * GOSSIP_STREAM_PAYLOAD_MAX bytes, sealed exactly like sync frames (GOSSIP_SEAL_STREAM, the
+ * same keyring, cluster name, replay windows); every frame of a stream must come from the
+ * same authenticated sender, and whatever fails to open ends the stream. The gossip layer
+ * knows nothing of the payloads.
+ *
+ * Bounds: at most app_max_streams streams in each direction (more inbound: accepted and
+ * closed at once, counted app_refused; more outbound: -EBUSY); a stream with no frame read and
+ * no write completed for app_idle_ms is closed with -ETIMEDOUT; a frame over GOSSIP_FRAME_MAX
+ * ends the stream (-EMSGSIZE). Frames are delivered in order, one call per frame; the payload
+ * is borrowed for the call only.
+ *
+ * Lifetime: a stream lives from its creation (accept handler, or app_connect) until either
+ * on_close is called (the peer closed, an error, the deadline, the transport closing) or the
+ * owner calls gossip_stream_close(); after either, the handle must not be used and no callback
+ * comes. Frames queued by gossip_stream_send() before gossip_stream_close() may be dropped: a
+ * request/response protocol closes from the side that got its last answer.
+ */
+#define GOSSIP_STREAM_PAYLOAD_MAX (GOSSIP_FRAME_MAX - GOSSIP_SEAL_OVERHEAD_BYTES)
+
+struct gossip_stream;
+
+struct gossip_stream_ops {
+	/* One frame's payload (borrowed). May call gossip_stream_send/close on @s. */
+	void (*on_frame)(struct gossip_stream *s, void *ud, const uint8_t *buf, size_t len);
+	/* The stream ended: 0 (the peer closed after a complete frame), -ECONNREFUSED /
+	 * -ECONNRESET / other -errno of the socket, -ETIMEDOUT (idle), -EMSGSIZE, -EKEYREJECTED
+	 * or another gossip_crypto_open() error, -EPROTO (sender changed), -ESHUTDOWN (the
+	 * transport is closing). @s is freed right after. */
+	void (*on_close)(struct gossip_stream *s, void *ud, int err);
+};
+
+/*
+ * Serve protocol @proto: @on_accept is called for each inbound app stream of that protocol
+ * with the authenticated sender id of its first frame; it must call gossip_stream_set_ops()
+ * and return 0 to keep the stream, or return <0 to refuse it (closed at once, no callback).
+ * Passing a NULL @on_accept stops serving @proto (new streams refused). Up to 8 protocols.
+ * @return 0; -ENOSPC (8 protocols already served).
+ */
+int gossip_transport_app_listen(struct gossip_transport *t, uint8_t proto,
+				int (*on_accept)(void *ud, struct gossip_stream *s,
+						 const uint8_t sender[GOSSIP_SENDER_LEN]),
+				void *ud);
+
+/*
+ * Open an app stream of protocol @proto to @peer (its gossip address). Frames may be sent at
+ * once (they are queued until connected). @ops is borrowed (static storage, typically).
+ * @return 0 and *ret; -ESHUTDOWN (closing); -EBUSY (app_max_streams outbound open);
+ *         -EAFNOSUPPORT (address family differs from the bound socket's); -ENOMEM; -errno.
+ *         On failure no callback comes.
+ */
+int gossip_transport_app_connect(struct gossip_transport *t, const struct gossip_addr *peer,
+				 uint8_t proto, const struct gossip_stream_ops *ops, void *ud,
+				 struct gossip_stream **ret);
+
+/* Set the callbacks of an accepted stream (from the accept handler). */
+void gossip_stream_set_ops(struct gossip_stream *s, const struct gossip_stream_ops *ops, void *ud);
+
+/* Seal @len bytes into one frame and queue it. @return 0; -EMSGSIZE (@len over
+ * GOSSIP_STREAM_PAYLOAD_MAX); -ENOKEY; -ENOMEM; -EPIPE (the stream is ending); -errno of write
+ * (the stream then ends with on_close soon). */
+int gossip_stream_send(struct gossip_stream *s, const uint8_t *buf, size_t len);
+
+/* Bytes queued for writing and not yet handed to the kernel (for back-pressure). */
+size_t gossip_stream_queued(const struct gossip_stream *s);
+
+/* The authenticated peer id (zero until the first frame from the peer arrived). */
+void gossip_stream_peer(const struct gossip_stream *s, uint8_t ret_sender[GOSSIP_SENDER_LEN]);
+
+/* Close now (pending writes dropped); no callback comes afterwards. */
+void gossip_stream_close(struct gossip_stream *s);
 
 #endif /* SHOAL_GOSSIP_TRANSPORT_H */

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The local demo (`make demo`): one agent on this host, artifacts imported from a directory and
-# from git tags, shown with agentctl.
+# The Shoal demo (`make demo`): five agents on loopback form a gossip cluster with no central
+# control plane. web v1 is deployed and turns healthy everywhere; web v2 is deployed and fails
+# its health check; every node votes against it, the cluster reaches a quorum, writes the
+# rollback revision and every node swaps back to v1. Prints a timeline and the final state.
 #
 #   scripts/demo.sh BUILD_DIR
 #
-# Everything lives in a fresh temporary directory (state, socket, git repository) that is
-# removed at the end, whatever happens; the agent is stopped by its PID. No root needed.
+# Everything lives in a fresh temporary directory removed at the end, whatever happens; the
+# agents are stopped by PID. No root needed. Takes about 20 seconds.
 set -euo pipefail
 
 build=${1:-build}
@@ -15,110 +17,138 @@ agentctl=$build/agent/agentctl
 for b in "$agentd" "$agentctl"; do
 	[ -x "$b" ] || { echo "demo: $b not built (run: make build)" >&2; exit 1; }
 done
-command -v git >/dev/null || { echo "demo: git is needed" >&2; exit 1; }
+N=${SHOAL_DEMO_NODES:-5}
+t0=$(date +%s.%N)
 
 tmp=$(mktemp -d /tmp/shoal-demo-XXXXXX)
-agent_pid=
+declare -a PIDS=()
 cleanup() {
 	local rc=$?
-	if [ -n "$agent_pid" ] && kill -0 "$agent_pid" 2>/dev/null; then
-		kill -TERM "$agent_pid" 2>/dev/null || true
-		for _ in $(seq 1 50); do kill -0 "$agent_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$agent_pid" 2>/dev/null || true
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do
+		for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	if [ "$rc" != 0 ]; then
+		for i in $(seq 1 "$N"); do
+			[ -f "$tmp/n$i.log" ] && { echo "--- n$i log (tail)"; tail -n 15 "$tmp/n$i.log"; }
+		done
 	fi
 	rm -rf "$tmp"
 	exit "$rc"
 }
 trap cleanup EXIT INT TERM
 
-sock=$tmp/agentd.sock
-ctl() { "$agentctl" --socket "$sock" "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '$ agentctl %s\n' "$*"; ctl "$@"; }
-
-# Example artifacts: examples/ when present, else equivalent ones made here.
-ex=$here/examples
-if [ ! -f "$ex/web-v1/release.ini" ] || [ ! -f "$ex/web-v2/release.ini" ]; then
-	ex=$tmp/examples
-	for v in 1 2; do
-		mkdir -p "$ex/web-v$v/bin"
-		printf '[release]\nservice = web\nruntime = exec\nversion = %s.0.0\n[exec]\ncommand = ./bin/web\n' \
-			"$v" >"$ex/web-v$v/release.ini"
-		printf '#!/bin/sh\necho "web v%s"\nexec sleep 100000\n' "$v" >"$ex/web-v$v/bin/web"
-		chmod +x "$ex/web-v$v/bin/web"
+ctl() { local i=$1; shift; "$agentctl" --socket "$tmp/n$i.sock" "$@"; }
+elapsed() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+# wait_for SECONDS DESC CMD...: poll CMD every 0.1 s
+wait_for() {
+	local limit=$1 desc=$2; shift 2
+	local end=$((SECONDS + limit))
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $end ] || { echo "demo: timed out waiting for $desc" >&2; return 1; }
+		sleep 0.1
 	done
-fi
+}
 
-step "start agentd (state in $tmp/state, socket $sock)"
-"$agentd" --config /dev/null --node-name demo-node --state-dir "$tmp/state" --socket "$sock" \
-	--label site=demo 2>"$tmp/agentd.log" &
-agent_pid=$!
-for _ in $(seq 1 100); do
-	ctl ping >/dev/null 2>&1 && break
-	if ! kill -0 "$agent_pid" 2>/dev/null; then
-		cat "$tmp/agentd.log" >&2
-		echo "demo: agentd exited" >&2
-		agent_pid=
-		exit 1
-	fi
-	sleep 0.1
+# A port base unlikely to collide with another run.
+base=$((10000 + ($$ % 2000) * 10))  # below the ephemeral port range (32768+)
+# The demo's own copies of the example service, with a short start deadline for v2 so the
+# demo stays short: v2 answers its health check with an error, so it is unhealthy after 3 s.
+ex=$tmp/examples
+mkdir -p "$ex"
+for v in 1 2; do
+	src=$here/examples/web-v$v
+	cp -r "$src" "$ex/web-v$v"
+	sed -i -e 's/^interval *=.*/interval = 300ms/' -e 's/^deadline *=.*/deadline = 3s/' \
+		"$ex/web-v$v/release.ini"
 done
-ctl ping >/dev/null || { echo "demo: agentd did not answer within 10 s" >&2; exit 1; }
-echo "agentd running, pid $agent_pid"
-show status
 
-step "import examples/web-v1 from a directory"
-printf '$ agentctl artifact import %s\n' "$ex/web-v1"
-id_dir=$(ctl artifact import "$ex/web-v1")
-echo "$id_dir"
+step "start $N agents on 127.0.0.1:$((base + 1))..$((base + N)) (shared keyring, sites east/west)"
+head -c 32 /dev/urandom | base64 -w0 >"$tmp/keyring"
+echo >>"$tmp/keyring"
+chmod 600 "$tmp/keyring"
+export SHOAL_GOSSIP_PROBE_MS=200 SHOAL_RETRY_MS=300
+for i in $(seq 1 "$N"); do
+	site=east
+	[ "$i" -gt 3 ] && site=west
+	"$agentd" --config /dev/null --node-name "n$i" --state-dir "$tmp/n$i" \
+		--socket "$tmp/n$i.sock" --socket-group "" --bind "127.0.0.1:$((base + i))" \
+		--join "127.0.0.1:$((base + 1))" --keyring "$tmp/keyring" --cluster demo \
+		--label "site=$site" --log-level info 2>"$tmp/n$i.log" &
+	PIDS+=($!)
+done
+members_ok() {
+	local i=$1
+	ctl "$i" status 2>/dev/null | grep -q "^Voters: *$N members: $N alive"
+}
+for i in $(seq 1 "$N"); do
+	wait_for 10 "agent n$i" ctl "$i" ping
+done
+for i in $(seq 1 "$N"); do
+	wait_for 15 "n$i to see $N members" members_ok "$i"
+done
+echo "agents running (pids ${PIDS[*]}); every node sees $N alive members [$(elapsed) s]"
 
-step "import web v1 and v2 from git tags"
-repo=$tmp/web.git
-git init -q "$repo"
-git -C "$repo" config user.email demo@example.org
-git -C "$repo" config user.name "Shoal Demo"
-cp -r "$ex/web-v1/." "$repo/"
-git -C "$repo" add -A
-git -C "$repo" commit -qm "web 1.0.0"
-git -C "$repo" tag v1.0.0
-git -C "$repo" rm -rqf .
-cp -r "$ex/web-v2/." "$repo/"
-git -C "$repo" add -A
-git -C "$repo" commit -qm "web 2.0.0"
-git -C "$repo" tag -a v2.0.0 -m "release 2.0.0"
-printf '$ agentctl artifact import --git %s --ref v1.0.0\n' "$repo"
-id_v1=$(ctl artifact import --git "$repo" --ref v1.0.0)
-echo "$id_v1"
-printf '$ agentctl artifact import --git %s --ref v2.0.0\n' "$repo"
-id_v2=$(ctl artifact import --git "$repo" --ref v2.0.0)
-echo "$id_v2"
-if [ "$id_dir" = "$id_v1" ]; then
-	echo "(same content from a directory and from git: same artifact id)"
-else
-	echo "(the git tree differs from the directory, e.g. by the version label: another id)"
-fi
+step "import web v1 and v2 on every node"
+for i in $(seq 1 "$N"); do
+	v1=$(ctl "$i" artifact import "$ex/web-v1" 2>/dev/null)
+	v2=$(ctl "$i" artifact import "$ex/web-v2" 2>/dev/null)
+done
+echo "web 1.0.0: $v1"
+echo "web 2.0.0: $v2"
 
-step "what the agent holds"
-show artifact list
-echo
-show artifact show "${id_v2:0:12}"
-echo
-show history web
-echo
-printf '$ agentctl --json artifact list web | head -n 12\n'
-ctl --json artifact list web | head -n 12
-echo
-show status
+healthy_everywhere() { # rev: every node runs it and reports healthy
+	local rev=$1 i
+	for i in $(seq 1 "$N"); do
+		ctl "$i" --json services | tr -d ' \n' |
+			grep -q "\"running_rev\":$rev,[^}]*\"health\":\"healthy\"" || return 1
+	done
+}
+running_everywhere() { # rev
+	local rev=$1 i
+	for i in $(seq 1 "$N"); do
+		ctl "$i" --json services | tr -d ' \n' |
+			grep -q "\"running_rev\":$rev,[^}]*\"swapping\":false" || return 1
+	done
+}
 
-step "stop agentd (SIGTERM to pid $agent_pid)"
-kill -TERM "$agent_pid"
-for _ in $(seq 1 100); do kill -0 "$agent_pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$agent_pid" 2>/dev/null; then
-	echo "demo: agentd did not stop within 10 s" >&2
-	exit 1
-fi
-wait "$agent_pid" && echo "agentd exited cleanly" || { echo "demo: agentd exit status $?" >&2; exit 1; }
-agent_pid=
-echo
-echo "agent log:"
-sed 's/^/  /' "$tmp/agentd.log"
+step "deploy web v1 from n1 and wait until it is healthy on every node"
+printf '$ agentctl deploy web %.12s --reason "first release" --wait\n' "$v1"
+ctl 1 deploy web "$v1" --reason "first release" --wait --timeout 20s
+wait_for 20 "v1 healthy everywhere" healthy_everywhere 1
+echo "web v1 healthy on all $N nodes [$(elapsed) s]"
+last_seq() { ctl "$1" --json events | tail -n 1 | sed -n 's/.*"seq": *\([0-9]*\).*/\1/p'; }
+marks=()
+for i in $(seq 1 "$N"); do
+	marks[$i]=$(last_seq "$i")
+done
+
+step "deploy web v2 (its health check fails): the cluster votes and rolls it back"
+printf '$ agentctl deploy web %.12s --reason "new feature"\n' "$v2"
+ctl 1 deploy web "$v2" --reason "new feature"
+wait_for 25 "the rollback to v1 on every node" running_everywhere 3
+echo "every node runs rev 3 (web v1 again) [$(elapsed) s]"
+
+step "timeline (events of every node, merged)"
+for i in $(seq 1 "$N"); do
+	ctl "$i" events --since "${marks[$i]}" |
+		awk -v me="n$i" '$2 == me && ($3 == "revision" && me == "n1" || $3 == "vote" ||
+		     $3 == "decision" || $3 ~ /^swap/ || $3 == "health" || $3 == "desired")' |
+		awk '$3 != "vote" || $0 ~ ($2 " votes")'
+done | sort -s -k1,1 | sed 's/^/  /'
+
+step "agentctl status (n4)"
+ctl 4 status
+step "agentctl history web (n2)"
+ctl 2 history web
+step "agentctl votes web (n5)"
+ctl 5 votes web --rev 2
+
+step "stop the agents"
+for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+for p in "${PIDS[@]}"; do
+	for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+done
+echo "done in $(elapsed) s"

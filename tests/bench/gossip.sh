@@ -5,8 +5,11 @@
 #   tests/bench/gossip.sh [-b BUILD_DIR] [-n "16 64 128"] [--stop-phase] [--no-serf | --serf-only]
 #                         [--rest SECONDS] [--trials K]
 #
-# Both run with their default (LAN) timings: probe every 1 s, gossip every 200 ms, push-pull /
-# anti-entropy every 30 s, and both encrypt (Shoal: XChaCha20-Poly1305; Serf: -encrypt, AES-GCM).
+# Both run with their default (LAN) timings: probe every 1 s (500 ms timeout), push-pull /
+# anti-entropy every 30 s; gossip rounds every 200 ms (Serf) / 50 ms, news after ~12 ms (Shoal:
+# a round with nothing queued sends nothing); both encrypt (Shoal: XChaCha20-Poly1305; Serf:
+# -encrypt, AES-GCM). The machine's load average is recorded at the start of each run: the
+# figures are only comparable between runs at similar load.
 # Measured per system and N (all from the processes' own logs, stamped in wall-clock ms; Serf's
 # lines are stamped as they are read from its stdout):
 #   converge     time from the last process launch until every node sees all N alive
@@ -20,6 +23,9 @@
 #   CPU at rest  mean CPU share per process over a rest window (default 30 s)
 #   B/s at rest  bytes per second per node sent on the wire at rest (IP packets from the
 #                cluster's addresses, counted by an nftables rule; "n/a" without nft)
+#   load         1-minute load average when the run started (and when it ended)
+# Timing caveat: Serf's lines are stamped by a bash reader of its stdout, which adds a process
+# wake-up (~ms, more under load) to every Serf figure; Shoal stamps inside the process.
 # Use a build without sanitizers (e.g. `make build`, build/) for meaningful figures.
 # KEEP_LOGS=1 keeps every process's log in the work directory (printed) for inspection.
 # Nothing here is run by ctest.
@@ -176,6 +182,7 @@ run() { # SYS N
 	rm -f "$WORK"/n*.log "$WORK"/c*.sock
 	PIDS=()
 	echo "== $sys N=$n on $net.1-$n" >&2
+	RES[$sys,$n,load]=$(cut -d' ' -f1 /proc/loadavg)
 	"start_$sys" "$n" "$net" "$port" || return 1
 	t_launch=$(now_ms)
 	local logs=()
@@ -275,6 +282,7 @@ run() { # SYS N
 		RES[$sys,$n,detect]="> 120 s"
 	fi
 
+	RES[$sys,$n,load]="${RES[$sys,$n,load]} -> $(cut -d' ' -f1 /proc/loadavg)"
 	# tear down
 	for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
@@ -300,7 +308,7 @@ echo
 echo "gossip benchmark ($(nproc) cores, loopback, rest window ${REST}s, ${TRIALS} dissemination trials; $(date -u +%FT%TZ))"
 printf '%-5s %-26s %-34s %-34s\n' N metric shoal serf
 for n in $SIZES; do
-	for m in converge dissem detect falsedead rss cpu bps; do
+	for m in converge dissem detect falsedead rss cpu bps load; do
 		case $m in
 		converge) label="converge (all see N alive)" ;;
 		dissem) label="dissem p100, median" ;;
@@ -309,6 +317,7 @@ for n in $SIZES; do
 		rss) label="RSS median/max" ;;
 		cpu) label="CPU per process at rest" ;;
 		bps) label="bytes/s per node at rest" ;;
+		load) label="load avg 1 min start->end" ;;
 		esac
 		printf '%-5s %-26s %-34s %-34s\n' "$n" "$label" "${RES[shoal,$n,$m]:-}" "${RES[serf,$n,$m]:-n/a}"
 	done

@@ -69,8 +69,15 @@ expect_exit 2 "history without SERVICE" -- ctl history
 expect_exit 2 "import: --ref without --git" -- ctl artifact import --ref v1
 expect_exit 2 "import --git without --ref" -- ctl artifact import --git /tmp
 expect_exit 2 "unknown option" -- ctl status --frob
-for c in members services votes events deploy rollback keyring join leave; do
-	expect_exit 1 "'$c' not available" -- ctl "$c"
+# Every command of the contract exists: without its arguments it is a usage error (2), with
+# them and no agent it cannot reach one (4).
+for c in votes deploy rollback keyring join; do
+	expect_exit 2 "'$c' without arguments" -- ctl "$c"
+done
+for c in members services events leave "votes web" "deploy web 0123abcd" "rollback web" \
+	"keyring list" "join 127.0.0.1:7946"; do
+	# shellcheck disable=SC2086 # the command's words are meant to split
+	expect_exit 4 "'$c' with no agent" -- ctl $c
 done
 expect_exit 0 "--help" -- ctl --help
 grep -q "Exit status" "$tmp/out" || fail "--help has no exit status section"

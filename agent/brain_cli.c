@@ -1,0 +1,759 @@
+/*
+ * agent/brain_cli.c: agentctl's commands of the cluster brain (brain.h "Control operations"):
+ * deploy, rollback, votes, services, events, history, and the services part of status.
+ *
+ * Kept apart from agentctl.c so that the brain's commands and the ops they call change
+ * together; agentctl.c hands these commands over with brain_cli_main(). Blocking client code:
+ * one request per connection with poll() deadlines; `--wait` and `events --follow` poll the
+ * agent (the agent never pushes, so a slow client can never hold it up).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/brain.h"
+#include "agent/ctl_proto.h"
+
+enum { X_DONE = 0, X_FAILED = 1, X_USAGE = 2, X_TIMEOUT = 3, X_UNREACHABLE = 4 };
+
+struct bc {
+	const char *socket;
+	bool json;
+	uint64_t timeout_ms;
+	uint8_t *buf;
+	struct ctl_response resp;
+	bool have;
+};
+
+static void errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void errf(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("agentctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static void bc_reset(struct bc *c)
+{
+	if (c->have)
+		ctl_response_release(&c->resp);
+	c->have = false;
+	free(c->buf);
+	c->buf = NULL;
+}
+
+static int io_wait(int fd, short ev, uint64_t deadline)
+{
+	for (;;) {
+		uint64_t now = mono_ms();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		struct pollfd p = {.fd = fd, .events = ev};
+		int r = poll(&p, 1, (int)(deadline - now));
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+/* One request (@e holds it) and its response into c->resp. Returns an exit code. */
+static int bc_call(struct bc *c, struct ctl_enc *e)
+{
+	const uint8_t *buf;
+	size_t len, off = 0;
+	uint8_t hdr[CTL_FRAME_HDR];
+	uint32_t plen = 0;
+	uint64_t deadline = mono_ms() + (c->timeout_ms < 10000 ? c->timeout_ms : 10000);
+	int fd = -1, x = X_FAILED, r;
+
+	bc_reset(c);
+	if (ctl_enc_finish(e, &buf, &len) < 0) {
+		errf("cannot encode the request");
+		return X_FAILED;
+	}
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(c->socket) >= sizeof sa.sun_path) {
+		errf("socket path too long");
+		return X_USAGE;
+	}
+	strcpy(sa.sun_path, c->socket);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		errf("cannot reach the agent at %s: %s", c->socket, strerror(errno));
+		x = X_UNREACHABLE;
+		goto out;
+	}
+	while (off < len) {
+		if ((r = io_wait(fd, POLLOUT, deadline)) < 0)
+			goto io;
+		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno != EINTR && errno != EAGAIN) {
+			r = -errno;
+			goto io;
+		}
+		if (n > 0)
+			off += (size_t)n;
+	}
+	for (int part = 0; part < 2; part++) {
+		uint8_t *dst = part ? c->buf : hdr;
+		size_t want = part ? plen : sizeof hdr;
+		off = 0;
+		while (off < want) {
+			if ((r = io_wait(fd, POLLIN, deadline)) < 0)
+				goto io;
+			ssize_t n = recv(fd, dst + off, want - off, 0);
+			if (n == 0) {
+				r = -ECONNRESET;
+				goto io;
+			}
+			if (n < 0 && errno != EINTR && errno != EAGAIN) {
+				r = -errno;
+				goto io;
+			}
+			if (n > 0)
+				off += (size_t)n;
+		}
+		if (!part) {
+			if (ctl_frame_peek(hdr, sizeof hdr, CTL_FRAME_MAX_LIMIT, &plen) != 1) {
+				errf("the agent sent a malformed response");
+				goto out;
+			}
+			c->buf = malloc(plen);
+			if (!c->buf) {
+				errf("out of memory");
+				goto out;
+			}
+		}
+	}
+	if (ctl_response_decode(c->buf, plen, &c->resp) < 0) {
+		errf("the agent sent a malformed response");
+		goto out;
+	}
+	c->have = true;
+	x = X_DONE;
+	goto out;
+io:
+	if (r == -ETIMEDOUT) {
+		errf("timed out waiting for the agent");
+		x = X_TIMEOUT;
+	} else {
+		errf("talking to the agent: %s", strerror(-r));
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return x;
+}
+
+/* After bc_call: X_DONE if ok; prints the agent's error (JSON too) and X_FAILED otherwise. */
+static int bc_check(struct bc *c, int x)
+{
+	if (x != X_DONE)
+		return x;
+	if (c->resp.ok)
+		return X_DONE;
+	if (c->json)
+		printf("{\"ok\":false,\"error\":\"%s\"}\n", c->resp.error);
+	errf("%s (%s)", c->resp.message[0] ? c->resp.message : "failed", c->resp.error);
+	return X_FAILED;
+}
+
+static const msgpack_object *get(const msgpack_object *m, const char *k)
+{
+	return ctl_map_get(m, k);
+}
+
+static uint64_t u(const msgpack_object *m, const char *k)
+{
+	const msgpack_object *o = get(m, k);
+	return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
+}
+
+static bool bo(const msgpack_object *m, const char *k)
+{
+	const msgpack_object *o = get(m, k);
+	return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+}
+
+static const char *s(const msgpack_object *m, const char *k, char *buf, size_t cap)
+{
+	const msgpack_object *o = get(m, k);
+	if (!o || o->type != MSGPACK_OBJECT_STR) {
+		snprintf(buf, cap, "-");
+		return buf;
+	}
+	size_t n = o->via.str.size < cap - 1 ? o->via.str.size : cap - 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)o->via.str.ptr[i];
+		buf[i] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+	}
+	buf[n] = 0;
+	return buf;
+}
+
+static void print_json(struct bc *c)
+{
+	ctl_json_write(stdout, c->resp.result, 2);
+	fputc('\n', stdout);
+}
+
+static void fmt_wall(uint64_t ms, char *buf, size_t cap)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	size_t n = strftime(buf, cap, "%H:%M:%S", &tm);
+	snprintf(buf + n, cap - n, ".%03u", (unsigned)(ms % 1000));
+}
+
+static void fmt_date(uint64_t ms, char *buf, size_t cap)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/* ---- Options --------------------------------------------------------------------------------- */
+
+enum { O_SCOPE = 2000, O_REASON, O_WAIT, O_FORCE, O_TO, O_LOCAL, O_FOLLOW, O_SINCE, O_REV,
+       O_JSON, O_TIMEOUT, O_SOCKET };
+
+struct args {
+	const char *scope, *reason;
+	bool wait, force, local, follow;
+	uint64_t to, since, rev;
+	char *pos[3];
+	int npos;
+};
+
+static int parse(struct bc *c, int argc, char **argv, const char *what, int maxpos,
+		 struct args *a)
+{
+	static const struct option opts[] = {
+		{"scope", required_argument, NULL, O_SCOPE},
+		{"reason", required_argument, NULL, O_REASON},
+		{"wait", no_argument, NULL, O_WAIT},
+		{"force", no_argument, NULL, O_FORCE},
+		{"to", required_argument, NULL, O_TO},
+		{"local", no_argument, NULL, O_LOCAL},
+		{"follow", no_argument, NULL, O_FOLLOW},
+		{"since", required_argument, NULL, O_SINCE},
+		{"rev", required_argument, NULL, O_REV},
+		{"json", no_argument, NULL, O_JSON},
+		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"socket", required_argument, NULL, O_SOCKET},
+		{NULL, 0, NULL, 0},
+	};
+	int o;
+	char *end;
+	memset(a, 0, sizeof *a);
+	optind = 0;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, ":fs:", opts, NULL)) != -1) {
+		switch (o) {
+		case O_SCOPE: a->scope = optarg; break;
+		case O_REASON: a->reason = optarg; break;
+		case O_WAIT: a->wait = true; break;
+		case 'f':
+		case O_FOLLOW: a->follow = true; break;
+		case O_FORCE: a->force = true; break;
+		case O_LOCAL: a->local = true; break;
+		case O_JSON: c->json = true; break;
+		case 's':
+		case O_SOCKET: c->socket = optarg; break;
+		case O_TIMEOUT:
+			if (ctl_parse_duration_ms(optarg, &c->timeout_ms) < 0 || !c->timeout_ms) {
+				errf("%s: invalid --timeout '%s'", what, optarg);
+				return -1;
+			}
+			break;
+		case O_TO:
+		case O_SINCE:
+		case O_REV: {
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (errno || *end || optarg[0] < '0' || optarg[0] > '9') {
+				errf("%s: '%s' is not a number", what, optarg);
+				return -1;
+			}
+			*(o == O_TO ? &a->to : o == O_SINCE ? &a->since : &a->rev) = v;
+			break;
+		}
+		case ':':
+			errf("%s: option '%s' needs a value", what, argv[optind - 1]);
+			return -1;
+		default:
+			errf("%s: unknown option '%s'", what, argv[optind - 1]);
+			return -1;
+		}
+	}
+	a->npos = argc - optind;
+	if (a->npos > maxpos) {
+		errf("%s: unexpected argument '%s'", what, argv[optind + maxpos]);
+		return -1;
+	}
+	for (int i = 0; i < a->npos; i++)
+		a->pos[i] = argv[optind + i];
+	return 0;
+}
+
+/* ---- Commands -------------------------------------------------------------------------------- */
+
+static int services_of(struct bc *c, const char *service, const msgpack_object **ret)
+{
+	struct ctl_enc e;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "services", false);
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		return x;
+	const msgpack_object *r = c->resp.result;
+	*ret = NULL;
+	if (r->type == MSGPACK_OBJECT_ARRAY)
+		for (uint32_t i = 0; i < r->via.array.size; i++) {
+			const msgpack_object *o = get(&r->via.array.ptr[i], "service");
+			if (o && ctl_obj_streq(o, service))
+				*ret = &r->via.array.ptr[i];
+		}
+	return X_DONE;
+}
+
+static int cmd_deploy(struct bc *c, int argc, char **argv)
+{
+	struct args a;
+	struct ctl_enc e;
+	if (parse(c, argc, argv, "deploy", 2, &a) < 0)
+		return X_USAGE;
+	if (a.npos != 2) {
+		errf("deploy: SERVICE and ARTIFACT are required");
+		return X_USAGE;
+	}
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "deploy", true);
+	ctl_enc_map(&e, 2 + (a.scope != NULL) + (a.reason != NULL) + a.force);
+	ctl_enc_str(&e, "service");
+	ctl_enc_str(&e, a.pos[0]);
+	ctl_enc_str(&e, "artifact");
+	ctl_enc_str(&e, a.pos[1]);
+	if (a.scope) {
+		ctl_enc_str(&e, "scope");
+		ctl_enc_str(&e, a.scope);
+	}
+	if (a.reason) {
+		ctl_enc_str(&e, "reason");
+		ctl_enc_str(&e, a.reason);
+	}
+	if (a.force) {
+		ctl_enc_str(&e, "force");
+		ctl_enc_bool(&e, true);
+	}
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		return x;
+	uint64_t rev = u(c->resp.result, "rev");
+	if (c->json) {
+		print_json(c);
+	} else {
+		char ver[80];
+		printf("%s: rev %" PRIu64 " deploys %s (version %s)\n", a.pos[0], rev, a.pos[1],
+		       s(c->resp.result, "version", ver, sizeof ver));
+	}
+	if (!a.wait)
+		return X_DONE;
+	uint64_t deadline = mono_ms() + c->timeout_ms;
+	while (mono_ms() < deadline) {
+		const msgpack_object *sv;
+		x = services_of(c, a.pos[0], &sv);
+		if (x)
+			return x;
+		if (sv && u(sv, "running_rev") == rev && !bo(sv, "swapping")) {
+			if (!c->json)
+				printf("%s: this node runs rev %" PRIu64 "\n", a.pos[0], rev);
+			return X_DONE;
+		}
+		if (sv && u(sv, "desired_rev") > rev) {
+			errf("%s: rev %" PRIu64 " was superseded by rev %" PRIu64, a.pos[0], rev,
+			     u(sv, "desired_rev"));
+			return X_FAILED;
+		}
+		sleep_ms(100);
+	}
+	errf("%s: rev %" PRIu64 " not running here after %" PRIu64 " ms", a.pos[0], rev,
+	     c->timeout_ms);
+	return X_TIMEOUT;
+}
+
+static int votes_call(struct bc *c, const char *service, uint64_t rev)
+{
+	struct ctl_enc e;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "votes", true);
+	ctl_enc_map(&e, rev ? 2 : 1);
+	ctl_enc_str(&e, "service");
+	ctl_enc_str(&e, service);
+	if (rev) {
+		ctl_enc_str(&e, "rev");
+		ctl_enc_uint(&e, rev);
+	}
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	return x;
+}
+
+static int cmd_rollback(struct bc *c, int argc, char **argv)
+{
+	struct args a;
+	struct ctl_enc e;
+	if (parse(c, argc, argv, "rollback", 1, &a) < 0)
+		return X_USAGE;
+	if (a.npos != 1) {
+		errf("rollback: SERVICE is required");
+		return X_USAGE;
+	}
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "rollback", true);
+	ctl_enc_map(&e, 1 + (a.scope != NULL) + (a.reason != NULL) + (a.to != 0) + a.local);
+	ctl_enc_str(&e, "service");
+	ctl_enc_str(&e, a.pos[0]);
+	if (a.scope) {
+		ctl_enc_str(&e, "scope");
+		ctl_enc_str(&e, a.scope);
+	}
+	if (a.reason) {
+		ctl_enc_str(&e, "reason");
+		ctl_enc_str(&e, a.reason);
+	}
+	if (a.to) {
+		ctl_enc_str(&e, "to");
+		ctl_enc_uint(&e, a.to);
+	}
+	if (a.local) {
+		ctl_enc_str(&e, "local");
+		ctl_enc_bool(&e, true);
+	}
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		return x;
+	uint64_t bad = u(c->resp.result, "rev");
+	if (c->json)
+		print_json(c);
+	else if (a.local)
+		printf("%s: this node diverges from rev %" PRIu64 " (local rollback)\n", a.pos[0],
+		       bad);
+	else
+		printf("%s: voted to roll back rev %" PRIu64 "\n", a.pos[0], bad);
+	if (!a.wait)
+		return X_DONE;
+	uint64_t deadline = mono_ms() + c->timeout_ms;
+	for (;;) {
+		if (a.local) {
+			const msgpack_object *sv;
+			x = services_of(c, a.pos[0], &sv);
+			if (x)
+				return x;
+			if (sv && u(sv, "running_rev") == u(sv, "desired_rev") &&
+			    !bo(sv, "swapping")) {
+				if (!c->json)
+					printf("%s: this node runs rev %" PRIu64 "\n", a.pos[0],
+					       u(sv, "running_rev"));
+				return X_DONE;
+			}
+		} else {
+			x = votes_call(c, a.pos[0], bad);
+			if (x)
+				return x;
+			const msgpack_object *r = c->resp.result;
+			if (bo(r, "swapped")) {
+				if (!c->json)
+					printf("%s: rolled back: this node runs rev %" PRIu64 "\n",
+					       a.pos[0], u(r, "running_rev"));
+				return X_DONE;
+			}
+			if (mono_ms() >= deadline) {
+				printf("%s: no rollback yet: %" PRIu64 " of %" PRIu64
+				       ", quorum %" PRIu64 "\n",
+				       a.pos[0], u(r, "counted"), u(r, "eligible"), u(r, "quorum"));
+				return X_TIMEOUT;
+			}
+		}
+		if (mono_ms() >= deadline) {
+			errf("%s: not swapped after %" PRIu64 " ms", a.pos[0], c->timeout_ms);
+			return X_TIMEOUT;
+		}
+		sleep_ms(100);
+	}
+}
+
+static int cmd_votes(struct bc *c, int argc, char **argv)
+{
+	struct args a;
+	if (parse(c, argc, argv, "votes", 1, &a) < 0)
+		return X_USAGE;
+	if (a.npos != 1) {
+		errf("votes: SERVICE is required");
+		return X_USAGE;
+	}
+	int x = votes_call(c, a.pos[0], a.rev);
+	if (x)
+		return x;
+	const msgpack_object *r = c->resp.result;
+	if (c->json) {
+		print_json(c);
+		return X_DONE;
+	}
+	printf("%s rev %" PRIu64 ": %" PRIu64 " of %" PRIu64 ", quorum %" PRIu64 "%s\n", a.pos[0],
+	       u(r, "rev"), u(r, "counted"), u(r, "eligible"), u(r, "quorum"),
+	       bo(r, "decided") ? " (decided: rolled back)" : "");
+	const msgpack_object *vs = get(r, "votes");
+	if (vs && vs->type == MSGPACK_OBJECT_ARRAY && vs->via.array.size) {
+		printf("%-20s %-9s %-8s %-7s %s\n", "VOTER", "REASON", "TARGET", "COUNTED", "WHEN");
+		for (uint32_t i = 0; i < vs->via.array.size; i++) {
+			const msgpack_object *v = &vs->via.array.ptr[i];
+			char name[80], reason[16], when[32], tgt[24];
+			uint64_t t = u(v, "target");
+			snprintf(tgt, sizeof tgt, t ? "%" PRIu64 : "previous", t);
+			fmt_date(u(v, "hlc") >> 16, when, sizeof when);
+			printf("%-20s %-9s %-8s %-7s %s\n", s(v, "name", name, sizeof name),
+			       s(v, "reason", reason, sizeof reason), tgt,
+			       bo(v, "counted") ? "yes" : "no", when);
+		}
+	}
+	return X_DONE;
+}
+
+static void print_services(const msgpack_object *r)
+{
+	printf("%-16s %-8s %-8s %-8s %-10s %s\n", "SERVICE", "DESIRED", "RUNNING", "LATEST",
+	       "HEALTH", "HEALTHY NODES");
+	for (uint32_t i = 0; r->type == MSGPACK_OBJECT_ARRAY && i < r->via.array.size; i++) {
+		const msgpack_object *v = &r->via.array.ptr[i];
+		char name[80], h[32], hn[32] = "-";
+		const msgpack_object *nh = get(v, "nodes_healthy");
+		if (nh && nh->type == MSGPACK_OBJECT_ARRAY && nh->via.array.size == 2)
+			snprintf(hn, sizeof hn, "%" PRIu64 "/%" PRIu64, nh->via.array.ptr[0].via.u64,
+				 nh->via.array.ptr[1].via.u64);
+		printf("%-16s %-8" PRIu64 " %-8" PRIu64 " %-8" PRIu64 " %-10s %s%s%s\n",
+		       s(v, "service", name, sizeof name), u(v, "desired_rev"), u(v, "running_rev"),
+		       u(v, "latest_rev"), s(v, "health", h, sizeof h), hn,
+		       bo(v, "swapping") ? " (swapping)" : "", bo(v, "diverged") ? " (diverged)" : "");
+	}
+}
+
+static int cmd_services(struct bc *c, int argc, char **argv)
+{
+	struct args a;
+	struct ctl_enc e;
+	if (parse(c, argc, argv, "services", 0, &a) < 0)
+		return X_USAGE;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "services", false);
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		return x;
+	if (c->json)
+		print_json(c);
+	else
+		print_services(c->resp.result);
+	return X_DONE;
+}
+
+static int cmd_events(struct bc *c, int argc, char **argv)
+{
+	struct args a;
+	if (parse(c, argc, argv, "events", 0, &a) < 0)
+		return X_USAGE;
+	uint64_t since = a.since;
+	for (;;) {
+		struct ctl_enc e;
+		ctl_enc_init(&e);
+		ctl_enc_request(&e, "events", true);
+		ctl_enc_map(&e, 1);
+		ctl_enc_str(&e, "since");
+		ctl_enc_uint(&e, since);
+		int x = bc_check(c, bc_call(c, &e));
+		ctl_enc_release(&e);
+		if (x)
+			return x;
+		const msgpack_object *r = c->resp.result;
+		const msgpack_object *evs = get(r, "events");
+		uint64_t dropped = u(r, "dropped");
+		if (dropped && !c->json)
+			printf("-- %" PRIu64 " event(s) dropped: this client was too slow --\n",
+			       dropped);
+		uint32_t n = evs && evs->type == MSGPACK_OBJECT_ARRAY ? evs->via.array.size : 0;
+		for (uint32_t i = 0; i < n; i++) {
+			const msgpack_object *v = &evs->via.array.ptr[i];
+			if (c->json) {
+				ctl_json_write(stdout, v, 0);
+				fputc('\n', stdout);
+				continue;
+			}
+			char when[32], node[80], kind[32], svc[80], text[256];
+			fmt_wall(u(v, "time_ms"), when, sizeof when);
+			printf("%s %-8s %-14s %-8s %s\n", when, s(v, "node", node, sizeof node),
+			       s(v, "kind", kind, sizeof kind), s(v, "service", svc, sizeof svc),
+			       s(v, "text", text, sizeof text));
+		}
+		fflush(stdout);
+		since = u(r, "next") > since ? u(r, "next") : since;
+		if (!a.follow)
+			return X_DONE;
+		if (n < 512)
+			sleep_ms(200);
+	}
+}
+
+static int cmd_history(struct bc *c, int argc, char **argv)
+{
+	struct args a;
+	struct ctl_enc e;
+	if (parse(c, argc, argv, "history", 1, &a) < 0 || a.npos != 1) {
+		if (a.npos != 1)
+			errf("history: SERVICE is required");
+		return X_USAGE;
+	}
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "brain.history", true);
+	ctl_enc_map(&e, 1);
+	ctl_enc_str(&e, "service");
+	ctl_enc_str(&e, a.pos[0]);
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		return x;
+	const msgpack_object *r = c->resp.result;
+	if (c->json) {
+		print_json(c);
+		return X_DONE;
+	}
+	if (r->type != MSGPACK_OBJECT_ARRAY || r->via.array.size == 0) {
+		fprintf(stderr, "no revisions of %s yet\n", a.pos[0]);
+		return X_DONE;
+	}
+	printf("%-4s %-13s %-9s %-8s %-19s %-14s %-10s %s\n", "REV", "ARTIFACT", "VERSION", "KIND",
+	       "WHEN", "WHO", "STATE", "WHY");
+	for (uint32_t i = 0; i < r->via.array.size; i++) {
+		const msgpack_object *v = &r->via.array.ptr[i];
+		char art[80], ver[40], kind[16], when[32], who[128], why[300];
+		s(v, "artifact", art, sizeof art);
+		art[12 < strlen(art) ? 12 : strlen(art)] = 0;
+		fmt_date(u(v, "hlc") >> 16, when, sizeof when);
+		const msgpack_object *op = get(v, "operator");
+		if (op && op->type == MSGPACK_OBJECT_MAP) {
+			char nm[80];
+			snprintf(who, sizeof who, "uid %" PRIu64 "@%s", u(op, "uid"),
+				 s(v, "origin_name", nm, sizeof nm));
+		} else {
+			char nm[80];
+			snprintf(who, sizeof who, "%s", s(v, "origin_name", nm, sizeof nm));
+		}
+		const char *state = bo(v, "condemned") ? "condemned" : bo(v, "good") ? "good" : "";
+		char cert[32] = "";
+		if (u(v, "certificate"))
+			snprintf(cert, sizeof cert, " [%" PRIu64 " votes]", u(v, "certificate"));
+		printf("%-4" PRIu64 " %-13s %-9s %-8s %-19s %-14s %-10s %s%s\n", u(v, "rev"), art,
+		       s(v, "version", ver, sizeof ver), s(v, "kind", kind, sizeof kind), when, who,
+		       state, s(v, "reason", why, sizeof why), cert);
+	}
+	return X_DONE;
+}
+
+int brain_cli_status(const char *socket, bool json, uint64_t timeout_ms)
+{
+	struct bc c = {.socket = socket, .json = json, .timeout_ms = timeout_ms};
+	struct ctl_enc e;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "brain.status", false);
+	int x = bc_check(&c, bc_call(&c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		goto out;
+	const msgpack_object *r = c.resp.result, *cl = get(r, "cluster"), *nd = get(r, "node");
+	char site[80];
+	printf("Site:       %s\n", nd ? s(nd, "site", site, sizeof site) : "-");
+	if (cl)
+		printf("Voters:     %" PRIu64 " members: %" PRIu64 " alive, %" PRIu64
+		       " suspect, %" PRIu64 " failed, %" PRIu64 " left\n",
+		       u(cl, "members"), u(cl, "alive"), u(cl, "suspect"), u(cl, "failed"),
+		       u(cl, "left"));
+	const msgpack_object *sv = get(r, "services");
+	printf("\n");
+	if (sv)
+		print_services(sv);
+	for (uint32_t i = 0; sv && sv->type == MSGPACK_OBJECT_ARRAY && i < sv->via.array.size;
+	     i++) {
+		const msgpack_object *v = &sv->via.array.ptr[i], *nodes = get(v, "nodes");
+		char name[80];
+		if (!nodes || nodes->type != MSGPACK_OBJECT_ARRAY)
+			continue;
+		printf("\n%s per node:\n  %-16s %-8s %-8s %s\n", s(v, "service", name, sizeof name),
+		       "NODE", "DESIRED", "RUNNING", "HEALTH");
+		for (uint32_t j = 0; j < nodes->via.array.size; j++) {
+			const msgpack_object *n = &nodes->via.array.ptr[j];
+			char nn[80], h[32];
+			printf("  %-16s %-8" PRIu64 " %-8" PRIu64 " %s%s%s\n",
+			       s(n, "node", nn, sizeof nn), u(n, "desired_rev"), u(n, "running_rev"),
+			       s(n, "health", h, sizeof h), bo(n, "swapping") ? " (swapping)" : "",
+			       bo(n, "diverged") ? " (diverged)" : "");
+		}
+	}
+out:
+	bc_reset(&c);
+	return x;
+}
+
+int brain_cli_main(const char *socket, bool json, uint64_t timeout_ms, const char *cmd, int argc,
+		   char **argv)
+{
+	struct bc c = {.socket = socket, .json = json, .timeout_ms = timeout_ms};
+	int x;
+	if (strcmp(cmd, "deploy") == 0)
+		x = cmd_deploy(&c, argc, argv);
+	else if (strcmp(cmd, "rollback") == 0)
+		x = cmd_rollback(&c, argc, argv);
+	else if (strcmp(cmd, "votes") == 0)
+		x = cmd_votes(&c, argc, argv);
+	else if (strcmp(cmd, "services") == 0)
+		x = cmd_services(&c, argc, argv);
+	else if (strcmp(cmd, "events") == 0)
+		x = cmd_events(&c, argc, argv);
+	else if (strcmp(cmd, "history") == 0)
+		x = cmd_history(&c, argc, argv);
+	else
+		return -1;
+	fflush(stdout);
+	bc_reset(&c);
+	return x;
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Run every benchmark under tests/bench/ against a build without sanitizers (`make bench` uses
+# build/) and print their tables. Nothing here is run by ctest; figures are measured on the
+# machine at hand, never stored. BENCH="store gossip_sim gossip rollback p2p" picks a subset.
+#   scripts/bench.sh BUILD_DIR
+set -uo pipefail
+build=${1:-build}
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "$build" && pwd)
+which=${BENCH:-"store gossip_sim gossip rollback p2p"}
+status=0
+run() {
+	echo "== $1 ($(date -u +%H:%M:%S), load: $(cut -d' ' -f1-3 /proc/loadavg))"
+	shift
+	"$@" || { echo "bench failed: $*" >&2; status=1; }
+	echo
+}
+for b in $which; do
+	case $b in
+	store) run store "$build/tests/bench/bench_store" ;;
+	gossip_sim) run gossip_sim "$build/tests/bench/bench_gossip_sim" 128 500 1000 ;;
+	gossip) run gossip bash "$here/tests/bench/gossip.sh" -b "$build" -n "16 64 128" ;;
+	rollback) [ -f "$here/tests/bench/rollback.sh" ] && run rollback bash "$here/tests/bench/rollback.sh" "$build" ;;
+	p2p) [ -f "$here/tests/bench/p2p.sh" ] && run p2p bash "$here/tests/bench/p2p.sh" "$build" ;;
+	*) echo "unknown benchmark '$b'" >&2; status=2 ;;
+	esac
+done
+exit $status
