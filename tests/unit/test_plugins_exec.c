@@ -89,7 +89,8 @@ static void leftovers_cleanup(void)
 	for (int i = 0; i < nleftover_dirs; i++) {
 		if (!leftover_dirs[i][0])
 			continue;
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", leftover_dirs[i]);
+		if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", leftover_dirs[i]) >= (int)sizeof(cmd))
+			continue;
 		if (system(cmd) != 0)
 			fprintf(stderr, "could not remove %s\n", leftover_dirs[i]);
 	}

@@ -543,8 +543,8 @@ static void test_find_foreach_condemn(void **state)
 	for (int i = 0; i < N; i++) {
 		char v[16];
 		snprintf(v, sizeof(v), "v%d", i);
-		struct tfile none[1];
-		assert_int_equal(import_files(f->s, i % 2 ? "api" : "web", v, none, 0, 100, &ids[i]),
+		/* no files: NULL with n = 0 */
+		assert_int_equal(import_files(f->s, i % 2 ? "api" : "web", v, NULL, 0, 100, &ids[i]),
 				 0);
 	}
 	int amb = -1;
