@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Shoal demo (`make demo`): five agents on loopback form a gossip cluster with no central
-# control plane. web v1 is deployed and turns healthy everywhere; web v2 is deployed and fails
+# control plane. web v1 is imported from a directory on every node, web v2 from a git tag on one
+# node only (the others fetch it from that peer when it is deployed). web v1 is deployed and turns healthy everywhere; web v2 is deployed and fails
 # its health check; every node votes against it, the cluster reaches a quorum, writes the
 # rollback revision and every node swaps back to v1. Prints a timeline and the final state.
 #
@@ -91,13 +92,24 @@ for i in $(seq 1 "$N"); do
 done
 echo "agents running (pids ${PIDS[*]}); every node sees $N alive members [$(elapsed) s]"
 
-step "import web v1 and v2 on every node"
+step "import web v1 from a directory on every node, web v2 from a git tag on n1 only"
 for i in $(seq 1 "$N"); do
 	v1=$(ctl "$i" artifact import "$ex/web-v1" 2>/dev/null)
-	v2=$(ctl "$i" artifact import "$ex/web-v2" 2>/dev/null)
 done
-echo "web 1.0.0: $v1"
-echo "web 2.0.0: $v2"
+echo "web 1.0.0: $v1 (directory)"
+# v2 lives in a git repository, as releases often do; only n1 imports it (read from the tag's
+# tree, no checkout). The other nodes fetch it from n1 over the gossip channel when deployed.
+repo=$tmp/web.git
+git init -q -b main "$repo"
+cp -r "$ex/web-v2/." "$repo/"
+git -C "$repo" add -A
+git -C "$repo" -c user.name="Demo Operator" -c user.email=ops@example.org \
+	commit -q -m "web 2.0.0: new feature"
+git -C "$repo" tag v2.0.0
+printf '$ agentctl artifact import --git %s --ref v2.0.0\n' "$repo"
+v2=$(ctl 1 artifact import --git "$repo" --ref v2.0.0 2>/dev/null)
+echo "web 2.0.0: $v2 (git tag v2.0.0 on n1)"
+ctl 1 artifact show "$v2" | sed -n '1,12p'
 
 healthy_everywhere() { # rev: every node runs it and reports healthy
 	local rev=$1 i
