@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The Shoal demo (`make demo`): five agents on loopback form a gossip cluster with no central
 # control plane. web v1 is imported from a directory on every node, web v2 from a git tag on one
-# node only (the others fetch it from that peer when it is deployed). web v1 is deployed and turns healthy everywhere; web v2 is deployed and fails
-# its health check; every node votes against it, the cluster reaches a quorum, writes the
-# rollback revision and every node swaps back to v1. Prints a timeline and the final state.
+# node only (the others fetch it from that peer when it is deployed). web v1 is deployed and
+# turns healthy everywhere; web v2 is deployed and fails its health check; every node votes
+# against it, the cluster reaches a quorum, writes the rollback revision and every node swaps
+# back to v1. Prints a timeline and the final state.
 #
 #   scripts/demo.sh BUILD_DIR
 #
 # Everything lives in a fresh temporary directory removed at the end, whatever happens; the
-# agents are stopped by PID. No root needed. Takes about 20 seconds.
+# agents are stopped by PID. No root needed. Takes about 7 seconds.
 set -euo pipefail
 
 build=${1:-build}
