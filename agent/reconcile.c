@@ -997,6 +997,12 @@ static void verify_done(struct plugin *p, const char *service, int status,
 		return;
 	if (status == 0 && instance_up(st, s->verify_rev)) {
 		s->verified = true;
+		/* Converged without a swap: after an agent restart the runtime (a systemd unit, a
+		 * container) still runs what the store says runs. Report it as a finished swap so
+		 * the agent resumes what follows one, such as health checks. */
+		if (store_service_state_get(s->r->s, s->name, &ss) >= 0 &&
+		    ss.running_rev == s->verify_rev)
+			swapped(s, ss.running_rev, &ss.running, 0);
 		schedule(s, 0);
 		return;
 	}

@@ -145,7 +145,8 @@ struct reconcile_callbacks {
 	/*
 	 * A swap attempt ended. status 0: @service now runs @rev/@artifact (@rev 0 and @artifact
 	 * NULL: the service is stopped), the journal entry is gone and the swap is over (also
-	 * when a swap is dropped because the desired revision went back to what runs).
+	 * when a swap is dropped because the desired revision went back to what runs, and when,
+	 * after an agent restart, the runtime is found still running what the store says runs).
 	 * status < 0: the step of this attempt failed; the swap goes on (retried with back-off)
 	 * until it succeeds or the desired revision changes. @artifact borrowed. May be NULL.
 	 */
