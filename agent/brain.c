@@ -93,6 +93,7 @@ struct brain {
 	char site[65];
 	bool has_site;
 	char *state_dir;
+	char *unit_dir, *bus_address, *docker_host;	/* for pcfg; NULL = plugin default */
 	struct brain_quorum_rule *quorums;
 	size_t nquorums;
 	unsigned max_par;
@@ -1240,6 +1241,10 @@ int brain_new(uv_loop_t *loop, struct store *store, const struct brain_opts *opt
 	b->ropts.pace_retry_ms = opts->pace_retry_ms ? opts->pace_retry_ms : 500;
 	if (opts->state_dir && !(b->state_dir = strdup(opts->state_dir)))
 		goto nomem;
+	if ((opts->unit_dir && !(b->unit_dir = strdup(opts->unit_dir))) ||
+	    (opts->bus_address && !(b->bus_address = strdup(opts->bus_address))) ||
+	    (opts->docker_host && !(b->docker_host = strdup(opts->docker_host))))
+		goto nomem;
 	if (opts->nquorums) {
 		b->quorums = calloc(opts->nquorums, sizeof *b->quorums);
 		if (!b->quorums)
@@ -1260,6 +1265,9 @@ int brain_new(uv_loop_t *loop, struct store *store, const struct brain_opts *opt
 	return 0;
 nomem:
 	free(b->state_dir);
+	free(b->unit_dir);
+	free(b->bus_address);
+	free(b->docker_host);
 	free(b->quorums);
 	free(b->ring);
 	free(b);
@@ -1319,6 +1327,9 @@ int brain_start(struct brain *b)
 		if (r < 0)
 			return r;
 		b->pcfg.state_dir = b->state_dir;
+		b->pcfg.unit_dir = b->unit_dir;
+		b->pcfg.bus_address = b->bus_address;
+		b->pcfg.docker_host = b->docker_host;
 		b->pcfg.on_event = on_plugin_event;
 		b->pcfg.on_log = on_plugin_log;
 		b->pcfg.ud = b;
@@ -1360,6 +1371,9 @@ static void part_closed(struct brain *b)
 	free(b->ring);
 	free(b->quorums);
 	free(b->state_dir);
+	free(b->unit_dir);
+	free(b->bus_address);
+	free(b->docker_host);
 	free(b);
 	if (cb)
 		cb(ud);
@@ -1418,37 +1432,6 @@ int brain_desired(struct brain *b, const char *service, uint64_t *ret_rev,
 
 /* ---- Control operations ---------------------------------------------------------------------- */
 
-static void reply(struct ctl_enc *out, enum ctl_err e, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void reply(struct ctl_enc *out, enum ctl_err e, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	ctl_enc_reset(out);
-	ctl_enc_error(out, e, msg);
-}
-
-static void kv_str(struct ctl_enc *e, const char *k, const char *v)
-{
-	ctl_enc_str(e, k);
-	ctl_enc_str(e, v);
-}
-
-static void kv_uint(struct ctl_enc *e, const char *k, uint64_t v)
-{
-	ctl_enc_str(e, k);
-	ctl_enc_uint(e, v);
-}
-
-static void kv_bool(struct ctl_enc *e, const char *k, bool v)
-{
-	ctl_enc_str(e, k);
-	ctl_enc_bool(e, v);
-}
-
 static void kv_id(struct ctl_enc *e, const char *k, const struct store_id *id)
 {
 	char hex[STORE_ID_HEXLEN + 1];
@@ -1470,7 +1453,7 @@ static int opt_str(const struct ctl_request *req, const char *key, char **ret,
 		return 0;
 	}
 	if (r < 0) {
-		reply(out, CTL_E_BAD_REQUEST, "\"%s\" must be a non-empty string", key);
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"%s\" must be a non-empty string", key);
 		return r;
 	}
 	return 0;
@@ -1485,7 +1468,7 @@ static int opt_uint(const struct ctl_request *req, const char *key, uint64_t *re
 		return 0;
 	}
 	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-		reply(out, CTL_E_BAD_REQUEST, "\"%s\" must be a non-negative integer", key);
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"%s\" must be a non-negative integer", key);
 		return -EINVAL;
 	}
 	*ret = o->via.u64;
@@ -1518,7 +1501,7 @@ static int scope_arg(const struct ctl_request *req, char *scope, struct ctl_enc 
 	scope[0] = 0;
 	if (s && strcmp(s, "cluster") != 0) {
 		if (!agree_scope_valid(s)) {
-			reply(out, CTL_E_BAD_REQUEST, "scope must be site:NAME");
+			ctl_enc_fail(out, CTL_E_BAD_REQUEST, "scope must be site:NAME");
 			free(s);
 			return -EINVAL;
 		}
@@ -1539,50 +1522,51 @@ static void do_deploy(struct brain *b, const struct ctl_request *req, const stru
 	int r;
 
 	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		reply(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
 		goto out;
 	}
 	if (ctl_arg_str(req, "artifact", &art) < 0) {
-		reply(out, CTL_E_BAD_REQUEST, "\"artifact\" (an id or unique prefix) is required");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "\"artifact\" (an id or unique prefix) is required");
 		goto out;
 	}
 	if (opt_str(req, "reason", &reason, out) < 0 || scope_arg(req, scope, out) < 0)
 		goto out;
 	if (reason && strlen(reason) > 200) {
-		reply(out, CTL_E_BAD_REQUEST, "\"reason\" is limited to 200 bytes");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"reason\" is limited to 200 bytes");
 		goto out;
 	}
 	bool force = opt_bool(req, "force");
 	r = store_artifact_find(b->s, art, &id);
 	if (r < 0) {
-		reply(out, r == -EEXIST ? CTL_E_AMBIGUOUS : r == -EINVAL ? CTL_E_BAD_REQUEST
+		ctl_enc_fail(out, r == -EEXIST ? CTL_E_AMBIGUOUS : r == -EINVAL ? CTL_E_BAD_REQUEST
 									  : CTL_E_NOT_FOUND,
-		      r == -EEXIST ? "id prefix %.64s matches several artifacts"
+			     r == -EEXIST ? "id prefix %.64s matches several artifacts"
 				   : "no artifact with id %.64s in the local store",
-		      art);
+			     art);
 		goto out;
 	}
 	r = store_artifact_get(b->s, &id, &info);
 	if (r < 0) {
-		reply(out, agent_ctl_err_from_errno(r), "%s", store_strerror(r));
+		ctl_enc_fail(out, agent_ctl_err_from_errno(r), "%s", store_strerror(r));
 		goto out;
 	}
 	have_info = true;
 	if (strcmp(info.manifest.service, service) != 0) {
-		reply(out, CTL_E_BAD_REQUEST, "artifact %.12s is of service %s, not %s", art,
-		      info.manifest.service, service);
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "artifact %.12s is of service %s, not %s", art,
+			     info.manifest.service, service);
 		goto out;
 	}
 	struct svc *v = svc_get(b, service);
 	if (!v) {
-		reply(out, CTL_E_INTERNAL, "out of memory");
+		ctl_enc_fail(out, CTL_E_INTERNAL, "out of memory");
 		goto out;
 	}
 	if (!force && (info.condemned || agree_check_deploy(v->log, v->nlog, &id, false) < 0)) {
-		reply(out, CTL_E_CONDEMNED,
-		      "artifact %.12s of %s was condemned by a cluster rollback; deploy it again "
-		      "with --force",
-		      art, service);
+		ctl_enc_fail(out, CTL_E_CONDEMNED,
+			     "artifact %.12s of %s was condemned by a cluster rollback; "
+			     "deploy it again with --force",
+			     art, service);
 		goto out;
 	}
 	struct store_revision rv;
@@ -1603,17 +1587,17 @@ static void do_deploy(struct brain *b, const struct ctl_request *req, const stru
 		store_artifact_set_condemned(b->s, &id, false);
 	r = accept_rev(b, v, &rv, true);
 	if (r < 0) {
-		reply(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
-		      "cannot create revision %" PRIu64 ": %s", rv.rev, agree_strerror(r));
+		ctl_enc_fail(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
+			     "cannot create revision %" PRIu64 ": %s", rv.rev, agree_strerror(r));
 		goto out;
 	}
 	publish_rev(b, &rv);
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 4);
-	kv_str(out, "service", service);
-	kv_uint(out, "rev", rv.rev);
+	ctl_kv_str(out, "service", service);
+	ctl_kv_uint(out, "rev", rv.rev);
 	kv_id(out, "artifact", &id);
-	kv_str(out, "version", info.manifest.version ? info.manifest.version : "");
+	ctl_kv_str(out, "version", info.manifest.version ? info.manifest.version : "");
 out:
 	if (have_info)
 		store_artifact_info_release(&info);
@@ -1630,7 +1614,7 @@ static void do_rollback(struct brain *b, const struct ctl_request *req, struct c
 	int r;
 
 	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		reply(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
 		goto out;
 	}
 	if (opt_str(req, "reason", &reason, out) < 0 || scope_arg(req, scope, out) < 0 ||
@@ -1641,26 +1625,28 @@ static void do_rollback(struct brain *b, const struct ctl_request *req, struct c
 	const char *site = scope[0] ? scope + 5 : (b->has_site ? b->site : NULL);
 	const struct store_revision *d = v ? agree_desired(v->log, v->nlog, site) : NULL;
 	if (!d) {
-		reply(out, CTL_E_NO_REVISION, "%s has no revision to roll back%s%s", service,
-		      scope[0] ? " in " : "", scope);
+		ctl_enc_fail(out, CTL_E_NO_REVISION, "%s has no revision to roll back%s%s", service,
+			     scope[0] ? " in " : "", scope);
 		goto out;
 	}
 	if (scope[0] && strcmp(d->scope, scope) != 0) {
-		reply(out, CTL_E_BAD_REQUEST,
-		      "the revision %" PRIu64 " desired in %s has scope %s: roll back with that "
-		      "scope",
-		      d->rev, scope, d->scope[0] ? d->scope : "cluster");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "the revision %" PRIu64 " desired in %s has scope %s: "
+			     "roll back with that scope",
+			     d->rev, scope, d->scope[0] ? d->scope : "cluster");
 		goto out;
 	}
 	if (to) {
 		const struct store_revision *t = agree_at(v->log, v->nlog, to);
 		if (!t || to >= d->rev) {
-			reply(out, CTL_E_NO_REVISION, "--to %" PRIu64 ": %s", to,
-			      !t ? "no such revision" : "must be below the desired revision");
+			ctl_enc_fail(out, CTL_E_NO_REVISION, "--to %" PRIu64 ": %s", to,
+				     !t ? "no such revision"
+					: "must be below the desired revision");
 			goto out;
 		}
 		if (memcmp(&t->artifact, &d->artifact, sizeof t->artifact) == 0) {
-			reply(out, CTL_E_BAD_REQUEST, "rev %" PRIu64 " runs the same artifact", to);
+			ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+				     "rev %" PRIu64 " runs the same artifact", to);
 			goto out;
 		}
 	}
@@ -1670,8 +1656,8 @@ static void do_rollback(struct brain *b, const struct ctl_request *req, struct c
 		r = agree_local_rollback(v->log, v->nlog, service, b->has_site ? b->site : NULL,
 					 to, stamp(b), &l);
 		if (r < 0) {
-			reply(out, CTL_E_NO_REVISION, "cannot roll back locally: %s",
-			      agree_strerror(r));
+			ctl_enc_fail(out, CTL_E_NO_REVISION, "cannot roll back locally: %s",
+				     agree_strerror(r));
 			goto out;
 		}
 		v->local = l;
@@ -1683,16 +1669,17 @@ static void do_rollback(struct brain *b, const struct ctl_request *req, struct c
 		publish_health(b, v);
 	} else {
 		if (!can_carry_out(b, v, d, to)) {
-			reply(out, CTL_E_NOT_FOUND,
-			      "this node cannot carry out the rollback of rev %" PRIu64
-			      ": the target artifact is not held",
-			      bad);
+			ctl_enc_fail(out, CTL_E_NOT_FOUND,
+				     "this node cannot carry out the rollback of rev %" PRIu64
+				     ": the target artifact is not held",
+				     bad);
 			goto out;
 		}
 		r = cast_vote(b, v, d, STORE_VOTE_OPERATOR, to);
 		if (r < 0) {
-			reply(out, agent_ctl_err_from_errno(r), "cannot publish the vote: %s",
-			      strerror(-r));
+			ctl_enc_fail(out, agent_ctl_err_from_errno(r),
+				     "cannot publish the vote: %s",
+				     strerror(-r));
 			goto out;
 		}
 		if (reason)
@@ -1700,10 +1687,10 @@ static void do_rollback(struct brain *b, const struct ctl_request *req, struct c
 	}
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 4);
-	kv_str(out, "service", service);
-	kv_uint(out, "rev", bad);
-	kv_uint(out, "to", to);
-	kv_bool(out, "local", local);
+	ctl_kv_str(out, "service", service);
+	ctl_kv_uint(out, "rev", bad);
+	ctl_kv_uint(out, "to", to);
+	ctl_kv_bool(out, "local", local);
 out:
 	free(service);
 	free(reason);
@@ -1722,16 +1709,16 @@ static void enc_votes(struct brain *b, struct svc *v, uint64_t rev, struct ctl_e
 	for (size_t i = 0; i < v->nvotes; i++)
 		n += v->votes[i].v.rev == rev;
 	ctl_enc_map(out, 10);
-	kv_str(out, "service", v->name);
-	kv_uint(out, "rev", rev);
-	kv_uint(out, "eligible", t.eligible);
-	kv_uint(out, "quorum", t.quorum);
-	kv_uint(out, "counted", t.target_votes);
-	kv_bool(out, "decided", rv && decided(v, rv));
-	kv_uint(out, "running_rev", v->running_rev);
-	kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
+	ctl_kv_str(out, "service", v->name);
+	ctl_kv_uint(out, "rev", rev);
+	ctl_kv_uint(out, "eligible", t.eligible);
+	ctl_kv_uint(out, "quorum", t.quorum);
+	ctl_kv_uint(out, "counted", t.target_votes);
+	ctl_kv_bool(out, "decided", rv && decided(v, rv));
+	ctl_kv_uint(out, "running_rev", v->running_rev);
+	ctl_kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
 	/* swapped: this node runs what it desires and that is past the bad rev */
-	kv_bool(out, "swapped", v->running_rev > rev && v->have_desired &&
+	ctl_kv_bool(out, "swapped", v->running_rev > rev && v->have_desired &&
 				       v->running_rev == v->desired_rev && !v->swapping);
 	ctl_enc_str(out, "votes");
 	ctl_enc_array(out, n);
@@ -1742,12 +1729,13 @@ static void enc_votes(struct brain *b, struct svc *v, uint64_t rev, struct ctl_e
 		char who[2 * STORE_NODE_ID_LEN + 1], hexv[2 * STORE_NODE_ID_LEN + 1];
 		hex_id(av->v.voter, STORE_NODE_ID_LEN, hexv);
 		ctl_enc_map(out, 6);
-		kv_str(out, "voter", hexv);
-		kv_str(out, "name", member_name(b, av->v.voter, who));
-		kv_str(out, "reason", av->v.reason == STORE_VOTE_HEALTH ? "health" : "operator");
-		kv_uint(out, "hlc", av->v.hlc);
-		kv_uint(out, "target", av->target);
-		kv_bool(out, "counted", rv && (av->subject == AGREE_SUBJECT_ANY ||
+		ctl_kv_str(out, "voter", hexv);
+		ctl_kv_str(out, "name", member_name(b, av->v.voter, who));
+		ctl_kv_str(out, "reason",
+			   av->v.reason == STORE_VOTE_HEALTH ? "health" : "operator");
+		ctl_kv_uint(out, "hlc", av->v.hlc);
+		ctl_kv_uint(out, "target", av->target);
+		ctl_kv_bool(out, "counted", rv && (av->subject == AGREE_SUBJECT_ANY ||
 					       av->subject == rv->hlc) &&
 					       agree_is_eligible(b->members, b->nmembers, rv->scope,
 								 UINT64_MAX, av->v.voter));
@@ -1759,14 +1747,14 @@ static void do_votes(struct brain *b, const struct ctl_request *req, struct ctl_
 	char *service = NULL;
 	uint64_t rev = 0;
 	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		reply(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
 		goto out;
 	}
 	if (opt_uint(req, "rev", &rev, out) < 0)
 		goto out;
 	struct svc *v = svc_find(b, service);
 	if (!v) {
-		reply(out, CTL_E_NOT_FOUND, "no service %s", service);
+		ctl_enc_fail(out, CTL_E_NOT_FOUND, "no service %s", service);
 		goto out;
 	}
 	if (!rev) {
@@ -1794,15 +1782,15 @@ static void enc_service(struct brain *b, struct svc *v, struct ctl_enc *out, boo
 	for (size_t i = 0; i < b->npeers; i++)
 		npeer += strcmp(b->peers[i].h.service, v->name) == 0;
 	ctl_enc_map(out, nodes ? 11 : 10);
-	kv_str(out, "service", v->name);
-	kv_uint(out, "latest_rev", svc_max_rev(v));
-	kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
+	ctl_kv_str(out, "service", v->name);
+	ctl_kv_uint(out, "latest_rev", svc_max_rev(v));
+	ctl_kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
 	kv_id(out, "desired", &v->desired);
-	kv_uint(out, "running_rev", v->running_rev);
+	ctl_kv_uint(out, "running_rev", v->running_rev);
 	kv_id(out, "running", &v->running);
-	kv_str(out, "health", hstate_name(v->hstate));
-	kv_bool(out, "swapping", v->swapping);
-	kv_bool(out, "diverged", v->diverged);
+	ctl_kv_str(out, "health", hstate_name(v->hstate));
+	ctl_kv_bool(out, "swapping", v->swapping);
+	ctl_kv_bool(out, "diverged", v->diverged);
 	/* healthy nodes / reporting nodes, self included */
 	uint32_t healthy = v->hstate == HEALTH_HEALTHY, reporting = 1;
 	for (size_t i = 0; i < b->npeers; i++) {
@@ -1820,24 +1808,24 @@ static void enc_service(struct brain *b, struct svc *v, struct ctl_enc *out, boo
 	ctl_enc_str(out, "nodes");
 	ctl_enc_array(out, npeer + 1);
 	ctl_enc_map(out, 6);
-	kv_str(out, "node", b->name);
-	kv_uint(out, "running_rev", v->running_rev);
-	kv_str(out, "health", hstate_name(v->hstate));
-	kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
-	kv_bool(out, "swapping", v->swapping);
-	kv_bool(out, "diverged", v->diverged);
+	ctl_kv_str(out, "node", b->name);
+	ctl_kv_uint(out, "running_rev", v->running_rev);
+	ctl_kv_str(out, "health", hstate_name(v->hstate));
+	ctl_kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
+	ctl_kv_bool(out, "swapping", v->swapping);
+	ctl_kv_bool(out, "diverged", v->diverged);
 	for (size_t i = 0; i < b->npeers; i++) {
 		struct peer_health *p = &b->peers[i];
 		char who[2 * STORE_NODE_ID_LEN + 1];
 		if (strcmp(p->h.service, v->name) != 0)
 			continue;
 		ctl_enc_map(out, 6);
-		kv_str(out, "node", member_name(b, p->node, who));
-		kv_uint(out, "running_rev", p->h.running_rev);
-		kv_str(out, "health", hstate_name(p->h.state));
-		kv_uint(out, "desired_rev", p->h.desired_rev);
-		kv_bool(out, "swapping", p->h.swapping);
-		kv_bool(out, "diverged", p->h.diverged);
+		ctl_kv_str(out, "node", member_name(b, p->node, who));
+		ctl_kv_uint(out, "running_rev", p->h.running_rev);
+		ctl_kv_str(out, "health", hstate_name(p->h.state));
+		ctl_kv_uint(out, "desired_rev", p->h.desired_rev);
+		ctl_kv_bool(out, "swapping", p->h.swapping);
+		ctl_kv_bool(out, "diverged", p->h.diverged);
 	}
 }
 
@@ -1858,16 +1846,16 @@ static void do_status(struct brain *b, struct ctl_enc *out)
 	ctl_enc_map(out, 3);
 	ctl_enc_str(out, "node");
 	ctl_enc_map(out, 3);
-	kv_str(out, "name", b->name);
-	kv_str(out, "site", b->has_site ? b->site : "");
-	kv_uint(out, "hlc", b->clock.last);
+	ctl_kv_str(out, "name", b->name);
+	ctl_kv_str(out, "site", b->has_site ? b->site : "");
+	ctl_kv_uint(out, "hlc", b->clock.last);
 	ctl_enc_str(out, "cluster");
 	ctl_enc_map(out, 5);
-	kv_uint(out, "members", b->nmembers);
-	kv_uint(out, "alive", by[AGREE_ALIVE]);
-	kv_uint(out, "suspect", by[AGREE_SUSPECT]);
-	kv_uint(out, "failed", by[AGREE_DEAD]);
-	kv_uint(out, "left", by[AGREE_LEFT]);
+	ctl_kv_uint(out, "members", b->nmembers);
+	ctl_kv_uint(out, "alive", by[AGREE_ALIVE]);
+	ctl_kv_uint(out, "suspect", by[AGREE_SUSPECT]);
+	ctl_kv_uint(out, "failed", by[AGREE_DEAD]);
+	ctl_kv_uint(out, "left", by[AGREE_LEFT]);
 	ctl_enc_str(out, "services");
 	ctl_enc_array(out, (uint32_t)b->nsvcs);
 	for (size_t i = 0; i < b->nsvcs; i++)
@@ -1893,20 +1881,20 @@ static void do_events(struct brain *b, const struct ctl_request *req, struct ctl
 		n = max;
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 3);
-	kv_uint(out, "next", first + n - 1 >= since ? first + n - 1 : since);
-	kv_uint(out, "dropped", dropped);
+	ctl_kv_uint(out, "next", first + n - 1 >= since ? first + n - 1 : since);
+	ctl_kv_uint(out, "dropped", dropped);
 	ctl_enc_str(out, "events");
 	ctl_enc_array(out, (uint32_t)n);
 	for (uint64_t s = first; s < first + n; s++) {
 		const struct brain_ev *e = &b->ring[(s - 1) % BRAIN_EVENTS_MAX];
 		ctl_enc_map(out, 7);
-		kv_uint(out, "seq", e->seq);
-		kv_uint(out, "time_ms", e->wall_ms);
-		kv_str(out, "kind", e->kind);
-		kv_str(out, "service", e->service);
-		kv_uint(out, "rev", e->rev);
-		kv_str(out, "node", e->node);
-		kv_str(out, "text", e->text);
+		ctl_kv_uint(out, "seq", e->seq);
+		ctl_kv_uint(out, "time_ms", e->wall_ms);
+		ctl_kv_str(out, "kind", e->kind);
+		ctl_kv_str(out, "service", e->service);
+		ctl_kv_uint(out, "rev", e->rev);
+		ctl_kv_str(out, "node", e->node);
+		ctl_kv_str(out, "text", e->text);
 	}
 }
 
@@ -1933,31 +1921,31 @@ static int hist_cb(const struct store_revision *rv, void *ud)
 	char origin[2 * STORE_NODE_ID_LEN + 1], who[2 * STORE_NODE_ID_LEN + 1];
 	hex_id(rv->origin, STORE_NODE_ID_LEN, origin);
 	ctl_enc_map(e, 14);
-	kv_str(e, "service", rv->service);
-	kv_uint(e, "rev", rv->rev);
+	ctl_kv_str(e, "service", rv->service);
+	ctl_kv_uint(e, "rev", rv->rev);
 	kv_id(e, "artifact", &rv->artifact);
-	kv_str(e, "version", have && info.manifest.version ? info.manifest.version : "");
-	kv_str(e, "kind", rv->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy");
-	kv_str(e, "scope", rv->scope[0] ? rv->scope : "cluster");
-	kv_str(e, "origin", origin);
+	ctl_kv_str(e, "version", have && info.manifest.version ? info.manifest.version : "");
+	ctl_kv_str(e, "kind", rv->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy");
+	ctl_kv_str(e, "scope", rv->scope[0] ? rv->scope : "cluster");
+	ctl_kv_str(e, "origin", origin);
 	static const uint8_t zero[STORE_NODE_ID_LEN];
-	kv_str(e, "origin_name", memcmp(rv->origin, zero, sizeof zero) == 0
+	ctl_kv_str(e, "origin_name", memcmp(rv->origin, zero, sizeof zero) == 0
 					 ? "cluster"
 					 : member_name(h->b, rv->origin, who));
-	kv_uint(e, "hlc", rv->hlc);
+	ctl_kv_uint(e, "hlc", rv->hlc);
 	ctl_enc_str(e, "operator");
 	if (rv->operator_uid == UINT32_MAX) {
 		ctl_enc_nil(e);
 	} else {
 		ctl_enc_map(e, 2);
-		kv_uint(e, "uid", rv->operator_uid);
+		ctl_kv_uint(e, "uid", rv->operator_uid);
 		ctl_enc_str(e, "pid");
 		ctl_enc_int(e, rv->operator_pid);
 	}
-	kv_str(e, "reason", rv->reason);
-	kv_uint(e, "certificate", rv->ncert);
-	kv_bool(e, "good", good);
-	kv_bool(e, "condemned", condemned);
+	ctl_kv_str(e, "reason", rv->reason);
+	ctl_kv_uint(e, "certificate", rv->ncert);
+	ctl_kv_bool(e, "good", good);
+	ctl_kv_bool(e, "condemned", condemned);
 	if (have)
 		store_artifact_info_release(&info);
 	h->n++;
@@ -1970,7 +1958,7 @@ static void do_history(struct brain *b, const struct ctl_request *req, struct ct
 	uint64_t limit = 0;
 	struct hist_ctx h = {.b = b};
 	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		reply(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
 		goto out;
 	}
 	if (opt_uint(req, "limit", &limit, out) < 0)
@@ -1980,14 +1968,10 @@ static void do_history(struct brain *b, const struct ctl_request *req, struct ct
 	int r = store_revision_foreach(b->s, service, limit > 100000 ? 100000 : (unsigned)limit,
 				       hist_cb, &h);
 	if (r < 0 && r != -ENOENT) {
-		reply(out, agent_ctl_err_from_errno(r), "%s", store_strerror(r));
+		ctl_enc_fail(out, agent_ctl_err_from_errno(r), "%s", store_strerror(r));
 		goto out;
 	}
-	size_t len;
-	const uint8_t *p = ctl_enc_payload(&h.items, &len);
-	ctl_enc_ok(out);
-	ctl_enc_array(out, h.n);
-	ctl_enc_raw(out, p, len);
+	ctl_enc_ok_array(out, &h.items, h.n);
 out:
 	ctl_enc_release(&h.items);
 	free(service);
@@ -1997,7 +1981,7 @@ int brain_ctl(struct brain *b, const char *op, const struct ctl_request *req,
 	      const struct ctl_peer *peer, struct ctl_enc *out)
 {
 	if (!b || !b->started) {
-		reply(out, CTL_E_INTERNAL, "the cluster brain is not running");
+		ctl_enc_fail(out, CTL_E_INTERNAL, "the cluster brain is not running");
 		return 0;
 	}
 	if (strcmp(op, "deploy") == 0)

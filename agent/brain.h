@@ -111,6 +111,10 @@ struct brain_opts {
 	const char *node_name;		/* for events */
 	const char *site;		/* this node's site label, NULL if none */
 	const char *state_dir;		/* absolute, required unless no_runtime */
+	const char *unit_dir;		/* runtime plugins (struct plugin_config), copied;
+					 * NULL = the plugin's default */
+	const char *bus_address;	/* systemd: NULL = the system bus */
+	const char *docker_host;	/* container: API unix socket path */
 	const struct brain_quorum_rule *quorums; /* copied */
 	size_t nquorums;
 	unsigned max_parallel_per_site;	/* 0 = unlimited */

@@ -347,6 +347,26 @@ static int services_of(struct bc *c, const char *service, const msgpack_object *
 	return X_DONE;
 }
 
+/*
+ * Start the request of deploy or rollback (@op) in @e (initialised here): a map of "service"
+ * (a->pos[0]), "artifact" when @artifact is not NULL, "scope" and "reason" when given, then
+ * room for @more entries the caller appends.
+ */
+static void enc_change(struct ctl_enc *e, const char *op, const struct args *a,
+		       const char *artifact, uint32_t more)
+{
+	ctl_enc_init(e);
+	ctl_enc_request(e, op, true);
+	ctl_enc_map(e, 1 + (artifact != NULL) + (a->scope != NULL) + (a->reason != NULL) + more);
+	ctl_kv_str(e, "service", a->pos[0]);
+	if (artifact)
+		ctl_kv_str(e, "artifact", artifact);
+	if (a->scope)
+		ctl_kv_str(e, "scope", a->scope);
+	if (a->reason)
+		ctl_kv_str(e, "reason", a->reason);
+}
+
 static int cmd_deploy(struct bc *c, int argc, char **argv)
 {
 	struct args a;
@@ -357,25 +377,9 @@ static int cmd_deploy(struct bc *c, int argc, char **argv)
 		errf("deploy: SERVICE and ARTIFACT are required");
 		return X_USAGE;
 	}
-	ctl_enc_init(&e);
-	ctl_enc_request(&e, "deploy", true);
-	ctl_enc_map(&e, 2 + (a.scope != NULL) + (a.reason != NULL) + a.force);
-	ctl_enc_str(&e, "service");
-	ctl_enc_str(&e, a.pos[0]);
-	ctl_enc_str(&e, "artifact");
-	ctl_enc_str(&e, a.pos[1]);
-	if (a.scope) {
-		ctl_enc_str(&e, "scope");
-		ctl_enc_str(&e, a.scope);
-	}
-	if (a.reason) {
-		ctl_enc_str(&e, "reason");
-		ctl_enc_str(&e, a.reason);
-	}
-	if (a.force) {
-		ctl_enc_str(&e, "force");
-		ctl_enc_bool(&e, true);
-	}
+	enc_change(&e, "deploy", &a, a.pos[1], a.force);
+	if (a.force)
+		ctl_kv_bool(&e, "force", true);
 	int x = bc_check(c, bc_call(c, &e));
 	ctl_enc_release(&e);
 	if (x)
@@ -440,27 +444,11 @@ static int cmd_rollback(struct bc *c, int argc, char **argv)
 		errf("rollback: SERVICE is required");
 		return X_USAGE;
 	}
-	ctl_enc_init(&e);
-	ctl_enc_request(&e, "rollback", true);
-	ctl_enc_map(&e, 1 + (a.scope != NULL) + (a.reason != NULL) + (a.to != 0) + a.local);
-	ctl_enc_str(&e, "service");
-	ctl_enc_str(&e, a.pos[0]);
-	if (a.scope) {
-		ctl_enc_str(&e, "scope");
-		ctl_enc_str(&e, a.scope);
-	}
-	if (a.reason) {
-		ctl_enc_str(&e, "reason");
-		ctl_enc_str(&e, a.reason);
-	}
-	if (a.to) {
-		ctl_enc_str(&e, "to");
-		ctl_enc_uint(&e, a.to);
-	}
-	if (a.local) {
-		ctl_enc_str(&e, "local");
-		ctl_enc_bool(&e, true);
-	}
+	enc_change(&e, "rollback", &a, NULL, (a.to != 0) + a.local);
+	if (a.to)
+		ctl_kv_uint(&e, "to", a.to);
+	if (a.local)
+		ctl_kv_bool(&e, "local", true);
 	int x = bc_check(c, bc_call(c, &e));
 	ctl_enc_release(&e);
 	if (x)

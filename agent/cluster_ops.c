@@ -29,39 +29,23 @@
 #include "agent/log.h"
 #include "gossip/transport.h"
 
-static void fail(struct ctl_enc *out, enum ctl_err e, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void fail(struct ctl_enc *out, enum ctl_err e, const char *fmt, ...)
+/* The ops that also serve after a leave (members, keyring) need only this; false: replied. */
+static bool have_gossip(struct agent *a, struct ctl_enc *out)
 {
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	ctl_enc_reset(out);
-	ctl_enc_error(out, e, msg);
-}
-
-static void kv_str(struct ctl_enc *e, const char *k, const char *v)
-{
-	ctl_enc_str(e, k);
-	ctl_enc_str(e, v);
-}
-
-static void kv_uint(struct ctl_enc *e, const char *k, uint64_t v)
-{
-	ctl_enc_str(e, k);
-	ctl_enc_uint(e, v);
+	if (!a->cluster) {
+		ctl_enc_fail(out, CTL_E_SHUTTING_DOWN,
+			     "gossip is not running on this agent (see its log)");
+		return false;
+	}
+	return true;
 }
 
 static bool ready(struct agent *a, struct ctl_enc *out)
 {
-	if (!a->cluster) {
-		fail(out, CTL_E_SHUTTING_DOWN, "gossip is not running on this agent (see its log)");
+	if (!have_gossip(a, out))
 		return false;
-	}
 	if (cluster_has_left(a->cluster)) {
-		fail(out, CTL_E_SHUTTING_DOWN, "this agent has left the cluster");
+		ctl_enc_fail(out, CTL_E_SHUTTING_DOWN, "this agent has left the cluster");
 		return false;
 	}
 	return true;
@@ -107,14 +91,14 @@ static int member_cb(void *ud, const struct gossip_member *m)
 	for (int i = 0; i < GOSSIP_ID_LEN; i++)
 		snprintf(id + 2 * i, 3, "%02x", m->id[i]);
 	ctl_enc_map(e, 8);
-	kv_str(e, "id", id);
-	kv_str(e, "name", m->name);
-	kv_str(e, "address", gossip_addr_format(&m->addr, addr, sizeof addr));
-	kv_str(e, "state", gossip_state_name(m->state));
-	kv_uint(e, "incarnation", m->incarnation);
+	ctl_kv_str(e, "id", id);
+	ctl_kv_str(e, "name", m->name);
+	ctl_kv_str(e, "address", gossip_addr_format(&m->addr, addr, sizeof addr));
+	ctl_kv_str(e, "state", gossip_state_name(m->state));
+	ctl_kv_uint(e, "incarnation", m->incarnation);
 	ctl_enc_str(e, "labels");
 	enc_labels(e, m->labels, m->labels_len);
-	kv_uint(e, "rtt_ms", m->rtt_ms);
+	ctl_kv_uint(e, "rtt_ms", m->rtt_ms);
 	ctl_enc_str(e, "self");
 	ctl_enc_bool(e, m->self);
 	x->n++;
@@ -126,21 +110,15 @@ void cluster_op_members(void *ud, const struct ctl_request *req, const struct ct
 {
 	struct agent *a = ud;
 	struct members_ctx x = {.n = 0};
-	if (!a->cluster) {
-		fail(out, CTL_E_SHUTTING_DOWN, "gossip is not running on this agent (see its log)");
+	if (!have_gossip(a, out))
 		return;
-	}
 	ctl_enc_init(&x.items);
 	int r = cluster_member_foreach(a->cluster, member_cb, &x);
 	if (r < 0) {
-		fail(out, CTL_E_INTERNAL, "listing members: %s", strerror(-r));
+		ctl_enc_fail(out, CTL_E_INTERNAL, "listing members: %s", strerror(-r));
 		goto out;
 	}
-	size_t len;
-	const uint8_t *p = ctl_enc_payload(&x.items, &len);
-	ctl_enc_ok(out);
-	ctl_enc_array(out, x.n);
-	ctl_enc_raw(out, p, len);
+	ctl_enc_ok_array(out, &x.items, x.n);
 out:
 	ctl_enc_release(&x.items);
 }
@@ -159,8 +137,9 @@ void cluster_op_join(void *ud, const struct ctl_request *req, const struct ctl_p
 	const msgpack_object *o = ctl_map_get(req->args, "addrs");
 	if (!o || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size == 0 ||
 	    o->via.array.size > GOSSIP_TRANSPORT_SEEDS_MAX_OPS) {
-		fail(out, CTL_E_BAD_REQUEST, "\"addrs\" must be an array of 1..%d \"IP:PORT\"",
-		     GOSSIP_TRANSPORT_SEEDS_MAX_OPS);
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "\"addrs\" must be an array of 1..%d \"IP:PORT\"",
+			     GOSSIP_TRANSPORT_SEEDS_MAX_OPS);
 		return;
 	}
 	for (uint32_t i = 0; i < o->via.array.size; i++) {
@@ -168,7 +147,8 @@ void cluster_op_join(void *ud, const struct ctl_request *req, const struct ctl_p
 		if (s->type != MSGPACK_OBJECT_STR || s->via.str.size == 0 ||
 		    s->via.str.size >= sizeof bufs[0] ||
 		    memchr(s->via.str.ptr, 0, s->via.str.size)) {
-			fail(out, CTL_E_BAD_REQUEST, "\"addrs\" must hold \"IP:PORT\" strings");
+			ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+				     "\"addrs\" must hold \"IP:PORT\" strings");
 			return;
 		}
 		memcpy(bufs[n], s->via.str.ptr, s->via.str.size);
@@ -178,19 +158,20 @@ void cluster_op_join(void *ud, const struct ctl_request *req, const struct ctl_p
 	}
 	int r = cluster_join(a->cluster, addrs, n);
 	if (r == -EINVAL) {
-		fail(out, CTL_E_BAD_REQUEST,
-		     "not a numeric address: give IP:PORT or [IPv6]:PORT (port default 7946)");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "not a numeric address: give IP:PORT or [IPv6]:PORT "
+			     "(port default 7946)");
 		return;
 	}
 	if (r < 0) {
-		fail(out, CTL_E_INTERNAL, "join: %s", strerror(-r));
+		ctl_enc_fail(out, CTL_E_INTERNAL, "join: %s", strerror(-r));
 		return;
 	}
 	log_notice("ctl: join through %zu address(es) (first %s) by uid %u", n, addrs[0],
 		   peer->uid);
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 1);
-	kv_uint(out, "contacted", (uint64_t)r);
+	ctl_kv_uint(out, "contacted", (uint64_t)r);
 }
 
 static void left_then_stop(void *ud)
@@ -208,15 +189,16 @@ void cluster_op_leave(void *ud, const struct ctl_request *req, const struct ctl_
 		return;
 	int r = cluster_leave(a->cluster, left_then_stop, a);
 	if (r < 0) {
-		fail(out, r == -EALREADY ? CTL_E_SHUTTING_DOWN : CTL_E_INTERNAL, "leave: %s",
-		     strerror(-r));
+		ctl_enc_fail(out, r == -EALREADY ? CTL_E_SHUTTING_DOWN : CTL_E_INTERNAL,
+			     "leave: %s",
+			     strerror(-r));
 		return;
 	}
 	log_notice("ctl: leave requested by uid %u (pid %d); the agent exits once it is gossiped",
 		   peer->uid, peer->pid);
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 1);
-	kv_uint(out, "drain_ms", gossip_leave_drain_ms(gossip_transport_core(
+	ctl_kv_uint(out, "drain_ms", gossip_leave_drain_ms(gossip_transport_core(
 					 cluster_transport(a->cluster))));
 }
 
@@ -232,7 +214,7 @@ static void enc_keyring(struct ctl_enc *out, struct cluster *c)
 	if (n > GOSSIP_KEYRING_MAX)
 		n = GOSSIP_KEYRING_MAX;
 	ctl_enc_map(out, 3);
-	kv_str(out, "path", cluster_keyring_path(c));
+	ctl_kv_str(out, "path", cluster_keyring_path(c));
 	ctl_enc_str(out, "primary");
 	if (primary >= 0) {
 		snprintf(hex, sizeof hex, "%02x", primary);
@@ -245,7 +227,7 @@ static void enc_keyring(struct ctl_enc *out, struct cluster *c)
 	for (size_t i = 0; i < n; i++) {
 		snprintf(hex, sizeof hex, "%02x", ids[i]);
 		ctl_enc_map(out, 2);
-		kv_str(out, "id", hex);
+		ctl_kv_str(out, "id", hex);
 		ctl_enc_str(out, "primary");
 		ctl_enc_bool(out, (int)ids[i] == primary);
 	}
@@ -255,10 +237,8 @@ void cluster_op_keyring_list(void *ud, const struct ctl_request *req,
 			     const struct ctl_peer *peer, struct ctl_enc *out)
 {
 	struct agent *a = ud;
-	if (!a->cluster) {
-		fail(out, CTL_E_SHUTTING_DOWN, "gossip is not running on this agent (see its log)");
+	if (!have_gossip(a, out))
 		return;
-	}
 	ctl_enc_ok(out);
 	enc_keyring(out, a->cluster);
 }
@@ -270,8 +250,9 @@ static int arg_key_id(const struct ctl_request *req, uint8_t *ret, struct ctl_en
 	unsigned v;
 	char extra;
 	if (r < 0 || strlen(s) < 1 || strlen(s) > 2 || sscanf(s, "%x%c", &v, &extra) != 1) {
-		fail(out, CTL_E_BAD_REQUEST, "\"id\" must be a key id: 1 or 2 hex digits (see "
-		     "agentctl keyring list)");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "\"id\" must be a key id: 1 or 2 hex digits (see "
+			     "agentctl keyring list)");
 		free(s);
 		return -EINVAL;
 	}
@@ -290,26 +271,29 @@ static void keyring_result(struct agent *a, const char *what, int r, uint8_t id,
 		enc_keyring(out, a->cluster);
 		return;
 	case -ENOENT:
-		fail(out, CTL_E_NOT_FOUND, "no key %02x in the keyring", id);
+		ctl_enc_fail(out, CTL_E_NOT_FOUND, "no key %02x in the keyring", id);
 		return;
 	case -EBUSY:
-		fail(out, CTL_E_BAD_REQUEST, "key %02x is the primary: make another key primary "
-		     "first (keyring use)", id);
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "key %02x is the primary: make another key primary "
+			     "first (keyring use)", id);
 		return;
 	case -EEXIST:
-		fail(out, CTL_E_AMBIGUOUS, "another installed key has id %02x: generate a new key",
-		     id);
+		ctl_enc_fail(out, CTL_E_AMBIGUOUS,
+			     "another installed key has id %02x: generate a new key",
+			     id);
 		return;
 	case -ENOSPC:
-		fail(out, CTL_E_NO_SPACE, "the keyring is full (%d keys): remove one first",
-		     GOSSIP_KEYRING_MAX);
+		ctl_enc_fail(out, CTL_E_NO_SPACE, "the keyring is full (%d keys): remove one first",
+			     GOSSIP_KEYRING_MAX);
 		return;
 	case -EINVAL:
-		fail(out, CTL_E_BAD_REQUEST, "not a key: expected the base64 of 32 bytes");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "not a key: expected the base64 of 32 bytes");
 		return;
 	default:
-		fail(out, CTL_E_INTERNAL, "keyring %s: %s (the running keyring is unchanged)", what,
-		     strerror(-r));
+		ctl_enc_fail(out, CTL_E_INTERNAL,
+			     "keyring %s: %s (the running keyring is unchanged)", what,
+			     strerror(-r));
 	}
 }
 
@@ -319,12 +303,10 @@ void cluster_op_keyring_install(void *ud, const struct ctl_request *req,
 	struct agent *a = ud;
 	char *key = NULL;
 	uint8_t id = 0;
-	if (!a->cluster) {
-		fail(out, CTL_E_SHUTTING_DOWN, "gossip is not running on this agent (see its log)");
+	if (!have_gossip(a, out))
 		return;
-	}
 	if (ctl_arg_str(req, "key", &key) < 0) {
-		fail(out, CTL_E_BAD_REQUEST, "missing argument \"key\" (base64)");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "missing argument \"key\" (base64)");
 		return;
 	}
 	int r = cluster_keyring_install(a->cluster, key, &id);
@@ -338,10 +320,8 @@ void cluster_op_keyring_use(void *ud, const struct ctl_request *req, const struc
 {
 	struct agent *a = ud;
 	uint8_t id;
-	if (!a->cluster) {
-		fail(out, CTL_E_SHUTTING_DOWN, "gossip is not running on this agent (see its log)");
+	if (!have_gossip(a, out))
 		return;
-	}
 	if (arg_key_id(req, &id, out) < 0)
 		return;
 	keyring_result(a, "use", cluster_keyring_use(a->cluster, id), id, peer, out);
@@ -352,10 +332,8 @@ void cluster_op_keyring_remove(void *ud, const struct ctl_request *req,
 {
 	struct agent *a = ud;
 	uint8_t id;
-	if (!a->cluster) {
-		fail(out, CTL_E_SHUTTING_DOWN, "gossip is not running on this agent (see its log)");
+	if (!have_gossip(a, out))
 		return;
-	}
 	if (arg_key_id(req, &id, out) < 0)
 		return;
 	keyring_result(a, "remove", cluster_keyring_remove(a->cluster, id), id, peer, out);
@@ -376,13 +354,13 @@ void cluster_status_encode(struct cluster *c, struct ctl_enc *out)
 	ctl_enc_str(out, "members");
 	ctl_enc_map(out, 4);
 	for (int i = 0; i < 4; i++)
-		kv_uint(out, gossip_state_name(i), s.members[i]);
-	kv_uint(out, "incarnation", s.incarnation);
+		ctl_kv_uint(out, gossip_state_name(i), s.members[i]);
+	ctl_kv_uint(out, "incarnation", s.incarnation);
 	ctl_enc_str(out, "left");
 	ctl_enc_bool(out, s.left);
-	kv_str(out, "bind", s.bind);
-	kv_str(out, "advertise", s.advertise);
-	kv_uint(out, "keys", s.keys);
+	ctl_kv_str(out, "bind", s.bind);
+	ctl_kv_str(out, "advertise", s.advertise);
+	ctl_kv_uint(out, "keys", s.keys);
 	ctl_enc_str(out, "primary_key");
 	if (s.primary_key >= 0) {
 		snprintf(hex, sizeof hex, "%02x", s.primary_key);
@@ -390,22 +368,22 @@ void cluster_status_encode(struct cluster *c, struct ctl_enc *out)
 	} else {
 		ctl_enc_nil(out);
 	}
-	kv_uint(out, "records", s.records);
+	ctl_kv_uint(out, "records", s.records);
 	ctl_enc_str(out, "packets");
 	ctl_enc_map(out, 4);
-	kv_uint(out, "in", s.packets_in);
-	kv_uint(out, "out", s.packets_out);
-	kv_uint(out, "bytes_in", s.bytes_in);
-	kv_uint(out, "bytes_out", s.bytes_out);
+	ctl_kv_uint(out, "in", s.packets_in);
+	ctl_kv_uint(out, "out", s.packets_out);
+	ctl_kv_uint(out, "bytes_in", s.bytes_in);
+	ctl_kv_uint(out, "bytes_out", s.bytes_out);
 	ctl_enc_str(out, "dropped");
 	ctl_enc_map(out, GOSSIP_DROP_MAX + 2);
 	for (int i = 0; i < GOSSIP_DROP_MAX; i++)
-		kv_uint(out, gossip_drop_name((enum gossip_drop)i), s.drops[i]);
-	kv_uint(out, "malformed", s.malformed);
-	kv_uint(out, "send_errors", s.send_errors);
+		ctl_kv_uint(out, gossip_drop_name((enum gossip_drop)i), s.drops[i]);
+	ctl_kv_uint(out, "malformed", s.malformed);
+	ctl_kv_uint(out, "send_errors", s.send_errors);
 	ctl_enc_str(out, "sync");
 	ctl_enc_map(out, 2);
-	kv_uint(out, "ok", s.sync_ok);
-	kv_uint(out, "failed", s.sync_failed);
-	kv_uint(out, "persist_errors", s.persist_errors);
+	ctl_kv_uint(out, "ok", s.sync_ok);
+	ctl_kv_uint(out, "failed", s.sync_failed);
+	ctl_kv_uint(out, "persist_errors", s.persist_errors);
 }

@@ -21,6 +21,7 @@ enum cfg_key {
 	K_CLUSTER, K_LABEL, K_METRICS, K_MAX_FILE_SIZE, K_MAX_SIZE, K_MAX_FILES, K_RETAIN,
 	K_MAP_MAX, K_SOCKET_GROUP, K_SOCKET_MODE, K_MAX_FRAME, K_MAX_CLIENTS, K_CLIENT_TIMEOUT,
 	K_QUORUM, K_MAX_PAR_SWAPS, /* cluster brain (agent/brain.h) */
+	K_DOCKER_HOST, K_UNIT_DIR, K_SYSTEMD_BUS, /* runtime plugins */
 	K__COUNT
 };
 
@@ -48,6 +49,9 @@ static const char *const cfg_keys[K__COUNT] = {
 	[K_CLIENT_TIMEOUT] = "client-timeout",
 	[K_QUORUM] = "quorum",
 	[K_MAX_PAR_SWAPS] = "max-parallel-swaps-per-site",
+	[K_DOCKER_HOST] = "docker-host",
+	[K_UNIT_DIR] = "unit-dir",
+	[K_SYSTEMD_BUS] = "systemd-bus",
 };
 
 enum { OPT_CONFIG = 1000, OPT_HELP, OPT_VERSION };
@@ -76,6 +80,14 @@ static const char usage_text[] =
 	"  --max-artifact-files N      most files in an imported artifact (default 10000)\n"
 	"  --retain-revisions N        revisions kept per service (default 10)\n"
 	"  --store-map-max SIZE        largest the store may grow (default 64G)\n"
+	"\n"
+	"Runtime plugins:\n"
+	"  --docker-host PATH          container runtime: unix socket of the Docker Engine API,\n"
+	"                              Docker or Podman (default " AGENT_DEFAULT_DOCKER_HOST ")\n"
+	"  --unit-dir DIR              systemd runtime: unit file directory (default\n"
+	"                              " AGENT_DEFAULT_UNIT_DIR ")\n"
+	"  --systemd-bus ADDRESS       systemd runtime: D-Bus address of systemd itself, e.g.\n"
+	"                              unix:path=/run/systemd/private (default: the system bus)\n"
 	"\n"
 	"Cluster options:\n"
 	"  --bind ADDR:PORT            gossip address, UDP and TCP (default " AGENT_DEFAULT_BIND ")\n"
@@ -398,6 +410,33 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 			r = list_add(&c->quorums, &c->nquorums, v);
 		break;
 	}
+	case K_DOCKER_HOST: {
+		struct sockaddr_un sa;
+		if (strncmp(v, "unix://", 7) == 0)	/* DOCKER_HOST's spelling */
+			v += 7;
+		r = set_path(&c->docker_host, v);
+		if (r == -EINVAL)
+			why = "empty path";
+		else if (r == 0 && strlen(c->docker_host) >= sizeof sa.sun_path)
+			why = "path too long for a unix socket (107 bytes at most)";
+		break;
+	}
+	case K_UNIT_DIR:
+		r = set_path(&c->unit_dir, v);
+		if (r == -EINVAL)
+			why = "empty path";
+		break;
+	case K_SYSTEMD_BUS:
+		/* "" means: the system bus. sd-bus validates the address when connecting. */
+		if (!*v) {
+			free(c->systemd_bus);
+			c->systemd_bus = NULL;
+		} else if (!strchr(v, ':') || strlen(v) > 4096) {
+			why = "must be a D-Bus address, e.g. unix:path=/run/systemd/private";
+		} else {
+			r = set_string(&c->systemd_bus, v);
+		}
+		break;
 	case K_MAX_PAR_SWAPS:
 		if (parse_uint(v, 0, 100000, &u) < 0)
 			why = "must be a number in 0..100000 (0 = unlimited)";
@@ -459,6 +498,8 @@ static int defaults(struct agent_config *c)
 	    !(c->cluster = strdup(AGENT_DEFAULT_CLUSTER)) ||
 	    !(c->bind = strdup(AGENT_DEFAULT_BIND)) ||
 	    !(c->socket_group = strdup(AGENT_DEFAULT_GROUP)) ||
+	    !(c->docker_host = strdup(AGENT_DEFAULT_DOCKER_HOST)) ||
+	    !(c->unit_dir = strdup(AGENT_DEFAULT_UNIT_DIR)) ||
 	    !(c->config_path = strdup(AGENT_DEFAULT_CONFIG)))
 		return -ENOMEM;
 	return 0;
@@ -481,6 +522,9 @@ void agent_config_release(struct agent_config *c)
 	list_free(&c->quorums, &c->nquorums);
 	free(c->metrics);
 	free(c->socket_group);
+	free(c->docker_host);
+	free(c->unit_dir);
+	free(c->systemd_bus);
 	memset(c, 0, sizeof *c);
 }
 

@@ -29,6 +29,8 @@
 #define AGENT_DEFAULT_GROUP	"shoal"
 #define AGENT_DEFAULT_CLUSTER	"default"
 #define AGENT_DEFAULT_BIND	"0.0.0.0:7946"
+#define AGENT_DEFAULT_DOCKER_HOST "/run/podman/podman.sock"
+#define AGENT_DEFAULT_UNIT_DIR	"/etc/systemd/system"
 
 struct agent_config {
 	char *config_path;		/* the file read (or the default that was absent) */
@@ -55,6 +57,12 @@ struct agent_config {
 	char **quorums;			/* "SERVICE=SPEC" each (validated) */
 	size_t nquorums;
 	unsigned max_parallel_swaps_per_site; /* 0 = unlimited */
+
+	/* Runtime plugins (struct plugin_config). */
+	char *docker_host;		/* container: Docker API unix socket path (absolute) */
+	char *unit_dir;			/* systemd: where unit files are written (absolute) */
+	char *systemd_bus;		/* systemd: NULL = the system bus; else a D-Bus address of
+					 * systemd itself, e.g. unix:path=/run/systemd/private */
 
 	/* Store and imports. */
 	uint64_t max_artifact_file_size; /* 0 = store default (256 MiB) */

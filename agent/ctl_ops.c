@@ -62,31 +62,18 @@ static void reply_errno(struct ctl_enc *out, int err, const char *detail)
 		      detail && *detail ? detail : store_strerror(err));
 }
 
-static void reply_error(struct ctl_enc *out, enum ctl_err e, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void reply_error(struct ctl_enc *out, enum ctl_err e, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	ctl_enc_reset(out);
-	ctl_enc_error(out, e, msg);
-}
-
 /* Argument @key: required string. Replies bad_request and returns <0 when missing/invalid. */
 static int arg_required(const struct ctl_request *req, const char *key, char **ret,
 			struct ctl_enc *out)
 {
 	int r = ctl_arg_str(req, key, ret);
 	if (r == -ENOENT)
-		reply_error(out, CTL_E_BAD_REQUEST, "missing argument \"%s\"", key);
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "missing argument \"%s\"", key);
 	else if (r == -EINVAL)
-		reply_error(out, CTL_E_BAD_REQUEST,
-			    "argument \"%s\" must be a non-empty string without NUL bytes", key);
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "argument \"%s\" must be a non-empty string without NUL bytes", key);
 	else if (r < 0)
-		reply_error(out, CTL_E_INTERNAL, "%s", strerror(-r));
+		ctl_enc_fail(out, CTL_E_INTERNAL, "%s", strerror(-r));
 	return r;
 }
 
@@ -110,18 +97,6 @@ static bool service_ok(const char *s)
 
 /* ---- Encoders ----------------------------------------------------------------------------- */
 
-static void enc_kv_str(struct ctl_enc *e, const char *k, const char *v)
-{
-	ctl_enc_str(e, k);
-	ctl_enc_str(e, v);
-}
-
-static void enc_kv_uint(struct ctl_enc *e, const char *k, uint64_t v)
-{
-	ctl_enc_str(e, k);
-	ctl_enc_uint(e, v);
-}
-
 static void enc_id(struct ctl_enc *e, const struct store_id *id)
 {
 	char hex[STORE_ID_HEXLEN + 1];
@@ -135,16 +110,16 @@ static void enc_summary_fields(struct ctl_enc *e, const struct store_artifact_in
 	const struct store_manifest *m = &a->manifest;
 	ctl_enc_str(e, "id");
 	enc_id(e, &a->id);
-	enc_kv_str(e, "service", m->service);
-	enc_kv_str(e, "version", m->version);
-	enc_kv_str(e, "runtime", m->runtime);
-	enc_kv_uint(e, "files", m->nfiles);
-	enc_kv_uint(e, "size", a->total_size);
-	enc_kv_uint(e, "imported_at", a->imported_at_ms);
+	ctl_kv_str(e, "service", m->service);
+	ctl_kv_str(e, "version", m->version);
+	ctl_kv_str(e, "runtime", m->runtime);
+	ctl_kv_uint(e, "files", m->nfiles);
+	ctl_kv_uint(e, "size", a->total_size);
+	ctl_kv_uint(e, "imported_at", a->imported_at_ms);
 	ctl_enc_str(e, "condemned");
 	ctl_enc_bool(e, a->condemned);
-	enc_kv_str(e, "git_commit", m->git_commit);
-	enc_kv_str(e, "git_tag", m->git_tag);
+	ctl_kv_str(e, "git_commit", m->git_commit);
+	ctl_kv_str(e, "git_tag", m->git_tag);
 }
 
 static void enc_summary(struct ctl_enc *e, const struct store_artifact_info *a)
@@ -161,32 +136,32 @@ static void enc_details(struct ctl_enc *e, const struct store_artifact_info *a)
 
 	ctl_enc_str(e, "exec");
 	ctl_enc_map(e, 1);
-	enc_kv_str(e, "command", m->exec_command);
+	ctl_kv_str(e, "command", m->exec_command);
 	ctl_enc_str(e, "systemd");
 	ctl_enc_map(e, 1);
-	enc_kv_str(e, "unit", m->systemd_unit);
+	ctl_kv_str(e, "unit", m->systemd_unit);
 	ctl_enc_str(e, "container");
 	ctl_enc_map(e, 2);
-	enc_kv_str(e, "image", m->container_image);
-	enc_kv_str(e, "archive", m->container_archive);
+	ctl_kv_str(e, "image", m->container_image);
+	ctl_kv_str(e, "archive", m->container_archive);
 
 	ctl_enc_str(e, "health");
 	ctl_enc_map(e, 7);
-	enc_kv_str(e, "http", m->health.http);
-	enc_kv_str(e, "tcp", m->health.tcp);
-	enc_kv_str(e, "exec", m->health.exec);
-	enc_kv_uint(e, "interval_ms", m->health.interval_ms);
-	enc_kv_uint(e, "timeout_ms", m->health.timeout_ms);
-	enc_kv_uint(e, "failures", m->health.failures);
-	enc_kv_uint(e, "deadline_ms", m->health.deadline_ms);
+	ctl_kv_str(e, "http", m->health.http);
+	ctl_kv_str(e, "tcp", m->health.tcp);
+	ctl_kv_str(e, "exec", m->health.exec);
+	ctl_kv_uint(e, "interval_ms", m->health.interval_ms);
+	ctl_kv_uint(e, "timeout_ms", m->health.timeout_ms);
+	ctl_kv_uint(e, "failures", m->health.failures);
+	ctl_kv_uint(e, "deadline_ms", m->health.deadline_ms);
 
 	ctl_enc_str(e, "git");
 	if (m->git_commit) {
 		ctl_enc_map(e, 4);
-		enc_kv_str(e, "commit", m->git_commit);
-		enc_kv_str(e, "tag", m->git_tag);
-		enc_kv_str(e, "author", m->git_author);
-		enc_kv_str(e, "message", m->git_message);
+		ctl_kv_str(e, "commit", m->git_commit);
+		ctl_kv_str(e, "tag", m->git_tag);
+		ctl_kv_str(e, "author", m->git_author);
+		ctl_kv_str(e, "message", m->git_message);
 	} else {
 		ctl_enc_nil(e);
 	}
@@ -196,9 +171,9 @@ static void enc_details(struct ctl_enc *e, const struct store_artifact_info *a)
 	for (size_t i = 0; i < m->nfiles && i < UINT32_MAX; i++) {
 		const struct store_file *f = &m->files[i];
 		ctl_enc_map(e, 5);
-		enc_kv_str(e, "path", f->path);
-		enc_kv_uint(e, "mode", f->mode);
-		enc_kv_uint(e, "size", f->size);
+		ctl_kv_str(e, "path", f->path);
+		ctl_kv_uint(e, "mode", f->mode);
+		ctl_kv_uint(e, "size", f->size);
 		ctl_enc_str(e, "blob");
 		enc_id(e, &f->blob);
 		ctl_enc_str(e, "type");
@@ -253,30 +228,30 @@ static void op_status(void *ud, const struct ctl_request *req, const struct ctl_
 	}
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 14);
-	enc_kv_str(out, "node_id", a->node_id_hex);
-	enc_kv_str(out, "name", a->cfg.node_name);
-	enc_kv_str(out, "version", SHOAL_VERSION);
-	enc_kv_uint(out, "uptime_ms", (uv_hrtime() - a->start_ns) / 1000000);
-	enc_kv_uint(out, "started_at", a->start_wall_ms);
-	enc_kv_uint(out, "pid", (uint64_t)getpid());
-	enc_kv_str(out, "state_dir", a->cfg.state_dir);
-	enc_kv_str(out, "socket", a->cfg.socket_path);
-	enc_kv_str(out, "cluster", a->cfg.cluster);
-	enc_kv_str(out, "log_level", agent_log_level_name(agent_log_get_level()));
+	ctl_kv_str(out, "node_id", a->node_id_hex);
+	ctl_kv_str(out, "name", a->cfg.node_name);
+	ctl_kv_str(out, "version", SHOAL_VERSION);
+	ctl_kv_uint(out, "uptime_ms", (uv_hrtime() - a->start_ns) / 1000000);
+	ctl_kv_uint(out, "started_at", a->start_wall_ms);
+	ctl_kv_uint(out, "pid", (uint64_t)getpid());
+	ctl_kv_str(out, "state_dir", a->cfg.state_dir);
+	ctl_kv_str(out, "socket", a->cfg.socket_path);
+	ctl_kv_str(out, "cluster", a->cfg.cluster);
+	ctl_kv_str(out, "log_level", agent_log_level_name(agent_log_get_level()));
 	ctl_enc_str(out, "store");
 	ctl_enc_map(out, 6);
-	enc_kv_uint(out, "map_size", st.map_size);
-	enc_kv_uint(out, "map_used", st.map_used);
-	enc_kv_uint(out, "artifacts", st.nartifacts);
-	enc_kv_uint(out, "blobs", st.nblobs);
-	enc_kv_uint(out, "chunks", st.nchunks);
-	enc_kv_uint(out, "chunk_bytes", st.chunk_bytes);
+	ctl_kv_uint(out, "map_size", st.map_size);
+	ctl_kv_uint(out, "map_used", st.map_used);
+	ctl_kv_uint(out, "artifacts", st.nartifacts);
+	ctl_kv_uint(out, "blobs", st.nblobs);
+	ctl_kv_uint(out, "chunks", st.nchunks);
+	ctl_kv_uint(out, "chunk_bytes", st.chunk_bytes);
 	ctl_enc_str(out, "counts");
 	ctl_enc_map(out, 4);
-	enc_kv_uint(out, "artifacts", st.nartifacts);
-	enc_kv_uint(out, "services", counts.services);
-	enc_kv_uint(out, "revisions", counts.revisions);
-	enc_kv_uint(out, "clients", ctl_server_clients(a->ctl));
+	ctl_kv_uint(out, "artifacts", st.nartifacts);
+	ctl_kv_uint(out, "services", counts.services);
+	ctl_kv_uint(out, "revisions", counts.revisions);
+	ctl_kv_uint(out, "clients", ctl_server_clients(a->ctl));
 	ctl_enc_str(out, "labels");
 	ctl_enc_array(out, (uint32_t)a->cfg.nlabels);
 	for (size_t i = 0; i < a->cfg.nlabels; i++)
@@ -347,9 +322,9 @@ static void op_import(void *ud, const struct ctl_request *req, const struct ctl_
 	if (arg_required(req, "dir", &dir, out) < 0)
 		return;
 	if (dir[0] != '/') {
-		reply_error(out, CTL_E_BAD_REQUEST,
-			    "\"dir\" must be an absolute path (the agent's working directory is "
-			    "not yours)");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "\"dir\" must be an absolute path (the agent's working directory is "
+			     "not yours)");
 		goto out;
 	}
 	limits_of(a, &lim);
@@ -373,7 +348,7 @@ static void op_import_git(void *ud, const struct ctl_request *req, const struct 
 	    arg_optional(req, "path", &path, out) < 0)
 		goto out;
 	if (repo[0] != '/') {
-		reply_error(out, CTL_E_BAD_REQUEST, "\"repo\" must be an absolute path");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"repo\" must be an absolute path");
 		goto out;
 	}
 	limits_of(a, &lim);
@@ -414,7 +389,7 @@ static void op_list(void *ud, const struct ctl_request *req, const struct ctl_pe
 	if (arg_optional(req, "service", &service, out) < 0)
 		return;
 	if (service && !service_ok(service)) {
-		reply_error(out, CTL_E_BAD_REQUEST, "invalid service name");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "invalid service name");
 		goto out;
 	}
 	ctl_enc_init(&l.items);
@@ -423,11 +398,7 @@ static void op_list(void *ud, const struct ctl_request *req, const struct ctl_pe
 		reply_errno(out, r, NULL);
 		goto out;
 	}
-	size_t len;
-	const uint8_t *p = ctl_enc_payload(&l.items, &len);
-	ctl_enc_ok(out);
-	ctl_enc_array(out, l.n);
-	ctl_enc_raw(out, p, len);
+	ctl_enc_ok_array(out, &l.items, l.n);
 out:
 	ctl_enc_release(&l.items);
 	free(service);
@@ -446,15 +417,15 @@ static void op_show(void *ud, const struct ctl_request *req, const struct ctl_pe
 		return;
 	int r = store_artifact_find(a->store, prefix, &id);
 	if (r == -ENOENT) {
-		reply_error(out, CTL_E_NOT_FOUND, "no artifact with id %.64s", prefix);
+		ctl_enc_fail(out, CTL_E_NOT_FOUND, "no artifact with id %.64s", prefix);
 		goto out;
 	} else if (r == -EEXIST) {
-		reply_error(out, CTL_E_AMBIGUOUS, "id prefix %.64s matches several artifacts",
-			    prefix);
+		ctl_enc_fail(out, CTL_E_AMBIGUOUS, "id prefix %.64s matches several artifacts",
+			     prefix);
 		goto out;
 	} else if (r == -EINVAL) {
-		reply_error(out, CTL_E_BAD_REQUEST,
-			    "\"id\" must be 4 to 64 hex digits (an artifact id or its prefix)");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "\"id\" must be 4 to 64 hex digits (an artifact id or its prefix)");
 		goto out;
 	} else if (r < 0) {
 		reply_errno(out, r, NULL);
@@ -480,25 +451,25 @@ static int history_cb(const struct store_revision *rv, void *ud)
 	for (int i = 0; i < STORE_NODE_ID_LEN; i++)
 		snprintf(origin + 2 * i, 3, "%02x", rv->origin[i]);
 	ctl_enc_map(e, 10);
-	enc_kv_str(e, "service", rv->service);
-	enc_kv_uint(e, "rev", rv->rev);
+	ctl_kv_str(e, "service", rv->service);
+	ctl_kv_uint(e, "rev", rv->rev);
 	ctl_enc_str(e, "artifact");
 	enc_id(e, &rv->artifact);
-	enc_kv_str(e, "kind", rv->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy");
-	enc_kv_str(e, "scope", rv->scope[0] ? rv->scope : "cluster");
-	enc_kv_str(e, "origin", origin);
-	enc_kv_uint(e, "hlc", rv->hlc);
+	ctl_kv_str(e, "kind", rv->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy");
+	ctl_kv_str(e, "scope", rv->scope[0] ? rv->scope : "cluster");
+	ctl_kv_str(e, "origin", origin);
+	ctl_kv_uint(e, "hlc", rv->hlc);
 	ctl_enc_str(e, "operator");
 	if (rv->operator_uid == UINT32_MAX) {
 		ctl_enc_nil(e);
 	} else {
 		ctl_enc_map(e, 2);
-		enc_kv_uint(e, "uid", rv->operator_uid);
+		ctl_kv_uint(e, "uid", rv->operator_uid);
 		ctl_enc_str(e, "pid");
 		ctl_enc_int(e, rv->operator_pid);
 	}
-	enc_kv_str(e, "reason", rv->reason);
-	enc_kv_uint(e, "certificate", rv->ncert);
+	ctl_kv_str(e, "reason", rv->reason);
+	ctl_kv_uint(e, "certificate", rv->ncert);
 	l->n++;
 	return e->err;
 }
@@ -514,14 +485,14 @@ static void op_history(void *ud, const struct ctl_request *req, const struct ctl
 	if (arg_required(req, "service", &service, out) < 0)
 		return;
 	if (!service_ok(service)) {
-		reply_error(out, CTL_E_BAD_REQUEST, "invalid service name");
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "invalid service name");
 		goto out;
 	}
 	const msgpack_object *lim = ctl_map_get(req->args, "limit");
 	if (lim && lim->type != MSGPACK_OBJECT_NIL) {
 		if (lim->type != MSGPACK_OBJECT_POSITIVE_INTEGER || lim->via.u64 > 100000) {
-			reply_error(out, CTL_E_BAD_REQUEST,
-				    "\"limit\" must be an integer in 0..100000");
+			ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+				     "\"limit\" must be an integer in 0..100000");
 			goto out;
 		}
 		limit = (unsigned)lim->via.u64;
@@ -532,11 +503,7 @@ static void op_history(void *ud, const struct ctl_request *req, const struct ctl
 		reply_errno(out, r, NULL);
 		goto out;
 	}
-	size_t len;
-	const uint8_t *p = ctl_enc_payload(&l.items, &len);
-	ctl_enc_ok(out);
-	ctl_enc_array(out, l.n);
-	ctl_enc_raw(out, p, len);
+	ctl_enc_ok_array(out, &l.items, l.n);
 out:
 	ctl_enc_release(&l.items);
 	free(service);

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -518,6 +520,44 @@ void ctl_enc_error(struct ctl_enc *e, enum ctl_err err, const char *msg)
 	ctl_enc_str(e, ctl_err_name(err));
 	ctl_enc_str(e, "message");
 	ctl_enc_str(e, msg ? msg : ctl_err_name(err));
+}
+
+void ctl_enc_ok_array(struct ctl_enc *e, const struct ctl_enc *items, uint32_t n)
+{
+	size_t len;
+	const uint8_t *p = ctl_enc_payload(items, &len);
+	ctl_enc_ok(e);
+	ctl_enc_array(e, n);
+	ctl_enc_raw(e, p, len);
+}
+
+void ctl_enc_fail(struct ctl_enc *e, enum ctl_err err, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	ctl_enc_reset(e);
+	ctl_enc_error(e, err, msg);
+}
+
+void ctl_kv_str(struct ctl_enc *e, const char *k, const char *v)
+{
+	ctl_enc_str(e, k);
+	ctl_enc_str(e, v);
+}
+
+void ctl_kv_uint(struct ctl_enc *e, const char *k, uint64_t v)
+{
+	ctl_enc_str(e, k);
+	ctl_enc_uint(e, v);
+}
+
+void ctl_kv_bool(struct ctl_enc *e, const char *k, bool v)
+{
+	ctl_enc_str(e, k);
+	ctl_enc_bool(e, v);
 }
 
 int ctl_enc_finish(struct ctl_enc *e, const uint8_t **ret_buf, size_t *ret_len)

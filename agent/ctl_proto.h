@@ -219,6 +219,18 @@ void ctl_enc_request(struct ctl_enc *e, const char *op, bool has_args);
 void ctl_enc_ok(struct ctl_enc *e);
 /* A complete error response: {"ok": false, "error": name, "message": @msg}. */
 void ctl_enc_error(struct ctl_enc *e, enum ctl_err err, const char *msg);
+/* A success response whose result is an array of the @n values already encoded in @items
+ * (e.g. one per record of a store walk); @items is only read. */
+void ctl_enc_ok_array(struct ctl_enc *e, const struct ctl_enc *items, uint32_t n);
+/* Discard what @e holds (ctl_enc_reset) and make it a complete error response whose message is
+ * printf(@fmt, ...), cut at 511 bytes. For the ops handlers, which may fail half-way through a
+ * result. */
+void ctl_enc_fail(struct ctl_enc *e, enum ctl_err err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* One map entry: the string key @k, then the value (@v NULL encodes nil for ctl_kv_str). */
+void ctl_kv_str(struct ctl_enc *e, const char *k, const char *v);
+void ctl_kv_uint(struct ctl_enc *e, const char *k, uint64_t v);
+void ctl_kv_bool(struct ctl_enc *e, const char *k, bool v);
 
 /*
  * Patch the frame header and return the frame (borrowed from @e, valid until the next call on

@@ -41,8 +41,7 @@
 #include <netinet/in.h>
 
 #include "plugins/http.h"
-
-extern char **environ;
+#include "plugins/proc.h"
 
 #define HC_GRACE_MS	    1000	/* after a kill / an exit: time for the pipes to end */
 #define HC_DEFAULT_INTERVAL 2000
@@ -1013,54 +1012,6 @@ static void exec_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 }
 
-/* The child's environment: the agent's, minus our variables, plus them. NULL: -ENOMEM. */
-static char **exec_env(struct hinst *in)
-{
-	static const char *const ours[] = { "SHOAL_SERVICE=", "SHOAL_REV=", "SHOAL_ARTIFACT=",
-					    "SHOAL_DIR=" };
-	char rev[32];
-	const char *val[4] = { in->service, rev, in->artifact, in->dir };
-	size_t n = 0, k = 0;
-	char **env;
-
-	snprintf(rev, sizeof(rev), "%" PRIu64, in->rev);
-	while (environ && environ[n])
-		n++;
-	env = calloc(n + 5, sizeof(*env));
-	if (!env)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		bool skip = false;
-
-		for (size_t j = 0; j < 4; j++)
-			skip |= strncmp(environ[i], ours[j], strlen(ours[j])) == 0;
-		if (!skip)
-			env[k++] = environ[i];	/* borrowed: only ours are freed */
-	}
-	for (size_t j = 0; j < 4; j++) {
-		env[k + j] = str_printf(NULL, "%s%s", ours[j], val[j]);
-		if (!env[k + j]) {
-			for (size_t m = k; m < k + j; m++)
-				free(env[m]);
-			free(env);
-			return NULL;
-		}
-	}
-	env[k + 4] = NULL;
-	return env;
-}
-
-static void exec_env_free(char **env)
-{
-	size_t n = 0;
-
-	while (env[n])
-		n++;
-	for (size_t i = n - 4; i < n; i++)
-		free(env[i]);
-	free(env);
-}
-
 static void exec_start(struct hcheck *c)
 {
 	struct hinst *in = c->in;
@@ -1078,7 +1029,7 @@ static void exec_start(struct hcheck *c)
 		c->open++;
 	}
 	c->proc.data = c;
-	env = exec_env(in);
+	env = proc_env_new(in->service, in->rev, in->artifact, in->dir);
 	args[0] = "sh";
 	args[1] = "-c";
 	args[2] = in->command;
@@ -1100,7 +1051,7 @@ static void exec_start(struct hcheck *c)
 	o.stdio = stdio;
 	r = env ? uv_spawn(loop, &c->proc, &o) : UV_ENOMEM;
 	if (env)
-		exec_env_free(env);
+		proc_env_free(env);
 	if (r < 0) {
 		c->spawn_err = r;
 		c->exited = true;

@@ -78,6 +78,7 @@ struct rc_svc {
 	bool verified;			/* what the store says runs was activated/confirmed */
 	bool swept;			/* a previous run's orphans ended (exec; step_start) */
 	bool paced;
+	uint64_t forgot_below;		/* revisions below this were forgotten by the plugins */
 	bool timer_on;
 	bool closing_timer;
 	int last_error;
@@ -605,6 +606,36 @@ static void step_failed(struct rc_svc *s, int err)
 	swapped(s, s->j.target_rev, &s->j.target, err);
 }
 
+static int oldest_rev_cb(const struct store_revision *rv, void *ud)
+{
+	*(uint64_t *)ud = rv->rev;	/* newest first: the last call is the oldest */
+	return 0;
+}
+
+/*
+ * Retention (store_retain) drops a service's oldest revisions from the store; what the
+ * runtimes keep for them (systemd unit files whose marker names the revision, container
+ * images tagged r<rev> and their stopped containers) must go too. After each finished swap,
+ * every revision below the oldest one the store still holds is forgotten by every plugin this
+ * reconciler runs. Best effort and idempotent: a plugin that refuses (-EBUSY while it is busy
+ * with the service or runs that revision) is asked again after the next swap.
+ */
+static void forget_dropped(struct rc_svc *s)
+{
+	struct reconcile *r = s->r;
+	uint64_t oldest = 0;
+
+	if (store_revision_foreach(r->s, s->name, 0, oldest_rev_cb, &oldest) < 0 || oldest == 0)
+		return;
+	if (s->forgot_below == 0)
+		s->forgot_below = 1;
+	for (; s->forgot_below < oldest; s->forgot_below++)
+		for (struct rc_plugin *rp = r->plugins; rp; rp = rp->next)
+			if (rp->p->ops->forget &&
+			    rp->p->ops->forget(rp->p, s->name, s->forgot_below) < 0)
+				return;
+}
+
 static void swap_finish(struct rc_svc *s)
 {
 	struct store_service_state st;
@@ -633,6 +664,7 @@ static void swap_finish(struct rc_svc *s)
 	s->last_error = 0;
 	tinfo_drop(s);
 	swapped(s, rev, &target, 0);
+	forget_dropped(s);
 	schedule(s, 0);	/* the desired revision may have moved on meanwhile */
 }
 

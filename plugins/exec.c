@@ -52,6 +52,7 @@
  * unsupervised exec service is worse than a stopped one), then cancels pending operations.
  */
 #include "plugins/plugin.h"
+#include "plugins/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,8 +64,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-extern char **environ;
 
 #define STOP_POLL_MS	 25
 #define KILL_GRACE_MS	 5000
@@ -603,62 +602,6 @@ static void up_cb(uv_timer_t *t)
 		set_state(s, PLUGIN_RUNNING, "up");
 }
 
-/* Build the child's environment: the agent's, minus our variables, plus them. */
-static char **build_env(struct exec_svc *s)
-{
-	static const char *const ours[] = { "SHOAL_SERVICE=", "SHOAL_REV=", "SHOAL_ARTIFACT=",
-					    "SHOAL_DIR=" };
-	size_t n = 0, k = 0;
-	char **env;
-
-	while (environ && environ[n])
-		n++;
-	env = calloc(n + 5, sizeof(*env));
-	if (!env)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		bool skip = false;
-
-		for (size_t j = 0; j < 4; j++)
-			skip |= strncmp(environ[i], ours[j], strlen(ours[j])) == 0;
-		if (!skip)
-			env[k++] = environ[i];	/* borrowed: only the 4 below are freed */
-	}
-	{
-		size_t base = k;
-		char buf[64];
-
-		snprintf(buf, sizeof(buf), "%" PRIu64, s->rev);
-		const char *val[4] = { s->name, buf, s->artifact, s->dir };
-
-		for (size_t j = 0; j < 4; j++) {
-			size_t len = strlen(ours[j]) + strlen(val[j]) + 1;
-
-			env[base + j] = malloc(len);
-			if (!env[base + j]) {
-				for (size_t m = base; m < base + j; m++)
-					free(env[m]);
-				free(env);
-				return NULL;
-			}
-			snprintf(env[base + j], len, "%s%s", ours[j], val[j]);
-		}
-		env[base + 4] = NULL;
-	}
-	return env;
-}
-
-static void free_env(char **env)
-{
-	size_t n = 0;
-
-	while (env[n])
-		n++;
-	for (size_t i = n - 4; i < n; i++)
-		free(env[i]);
-	free(env);
-}
-
 static int child_start(struct exec_svc *s)
 {
 	struct exec_plugin *ep = s->ep;
@@ -673,7 +616,7 @@ static int child_start(struct exec_svc *s)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	env = build_env(s);
+	env = proc_env_new(s->name, s->rev, s->artifact, s->dir);
 	if (!env) {
 		free(c);
 		return -ENOMEM;
@@ -710,7 +653,7 @@ static int child_start(struct exec_svc *s)
 	o.stdio_count = 3;
 	o.stdio = stdio;
 	r = uv_spawn(loop, &c->proc, &o);
-	free_env(env);
+	proc_env_free(env);
 	if (r < 0) {
 		/* libuv: a failed spawn still needs its handles closed */
 		c->exited = true;
@@ -887,8 +830,12 @@ static int start_stat(struct exec_svc *s)
 	return 0;
 }
 
-static int exec_prepare(struct plugin *p, const struct plugin_instance *in, plugin_done_cb cb,
-			void *ud)
+/*
+ * prepare and activate: check @in, claim the service's op slot and stat the directory; what
+ * follows (by @kind) runs from the stat's callback, never before we return.
+ */
+static int op_instance(struct plugin *p, const struct plugin_instance *in, enum exec_opkind kind,
+		       plugin_done_cb cb, void *ud)
 {
 	struct exec_plugin *ep = p->priv;
 	struct exec_svc *s;
@@ -901,7 +848,7 @@ static int exec_prepare(struct plugin *p, const struct plugin_instance *in, plug
 	s = svc_get(ep, in->service);
 	if (!s)
 		return -ENOMEM;
-	r = op_begin(s, OP_PREPARE, in, ud);
+	r = op_begin(s, kind, in, ud);
 	if (r < 0)
 		return r;
 	s->done_cb = cb;
@@ -911,28 +858,16 @@ static int exec_prepare(struct plugin *p, const struct plugin_instance *in, plug
 	return r;
 }
 
+static int exec_prepare(struct plugin *p, const struct plugin_instance *in, plugin_done_cb cb,
+			void *ud)
+{
+	return op_instance(p, in, OP_PREPARE, cb, ud);
+}
+
 static int exec_activate(struct plugin *p, const struct plugin_instance *in, plugin_done_cb cb,
 			 void *ud)
 {
-	struct exec_plugin *ep = p->priv;
-	struct exec_svc *s;
-	int r = check_instance(ep, in);
-
-	if (r < 0)
-		return r;
-	if (!cb)
-		return -EINVAL;
-	s = svc_get(ep, in->service);
-	if (!s)
-		return -ENOMEM;
-	r = op_begin(s, OP_ACTIVATE, in, ud);
-	if (r < 0)
-		return r;
-	s->done_cb = cb;
-	r = start_stat(s);
-	if (r < 0)
-		op_clear(s);
-	return r;
+	return op_instance(p, in, OP_ACTIVATE, cb, ud);
 }
 
 static void deactivate_stopped(struct exec_svc *s, int err)
@@ -967,7 +902,13 @@ static void op_timer_cb(uv_timer_t *t)
 	}
 }
 
-static int exec_deactivate(struct plugin *p, const char *service, plugin_done_cb cb, void *ud)
+/*
+ * deactivate and status: claim the service's op slot and run the work from op_timer_cb, deferred
+ * because the stop may have nothing to do and callbacks never run before we return. The caller
+ * passes its callback in the slot of its kind and NULL in the other.
+ */
+static int op_defer(struct plugin *p, const char *service, enum exec_opkind kind,
+		    plugin_done_cb done_cb, plugin_status_cb status_cb, void *ud)
 {
 	struct exec_plugin *ep = p->priv;
 	struct exec_svc *s;
@@ -975,39 +916,30 @@ static int exec_deactivate(struct plugin *p, const char *service, plugin_done_cb
 
 	if (ep->closing)
 		return -ECANCELED;
-	if (!plugin__valid_service(service) || !cb)
+	if (!plugin__valid_service(service) || (!done_cb && !status_cb))
 		return -EINVAL;
 	s = svc_get(ep, service);
 	if (!s)
 		return -ENOMEM;
-	r = op_begin(s, OP_DEACTIVATE, NULL, ud);
+	r = op_begin(s, kind, NULL, ud);
 	if (r < 0)
 		return r;
-	s->done_cb = cb;
-	/* deferred: the stop may have nothing to do, and callbacks never run before we return */
+	if (done_cb)
+		s->done_cb = done_cb;
+	else
+		s->status_cb = status_cb;
 	uv_timer_start(&s->t_op, op_timer_cb, 0, 0);
 	return 0;
 }
 
+static int exec_deactivate(struct plugin *p, const char *service, plugin_done_cb cb, void *ud)
+{
+	return op_defer(p, service, OP_DEACTIVATE, cb, NULL, ud);
+}
+
 static int exec_status(struct plugin *p, const char *service, plugin_status_cb cb, void *ud)
 {
-	struct exec_plugin *ep = p->priv;
-	struct exec_svc *s;
-	int r;
-
-	if (ep->closing)
-		return -ECANCELED;
-	if (!plugin__valid_service(service) || !cb)
-		return -EINVAL;
-	s = svc_get(ep, service);
-	if (!s)
-		return -ENOMEM;
-	r = op_begin(s, OP_STATUS, NULL, ud);
-	if (r < 0)
-		return r;
-	s->status_cb = cb;
-	uv_timer_start(&s->t_op, op_timer_cb, 0, 0);
-	return 0;
+	return op_defer(p, service, OP_STATUS, NULL, cb, ud);
 }
 
 /* Nothing per revision is kept outside the store's materialized directories. */

@@ -9,6 +9,9 @@
 #                           agentd with the systemd plugin: a bad deploy with one host cut off
 #                           is rolled back by the other two, the cut-off host keeps it until
 #                           the link returns, then converges; seen in all three systemds
+#  system_agentd_container  agentd with --docker-host on a private Podman API service,
+#                           runtime=container: deploy v1, v2, operator rollback, kill -9 in the
+#                           middle of swaps; checked with podman ps/inspect (issue 5)
 # Each prints "SKIP: <reason>" and exits 77 without root or a needed tool (ip, nft, jq,
 # systemd, unshare, nsenter).
 shoal_sh_test(system_agentd_partition ${CMAKE_CURRENT_LIST_DIR}/test_agentd_partition.sh
@@ -16,4 +19,6 @@ shoal_sh_test(system_agentd_partition ${CMAKE_CURRENT_LIST_DIR}/test_agentd_part
 shoal_sh_test(system_agentd_systemd ${CMAKE_CURRENT_LIST_DIR}/test_agentd_systemd.sh
               TIMEOUT 240 LABELS system)
 shoal_sh_test(system_agentd_sdcluster ${CMAKE_CURRENT_LIST_DIR}/test_agentd_sdcluster.sh
+              TIMEOUT 240 LABELS system)
+shoal_sh_test(system_agentd_container ${CMAKE_CURRENT_LIST_DIR}/test_agentd_container.sh
               TIMEOUT 240 LABELS system)

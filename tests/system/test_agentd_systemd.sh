@@ -5,8 +5,8 @@
 # agentd itself runs as a Type=notify unit of the sandbox's systemd (as in production) and its
 # systemd plugin uses its defaults: the unit directory /etc/systemd/system (the sandbox's
 # private one, $SBX_BASE/NAME/system on the host) and the system bus (the sandbox's
-# dbus-daemon). agentd has no config key for the plugin's unit_dir / bus_address (struct
-# plugin_config has them; agent/brain.c fills only state_dir), so those defaults are what runs.
+# dbus-daemon), as an installed agent would; --unit-dir and --systemd-bus are left at their
+# defaults on purpose.
 #
 # The service is a Type=notify unit (systemd-notify --ready --status="web vN") whose health
 # check asks systemd for that status: healthy means "systemd runs this very release".
