@@ -8,7 +8,7 @@ build=(gcc make cmake pkg-config git libuv1-dev libmsgpack-dev liblmdb-dev libgi
 # Tests: clang (fuzz replay is gcc, fuzzing is clang), real systemd/podman/netns for system tests,
 # serf for the side-by-side gossip benchmark, lmdb-utils for inspecting stores.
 test=(clang libclang-rt-14-dev systemd dbus podman runc busybox-static iproute2 nftables socat
-      lmdb-utils procps psmisc serf jq)
+      lmdb-utils procps psmisc serf jq curl util-linux)
 case "${1:-build}" in
 build) want=("${build[@]}") ;;
 test|fuzz) want=("${build[@]}" "${test[@]}") ;;
