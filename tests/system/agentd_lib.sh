@@ -12,6 +12,21 @@ FAILS=0
 skip() { echo "SKIP: $*"; [ -n "${WORK:-}" ] && rm -rf "$WORK"; exit 77; }
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 die() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); exit 1; }
+# The sandboxes (sbx.sh) hide the host's /tmp, /var/tmp and /run behind their own tmpfs, so a
+# build there (a clone under /tmp) is copied into the sandbox's share directory, which the
+# sandbox sees at the same path. sandbox_bin SHARE SRC prints the path to run SRC by inside the
+# sandbox whose share directory is SHARE (copying it the first time).
+sandbox_bin() {
+	local dst
+	case $2 in
+	/tmp/* | /var/tmp/* | /run/*)
+		dst=$1/bin/$(basename "$2")
+		[ -x "$dst" ] || { mkdir -p "$1/bin" && cp "$2" "$dst"; } || return 1
+		echo "$dst"
+		;;
+	*) echo "$2" ;;
+	esac
+}
 ok() { echo "ok: $(date -u +%T) $*"; }
 note() { echo "   $(date -u +%T) $*"; }
 

@@ -23,14 +23,12 @@
 need_root_and jq unshare nsenter findmnt setsid systemctl
 [ -x /lib/systemd/systemd ] || skip "systemd is not installed (/lib/systemd/systemd)"
 command -v systemd-notify >/dev/null || skip "'systemd-notify' not installed"
-case $AGENTD in
-/tmp/*|/var/tmp/*|/run/*) skip "AGENTD under /tmp, /var/tmp or /run: not visible in the sandbox" ;;
-esac
-
 NAME=shoal-ads-$RUNID
 UNIT=shoal-sys-web.service
 export SBX_BASE=$WORK/sbx SBX_OWNER=$$	# the sandbox stops itself if this script is SIGKILLed
 mkdir -p "$SBX_BASE"
+AGENTD=$(sandbox_bin "$SBX_BASE/$NAME/share" "$AGENTD") || die "cannot copy agentd for the sandbox"
+AGENTCTL=$(sandbox_bin "$SBX_BASE/$NAME/share" "$AGENTCTL") || die "cannot copy agentctl"
 CANARY=$(mktemp /tmp/shoal-canary.XXXXXX)
 echo alive >"$CANARY"
 
