@@ -1016,9 +1016,6 @@ static void exec_start(struct hcheck *c)
 {
 	struct hinst *in = c->in;
 	uv_loop_t *loop = in->h->loop;
-	uv_stdio_container_t stdio[3];
-	uv_process_options_t o;
-	char *args[4];
 	char **env;
 	int r;
 
@@ -1030,26 +1027,8 @@ static void exec_start(struct hcheck *c)
 	}
 	c->proc.data = c;
 	env = proc_env_new(in->service, in->rev, in->artifact, in->dir);
-	args[0] = "sh";
-	args[1] = "-c";
-	args[2] = in->command;
-	args[3] = NULL;
-	memset(&o, 0, sizeof(o));
-	memset(stdio, 0, sizeof(stdio));
-	stdio[0].flags = UV_IGNORE;
-	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-	stdio[1].data.stream = (uv_stream_t *)&c->pipes[0];
-	stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-	stdio[2].data.stream = (uv_stream_t *)&c->pipes[1];
-	o.exit_cb = exec_exit_cb;
-	o.file = "/bin/sh";
-	o.args = args;
-	o.env = env;
-	o.cwd = in->dir;
-	o.flags = UV_PROCESS_DETACHED;
-	o.stdio_count = 3;
-	o.stdio = stdio;
-	r = env ? uv_spawn(loop, &c->proc, &o) : UV_ENOMEM;
+	r = env ? proc_spawn_sh(loop, &c->proc, exec_exit_cb, in->command, in->dir, env, c->pipes)
+		: UV_ENOMEM;
 	if (env)
 		proc_env_free(env);
 	if (r < 0) {

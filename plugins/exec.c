@@ -606,10 +606,7 @@ static int child_start(struct exec_svc *s)
 {
 	struct exec_plugin *ep = s->ep;
 	uv_loop_t *loop = ep->p->loop;
-	uv_stdio_container_t stdio[3];
-	uv_process_options_t o;
 	struct exec_child *c;
-	char *args[4];
 	char **env;
 	int r;
 
@@ -633,26 +630,7 @@ static int child_start(struct exec_svc *s)
 	if (c->next)
 		c->next->prev = c;
 	ep->children = c;
-	args[0] = "sh";
-	args[1] = "-c";
-	args[2] = s->command;
-	args[3] = NULL;
-	memset(&o, 0, sizeof(o));
-	memset(stdio, 0, sizeof(stdio));
-	stdio[0].flags = UV_IGNORE;
-	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-	stdio[1].data.stream = (uv_stream_t *)&c->pipes[0];
-	stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-	stdio[2].data.stream = (uv_stream_t *)&c->pipes[1];
-	o.exit_cb = exit_cb;
-	o.file = "/bin/sh";
-	o.args = args;
-	o.env = env;
-	o.cwd = s->dir;
-	o.flags = UV_PROCESS_DETACHED;
-	o.stdio_count = 3;
-	o.stdio = stdio;
-	r = uv_spawn(loop, &c->proc, &o);
+	r = proc_spawn_sh(loop, &c->proc, exit_cb, s->command, s->dir, env, c->pipes);
 	proc_env_free(env);
 	if (r < 0) {
 		/* libuv: a failed spawn still needs its handles closed */

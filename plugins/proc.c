@@ -63,3 +63,28 @@ void proc_env_free(char **env)
 		free(env[i]);
 	free(env);
 }
+
+int proc_spawn_sh(uv_loop_t *loop, uv_process_t *proc, uv_exit_cb exit_cb, const char *command,
+		  const char *dir, char **env, uv_pipe_t out[2])
+{
+	char *args[] = { "sh", "-c", (char *)command, NULL };
+	uv_stdio_container_t stdio[3];
+	uv_process_options_t o;
+
+	memset(&o, 0, sizeof(o));
+	memset(stdio, 0, sizeof(stdio));
+	stdio[0].flags = UV_IGNORE;
+	for (int i = 0; i < 2; i++) {
+		stdio[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+		stdio[i + 1].data.stream = (uv_stream_t *)&out[i];
+	}
+	o.exit_cb = exit_cb;
+	o.file = "/bin/sh";
+	o.args = args;
+	o.env = env;
+	o.cwd = dir;
+	o.flags = UV_PROCESS_DETACHED;
+	o.stdio_count = 3;
+	o.stdio = stdio;
+	return uv_spawn(loop, proc, &o);
+}

@@ -2,13 +2,14 @@
  * plugins/proc.h: helpers for spawning a service's commands, shared by the exec driver and
  * by the agent's exec health checks (which run a command in the same environment).
  *
- * Pure and synchronous: no loop, no I/O, no logging. Thread-safety: reads the process's
- * `environ`, so not safe against a concurrent setenv/putenv in another thread.
+ * Synchronous, no logging. proc_env_new reads the process's `environ`, so it is not safe against
+ * a concurrent setenv/putenv in another thread; proc_spawn_sh runs on the caller's loop thread.
  */
 #ifndef SHOAL_PLUGINS_PROC_H
 #define SHOAL_PLUGINS_PROC_H
 
 #include <stdint.h>
+#include <uv.h>
 
 /*
  * The environment for a command of a service: the process's own environment with any
@@ -23,5 +24,15 @@ char **proc_env_new(const char *service, uint64_t rev, const char *artifact, con
 
 /* Release what proc_env_new() returned (the four SHOAL_* entries it made and the array). */
 void proc_env_free(char **env);
+
+/*
+ * Spawn `/bin/sh -c @command` in @dir as the leader of a new session and process group
+ * (UV_PROCESS_DETACHED), stdin ignored, stdout into @out[0] and stderr into @out[1] (pipes
+ * already initialised on @loop), with @env (from proc_env_new; borrowed for the call).
+ * Returns uv_spawn's result: 0, or a negative libuv error, after which @proc still needs
+ * uv_close (libuv's rule for a failed spawn).
+ */
+int proc_spawn_sh(uv_loop_t *loop, uv_process_t *proc, uv_exit_cb exit_cb, const char *command,
+		  const char *dir, char **env, uv_pipe_t out[2]);
 
 #endif
