@@ -100,6 +100,13 @@ struct cluster {
 	uv_mutex_t mu;			/* protects summary */
 	struct cluster_summary summary;
 	uint64_t persist_errors;
+
+	/* Operator hints (diagnose()): joining in vain, packets of another keyring or cluster. */
+	uint64_t started_ms;		/* uv_now when the cluster started */
+	bool has_seeds;			/* --join seeds or persisted members to rejoin */
+	bool alone_warned;
+	uint64_t foreign_logged;	/* unknown-key + auth drops already reported */
+	uint64_t foreign_next_ms;	/* no new report before this uv_now */
 };
 
 /* ---- labels ------------------------------------------------------------------------------- */
@@ -572,11 +579,49 @@ static void event_timer_cb(uv_timer_t *h)
 	summary_refresh(c);
 }
 
+/*
+ * The two mistakes a new cluster most often makes are silent at the protocol level: a node
+ * whose seeds never answer (down, firewalled, or using another keyring or --cluster name, whose
+ * packets the seeds drop unread), and the seed's side of it, packets sealed with a key it does
+ * not hold or for another cluster name. Say so in the log, at most once a minute.
+ */
+#define CLUSTER_ALONE_WARN_MS	10000
+#define CLUSTER_FOREIGN_LOG_MS	60000
+static void diagnose(struct cluster *c)
+{
+	uint64_t now = uv_now(c->loop);
+	struct cluster_summary *s = &c->summary; /* written on this thread only */
+	size_t alive = s->members[GOSSIP_ALIVE] + s->members[GOSSIP_SUSPECT];
+
+	if (c->has_seeds && !c->left && alive <= 1 && !c->alone_warned &&
+	    now - c->started_ms >= CLUSTER_ALONE_WARN_MS) {
+		log_warning("cluster: still alone %" PRIu64 " s after start: no seed or known member "
+			    "answered (check that they run, that this node has their keyring and "
+			    "--cluster name, and that UDP and TCP reach the gossip port); retrying",
+			    (now - c->started_ms) / 1000);
+		c->alone_warned = true;
+	} else if (c->alone_warned && alive > 1) {
+		log_notice("cluster: joined: %zu member(s) alive", alive);
+		c->alone_warned = false;
+	}
+
+	uint64_t foreign = s->drops[GOSSIP_DROP_UNKNOWN_KEY] + s->drops[GOSSIP_DROP_AUTH];
+	if (foreign > c->foreign_logged && now >= c->foreign_next_ms) {
+		log_warning("cluster: dropped %" PRIu64 " packet(s) sealed with a key id this node "
+			    "does not hold and %" PRIu64 " that failed authentication (so far): a "
+			    "node with another keyring or --cluster name, or forged traffic",
+			    s->drops[GOSSIP_DROP_UNKNOWN_KEY], s->drops[GOSSIP_DROP_AUTH]);
+		c->foreign_logged = foreign;
+		c->foreign_next_ms = now + CLUSTER_FOREIGN_LOG_MS;
+	}
+}
+
 static void flush_timer_cb(uv_timer_t *h)
 {
 	struct cluster *c = h->data;
 	flush_start(c);
 	summary_refresh(c);
+	diagnose(c);
 }
 
 /* ---- addresses ---------------------------------------------------------------------------- */
@@ -1052,6 +1097,8 @@ int cluster_new(uv_loop_t *loop, const struct agent_config *cfg, struct store *s
 	}
 	if (nseeds && gossip_transport_join_addrs(c->t, seeds, nseeds) < 0)
 		log_warning("cluster: rejoining persisted members failed");
+	c->has_seeds = cfg->njoin || nseeds;
+	c->started_ms = uv_now(loop);
 	if (!cfg->njoin && !nseeds)
 		log_notice("cluster: no --join and no known members: waiting to be joined "
 			   "(agentctl join ADDR:PORT on this or another node)");
@@ -1185,7 +1232,12 @@ int cluster_join(struct cluster *c, const char *const *addrs, size_t n)
 		if (gossip_transport_parse_addr(addrs[i], CLUSTER_DEFAULT_PORT, &a[i]) < 0)
 			return -EINVAL;
 	}
-	return gossip_transport_join_addrs(c->t, a, n);
+	int r = gossip_transport_join_addrs(c->t, a, n);
+	if (r >= 0 && !c->has_seeds) { /* warn if this join stays unanswered too */
+		c->has_seeds = true;
+		c->started_ms = uv_now(c->loop);
+	}
+	return r;
 }
 
 int cluster_record_put(struct cluster *c, const void *key, size_t klen, const void *val,

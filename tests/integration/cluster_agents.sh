@@ -6,7 +6,8 @@
 #  3. its restart, with NO --join, brings it back alive at a higher incarnation everywhere
 #     (it rejoins through its persisted member table);
 #  4. an agent holding the wrong key cannot join: nobody lists it, it sees only itself, and the
-#     seed counts its packets as dropped (unknown_key) in `status` and on /metrics;
+#     seed counts its packets as dropped (unknown_key) in `status` and on /metrics, and both
+#     say so in their logs (the seed: foreign packets dropped; the intruder: still alone);
 #  5. key rotation across the running cluster with agentctl keyring install / use / remove on
 #     every node, with no member lost (no suspect/dead at the end, N alive everywhere);
 #  6. RSS of the agents is printed; SIGTERM ends every agent with status 0.
@@ -96,6 +97,10 @@ st_drops=$("$AGENTCTL" -s "$(sock_of 1)" --json status | jq '.gossip.dropped.unk
 [ "$st_drops" -gt 0 ] || fail "status of n1 shows unknown_key drops $st_drops, expected > 0"
 log "wrong key: rejected; n1 counted $st_drops unknown_key drops (status) and" \
 	"$(metric "127.0.0.1:$MPORT" 'shoal_gossip_dropped_total{reason="unknown_key"}') (metrics)"
+grep -q "packet(s) sealed with a key id this node does not hold" "$ROOT/n1/log" ||
+	fail "n1 did not log the foreign packets it dropped"
+wait_for 15 "the wrong-key agent warns that no seed answered" \
+	grep -q "cluster: still alone" "$ROOT/n$BAD/log"
 stop_agent "$BAD" TERM || fail "wrong-key agent exited with status $?"
 
 # ---- 5. key rotation across the running cluster -------------------------------------------
