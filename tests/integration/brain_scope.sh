@@ -6,15 +6,12 @@
 
 make_artifact v1 1.0.0 1
 make_artifact v2 2.0.0 1
-NODES=4
-head -c 32 /dev/urandom | base64 -w0 >"$WORK/keyring"; echo >>"$WORK/keyring"
-chmod 600 "$WORK/keyring"
+new_keyring
 for i in 1 2 3 4; do
 	site=east; [ "$i" -gt 2 ] && site=west
 	start_agent "$i" --label "site=$site"
 done
-for i in 1 2 3 4; do wait_for 15 "agent n$i to answer" ctl "$i" ping; done
-for i in 1 2 3 4; do wait_for 30 "n$i to see 4 alive members" sees_alive "$i" 4; done
+wait_cluster 4
 import_all v1; V1=$ID
 import_all v2; V2=$ID
 ctl 1 deploy web "$V1" >/dev/null || die "deploy v1"
