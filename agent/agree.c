@@ -1,8 +1,9 @@
 /*
  * agent/agree.c: the agreement core. The rules and why they are safe are in agree.h; this file
- * only implements them. Everything is O(log x votes) or O(log^2) on purpose: logs are a few
- * retained revisions and votes at most one per member, and plain loops over caller arrays
- * keep the core allocation-free (only a decided certificate is allocated).
+ * only implements them. Logs are a few retained revisions and are walked with plain loops;
+ * members and votes grow with the cluster, so a tally sorts temporary views of them
+ * (O(N log N) instead of the O(N^2) of pairwise loops, see members_sorted) and falls back to
+ * the plain loops, with the same result, if that allocation fails.
  */
 #include "agent/agree.h"
 
@@ -254,11 +255,92 @@ static bool id_seen_before(const uint8_t (*ids)[STORE_NODE_ID_LEN], size_t i)
 	return false;
 }
 
+/*
+ * Sorted views for the large-cluster paths. A member view or a vote set of N entries made
+ * the plain loops O(N^2) per tally, and a node re-tallies at every vote it receives: with 128
+ * nodes on one host that was a visible part of a rollback's latency. These helpers give the
+ * SAME answers in O(N log N); each needs one allocation and, when that fails, the caller
+ * falls back to the plain loops (so the core still never fails for want of memory where it
+ * did not before).
+ */
+struct mref {
+	const uint8_t *id;
+	size_t i;
+};
+
+static int mref_cmp(const void *a, const void *b)
+{
+	const struct mref *x = a, *y = b;
+	int c = memcmp(x->id, y->id, STORE_NODE_ID_LEN);
+
+	if (c)
+		return c;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Members sorted by (id, index): the first of a run of equal ids is the id's first occurrence,
+ * the one member_find() returns. NULL when @nmembers is 0 or on allocation failure. */
+static struct mref *members_sorted(const struct agree_member *members, size_t nmembers)
+{
+	struct mref *m;
+	size_t i;
+
+	if (!nmembers)
+		return NULL;
+	m = malloc(nmembers * sizeof(*m));
+	if (!m)
+		return NULL;
+	for (i = 0; i < nmembers; i++)
+		m[i] = (struct mref){members[i].id, i};
+	qsort(m, nmembers, sizeof(*m), mref_cmp);
+	return m;
+}
+
+/* member_find() on the sorted view (lower bound of @id). */
+static const struct agree_member *member_find_sorted(const struct agree_member *members,
+						     const struct mref *m, size_t nmembers,
+						     const uint8_t id[STORE_NODE_ID_LEN])
+{
+	size_t lo = 0, hi = nmembers;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (memcmp(m[mid].id, id, STORE_NODE_ID_LEN) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < nmembers && memcmp(m[lo].id, id, STORE_NODE_ID_LEN) == 0)
+		return &members[m[lo].i];
+	return NULL;
+}
+
+static uint32_t eligible_count_sorted(const struct agree_member *members, const struct mref *m,
+				      size_t nmembers, const char *scope, uint64_t at_hlc)
+{
+	uint32_t n = 0;
+	size_t i;
+
+	for (i = 0; i < nmembers; i++)
+		if ((i == 0 || memcmp(m[i - 1].id, m[i].id, STORE_NODE_ID_LEN) != 0) &&
+		    member_eligible(&members[m[i].i], scope, at_hlc))
+			n++;
+	return n;
+}
+
 uint32_t agree_eligible_count(const struct agree_member *members, size_t nmembers,
 			      const char *scope, uint64_t at_hlc)
 {
 	uint32_t n = 0;
 	size_t i, j;
+	struct mref *m = nmembers > 16 ? members_sorted(members, nmembers) : NULL;
+
+	if (m) {
+		n = eligible_count_sorted(members, m, nmembers, scope, at_hlc);
+		free(m);
+		return n;
+	}
 
 	for (i = 0; i < nmembers; i++) {
 		if (!member_eligible(&members[i], scope, at_hlc))
@@ -331,11 +413,112 @@ static bool vote_counts(const struct tally_ctx *c, size_t i)
 	return true;
 }
 
+struct vref {
+	const struct agree_vote *v;
+	size_t i;
+};
+
+/* By voter, then vote_earlier(): the first of a voter's run is the vote that may count. */
+static int vref_cmp(const void *a, const void *b)
+{
+	const struct vref *x = a, *y = b;
+	int c = memcmp(x->v->v.voter, y->v->v.voter, STORE_NODE_ID_LEN);
+
+	if (c)
+		return c;
+	if (x->i == y->i)
+		return 0;
+	return vote_earlier(x->v, x->i, y->v, y->i) ? -1 : 1;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * vote_counts() for every vote at once, into @counts (nvotes entries), and the tally, in
+ * O((V + M) log(V + M)). Returns 0, or -ENOMEM (nothing computed: use the plain loops).
+ */
+static int tally_fast(const struct tally_ctx *c, const struct agree_quorum *q,
+		      struct agree_tally *ret, bool *counts)
+{
+	struct agree_tally t = {0};
+	struct mref *m = NULL;
+	struct vref *vr = NULL;
+	uint64_t *tg = NULL;
+	size_t i, nm = 0, nt = 0;
+	int r = -ENOMEM;
+
+	if (c->nmembers && !(m = members_sorted(c->members, c->nmembers)))
+		goto out;
+	if (c->nvotes && (!(vr = malloc(c->nvotes * sizeof(*vr))) ||
+			  !(tg = malloc(c->nvotes * sizeof(*tg)))))
+		goto out;
+	t.eligible = eligible_count_sorted(c->members, m, c->nmembers, c->scope, c->subject);
+	t.quorum = agree_quorum_size(q, t.eligible);
+	for (i = 0; i < c->nvotes; i++) {
+		counts[i] = false;
+		if (vote_matches(&c->votes[i], c->service, c->rev))
+			vr[nm++] = (struct vref){&c->votes[i], i};
+	}
+	if (nm > 1)
+		qsort(vr, nm, sizeof(*vr), vref_cmp);
+	for (i = 0; i < nm; i++) {
+		const struct agree_vote *v = vr[i].v;
+		const struct agree_member *mb;
+
+		if (i > 0 && memcmp(vr[i - 1].v->v.voter, v->v.voter, STORE_NODE_ID_LEN) == 0)
+			continue;	/* a later vote of the same voter */
+		if (v->subject != AGREE_SUBJECT_ANY && v->subject != c->subject)
+			continue;
+		mb = member_find_sorted(c->members, m, c->nmembers, v->v.voter);
+		if (!mb || !member_eligible(mb, c->scope, c->subject))
+			continue;
+		counts[vr[i].i] = true;
+		tg[nt++] = v->target;
+	}
+	t.counted = (uint32_t)nt;
+	if (nt > 1)
+		qsort(tg, nt, sizeof(*tg), u64_cmp);
+	/* Leading target: more votes, then the smaller target (rule 4); ascending runs, so a
+	 * tie keeps the smaller one seen first. */
+	for (i = 0; i < nt;) {
+		size_t j = i;
+
+		while (j < nt && tg[j] == tg[i])
+			j++;
+		if ((uint32_t)(j - i) > t.target_votes) {
+			t.target = tg[i];
+			t.target_votes = (uint32_t)(j - i);
+		}
+		i = j;
+	}
+	t.decided = t.target_votes >= t.quorum && t.target_votes > 0;
+	*ret = t;
+	r = 0;
+out:
+	free(m);
+	free(vr);
+	free(tg);
+	return r;
+}
+
 static int tally(const struct tally_ctx *c, const struct agree_quorum *q, struct agree_tally *ret)
 {
 	struct agree_tally t = {0};
 	size_t i, j;
+	bool *counts = c->nvotes ? malloc(c->nvotes * sizeof(*counts)) : NULL;
 
+	if (counts || !c->nvotes) {
+		int r = tally_fast(c, q, ret, counts);
+
+		free(counts);
+		if (r == 0)
+			return 0;
+	}
 	t.eligible = agree_eligible_count(c->members, c->nmembers, c->scope, c->subject);
 	t.quorum = agree_quorum_size(q, t.eligible);
 	for (i = 0; i < c->nvotes; i++) {
@@ -512,6 +695,7 @@ int agree_decide(const struct store_revision *log, size_t nlog,
 	struct agree_tally t;
 	uint8_t(*cert)[STORE_NODE_ID_LEN] = NULL;
 	uint32_t ncert = 0;
+	bool *counts = NULL;
 	size_t i;
 	int r;
 
@@ -523,24 +707,39 @@ int agree_decide(const struct store_revision *log, size_t nlog,
 		return -AGREE_ENOREV;
 	c = (struct tally_ctx){members, nmembers, service, bad->scope, bad_rev, bad->hlc,
 			       votes, nvotes};
-	r = tally(&c, q, &t);
-	if (r < 0)
-		return r;
-	if (!t.decided)
+	/* which votes count, computed once (NULL: the plain loops below) */
+	counts = nvotes ? malloc(nvotes * sizeof(*counts)) : NULL;
+	if (counts && tally_fast(&c, q, &t, counts) < 0) {
+		free(counts);
+		counts = NULL;
+	}
+	if (!counts) {
+		r = tally(&c, q, &t);
+		if (r < 0)
+			return r;
+	}
+	if (!t.decided) {
+		free(counts);
 		return -AGREE_ENOQUORUM;
+	}
 	if (t.target)
 		r = explicit_target(log, nlog, bad, t.target, &tw);
 	else
 		r = agree_previous_good(log, nlog, bad_rev, &tw);
-	if (r < 0)
+	if (r < 0) {
+		free(counts);
 		return r;
+	}
 
 	cert = malloc((size_t)t.target_votes * sizeof(*cert));
-	if (!cert)
+	if (!cert) {
+		free(counts);
 		return -ENOMEM;
+	}
 	for (i = 0; i < nvotes; i++)
-		if (votes[i].target == t.target && vote_counts(&c, i))
+		if (votes[i].target == t.target && (counts ? counts[i] : vote_counts(&c, i)))
 			memcpy(cert[ncert++], votes[i].v.voter, STORE_NODE_ID_LEN);
+	free(counts);
 	/* One counted vote per voter, so no duplicates; sort for a canonical encoding. */
 	qsort(cert, ncert, sizeof(*cert), id_cmp);
 

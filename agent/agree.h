@@ -4,7 +4,9 @@
  *
  * PURE: nothing here reads a clock, draws randomness, touches a socket, the store or a log.
  * The caller (agentd's reconciler, the simulator, the tests) passes every input as plain
- * arrays; the only allocation is the certificate of a record built by agree_decide.
+ * arrays; the only allocations are the certificate of a record built by agree_decide and
+ * temporary sorted views of members and votes inside a call (freed before it returns; when
+ * one fails the call computes the same answer with plain loops).
  *
  * ===========================================================================================
  * The rule (DESIGN.md "Agreement") and how this module makes it deterministic

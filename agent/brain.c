@@ -65,6 +65,7 @@ struct svc {
 	bool swapping;
 	uint64_t swap_target;		/* for the swap-start event */
 	bool need_announced;
+	bool fetch_announced;		/* "fetching" was said for the desired rev */
 	uint64_t desired_since;		/* uv_now when the desired revision last changed */
 	bool health_dirty;		/* a health record is due (coalesced, see publish_health) */
 };
@@ -121,11 +122,18 @@ struct brain {
 	uv_timer_t resync;
 	bool resync_open;
 	uv_timer_t pub;			/* coalesces health publications */
+	uv_timer_t vflush;		/* gathers received votes for one store write */
 	bool started, closing;
 	unsigned closing_parts;
 	void (*close_cb)(void *ud);
 	void *close_ud;
 	uint64_t hlc_refused;
+	/* votes of other nodes, written to the store in batches off the loop (vote_queue) */
+	struct store_vote *vq, *vjob;
+	size_t nvq, capvq, nvjob;
+	uv_work_t vwork;
+	bool vjob_running;
+	int vjob_err;
 	bool need_replay;		/* a revision was refused (AGREE_ECERT): re-examine the
 					 * held records at the next membership change */
 };
@@ -514,6 +522,7 @@ static int held_cb(const struct store_artifact_info *a, void *ud)
 }
 
 #define PUBLISH_MS 30
+#define VOTE_FLUSH_MS 200	/* received votes gathered per store transaction */
 
 static void publish_health_now(struct brain *b, struct svc *v);
 
@@ -585,10 +594,11 @@ static void need_artifact(struct brain *b, struct svc *v)
 	v->need_announced = true;
 	char hex[STORE_ID_HEXLEN + 1];
 	store_id_hex(&v->desired, hex);
-	event(b, "missing", v->name, v->desired_rev, "artifact %.12s is not in the local store",
-	      hex);
-	if (!brain_need_artifact)
+	if (!brain_need_artifact) {
+		event(b, "missing", v->name, v->desired_rev,
+		      "artifact %.12s is not in the local store", hex);
 		return;
+	}
 	uint8_t(*holders)[STORE_NODE_ID_LEN] = calloc(b->npeers + 1, STORE_NODE_ID_LEN);
 	size_t n = 0;
 	if (!holders)
@@ -603,6 +613,10 @@ static void need_artifact(struct brain *b, struct svc *v)
 				break;
 			}
 	}
+	/* not a failure: the swap waits (its materialize step retries) until the fetch lands */
+	event(b, "fetching", v->name, v->desired_rev,
+	      "fetching artifact %.12s from peers (%zu known to hold it)", hex, n);
+	v->fetch_announced = true;
 	brain_need_artifact(brain_need_artifact_ud, v->name, v->desired_rev, &v->desired,
 			    (const uint8_t(*)[STORE_NODE_ID_LEN])holders, n);
 	free(holders);
@@ -646,6 +660,7 @@ static void recompute(struct brain *b, struct svc *v)
 	v->desired = art;
 	v->diverged = div;
 	v->need_announced = false;
+	v->fetch_announced = false;
 	char hex[STORE_ID_HEXLEN + 1];
 	store_id_hex(&art, hex);
 	event(b, "desired", v->name, rev, "desired: rev %" PRIu64 " artifact %.12s%s", rev, hex,
@@ -700,7 +715,10 @@ static int accept_rev(struct brain *b, struct svc *v, const struct store_revisio
 	store_id_hex(&r->artifact, hex);
 	if (r->kind == STORE_REV_ROLLBACK) {
 		struct store_id bad;
-		if (agree_condemned_by(v->log, v->nlog, r, &bad) == 0) {
+		/* the same decision with another certificate (in a large cluster, every node
+		 * that saw the quorum wrote its own copy) condemns what the first one did: no
+		 * second synchronous store write for it */
+		if (!same_decision && agree_condemned_by(v->log, v->nlog, r, &bad) == 0) {
 			int c = store_artifact_set_condemned(b->s, &bad, true);
 			if (c < 0 && c != -ENOENT)
 				log_warning("%s: cannot mark the artifact condemned: %s", v->name,
@@ -825,13 +843,93 @@ static bool can_carry_out(struct brain *b, struct svc *v, const struct store_rev
 	return true;
 }
 
+/*
+ * Other nodes' votes reach the store in batches (gathered for VOTE_FLUSH_MS), on the thread
+ * pool, one job at a time (what arrives meanwhile waits for the next job): in a cluster of N
+ * nodes a rollback brings every node N votes, and one synchronous transaction (one fsync)
+ * per vote on the loop stalled it for seconds on a busy disk. Losing the tail of a batch in
+ * a crash is harmless: the vote records are persisted by the cluster layer too, and every
+ * voter keeps gossiping its own vote. A node's OWN vote is still written before it is
+ * published (cast_vote).
+ */
+static void vjob_start(struct brain *b);
+static void on_vflush(uv_timer_t *t);
+static void part_closed(struct brain *b);
+
+static void vjob_work(uv_work_t *w)
+{
+	struct brain *b = w->data;
+	b->vjob_err = store_vote_put_many(b->s, b->vjob, b->nvjob);
+}
+
+static void vjob_done(uv_work_t *w, int status)
+{
+	struct brain *b = w->data;
+	(void)status;
+	if (b->vjob_err < 0)
+		log_warning("cannot store %zu vote(s): %s", b->nvjob, store_strerror(b->vjob_err));
+	free(b->vjob);
+	b->vjob = NULL;
+	b->nvjob = 0;
+	b->vjob_running = false;
+	if (b->closing) {
+		part_closed(b);
+		return;
+	}
+	if (b->nvq && !uv_is_active((uv_handle_t *)&b->vflush))
+		uv_timer_start(&b->vflush, on_vflush, VOTE_FLUSH_MS, 0);
+}
+
+static void on_vflush(uv_timer_t *t)
+{
+	vjob_start(t->data);
+}
+
+static void vjob_start(struct brain *b)
+{
+	if (b->vjob_running || b->nvq == 0 || b->closing)
+		return;
+	b->vjob = b->vq;
+	b->nvjob = b->nvq;
+	b->vq = NULL;
+	b->nvq = b->capvq = 0;
+	b->vwork.data = b;
+	b->vjob_running = true;
+	if (uv_queue_work(b->loop, &b->vwork, vjob_work, vjob_done) < 0) {
+		/* no thread pool: write here rather than lose them */
+		b->vjob_running = false;
+		vjob_work(&b->vwork);
+		free(b->vjob);
+		b->vjob = NULL;
+		b->nvjob = 0;
+	}
+}
+
+static void vote_queue(struct brain *b, const struct store_vote *sv)
+{
+	if (b->nvq == b->capvq) {
+		size_t cap = b->capvq ? 2 * b->capvq : 32;
+		struct store_vote *n = realloc(b->vq, cap * sizeof *n);
+		if (!n) {
+			store_vote_put(b->s, sv);
+			return;
+		}
+		b->vq = n;
+		b->capvq = cap;
+	}
+	b->vq[b->nvq++] = *sv;
+	/* a window of VOTE_FLUSH_MS gathers the burst of a rollback into one transaction */
+	if (!b->vjob_running && !uv_is_active((uv_handle_t *)&b->vflush))
+		uv_timer_start(&b->vflush, on_vflush, VOTE_FLUSH_MS, 0);
+}
+
 static void on_vote(struct brain *b, struct svc *v, const struct agree_vote *av)
 {
 	int r = vote_add(v, av);
 	if (r <= 0)
 		return;
 	observe(b, av->v.hlc);
-	store_vote_put(b->s, &av->v);
+	vote_queue(b, &av->v);
 	char who[2 * STORE_NODE_ID_LEN + 1];
 	event(b, "vote", v->name, av->v.rev, "%s votes against rev %" PRIu64 " (%s)",
 	      member_name(b, av->v.voter, who), av->v.rev,
@@ -1135,6 +1233,19 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 	if (!v)
 		return;
 	if (status < 0) {
+		/* a missing artifact that the fetch hook is bringing: the swap waits, it has not
+		 * failed; said once (the "fetching" event), not at every retry */
+		if (status == -ENOENT && brain_need_artifact && artifact && v->have_desired &&
+		    v->desired_rev == rev && memcmp(&v->desired, artifact, sizeof *artifact) == 0) {
+			char hex[STORE_ID_HEXLEN + 1];
+			store_id_hex(artifact, hex);
+			if (!v->fetch_announced)
+				event(b, "fetching", service, rev,
+				      "swap to rev %" PRIu64 " waits for artifact %.12s, being "
+				      "fetched from peers", rev, hex);
+			v->fetch_announced = true;
+			return;
+		}
 		event(b, "swap-failed", service, rev, "swap failed: %s (retrying)",
 		      status == -ENOENT ? "artifact not in the local store" : strerror(-status));
 		return;
@@ -1261,6 +1372,8 @@ int brain_new(uv_loop_t *loop, struct store *store, const struct brain_opts *opt
 	b->resync_open = true;
 	uv_timer_init(loop, &b->pub);
 	b->pub.data = b;
+	uv_timer_init(loop, &b->vflush);
+	b->vflush.data = b;
 	*ret = b;
 	return 0;
 nomem:
@@ -1374,6 +1487,7 @@ static void part_closed(struct brain *b)
 	free(b->unit_dir);
 	free(b->bus_address);
 	free(b->docker_host);
+	free(b->vq);
 	free(b);
 	if (cb)
 		cb(ud);
@@ -1402,7 +1516,16 @@ void brain_close(struct brain *b, void (*cb)(void *ud), void *ud)
 	b->closing = true;
 	b->close_cb = cb;
 	b->close_ud = ud;
-	b->closing_parts = 2; /* the timers */
+	b->closing_parts = 3; /* the timers */
+	/* the votes still queued are written now; a job in flight ends the close when done */
+	if (b->nvq) {
+		int e = store_vote_put_many(b->s, b->vq, b->nvq);
+		if (e < 0)
+			log_warning("cannot store %zu vote(s): %s", b->nvq, store_strerror(e));
+		b->nvq = 0;
+	}
+	if (b->vjob_running)
+		b->closing_parts++;
 	if (b->rec)
 		b->closing_parts++;
 	if (b->health)
@@ -1415,6 +1538,8 @@ void brain_close(struct brain *b, void (*cb)(void *ud), void *ud)
 	uv_close((uv_handle_t *)&b->resync, timer_closed);
 	uv_timer_stop(&b->pub);
 	uv_close((uv_handle_t *)&b->pub, timer_closed);
+	uv_timer_stop(&b->vflush);
+	uv_close((uv_handle_t *)&b->vflush, timer_closed);
 }
 
 int brain_desired(struct brain *b, const char *service, uint64_t *ret_rev,

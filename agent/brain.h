@@ -13,8 +13,9 @@
  *        ──► store_revision_put (+ store_artifact_set_condemned for a rollback) ──► decide
  *        (agree_decide for every voted rev of the service) ──► desired (agree_effective for
  *        this node's site, with the `--local` marker) ──► reconcile_set_desired
- *   vote record ──► kept in memory per (service, rev, voter) and store_vote_put ──► echo an
- *        operator vote against what we run ──► decide
+ *   vote record ──► kept in memory per (service, rev, voter) and queued for the store (one
+ *        store_vote_put_many per ~200 ms on the thread pool: a rollback brings N votes) ──►
+ *        echo an operator vote against what we run ──► decide
  *   health record ──► kept per (node, service): status, pacing, artifacts held
  *   member change ──► eligible voters recomputed; every held record re-examined (a record
  *        refused with AGREE_ECERT may pass now) and every voted rev decided again
@@ -52,7 +53,8 @@
  * Artifacts: the reconciler materializes from the local store. A node whose desired artifact
  * is missing calls the hook brain_need_artifact (set by the peer-to-peer fetch module, NULL
  * until then) with the peers whose health records say they hold it, and the reconciler
- * retries its MATERIALIZE step with back-off until the artifact arrives.
+ * retries its MATERIALIZE step with back-off until the artifact arrives. The timeline says
+ * "fetching" (once per desired revision), not "swap-failed", while that happens.
  *
  * Loop and threads: everything runs on the loop given to brain_new; the brain_op_* control
  * operations are INLINE ops (they run on the loop thread and never block on anything but one

@@ -6,10 +6,11 @@
  *    callbacks here only COPY: the change is encoded for the store (pending writes, coalesced
  *    per key) and queued for the subscribers, who are called from a zero timer once the core
  *    has returned, so the brain may publish records from its callbacks.
- *  - The store writes one transaction per put, with an fsync. A converging cluster reports
- *    dozens of member changes per second; they are coalesced per key for CLUSTER_FLUSH_MS and
- *    written by ONE threadpool job at a time, so the loop never waits on the disk and a burst
- *    costs one write per member, not one per change.
+ *  - Every store transaction ends with an fsync. A converging cluster reports dozens of
+ *    member changes per second, and a rollback in a cluster of N nodes brings each node N
+ *    health and vote records; they are coalesced per key for CLUSTER_FLUSH_MS and written by
+ *    ONE threadpool job at a time, in ONE transaction per flush (store_kv_write_many), so
+ *    the loop never waits on the disk and a burst costs one fsync, not one per record.
  *  - `agentctl status` runs on the threadpool: it reads a summary refreshed on the loop under
  *    a mutex, never the core.
  */
@@ -370,9 +371,34 @@ static void pend_add(struct cluster *c, enum store_table table, const uint8_t *k
 	p->vlen = vlen;
 }
 
+/*
+ * Write the list in ONE transaction: a large cluster delivers hundreds of records per flush
+ * window (every node's health and vote during a rollback), and one fsync per record made
+ * the disk, shared by every writer of the store (the loop's journal and revision writes
+ * wait for LMDB's writer lock), the bottleneck of a cluster-wide swap. Returns the number
+ * of writes lost.
+ */
 static int write_list(struct store *s, struct pend_list *l)
 {
 	int errors = 0;
+	if (l->n == 0)
+		return 0;
+	struct store_kv_write *w = malloc(l->n * sizeof *w);
+	if (w) {
+		for (size_t i = 0; i < l->n; i++) {
+			struct pend *p = &l->v[i];
+			w[i] = (struct store_kv_write){.table = p->table, .key = p->key,
+						       .klen = p->klen, .val = p->val,
+						       .vlen = p->vlen};
+		}
+		int r = store_kv_write_many(s, w, l->n);
+		free(w);
+		if (r == 0)
+			return 0;
+		if (r != -EINVAL && r != -ENOMEM)
+			return (int)l->n;
+	}
+	/* out of memory or one bad row: write one by one, so that only that row is lost */
 	for (size_t i = 0; i < l->n; i++) {
 		struct pend *p = &l->v[i];
 		int r = store_kv_put(s, p->table, p->key, p->klen, p->val, p->vlen);

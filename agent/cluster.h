@@ -15,7 +15,8 @@
  *   - persists members (every state, failed and left ones included, self too: its
  *     incarnation) in STORE_KV_MEMBERS, key = the 16-byte node id, and records in
  *     STORE_KV_RECORDS, key = owner id (16) || record key. Writes are coalesced per key and
- *     written by one threadpool job at a time every CLUSTER_FLUSH_MS, so the loop never waits
+ *     written by one threadpool job at a time every CLUSTER_FLUSH_MS, in one store
+ *     transaction per flush (one fsync however many records arrived), so the loop never waits
  *     for the disk; what is pending at close is written before the store closes;
  *   - restores both at start (self incarnation = persisted + 1, so the fresh "alive" beats any
  *     suspicion the cluster holds about the previous life), then joins through --join seeds

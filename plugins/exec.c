@@ -35,6 +35,8 @@
  * The group check first asks kill(-pgid, 0) and, when that still finds someone, scans /proc
  * for non-zombie members: orphaned members are reparented to PID 1, which on some hosts
  * (and containers) never reaps them, and a zombie must not keep a stop waiting forever.
+ * While stopping, a poll re-reads only the live member the last scan found, and scans again
+ * once that one is gone (so "gone" is always the answer of a full scan).
  *
  * Orphans of a killed agent: every spawn writes state_dir/run/<service>.pid ("pid
  * starttime rev"). A process cannot adopt children it did not fork (it cannot wait for them
@@ -110,6 +112,7 @@ struct exec_svc {
 
 	/* stopping */
 	bool stopping, killed;
+	pid_t stop_watch;		/* a live member seen by the last /proc scan */
 	uint64_t stop_start;
 	void (*stop_done)(struct exec_svc *s, int err);
 
@@ -231,8 +234,13 @@ static void group_kill(pid_t pgid, int sig)
 		kill(-pgid, sig);
 }
 
-/* True when no live (non-zombie) process is left in group @pgid. */
-static bool group_gone(pid_t pgid)
+/*
+ * True when no live (non-zombie) process is left in group @pgid. @watch (may be NULL): a live
+ * member found by an earlier call, or 0; while it is still alive in the group the answer is
+ * "no" without the /proc scan; the scan (which reads every process's stat file) runs only
+ * when it is gone, and records the next live member it finds there.
+ */
+static bool group_gone_watch(pid_t pgid, pid_t *watch)
 {
 	struct dirent *de;
 	bool gone = true;
@@ -242,6 +250,15 @@ static bool group_gone(pid_t pgid)
 		return true;
 	if (kill(-pgid, 0) < 0 && errno == ESRCH)
 		return true;
+	if (watch && *watch > 0) {
+		char state;
+		pid_t g;
+
+		if (proc_stat(*watch, &state, &g, NULL) == 0 && g == pgid && state != 'Z' &&
+		    state != 'X')
+			return false;
+		*watch = 0;
+	}
 	d = opendir("/proc");
 	if (!d)
 		return false;
@@ -252,15 +269,27 @@ static bool group_gone(pid_t pgid)
 
 		if (*end || pid <= 0)
 			continue;
+		/* getpgid() first: one cheap system call per process instead of reading its stat
+		 * file (a scan meets every process of the host; with a few hundred the file
+		 * reads kept a loaded agent's loop busy for hundreds of milliseconds) */
+		if (getpgid((pid_t)pid) != pgid)
+			continue;
 		if (proc_stat((pid_t)pid, &state, &g, NULL) < 0 || g != pgid)
 			continue;
 		if (state != 'Z' && state != 'X') {
 			gone = false;
+			if (watch)
+				*watch = (pid_t)pid;
 			break;
 		}
 	}
 	closedir(d);
 	return gone;
+}
+
+static bool group_gone(pid_t pgid)
+{
+	return group_gone_watch(pgid, NULL);
 }
 
 static int pidfile_path(struct exec_svc *s, char *buf, size_t n)
@@ -401,8 +430,14 @@ static void stop_poll_cb(uv_timer_t *t)
 {
 	struct exec_svc *s = t->data;
 	uint64_t el = now_ms(s->ep) - s->stop_start;
-
-	if (!s->child && group_gone(s->pgid)) {
+	/*
+	 * A poll costs a /proc scan only when the member seen alive last time has gone: the
+	 * scan visits every process of the host, and with many agents on one host stopping
+	 * their services at the same instant (a cluster-wide rollback) a scan every poll, for
+	 * as long as the init process leaves the exited members as zombies, made the stops
+	 * themselves the bottleneck.
+	 */
+	if (!s->child && group_gone_watch(s->pgid, &s->stop_watch)) {
 		stop_finish(s, 0);
 		return;
 	}
@@ -433,6 +468,7 @@ static void svc_stop(struct exec_svc *s, void (*done)(struct exec_svc *, int))
 	}
 	s->stopping = true;
 	s->killed = false;
+	s->stop_watch = 0;
 	s->stop_start = now_ms(s->ep);
 	group_kill(s->pgid, SIGTERM);
 	/* a stopped (SIGSTOP) group would sit on SIGTERM until SIGKILL: wake it */

@@ -148,7 +148,8 @@ step "timeline (events of every node, merged)"
 for i in $(seq 1 "$N"); do
 	ctl "$i" events --since "${marks[$i]}" |
 		awk -v me="n$i" '$2 == me && ($3 == "revision" && me == "n1" || $3 == "vote" ||
-		     $3 == "decision" || $3 ~ /^swap/ || $3 == "health" || $3 == "desired")' |
+		     $3 == "decision" || $3 ~ /^swap/ || $3 == "health" || $3 == "desired" ||
+		     $3 == "fetching")' |
 		awk '$3 != "vote" || $0 ~ ($2 " votes")'
 done | sort -s -k1,1 | sed 's/^/  /'
 

@@ -565,6 +565,39 @@ int store_kv_put(struct store *s, enum store_table t, const void *key, size_t kl
 	return store__write(s, kv_put_fn, &op);
 }
 
+struct kv_many {
+	const struct store_kv_write *w;
+	size_t n;
+};
+
+static int kv_many_fn(struct store *s, MDB_txn *txn, void *ud)
+{
+	const struct kv_many *m = ud;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct store_kv_write *w = &m->w[i];
+		MDB_val k = { w->klen, (void *)w->key }, v = { w->vlen, (void *)w->val };
+		int rc = w->del ? mdb_del(txn, table_dbi(s, w->table), &k, NULL)
+				: mdb_put(txn, table_dbi(s, w->table), &k, &v, 0);
+		if (rc && !(w->del && rc == MDB_NOTFOUND))
+			return store__mdb_err(rc);
+	}
+	return 0;
+}
+
+int store_kv_write_many(struct store *s, const struct store_kv_write *w, size_t n)
+{
+	if (!s || (!w && n))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!table_valid(w[i].table) || !w[i].key || w[i].klen == 0 || w[i].klen > 511 ||
+		    (!w[i].del && !w[i].val && w[i].vlen))
+			return -EINVAL;
+	if (n == 0)
+		return 0;
+	struct kv_many m = { w, n };
+	return store__write(s, kv_many_fn, &m);
+}
+
 int store_kv_del(struct store *s, enum store_table t, const void *key, size_t klen)
 {
 	if (!table_valid(t) || !key || klen == 0 || klen > 511)

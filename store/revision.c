@@ -587,6 +587,37 @@ int store_vote_put(struct store *s, const struct store_vote *v)
 	return store__write(s, vote_put_fn, (void *)v);
 }
 
+struct vote_many {
+	const struct store_vote *v;
+	size_t n;
+};
+
+static int vote_many_fn(struct store *s, MDB_txn *txn, void *ud)
+{
+	const struct vote_many *m = ud;
+	for (size_t i = 0; i < m->n; i++) {
+		int r = vote_put_fn(s, txn, (void *)&m->v[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int store_vote_put_many(struct store *s, const struct store_vote *v, size_t n)
+{
+	if (!s || (!v && n))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!memchr(v[i].service, 0, sizeof(v[i].service)) ||
+		    !store__service_valid(v[i].service) || v[i].rev == 0 ||
+		    (v[i].reason != STORE_VOTE_HEALTH && v[i].reason != STORE_VOTE_OPERATOR))
+			return -EINVAL;
+	if (n == 0)
+		return 0;
+	struct vote_many m = { v, n };
+	return store__write(s, vote_many_fn, &m);
+}
+
 struct vote_ctx {
 	const char *service;
 	uint64_t rev;

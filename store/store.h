@@ -377,6 +377,13 @@ struct store_vote {
  * -ENOSPC; -EIO. Votes of revisions dropped by retention are dropped with them.
  */
 int store_vote_put(struct store *s, const struct store_vote *v);
+/*
+ * store_vote_put of @n votes in ONE write transaction (one fsync instead of @n: an agent
+ * receiving the votes of a large cluster). All or none: an invalid vote fails the whole batch
+ * with -EINVAL before anything is written. Votes already held are skipped (grow-only).
+ * @v borrowed for the call; @n 0 is a no-op. 0; -EINVAL; -ENOSPC; -ENOMEM; -EIO.
+ */
+int store_vote_put_many(struct store *s, const struct store_vote *v, size_t n);
 /* Votes on (service, rev), in voter order; @v borrowed for the call. 0; -EINVAL; -ENOMEM; -EIO. */
 int store_vote_foreach(struct store *s, const char *service, uint64_t rev,
 		       int (*cb)(const struct store_vote *v, void *ud), void *ud);
@@ -442,6 +449,21 @@ enum store_table { STORE_KV_MEMBERS = 0, STORE_KV_RECORDS = 1, STORE_KV__COUNT }
 int store_kv_put(struct store *s, enum store_table t, const void *key, size_t klen,
 		 const void *val, size_t vlen);
 int store_kv_del(struct store *s, enum store_table t, const void *key, size_t klen);
+/*
+ * Several puts and deletes in ONE write transaction (one fsync for a whole batch: the agent
+ * persists the gossip records it receives in batches). Applied in order, all or none. A
+ * delete of an absent key is not an error. @w borrowed for the call; @n 0 is a no-op.
+ * 0; -EINVAL (a bad table or key: nothing written); -ENOMEM; -ENOSPC; -EIO.
+ */
+struct store_kv_write {
+	enum store_table table;
+	const void *key;
+	size_t klen;
+	const void *val;	/* put: the value (may be NULL with vlen 0) */
+	size_t vlen;
+	bool del;		/* delete @key instead */
+};
+int store_kv_write_many(struct store *s, const struct store_kv_write *w, size_t n);
 int store_kv_foreach(struct store *s, enum store_table t,
 		     int (*cb)(const void *key, size_t klen, const void *val, size_t vlen, void *ud),
 		     void *ud);

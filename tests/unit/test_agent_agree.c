@@ -438,6 +438,128 @@ static void test_eligibility(void **state)
 	assert_int_equal(agree_eligible_count(m, nm, "", UINT64_MAX), 4);
 }
 
+/*
+ * Reference model of rule 3/4 counting, written as the plain pairwise loops the core used
+ * before it sorted its inputs: a member's eligibility is its FIRST listing's, an id listed
+ * twice counts once, a voter's earliest vote on (service, rev) is the one that may count.
+ */
+static bool ref_member_eligible(const struct agree_member *m, const char *scope, uint64_t at)
+{
+	return m->state != AGREE_LEFT && agree_scope_includes(scope, m->site) &&
+	       (m->joined_hlc == 0 || m->joined_hlc <= at);
+}
+
+static const struct agree_member *ref_find(const struct agree_member *m, size_t nm,
+					   const uint8_t *id)
+{
+	for (size_t i = 0; i < nm; i++)
+		if (memcmp(m[i].id, id, STORE_NODE_ID_LEN) == 0)
+			return &m[i];
+	return NULL;
+}
+
+static bool ref_earlier(const struct agree_vote *a, size_t ia, const struct agree_vote *b,
+			size_t ib)
+{
+	if (a->v.hlc != b->v.hlc)
+		return a->v.hlc < b->v.hlc;
+	if (a->target != b->target)
+		return a->target < b->target;
+	if (a->subject != b->subject)
+		return a->subject < b->subject;
+	return ia < ib;
+}
+
+static bool ref_counts(const struct agree_member *m, size_t nm, const char *scope, uint64_t rev,
+		       uint64_t subject, const struct agree_vote *v, size_t nv, size_t i)
+{
+	const struct agree_member *mb;
+
+	if (v[i].v.rev != rev || strcmp(v[i].v.service, "web") != 0 ||
+	    (v[i].subject != AGREE_SUBJECT_ANY && v[i].subject != subject))
+		return false;
+	mb = ref_find(m, nm, v[i].v.voter);
+	if (!mb || !ref_member_eligible(mb, scope, subject))
+		return false;
+	for (size_t j = 0; j < nv; j++)
+		if (j != i && v[j].v.rev == rev && strcmp(v[j].v.service, "web") == 0 &&
+		    memcmp(v[j].v.voter, v[i].v.voter, STORE_NODE_ID_LEN) == 0 &&
+		    ref_earlier(&v[j], j, &v[i], i))
+			return false;
+	return true;
+}
+
+static void test_tally_matches_reference_model(void **state)
+{
+	enum { NM = 90, NV = 160 };
+	static struct agree_member m[NM];
+	static struct agree_vote v[NV];
+	uint64_t seed = 0x5eed;
+
+	(void)state;
+	for (int round = 0; round < 300; round++) {
+		size_t nm = 1 + prng(&seed) % NM, nv = prng(&seed) % NV;
+		const char *scope = prng(&seed) % 3 ? "" : "site:a";
+		uint64_t rev = 3, subject = 300;
+		uint32_t elig = 0;
+		struct agree_tally t;
+
+		memset(m, 0, sizeof(m));
+		for (size_t i = 0; i < nm; i++) {
+			/* few distinct ids, so that duplicates are common in big views */
+			node_id(m[i].id, (uint8_t)(1 + prng(&seed) % (nm < 40 ? 60 : 200)));
+			m[i].state = (enum agree_member_state)(prng(&seed) % 4);
+			m[i].site = prng(&seed) % 2 ? "a" : "b";
+			m[i].joined_hlc = prng(&seed) % 5 == 0 ? 250 + prng(&seed) % 100 : 0;
+		}
+		for (size_t i = 0; i < nv; i++) {
+			v[i] = vote_on(prng(&seed) % 4 ? rev : 2, prng(&seed) % 3 ? subject : 1,
+				       (uint8_t)(1 + prng(&seed) % 220), 1 + prng(&seed) % 40);
+			if (prng(&seed) % 5 == 0)
+				v[i].subject = AGREE_SUBJECT_ANY;
+			v[i].target = prng(&seed) % 3 == 0 ? 1 + prng(&seed) % 2 : 0;
+		}
+		/* eligible count */
+		for (size_t i = 0; i < nm; i++) {
+			size_t j;
+
+			for (j = 0; j < i; j++)
+				if (memcmp(m[j].id, m[i].id, STORE_NODE_ID_LEN) == 0)
+					break;
+			if (j == i && ref_member_eligible(&m[i], scope, subject))
+				elig++;
+		}
+		assert_int_equal(agree_eligible_count(m, nm, scope, subject), elig);
+		assert_int_equal(agree_tally(m, nm, NULL, "web", rev, scope, subject, v, nv, &t),
+				 0);
+		assert_int_equal(t.eligible, elig);
+		/* counted votes and the leading target */
+		uint32_t counted = 0, best = 0;
+		uint64_t best_tg = 0;
+		for (size_t i = 0; i < nv; i++) {
+			uint32_t cnt = 0;
+
+			if (!ref_counts(m, nm, scope, rev, subject, v, nv, i))
+				continue;
+			counted++;
+			for (size_t j = 0; j < nv; j++)
+				if (v[j].target == v[i].target &&
+				    ref_counts(m, nm, scope, rev, subject, v, nv, j))
+					cnt++;
+			if (cnt > best || (cnt == best && v[i].target < best_tg)) {
+				best = cnt;
+				best_tg = v[i].target;
+			}
+		}
+		assert_int_equal(t.counted, counted);
+		assert_int_equal(t.target_votes, best);
+		if (best)
+			assert_int_equal(t.target, best_tg);
+		assert_int_equal(t.quorum, agree_quorum_size(NULL, elig));
+		assert_int_equal(t.decided, best > 0 && best >= t.quorum);
+	}
+}
+
 static void test_tally_ignores_strangers_left_duplicates(void **state)
 {
 	struct agree_member m[5];
@@ -958,6 +1080,7 @@ int main(void)
 		cmocka_unit_test(test_desired_with_sites),
 		cmocka_unit_test(test_eligibility),
 		cmocka_unit_test(test_tally_ignores_strangers_left_duplicates),
+		cmocka_unit_test(test_tally_matches_reference_model),
 		cmocka_unit_test(test_minority_cannot_decide),
 		cmocka_unit_test(test_subject_binds_votes),
 		cmocka_unit_test(test_decide_record),

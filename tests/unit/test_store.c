@@ -919,6 +919,79 @@ static void test_votes_state_journal_kv(void **state)
 	assert_int_equal(store_kv_del(f->s, STORE_KV_MEMBERS, "b", 1), 0);
 }
 
+static int kv_count_cb(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
+{
+	int *n = ud;
+	(void)key;
+	(void)klen;
+	(void)val;
+	(void)vlen;
+	(*n)++;
+	return 0;
+}
+
+/* The batch writers: one transaction, all or none, same results as the single calls. */
+static void test_batches(void **state)
+{
+	struct fx *f = *state;
+	struct store_vote v[3];
+	memset(v, 0, sizeof(v));
+	for (int i = 0; i < 3; i++) {
+		snprintf(v[i].service, sizeof(v[i].service), "web");
+		v[i].rev = 4;
+		v[i].voter[0] = (uint8_t)(i + 1);
+		v[i].reason = STORE_VOTE_OPERATOR;
+		v[i].hlc = 10 + (uint64_t)i;
+	}
+	assert_int_equal(store_vote_put_many(f->s, v, 0), 0);
+	assert_int_equal(store_vote_put_many(f->s, NULL, 1), -EINVAL);
+	/* a bad vote fails the whole batch before anything is written */
+	v[2].reason = 9;
+	assert_int_equal(store_vote_put_many(f->s, v, 3), -EINVAL);
+	int n = 0;
+	assert_int_equal(store_vote_foreach(f->s, "web", 4, vote_cb, &n), 0);
+	assert_int_equal(n, 0);
+	v[2].reason = STORE_VOTE_HEALTH;
+	assert_int_equal(store_vote_put(f->s, &v[0]), 0);
+	/* an existing vote in the batch is skipped (grow-only), the others are stored */
+	assert_int_equal(store_vote_put_many(f->s, v, 3), 0);
+	n = 0;
+	assert_int_equal(store_vote_foreach(f->s, "web", 4, vote_cb, &n), 0);
+	assert_int_equal(n, 3);
+
+	struct store_kv_write w[] = {
+		{ .table = STORE_KV_RECORDS, .key = "a", .klen = 1, .val = "1", .vlen = 1 },
+		{ .table = STORE_KV_RECORDS, .key = "b", .klen = 1, .val = "2", .vlen = 1 },
+		{ .table = STORE_KV_MEMBERS, .key = "m", .klen = 1, .val = NULL, .vlen = 0 },
+		{ .table = STORE_KV_RECORDS, .key = "zz", .klen = 2, .del = true },
+		{ .table = STORE_KV_RECORDS, .key = "", .klen = 0, .val = "x", .vlen = 1 },
+	};
+	/* the last row has an empty key: nothing of the batch is written */
+	assert_int_equal(store_kv_write_many(f->s, w, 5), -EINVAL);
+	n = 0;
+	assert_int_equal(store_kv_foreach(f->s, STORE_KV_RECORDS, kv_count_cb, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_kv_write_many(f->s, w, 4), 0);
+	n = 0;
+	assert_int_equal(store_kv_foreach(f->s, STORE_KV_RECORDS, kv_count_cb, &n), 0);
+	assert_int_equal(n, 2);
+	n = 0;
+	assert_int_equal(store_kv_foreach(f->s, STORE_KV_MEMBERS, kv_count_cb, &n), 0);
+	assert_int_equal(n, 1);
+	/* a put then a delete of the same key in one batch: applied in order */
+	struct store_kv_write w2[] = {
+		{ .table = STORE_KV_RECORDS, .key = "c", .klen = 1, .val = "3", .vlen = 1 },
+		{ .table = STORE_KV_RECORDS, .key = "a", .klen = 1, .del = true },
+		{ .table = STORE_KV_RECORDS, .key = "c", .klen = 1, .del = true },
+	};
+	assert_int_equal(store_kv_write_many(f->s, w2, 3), 0);
+	n = 0;
+	assert_int_equal(store_kv_foreach(f->s, STORE_KV_RECORDS, kv_count_cb, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_kv_del(f->s, STORE_KV_RECORDS, "b", 1), 0);
+	assert_int_equal(store_kv_write_many(f->s, NULL, 0), 0);
+}
+
 /* ---- retention and GC ------------------------------------------------------------------------- */
 
 static bool exists(struct store *s, const struct store_id *id)
@@ -1235,6 +1308,7 @@ int main(void)
 		cmocka_unit_test(test_revision_codec),
 		cmocka_unit_test_setup_teardown(test_revisions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_votes_state_journal_kv, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_gc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_then_usable, setup, teardown),
