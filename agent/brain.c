@@ -1542,6 +1542,12 @@ void brain_close(struct brain *b, void (*cb)(void *ud), void *ud)
 	uv_close((uv_handle_t *)&b->vflush, timer_closed);
 }
 
+void brain_artifact_arrived(struct brain *b, const struct store_id *artifact)
+{
+	if (b)
+		reconcile_artifact_arrived(b->rec, artifact);
+}
+
 int brain_desired(struct brain *b, const char *service, uint64_t *ret_rev,
 		  struct store_id *ret_artifact)
 {

@@ -163,6 +163,10 @@ void brain_on_member(struct brain *b, const struct gossip_member *m);
  */
 void brain_close(struct brain *b, void (*cb)(void *ud), void *ud);
 
+/* @artifact just entered the store (the fetch module calls this): a swap waiting for it goes
+ * on at once (reconcile_artifact_arrived). Loop thread; NULL @b is fine. */
+void brain_artifact_arrived(struct brain *b, const struct store_id *artifact);
+
 /* ---- Introspection (tests, status) -------------------------------------------------------- */
 
 /* The desired revision last computed for @service: 0 and *ret_rev, *ret_artifact (either may be

@@ -339,6 +339,8 @@ struct fetch {
 	size_t njobs;
 	bool closing;
 	struct fetch_stats stats;
+	void (*arrived)(void *ud, const struct store_id *id);
+	void *arrived_ud;
 	uint8_t *chunk_buf; /* STORE_CHUNK_SIZE: serving and local copies */
 	struct {
 		struct store_id id;
@@ -589,6 +591,15 @@ static void job_finish(struct job *j, int err)
 		free(w);
 		w = next;
 	}
+	if (err == 0 && f->arrived && !f->closing)
+		f->arrived(f->arrived_ud, &j->id); /* j is freed only when its timer has closed */
+}
+
+void fetch_set_arrived(struct fetch *f, void (*cb)(void *ud, const struct store_id *id),
+		       void *ud)
+{
+	f->arrived = cb;
+	f->arrived_ud = ud;
 }
 
 static int job_send(struct job *j, uint8_t type, const struct store_id *id, uint32_t index)
@@ -1265,6 +1276,13 @@ static void op_done(void *ud, const struct store_id *id, int err)
 	f->recent_next = (f->recent_next + 1) % FETCH_RECENT;
 }
 
+static void agent_artifact_arrived(void *ud, const struct store_id *id)
+{
+	struct agent *a = ud;
+
+	brain_artifact_arrived(a->brain, id); /* a->brain is NULL until it starts */
+}
+
 int fetch_agent_start(struct agent *a)
 {
 	struct gossip_transport *t;
@@ -1282,6 +1300,7 @@ int fetch_agent_start(struct agent *a)
 	}
 	brain_need_artifact = fetch_brain_need;
 	brain_need_artifact_ud = a->fetch;
+	fetch_set_arrived(a->fetch, agent_artifact_arrived, a);
 	return 0;
 }
 

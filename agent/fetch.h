@@ -181,6 +181,13 @@ int fetch_artifact_from_nodes(struct fetch *f, const struct store_id *id,
 void fetch_brain_need(void *ud, const char *service, uint64_t rev, const struct store_id *artifact,
 		      const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders);
 
+/*
+ * Call @cb(@ud, id) on the loop each time a transfer lands an artifact in the store (after its
+ * waiters), whoever asked for it. One callback; @cb NULL removes it.
+ */
+void fetch_set_arrived(struct fetch *f, void (*cb)(void *ud, const struct store_id *id),
+		       void *ud);
+
 /* Counters since creation. */
 void fetch_get_stats(const struct fetch *f, struct fetch_stats *ret);
 
@@ -196,7 +203,8 @@ struct ctl_enc;
 
 /*
  * Start serving and fetching on the agent's gossip transport (a->cluster; nothing when gossip
- * is off) and install fetch_brain_need as the brain's brain_need_artifact hook. Sets a->fetch.
+ * is off), install fetch_brain_need as the brain's brain_need_artifact hook, and tell the
+ * brain of every artifact that lands (brain_artifact_arrived). Sets a->fetch.
  * Logs its failure. @return 0 or as fetch_new.
  */
 int fetch_agent_start(struct agent *a);

@@ -1236,6 +1236,15 @@ int reconcile_set_desired(struct reconcile *r, const char *service, uint64_t rev
 	return 0;
 }
 
+void reconcile_artifact_arrived(struct reconcile *r, const struct store_id *artifact)
+{
+	if (!r || r->closing || !artifact)
+		return;
+	for (struct rc_svc *s = r->svcs; s; s = s->next)
+		if (s->have_desired && !s->busy && id_eq(&s->want, artifact))
+			schedule(s, 0);
+}
+
 int reconcile_mark_good(struct reconcile *r, const char *service, uint64_t rev,
 			const struct store_id *artifact)
 {

@@ -203,6 +203,13 @@ int reconcile_set_desired(struct reconcile *r, const char *service, uint64_t rev
 			  const struct store_id *artifact);
 
 /*
+ * @artifact has just entered the store (e.g. fetched from a peer): every service that desires
+ * it and waits out a back-off (its MATERIALIZE failed with -ENOENT) tries again at once
+ * instead of at the end of the back-off, which can be a minute. Loop thread. NULL @r is fine.
+ */
+void reconcile_artifact_arrived(struct reconcile *r, const struct store_id *artifact);
+
+/*
  * Record that @service at @rev/@artifact was found healthy: store_service_state.last_good
  * = @artifact (in one store write).
  * @return 0; -EINVAL (bad arguments, rev 0); -ESTALE (that is not what runs any more: the
