@@ -1673,7 +1673,8 @@ static void do_deploy(struct brain *b, const struct ctl_request *req, const stru
 		ctl_enc_fail(out, r == -EEXIST ? CTL_E_AMBIGUOUS : r == -EINVAL ? CTL_E_BAD_REQUEST
 									  : CTL_E_NOT_FOUND,
 			     r == -EEXIST ? "id prefix %.64s matches several artifacts"
-				   : "no artifact with id %.64s in the local store",
+				   : "no artifact with id %.64s in the local store (import it here, "
+				     "or give its full id: agentctl then fetches it from a peer)",
 			     art);
 		goto out;
 	}

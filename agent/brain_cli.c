@@ -367,21 +367,72 @@ static void enc_change(struct ctl_enc *e, const char *op, const struct args *a,
 		ctl_kv_str(e, "reason", a->reason);
 }
 
+static int deploy_call(struct bc *c, const struct args *a)
+{
+	struct ctl_enc e;
+
+	enc_change(&e, "deploy", a, a->pos[1], a->force);
+	if (a->force)
+		ctl_kv_bool(&e, "force", true);
+	int x = bc_call(c, &e);
+	ctl_enc_release(&e);
+	return x;
+}
+
+static bool full_id(const char *id)
+{
+	return strlen(id) == 64 && strspn(id, "0123456789abcdef") == 64;
+}
+
+/* artifact.fetch @id from every live peer, polled until it is present or failed (up to the
+ * timeout). @return X_DONE with c->resp the last answer (not ok: the fetch failed), or X_*. */
+static int fetch_wait(struct bc *c, const char *id)
+{
+	uint64_t deadline = mono_ms() + c->timeout_ms;
+
+	for (;;) {
+		struct ctl_enc e;
+		char st[16];
+
+		ctl_enc_init(&e);
+		ctl_enc_request(&e, "artifact.fetch", true);
+		ctl_enc_map(&e, 1);
+		ctl_kv_str(&e, "id", id);
+		int x = bc_call(c, &e);
+		ctl_enc_release(&e);
+		if (x != X_DONE || !c->resp.ok ||
+		    strcmp(s(c->resp.result, "state", st, sizeof st), "fetching") != 0)
+			return x;
+		if (mono_ms() >= deadline) {
+			errf("artifact %.12s: still fetching after %" PRIu64 " ms", id, c->timeout_ms);
+			return X_TIMEOUT;
+		}
+		sleep_ms(100);
+	}
+}
+
 static int cmd_deploy(struct bc *c, int argc, char **argv)
 {
 	struct args a;
-	struct ctl_enc e;
 	if (parse(c, argc, argv, "deploy", 2, &a) < 0)
 		return X_USAGE;
 	if (a.npos != 2) {
 		errf("deploy: SERVICE and ARTIFACT are required");
 		return X_USAGE;
 	}
-	enc_change(&e, "deploy", &a, a.pos[1], a.force);
-	if (a.force)
-		ctl_kv_bool(&e, "force", true);
-	int x = bc_check(c, bc_call(c, &e));
-	ctl_enc_release(&e);
+	int x = deploy_call(c, &a);
+	if (x == X_DONE && !c->resp.ok && strcmp(c->resp.error, "not_found") == 0 &&
+	    full_id(a.pos[1])) {
+		/* The node lacks the artifact; a full id names it without doubt: fetch it from the
+		 * peers that hold it, then deploy (a prefix could match another artifact). */
+		if (!c->json)
+			fprintf(stderr, "%s: artifact %.12s is not on this node; fetching it from "
+				"peers\n", a.pos[0], a.pos[1]);
+		x = fetch_wait(c, a.pos[1]);
+		if (x == X_DONE && c->resp.ok)
+			x = deploy_call(c, &a);
+	}
+	x = bc_check(c, x);
 	if (x)
 		return x;
 	uint64_t rev = u(c->resp.result, "rev");

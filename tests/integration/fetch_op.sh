@@ -5,7 +5,10 @@
 #    deployed-from locally afterwards; a second fetch says it is present at once;
 #  - n3 fetches it with no --from (every live member is a candidate; n2 and n1 hold it);
 #  - fetching an id nobody holds fails with not_found (exit 1), and n3's store is unchanged;
-#  - a bad id is a usage error of the agent (bad_request).
+#  - a bad id is a usage error of the agent (bad_request);
+#  - `agentctl deploy` on a node lacking the artifact: with a prefix, not_found and a hint;
+#    with the full id, agentctl fetches it from a peer first and deploys (n4, joined late);
+#    a full id nobody holds: the fetch's not_found, and no revision.
 . "$(dirname "$0")/fetch_lib.sh"
 
 start_cluster 3
@@ -38,4 +41,16 @@ ok "unknown id: not_found"
 
 if err=$(ctl 3 artifact fetch 1234 2>&1); then die "a short id was accepted"; fi
 echo "$err" | grep -q "bad_request" || die "short id: '$err'"
-ok "all good"
+ok "bad id: bad_request"
+
+start_agent 4
+wait_for 30 "n4 to see 4 alive members" sees_alive 4 4
+if err=$(ctl 4 deploy web "${ID:0:12}" 2>&1); then die "deploy by a prefix n4 lacks succeeded"; fi
+echo "$err" | grep -q "give its full id" || die "deploy by prefix: '$err', expected the hint"
+if err=$(ctl 4 --timeout 30s deploy web "$NOPE" 2>&1); then die "deploy of an unknown id succeeded"; fi
+echo "$err" | grep -q "no peer holds" || die "deploy of an unknown id: '$err'"
+out=$(ctl 4 --timeout 60s deploy web "$ID" --wait 2>&1) || die "deploy by full id on n4: $out"
+echo "$out" | grep -q "fetching it from peers" || die "deploy on n4 did not say it fetched: $out"
+same_artifact 1 4 "$ID" || die "n4's copy differs"
+[ "$(ctl 1 history web | awk 'NR > 1' | wc -l)" = 1 ] || die "history on n1: $(ctl 1 history web)"
+ok "deploy by full id on a node lacking the artifact fetched it, then deployed rev 1"
