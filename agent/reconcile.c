@@ -464,6 +464,15 @@ static void dir_name(uint64_t rev, const struct store_id *id, char *out, size_t 
 	snprintf(out, len, "%" PRIu64 "-%.12s", rev, hex);
 }
 
+/* @name is a directory of dir_name() for the same artifact as @target ("<rev>-<id12>"). */
+static bool same_artifact_dir(const char *name, const char *target)
+{
+	size_t nd = strspn(name, "0123456789"), td = strspn(target, "0123456789");
+
+	return nd > 0 && name[nd] == '-' && target[td] == '-' && strlen(name + nd) == 13 &&
+	       strcmp(name + nd, target + td) == 0;
+}
+
 /* ---- orphans of a killed agent (exec) ----------------------------------------------------- */
 
 static uint64_t mono_ms(void)
@@ -766,20 +775,35 @@ static void materialize_work(uv_work_t *w)
 	}
 	if (err < 0)
 		goto out;
-	/* Prune: everything but what runs (and the target) goes, including the .tmp-* trees
+	/*
+	 * Prune: everything but what runs (and the target) goes, including the .tmp-* trees
 	 * of a materialize interrupted by a crash. Failures here cost disk space, not
-	 * correctness: ignored. */
+	 * correctness: ignored.
+	 * Except that a rollback goes back to an artifact that ran here before: when the
+	 * directory of that earlier revision is still there, it is renamed to the target's
+	 * name instead of being copied out of the store again, as deploy tools keep their
+	 * release directories. It is complete (directories appear only by rename) and it holds
+	 * what the artifact ran with. Never the directory that runs now.
+	 */
+	bool reused = false, have_target = faccessat(AT_FDCWD, s->dir, F_OK, 0) == 0;
 	d = opendir(parent);
 	if (d) {
 		while ((de = readdir(d))) {
 			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
 			    strcmp(de->d_name, s->tname) == 0 || strcmp(de->d_name, s->keep) == 0)
 				continue;
+			if (!reused && !have_target && same_artifact_dir(de->d_name, s->tname) &&
+			    renameat(dirfd(d), de->d_name, dirfd(d), s->tname) == 0) {
+				reused = fsync(dirfd(d)) == 0;
+				if (!reused)
+					(void)rm_rf_at(dirfd(d), s->tname, 0);
+				continue;
+			}
 			(void)rm_rf_at(dirfd(d), de->d_name, 0);
 		}
 		closedir(d);
 	}
-	err = store_artifact_materialize(r->s, &s->j.target, s->dir);
+	err = reused ? 0 : store_artifact_materialize(r->s, &s->j.target, s->dir);
 out:
 	s->work_err = err;
 }

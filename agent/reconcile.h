@@ -10,7 +10,9 @@
  *                (store_artifact_materialize, on the libuv thread pool; atomic, so the
  *                directory is either complete or absent; other directories of the service
  *                but the one that runs are removed first, with the leftovers of an
- *                interrupted materialize)
+ *                interrupted materialize; a directory of the same artifact left by an
+ *                earlier revision, which is what a rollback finds, is renamed instead of
+ *                copied out of the store again)
  *   PREPARE      plugin_prepare (loads an image, checks the directory: nothing live changes)
  *   STOP_PREV    plugin_deactivate through the PREVIOUS artifact's plugin, only when the
  *                runtime changes between the two (exec -> systemd, ...): a plugin's activate

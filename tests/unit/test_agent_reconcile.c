@@ -410,12 +410,22 @@ static void test_swap_back_and_forth(void **state)
 	assert_int_equal(store_service_state_get(c->s, "web", &st), 0);
 	assert_memory_equal(&st.last_good, &a1, sizeof(a1));	/* kept across the swap */
 
+	/* back to a1 (a rollback): rev 1's directory is renamed for rev 3, not copied again */
+	char hex1[STORE_ID_HEXLEN + 1], d1[PATH_MAX], d3[PATH_MAX];
+	struct stat sb1, sb3;
+	store_id_hex(&a1, hex1);
+	snprintf(d1, sizeof(d1), "%s/artifacts/web/1-%.12s", c->state, hex1);
+	snprintf(d3, sizeof(d3), "%s/artifacts/web/3-%.12s", c->state, hex1);
+	assert_int_equal(stat(d1, &sb1), 0);
 	assert_int_equal(reconcile_set_desired(c->r, "web", 3, &a1), 0);
 	RUN_UNTIL(c, last_ok_rev(c, 3));
 	p3 = wait_marker(c, 3);
 	RUN_UNTIL(c, !rh_alive(p2));
 	check_state(c, 3, &a1);
 	check_one_instance(c, 3, p3);
+	assert_int_equal(stat(d3, &sb3), 0);
+	assert_int_equal(sb3.st_ino, sb1.st_ino);
+	assert_int_equal(access(d1, F_OK), -1);
 	assert_int_equal(c->nsw, 3);
 	assert_int_equal(c->nev[RECONCILE_EV_RETRY], 0);
 	/* only what runs (and nothing else) stays materialized */
