@@ -15,8 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
+#include "gossip/proto.h"
+
 enum ae_state {
 	AE_CONNECTING,	 /* A: waiting for connect */
+	AE_WAIT_SUMMARY, /* A: SUMMARY sent, waiting for SAME or DIFFER */
 	AE_WAIT_DIFF,	 /* A: waiting for DIFF(B->A); B: waiting for DIFF(A->B) */
 	AE_WAIT_DIGEST,	 /* A: waiting for DIGEST(B); B: waiting for DIGEST(A) */
 	AE_FLUSHING,	 /* A: last frame written, close after the write completes */
@@ -39,6 +44,7 @@ struct gossip__ae_conn {
 	uv_timer_t timer;
 	uv_connect_t connect;
 	bool initiator, counted_done, refused;
+	bool summary_seen;	/* B: a SUMMARY came (a second one is a protocol error) */
 	int state;
 	int handles_open;
 	uint8_t peer[GOSSIP_SENDER_LEN];
@@ -55,6 +61,8 @@ struct ae_write {
 	size_t len;
 	uint8_t data[]; /* prefix + sealed frame */
 };
+
+#define AE_SUMMARY_HASH 16 /* BLAKE2b-128 of a whole digest */
 
 /* Room in one frame for a core buffer. */
 #define AE_PLAIN_MAX (GOSSIP_FRAME_MAX - GOSSIP_SEAL_OVERHEAD_BYTES)
@@ -237,6 +245,63 @@ static int send_digest(struct gossip__ae_conn *c)
 	return r;
 }
 
+/* SUMMARY/SAME frame: the tag byte and a hash of this node's whole digest. */
+static int summary(struct gossip__ae_conn *c, uint8_t tag, uint8_t out[1 + AE_SUMMARY_HASH])
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r = gossip_sync_digest(c->ae->core, &buf, &len);
+
+	if (r < 0)
+		return r;
+	/* Hash what follows the sender id ([version, type, sender, buckets, members, records]):
+	 * two nodes with the same view have the same digest but for who sent it. */
+	const uint8_t *pos = buf, *end = buf + len, *id;
+	uint32_t n;
+	uint64_t v;
+
+	if (gossip__r_array(&pos, end, &n) < 0 || gossip__r_uint(&pos, end, &v) < 0 ||
+	    gossip__r_uint(&pos, end, &v) < 0 || gossip__r_id(&pos, end, &id) < 0) {
+		free(buf);
+		return -EBADMSG; /* cannot happen: our own digest */
+	}
+	out[0] = tag;
+	crypto_generichash(out + 1, AE_SUMMARY_HASH, pos, (size_t)(end - pos), NULL, 0);
+	free(buf);
+	return 0;
+}
+
+static int send_summary(struct gossip__ae_conn *c)
+{
+	uint8_t f[1 + AE_SUMMARY_HASH];
+	int r = summary(c, GOSSIP__AE_SUMMARY, f);
+
+	return r < 0 ? r : conn_send(c, f, sizeof(f));
+}
+
+/* B: A's SUMMARY. The same digest: say SAME and end (nothing differs: the digests would be
+ * equal and both diffs empty); otherwise ask for the digest. @return 0 or -errno. */
+static int on_summary(struct gossip__ae_conn *c, const uint8_t *plain, size_t len)
+{
+	uint8_t f[1 + AE_SUMMARY_HASH];
+	int r;
+
+	if (len != sizeof(f) || c->summary_seen)
+		return -EPROTO;
+	c->summary_seen = true;
+	r = summary(c, GOSSIP__AE_SUMMARY, f);
+	if (r < 0)
+		return r;
+	if (sodium_memcmp(f + 1, plain + 1, AE_SUMMARY_HASH) == 0) {
+		r = conn_send(c, f, sizeof(f));
+		if (r == 0)
+			c->state = AE_FLUSHING;
+		return r;
+	}
+	f[0] = GOSSIP__AE_DIFFER;
+	return conn_send(c, f, 1);
+}
+
 static int send_diff(struct gossip__ae_conn *c, const uint8_t *digest, size_t dlen)
 {
 	uint8_t *buf = NULL;
@@ -313,10 +378,26 @@ static int conn_frame(struct gossip__ae_conn *c, const uint8_t *plain, size_t le
 			ops->on_frame(&c->app, c->app.ud, plain, len);
 		return 0;
 	}
-	if (c->state == AE_WAIT_DIGEST && !c->initiator && len >= 1 &&
+	if (c->state == AE_WAIT_DIGEST && !c->initiator && !c->summary_seen && len >= 1 &&
 	    plain[0] == GOSSIP__APP_MAGIC)
 		return conn_to_app(c, plain, len);
+	if (c->state == AE_WAIT_DIGEST && !c->initiator && len >= 1 &&
+	    plain[0] == GOSSIP__AE_SUMMARY)
+		return on_summary(c, plain, len);
 	switch (c->state) {
+	case AE_WAIT_SUMMARY: {
+		/* A: SAME (with B's hash, which must be ours) ends the exchange; DIFFER asks
+		 * for the full exchange, which goes on as if it had started with the digest */
+		uint8_t f[1 + AE_SUMMARY_HASH];
+
+		if (len == 1 && plain[0] == GOSSIP__AE_DIFFER) {
+			c->state = AE_WAIT_DIFF;
+			return send_digest(c);
+		}
+		if (len != sizeof(f) || plain[0] != GOSSIP__AE_SUMMARY)
+			return -EPROTO;
+		return 1;	/* B found our digests equal: nothing to exchange */
+	}
 	case AE_WAIT_DIGEST:
 		if (c->initiator) {
 			/* A: B's digest; answer with what B lacks, then close after the write */
@@ -499,10 +580,10 @@ static void conn_connected(uv_connect_t *req, int status)
 		conn_end(c, false);
 		return;
 	}
-	c->state = AE_WAIT_DIFF;
+	c->state = AE_WAIT_SUMMARY;
 	r = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
 	if (r >= 0)
-		r = send_digest(c);
+		r = send_summary(c);
 	if (r < 0)
 		conn_end(c, false);
 }

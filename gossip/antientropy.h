@@ -2,11 +2,23 @@
  * gossip/antientropy.h: the TCP side of anti-entropy (internal to gossip/; the agent uses
  * gossip/transport.h).
  *
- * One exchange is one TCP connection carrying four sealed frames (gossip/crypto.h, kind
- * GOSSIP_SEAL_STREAM), whose plaintexts are the core's gossip_sync_* buffers:
+ * One exchange is one TCP connection carrying sealed frames (gossip/crypto.h, kind
+ * GOSSIP_SEAL_STREAM). It starts with a summary, so that two nodes that already agree (a
+ * converged cluster at rest: nearly every periodic exchange) pay two small frames and not two
+ * digests, which grow with the cluster (~1 KiB each at 128 members):
  *
  *      initiator A                                    responder B
  *      connect ------------------------------------->  accept (refused beyond max_in)
+ *      SUMMARY(A) ---------------------------------->  hash of digest(B) == hash in SUMMARY(A)?
+ *                <-----------------------------------  yes: SAME (B's hash); both close
+ *                <-----------------------------------  no: DIFFER; then the full exchange:
+ *
+ * SUMMARY and SAME are GOSSIP__AE_SUMMARY then BLAKE2b-128 of the sender's gossip_sync_digest
+ * buffer (17 bytes); DIFFER is the single byte GOSSIP__AE_DIFFER (neither byte ever starts a
+ * msgpack digest, nor is it GOSSIP__APP_MAGIC). The full exchange, whose plaintexts are the
+ * core's gossip_sync_* buffers:
+ *
+ *      initiator A                                    responder B
  *      DIGEST(A) ----------------------------------->  diff(B, digest A)
  *                <-----------------------------------  DIFF(B->A)
  *                <-----------------------------------  DIGEST(B)
@@ -44,6 +56,8 @@ struct gossip__ae_conn;
 struct gossip_stream;
 
 #define GOSSIP__APP_MAGIC 0xc1
+#define GOSSIP__AE_SUMMARY 0xc2	/* msgpack "false": never the first byte of a digest */
+#define GOSSIP__AE_DIFFER  0xc3	/* msgpack "true" */
 
 struct gossip__ae {
 	uv_loop_t *loop;

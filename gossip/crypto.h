@@ -30,29 +30,33 @@
  * Sealed packet (datagram, or the payload of one TCP frame)
  * ---------------------------------------------------------
  *
- *   0     1     2     3                  19                 27                         51
- *   +-----+-----+-----+------------------+------------------+--------------------------+---
- *   | ver | kid |kind | sender id (16)   | counter (u64 BE) | nonce (24, random)       | ...
- *   +-----+-----+-----+------------------+------------------+--------------------------+---
- *   |<------------------------- header: GOSSIP_SEAL_HEADER (51) bytes ---------------->|
+ *   0     1     2     3                  19                 27                 35
+ *   +-----+-----+-----+------------------+------------------+------------------+---
+ *   | ver | kid |kind | sender id (16)   | counter (u64 BE) | nonce (8, random)| ...
+ *   +-----+-----+-----+------------------+------------------+------------------+---
+ *   |<--------------------- header: GOSSIP_SEAL_HEADER (35) bytes ------------->|
  *
  *       ---+---------------------------------+---------------------+
  *      ... | ciphertext (same length as the  | Poly1305 tag (16)   |
  *          | plaintext)                      |                     |
  *       ---+---------------------------------+---------------------+
  *
- *   ver      GOSSIP_SEAL_VERSION (1)
+ *   ver      GOSSIP_SEAL_VERSION (2)
  *   kid      id of the key that sealed it (no trial decryption)
  *   kind     GOSSIP_SEAL_DATAGRAM (0) or GOSSIP_SEAL_STREAM (1): a datagram cannot be replayed
  *            into a stream or the other way round, and each kind has its own replay window
  *   sender   the sender's 16-byte node id (authenticated, see below)
  *   counter  per-sender, strictly increasing across both kinds and across restarts
- *   nonce    24 random bytes (randombytes_buf) for XChaCha20
+ *   nonce    8 random bytes (randombytes_buf); XChaCha20's 24-byte nonce is
+ *            counter (8) || these 8 bytes || the first 8 bytes of the sender id: unique per
+ *            key by the counter (per sender, never repeated) and, should a counter ever repeat
+ *            (a clock set back across a restart, two nodes claiming one id), by the random part
  *
- *   associated data = the 51 header bytes || BLAKE2b-256(cluster name)
+ *   associated data = the 35 header bytes || BLAKE2b-256(cluster name)
  *
  * Since the whole header is associated data, nobody without a cluster key can forge a sender id
- * or a counter. Total overhead: GOSSIP_SEAL_OVERHEAD = 51 + 16 = 67 bytes per packet.
+ * or a counter. Total overhead: GOSSIP_SEAL_OVERHEAD = 35 + 16 = 51 bytes per packet (version
+ * 1 of this format carried a 24-byte random nonce; its packets are refused as bad_version).
  *
  * Replay protection
  * -----------------
@@ -94,11 +98,11 @@
 #define GOSSIP_KEY_B64LEN    44 /* base64 with padding, without the NUL */
 #define GOSSIP_KEYRING_MAX   16
 #define GOSSIP_SENDER_LEN    16
-#define GOSSIP_SEAL_VERSION  1
-#define GOSSIP_SEAL_HEADER   51
+#define GOSSIP_SEAL_VERSION  2
+#define GOSSIP_SEAL_HEADER   35
 #define GOSSIP_SEAL_TAG	     16
-#define GOSSIP_SEAL_NONCE    24
-#define GOSSIP_SEAL_OVERHEAD_BYTES (GOSSIP_SEAL_HEADER + GOSSIP_SEAL_TAG) /* 67 */
+#define GOSSIP_SEAL_NONCE    8 /* on the wire (see make_nonce in crypto.c) */
+#define GOSSIP_SEAL_OVERHEAD_BYTES (GOSSIP_SEAL_HEADER + GOSSIP_SEAL_TAG) /* 51 */
 #define GOSSIP_FRAME_PREFIX  4
 #define GOSSIP_FRAME_MAX     (1024 * 1024) /* bound on one sealed frame (prefix excluded) */
 #define GOSSIP_REPLAY_SENDERS 8192

@@ -78,7 +78,7 @@
  *     |         |             | ...), then piggybacked member/record updates   |
  *     +---------+-------------+----------------------------------------------+
  *
- * The transport seals it (gossip/crypto.h: a 51-byte authenticated header, the ciphertext and a
+ * The transport seals it (gossip/crypto.h: a 35-byte authenticated header, the ciphertext and a
  * 16-byte tag); GOSSIP_SEAL_OVERHEAD is the agreed total.
  */
 #ifndef SHOAL_GOSSIP_H
@@ -98,11 +98,11 @@
 
 /*
  * Bytes the transport adds when it seals a plaintext packet (gossip/crypto.h has the layout):
- * version (1) + key id (1) + kind (1) + sender id (16) + replay counter (8) + XChaCha20 nonce
- * (24) + Poly1305 tag (16). The core keeps every plaintext at or below
+ * version (1) + key id (1) + kind (1) + sender id (16) + replay counter (8) + the random part
+ * of the XChaCha20 nonce (8) + Poly1305 tag (16). The core keeps every plaintext at or below
  * cfg.mtu - GOSSIP_SEAL_OVERHEAD, so a sealed datagram never exceeds cfg.mtu.
  */
-#define GOSSIP_SEAL_OVERHEAD (1 + 1 + 1 + 16 + 8 + 24 + 16)
+#define GOSSIP_SEAL_OVERHEAD (1 + 1 + 1 + 16 + 8 + 8 + 16)
 #define GOSSIP_MTU_DEFAULT   1400
 #define GOSSIP_MTU_MIN	     1200	/* smallest mtu accepted: a full record must fit */
 
@@ -193,8 +193,9 @@ struct gossip_env {
 
 /*
  * Configuration. Fill with gossip_config_default() and override. Times in milliseconds of the
- * caller's clock. The defaults are for a LAN (probing as memberlist's LAN profile: 1 s interval,
- * 500 ms timeout); a simulator or a small test cluster may shorten probe_interval_ms to 200.
+ * caller's clock. The defaults are for a LAN (probing a little faster than memberlist's LAN
+ * profile: 800 ms interval, 400 ms timeout, paid for by smaller packets so the bytes at rest stay
+ * below Serf's); a simulator or a small test cluster may shorten probe_interval_ms to 200.
  */
 struct gossip_config {
 	/* identity of the local node */
@@ -209,8 +210,8 @@ struct gossip_config {
 	uint64_t incarnation;
 
 	size_t mtu;			/* sealed datagram limit; default 1400, >= GOSSIP_MTU_MIN */
-	uint32_t probe_interval_ms;	/* one probe per interval (x LHM); default 1000 */
-	uint32_t probe_timeout_ms;	/* wait for a direct ack (x LHM); default 500 */
+	uint32_t probe_interval_ms;	/* one probe per interval (x LHM); default 800 */
+	uint32_t probe_timeout_ms;	/* wait for a direct ack (x LHM); default 400 */
 	unsigned indirect_checks;	/* k members asked to ping-req; default 3 */
 	/* Pure-gossip rounds of pending updates, to gossip_nodes peers; default 50. A round with
 	 * nothing queued sends nothing, so a short interval costs nothing at rest. News (an update
@@ -222,8 +223,12 @@ struct gossip_config {
 	unsigned retransmit_mult;	/* each update sent mult*ceil(log2(N+1)) times; 4 */
 	/* Suspicion timeout: min = mult * probe interval (not scaled by log N: suspicions and
 	 * refutations spread within milliseconds), max = suspicion_max_mult * min, and mult - 2
-	 * independent confirmations shrink it from max to min; defaults 3 and 6 (3 s .. 18 s,
-	 * 1 confirmation). */
+	 * independent confirmations shrink it from max to min; defaults 3 and 6 (2.4 s .. 14.4 s,
+	 * 1 confirmation). The accuser counts from the start of its failed probe (the target was
+	 * silent since; at most one probe interval back), the others from when they hear of it.
+	 * A member paused for up to min less the refutation's trip (~2 s by default) is not
+	 * declared dead: pings to a suspect carry the suspicion, and the refutation goes straight
+	 * to the accuser and to push_fanout peers. */
 	unsigned suspicion_mult;
 	unsigned suspicion_max_mult;
 	unsigned awareness_max;		/* Lifeguard LHM ceiling (score 0..max-1); default 8 */
@@ -369,8 +374,9 @@ size_t gossip_record_count(const struct gossip *g);
  * records' (owner, key, version). The diff carries the full members and records of the buckets
  * whose summaries differ (both sides' versions travel, each side keeps only what is newer), so
  * a converged pair exchanges two digests and two empty diffs, and a node back after a day
- * receives just what changed. All buffers are msgpack, versioned like packets, malloc()ed for
- * the caller to free().
+ * receives just what changed. (The transport first compares a hash of the two digests and
+ * stops there when they are equal: gossip/antientropy.h.) All buffers are msgpack, versioned
+ * like packets, malloc()ed for the caller to free().
  */
 
 /* Choose a peer for the periodic exchange: a random non-left member other than self, alive or

@@ -36,6 +36,16 @@
  *    To make confirmations arrive quickly for a member that is really gone, a member hearing
  *    of a new suspicion probes the suspect itself, out of turn, with probability
  *    URGENT_PROBERS / N: a few independent probes instead of waiting for the round-robin.
+ *    The accuser's own timer runs from the start of the probe that failed, not from its end:
+ *    a member that did not answer that ping was already silent when it was sent, so one
+ *    paused for P ms wakes at most P ms after it; min = 2.4 s by default covers a 2 s pause
+ *    plus the refutation's trip. The refutation is sent at once to the accuser (whose timer
+ *    ends first) and to push_fanout peers, and every ping to a suspect carries the suspicion
+ *    (as Lifeguard does), so a paused member learns of it from the first packet it reads.
+ *  - Our own pauses blame no one: a tick that comes more than a probe timeout after the
+ *    deadline we asked for (we were stopped or starved) does not fail the probe in flight nor
+ *    expire suspicions until one gossip interval later, so the acks and refutations queued
+ *    in the socket meanwhile are read first (once; a coarse driver still gets its timers).
  *
  * Dissemination. Membership updates and application records ride on every packet we send
  * anyway (ping, ack, ping-req, nack) and on a pure-gossip packet sent every gossip interval to
@@ -58,8 +68,9 @@
  * with one peer. Listing every member and record would make the digest grow with the cluster
  * (memberlist's push-pull sends the whole state each time); instead members and records are
  * hashed into B buckets and the digest carries, per bucket, the XOR of the hashes of what it
- * holds: XOR lets the core keep 4096 fine buckets up to date in O(1) per change and fold them
- * to any power of two on demand, so a digest costs O(4096) to build and compare, at most
+ * holds: XOR lets the core keep 4096 fine buckets (records: updated in O(1) per change;
+ * members: recomputed in O(N) when a digest follows a change) and fold them to any power of
+ * two on demand, so a digest costs O(4096) to build and compare, at most
  * 64 KiB on the wire, whatever N. Each side then sends the members and records of the buckets
  * that differ and the other keeps what is newer. A remote "dead" about a member we see alive
  * is taken as a suspicion (as memberlist does) so a live member refutes instead of being
@@ -72,8 +83,12 @@
  * In the same spirit, a ping from a member we hold as suspect or dead is answered with that
  * accusation so it can refute.
  *
- * Memory and time. Members live in a hash table by id plus two arrays (table order, probe
- * order) with back-indices so add and remove are O(1). Timers are few: the probe, the gossip
+ * Memory and time. Members live in a slab (chunks of fixed-size entries, named by a 32-bit
+ * slot), found through a chained hash table by id and walked in probe order through an array
+ * of slots; add is O(1), remove (a reap) O(N). An entry is 88 bytes, ~96 with its share of the
+ * hash table and probe list; what only some members need (a queue entry while disseminated,
+ * an accuser, labels, a long name) is allocated apart and freed when unused (see struct
+ * member). Timers are few: the probe, the gossip
  * tick, a bounded table of ping-req relays, the list of suspects and a coarse reap scan, so a
  * tick costs O(suspects + relays), not O(N) (the reap scan is O(N) once every
  * REAP_SCAN_MS). Dead members stay reap_ms after death (72 h by default): the agent persists
@@ -82,9 +97,9 @@
  * one that was already reaped.
  *
  * Known limits. A member's address is whatever its latest "alive" says; two nodes claiming
- * the same id fight with incarnations (the agent makes ids random and persistent). Per-member
- * memory is ~350 bytes, so a full-mesh table of 10,000 members is ~3.5 MB per node but a
- * simulator holding 10,000 such nodes needs ~35 GB: the bench stops at a few thousand.
+ * the same id fight with incarnations (the agent makes ids random and persistent). A table of
+ * 10,000 members is ~1 MB per node; the simulator holding 10,000 such nodes needs ~10 GB
+ * (tests/bench/gossip_sim.c).
  *
  * Input validation. gossip_recv and gossip_sync_* first decode the whole input without side
  * effects (proto.c), then decode it again to apply it, so malformed bytes never leave a
@@ -138,20 +153,53 @@ struct bq {
 struct suspicion {
 	uint64_t start, min, max;
 	unsigned k, n;
+	size_t sidx;		/* position in g->suspects */
 	uint8_t from[SUSP_MAX_K + 1][GOSSIP_ID_LEN];
 };
 
-struct member {
-	struct gossip_member pub;
-	uint8_t *labels_buf;
-	uint8_t accuser[GOSSIP_ID_LEN];
-	struct member *hnext;
-	size_t idx, pidx, sidx;
-	struct suspicion *susp;
-	struct bcast bc;
-	uint64_t idh;		/* hash of the id: table bucket and digest bucket */
-	uint64_t dh;		/* digest hash of (id, incarnation, state), in g->mdig */
+/*
+ * Member memory. A node holds every member of the cluster, so a simulator of N nodes holds N^2
+ * of these: they are kept small. What every member needs is in struct member (88 bytes on
+ * LP64, in a slab of fixed chunks: no malloc per member, addresses stable); what only some
+ * need (a queue entry while its update is disseminated, the accuser of a suspect or dead
+ * member, labels, a name over NAME_INLINE bytes) is in struct member_aux, allocated on demand
+ * and freed once unused (aux_trim). The struct gossip_member handed to the agent is a view
+ * filled on demand (member_view).
+ */
+#define NAME_INLINE  8		/* names up to this many bytes live in struct member */
+#define MSTATE_FREE  0xff	/* member_core.state of a free slab slot */
+#define MCHUNK_SHIFT 6
+#define MCHUNK	     (1u << MCHUNK_SHIFT)	/* members per slab chunk */
+
+/* A member's own fields (the hot ones: every lookup, probe and digest update reads them).
+ * Called `pub` in struct member after the public struct it replaced; same field names. */
+struct member_core {
+	uint8_t id[GOSSIP_ID_LEN];
+	uint64_t incarnation;
+	uint64_t state_change;	/* `now` of the last state change */
+	struct gossip_addr addr;
+	uint32_t rtt_ms;
+	uint8_t state;		/* enum gossip_state, or MSTATE_FREE */
+	uint8_t name_len;	/* <= NAME_INLINE: in member.name; longer: aux->name */
+	uint32_t hnext;		/* hash chain: next slot + 1 (0 = end); free slots: next free */
 };
+
+struct member_aux {
+	struct bcast bc;	/* queue entry (bc.queued while the update is disseminated) */
+	uint8_t accuser[GOSSIP_ID_LEN];	/* who declared it suspect or dead */
+	uint8_t *labels;	/* malloc()ed, labels_len bytes; NULL when none */
+	size_t labels_len;
+	char *name;		/* malloc()ed, NUL-terminated, when over NAME_INLINE bytes */
+};
+
+struct member {
+	struct member_core pub;
+	struct suspicion *susp;	/* while suspect (then also in g->suspects) */
+	struct member_aux *aux;	/* NULL when none of it is needed */
+	char name[NAME_INLINE];	/* the name, when short (not NUL-terminated) */
+};
+
+_Static_assert(sizeof(void *) != 8 || sizeof(struct member) == 88, "member entry size");
 
 struct owner;
 
@@ -196,11 +244,16 @@ struct gossip {
 	struct gossip_env env;
 	struct member *self;
 
-	struct member **members;
-	size_t nmembers, mcap;
-	struct member **probe;
+	/* Members: slab slots in chunks of MCHUNK (stable addresses), named by uint32 index;
+	 * free slots are chained through pub.hnext. Table order is slot order. */
+	struct member **chunks;
+	size_t nchunks, chcap;
+	size_t slab_len;	/* slots in use or freed (the high-water mark) */
+	size_t nmembers;	/* members held */
+	uint32_t free_slot;	/* first free slot + 1, 0 = none */
+	uint32_t *probe;	/* slots, in probe order (self excluded) */
 	size_t nprobe, probe_pos, pcap;
-	struct member **mbuckets;
+	uint32_t *mbuckets;	/* hash table by id: first slot + 1 of each chain, 0 = empty */
 	size_t nmb;
 	struct member **suspects;
 	size_t nsusp, scap;
@@ -225,17 +278,27 @@ struct gossip {
 	bool started, left;
 	uint64_t now, next_probe, next_gossip, next_reap;
 	uint64_t last_gossip;	/* when the last gossip round ran (fresh news waits FRESH_DIV) */
+	/* The last tick came too late (we were paused, or starved of CPU): what it would have
+	 * expired waits until grace_until, so the packets queued meanwhile (acks, refutations)
+	 * are read first. Never twice in a row (see gossip_tick). */
+	uint64_t grace_until;
+	bool graced;
 	bool urgent;		/* probe urgent_id next, out of turn */
 	uint8_t urgent_id[GOSSIP_ID_LEN];
 
-	/* anti-entropy summaries: XOR of digest hashes per bucket (see gossip_sync_digest) */
+	/* anti-entropy summaries: XOR of digest hashes per bucket (see gossip_sync_digest);
+	 * mdig is recomputed when a digest needs it after a member changed (mdig_dirty) */
 	uint64_t mdig[DIG_BUCKETS], rdig[DIG_BUCKETS];
+	bool mdig_dirty;
 
 	uint8_t *pkt;
 	size_t pkt_cap;
 	struct bcast *picked[GOSSIP_PROTO_MAX_MSGS];
 	unsigned npicked;
 	struct gossip_stats st;
+	/* Public views of members (struct gossip_member), filled on demand: one per way they
+	 * are handed out, so that a callback's view survives its calls to the accessors. */
+	struct gossip_member v_cb, v_self, v_get, v_each;
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -386,8 +449,8 @@ void gossip_config_default(struct gossip_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->name = "";
 	cfg->mtu = GOSSIP_MTU_DEFAULT;
-	cfg->probe_interval_ms = 1000;
-	cfg->probe_timeout_ms = 500;
+	cfg->probe_interval_ms = 800;
+	cfg->probe_timeout_ms = 400;
 	cfg->indirect_checks = 3;
 	cfg->gossip_interval_ms = 50;
 	cfg->gossip_nodes = 3;
@@ -440,9 +503,14 @@ static unsigned retransmit_limit(const struct gossip *g)
 	return l ? l : 1;
 }
 
+static struct member_aux *member_aux(struct member *m);
+
+/* Queue @m's update. Without memory for its aux, the update is not piggybacked (anti-entropy
+ * still carries it). */
 static void member_enqueue(struct gossip *g, struct member *m)
 {
-	bq_push(&g->mq, &m->bc, 0);
+	if (member_aux(m))
+		bq_push(&g->mq, &m->aux->bc, 0);
 }
 
 static void rec_enqueue(struct gossip *g, struct rec *r)
@@ -453,31 +521,60 @@ static void rec_enqueue(struct gossip *g, struct rec *r)
 /* ------------------------------------------------------------------------------------------ */
 /* member table */
 
+static struct member *mat(const struct gossip *g, size_t slot)
+{
+	return &g->chunks[slot >> MCHUNK_SHIFT][slot & (MCHUNK - 1)];
+}
+
+/* The member in @slot, or NULL if the slot is free. */
+static struct member *slot_member(const struct gossip *g, size_t slot)
+{
+	struct member *m = mat(g, slot);
+	return m->pub.state == MSTATE_FREE ? NULL : m;
+}
+
+/* The slot of @m (a scan of the chunks: only member_remove needs it). */
+static uint32_t member_slot(const struct gossip *g, const struct member *m)
+{
+	uintptr_t p = (uintptr_t)m;
+	for (size_t c = 0; c < g->nchunks; c++) {
+		uintptr_t base = (uintptr_t)g->chunks[c];
+		if (p >= base && p < base + MCHUNK * sizeof(*m))
+			return (uint32_t)(c << MCHUNK_SHIFT | (p - base) / sizeof(*m));
+	}
+	return UINT32_MAX;	/* not reached: every member lives in a chunk */
+}
+
 static struct member *member_find(const struct gossip *g, const uint8_t *id)
 {
 	if (!g->nmb)
 		return NULL;
-	uint64_t h = id_hash(id);
-	struct member *m = g->mbuckets[h & (g->nmb - 1)];
-	for (; m; m = m->hnext)
-		if (m->idh == h && id_eq(m->pub.id, id))
+	for (uint32_t s = g->mbuckets[id_hash(id) & (g->nmb - 1)]; s;) {
+		struct member *m = mat(g, s - 1);
+		if (id_eq(m->pub.id, id))
 			return m;
+		s = m->pub.hnext;
+	}
 	return NULL;
 }
 
+/* Up to two members per bucket on average: 4 bytes per bucket is most of what an index costs,
+ * and chains stay short (a lookup compares ~1.5 ids). */
 static int mtable_grow(struct gossip *g)
 {
-	if (g->nmembers < g->nmb)
+	if (g->nmembers < 2 * g->nmb)
 		return 0;
 	size_t nb = g->nmb ? g->nmb * 2 : 64;
-	struct member **b = calloc(nb, sizeof(*b));
+	uint32_t *b = calloc(nb, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
-	for (size_t i = 0; i < g->nmembers; i++) {
-		struct member *m = g->members[i];
-		size_t h = m->idh & (nb - 1);
-		m->hnext = b[h];
-		b[h] = m;
+	for (size_t i = 0; i < g->slab_len; i++) {
+		struct member *m = slot_member(g, i);
+		if (!m)
+			continue;
+		size_t h = id_hash(m->pub.id) & (nb - 1);
+		m->pub.hnext = b[h];
+		b[h] = (uint32_t)i + 1;
 	}
 	free(g->mbuckets);
 	g->mbuckets = b;
@@ -487,24 +584,39 @@ static int mtable_grow(struct gossip *g)
 
 static void susp_remove(struct gossip *g, struct member *m)
 {
-	if (m->sidx == SIZE_MAX)
+	if (!m->susp)
 		return;
 	struct member *last = g->suspects[--g->nsusp];
-	g->suspects[m->sidx] = last;
-	last->sidx = m->sidx;
-	m->sidx = SIZE_MAX;
+	g->suspects[m->susp->sidx] = last;
+	last->susp->sidx = m->susp->sidx;
 	free(m->susp);
 	m->susp = NULL;
 }
 
-/* Keep the member's share of the anti-entropy digest current: call after any change of
- * incarnation or state (set_state does). */
+/* Keep the anti-entropy digest current: call after any change of a member's incarnation or
+ * state (set_state does). The members' summaries are recomputed on the next digest or diff
+ * (mdig_refresh) rather than updated here: that would need each member's previous hash,
+ * 8 bytes per member entry, for an O(N) pass that runs only when something changed between
+ * two exchanges (at most every few seconds). */
 static void member_touch(struct gossip *g, struct member *m)
 {
-	uint64_t x[2] = { m->pub.incarnation, m->pub.state };
-	uint64_t h = gossip__hash64(x, sizeof(x), m->idh);
-	g->mdig[m->idh & (DIG_BUCKETS - 1)] ^= m->dh ^ h;
-	m->dh = h;
+	g->mdig_dirty = true;
+}
+
+static void mdig_refresh(struct gossip *g)
+{
+	if (!g->mdig_dirty)
+		return;
+	memset(g->mdig, 0, sizeof(g->mdig));
+	for (size_t i = 0; i < g->slab_len; i++) {
+		const struct member *m = slot_member(g, i);
+		if (!m)
+			continue;
+		uint64_t idh = id_hash(m->pub.id);
+		uint64_t x[2] = { m->pub.incarnation, m->pub.state };
+		g->mdig[idh & (DIG_BUCKETS - 1)] ^= gossip__hash64(x, sizeof(x), idh);
+	}
+	g->mdig_dirty = false;
 }
 
 /* Change a member's state, keeping the counters, the suspect list and the digest right. */
@@ -513,7 +625,7 @@ static void set_state(struct gossip *g, struct member *m, int state, uint64_t no
 	if ((int)m->pub.state != state) {
 		g->cnt[m->pub.state]--;
 		g->cnt[state]++;
-		m->pub.state = state;
+		m->pub.state = (uint8_t)state;
 		m->pub.state_change = now;
 	}
 	if (state != GOSSIP_SUSPECT)
@@ -521,98 +633,233 @@ static void set_state(struct gossip *g, struct member *m, int state, uint64_t no
 	member_touch(g, m);
 }
 
+/* The member's aux, allocated if it has none; NULL on allocation failure. */
+static struct member_aux *member_aux(struct member *m)
+{
+	if (!m->aux) {
+		m->aux = calloc(1, sizeof(*m->aux));
+		if (m->aux)
+			m->aux->bc.obj = m;
+	}
+	return m->aux;
+}
+
+static void aux_free(struct member *m)
+{
+	if (!m->aux)
+		return;
+	free(m->aux->labels);
+	free(m->aux->name);
+	free(m->aux);
+	m->aux = NULL;
+}
+
+/* Free the aux once nothing in it is needed: not queued, no labels, a short name, and no
+ * accuser to tell (alive or left: member_msg sends an accuser only for suspect and dead). */
+static void aux_trim(struct member *m)
+{
+	const struct member_aux *a = m->aux;
+	if (a && !a->bc.queued && !a->labels_len && !a->name && m->pub.state != GOSSIP_SUSPECT &&
+	    m->pub.state != GOSSIP_DEAD)
+		aux_free(m);
+}
+
+/* Take @b out of its queue for good (its update was sent often enough). */
+static void bq_retire(struct bq *q, struct bcast *b)
+{
+	bq_unlink(q, b);
+	if (!b->is_rec)
+		aux_trim(b->obj);
+}
+
+/* Remember who accused @m. The callers that can fail make sure the aux exists before they
+ * change anything; if it cannot be had here, the accuser stays unknown (all zero). */
+static void set_accuser(struct member *m, const uint8_t *accuser)
+{
+	if (member_aux(m))
+		memcpy(m->aux->accuser, accuser, GOSSIP_ID_LEN);
+}
+
+static const char *member_name(const struct member *m)
+{
+	return m->pub.name_len > NAME_INLINE ? m->aux->name : m->name;
+}
+
+/* Fill the public view @v of @m (see struct gossip_member: borrowed until the next call). */
+static const struct gossip_member *member_view(const struct gossip *g, const struct member *m,
+					       struct gossip_member *v)
+{
+	memcpy(v->id, m->pub.id, GOSSIP_ID_LEN);
+	memcpy(v->name, member_name(m), m->pub.name_len);
+	v->name[m->pub.name_len] = 0;
+	v->addr = m->pub.addr;
+	v->labels = m->aux ? m->aux->labels : NULL;
+	v->labels_len = m->aux ? m->aux->labels_len : 0;
+	v->incarnation = m->pub.incarnation;
+	v->state = (enum gossip_state)m->pub.state;
+	v->state_change = m->pub.state_change;
+	v->rtt_ms = m->pub.rtt_ms;
+	v->self = m == g->self;
+	return v;
+}
+
 static void notify_member(struct gossip *g, struct member *m)
 {
 	if (g->env.on_member)
-		g->env.on_member(g->env.ud, &m->pub);
+		g->env.on_member(g->env.ud, member_view(g, m, &g->v_cb));
 }
 
 static int set_labels(struct member *m, const uint8_t *labels, size_t len)
 {
-	if (len == m->pub.labels_len && (!len || memcmp(labels, m->labels_buf, len) == 0))
+	size_t cur = m->aux ? m->aux->labels_len : 0;
+	if (len == cur && (!len || memcmp(labels, m->aux->labels, len) == 0))
 		return 0;
 	uint8_t *n = NULL;
 	if (len) {
 		n = malloc(len);
-		if (!n)
+		if (!n || !member_aux(m)) {
+			free(n);
 			return -ENOMEM;
+		}
 		memcpy(n, labels, len);
 	}
-	free(m->labels_buf);
-	m->labels_buf = n;
-	m->pub.labels = n;
-	m->pub.labels_len = len;
+	free(m->aux->labels);	/* len or cur is non-zero: the aux exists */
+	m->aux->labels = n;
+	m->aux->labels_len = len;
 	return 0;
 }
 
+/* The name, up to its first NUL as the NUL-terminated name of struct gossip_member always
+ * was. Under memory pressure a long name is cut to NAME_INLINE bytes rather than lost. */
 static void set_name(struct member *m, const uint8_t *name, size_t len)
 {
 	if (len > GOSSIP_NAME_MAX)
 		len = GOSSIP_NAME_MAX;
-	memcpy(m->pub.name, name, len);
-	m->pub.name[len] = 0;
+	const uint8_t *nul = len ? memchr(name, 0, len) : NULL;
+	if (nul)
+		len = (size_t)(nul - name);
+	char *longn = NULL;
+	if (len > NAME_INLINE) {
+		if (m->pub.name_len == len && memcmp(m->aux->name, name, len) == 0)
+			return;
+		longn = malloc(len + 1);
+		if (longn && member_aux(m)) {
+			memcpy(longn, name, len);
+			longn[len] = 0;
+		} else {
+			free(longn);
+			longn = NULL;
+			len = NAME_INLINE;
+		}
+	}
+	if (m->aux) {
+		free(m->aux->name);
+		m->aux->name = longn;
+	}
+	if (!longn && len)
+		memcpy(m->name, name, len);
+	m->pub.name_len = (uint8_t)len;
+}
+
+/* A free slot for a new member (not taken yet: member_add takes it once nothing can fail). */
+static int slot_reserve(struct gossip *g, uint32_t *ret)
+{
+	if (g->free_slot) {
+		*ret = g->free_slot - 1;
+		return 0;
+	}
+	if (g->slab_len >= UINT32_MAX - 1)
+		return -ENOMEM;
+	if (g->slab_len == g->nchunks << MCHUNK_SHIFT) {
+		if (grow((void **)&g->chunks, &g->chcap, g->nchunks + 1, sizeof(*g->chunks)) < 0)
+			return -ENOMEM;
+		struct member *c = malloc(MCHUNK * sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		for (unsigned i = 0; i < MCHUNK; i++)
+			c[i].pub.state = MSTATE_FREE;
+		g->chunks[g->nchunks++] = c;
+	}
+	*ret = (uint32_t)g->slab_len;
+	return 0;
+}
+
+/* Room for one more slot in the probe list, growing by a quarter (not doubling: it is 4 bytes
+ * per member, a tenth of an entry). */
+static int probe_grow(struct gossip *g)
+{
+	if (g->nprobe < g->pcap)
+		return 0;
+	size_t nc = g->pcap + g->pcap / 4 + 16;
+	uint32_t *n = realloc(g->probe, nc * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	g->probe = n;
+	g->pcap = nc;
+	return 0;
 }
 
 /* Add a member in @state; not enqueued, not notified. */
 static struct member *member_add(struct gossip *g, const uint8_t *id, uint64_t inc, int state,
 				 uint64_t now)
 {
-	struct member *m = calloc(1, sizeof(*m));
-	if (!m)
+	uint32_t s;
+	if (slot_reserve(g, &s) < 0 || probe_grow(g) < 0 || mtable_grow(g) < 0)
 		return NULL;
-	if (grow((void **)&g->members, &g->mcap, g->nmembers + 1, sizeof(*g->members)) < 0 ||
-	    grow((void **)&g->probe, &g->pcap, g->nprobe + 1, sizeof(*g->probe)) < 0 ||
-	    mtable_grow(g) < 0) {
-		free(m);
-		return NULL;
-	}
+	struct member *m = mat(g, s);
+	if (g->free_slot)
+		g->free_slot = m->pub.hnext;
+	else
+		g->slab_len++;
+	memset(m, 0, sizeof(*m));
 	memcpy(m->pub.id, id, GOSSIP_ID_LEN);
 	m->pub.incarnation = inc;
-	m->pub.state = state;
+	m->pub.state = (uint8_t)state;
 	m->pub.state_change = now;
-	m->sidx = SIZE_MAX;
-	m->bc.obj = m;
-	m->idh = id_hash(id);
 	member_touch(g, m);
 	g->cnt[state]++;
-	m->idx = g->nmembers;
-	g->members[g->nmembers++] = m;
-	size_t h = m->idh & (g->nmb - 1);
-	m->hnext = g->mbuckets[h];
-	g->mbuckets[h] = m;
+	g->nmembers++;
+	size_t h = id_hash(id) & (g->nmb - 1);
+	m->pub.hnext = g->mbuckets[h];
+	g->mbuckets[h] = s + 1;
 	/* Into the probe list at a random position, so a newcomer is probed within one pass. */
 	size_t j = rnd_below(g, g->nprobe + 1);
-	if (j < g->nprobe) {
+	if (j < g->nprobe)
 		g->probe[g->nprobe] = g->probe[j];
-		g->probe[g->nprobe]->pidx = g->nprobe;
-	}
-	g->probe[j] = m;
-	m->pidx = j;
+	g->probe[j] = s;
 	g->nprobe++;
 	return m;
 }
 
 static void member_remove(struct gossip *g, struct member *m)
 {
+	uint32_t s = member_slot(g, m);
+	uint64_t idh = id_hash(m->pub.id);
 	susp_remove(g, m);
-	bq_unlink(&g->mq, &m->bc);
+	if (m->aux)
+		bq_unlink(&g->mq, &m->aux->bc);
 	g->cnt[m->pub.state]--;
-	g->mdig[m->idh & (DIG_BUCKETS - 1)] ^= m->dh;
-	struct member **pp = &g->mbuckets[m->idh & (g->nmb - 1)];
-	while (*pp != m)
-		pp = &(*pp)->hnext;
-	*pp = m->hnext;
-	struct member *last = g->members[--g->nmembers];
-	g->members[m->idx] = last;
-	last->idx = m->idx;
-	last = g->probe[--g->nprobe];
-	g->probe[m->pidx] = last;
-	last->pidx = m->pidx;
+	g->mdig_dirty = true;
+	uint32_t *pp = &g->mbuckets[idh & (g->nmb - 1)];
+	while (*pp != s + 1)
+		pp = &mat(g, *pp - 1)->pub.hnext;
+	*pp = m->pub.hnext;
+	/* Out of the probe list: a scan, as removal is rare (a reap, or a failed add). */
+	for (size_t i = 0; i < g->nprobe; i++)
+		if (g->probe[i] == s) {
+			g->probe[i] = g->probe[--g->nprobe];
+			break;
+		}
 	if (g->probe_pos > g->nprobe)
 		g->probe_pos = g->nprobe;
-	free(m->labels_buf);
-	free(m);
+	aux_free(m);
+	m->pub.state = MSTATE_FREE;
+	m->pub.hnext = g->free_slot;
+	g->free_slot = s + 1;
+	g->nmembers--;
 }
+
+static const uint8_t no_accuser[GOSSIP_ID_LEN];
 
 static void member_msg(const struct member *m, struct gossip_msg *msg)
 {
@@ -622,19 +869,19 @@ static void member_msg(const struct member *m, struct gossip_msg *msg)
 	switch (m->pub.state) {
 	case GOSSIP_ALIVE:
 		msg->type = GOSSIP_MSG_ALIVE;
-		msg->name = (const uint8_t *)m->pub.name;
-		msg->name_len = strlen(m->pub.name);
+		msg->name = (const uint8_t *)member_name(m);
+		msg->name_len = m->pub.name_len;
 		msg->addr = m->pub.addr;
-		msg->blob = m->pub.labels;
-		msg->blob_len = m->pub.labels_len;
+		msg->blob = m->aux ? m->aux->labels : NULL;
+		msg->blob_len = m->aux ? m->aux->labels_len : 0;
 		break;
 	case GOSSIP_SUSPECT:
 		msg->type = GOSSIP_MSG_SUSPECT;
-		msg->accuser = m->accuser;
+		msg->accuser = m->aux ? m->aux->accuser : no_accuser;
 		break;
 	case GOSSIP_DEAD:
 		msg->type = GOSSIP_MSG_DEAD;
-		msg->accuser = m->accuser;
+		msg->accuser = m->aux ? m->aux->accuser : no_accuser;
 		break;
 	default:
 		msg->type = GOSSIP_MSG_DEAD;
@@ -841,7 +1088,7 @@ static void pkt_take(struct gossip *g, struct pkt *p, struct bq *q, size_t limit
 		for (; it; it = next) {
 			next = it->next;
 			if (it->transmits >= lim) {
-				bq_unlink(q, it);
+				bq_retire(q, it);
 				continue;
 			}
 			if (it->mark == g->pkt_serial)
@@ -893,6 +1140,13 @@ static void pkt_send(struct gossip *g, struct pkt *p, const struct gossip_addr *
 {
 	unsigned lim = retransmit_limit(g);
 	gossip__w_array_patch(&p->w, p->at, p->n);
+	if (p->n < 16 && !p->w.err && p->at + 5 <= p->w.len) {
+		/* Most packets (every ping and ack at rest) carry a handful of messages: a
+		 * one-byte fixarray header instead of the 5-byte array32 reserved for it. */
+		p->w.buf[p->at] = (uint8_t)(0x90 | p->n);
+		memmove(p->w.buf + p->at + 1, p->w.buf + p->at + 5, p->w.len - p->at - 5);
+		p->w.len -= 4;
+	}
 	for (unsigned i = 0; i < g->npicked; i++) {
 		struct bcast *b = g->picked[i];
 		struct bq *q = b->is_rec ? &g->rq : &g->mq;
@@ -901,7 +1155,7 @@ static void pkt_send(struct gossip *g, struct pkt *p, const struct gossip_addr *
 		else
 			g->st.member_updates_sent++;
 		if (b->transmits + 1 >= lim)
-			bq_unlink(q, b);
+			bq_retire(q, b);
 		else
 			bq_push(q, b, b->transmits + 1);
 	}
@@ -952,8 +1206,8 @@ static size_t pick(struct gossip *g, int want, const uint8_t *excl, struct membe
 	if (!k || g->nmembers < 2)
 		return 0;
 	for (unsigned tries = 0; n < k && tries < 4 * k + 8; tries++) {
-		struct member *m = g->members[rnd_below(g, g->nmembers)];
-		if (!pick_ok(g, m, want) || (excl && id_eq(m->pub.id, excl)))
+		struct member *m = slot_member(g, rnd_below(g, g->slab_len));
+		if (!m || !pick_ok(g, m, want) || (excl && id_eq(m->pub.id, excl)))
 			continue;
 		bool dup = false;
 		for (size_t i = 0; i < n; i++)
@@ -962,10 +1216,10 @@ static size_t pick(struct gossip *g, int want, const uint8_t *excl, struct membe
 			out[n++] = m;
 	}
 	if (n < k) {
-		size_t start = rnd_below(g, g->nmembers);
-		for (size_t i = 0; i < g->nmembers && n < k; i++) {
-			struct member *m = g->members[(start + i) % g->nmembers];
-			if (!pick_ok(g, m, want) || (excl && id_eq(m->pub.id, excl)))
+		size_t start = rnd_below(g, g->slab_len);
+		for (size_t i = 0; i < g->slab_len && n < k; i++) {
+			struct member *m = slot_member(g, (start + i) % g->slab_len);
+			if (!m || !pick_ok(g, m, want) || (excl && id_eq(m->pub.id, excl)))
 				continue;
 			bool dup = false;
 			for (size_t j = 0; j < n; j++)
@@ -980,7 +1234,17 @@ static size_t pick(struct gossip *g, int want, const uint8_t *excl, struct membe
 /* ------------------------------------------------------------------------------------------ */
 /* state changes (SWIM's aliveNode / suspectNode / deadNode) */
 
-static void refute(struct gossip *g, uint64_t accused_inc)
+static void push_now(struct gossip *g, const struct gossip_msg *first, unsigned k);
+static void push_to(struct gossip *g, const struct gossip_addr *to);
+
+/*
+ * We are accused (suspect or dead at @accused_inc, by @accuser if known): go above it and say
+ * so at once, not at the next gossip round. The refutation races the accusers' suspicion
+ * timers (a node paused for a while wakes up with little time left), so it goes straight to
+ * the accuser, whose timer expires first, and to push_fanout random peers, from where the
+ * epidemic takes it to everyone else within milliseconds.
+ */
+static void refute(struct gossip *g, uint64_t accused_inc, const uint8_t *accuser)
 {
 	struct member *s = g->self;
 	if (g->left)
@@ -992,6 +1256,10 @@ static void refute(struct gossip *g, uint64_t accused_inc)
 	awareness_add(g, 1);
 	member_enqueue(g, s);
 	notify_member(g, s);
+	struct member *a = accuser ? member_find(g, accuser) : NULL;
+	if (a && a != s && is_live(a->pub.state))
+		push_to(g, &a->pub.addr);
+	push_now(g, NULL, g->cfg.push_fanout);
 }
 
 static uint64_t susp_timeout(const struct suspicion *s)
@@ -1008,8 +1276,10 @@ static int suspect_begin(struct gossip *g, struct member *m, const uint8_t *accu
 			 uint64_t now)
 {
 	struct suspicion *s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s || !member_aux(m)) {
+		free(s);
 		return -ENOMEM;
+	}
 	if (grow((void **)&g->suspects, &g->scap, g->nsusp + 1, sizeof(*g->suspects)) < 0) {
 		free(s);
 		return -ENOMEM;
@@ -1027,9 +1297,9 @@ static int suspect_begin(struct gossip *g, struct member *m, const uint8_t *accu
 	memcpy(s->from[0], accuser, GOSSIP_ID_LEN);
 	set_state(g, m, GOSSIP_SUSPECT, now);
 	m->susp = s;
-	m->sidx = g->nsusp;
+	s->sidx = g->nsusp;
 	g->suspects[g->nsusp++] = m;
-	memcpy(m->accuser, accuser, GOSSIP_ID_LEN);
+	set_accuser(m, accuser);
 	g->st.suspicions++;
 	return 0;
 }
@@ -1055,7 +1325,7 @@ static int on_alive(struct gossip *g, const struct gossip_msg *msg, uint64_t now
 		/* Someone holds a newer "alive" of ours than we do: a previous life of this
 		 * node. Go above it so our current address and labels win. */
 		if (msg->num > m->pub.incarnation && !g->left)
-			refute(g, msg->num);
+			refute(g, msg->num, NULL);
 		return 0;
 	}
 	if (!m) {
@@ -1091,13 +1361,13 @@ static int on_suspect(struct gossip *g, const uint8_t *id, uint64_t inc, const u
 	if (!m || inc < m->pub.incarnation)
 		return 0;
 	if (m == g->self) {
-		refute(g, inc);
+		refute(g, inc, accuser);
 		return 1;
 	}
 	if (m->pub.state == GOSSIP_SUSPECT) {
 		/* Pass a new confirmation on so others' timers shrink too. */
 		if (inc == m->pub.incarnation && suspect_confirm(m, accuser)) {
-			memcpy(m->accuser, accuser, GOSSIP_ID_LEN);
+			set_accuser(m, accuser);
 			member_enqueue(g, m);
 		}
 		if (inc == m->pub.incarnation)
@@ -1136,13 +1406,15 @@ static int on_dead(struct gossip *g, const uint8_t *id, uint64_t inc, const uint
 		return 0;
 	if (m == g->self) {
 		if (!g->left)
-			refute(g, inc);
+			refute(g, inc, accuser);
 		return 1;
 	}
 	if (!newer(inc, state, m->pub.incarnation, m->pub.state))
 		return 0;
+	if (!member_aux(m))
+		return -ENOMEM;
 	m->pub.incarnation = inc;
-	memcpy(m->accuser, accuser, GOSSIP_ID_LEN);
+	set_accuser(m, accuser);
 	set_state(g, m, state, now);
 	member_enqueue(g, m);
 	notify_member(g, m);
@@ -1196,13 +1468,8 @@ int gossip_new(const struct gossip_config *cfg, const struct gossip_env *env,
 	g->self = member_add(g, cfg->id, cfg->incarnation, GOSSIP_ALIVE, 0);
 	if (!g->self)
 		goto fail;
-	/* Self is in members[] but never in the probe list. */
-	{
-		struct member *last = g->probe[--g->nprobe];
-		g->probe[g->self->pidx] = last;
-		last->pidx = g->self->pidx;
-	}
-	g->self->pub.self = true;
+	/* Self is in the table but never in the probe list (where it is the only entry). */
+	g->nprobe--;
 	set_name(g->self, (const uint8_t *)name, strlen(name));
 	g->self->pub.addr = cfg->addr;
 	if (set_labels(g->self, cfg->labels, cfg->labels_len) < 0)
@@ -1219,11 +1486,16 @@ void gossip_free(struct gossip *g)
 {
 	if (!g)
 		return;
-	for (size_t i = 0; i < g->nmembers; i++) {
-		free(g->members[i]->labels_buf);
-		free(g->members[i]->susp);
-		free(g->members[i]);
+	for (size_t i = 0; i < g->slab_len; i++) {
+		struct member *m = slot_member(g, i);
+		if (m) {
+			aux_free(m);
+			free(m->susp);
+		}
 	}
+	for (size_t i = 0; i < g->nchunks; i++)
+		free(g->chunks[i]);
+	free(g->chunks);
 	for (size_t i = 0; i < g->nowners; i++) {
 		struct owner *o = g->owners[i];
 		for (size_t j = 0; j < o->n; j++) {
@@ -1233,7 +1505,6 @@ void gossip_free(struct gossip *g)
 		free(o->recs);
 		free(o);
 	}
-	free(g->members);
 	free(g->probe);
 	free(g->mbuckets);
 	free(g->suspects);
@@ -1246,7 +1517,7 @@ void gossip_free(struct gossip *g)
 
 const struct gossip_member *gossip_self(struct gossip *g)
 {
-	return &g->self->pub;
+	return member_view(g, g->self, &g->v_self);
 }
 
 uint64_t gossip_leave_drain_ms(const struct gossip *g)
@@ -1277,17 +1548,15 @@ static void probe_start(struct gossip *g, uint64_t now)
 			/* End of a pass: reshuffle (Fisher-Yates) and start over. */
 			for (size_t j = g->nprobe; j > 1; j--) {
 				size_t r = rnd_below(g, j);
-				struct member *x = g->probe[j - 1];
+				uint32_t x = g->probe[j - 1];
 				g->probe[j - 1] = g->probe[r];
 				g->probe[r] = x;
-				g->probe[j - 1]->pidx = j - 1;
-				x->pidx = r;
 			}
 			g->probe_pos = 0;
 			if (!g->nprobe)
 				break;
 		}
-		struct member *m = g->probe[g->probe_pos++];
+		struct member *m = mat(g, g->probe[g->probe_pos++]);
 		if (is_live(m->pub.state))
 			t = m;
 	}
@@ -1304,7 +1573,19 @@ static void probe_start(struct gossip *g, uint64_t now)
 	pr->deadline = now + scaled(g, g->cfg.probe_timeout_ms);
 	struct gossip_msg m = { .type = GOSSIP_MSG_PING, .seq = pr->seq, .id = t->pub.id };
 	g->st.pings_sent++;
-	send_one(g, &t->pub.addr, &m);
+	if (t->pub.state != GOSSIP_SUSPECT) {
+		send_one(g, &t->pub.addr, &m);
+		return;
+	}
+	/* Lifeguard: a suspect learns of its suspicion from the very probes it gets, so one
+	 * that was only paused refutes as soon as it runs again, whatever the gossip did. */
+	struct pkt p;
+	pkt_begin(g, &p);
+	pkt_add(&p, &m);
+	member_msg(t, &m);
+	pkt_add(&p, &m);
+	pkt_fill(g, &p);
+	pkt_send(g, &p, &t->pub.addr);
 }
 
 static void probe_done(struct gossip *g, bool ok, uint64_t now)
@@ -1322,8 +1603,22 @@ static void probe_done(struct gossip *g, bool ok, uint64_t now)
 		delta = pr->nacks < pr->expected_nacks ? (int)(pr->expected_nacks - pr->nacks) : 0;
 	awareness_add(g, delta);
 	struct member *t = member_find(g, pr->id);
-	if (t && is_live(t->pub.state))
+	if (t && t->pub.state == GOSSIP_ALIVE &&
+	    on_suspect(g, t->pub.id, t->pub.incarnation, g->self->pub.id, now) == 1 && t->susp) {
+		/* Our suspicion runs from the probe's start, not from its end: a member that
+		 * missed our ping was already silent when it arrived, so a pause of P ms ends
+		 * at most P ms after the probe began, and the time spent waiting for acks and
+		 * nacks need not be waited again. At most one (unscaled) probe interval is
+		 * taken back: a probe stretched by our own poor health (LHM) stays slow to
+		 * accuse. Everyone else starts when they hear of it, later. */
+		uint64_t back = now - g->cfg.probe_interval_ms;
+		if (now >= g->cfg.probe_interval_ms && pr->start < back)
+			t->susp->start = back;
+		else
+			t->susp->start = pr->start;
+	} else if (t && t->pub.state == GOSSIP_SUSPECT) {
 		on_suspect(g, t->pub.id, t->pub.incarnation, g->self->pub.id, now);
+	}
 }
 
 static void probe_timeout(struct gossip *g, uint64_t now)
@@ -1389,16 +1684,36 @@ static uint64_t fresh_at(const struct gossip *g)
 
 int gossip_tick(struct gossip *g, uint64_t now)
 {
+	/*
+	 * Our own stall is no evidence against anyone. If this tick comes more than a probe
+	 * timeout after the deadline we asked for, we were not running: the acks and the
+	 * refutations sent to us meanwhile are still queued in the socket, and the timers about
+	 * to fire (a probe's timeout, a suspicion's expiry) would blame others for our pause.
+	 * Give the driver a short grace to deliver them first. Not twice in a row, so a driver
+	 * that ticks coarsely (or a node starved for good) still gets its timers run.
+	 */
+	if (g->started && now > g->now) {
+		uint64_t due = gossip_next_deadline(g);
+		if (now > due + g->cfg.probe_timeout_ms && !g->graced) {
+			g->grace_until = now + g->cfg.gossip_interval_ms;
+			g->graced = true;
+		} else if (now >= g->grace_until) {
+			g->graced = false;
+		}
+	}
 	advance(g, now);
 	now = g->now;
+	bool grace = now < g->grace_until;
 	if (!g->started) {
 		g->started = true;
 		g->next_probe = now + rnd_below(g, g->cfg.probe_interval_ms);
 		g->next_gossip = now + g->cfg.gossip_interval_ms;
 		g->next_reap = now + REAP_SCAN_MS;
-		for (size_t i = 0; i < g->nmembers; i++)
-			if (g->members[i]->pub.state_change > now)
-				g->members[i]->pub.state_change = now;
+		for (size_t i = 0; i < g->slab_len; i++) {
+			struct member *m = slot_member(g, i);
+			if (m && m->pub.state_change > now)
+				m->pub.state_change = now;
+		}
 		g->self->pub.state_change = now;
 	}
 
@@ -1416,11 +1731,11 @@ int gossip_tick(struct gossip *g, uint64_t now)
 			r->used = false;
 	}
 
-	if (g->pr.active && now >= g->pr.deadline)
+	if (g->pr.active && now >= g->pr.deadline && !grace)
 		probe_timeout(g, now);
 
 	/* suspicion timers (the list shrinks while we walk it: walk backwards) */
-	for (size_t i = g->nsusp; i-- > 0;) {
+	for (size_t i = grace ? 0 : g->nsusp; i-- > 0;) {
 		if (i >= g->nsusp)
 			continue;
 		struct member *m = g->suspects[i];
@@ -1458,9 +1773,9 @@ int gossip_tick(struct gossip *g, uint64_t now)
 
 	if (now >= g->next_reap) {
 		g->next_reap = now + REAP_SCAN_MS;
-		for (size_t i = g->nmembers; i-- > 0;) {
-			struct member *m = g->members[i];
-			if (m != g->self && !is_live(m->pub.state) &&
+		for (size_t i = g->slab_len; i-- > 0;) {
+			struct member *m = slot_member(g, i);
+			if (m && m != g->self && !is_live(m->pub.state) &&
 			    now - m->pub.state_change >= g->cfg.reap_ms)
 				member_remove(g, m);
 		}
@@ -1497,6 +1812,8 @@ uint64_t gossip_next_deadline(const struct gossip *g)
 		if (t < d)
 			d = t;
 	}
+	if (d < g->grace_until && g->now < g->grace_until)
+		d = g->grace_until;	/* held back until the grace ends (gossip_tick) */
 	return d < g->now ? g->now : d;
 }
 
@@ -1528,10 +1845,10 @@ static void handle_ping(struct gossip *g, const struct gossip_msg *msg,
 		member_msg(g->self, &m);
 		pkt_add(&p, &m);
 		size_t half = p.w.len + (p.w.cap - p.w.len) / 2;
-		size_t start = rnd_below(g, g->nmembers);
-		for (size_t i = 0, sent = 0; i < g->nmembers && sent < JOIN_PUSH_MAX; i++) {
-			struct member *x = g->members[(start + i) % g->nmembers];
-			if (x == g->self || id_eq(x->pub.id, sender) || !is_live(x->pub.state))
+		size_t start = rnd_below(g, g->slab_len);
+		for (size_t i = 0, sent = 0; i < g->slab_len && sent < JOIN_PUSH_MAX; i++) {
+			struct member *x = slot_member(g, (start + i) % g->slab_len);
+			if (!x || x == g->self || id_eq(x->pub.id, sender) || !is_live(x->pub.state))
 				continue;
 			member_msg(x, &m);
 			if (p.w.len + gossip__msg_size(&m) > half)
@@ -1687,6 +2004,16 @@ int gossip_join(struct gossip *g, uint64_t now, const struct gossip_addr *seeds,
 	return sent;
 }
 
+/* Send one packet of piggybacked updates (newest first) to @to at once. */
+static void push_to(struct gossip *g, const struct gossip_addr *to)
+{
+	struct pkt p;
+	pkt_begin(g, &p);
+	pkt_fill(g, &p);
+	if (p.n)
+		pkt_send(g, &p, to);
+}
+
 /* Send a packet of piggybacked updates at once to @k random live peers. */
 static void push_now(struct gossip *g, const struct gossip_msg *first, unsigned k)
 {
@@ -1712,7 +2039,7 @@ int gossip_leave(struct gossip *g, uint64_t now)
 	g->pr.active = false;
 	struct member *s = g->self;
 	s->pub.incarnation++;
-	memcpy(s->accuser, s->pub.id, GOSSIP_ID_LEN);
+	set_accuser(s, s->pub.id);
 	set_state(g, s, GOSSIP_LEFT, g->now);
 	member_enqueue(g, s);
 	notify_member(g, s);
@@ -1803,9 +2130,16 @@ int gossip_member_restore(struct gossip *g, const struct gossip_member *in)
 	m->pub.addr = in->addr;
 	m->pub.incarnation = in->incarnation;
 	m->pub.rtt_ms = in->rtt_ms;
-	memcpy(m->accuser, g->self->pub.id, GOSSIP_ID_LEN);
-	if (in->state == GOSSIP_LEFT)
-		memcpy(m->accuser, in->id, GOSSIP_ID_LEN);
+	/* Only a dead member's accuser is ever sent (a left one's is itself; a restored
+	 * suspect comes back alive): no aux for the others. */
+	if (in->state == GOSSIP_DEAD) {
+		if (!member_aux(m)) {
+			if (added)
+				member_remove(g, m);
+			return -ENOMEM;
+		}
+		set_accuser(m, g->self->pub.id);
+	}
 	if (in->state == GOSSIP_SUSPECT) {
 		/* A restored suspicion restarts its timer: treat it as alive, probing decides. */
 		set_state(g, m, GOSSIP_ALIVE, in->state_change);
@@ -1821,14 +2155,15 @@ int gossip_member_restore(struct gossip *g, const struct gossip_member *in)
 const struct gossip_member *gossip_member_get(struct gossip *g, const uint8_t id[GOSSIP_ID_LEN])
 {
 	struct member *m = member_find(g, id);
-	return m ? &m->pub : NULL;
+	return m ? member_view(g, m, &g->v_get) : NULL;
 }
 
 int gossip_member_foreach(struct gossip *g,
 			  int (*cb)(void *ud, const struct gossip_member *m), void *ud)
 {
-	for (size_t i = 0; i < g->nmembers; i++) {
-		int r = cb(ud, &g->members[i]->pub);
+	for (size_t i = 0; i < g->slab_len; i++) {
+		const struct member *m = slot_member(g, i);
+		int r = m ? cb(ud, member_view(g, m, &g->v_each)) : 0;
 		if (r)
 			return r;
 	}
@@ -1971,6 +2306,7 @@ int gossip_sync_digest(struct gossip *g, uint8_t **ret_buf, size_t *ret_len)
 	gossip__w_uint(&w, GOSSIP_SYNC_DIGEST);
 	gossip__w_bin(&w, g->self->pub.id, GOSSIP_ID_LEN);
 	gossip__w_uint(&w, b);
+	mdig_refresh(g);
 	dig_fold(g->mdig, b, fold);
 	put_le64s(bin, fold, b);
 	gossip__w_bin(&w, bin, 8 * (size_t)b);
@@ -2017,9 +2353,9 @@ static bool put_member_entry(struct gossip__w *w, const struct member *m, uint64
 	gossip__w_bin(w, m->pub.id, GOSSIP_ID_LEN);
 	gossip__w_uint(w, m->pub.incarnation);
 	gossip__w_uint(w, m->pub.state);
-	gossip__w_str(w, m->pub.name, strlen(m->pub.name));
+	gossip__w_str(w, member_name(m), m->pub.name_len);
 	gossip__w_addr(w, &m->pub.addr);
-	gossip__w_bin(w, m->pub.labels, m->pub.labels_len);
+	gossip__w_bin(w, m->aux ? m->aux->labels : NULL, m->aux ? m->aux->labels_len : 0);
 	/* how long ago it died or left, so the receiver reaps it when we do */
 	gossip__w_uint(w, is_live(m->pub.state) || now < m->pub.state_change ? 0 :
 			 now - m->pub.state_change);
@@ -2065,6 +2401,7 @@ int gossip_sync_diff(struct gossip *g, uint64_t now, const uint8_t *digest, size
 	if (!fold || !mdiff || !rdiff)
 		goto out;
 	bool anym = false, anyr = false;
+	mdig_refresh(g);
 	dig_fold(g->mdig, b, fold);
 	for (uint32_t i = 0; i < b; i++)
 		anym |= mdiff[i] = fold[i] != get_le64(pm + 8 * i);
@@ -2073,9 +2410,11 @@ int gossip_sync_diff(struct gossip *g, uint64_t now, const uint8_t *digest, size
 		anyr |= rdiff[i] = fold[i] != get_le64(pr + 8 * i);
 
 	size_t cap = 64;
-	for (size_t i = 0; anym && i < g->nmembers; i++)
-		if (mdiff[g->members[i]->idh & (b - 1)])
-			cap += 48 + GOSSIP_NAME_MAX + g->members[i]->pub.labels_len;
+	for (size_t i = 0; anym && i < g->slab_len; i++) {
+		const struct member *m = slot_member(g, i);
+		if (m && mdiff[id_hash(m->pub.id) & (b - 1)])
+			cap += 48 + GOSSIP_NAME_MAX + (m->aux ? m->aux->labels_len : 0);
+	}
 	for (size_t i = 0; anyr && i < g->nowners; i++)
 		for (size_t j = 0; j < g->owners[i]->n; j++) {
 			const struct rec *rc = g->owners[i]->recs[j];
@@ -2101,11 +2440,11 @@ int gossip_sync_diff(struct gossip *g, uint64_t now, const uint8_t *digest, size
 	/* Start at a random place so that a truncated diff sends a different part next time. */
 	bool truncated = false;
 	uint32_t n = 0;
-	size_t start = rnd_below(g, g->nmembers);
+	size_t start = rnd_below(g, g->slab_len);
 	w.cap -= 5;	/* keep room for the records' array header */
-	for (size_t i = 0; anym && i < g->nmembers && !truncated; i++) {
-		const struct member *m = g->members[(start + i) % g->nmembers];
-		if (!mdiff[m->idh & (b - 1)])
+	for (size_t i = 0; anym && i < g->slab_len && !truncated; i++) {
+		const struct member *m = slot_member(g, (start + i) % g->slab_len);
+		if (!m || !mdiff[id_hash(m->pub.id) & (b - 1)])
 			continue;
 		if (put_member_entry(&w, m, g->now))
 			n++;
@@ -2193,7 +2532,13 @@ static int merge_member(struct gossip *g, const struct gossip_msg *msg, int stat
 		}
 		set_name(m, msg->name, msg->name_len);
 		m->pub.addr = msg->addr;
-		memcpy(m->accuser, st == GOSSIP_LEFT ? m->pub.id : sender, GOSSIP_ID_LEN);
+		if (st == GOSSIP_DEAD) {
+			if (!member_aux(m)) {
+				member_remove(g, m);
+				return -ENOMEM;
+			}
+			set_accuser(m, sender);
+		}
 		notify_member(g, m);
 		return 1;
 	}

@@ -30,6 +30,9 @@
 #include "gossip/antientropy.h"
 
 #define DEAD_TRACK_MAX 1024
+/* at most HEAL_SYNC_BURST heal-triggered exchanges per HEAL_SYNC_GAP_MS */
+#define HEAL_SYNC_GAP_MS 1000
+#define HEAL_SYNC_BURST	 3
 #define RECV_BUF (64 * 1024)
 
 struct gossip_transport {
@@ -55,9 +58,11 @@ struct gossip_transport {
 	struct gossip_addr bound, advertised;
 	struct gossip_addr seeds[GOSSIP_TRANSPORT_SEEDS_MAX];
 	size_t n_seeds;
-	/* members we saw dead: when one comes back alive, sync with it at once */
+	/* members we saw suspect or dead: when one comes back alive, sync with it at once */
 	uint8_t (*dead)[GOSSIP_ID_LEN];
 	size_t n_dead;
+	uint64_t heal_sync_at;	/* uv_now when the current rate-limit window began */
+	unsigned heal_syncs;	/* exchanges started in that window */
 	struct gossip_transport_stats stats;
 	bool closing;
 	bool need_full_sync; /* joined, and no initiated exchange has completed yet */
@@ -305,22 +310,34 @@ static void env_on_member(void *ud, const struct gossip_member *m)
 	size_t idx;
 
 	if (!m->self) {
-		if (m->state == GOSSIP_DEAD) {
+		if (m->state == GOSSIP_DEAD || m->state == GOSSIP_SUSPECT) {
 			if (!dead_find(t, m->id, &idx) && t->n_dead < DEAD_TRACK_MAX)
 				memcpy(t->dead[t->n_dead++], m->id, GOSSIP_ID_LEN);
 		} else if (dead_find(t, m->id, &idx)) {
 			memmove(t->dead[idx], t->dead[idx + 1],
 				(t->n_dead - idx - 1) * sizeof(t->dead[0]));
 			t->n_dead--;
-			/* Back from the dead (a restart or a healed partition): reconcile with
-			 * it at once instead of waiting for the next periodic exchange. Every
-			 * member sees the return, so only ~3 of them act on it (each with
-			 * probability 3/alive): no herd of N connections to one node. */
+			/* Back from suspect or dead (a restart, a healed partition, a pause):
+			 * while it was unreachable, updates meant for it, or from it, may have
+			 * run out of retransmissions; reconcile with it at once instead of
+			 * waiting up to a periodic interval. Every member sees the return, so
+			 * only ~3 of them act on it (each with probability 3/alive): no herd of
+			 * N connections to one node; and each node starts at most
+			 * HEAL_SYNC_BURST such exchanges per HEAL_SYNC_GAP_MS, so a storm of
+			 * refuted suspicions (an overloaded host) costs little. */
 			size_t alive = gossip_member_count(t->core, GOSSIP_ALIVE);
+			uint64_t now = uv_now(t->loop);
 
+			if (now - t->heal_sync_at >= HEAL_SYNC_GAP_MS) {
+				t->heal_sync_at = now;
+				t->heal_syncs = 0;
+			}
 			if (m->state == GOSSIP_ALIVE && !t->closing &&
-			    (alive <= 4 || randombytes_uniform((uint32_t)alive) < 3))
+			    t->heal_syncs < HEAL_SYNC_BURST &&
+			    (alive <= 4 || randombytes_uniform((uint32_t)alive) < 3)) {
+				t->heal_syncs++;
 				(void)gossip_transport_sync(t, &m->addr);
+			}
 		}
 	}
 	if (t->cfg.on_member)

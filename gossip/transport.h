@@ -10,8 +10,10 @@
  *     dropped and counted by reason, never parsed;
  *   - anti-entropy over TCP (gossip/antientropy.c): one push-pull exchange of digests and then
  *     only what differs, every sync_interval_ms (jittered +-25%) with a random live member
- *     (gossip_sync_pick), right after a join with a seed, and with a member we held dead that
- *     comes back alive (by ~3 of the members that see it, chosen at random); connections have
+ *     (gossip_sync_pick), right after a join with a seed, and with a member we held suspect or
+ *     dead that comes back alive (by ~3 of the members that see it, chosen at random; at most 3
+ *     such exchanges per second per node), so a healed partition converges in about a second
+ *     instead of one sync interval; connections have
  *     a deadline and a size cap, the accept side a cap on concurrent streams. The digest and
  *     each diff travel in one frame: at most GOSSIP_FRAME_MAX (1 MiB) sealed, i.e. digests of
  *     up to some 20-30 thousand members; a diff over that is truncated by the core and the
@@ -21,9 +23,9 @@
  * base), sockets and randomness (libsodium randombytes) of the gossip layer.
  *
  * MTU: cfg.core.mtu is the limit of a SEALED datagram (default 1400). The seal overhead of this
- * transport (GOSSIP_SEAL_OVERHEAD_BYTES, 67: version, key id, kind, 16-byte sender id, counter,
- * nonce, tag) is larger than the core's GOSSIP_SEAL_OVERHEAD (49), so the transport gives the
- * core mtu - (67 - 49): no sealed datagram ever exceeds cfg.core.mtu.
+ * transport (GOSSIP_SEAL_OVERHEAD_BYTES, 51: version, key id, kind, 16-byte sender id, counter,
+ * nonce, tag) equals the core's GOSSIP_SEAL_OVERHEAD; were it ever larger, the transport would
+ * give the core mtu minus the difference: no sealed datagram ever exceeds cfg.core.mtu.
  *
  * Addresses: numeric only, "IPv4:PORT" or "[IPv6]:PORT" (no name resolution: the agent
  * resolves names before). A v4-mapped IPv6 source is reported as IPv4.

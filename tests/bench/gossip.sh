@@ -5,10 +5,11 @@
 #   tests/bench/gossip.sh [-b BUILD_DIR] [-n "16 64 128"] [--stop-phase] [--no-serf | --serf-only]
 #                         [--rest SECONDS] [--trials K]
 #
-# Both run with their default (LAN) timings: probe every 1 s (500 ms timeout), push-pull /
-# anti-entropy every 30 s; gossip rounds every 200 ms (Serf) / 50 ms, news after ~12 ms (Shoal:
-# a round with nothing queued sends nothing); both encrypt (Shoal: XChaCha20-Poly1305; Serf:
-# -encrypt, AES-GCM). The machine's load average is recorded at the start of each run: the
+# Both run with their default (LAN) timings: probe every 1 s, 500 ms timeout (Serf) / every
+# 800 ms, 400 ms timeout (Shoal); push-pull / anti-entropy every 30 s (Shoal: a hash of the
+# digests first, the digests only when they differ); gossip rounds every 200 ms (Serf) / 50 ms,
+# news after ~12 ms (Shoal: a round with nothing queued sends nothing); both encrypt (Shoal:
+# XChaCha20-Poly1305; Serf: -encrypt, AES-GCM). The machine's load average is recorded at the start of each run: the
 # figures are only comparable between runs at similar load.
 # Measured per system and N (all from the processes' own logs, stamped in wall-clock ms; Serf's
 # lines are stamped as they are read from its stdout):
@@ -47,7 +48,7 @@ while [ $# -gt 0 ]; do
 	--serf-only) SERF_ONLY=1; shift ;;
 	--rest) REST=$2; shift 2 ;;
 	--trials) TRIALS=$2; shift 2 ;;
-	-h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,32p' "$0"; exit 0 ;;
 	*) echo "unknown argument: $1" >&2; exit 2 ;;
 	esac
 done

@@ -1,23 +1,33 @@
 /*
  * tests/bench/gossip_sim.c: gossip figures on the simulator (not a test; prints a table).
  *
- * usage: bench_gossip_sim [N...]          default: 128 500 1000
+ * usage: bench_gossip_sim [--join-max N] [N...]     default: 128 1000 2000 5000 10000
  *        SEED=n replays; build without sanitizers for meaningful run times:
- *   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DSHOAL_TESTS=ON
- *   cmake --build build-bench --target bench_gossip_sim && build-bench/tests/bench/bench_gossip_sim
+ *   cmake -S . -B build-sim -DCMAKE_BUILD_TYPE=Release -DSHOAL_TESTS=ON
+ *   cmake --build build-sim --target bench_gossip_sim && build-sim/tests/bench/bench_gossip_sim
  *
- * For each cluster size N (every node a real core, full membership at every node, so memory
- * grows as N^2: ~350 bytes per member entry, 2000 nodes ~ 1.4 GB):
- *   converge   virtual ms from the last join until every node sees all N alive (joins
- *              spread over 1 s, each to one of 3 seeds, with one push-pull; anti-entropy
- *              every 1 s while converging; 0 = not within 120 s)
- *   record     a 600-byte record put on one node: virtual ms until p50 / p90 / p100 of the
- *              other nodes hold it (3 records, worst of each percentile), piggyback + push only
- *              (anti-entropy switched off for the measurement)
- *   detect     a node crashes: virtual ms until every other node has it dead
- *   KB/s/node  sealed bytes sent per node per second in the steady state
- * Timers: probe 200 ms (timeout 100), gossip 50 ms to 3 nodes, push fanout 3, retransmit 4.
+ * Every node is a real gossip core (gossip/swim.c) on the simulator's virtual clock
+ * (tests/sim/sim_gossip_harness.h: 1 ms + 0..2 ms one-way delay, no loss), with the agent's
+ * own timings: gossip_config_default() (printed in the header) and anti-entropy every 30 s
+ * (the transport's default, jittered). Every node holds the full member table, so memory
+ * grows as N^2: the header prints the heap cost of one member entry.
+ *
+ * For each cluster size N:
+ *   start      how the cluster was formed. "join": N nodes started over 1 s, each joining one
+ *              of the first 3 with one push-pull, as agents do (N <= --join-max, default
+ *              2000). "restore": all N started at once, each with every other restored alive
+ *              from a persisted table (gossip_member_restore, what a restarted agent does),
+ *              then 5 s of settling: joining 5,000+ nodes one by one costs too much time here.
+ *   converge   ("join" only) virtual ms from the last start until 99% of the (node, member)
+ *              pairs are known alive / until every node sees all N alive; "-" for "restore"
+ *   record     a 600-byte record put on a random node: virtual ms until p50 / p90 / p100 of
+ *              the other nodes hold it; median of 5 records (2 s apart)
+ *   detect     a random node crashes (no leave): virtual ms until p50 / p100 of the others
+ *              mark it dead; median of 3 crashes, one after the other
+ *   KB/s/node  sealed bytes sent per node per second at rest (10 s, after the records)
+ *   RSS MB     the process's peak RSS so far; wall s: wall-clock seconds for this size
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,43 +36,84 @@
 
 #include "tests/sim/sim_gossip_harness.h"
 
-static unsigned g_owner;
-static uint64_t g_version, g_t0;
-static uint64_t *g_arrival;
+#define RECORD_TRIALS 5
+#define DETECT_TRIALS 3
+#define SYNC_MS	      30000	/* the transport's default anti-entropy period */
+
+/* What the hooks watch: the arrival of one record version, or the death of one node. */
+struct watch {
+	uint64_t t0;
+	uint64_t *at;		/* per observer: virtual ms after t0, + 1 (0 = not yet) */
+	unsigned seen;		/* observers that have it */
+	unsigned target;	/* the record's owner / the crashed node */
+	uint64_t version;	/* record version watched; 0 = watching a death */
+	bool on;
+};
+
+static struct watch g_w;
 
 static void on_rec(void *ud, struct simg *s, unsigned obs, const struct gossip_record *r)
 {
-	if (r->version == g_version && simg_index(s, r->owner) == (int)g_owner && !g_arrival[obs])
-		g_arrival[obs] = simg_now(s) - g_t0 + 1;
+	if (g_w.on && g_w.version && r->version == g_w.version && !g_w.at[obs] &&
+	    simg_index(s, r->owner) == (int)g_w.target) {
+		g_w.at[obs] = simg_now(s) - g_w.t0 + 1;
+		g_w.seen++;
+	}
 }
 
-static bool all_have(struct simg *s, void *ud)
+static void on_mem(void *ud, struct simg *s, unsigned obs, const struct gossip_member *m)
 {
-	for (unsigned i = 0; i < simg_count(s); i++)
-		if (i != g_owner && simg_up(s, i) && !g_arrival[i])
-			return false;
-	return true;
+	if (g_w.on && !g_w.version && m->state == GOSSIP_DEAD && !g_w.at[obs] &&
+	    simg_index(s, m->id) == (int)g_w.target) {
+		g_w.at[obs] = simg_now(s) - g_w.t0 + 1;
+		g_w.seen++;
+	}
 }
 
-static int cmp(const void *a, const void *b)
+static unsigned g_up;	/* nodes up */
+
+static bool all_seen(struct simg *s, void *ud)
+{
+	return g_w.seen >= g_up - 1;	/* every up node but the target (or the owner) */
+}
+
+/* 99% of the (node, member) pairs are (alive, alive): the bulk of a join, without its tail. */
+static bool mostly_converged(struct simg *s, void *ud)
+{
+	uint64_t n = simg_count(s), alive = 0;
+	for (unsigned i = 0; i < n; i++)
+		alive += gossip_member_count(simg_core(s, i), GOSSIP_ALIVE);
+	return alive * 100 >= n * n * 99;
+}
+
+static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
 }
 
-static unsigned g_dead;
-
-static bool all_dead(struct simg *s, void *ud)
+/* Percentile @pct (0..100) of the observers' times; UINT64_MAX if some never saw it. */
+static uint64_t watch_pct(struct simg *s, unsigned pct)
 {
-	for (unsigned i = 0; i < simg_count(s); i++) {
-		if (!simg_up(s, i))
+	unsigned n = simg_count(s), m = 0;
+	uint64_t *v = calloc(n, sizeof(*v));
+	if (!v)
+		abort();
+	for (unsigned i = 0; i < n; i++) {
+		if (i == g_w.target || !simg_up(s, i))
 			continue;
-		const struct gossip_member *m =
-			gossip_member_get(simg_core(s, i), simg_id(s, g_dead));
-		if (!m || m->state != GOSSIP_DEAD)
-			return false;
+		v[m++] = g_w.at[i] ? g_w.at[i] - 1 : UINT64_MAX;
 	}
-	return true;
+	qsort(v, m, sizeof(*v), cmp_u64);
+	uint64_t r = m ? v[pct >= 100 ? m - 1 : (size_t)m * pct / 100] : 0;
+	free(v);
+	return r;
+}
+
+static uint64_t median(uint64_t *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_u64);
+	return v[n / 2];
 }
 
 static double wall(void)
@@ -72,106 +123,220 @@ static double wall(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static uint64_t g_seed;
+static size_t heap_used(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+	return mi.uordblks + mi.hblkhd;
+}
 
-static void run(unsigned n)
+static void fmt_ms(char *buf, size_t cap, uint64_t v)
+{
+	if (v == UINT64_MAX)
+		snprintf(buf, cap, "never");
+	else
+		snprintf(buf, cap, "%llu", (unsigned long long)v);
+}
+
+static uint64_t g_seed;
+static unsigned g_join_max = 2000;
+
+static struct simg_opts base_opts(unsigned n)
 {
 	struct simg_opts o;
 	memset(&o, 0, sizeof(o));
 	gossip_config_default(&o.cfg);
-	o.cfg.probe_interval_ms = 200;
-	o.cfg.probe_timeout_ms = 100;
-	o.cfg.gossip_interval_ms = 50;
 	o.max_nodes = n;
-	o.sync_interval_ms = 1000;
+	o.sync_interval_ms = SYNC_MS;
 	o.quiet = true;
 	o.seed = g_seed;
-	double w0 = wall();
-	struct simg *s = simg_new(&o);
-	g_arrival = calloc(n, sizeof(*g_arrival));
-	struct simg_hooks h = { .on_record = on_rec };
-	simg_set_hooks(s, &h);
-	for (unsigned i = 0; i < n; i++) {
-		simg_run_until(s, (uint64_t)i * 1000 / n);
-		simg_spawn(s, i ? (int)(simg_rand(s) % (i < 3 ? i : 3)) : -1);
-	}
-	uint64_t last = simg_now(s);
-	uint64_t conv = simg_run_until_pred(s, simg_converged, NULL, 10, 120000);
-	conv = conv ? conv - last : 0;
-	simg_set_sync_interval(s, 0);
-	simg_run_until(s, simg_now(s) + 5000);
+	return o;
+}
 
-	uint64_t p[3] = { 0 };
+static void run(unsigned n)
+{
+	double w0 = wall();
+	struct simg_opts o = base_opts(n);
+	struct simg *s = simg_new(&o);
+	g_w.at = calloc(n, sizeof(*g_w.at));
+	if (!g_w.at)
+		abort();
+	g_w.on = false;
+	struct simg_hooks h = { .on_record = on_rec, .on_member = on_mem };
+	simg_set_hooks(s, &h);
+
+	bool join = n <= g_join_max;
+	char conv[24] = "-";
+	if (join) {
+		for (unsigned i = 0; i < n; i++) {
+			simg_run_until(s, (uint64_t)i * 1000 / n);
+			simg_spawn(s, i ? (int)(simg_rand(s) % (i < 3 ? i : 3)) : -1);
+		}
+		uint64_t last = simg_now(s);
+		uint64_t c99 = simg_run_until_pred(s, mostly_converged, NULL, 10, 120000);
+		uint64_t c = c99 ? simg_run_until_pred(s, simg_converged, NULL, 10, 120000) : 0;
+		if (c)
+			snprintf(conv, sizeof conv, "%llu/%llu", (unsigned long long)(c99 - last),
+				 (unsigned long long)(c - last));
+		else
+			snprintf(conv, sizeof conv, ">120000");
+	} else {
+		int r = simg_spawn_converged(s, n);
+		if (r < 0) {
+			fprintf(stderr, "N=%u: simg_spawn_converged: %s\n", n, strerror(-r));
+			exit(1);
+		}
+	}
+	simg_run_until(s, simg_now(s) + 5000);
+	g_up = n;
+	for (unsigned i = 0; i < n; i++)
+		if (gossip_member_count(simg_core(s, i), GOSSIP_ALIVE) != n) {
+			printf("N=%u: node %u sees %zu alive, not %u, after settling\n", n, i,
+			       gossip_member_count(simg_core(s, i), GOSSIP_ALIVE), n);
+			break;
+		}
+
+	/* dissemination of a record */
+	uint64_t rp[3][RECORD_TRIALS];
 	char val[600];
 	memset(val, 'r', sizeof val);
-	for (int k = 0; k < 3; k++) {
-		memset(g_arrival, 0, n * sizeof(*g_arrival));
-		g_owner = simg_rand(s) % n;
-		g_version = 1 + (uint64_t)k;
-		g_t0 = simg_now(s);
-		simg_put(s, g_owner, "bench/record", g_version, val, sizeof val);
-		if (!simg_run_until_pred(s, all_have, NULL, 5, 60000))
-			printf("N=%u: record %d did not reach every node in 60 s\n", n, k);
-		uint64_t *lat = calloc(n, sizeof(*lat));
-		size_t m = 0;
-		for (unsigned i = 0; i < n; i++)
-			if (i != g_owner && g_arrival[i])
-				lat[m++] = g_arrival[i] - 1;
-		qsort(lat, m, sizeof(*lat), cmp);
-		if (m) {
-			uint64_t q[3] = { lat[m / 2], lat[m * 9 / 10], lat[m - 1] };
-			for (int j = 0; j < 3; j++)
-				if (q[j] > p[j])
-					p[j] = q[j];
-		}
-		free(lat);
+	for (int k = 0; k < RECORD_TRIALS; k++) {
+		memset(g_w.at, 0, n * sizeof(*g_w.at));
+		g_w.seen = 0;
+		g_w.target = simg_rand(s) % n;
+		g_w.version = 1 + (uint64_t)k;
+		g_w.t0 = simg_now(s);
+		g_w.on = true;
+		simg_put(s, g_w.target, "bench/record", g_w.version, val, sizeof val);
+		simg_run_until_pred(s, all_seen, NULL, 5, 60000);
+		rp[0][k] = watch_pct(s, 50);
+		rp[1][k] = watch_pct(s, 90);
+		rp[2][k] = watch_pct(s, 100);
+		g_w.on = false;
 		simg_run_until(s, simg_now(s) + 2000);
 	}
 
+	/* traffic at rest */
 	struct simg_traffic t0, t1;
 	simg_traffic(s, &t0);
-	uint64_t ts = simg_now(s);
-	simg_run_until(s, ts + 10000);
+	simg_run_until(s, simg_now(s) + 10000);
 	simg_traffic(s, &t1);
-	double kbps = (t1.bytes - t0.bytes) / 1024.0 / n / 10.0;
+	double kbps = (double)(t1.bytes - t0.bytes) / 1024.0 / n / 10.0;
 
-	g_dead = 1 + simg_rand(s) % (n - 1);
-	uint64_t c0 = simg_now(s);
-	simg_crash(s, g_dead);
-	uint64_t det = simg_run_until_pred(s, all_dead, NULL, 10, 60000);
+	/* failure detection */
+	uint64_t dp[2][DETECT_TRIALS];
+	for (int k = 0; k < DETECT_TRIALS; k++) {
+		memset(g_w.at, 0, n * sizeof(*g_w.at));
+		g_w.seen = 0;
+		do
+			g_w.target = simg_rand(s) % n;
+		while (!simg_up(s, g_w.target));
+		g_w.version = 0;
+		g_w.t0 = simg_now(s);
+		g_w.on = true;
+		simg_crash(s, g_w.target);
+		simg_run_until_pred(s, all_seen, NULL, 10, 120000);
+		dp[0][k] = watch_pct(s, 50);
+		dp[1][k] = watch_pct(s, 100);
+		g_w.on = false;
+		g_up--;
+		simg_run_until(s, simg_now(s) + 2000);
+	}
+
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	printf("%6u | %9llu | %6llu %6llu %6llu | %7llu | %9.2f | %7.0f | %6.1f\n", n,
-	       (unsigned long long)conv, (unsigned long long)p[0], (unsigned long long)p[1],
-	       (unsigned long long)p[2], (unsigned long long)(det ? det - c0 : 0), kbps,
+	char a[5][24];
+	fmt_ms(a[0], sizeof a[0], median(rp[0], RECORD_TRIALS));
+	fmt_ms(a[1], sizeof a[1], median(rp[1], RECORD_TRIALS));
+	fmt_ms(a[2], sizeof a[2], median(rp[2], RECORD_TRIALS));
+	fmt_ms(a[3], sizeof a[3], median(dp[0], DETECT_TRIALS));
+	fmt_ms(a[4], sizeof a[4], median(dp[1], DETECT_TRIALS));
+	printf("%6u | %-7s | %11s | %6s %6s %6s | %6s %6s | %9.2f | %7.0f | %7.1f\n", n,
+	       join ? "join" : "restore", conv, a[0], a[1], a[2], a[3], a[4], kbps,
 	       ru.ru_maxrss / 1024.0, wall() - w0);
-	free(g_arrival);
+	free(g_w.at);
+	simg_free(s);
+}
+
+/* Heap cost of one member entry: one core, before and after restoring @n members. */
+static void entry_cost(unsigned n)
+{
+	struct simg_opts o = base_opts(n);
+	o.sync_interval_ms = 0;
+	struct simg *s = simg_new(&o);
+	size_t h0 = heap_used();
+	simg_spawn(s, -1);
+	size_t h1 = heap_used();
+	struct gossip *g = simg_core(s, 0);
+	for (unsigned i = 1; i < n; i++) {
+		struct gossip_member m;
+		memset(&m, 0, sizeof(m));
+		m.id[0] = 0xee;
+		memcpy(m.id + 1, &i, sizeof(i));
+		snprintf(m.name, sizeof m.name, "n%u", i);
+		m.addr.family = GOSSIP_AF_INET;
+		m.addr.port = 7946;
+		memcpy(m.addr.ip, &i, sizeof(i));
+		m.incarnation = 1;
+		m.state = GOSSIP_ALIVE;
+		if (gossip_member_restore(g, &m) < 0)
+			abort();
+	}
+	size_t h2 = heap_used();
+	printf("memory: one core with 1 member: %.1f KiB of heap; "
+	       "each further member: %.1f bytes (measured over %u)\n",
+	       (double)(h1 - h0) / 1024.0, (double)(h2 - h1) / (n - 1), n - 1);
 	simg_free(s);
 }
 
 int main(int argc, char **argv)
 {
-	static const unsigned def[] = { 128, 500, 1000 };
+	static const unsigned def[] = { 128, 1000, 2000, 5000, 10000 };
+	unsigned sizes[64];
+	size_t ns = 0;
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--join-max") == 0 && i + 1 < argc) {
+			g_join_max = (unsigned)strtoul(argv[++i], NULL, 10);
+		} else if (argv[i][0] >= '0' && argv[i][0] <= '9' && ns < 64) {
+			unsigned n = (unsigned)strtoul(argv[i], NULL, 10);
+			if (n >= 2 + DETECT_TRIALS)	/* a few must survive the crashes */
+				sizes[ns++] = n;
+		} else {
+			fprintf(stderr, "usage: %s [--join-max N] [N...]\n", argv[0]);
+			return 2;
+		}
+	}
+	if (!ns)
+		for (size_t i = 0; i < sizeof(def) / sizeof(def[0]); i++)
+			sizes[ns++] = def[i];
 	const char *env = getenv("SEED");
 	g_seed = env && *env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
 	if (!g_seed)
 		g_seed = 1;
+	struct gossip_config c;
+	gossip_config_default(&c);
 	printf("seed=%llu (every size runs with it; SEED=n replays)\n",
 	       (unsigned long long)g_seed);
-	printf("     N | converge  | record p50    p90   p100 | detect  | KB/s/node | RSS MB  "
-	       "| wall s\n");
-	printf("-------+-----------+----------------------+---------+-----------+---------"
-	       "+-------\n");
-	if (argc > 1) {
-		for (int i = 1; i < argc; i++) {
-			unsigned n = (unsigned)atoi(argv[i]);
-			if (n >= 2)
-				run(n);
-		}
-	} else {
-		for (size_t i = 0; i < sizeof(def) / sizeof(def[0]); i++)
-			run(def[i]);
-	}
+	printf("timings (gossip_config_default, as the agent): probe every %u ms, timeout %u ms, "
+	       "%u indirect; gossip every %u ms to %u nodes; push fanout %u; retransmit x%u; "
+	       "suspicion %u..%u probe intervals; anti-entropy every %u s\n",
+	       c.probe_interval_ms, c.probe_timeout_ms, c.indirect_checks, c.gossip_interval_ms,
+	       c.gossip_nodes, c.push_fanout, c.retransmit_mult, c.suspicion_mult,
+	       c.suspicion_mult * c.suspicion_max_mult, SYNC_MS / 1000);
+	printf("network: 1 ms + 0..2 ms one-way, no loss; times are virtual ms\n");
+	printf("start: join = N nodes started over 1 s, each joining 1 of 3 seeds (converge: ms "
+	       "until 99%% of (node, member) pairs / all are alive); restore = N nodes started "
+	       "pre-converged, each restoring all N alive, then 5 s of settling (used above "
+	       "--join-max %u: joining 5,000+ nodes one by one takes too long here)\n",
+	       g_join_max);
+	printf("record: median of %d records (p50/p90/p100 over nodes); detect: median of %d "
+	       "kill -9 (p50/p100 over nodes)\n", RECORD_TRIALS, DETECT_TRIALS);
+	entry_cost(10000);
+	printf("     N | start   | converge    | record p50    p90   p100 | detect p50   p100 | "
+	       "KB/s/node | RSS MB  | wall s\n");
+	printf("-------+---------+-------------+-------------------------+-------------------+"
+	       "-----------+---------+--------\n");
+	for (size_t i = 0; i < ns; i++)
+		run(sizes[i]);
 	return 0;
 }

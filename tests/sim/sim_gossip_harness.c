@@ -215,7 +215,8 @@ static void env_send(void *ud, const struct gossip_addr *to, const uint8_t *buf,
 		s->tr.dropped++;
 		return;
 	}
-	struct ev *e = xcalloc(1, sizeof(*e));
+	/* One allocation per packet: the event and its bytes (e->buf points behind it). */
+	struct ev *e = xcalloc(1, sizeof(*e) + len);
 	e->type = EV_PKT;
 	e->node = (unsigned)di;
 	e->gen = dst->gen;
@@ -223,7 +224,7 @@ static void env_send(void *ud, const struct gossip_addr *to, const uint8_t *buf,
 	e->at = s->now + s->o.delay_ms + (s->o.jitter_ms ? simg_rand(s) % (s->o.jitter_ms + 1) : 0);
 	/* A slow node handles every packet slow_ms late (CPU starved, not a serial queue). */
 	e->at += dst->slow_ms + extra;
-	e->buf = xcalloc(1, len);
+	e->buf = (uint8_t *)(e + 1);
 	memcpy(e->buf, buf, len);
 	e->len = len;
 	heap_push(s, e);
@@ -299,7 +300,6 @@ void simg_free(struct simg *s)
 		persist_clear(&s->nodes[i]);
 	}
 	for (size_t i = 0; i < s->nheap; i++) {
-		free(s->heap[i]->buf);
 		free(s->heap[i]);
 	}
 	free(s->heap);
@@ -407,6 +407,42 @@ int simg_spawn(struct simg *s, int seed)
 	}
 	resched(nd);
 	return (int)i;
+}
+
+int simg_spawn_converged(struct simg *s, unsigned n)
+{
+	if (n > s->o.max_nodes - s->n)
+		return -ENOSPC;
+	for (unsigned k = 0; k < n; k++) {
+		int r = simg_spawn(s, -1);
+		if (r < 0)
+			return r;
+	}
+	/* What a converged cluster persists of each member, built once (N^2 restores follow). */
+	struct gossip_member *pm = xcalloc(s->n, sizeof(*pm));
+	for (unsigned j = 0; j < s->n; j++) {
+		const struct node *o = &s->nodes[j];
+		if (!o->up)
+			continue;
+		memcpy(pm[j].id, o->id, GOSSIP_ID_LEN);
+		snprintf(pm[j].name, sizeof pm[j].name, "n%u", j);
+		pm[j].addr = o->addr;
+		pm[j].incarnation = gossip_self(o->g)->incarnation;
+		pm[j].state = GOSSIP_ALIVE;
+		pm[j].state_change = s->now;
+	}
+	int r = 0;
+	for (unsigned i = 0; i < s->n && r >= 0; i++) {
+		struct node *nd = &s->nodes[i];
+		if (!nd->up)
+			continue;
+		for (unsigned j = 0; j < s->n && r >= 0; j++)
+			if (j != i && s->nodes[j].up)
+				r = gossip_member_restore(nd->g, &pm[j]);
+		resched(nd);
+	}
+	free(pm);
+	return r < 0 ? r : 0;
 }
 
 static int persist_member(void *ud, const struct gossip_member *m)
@@ -639,7 +675,6 @@ void simg_run_until(struct simg *s, uint64_t t)
 		if (e->at > s->now)
 			s->now = e->at;
 		run_event(s, e);
-		free(e->buf);
 		free(e);
 	}
 	if (t > s->now)

@@ -53,6 +53,14 @@ uint32_t simg_rand(struct simg *s);
 
 /* Create node @i (a new id) now and join it to @seed (-1: no join). Returns the index. */
 int simg_spawn(struct simg *s, int seed);
+/*
+ * Create @n nodes now, each already holding every node of the cluster (those spawned before
+ * included) as alive at its current incarnation, as if each had restarted from the table a
+ * converged cluster persisted (gossip_member_restore): no joins, no message exchanged. For
+ * clusters too big to converge by joining in reasonable time. Returns 0, -ENOSPC or the
+ * error of gossip_new / gossip_member_restore.
+ */
+int simg_spawn_converged(struct simg *s, unsigned n);
 unsigned simg_count(const struct simg *s);
 struct gossip *simg_core(struct simg *s, unsigned i);	/* NULL while crashed */
 bool simg_up(const struct simg *s, unsigned i);

@@ -330,6 +330,15 @@ static bool no_pending(void *p)
 	return true;
 }
 
+static bool sync_done(void *p)
+{
+	struct rec_arg *a = p;
+	struct gossip_transport_stats st;
+
+	gossip_transport_stats(nodes[a->node].t, &st);
+	return st.sync_ok >= 1;
+}
+
 /* A record that stopped being piggybacked before a node arrived reaches it over TCP. */
 static void test_antientropy_heals(void **state)
 {
@@ -356,6 +365,9 @@ static void test_antientropy_heals(void **state)
 	ra.node = 2;
 	if (!run_until(has_record, &ra, 5000))
 		fail_msg("record not healed by anti-entropy within 5 s");
+	/* the record arrives with the first diff; the exchange ends a frame or two later */
+	if (!run_until(sync_done, &ra, 5000))
+		fail_msg("node 2's exchange did not complete within 5 s");
 	gossip_transport_stats(nodes[2].t, &st);
 	assert_true(st.sync_started >= 1);
 	assert_true(st.sync_ok >= 1);
@@ -375,6 +387,111 @@ static void test_antientropy_heals(void **state)
 		assert_int_equal(st.sync_started, before.sync_started + 1);
 		assert_int_equal(st.sync_ok, before.sync_ok + 1);
 	}
+}
+
+/* Two nodes with the same view settle an exchange with two small summary frames, not digests:
+ * what a converged cluster at rest pays for anti-entropy. */
+static void test_antientropy_summary(void **state)
+{
+	struct count_arg a = {0, 2, 2};
+	struct gossip_transport_stats b0, b1, s0, s1;
+
+	node_start(0, cluster_key);
+	node_start(1, cluster_key);
+	join_to(1, 0);
+	assert_true(run_until(all_see_alive, &a, 10000));
+	run_until(NULL, NULL, 500); /* the join's exchanges end */
+	gossip_transport_stats(nodes[0].t, &b0);
+	gossip_transport_stats(nodes[1].t, &b1);
+	assert_int_equal(gossip_transport_sync(nodes[0].t, &nodes[1].addr), 0);
+	run_until(NULL, NULL, 500);
+	gossip_transport_stats(nodes[0].t, &s0);
+	gossip_transport_stats(nodes[1].t, &s1);
+	if (s0.sync_ok != b0.sync_ok + 1 || s1.sync_ok != b1.sync_ok + 1)
+		fail_msg("sync_ok: initiator %llu -> %llu, responder %llu -> %llu",
+			 (unsigned long long)b0.sync_ok, (unsigned long long)s0.sync_ok,
+			 (unsigned long long)b1.sync_ok, (unsigned long long)s1.sync_ok);
+	/* one frame each way: 4-byte prefix + seal + 17-byte summary */
+	uint64_t frame = GOSSIP_FRAME_PREFIX + GOSSIP_SEAL_OVERHEAD_BYTES + 17;
+	if (s0.stream_bytes_out - b0.stream_bytes_out != frame ||
+	    s1.stream_bytes_out - b1.stream_bytes_out != frame)
+		fail_msg("bytes out: initiator %llu, responder %llu, expected %llu each",
+			 (unsigned long long)(s0.stream_bytes_out - b0.stream_bytes_out),
+			 (unsigned long long)(s1.stream_bytes_out - b1.stream_bytes_out),
+			 (unsigned long long)frame);
+	assert_int_equal(s0.sync_applied, b0.sync_applied);
+}
+
+static bool node2_suspected(void *p)
+{
+	(void)p;
+	for (int i = 0; i < 2; i++) {
+		const struct gossip_member *m =
+			gossip_member_get(gossip_transport_core(nodes[i].t), nodes[2].id);
+
+		if (!m || m->state != GOSSIP_SUSPECT)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A member cut off for less than its suspicion timeout misses a record whose piggybacking ends
+ * meanwhile. When it is back (suspect -> alive), its peers run an exchange with it at once:
+ * the record arrives within seconds, not at the next periodic exchange (60 s here).
+ */
+static void test_heal_sync_after_suspicion(void **state)
+{
+	struct gossip_transport_config cfg;
+	struct count_arg a = {0, 3, 3};
+	struct rec_arg ra = {1, NULL};
+	struct gossip_keyring *kr;
+	uint8_t other[GOSSIP_KEY_LEN], old_id, new_id;
+
+	for (int i = 0; i < 3; i++) {
+		fast_config(&cfg);
+		/* a long suspicion (no confirmations among 3 nodes: max = 6 x 4 s): it stays
+		 * suspect, never dead, through the cut */
+		cfg.core.suspicion_mult = 20;
+		assert_int_equal(node_start_cfg(i, cluster_key, &cfg), 0);
+	}
+	join_to(1, 0);
+	join_to(2, 0);
+	assert_true(run_until(all_see_alive, &a, 10000));
+	run_until(NULL, NULL, 500); /* the joins' exchanges end */
+	/* cut node 2 off both ways: it seals with a key nobody has and drops the cluster key */
+	kr = nodes[2].kr;
+	do
+		gossip_key_generate(other);
+	while (gossip_key_id(other) == gossip_key_id(cluster_key));
+	old_id = gossip_key_id(cluster_key);
+	assert_int_equal(gossip_keyring_install(kr, other, &new_id), 0);
+	assert_int_equal(gossip_keyring_use(kr, new_id), 0);
+	assert_int_equal(gossip_keyring_remove(kr, old_id), 0);
+	if (!run_until(node2_suspected, NULL, 5000))
+		fail_msg("node 2 not suspected within 5 s of the cut");
+	/* a record nobody will piggyback again by the time node 2 is back */
+	assert_int_equal(gossip_transport_record_put(nodes[0].t, (const uint8_t *)"late", 4, 3,
+						     (const uint8_t *)"v3", 2),
+			 0);
+	ra.owner = nodes[0].id;
+	assert_true(run_until(has_record, &ra, 5000));
+	struct count_arg both = {0, 2, 0};
+	if (!run_until(no_pending, &both, 10000))
+		fail_msg("record still pending retransmission after 10 s");
+	assert_true(node2_suspected(NULL));
+	/* back: node 2 refutes, the others see it alive again and sync with it */
+	assert_int_equal(gossip_keyring_install(kr, cluster_key, NULL), 0);
+	assert_int_equal(gossip_keyring_use(kr, old_id), 0);
+	ra.node = 2;
+	if (!run_until(has_record, &ra, 3000))
+		fail_msg("record not at node 2 within 3 s of the heal (state at node 0: %s)",
+			 gossip_state_name(gossip_member_get(gossip_transport_core(nodes[0].t),
+							     nodes[2].id)->state));
+	struct gossip_transport_stats st;
+
+	gossip_transport_stats(nodes[2].t, &st);
+	assert_true(st.sync_applied >= 1);
 }
 
 static bool dead_seen(void *p)
@@ -687,6 +804,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_converge_and_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key_rejected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_antientropy_heals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_antientropy_summary, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_heal_sync_after_suspicion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_detected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_accepted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_and_caps, setup, teardown),
