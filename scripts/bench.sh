@@ -18,8 +18,9 @@ run() {
 for b in $which; do
 	case $b in
 	store) run store "$build/tests/bench/bench_store" ;;
-	gossip_sim) run gossip_sim "$build/tests/bench/bench_gossip_sim" 128 500 1000 ;;
-	gossip) run gossip bash "$here/tests/bench/gossip.sh" -b "$build" -n "16 64 128" ;;
+	# SIM_SIZES: the default table goes to N = 10,000 (~4 min, ~10 GiB of RAM)
+	gossip_sim) run gossip_sim "$build/tests/bench/bench_gossip_sim" ${SIM_SIZES:-} ;;
+	gossip) run gossip bash "$here/tests/bench/gossip.sh" -b "$build" -n "16 64 128" --stop-phase ;;
 	rollback) [ -f "$here/tests/bench/rollback.sh" ] && run rollback bash "$here/tests/bench/rollback.sh" "$build" ;;
 	p2p) [ -f "$here/tests/bench/p2p.sh" ] && run p2p bash "$here/tests/bench/p2p.sh" "$build" ;;
 	*) echo "unknown benchmark '$b'" >&2; status=2 ;;
