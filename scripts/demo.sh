@@ -143,6 +143,11 @@ printf '$ agentctl deploy web %.12s --reason "new feature"\n' "$v2"
 ctl 1 deploy web "$v2" --reason "new feature"
 wait_for 25 "the rollback to v1 on every node" running_everywhere 3
 echo "every node runs rev 3 (web v1 again) [$(elapsed) s]"
+# then healthy again, as every node sees it (health records are gossiped)
+cluster_healthy() { ctl 4 status | grep -q "^web  *3  *3  *3  *healthy  *$N/$N"; }
+wait_for 15 "v1 healthy again everywhere" healthy_everywhere 3 &&
+	wait_for 5 "n4 to see every node healthy" cluster_healthy &&
+	echo "web v1 healthy again on all $N nodes [$(elapsed) s]"
 
 step "timeline (events of every node, merged)"
 for i in $(seq 1 "$N"); do
