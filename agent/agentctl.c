@@ -6,24 +6,18 @@
  * 3 timed out, 4 agent unreachable.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent/brain.h"
 #include "agent/config.h"
+#include "agent/cli.h"
 #include "agent/ctl_proto.h"
-
-enum { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_TIMEOUT = 3, EXIT_UNREACHABLE = 4 };
 
 #define DEFAULT_TIMEOUT_MS 60000
 
@@ -73,16 +67,6 @@ static const char usage_text[] =
 	"Exit status: 0 done, 1 failed (the agent reported an error, or the command is not\n"
 	"available), 2 usage error, 3 timed out, 4 agent unreachable.\n";
 
-struct ctl {
-	const char *socket;
-	bool json;
-	uint64_t timeout_ms;
-	uint64_t deadline_ms;	/* monotonic */
-	int fd;
-	uint8_t *resp_buf;
-	struct ctl_response resp;
-	bool have_resp;
-};
 
 static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die_usage(const char *fmt, ...)
@@ -94,187 +78,6 @@ static void die_usage(const char *fmt, ...)
 	va_end(ap);
 	fputs("\nTry 'agentctl --help'.\n", stderr);
 	exit(EXIT_USAGE);
-}
-
-static void errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void errf(const char *fmt, ...)
-{
-	va_list ap;
-	fputs("agentctl: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* ---- Transport ------------------------------------------------------------------------------ */
-
-/* Wait for @events until the deadline. 0 ready, -ETIMEDOUT, -errno. */
-static int wait_fd(struct ctl *c, short events)
-{
-	for (;;) {
-		uint64_t now = mono_ms();
-		if (now >= c->deadline_ms)
-			return -ETIMEDOUT;
-		uint64_t left = c->deadline_ms - now;
-		struct pollfd p = {.fd = c->fd, .events = events};
-		int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -ETIMEDOUT;
-		return 0;
-	}
-}
-
-static int ctl_connect(struct ctl *c)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(c->socket) >= sizeof sa.sun_path) {
-		errf("socket path too long: %s", c->socket);
-		return EXIT_USAGE;
-	}
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->socket);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (c->fd < 0) {
-		errf("socket: %s", strerror(errno));
-		return EXIT_FAILED;
-	}
-	if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		int e = errno;
-		if (e == EAGAIN || e == EINPROGRESS) {
-			/* Listener's backlog full: the agent lives but is swamped. */
-			errf("agent at %s is not accepting connections (backlog full)", c->socket);
-			return EXIT_UNREACHABLE;
-		}
-		errf("cannot reach the agent at %s: %s%s", c->socket, strerror(e),
-		     e == ENOENT || e == ECONNREFUSED ? " (is agentd running?)"
-		     : e == EACCES ? " (are you in the socket's group?)" : "");
-		return EXIT_UNREACHABLE;
-	}
-	return EXIT_DONE;
-}
-
-static int send_all(struct ctl *c, const uint8_t *buf, size_t len)
-{
-	while (len) {
-		ssize_t w = send(c->fd, buf, len, MSG_NOSIGNAL);
-		if (w > 0) {
-			buf += w;
-			len -= (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int r = wait_fd(c, POLLOUT);
-			if (r < 0)
-				return r;
-			continue;
-		}
-		return w < 0 ? -errno : -EPIPE;
-	}
-	return 0;
-}
-
-static int recv_all(struct ctl *c, uint8_t *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = recv(c->fd, buf, len, 0);
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n == 0)
-			return -ECONNRESET;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			int r = wait_fd(c, POLLIN);
-			if (r < 0)
-				return r;
-			continue;
-		}
-		return -errno;
-	}
-	return 0;
-}
-
-static int transport_error(struct ctl *c, int r, const char *what)
-{
-	if (r == -ETIMEDOUT) {
-		errf("timed out after %llu ms waiting for the agent (use --timeout to wait longer)",
-		     (unsigned long long)c->timeout_ms);
-		return EXIT_TIMEOUT;
-	}
-	errf("%s: %s", what, r == -ECONNRESET ? "the agent closed the connection" : strerror(-r));
-	return EXIT_FAILED;
-}
-
-/*
- * Send the request in @e, read one response into c->resp. Returns an exit code: EXIT_DONE
- * when a well-formed response arrived (ok or not).
- */
-static int roundtrip(struct ctl *c, struct ctl_enc *e)
-{
-	const uint8_t *buf;
-	size_t len;
-	uint8_t hdr[CTL_FRAME_HDR];
-	uint32_t plen = 0;
-	int r = ctl_enc_finish(e, &buf, &len);
-	if (r < 0) {
-		errf("cannot encode the request: %s", strerror(-r));
-		return EXIT_FAILED;
-	}
-	c->deadline_ms = mono_ms() + c->timeout_ms;
-	int x = ctl_connect(c);
-	if (x != EXIT_DONE)
-		return x;
-	r = send_all(c, buf, len);
-	if (r < 0)
-		return transport_error(c, r, "sending the request");
-	r = recv_all(c, hdr, sizeof hdr);
-	if (r < 0)
-		return transport_error(c, r, "reading the response");
-	r = ctl_frame_peek(hdr, sizeof hdr, CTL_FRAME_MAX_LIMIT, &plen);
-	if (r != 1) {
-		errf("the agent sent a malformed response (frame length %u)", plen);
-		return EXIT_FAILED;
-	}
-	c->resp_buf = malloc(plen);
-	if (!c->resp_buf) {
-		errf("out of memory");
-		return EXIT_FAILED;
-	}
-	r = recv_all(c, c->resp_buf, plen);
-	if (r < 0)
-		return transport_error(c, r, "reading the response");
-	r = ctl_response_decode(c->resp_buf, plen, &c->resp);
-	if (r < 0) {
-		errf("the agent sent a malformed response");
-		return EXIT_FAILED;
-	}
-	c->have_resp = true;
-	return EXIT_DONE;
-}
-
-static void ctl_cleanup(struct ctl *c)
-{
-	if (c->have_resp)
-		ctl_response_release(&c->resp);
-	free(c->resp_buf);
-	if (c->fd >= 0)
-		close(c->fd);
 }
 
 /* ---- Printing ------------------------------------------------------------------------------- */
@@ -361,7 +164,7 @@ static void table_row(struct table *t, const char *const *cols)
 		size_t ncap = t->cap ? t->cap * 2 : 16;
 		char **n = realloc(t->cells, ncap * t->ncols * sizeof *n);
 		if (!n) {
-			errf("out of memory");
+			cli_errf("out of memory");
 			exit(EXIT_FAILED);
 		}
 		t->cells = n;
@@ -370,7 +173,7 @@ static void table_row(struct table *t, const char *const *cols)
 	for (size_t i = 0; i < t->ncols; i++) {
 		char *s = strdup(cols[i] ? cols[i] : "-");
 		if (!s) {
-			errf("out of memory");
+			cli_errf("out of memory");
 			exit(EXIT_FAILED);
 		}
 		t->cells[t->nrows * t->ncols + i] = s;
@@ -410,7 +213,7 @@ static void table_print(struct table *t)
 }
 
 /* Print the outcome of a round trip; @human prints a successful result for people. */
-static int finish(struct ctl *c, int x, void (*human)(struct ctl *c, const msgpack_object *r))
+static int finish(struct cli *c, int x, void (*human)(struct cli *c, const msgpack_object *r))
 {
 	if (x != EXIT_DONE)
 		return x;
@@ -432,7 +235,7 @@ static int finish(struct ctl *c, int x, void (*human)(struct ctl *c, const msgpa
 			unsigned char ch = (unsigned char)c->resp.message[i];
 			msg[i] = ch && (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
 		}
-		errf("%s (%s)", msg[0] ? msg : "failed", c->resp.error);
+		cli_errf("%s (%s)", msg[0] ? msg : "failed", c->resp.error);
 		return EXIT_FAILED;
 	}
 	if (c->json) {
@@ -442,7 +245,7 @@ static int finish(struct ctl *c, int x, void (*human)(struct ctl *c, const msgpa
 		human(c, c->resp.result);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		errf("writing the output failed");
+		cli_errf("writing the output failed");
 		return EXIT_FAILED;
 	}
 	return EXIT_DONE;
@@ -450,7 +253,7 @@ static int finish(struct ctl *c, int x, void (*human)(struct ctl *c, const msgpa
 
 /* ---- Commands ------------------------------------------------------------------------------- */
 
-static void print_ping(struct ctl *c, const msgpack_object *r)
+static void print_ping(struct cli *c, const msgpack_object *r)
 {
 	puts("pong");
 }
@@ -489,7 +292,7 @@ static void print_gossip_status(const msgpack_object *g)
 	printf("\n");
 }
 
-static void print_status(struct ctl *c, const msgpack_object *r)
+static void print_status(struct cli *c, const msgpack_object *r)
 {
 	char b1[256], b2[256], b3[64], b4[64], b5[64];
 	const msgpack_object *st = ctl_map_get(r, "store");
@@ -518,7 +321,7 @@ static void print_status(struct ctl *c, const msgpack_object *r)
 	print_gossip_status(ctl_map_get(r, "gossip"));
 }
 
-static void print_import(struct ctl *c, const msgpack_object *r)
+static void print_import(struct cli *c, const msgpack_object *r)
 {
 	char id[80], svc[80], ver[160], sz[32];
 	fmt_size(ufield(r, "size"), sz, sizeof sz);
@@ -529,7 +332,7 @@ static void print_import(struct ctl *c, const msgpack_object *r)
 		(unsigned long long)ufield(r, "files"), sz);
 }
 
-static void print_list(struct ctl *c, const msgpack_object *r)
+static void print_list(struct cli *c, const msgpack_object *r)
 {
 	struct table t = {.ncols = 9};
 	if (r->type != MSGPACK_OBJECT_ARRAY)
@@ -565,7 +368,7 @@ static void print_list(struct ctl *c, const msgpack_object *r)
 	table_print(&t);
 }
 
-static void print_show(struct ctl *c, const msgpack_object *r)
+static void print_show(struct cli *c, const msgpack_object *r)
 {
 	char b[1024], sz[32], at[32];
 	const msgpack_object *ex = ctl_map_get(r, "exec"), *sd = ctl_map_get(r, "systemd"),
@@ -637,7 +440,7 @@ static void print_show(struct ctl *c, const msgpack_object *r)
 
 static const char *history_service;
 
-static void print_history(struct ctl *c, const msgpack_object *r)
+static void print_history(struct cli *c, const msgpack_object *r)
 {
 	struct table t = {.ncols = 6};
 	if (r->type != MSGPACK_OBJECT_ARRAY)
@@ -695,7 +498,7 @@ static const struct option global_opts[] = {
 	{NULL, 0, NULL, 0},
 };
 
-static void global_opt(struct ctl *c, int o)
+static void global_opt(struct cli *c, int o)
 {
 	switch (o) {
 	case 's':
@@ -723,7 +526,7 @@ static void global_opt(struct ctl *c, int o)
  * Parse a command's own options (plus the global ones, allowed after the command too) and
  * its positional arguments into @pos (at most @maxpos; their count is returned).
  */
-static int sub_args(struct ctl *c, int argc, char **argv, const struct option *extra,
+static int sub_args(struct cli *c, int argc, char **argv, const struct option *extra,
 		    void (*on_opt)(int o, const char *arg, void *ud), void *ud, char **pos,
 		    int maxpos, const char *what)
 {
@@ -770,7 +573,7 @@ static void import_opt(int o, const char *arg, void *ud)
 		io->path = arg;
 }
 
-static int cmd_import(struct ctl *c, int argc, char **argv)
+static int cmd_import(struct cli *c, int argc, char **argv)
 {
 	static const struct option extra[] = {
 		{"git", required_argument, NULL, OPT_GIT},
@@ -803,7 +606,7 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 	if (io.git) {
 		abs = absolute(io.git);
 		if (!abs) {
-			errf("%s: %s", io.git, strerror(errno));
+			cli_errf("%s: %s", io.git, strerror(errno));
 			ctl_enc_release(&e);
 			return EXIT_FAILED;
 		}
@@ -820,7 +623,7 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 	} else {
 		abs = absolute(pos[0]);
 		if (!abs) {
-			errf("%s: %s", pos[0], strerror(errno));
+			cli_errf("%s: %s", pos[0], strerror(errno));
 			ctl_enc_release(&e);
 			return EXIT_FAILED;
 		}
@@ -829,7 +632,7 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 		ctl_enc_str(&e, "dir");
 		ctl_enc_str(&e, abs);
 	}
-	x = finish(c, roundtrip(c, &e), print_import);
+	x = finish(c, cli_call(c, &e, c->timeout_ms), print_import);
 	free(abs);
 	ctl_enc_release(&e);
 	return x;
@@ -850,7 +653,7 @@ static void fetch_opt(int o, const char *arg, void *ud)
 	fo->from[fo->n++] = arg;
 }
 
-static void print_fetch(struct ctl *c, const msgpack_object *r)
+static void print_fetch(struct cli *c, const msgpack_object *r)
 {
 	char id[80];
 	(void)c;
@@ -858,7 +661,7 @@ static void print_fetch(struct ctl *c, const msgpack_object *r)
 }
 
 /* artifact.fetch starts (or joins) the transfer and reports its state: poll until done. */
-static int cmd_fetch(struct ctl *c, int argc, char **argv)
+static int cmd_fetch(struct cli *c, int argc, char **argv)
 {
 	static const struct option extra[] = {
 		{"from", required_argument, NULL, OPT_FROM},
@@ -868,42 +671,16 @@ static int cmd_fetch(struct ctl *c, int argc, char **argv)
 	char *pos[1];
 	if (sub_args(c, argc, argv, extra, fetch_opt, &fo, pos, 1, "artifact fetch") != 1)
 		die_usage("artifact fetch: ID is required");
-	uint64_t until = mono_ms() + c->timeout_ms;
-	for (;;) {
-		struct ctl_enc e;
-		ctl_enc_init(&e);
-		ctl_enc_request(&e, "artifact.fetch", true);
-		ctl_enc_map(&e, fo.n ? 2 : 1);
-		ctl_enc_str(&e, "id");
-		ctl_enc_str(&e, pos[0]);
-		if (fo.n) {
-			ctl_enc_str(&e, "from");
-			ctl_enc_array(&e, (uint32_t)fo.n);
-			for (int i = 0; i < fo.n; i++)
-				ctl_enc_str(&e, fo.from[i]);
-		}
-		int x = roundtrip(c, &e);
-		ctl_enc_release(&e);
-		if (x != EXIT_DONE || !c->resp.ok)
-			return finish(c, x, NULL);
-		const msgpack_object *st = ctl_map_get(c->resp.result, "state");
-		if (!st || !ctl_obj_streq(st, "fetching"))
-			return finish(c, x, print_fetch);
-		if (mono_ms() >= until) {
-			errf("artifact fetch: still in progress after the timeout");
-			return EXIT_FAILED;
-		}
-		/* next poll on a fresh connection */
-		ctl_cleanup(c);
-		c->have_resp = false;
-		c->resp_buf = NULL;
-		c->fd = -1;
-		usleep(100 * 1000);
+	int x = cli_fetch(c, pos[0], fo.from, (size_t)fo.n);
+	if (x == EXIT_DONE && cli_fetching(c)) {
+		cli_errf("artifact fetch: still in progress after the timeout");
+		return EXIT_FAILED;
 	}
+	return finish(c, x, print_fetch);
 }
 
-static int simple(struct ctl *c, const char *op, const char *key, const char *val,
-		  void (*human)(struct ctl *c, const msgpack_object *r))
+static int simple(struct cli *c, const char *op, const char *key, const char *val,
+		  void (*human)(struct cli *c, const msgpack_object *r))
 {
 	struct ctl_enc e;
 	ctl_enc_init(&e);
@@ -913,12 +690,12 @@ static int simple(struct ctl *c, const char *op, const char *key, const char *va
 		ctl_enc_str(&e, key);
 		ctl_enc_str(&e, val);
 	}
-	int x = finish(c, roundtrip(c, &e), human);
+	int x = finish(c, cli_call(c, &e, c->timeout_ms), human);
 	ctl_enc_release(&e);
 	return x;
 }
 
-static void print_members(struct ctl *c, const msgpack_object *r)
+static void print_members(struct cli *c, const msgpack_object *r)
 {
 	struct table t = {.ncols = 6};
 	if (r->type != MSGPACK_OBJECT_ARRAY)
@@ -963,7 +740,7 @@ static void print_members(struct ctl *c, const msgpack_object *r)
 	table_print(&t);
 }
 
-static void print_keyring(struct ctl *c, const msgpack_object *r)
+static void print_keyring(struct cli *c, const msgpack_object *r)
 {
 	char b[64], path[1024];
 	const msgpack_object *k = ctl_map_get(r, "keys");
@@ -976,19 +753,19 @@ static void print_keyring(struct ctl *c, const msgpack_object *r)
 		       bfield(&k->via.array.ptr[i], "primary") ? "  (primary)" : "");
 }
 
-static void print_leave(struct ctl *c, const msgpack_object *r)
+static void print_leave(struct cli *c, const msgpack_object *r)
 {
 	fprintf(stderr, "leaving the cluster; the agent exits in about %llu ms\n",
 		(unsigned long long)ufield(r, "drain_ms"));
 }
 
-static void print_join(struct ctl *c, const msgpack_object *r)
+static void print_join(struct cli *c, const msgpack_object *r)
 {
 	fprintf(stderr, "contacted %llu address(es); see agentctl members\n",
 		(unsigned long long)ufield(r, "contacted"));
 }
 
-static int cmd_join(struct ctl *c, int argc, char **argv)
+static int cmd_join(struct cli *c, int argc, char **argv)
 {
 	char *pos[16];
 	int np = sub_args(c, argc, argv, NULL, NULL, NULL, pos, 16, "join");
@@ -1002,7 +779,7 @@ static int cmd_join(struct ctl *c, int argc, char **argv)
 	ctl_enc_array(&e, (uint32_t)np);
 	for (int i = 0; i < np; i++)
 		ctl_enc_str(&e, pos[i]);
-	int x = finish(c, roundtrip(c, &e), print_join);
+	int x = finish(c, cli_call(c, &e, c->timeout_ms), print_join);
 	ctl_enc_release(&e);
 	return x;
 }
@@ -1037,7 +814,7 @@ static int read_key_file(const char *path, char *ret, size_t cap)
 	return r;
 }
 
-static int cmd_keyring(struct ctl *c, int argc, char **argv)
+static int cmd_keyring(struct cli *c, int argc, char **argv)
 {
 	char *pos[2];
 	if (argc < 2)
@@ -1053,8 +830,8 @@ static int cmd_keyring(struct ctl *c, int argc, char **argv)
 			die_usage("keyring install: KEYFILE is required");
 		int r = read_key_file(pos[0], key, sizeof key);
 		if (r < 0) {
-			errf("%s: %s", pos[0], r == -ENOENT ? "no key in the file" :
-			     r == -EINVAL ? "not a key file" : strerror(-r));
+			cli_errf("%s: %s", pos[0], r == -ENOENT ? "no key in the file" :
+			         r == -EINVAL ? "not a key file" : strerror(-r));
 			return EXIT_FAILED;
 		}
 		int x = simple(c, "keyring.install", "key", key, print_keyring);
@@ -1078,7 +855,8 @@ static const char *const later_commands[] = {
 
 int main(int argc, char **argv)
 {
-	struct ctl c = {.fd = -1, .timeout_ms = DEFAULT_TIMEOUT_MS};
+	struct cli c;
+	cli_init(&c, NULL, false, DEFAULT_TIMEOUT_MS);
 	const char *env = getenv("SHOAL_SOCKET");
 	c.socket = env && *env ? env : AGENT_DEFAULT_SOCKET;
 	char *pos[2];
@@ -1105,7 +883,7 @@ int main(int argc, char **argv)
 	x = EXIT_USAGE;
 	for (size_t i = 0; i < sizeof later_commands / sizeof later_commands[0]; i++)
 		if (strcmp(cmd, later_commands[i]) == 0) {
-			errf("'%s' is not available in this version", cmd);
+			cli_errf("'%s' is not available in this version", cmd);
 			return EXIT_FAILED;
 		}
 	if (strcmp(cmd, "status") == 0) {
@@ -1155,6 +933,6 @@ int main(int argc, char **argv)
 	} else {
 		die_usage("unknown command '%s'", cmd);
 	}
-	ctl_cleanup(&c);
+	cli_release(&c);
 	return x;
 }

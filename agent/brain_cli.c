@@ -3,186 +3,40 @@
  * deploy, rollback, votes, services, events, history, and the services part of status.
  *
  * Kept apart from agentctl.c so that the brain's commands and the ops they call change
- * together; agentctl.c hands these commands over with brain_cli_main(). Blocking client code:
- * one request per connection with poll() deadlines; `--wait` and `events --follow` poll the
- * agent (the agent never pushes, so a slow client can never hold it up).
+ * together; agentctl.c hands these commands over with brain_cli_main(). Requests go through
+ * agent/cli.h, one per connection; `--wait` and `events --follow` poll the agent (the agent
+ * never pushes, so a slow client can never hold it up).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "agent/brain.h"
+#include "agent/cli.h"
 #include "agent/ctl_proto.h"
 
-enum { X_DONE = 0, X_FAILED = 1, X_USAGE = 2, X_TIMEOUT = 3, X_UNREACHABLE = 4 };
-
-struct bc {
-	const char *socket;
-	bool json;
-	uint64_t timeout_ms;
-	uint8_t *buf;
-	struct ctl_response resp;
-	bool have;
-};
-
-static void errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void errf(const char *fmt, ...)
+/* One request: each call (also each poll of --wait and --follow) bounded by 10 s, or by
+ * --timeout when that is shorter. */
+static int bc_call(struct cli *c, struct ctl_enc *e)
 {
-	va_list ap;
-	fputs("agentctl: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
+	return cli_call(c, e, c->timeout_ms < 10000 ? c->timeout_ms : 10000);
 }
 
-static uint64_t mono_ms(void)
+/* After bc_call: EXIT_DONE if ok; prints the agent's error (JSON too) and EXIT_FAILED otherwise. */
+static int bc_check(struct cli *c, int x)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
-static void bc_reset(struct bc *c)
-{
-	if (c->have)
-		ctl_response_release(&c->resp);
-	c->have = false;
-	free(c->buf);
-	c->buf = NULL;
-}
-
-static int io_wait(int fd, short ev, uint64_t deadline)
-{
-	for (;;) {
-		uint64_t now = mono_ms();
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		struct pollfd p = {.fd = fd, .events = ev};
-		int r = poll(&p, 1, (int)(deadline - now));
-		if (r > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
-/* One request (@e holds it) and its response into c->resp. Returns an exit code. */
-static int bc_call(struct bc *c, struct ctl_enc *e)
-{
-	const uint8_t *buf;
-	size_t len, off = 0;
-	uint8_t hdr[CTL_FRAME_HDR];
-	uint32_t plen = 0;
-	uint64_t deadline = mono_ms() + (c->timeout_ms < 10000 ? c->timeout_ms : 10000);
-	int fd = -1, x = X_FAILED, r;
-
-	bc_reset(c);
-	if (ctl_enc_finish(e, &buf, &len) < 0) {
-		errf("cannot encode the request");
-		return X_FAILED;
-	}
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(c->socket) >= sizeof sa.sun_path) {
-		errf("socket path too long");
-		return X_USAGE;
-	}
-	strcpy(sa.sun_path, c->socket);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		errf("cannot reach the agent at %s: %s", c->socket, strerror(errno));
-		x = X_UNREACHABLE;
-		goto out;
-	}
-	while (off < len) {
-		if ((r = io_wait(fd, POLLOUT, deadline)) < 0)
-			goto io;
-		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-		if (n < 0 && errno != EINTR && errno != EAGAIN) {
-			r = -errno;
-			goto io;
-		}
-		if (n > 0)
-			off += (size_t)n;
-	}
-	for (int part = 0; part < 2; part++) {
-		uint8_t *dst = part ? c->buf : hdr;
-		size_t want = part ? plen : sizeof hdr;
-		off = 0;
-		while (off < want) {
-			if ((r = io_wait(fd, POLLIN, deadline)) < 0)
-				goto io;
-			ssize_t n = recv(fd, dst + off, want - off, 0);
-			if (n == 0) {
-				r = -ECONNRESET;
-				goto io;
-			}
-			if (n < 0 && errno != EINTR && errno != EAGAIN) {
-				r = -errno;
-				goto io;
-			}
-			if (n > 0)
-				off += (size_t)n;
-		}
-		if (!part) {
-			if (ctl_frame_peek(hdr, sizeof hdr, CTL_FRAME_MAX_LIMIT, &plen) != 1) {
-				errf("the agent sent a malformed response");
-				goto out;
-			}
-			c->buf = malloc(plen);
-			if (!c->buf) {
-				errf("out of memory");
-				goto out;
-			}
-		}
-	}
-	if (ctl_response_decode(c->buf, plen, &c->resp) < 0) {
-		errf("the agent sent a malformed response");
-		goto out;
-	}
-	c->have = true;
-	x = X_DONE;
-	goto out;
-io:
-	if (r == -ETIMEDOUT) {
-		errf("timed out waiting for the agent");
-		x = X_TIMEOUT;
-	} else {
-		errf("talking to the agent: %s", strerror(-r));
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	return x;
-}
-
-/* After bc_call: X_DONE if ok; prints the agent's error (JSON too) and X_FAILED otherwise. */
-static int bc_check(struct bc *c, int x)
-{
-	if (x != X_DONE)
+	if (x != EXIT_DONE)
 		return x;
 	if (c->resp.ok)
-		return X_DONE;
+		return EXIT_DONE;
 	if (c->json)
 		printf("{\"ok\":false,\"error\":\"%s\"}\n", c->resp.error);
-	errf("%s (%s)", c->resp.message[0] ? c->resp.message : "failed", c->resp.error);
-	return X_FAILED;
+	cli_errf("%s (%s)", c->resp.message[0] ? c->resp.message : "failed", c->resp.error);
+	return EXIT_FAILED;
 }
 
 static const msgpack_object *get(const msgpack_object *m, const char *k)
@@ -218,7 +72,7 @@ static const char *s(const msgpack_object *m, const char *k, char *buf, size_t c
 	return buf;
 }
 
-static void print_json(struct bc *c)
+static void print_json(struct cli *c)
 {
 	ctl_json_write(stdout, c->resp.result, 2);
 	fputc('\n', stdout);
@@ -254,7 +108,7 @@ struct args {
 	int npos;
 };
 
-static int parse(struct bc *c, int argc, char **argv, const char *what, int maxpos,
+static int parse(struct cli *c, int argc, char **argv, const char *what, int maxpos,
 		 struct args *a)
 {
 	static const struct option opts[] = {
@@ -291,7 +145,7 @@ static int parse(struct bc *c, int argc, char **argv, const char *what, int maxp
 		case O_SOCKET: c->socket = optarg; break;
 		case O_TIMEOUT:
 			if (ctl_parse_duration_ms(optarg, &c->timeout_ms) < 0 || !c->timeout_ms) {
-				errf("%s: invalid --timeout '%s'", what, optarg);
+				cli_errf("%s: invalid --timeout '%s'", what, optarg);
 				return -1;
 			}
 			break;
@@ -301,23 +155,23 @@ static int parse(struct bc *c, int argc, char **argv, const char *what, int maxp
 			errno = 0;
 			unsigned long long v = strtoull(optarg, &end, 10);
 			if (errno || *end || optarg[0] < '0' || optarg[0] > '9') {
-				errf("%s: '%s' is not a number", what, optarg);
+				cli_errf("%s: '%s' is not a number", what, optarg);
 				return -1;
 			}
 			*(o == O_TO ? &a->to : o == O_SINCE ? &a->since : &a->rev) = v;
 			break;
 		}
 		case ':':
-			errf("%s: option '%s' needs a value", what, argv[optind - 1]);
+			cli_errf("%s: option '%s' needs a value", what, argv[optind - 1]);
 			return -1;
 		default:
-			errf("%s: unknown option '%s'", what, argv[optind - 1]);
+			cli_errf("%s: unknown option '%s'", what, argv[optind - 1]);
 			return -1;
 		}
 	}
 	a->npos = argc - optind;
 	if (a->npos > maxpos) {
-		errf("%s: unexpected argument '%s'", what, argv[optind + maxpos]);
+		cli_errf("%s: unexpected argument '%s'", what, argv[optind + maxpos]);
 		return -1;
 	}
 	for (int i = 0; i < a->npos; i++)
@@ -327,7 +181,7 @@ static int parse(struct bc *c, int argc, char **argv, const char *what, int maxp
 
 /* ---- Commands -------------------------------------------------------------------------------- */
 
-static int services_of(struct bc *c, const char *service, const msgpack_object **ret)
+static int services_of(struct cli *c, const char *service, const msgpack_object **ret)
 {
 	struct ctl_enc e;
 	ctl_enc_init(&e);
@@ -344,7 +198,7 @@ static int services_of(struct bc *c, const char *service, const msgpack_object *
 			if (o && ctl_obj_streq(o, service))
 				*ret = &r->via.array.ptr[i];
 		}
-	return X_DONE;
+	return EXIT_DONE;
 }
 
 /*
@@ -367,7 +221,7 @@ static void enc_change(struct ctl_enc *e, const char *op, const struct args *a,
 		ctl_kv_str(e, "reason", a->reason);
 }
 
-static int deploy_call(struct bc *c, const struct args *a)
+static int deploy_call(struct cli *c, const struct args *a)
 {
 	struct ctl_enc e;
 
@@ -384,52 +238,30 @@ static bool full_id(const char *id)
 	return strlen(id) == 64 && strspn(id, "0123456789abcdef") == 64;
 }
 
-/* artifact.fetch @id from every live peer, polled until it is present or failed (up to the
- * timeout). @return X_DONE with c->resp the last answer (not ok: the fetch failed), or X_*. */
-static int fetch_wait(struct bc *c, const char *id)
-{
-	uint64_t deadline = mono_ms() + c->timeout_ms;
-
-	for (;;) {
-		struct ctl_enc e;
-		char st[16];
-
-		ctl_enc_init(&e);
-		ctl_enc_request(&e, "artifact.fetch", true);
-		ctl_enc_map(&e, 1);
-		ctl_kv_str(&e, "id", id);
-		int x = bc_call(c, &e);
-		ctl_enc_release(&e);
-		if (x != X_DONE || !c->resp.ok ||
-		    strcmp(s(c->resp.result, "state", st, sizeof st), "fetching") != 0)
-			return x;
-		if (mono_ms() >= deadline) {
-			errf("artifact %.12s: still fetching after %" PRIu64 " ms", id, c->timeout_ms);
-			return X_TIMEOUT;
-		}
-		sleep_ms(100);
-	}
-}
-
-static int cmd_deploy(struct bc *c, int argc, char **argv)
+static int cmd_deploy(struct cli *c, int argc, char **argv)
 {
 	struct args a;
 	if (parse(c, argc, argv, "deploy", 2, &a) < 0)
-		return X_USAGE;
+		return EXIT_USAGE;
 	if (a.npos != 2) {
-		errf("deploy: SERVICE and ARTIFACT are required");
-		return X_USAGE;
+		cli_errf("deploy: SERVICE and ARTIFACT are required");
+		return EXIT_USAGE;
 	}
 	int x = deploy_call(c, &a);
-	if (x == X_DONE && !c->resp.ok && strcmp(c->resp.error, "not_found") == 0 &&
+	if (x == EXIT_DONE && !c->resp.ok && strcmp(c->resp.error, "not_found") == 0 &&
 	    full_id(a.pos[1])) {
 		/* The node lacks the artifact; a full id names it without doubt: fetch it from the
 		 * peers that hold it, then deploy (a prefix could match another artifact). */
 		if (!c->json)
 			fprintf(stderr, "%s: artifact %.12s is not on this node; fetching it from "
 				"peers\n", a.pos[0], a.pos[1]);
-		x = fetch_wait(c, a.pos[1]);
-		if (x == X_DONE && c->resp.ok)
+		x = cli_fetch(c, a.pos[1], NULL, 0);
+		if (x == EXIT_DONE && cli_fetching(c)) {
+			cli_errf("artifact %.12s: still fetching after %" PRIu64 " ms", a.pos[1],
+				 c->timeout_ms);
+			return EXIT_TIMEOUT;
+		}
+		if (x == EXIT_DONE && c->resp.ok)
 			x = deploy_call(c, &a);
 	}
 	x = bc_check(c, x);
@@ -444,9 +276,9 @@ static int cmd_deploy(struct bc *c, int argc, char **argv)
 		       s(c->resp.result, "version", ver, sizeof ver));
 	}
 	if (!a.wait)
-		return X_DONE;
-	uint64_t deadline = mono_ms() + c->timeout_ms;
-	while (mono_ms() < deadline) {
+		return EXIT_DONE;
+	uint64_t deadline = cli_now_ms() + c->timeout_ms;
+	while (cli_now_ms() < deadline) {
 		const msgpack_object *sv;
 		x = services_of(c, a.pos[0], &sv);
 		if (x)
@@ -454,21 +286,21 @@ static int cmd_deploy(struct bc *c, int argc, char **argv)
 		if (sv && u(sv, "running_rev") == rev && !bo(sv, "swapping")) {
 			if (!c->json)
 				printf("%s: this node runs rev %" PRIu64 "\n", a.pos[0], rev);
-			return X_DONE;
+			return EXIT_DONE;
 		}
 		if (sv && u(sv, "desired_rev") > rev) {
-			errf("%s: rev %" PRIu64 " was superseded by rev %" PRIu64, a.pos[0], rev,
-			     u(sv, "desired_rev"));
-			return X_FAILED;
+			cli_errf("%s: rev %" PRIu64 " was superseded by rev %" PRIu64, a.pos[0],
+			         rev, u(sv, "desired_rev"));
+			return EXIT_FAILED;
 		}
-		sleep_ms(100);
+		cli_sleep_ms(100);
 	}
-	errf("%s: rev %" PRIu64 " not running here after %" PRIu64 " ms", a.pos[0], rev,
-	     c->timeout_ms);
-	return X_TIMEOUT;
+	cli_errf("%s: rev %" PRIu64 " not running here after %" PRIu64 " ms", a.pos[0], rev,
+	         c->timeout_ms);
+	return EXIT_TIMEOUT;
 }
 
-static int votes_call(struct bc *c, const char *service, uint64_t rev)
+static int votes_call(struct cli *c, const char *service, uint64_t rev)
 {
 	struct ctl_enc e;
 	ctl_enc_init(&e);
@@ -485,15 +317,15 @@ static int votes_call(struct bc *c, const char *service, uint64_t rev)
 	return x;
 }
 
-static int cmd_rollback(struct bc *c, int argc, char **argv)
+static int cmd_rollback(struct cli *c, int argc, char **argv)
 {
 	struct args a;
 	struct ctl_enc e;
 	if (parse(c, argc, argv, "rollback", 1, &a) < 0)
-		return X_USAGE;
+		return EXIT_USAGE;
 	if (a.npos != 1) {
-		errf("rollback: SERVICE is required");
-		return X_USAGE;
+		cli_errf("rollback: SERVICE is required");
+		return EXIT_USAGE;
 	}
 	enc_change(&e, "rollback", &a, NULL, (a.to != 0) + a.local);
 	if (a.to)
@@ -513,8 +345,8 @@ static int cmd_rollback(struct bc *c, int argc, char **argv)
 	else
 		printf("%s: voted to roll back rev %" PRIu64 "\n", a.pos[0], bad);
 	if (!a.wait)
-		return X_DONE;
-	uint64_t deadline = mono_ms() + c->timeout_ms;
+		return EXIT_DONE;
+	uint64_t deadline = cli_now_ms() + c->timeout_ms;
 	for (;;) {
 		if (a.local) {
 			const msgpack_object *sv;
@@ -526,7 +358,7 @@ static int cmd_rollback(struct bc *c, int argc, char **argv)
 				if (!c->json)
 					printf("%s: this node runs rev %" PRIu64 "\n", a.pos[0],
 					       u(sv, "running_rev"));
-				return X_DONE;
+				return EXIT_DONE;
 			}
 		} else {
 			x = votes_call(c, a.pos[0], bad);
@@ -537,31 +369,31 @@ static int cmd_rollback(struct bc *c, int argc, char **argv)
 				if (!c->json)
 					printf("%s: rolled back: this node runs rev %" PRIu64 "\n",
 					       a.pos[0], u(r, "running_rev"));
-				return X_DONE;
+				return EXIT_DONE;
 			}
-			if (mono_ms() >= deadline) {
+			if (cli_now_ms() >= deadline) {
 				printf("%s: no rollback yet: %" PRIu64 " of %" PRIu64
 				       ", quorum %" PRIu64 "\n",
 				       a.pos[0], u(r, "counted"), u(r, "eligible"), u(r, "quorum"));
-				return X_TIMEOUT;
+				return EXIT_TIMEOUT;
 			}
 		}
-		if (mono_ms() >= deadline) {
-			errf("%s: not swapped after %" PRIu64 " ms", a.pos[0], c->timeout_ms);
-			return X_TIMEOUT;
+		if (cli_now_ms() >= deadline) {
+			cli_errf("%s: not swapped after %" PRIu64 " ms", a.pos[0], c->timeout_ms);
+			return EXIT_TIMEOUT;
 		}
-		sleep_ms(100);
+		cli_sleep_ms(100);
 	}
 }
 
-static int cmd_votes(struct bc *c, int argc, char **argv)
+static int cmd_votes(struct cli *c, int argc, char **argv)
 {
 	struct args a;
 	if (parse(c, argc, argv, "votes", 1, &a) < 0)
-		return X_USAGE;
+		return EXIT_USAGE;
 	if (a.npos != 1) {
-		errf("votes: SERVICE is required");
-		return X_USAGE;
+		cli_errf("votes: SERVICE is required");
+		return EXIT_USAGE;
 	}
 	int x = votes_call(c, a.pos[0], a.rev);
 	if (x)
@@ -569,7 +401,7 @@ static int cmd_votes(struct bc *c, int argc, char **argv)
 	const msgpack_object *r = c->resp.result;
 	if (c->json) {
 		print_json(c);
-		return X_DONE;
+		return EXIT_DONE;
 	}
 	printf("%s rev %" PRIu64 ": %" PRIu64 " of %" PRIu64 ", quorum %" PRIu64 "%s\n", a.pos[0],
 	       u(r, "rev"), u(r, "counted"), u(r, "eligible"), u(r, "quorum"),
@@ -588,7 +420,7 @@ static int cmd_votes(struct bc *c, int argc, char **argv)
 			       bo(v, "counted") ? "yes" : "no", when);
 		}
 	}
-	return X_DONE;
+	return EXIT_DONE;
 }
 
 static void print_services(const msgpack_object *r)
@@ -609,12 +441,12 @@ static void print_services(const msgpack_object *r)
 	}
 }
 
-static int cmd_services(struct bc *c, int argc, char **argv)
+static int cmd_services(struct cli *c, int argc, char **argv)
 {
 	struct args a;
 	struct ctl_enc e;
 	if (parse(c, argc, argv, "services", 0, &a) < 0)
-		return X_USAGE;
+		return EXIT_USAGE;
 	ctl_enc_init(&e);
 	ctl_enc_request(&e, "services", false);
 	int x = bc_check(c, bc_call(c, &e));
@@ -625,14 +457,14 @@ static int cmd_services(struct bc *c, int argc, char **argv)
 		print_json(c);
 	else
 		print_services(c->resp.result);
-	return X_DONE;
+	return EXIT_DONE;
 }
 
-static int cmd_events(struct bc *c, int argc, char **argv)
+static int cmd_events(struct cli *c, int argc, char **argv)
 {
 	struct args a;
 	if (parse(c, argc, argv, "events", 0, &a) < 0)
-		return X_USAGE;
+		return EXIT_USAGE;
 	uint64_t since = a.since;
 	for (;;) {
 		struct ctl_enc e;
@@ -668,20 +500,20 @@ static int cmd_events(struct bc *c, int argc, char **argv)
 		fflush(stdout);
 		since = u(r, "next") > since ? u(r, "next") : since;
 		if (!a.follow)
-			return X_DONE;
+			return EXIT_DONE;
 		if (n < 512)
-			sleep_ms(200);
+			cli_sleep_ms(200);
 	}
 }
 
-static int cmd_history(struct bc *c, int argc, char **argv)
+static int cmd_history(struct cli *c, int argc, char **argv)
 {
 	struct args a;
 	struct ctl_enc e;
 	if (parse(c, argc, argv, "history", 1, &a) < 0 || a.npos != 1) {
 		if (a.npos != 1)
-			errf("history: SERVICE is required");
-		return X_USAGE;
+			cli_errf("history: SERVICE is required");
+		return EXIT_USAGE;
 	}
 	ctl_enc_init(&e);
 	ctl_enc_request(&e, "brain.history", true);
@@ -695,11 +527,11 @@ static int cmd_history(struct bc *c, int argc, char **argv)
 	const msgpack_object *r = c->resp.result;
 	if (c->json) {
 		print_json(c);
-		return X_DONE;
+		return EXIT_DONE;
 	}
 	if (r->type != MSGPACK_OBJECT_ARRAY || r->via.array.size == 0) {
 		fprintf(stderr, "no revisions of %s yet\n", a.pos[0]);
-		return X_DONE;
+		return EXIT_DONE;
 	}
 	printf("%-4s %-13s %-9s %-8s %-19s %-14s %-10s %s\n", "REV", "ARTIFACT", "VERSION", "KIND",
 	       "WHEN", "WHO", "STATE", "WHY");
@@ -726,12 +558,13 @@ static int cmd_history(struct bc *c, int argc, char **argv)
 		       s(v, "version", ver, sizeof ver), s(v, "kind", kind, sizeof kind), when, who,
 		       state, s(v, "reason", why, sizeof why), cert);
 	}
-	return X_DONE;
+	return EXIT_DONE;
 }
 
 int brain_cli_status(const char *socket, bool json, uint64_t timeout_ms)
 {
-	struct bc c = {.socket = socket, .json = json, .timeout_ms = timeout_ms};
+	struct cli c;
+	cli_init(&c, socket, json, timeout_ms);
 	struct ctl_enc e;
 	ctl_enc_init(&e);
 	ctl_enc_request(&e, "brain.status", false);
@@ -769,14 +602,15 @@ int brain_cli_status(const char *socket, bool json, uint64_t timeout_ms)
 		}
 	}
 out:
-	bc_reset(&c);
+	cli_release(&c);
 	return x;
 }
 
 int brain_cli_main(const char *socket, bool json, uint64_t timeout_ms, const char *cmd, int argc,
 		   char **argv)
 {
-	struct bc c = {.socket = socket, .json = json, .timeout_ms = timeout_ms};
+	struct cli c;
+	cli_init(&c, socket, json, timeout_ms);
 	int x;
 	if (strcmp(cmd, "deploy") == 0)
 		x = cmd_deploy(&c, argc, argv);
@@ -793,6 +627,6 @@ int brain_cli_main(const char *socket, bool json, uint64_t timeout_ms, const cha
 	else
 		return -1;
 	fflush(stdout);
-	bc_reset(&c);
+	cli_release(&c);
 	return x;
 }
