@@ -438,37 +438,6 @@ static void print_show(struct cli *c, const msgpack_object *r)
 	}
 }
 
-static const char *history_service;
-
-static void print_history(struct cli *c, const msgpack_object *r)
-{
-	struct table t = {.ncols = 6};
-	if (r->type != MSGPACK_OBJECT_ARRAY)
-		return;
-	if (r->via.array.size == 0) {
-		fprintf(stderr, "no revisions of %s yet\n", history_service);
-		return;
-	}
-	table_row(&t, (const char *const[]){"REV", "KIND", "ARTIFACT", "SCOPE", "OPERATOR",
-					    "REASON"});
-	for (uint32_t i = 0; i < r->via.array.size; i++) {
-		const msgpack_object *v = &r->via.array.ptr[i];
-		char rev[24], kind[32], art[80], scope[80], op[32], reason[300];
-		snprintf(rev, sizeof rev, "%llu", (unsigned long long)ufield(v, "rev"));
-		field(v, "artifact", "-", art, sizeof art);
-		art[12 < strlen(art) ? 12 : strlen(art)] = 0;
-		const msgpack_object *o = ctl_map_get(v, "operator");
-		if (o && o->type == MSGPACK_OBJECT_MAP)
-			snprintf(op, sizeof op, "uid %llu", (unsigned long long)ufield(o, "uid"));
-		else
-			snprintf(op, sizeof op, "cluster");
-		table_row(&t, (const char *const[]){rev, field(v, "kind", "-", kind, sizeof kind), art,
-						    field(v, "scope", "-", scope, sizeof scope), op,
-						    field(v, "reason", "", reason, sizeof reason)});
-	}
-	table_print(&t);
-}
-
 /* A path the agent can use: absolute, symlinks resolved when it exists. */
 static char *absolute(const char *p)
 {
@@ -904,11 +873,6 @@ int main(int argc, char **argv)
 		x = simple(&c, "leave", NULL, NULL, print_leave);
 	} else if (strcmp(cmd, "keyring") == 0) {
 		x = cmd_keyring(&c, sargc, sargv);
-	} else if (strcmp(cmd, "history") == 0) {
-		if (sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 1, "history") != 1)
-			die_usage("history: SERVICE is required");
-		history_service = pos[0];
-		x = simple(&c, "history", "service", pos[0], print_history);
 	} else if (strcmp(cmd, "artifact") == 0) {
 		if (sargc < 2)
 			die_usage("artifact: import, list or show expected");
