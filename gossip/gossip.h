@@ -88,7 +88,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GOSSIP_PROTO_VERSION 1
+#define GOSSIP_PROTO_VERSION 2
 
 #define GOSSIP_ID_LEN	  16	/* node id: 16 random bytes, kept by the agent in LMDB */
 #define GOSSIP_NAME_MAX	  64	/* member name (hostname), bytes, without the NUL */

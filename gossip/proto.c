@@ -164,7 +164,8 @@ size_t gossip__msg_size(const struct gossip_msg *m)
 {
 	switch (m->type) {
 	case GOSSIP_MSG_PING:
-		return 1 + 1 + sz_uint(m->seq) + (m->id ? sz_bin(GOSSIP_ID_LEN) : 1);
+		return 1 + 1 + sz_uint(m->seq) + (m->id ? sz_bin(GOSSIP_ID_LEN) : 1) +
+		       sz_uint(m->num);
 	case GOSSIP_MSG_ACK:
 	case GOSSIP_MSG_NACK:
 		return 1 + 1 + sz_uint(m->seq);
@@ -192,13 +193,14 @@ int gossip__msg_put(struct gossip__w *w, const struct gossip_msg *m)
 		return -EMSGSIZE;
 	switch (m->type) {
 	case GOSSIP_MSG_PING:
-		gossip__w_array(w, 3);
+		gossip__w_array(w, 4);
 		gossip__w_uint(w, m->type);
 		gossip__w_uint(w, m->seq);
 		if (m->id)
 			gossip__w_bin(w, m->id, GOSSIP_ID_LEN);
 		else
 			gossip__w_nil(w);
+		gossip__w_uint(w, m->num);
 		break;
 	case GOSSIP_MSG_ACK:
 	case GOSSIP_MSG_NACK:
@@ -399,6 +401,72 @@ int gossip__pkt_open(const uint8_t **pos, const uint8_t *end, const uint8_t **re
 	return 0;
 }
 
+/* Skip one element a later protocol revision appended to a message: a uint, nil, bool, bin or
+ * str (arrays and maps are not allowed there, so skipping stays flat and bounded). */
+static int r_skip(const uint8_t **pos, const uint8_t *end)
+{
+	const uint8_t *b;
+	size_t len;
+	uint64_t v;
+	if (*pos >= end)
+		return -EBADMSG;
+	uint8_t t = **pos;
+	if (t == 0xc0 || t == 0xc2 || t == 0xc3) {
+		(*pos)++;
+		return 0;
+	}
+	if (gossip__r_uint(pos, end, &v) == 0)
+		return 0;
+	if (gossip__r_bytes(pos, end, false, SIZE_MAX, &b, &len) == 0)
+		return 0;
+	return gossip__r_bytes(pos, end, true, SIZE_MAX, &b, &len);
+}
+
+/* The fields of message @type that this revision knows (after the type), from *pos. Returns
+ * how many elements it read, or -EBADMSG. */
+static int msg_fields(const uint8_t **pos, const uint8_t *end, uint32_t n, struct gossip_msg *m)
+{
+	switch (m->type) {
+	case GOSSIP_MSG_PING:
+		if (n < 4 || r_seq(pos, end, &m->seq) < 0)
+			return -EBADMSG;
+		if (!gossip__r_nil(pos, end) && gossip__r_id(pos, end, &m->id) < 0)
+			return -EBADMSG;
+		return gossip__r_uint(pos, end, &m->num) < 0 ? -EBADMSG : 4;
+	case GOSSIP_MSG_ACK:
+	case GOSSIP_MSG_NACK:
+		return r_seq(pos, end, &m->seq) < 0 ? -EBADMSG : 2;
+	case GOSSIP_MSG_PINGREQ:
+		if (n < 4 || r_seq(pos, end, &m->seq) < 0 || gossip__r_id(pos, end, &m->id) < 0 ||
+		    gossip__r_addr(pos, end, &m->addr) < 0)
+			return -EBADMSG;
+		return 4;
+	case GOSSIP_MSG_ALIVE:
+		if (n < 6 || gossip__r_id(pos, end, &m->id) < 0 ||
+		    gossip__r_uint(pos, end, &m->num) < 0 ||
+		    gossip__r_bytes(pos, end, true, GOSSIP_NAME_MAX, &m->name, &m->name_len) < 0 ||
+		    gossip__r_addr(pos, end, &m->addr) < 0 ||
+		    gossip__r_bytes(pos, end, false, GOSSIP_LABELS_MAX, &m->blob, &m->blob_len) < 0)
+			return -EBADMSG;
+		return 6;
+	case GOSSIP_MSG_SUSPECT:
+	case GOSSIP_MSG_DEAD:
+		if (n < 4 || gossip__r_id(pos, end, &m->id) < 0 ||
+		    gossip__r_uint(pos, end, &m->num) < 0 || gossip__r_id(pos, end, &m->accuser) < 0)
+			return -EBADMSG;
+		return 4;
+	case GOSSIP_MSG_RECORD:
+		if (n < 5 || gossip__r_id(pos, end, &m->id) < 0 ||
+		    gossip__r_bytes(pos, end, false, GOSSIP_KEY_MAX, &m->blob, &m->blob_len) < 0 ||
+		    m->blob_len == 0 || gossip__r_uint(pos, end, &m->num) < 0 ||
+		    gossip__r_bytes(pos, end, false, GOSSIP_VALUE_MAX, &m->value, &m->value_len) < 0)
+			return -EBADMSG;
+		return 5;
+	default:
+		return -EBADMSG;
+	}
+}
+
 int gossip__msg_get(const uint8_t **pos, const uint8_t *end, struct gossip_msg *m)
 {
 	uint32_t n;
@@ -406,48 +474,18 @@ int gossip__msg_get(const uint8_t **pos, const uint8_t *end, struct gossip_msg *
 	memset(m, 0, sizeof(*m));
 	if (gossip__r_array(pos, end, &n) < 0 || n < 2)
 		return -EBADMSG;
-	if (gossip__r_uint(pos, end, &type) < 0)
+	if (gossip__r_uint(pos, end, &type) < 0 || type > 0xff)
 		return -EBADMSG;
 	m->type = (uint8_t)type;
-	switch (type) {
-	case GOSSIP_MSG_PING:
-		if (n != 3 || r_seq(pos, end, &m->seq) < 0)
-			return -EBADMSG;
-		if (gossip__r_nil(pos, end))
-			return 0;
-		return gossip__r_id(pos, end, &m->id);
-	case GOSSIP_MSG_ACK:
-	case GOSSIP_MSG_NACK:
-		if (n != 2)
-			return -EBADMSG;
-		return r_seq(pos, end, &m->seq);
-	case GOSSIP_MSG_PINGREQ:
-		if (n != 4 || r_seq(pos, end, &m->seq) < 0 || gossip__r_id(pos, end, &m->id) < 0)
-			return -EBADMSG;
-		return gossip__r_addr(pos, end, &m->addr);
-	case GOSSIP_MSG_ALIVE:
-		if (n != 6 || gossip__r_id(pos, end, &m->id) < 0 ||
-		    gossip__r_uint(pos, end, &m->num) < 0 ||
-		    gossip__r_bytes(pos, end, true, GOSSIP_NAME_MAX, &m->name, &m->name_len) < 0 ||
-		    gossip__r_addr(pos, end, &m->addr) < 0)
-			return -EBADMSG;
-		return gossip__r_bytes(pos, end, false, GOSSIP_LABELS_MAX, &m->blob, &m->blob_len);
-	case GOSSIP_MSG_SUSPECT:
-	case GOSSIP_MSG_DEAD:
-		if (n != 4 || gossip__r_id(pos, end, &m->id) < 0 ||
-		    gossip__r_uint(pos, end, &m->num) < 0)
-			return -EBADMSG;
-		return gossip__r_id(pos, end, &m->accuser);
-	case GOSSIP_MSG_RECORD:
-		if (n != 5 || gossip__r_id(pos, end, &m->id) < 0 ||
-		    gossip__r_bytes(pos, end, false, GOSSIP_KEY_MAX, &m->blob, &m->blob_len) < 0 ||
-		    m->blob_len == 0 || gossip__r_uint(pos, end, &m->num) < 0)
-			return -EBADMSG;
-		return gossip__r_bytes(pos, end, false, GOSSIP_VALUE_MAX, &m->value,
-				      &m->value_len);
-	default:
+	int got = msg_fields(pos, end, n, m);
+	if (got < 0)
 		return -EBADMSG;
-	}
+	/* Fields a later revision appended: each consumes at least one byte, so a count larger
+	 * than the packet fails at its end. */
+	for (uint32_t i = (uint32_t)got; i < n; i++)
+		if (r_skip(pos, end) < 0)
+			return -EBADMSG;
+	return 0;
 }
 
 int gossip__pkt_check(const uint8_t *buf, size_t len)

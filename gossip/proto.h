@@ -8,7 +8,9 @@
  *
  * Messages, each a msgpack array whose first element is its type:
  *
- *     PING     [1, seq:uint32, target:bin16|nil]          nil target = a join
+ *     PING     [1, seq:uint32, target:bin16|nil, clock:uint64]
+ *              nil target = a join; clock = the sender's probe clock (swim.c, "Probe
+ *              schedule"), 0 if it has none
  *     ACK      [2, seq:uint32]
  *     NACK     [3, seq:uint32]
  *     PINGREQ  [4, seq:uint32, target:bin16, addr]
@@ -18,6 +20,11 @@
  *     RECORD   [8, owner:bin16, key:bin, version:uint64, value:bin]
  *
  *     addr = bin: [family:1][port:2, big endian][ip: 0, 4 or 16 bytes by family]
+ *
+ * Compatibility: a message may carry more elements than listed here; the extras, each a
+ * uint, nil, bool, bin or str, are skipped. Later revisions of version 2 add fields only
+ * that way, so older nodes keep reading newer packets (a change they could not skip takes a
+ * new GOSSIP_PROTO_VERSION). Version 2 added the ping's clock.
  *
  * Anti-entropy buffers (TCP, up to GOSSIP_SYNC_MAX):
  *
@@ -33,7 +40,8 @@
  * Decoders take (const uint8_t **pos, const uint8_t *end), check bounds before every read,
  * reject any type other than the one expected (a uint where a uint is due, in any width;
  * no negative integers, no floats, no maps), every length over its GOSSIP_*_MAX, ids that are
- * not exactly 16 bytes and unknown message types: -EBADMSG, *pos unspecified. Decoded strings
+ * not exactly 16 bytes, fewer elements than listed and unknown message types: -EBADMSG, *pos
+ * unspecified. Decoded strings
  * and blobs point into the input buffer.
  */
 #ifndef SHOAL_GOSSIP_PROTO_H

@@ -4,17 +4,33 @@
  * Design essay
  * ============
  *
- * Failure detection (SWIM). Every probe interval the node pings the next member of its probe
- * list, a shuffled copy of the member table walked round-robin and reshuffled at the end of
- * each pass; a new member is inserted at a random position. Round-robin bounds the time until
- * a failed member is probed to two passes, where uniform random choice leaves a long tail. If
- * no ack arrives within the probe timeout, k other members are asked to ping the target on our
- * behalf (ping-req); each relay answers with the target's ack, or with a nack when the target
- * stayed silent through its own timeout. No ack by the end of the interval makes the target
+ * Failure detection (SWIM). Once per probe interval (a round) the node pings one member,
+ * chosen by the probe schedule below. If no ack arrives within the probe timeout, k other
+ * members are asked to ping the target on our behalf (ping-req); each relay answers with the
+ * target's ack, or with a nack when the target stayed silent through its own timeout. No ack by the end of the interval makes the target
  * "suspect", not dead: suspicion is disseminated, and the suspect has a window to refute it by
  * raising its incarnation number, which only the member itself ever does. For one incarnation
  * the states order alive < suspect < dead < left, and any higher incarnation beats them all,
  * so updates commute and every node converges whatever the order they arrive in.
+ *
+ * Probe schedule. In SWIM each node walks its own shuffled copy of the member list. Every
+ * member is then probed about once per round, but by independent choices, so the wait until a
+ * failed member is first probed is exponential: one round on average, and one time in twenty
+ * over three rounds (at 800 ms, a 5 s detection instead of 3 s). Here the nodes share one
+ * schedule. The ring is the live members sorted by id: ids are random, so it is a shuffled
+ * list that every node holds in the same order. In round r, the node at ring position i
+ * probes position i + d(r) mod n, with d(r) = n - 1 - (r mod (n - 1)). For each round that is
+ * a rotation without a fixed point, so every member is probed exactly once per round, and each
+ * node still walks all the others round-robin, one pass every n - 1 rounds. Node i probes at
+ * phase i/n of the round, so the probes are spread evenly, and a member probed by node i in
+ * one round is probed by node i + 1 in the next, 1 + 1/n rounds later: a failed member is
+ * first probed within 1 + 2/n rounds, half a round on average. Rounds are counted on a probe
+ * clock, the local clock plus an offset. Every ping carries the sender's probe clock and a
+ * node adopts one ahead of its own, so the cluster runs on its fastest clock after about
+ * log2 N rounds, with no NTP. Where views differ (a join or a death not yet heard everywhere,
+ * clocks not yet met), a member may be probed twice in a round and another not at all, which
+ * is what independent choices give all the time; correctness never depends on the schedule.
+ * A node whose own health stretches its interval (LHM, below) skips slots.
  *
  * Lifeguard. A node that is itself slow (CPU starved, GC, a saturated NIC) misses acks and
  * would accuse healthy peers. Three remedies, after Lifeguard (Dadgar et al., 2018):
@@ -35,7 +51,7 @@
  *    its own pause, not by the cluster's size (log_3 10000 hops of ~15 ms is ~150 ms).
  *    To make confirmations arrive quickly for a member that is really gone, a member hearing
  *    of a new suspicion probes the suspect itself, out of turn, with probability
- *    URGENT_PROBERS / N: a few independent probes instead of waiting for the round-robin.
+ *    URGENT_PROBERS / N: a few independent probes instead of waiting for the schedule.
  *    The accuser's own timer runs from the start of the probe that failed, not from its end:
  *    a member that did not answer that ping was already silent when it was sent, so one
  *    paused for P ms wakes at most P ms after it; min = 2.4 s by default covers a 2 s pause
@@ -84,9 +100,9 @@
  * accusation so it can refute.
  *
  * Memory and time. Members live in a slab (chunks of fixed-size entries, named by a 32-bit
- * slot), found through a chained hash table by id and walked in probe order through an array
- * of slots; add is O(1), remove (a reap) O(N). An entry is 88 bytes, ~96 with its share of the
- * hash table and probe list; what only some members need (a queue entry while disseminated,
+ * slot), found through a chained hash table by id, and the live ones kept in the probe ring,
+ * an array of slots sorted by id; add is O(1) plus a memmove of the ring (4 bytes a member),
+ * remove (a reap) O(N). An entry is 88 bytes, ~96 with its share of the hash table and ring; what only some members need (a queue entry while disseminated,
  * an accuser, labels, a long name) is allocated apart and freed when unused (see struct
  * member). Timers are few: the probe, the gossip
  * tick, a bounded table of ping-req relays, the list of suspects and a coarse reap scan, so a
@@ -251,8 +267,10 @@ struct gossip {
 	size_t slab_len;	/* slots in use or freed (the high-water mark) */
 	size_t nmembers;	/* members held */
 	uint32_t free_slot;	/* first free slot + 1, 0 = none */
-	uint32_t *probe;	/* slots, in probe order (self excluded) */
-	size_t nprobe, probe_pos, pcap;
+	/* The probe ring: the slots of the live (alive or suspect) members but self, sorted by
+	 * id; capacity for every member, so a state change never allocates. */
+	uint32_t *probe;
+	size_t nprobe, pcap;
 	uint32_t *mbuckets;	/* hash table by id: first slot + 1 of each chain, 0 = empty */
 	size_t nmb;
 	struct member **suspects;
@@ -276,7 +294,10 @@ struct gossip {
 	unsigned awareness;
 
 	bool started, left;
-	uint64_t now, next_probe, next_gossip, next_reap;
+	uint64_t now, next_gossip, next_reap;
+	/* Probe schedule (see "Probe schedule" above): probe clock = now + clk_off; the next
+	 * probe is at this node's first slot at or after probe_floor. */
+	uint64_t clk_off, probe_floor;
 	uint64_t last_gossip;	/* when the last gossip round ran (fresh news waits FRESH_DIV) */
 	/* The last tick came too late (we were paused, or starved of CPU): what it would have
 	 * expired waits until grace_until, so the packets queued meanwhile (acks, refutations)
@@ -619,10 +640,49 @@ static void mdig_refresh(struct gossip *g)
 	g->mdig_dirty = false;
 }
 
+/* The probe ring (see "Probe schedule"): index of the first entry whose id is not below @id. */
+static size_t ring_lower(const struct gossip *g, const uint8_t *id)
+{
+	size_t lo = 0, hi = g->nprobe;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (memcmp(mat(g, g->probe[mid])->pub.id, id, GOSSIP_ID_LEN) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Insert/delete a live member (memmove: 4 bytes a member, and only on joins and deaths).
+ * The capacity was reserved when the member was added (probe_grow). */
+static void ring_insert(struct gossip *g, uint32_t slot)
+{
+	size_t i = ring_lower(g, mat(g, slot)->pub.id);
+	memmove(g->probe + i + 1, g->probe + i, (g->nprobe - i) * sizeof(*g->probe));
+	g->probe[i] = slot;
+	g->nprobe++;
+}
+
+static void ring_delete(struct gossip *g, const struct member *m)
+{
+	size_t i = ring_lower(g, m->pub.id);
+	if (i == g->nprobe || mat(g, g->probe[i]) != m)
+		return;
+	g->nprobe--;
+	memmove(g->probe + i, g->probe + i + 1, (g->nprobe - i) * sizeof(*g->probe));
+}
+
 /* Change a member's state, keeping the counters, the suspect list and the digest right. */
 static void set_state(struct gossip *g, struct member *m, int state, uint64_t now)
 {
 	if ((int)m->pub.state != state) {
+		if (m != g->self && is_live(m->pub.state) != is_live(state)) {
+			if (is_live(state))
+				ring_insert(g, member_slot(g, m));
+			else
+				ring_delete(g, m);
+		}
 		g->cnt[m->pub.state]--;
 		g->cnt[state]++;
 		m->pub.state = (uint8_t)state;
@@ -784,11 +844,12 @@ static int slot_reserve(struct gossip *g, uint32_t *ret)
 	return 0;
 }
 
-/* Room for one more slot in the probe list, growing by a quarter (not doubling: it is 4 bytes
- * per member, a tenth of an entry). */
+/* Room in the probe ring for every member, the one about to be added included (any of them
+ * may come back alive later, and a state change must not allocate), growing by a quarter
+ * (not doubling: it is 4 bytes per member, a tenth of an entry). */
 static int probe_grow(struct gossip *g)
 {
-	if (g->nprobe < g->pcap)
+	if (g->nmembers < g->pcap)
 		return 0;
 	size_t nc = g->pcap + g->pcap / 4 + 16;
 	uint32_t *n = realloc(g->probe, nc * sizeof(*n));
@@ -822,12 +883,8 @@ static struct member *member_add(struct gossip *g, const uint8_t *id, uint64_t i
 	size_t h = id_hash(id) & (g->nmb - 1);
 	m->pub.hnext = g->mbuckets[h];
 	g->mbuckets[h] = s + 1;
-	/* Into the probe list at a random position, so a newcomer is probed within one pass. */
-	size_t j = rnd_below(g, g->nprobe + 1);
-	if (j < g->nprobe)
-		g->probe[g->nprobe] = g->probe[j];
-	g->probe[j] = s;
-	g->nprobe++;
+	if (g->self && is_live(state))	/* (self, the first member added, stays out) */
+		ring_insert(g, s);
 	return m;
 }
 
@@ -844,14 +901,8 @@ static void member_remove(struct gossip *g, struct member *m)
 	while (*pp != s + 1)
 		pp = &mat(g, *pp - 1)->pub.hnext;
 	*pp = m->pub.hnext;
-	/* Out of the probe list: a scan, as removal is rare (a reap, or a failed add). */
-	for (size_t i = 0; i < g->nprobe; i++)
-		if (g->probe[i] == s) {
-			g->probe[i] = g->probe[--g->nprobe];
-			break;
-		}
-	if (g->probe_pos > g->nprobe)
-		g->probe_pos = g->nprobe;
+	if (m != g->self && is_live(m->pub.state))
+		ring_delete(g, m);
 	aux_free(m);
 	m->pub.state = MSTATE_FREE;
 	m->pub.hnext = g->free_slot;
@@ -1468,8 +1519,6 @@ int gossip_new(const struct gossip_config *cfg, const struct gossip_env *env,
 	g->self = member_add(g, cfg->id, cfg->incarnation, GOSSIP_ALIVE, 0);
 	if (!g->self)
 		goto fail;
-	/* Self is in the table but never in the probe list (where it is the only entry). */
-	g->nprobe--;
 	set_name(g->self, (const uint8_t *)name, strlen(name));
 	g->self->pub.addr = cfg->addr;
 	if (set_labels(g->self, cfg->labels, cfg->labels_len) < 0)
@@ -1534,31 +1583,61 @@ static void advance(struct gossip *g, uint64_t now)
 /* ------------------------------------------------------------------------------------------ */
 /* probing */
 
-static void probe_start(struct gossip *g, uint64_t now)
+static uint64_t probe_clock(const struct gossip *g)
+{
+	return g->now + g->clk_off;
+}
+
+/* A ping's clock ahead of ours: adopt it (the schedule moves with it at once). Clocks only
+ * move forward, so the cluster settles on its fastest one; a value near the end of the range
+ * (a peer's bug) is ignored rather than followed. */
+static void clock_adopt(struct gossip *g, uint64_t clock)
+{
+	if (clock > probe_clock(g) && clock < UINT64_MAX / 2)
+		g->clk_off = clock - g->now;
+}
+
+/* This node's place in the ring with itself inserted (@self among n = nprobe + 1) and its
+ * phase: the offset of its slots into each round. */
+static uint64_t ring_phase(const struct gossip *g, size_t *self)
+{
+	*self = ring_lower(g, g->self->pub.id);
+	return (uint64_t)*self * g->cfg.probe_interval_ms / (g->nprobe + 1);
+}
+
+/* When the next scheduled probe is due: this node's first slot at or after probe_floor. */
+static uint64_t probe_due(const struct gossip *g)
+{
+	uint64_t t = g->cfg.probe_interval_ms, c = g->probe_floor + g->clk_off;
+	size_t self;
+	uint64_t phase = ring_phase(g, &self);
+	return g->probe_floor + (phase + t - c % t) % t;
+}
+
+/* The member this node probes in the round under way at @now (its slot just passed). */
+static struct member *probe_scheduled(const struct gossip *g, uint64_t now)
+{
+	size_t n = g->nprobe + 1, self;
+	if (n < 2)
+		return NULL;
+	uint64_t phase = ring_phase(g, &self), c = now + g->clk_off;
+	uint64_t round = c >= phase ? (c - phase) / g->cfg.probe_interval_ms : 0;
+	size_t d = (n - 1) - (size_t)(round % (n - 1));
+	size_t at = (self + d) % n;
+	return mat(g, g->probe[at < self ? at : at - 1]);
+}
+
+/* Probe the member scheduled now, or (@urgent, out of turn) the suspect asked for. */
+static void probe_start(struct gossip *g, uint64_t now, bool urgent)
 {
 	struct member *t = NULL;
-	if (g->urgent) {
+	if (urgent) {
 		g->urgent = false;
 		t = member_find(g, g->urgent_id);
 		if (t && (t == g->self || t->pub.state != GOSSIP_SUSPECT))
 			t = NULL;
-	}
-	for (size_t i = 0; i <= g->nprobe && !t; i++) {
-		if (g->probe_pos >= g->nprobe) {
-			/* End of a pass: reshuffle (Fisher-Yates) and start over. */
-			for (size_t j = g->nprobe; j > 1; j--) {
-				size_t r = rnd_below(g, j);
-				uint32_t x = g->probe[j - 1];
-				g->probe[j - 1] = g->probe[r];
-				g->probe[r] = x;
-			}
-			g->probe_pos = 0;
-			if (!g->nprobe)
-				break;
-		}
-		struct member *m = mat(g, g->probe[g->probe_pos++]);
-		if (is_live(m->pub.state))
-			t = m;
+	} else {
+		t = probe_scheduled(g, now);
 	}
 	if (!t)
 		return;
@@ -1571,7 +1650,8 @@ static void probe_start(struct gossip *g, uint64_t now)
 	pr->seq = ++g->seq;
 	pr->start = now;
 	pr->deadline = now + scaled(g, g->cfg.probe_timeout_ms);
-	struct gossip_msg m = { .type = GOSSIP_MSG_PING, .seq = pr->seq, .id = t->pub.id };
+	struct gossip_msg m = { .type = GOSSIP_MSG_PING, .seq = pr->seq, .id = t->pub.id,
+				.num = probe_clock(g) };
 	g->st.pings_sent++;
 	if (t->pub.state != GOSSIP_SUSPECT) {
 		send_one(g, &t->pub.addr, &m);
@@ -1706,7 +1786,7 @@ int gossip_tick(struct gossip *g, uint64_t now)
 	bool grace = now < g->grace_until;
 	if (!g->started) {
 		g->started = true;
-		g->next_probe = now + rnd_below(g, g->cfg.probe_interval_ms);
+		g->probe_floor = now;
 		g->next_gossip = now + g->cfg.gossip_interval_ms;
 		g->next_reap = now + REAP_SCAN_MS;
 		for (size_t i = 0; i < g->slab_len; i++) {
@@ -1745,12 +1825,15 @@ int gossip_tick(struct gossip *g, uint64_t now)
 		}
 	}
 
-	if (!g->left && now >= g->next_probe) {
+	if (!g->left && now >= probe_due(g)) {
 		if (!g->pr.active)
-			probe_start(g, now);
-		g->next_probe = now + scaled(g, g->cfg.probe_interval_ms);
+			probe_start(g, now, false);
+		/* the next slot at least half a round on (a round on with a ring that did not
+		 * change), or later while our own health (LHM) stretches the interval */
+		g->probe_floor = now + scaled(g, g->cfg.probe_interval_ms) -
+				 g->cfg.probe_interval_ms / 2;
 	} else if (!g->left && g->urgent && !g->pr.active) {
-		probe_start(g, now); /* out of turn: the regular schedule is left as it was */
+		probe_start(g, now, true); /* out of turn: the schedule is left as it was */
 	}
 
 	if (now >= g->next_gossip || (has_fresh(g) && now >= fresh_at(g))) {
@@ -1788,8 +1871,8 @@ uint64_t gossip_next_deadline(const struct gossip *g)
 	if (!g->started)
 		return g->now;
 	uint64_t d = g->next_reap;
-	if (!g->left && g->next_probe < d)
-		d = g->next_probe;
+	if (!g->left && probe_due(g) < d)
+		d = probe_due(g);
 	if (g->pr.active && g->pr.deadline < d)
 		d = g->pr.deadline;
 	if ((g->mq.count || g->rq.count) && g->next_gossip < d)
@@ -1916,7 +1999,8 @@ static void handle_pingreq(struct gossip *g, const struct gossip_msg *msg,
 	 * (it sent the ping-req one probe timeout into an interval of about two). */
 	r->nack_at = now + scaled(g, g->cfg.probe_timeout_ms) * 4 / 5;
 	r->expire = now + 2 * scaled(g, g->cfg.probe_interval_ms);
-	struct gossip_msg m = { .type = GOSSIP_MSG_PING, .seq = r->seq, .id = msg->id };
+	struct gossip_msg m = { .type = GOSSIP_MSG_PING, .seq = r->seq, .id = msg->id,
+				.num = probe_clock(g) };
 	send_one(g, &msg->addr, &m);
 }
 
@@ -1943,6 +2027,7 @@ int gossip_recv(struct gossip *g, uint64_t now, const struct gossip_addr *from,
 		gossip__msg_get(&pos, end, &m);
 		switch (m.type) {
 		case GOSSIP_MSG_PING:
+			clock_adopt(g, m.num);
 			handle_ping(g, &m, from, sender);
 			break;
 		case GOSSIP_MSG_ACK:
@@ -1992,7 +2077,8 @@ int gossip_join(struct gossip *g, uint64_t now, const struct gossip_addr *seeds,
 		if (gossip_addr_cmp(&seeds[i], &g->self->pub.addr) == 0)
 			continue;
 		struct pkt p;
-		struct gossip_msg m = { .type = GOSSIP_MSG_PING, .seq = ++g->seq };
+		struct gossip_msg m = { .type = GOSSIP_MSG_PING, .seq = ++g->seq,
+					.num = probe_clock(g) };
 		pkt_begin(g, &p);
 		pkt_add(&p, &m);
 		member_msg(g->self, &m);

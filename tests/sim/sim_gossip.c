@@ -524,6 +524,51 @@ static void sc_detect(void)
 	simg_free(s);
 }
 
+/*
+ * The shared probe schedule (swim.c, "Probe schedule"), with the agent's timings and every
+ * node on its own clock: once the probe clocks have met, a crashed member is first probed
+ * within (1 + 2/n) probe intervals, so every node marks it dead within that plus the minimum
+ * suspicion, crash after crash. With each node probing on its own (SWIM's shuffled lists)
+ * one crash in eight at 16 nodes takes longer than this bound.
+ */
+static void sc_detect_schedule(void)
+{
+	const unsigned n = 16, crashes = 20;
+	struct simg_opts o;
+	struct track t;
+	memset(&o, 0, sizeof(o));
+	gossip_config_default(&o.cfg);
+	o.max_nodes = n;
+	o.sync_interval_ms = 30000;
+	struct simg *s = setup(&o, &t);
+	spawn_all(s, n, 1000);
+	CHECK(simg_run_until_pred(s, simg_converged, NULL, 10, 60000), "no initial convergence");
+	simg_run_until(s, simg_now(s) + 20000);	/* clocks meet within log2 n rounds */
+	uint64_t T = o.cfg.probe_interval_ms;
+	uint64_t bound = T * (n + 2) / n + o.cfg.suspicion_mult * T + T / 4, worst = 0;
+	for (unsigned k = 0; k < crashes; k++) {
+		unsigned who = simg_rand(s) % n;
+		uint64_t t0 = simg_now(s);
+		simg_crash(s, who);
+		struct dead_wait d = { n, who };
+		uint64_t at = simg_run_until_pred(s, seen_dead, &d, 5, 30000);
+		CHECK(at, "crash of n%u not detected by all within 30 s", who);
+		if (!at)
+			break;
+		CHECK(at - t0 <= bound, "crash %u: n%u dead everywhere after %llu ms, over %llu", k,
+		      who, (unsigned long long)(at - t0), (unsigned long long)bound);
+		if (at - t0 > worst)
+			worst = at - t0;
+		simg_run_until(s, simg_now(s) + 1000);
+		CHECK(simg_restart(s, who) == 0, "restart");
+		CHECK(simg_run_until_pred(s, simg_converged, NULL, 10, 30000), "no reconvergence");
+		simg_run_until(s, simg_now(s) + 1000 + simg_rand(s) % 2000);
+	}
+	printf("probe schedule, %u nodes, %u crashes: dead everywhere within %llu ms at worst "
+	       "(bound %llu)\n", n, crashes, (unsigned long long)worst, (unsigned long long)bound);
+	simg_free(s);
+}
+
 struct churn_chk {
 	unsigned bad;
 };
@@ -656,7 +701,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s converge N|records N|partition|rejoin_day|isolated_day|"
-				"loss|slow|link|detect|churn\n", argv[0]);
+				"loss|slow|link|detect|detect_schedule|churn\n", argv[0]);
 		return 2;
 	}
 	unsigned n = argc > 2 ? (unsigned)atoi(argv[2]) : 0;
@@ -679,6 +724,8 @@ int main(int argc, char **argv)
 		sc_link();
 	else if (!strcmp(sc, "detect"))
 		sc_detect();
+	else if (!strcmp(sc, "detect_schedule"))
+		sc_detect_schedule();
 	else if (!strcmp(sc, "churn"))
 		sc_churn();
 	else if (!strcmp(sc, "records"))

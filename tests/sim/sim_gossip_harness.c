@@ -44,6 +44,9 @@ struct node {
 	bool up, stopped;
 	uint64_t gen;
 	uint64_t tick_at;	/* time of the live tick event, UINT64_MAX if none */
+	/* The node's own clock, as its core sees it: simulator time + clk. Random per node,
+	 * like the monotonic clocks of different hosts (the probe schedule must sync them). */
+	uint64_t clk;
 	int group;
 	double loss;
 	uint32_t slow_ms;
@@ -162,6 +165,12 @@ static void schedule(struct simg *s, uint64_t at, int type, unsigned node, uint6
 	heap_push(s, e);
 }
 
+/* The node's clock now. */
+static uint64_t nnow(const struct node *nd)
+{
+	return nd->s->now + nd->clk;
+}
+
 /* Make sure a tick event exists at the core's next deadline (slow nodes: later). */
 static void resched(struct node *nd)
 {
@@ -169,6 +178,7 @@ static void resched(struct node *nd)
 		return;
 	struct simg *s = nd->s;
 	uint64_t d = gossip_next_deadline(nd->g);
+	d = d > nd->clk ? d - nd->clk : 0;
 	if (d < s->now)
 		d = s->now;
 	if (d < nd->tick_at) {
@@ -395,12 +405,13 @@ int simg_spawn(struct simg *s, int seed)
 	nd->addr.ip[1] = (uint8_t)(i >> 16);
 	nd->addr.ip[2] = (uint8_t)(i >> 8);
 	nd->addr.ip[3] = (uint8_t)i;
+	nd->clk = simg_rand(s);
 	int r = start_core(s, nd, 1);
 	if (r < 0)
 		return r;
-	gossip_tick(nd->g, s->now);
+	gossip_tick(nd->g, nnow(nd));
 	if (seed >= 0 && (unsigned)seed < s->n && seed != (int)i) {
-		gossip_join(nd->g, s->now, &s->nodes[seed].addr, 1);
+		gossip_join(nd->g, nnow(nd), &s->nodes[seed].addr, 1);
 		/* the transport's push-pull with the seed on join */
 		if (s->nodes[seed].up && s->nodes[seed].group == nd->group)
 			sync_pair(s, nd, &s->nodes[seed]);
@@ -429,7 +440,6 @@ int simg_spawn_converged(struct simg *s, unsigned n)
 		pm[j].addr = o->addr;
 		pm[j].incarnation = gossip_self(o->g)->incarnation;
 		pm[j].state = GOSSIP_ALIVE;
-		pm[j].state_change = s->now;
 	}
 	int r = 0;
 	for (unsigned i = 0; i < s->n && r >= 0; i++) {
@@ -437,8 +447,10 @@ int simg_spawn_converged(struct simg *s, unsigned n)
 		if (!nd->up)
 			continue;
 		for (unsigned j = 0; j < s->n && r >= 0; j++)
-			if (j != i && s->nodes[j].up)
+			if (j != i && s->nodes[j].up) {
+				pm[j].state_change = nnow(nd);
 				r = gossip_member_restore(nd->g, &pm[j]);
+			}
 		resched(nd);
 	}
 	free(pm);
@@ -507,7 +519,7 @@ int simg_restart(struct simg *s, unsigned i)
 		if ((r = gossip_record_restore(nd->g, &rec)) < 0)
 			return r;
 	}
-	gossip_tick(nd->g, s->now);
+	gossip_tick(nd->g, nnow(nd));
 	/* Rejoin whoever we knew: a few random remembered members, and one push-pull. */
 	struct gossip_addr seeds[3];
 	size_t ns = 0;
@@ -520,7 +532,7 @@ int simg_restart(struct simg *s, unsigned i)
 		if (first < 0)
 			first = addr_index(s, &m->addr);
 	}
-	gossip_join(nd->g, s->now, seeds, ns);
+	gossip_join(nd->g, nnow(nd), seeds, ns);
 	if (first >= 0 && s->nodes[first].up && s->nodes[first].group == nd->group)
 		sync_pair(s, nd, &s->nodes[first]);
 	resched(nd);
@@ -532,7 +544,7 @@ void simg_leave(struct simg *s, unsigned i)
 	struct node *nd = &s->nodes[i];
 	if (!nd->up)
 		return;
-	gossip_leave(nd->g, s->now);
+	gossip_leave(nd->g, nnow(nd));
 	resched(nd);
 }
 
@@ -585,7 +597,7 @@ int simg_put(struct simg *s, unsigned i, const char *key, uint64_t version, cons
 	struct node *nd = &s->nodes[i];
 	if (!nd->up)
 		return -ESHUTDOWN;
-	int r = gossip_record_put(nd->g, s->now, (const uint8_t *)key, strlen(key), version, val,
+	int r = gossip_record_put(nd->g, nnow(nd), (const uint8_t *)key, strlen(key), version, val,
 				  len);
 	resched(nd);
 	return r;
@@ -599,15 +611,15 @@ static void sync_pair(struct simg *s, struct node *a, struct node *b)
 	size_t lda, ldb, lxa, lxb;
 	if (gossip_sync_digest(a->g, &da, &lda) < 0)
 		goto out;
-	if (gossip_sync_diff(b->g, s->now, da, lda, 0, &xb, &lxb) < 0)
+	if (gossip_sync_diff(b->g, nnow(b), da, lda, 0, &xb, &lxb) < 0)
 		goto out;
 	if (gossip_sync_digest(b->g, &db, &ldb) < 0)
 		goto out;
-	if (gossip_sync_apply(a->g, s->now, xb, lxb) < 0)
+	if (gossip_sync_apply(a->g, nnow(a), xb, lxb) < 0)
 		goto out;
-	if (gossip_sync_diff(a->g, s->now, db, ldb, 0, &xa, &lxa) < 0)
+	if (gossip_sync_diff(a->g, nnow(a), db, ldb, 0, &xa, &lxa) < 0)
 		goto out;
-	if (gossip_sync_apply(b->g, s->now, xa, lxa) < 0)
+	if (gossip_sync_apply(b->g, nnow(b), xa, lxa) < 0)
 		goto out;
 	s->tr.syncs++;
 	s->tr.sync_bytes += lda + ldb + lxa + lxb;
@@ -647,14 +659,14 @@ static void run_event(struct simg *s, struct ev *e)
 		return;
 	switch (e->type) {
 	case EV_PKT:
-		gossip_recv(nd->g, s->now, &e->from, e->buf, e->len);
+		gossip_recv(nd->g, nnow(nd), &e->from, e->buf, e->len);
 		resched(nd);
 		break;
 	case EV_TICK:
 		if (e->at != nd->tick_at)
 			return;
 		nd->tick_at = UINT64_MAX;
-		gossip_tick(nd->g, s->now);
+		gossip_tick(nd->g, nnow(nd));
 		resched(nd);
 		break;
 	case EV_SYNC:

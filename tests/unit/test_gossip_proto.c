@@ -26,7 +26,8 @@ static size_t sample_msgs(struct gossip_msg *m, uint8_t *value, size_t vlen)
 	static const uint8_t key[] = "health/web";
 	size_t n = 0;
 	memset(value, 'x', vlen);
-	m[n++] = (struct gossip_msg){ .type = GOSSIP_MSG_PING, .seq = 7, .id = ID_A };
+	m[n++] = (struct gossip_msg){ .type = GOSSIP_MSG_PING, .seq = 7, .id = ID_A,
+				      .num = 1ull << 33 };
 	m[n++] = (struct gossip_msg){ .type = GOSSIP_MSG_PING, .seq = 0xfffffffe };
 	m[n++] = (struct gossip_msg){ .type = GOSSIP_MSG_ACK, .seq = 300 };
 	m[n++] = (struct gossip_msg){ .type = GOSSIP_MSG_NACK, .seq = 70000 };
@@ -157,10 +158,10 @@ static void test_bad_fields(void **state)
 {
 	uint8_t buf[256];
 	struct gossip__w w;
-	/* version 2 */
+	/* another version */
 	gossip__w_init(&w, buf, sizeof(buf));
 	gossip__w_array(&w, 3);
-	gossip__w_uint(&w, 2);
+	gossip__w_uint(&w, GOSSIP_PROTO_VERSION + 1);
 	gossip__w_bin(&w, ID_A, GOSSIP_ID_LEN);
 	gossip__w_array(&w, 0);
 	assert_int_equal(gossip__pkt_check(buf, w.len), -EPROTONOSUPPORT);
@@ -172,7 +173,7 @@ static void test_bad_fields(void **state)
 	gossip__w_array(&w, 0);
 	assert_int_equal(gossip__pkt_check(buf, w.len), -EBADMSG);
 	/* a str where a bin is due, unknown type, negative int, too many msgs */
-	static const uint8_t hdr[] = { 0x93, 0x01, 0xc4, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+	static const uint8_t hdr[] = { 0x93, GOSSIP_PROTO_VERSION, 0xc4, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
 				       12, 13, 14, 15, 16 };
 	struct {
 		const char *what;
@@ -182,8 +183,11 @@ static void test_bad_fields(void **state)
 		{ "unknown type", { 0x91, 0x92, 0x09, 0x01 }, 4 },
 		{ "negative seq", { 0x91, 0x92, 0x02, 0xff }, 4 },
 		{ "float seq", { 0x91, 0x92, 0x02, 0xca }, 4 },
-		{ "ack with 3 fields", { 0x91, 0x93, 0x02, 0x01, 0x01 }, 5 },
-		{ "ping target as str", { 0x91, 0x93, 0x01, 0x01, 0xa1, 'x' }, 6 },
+		{ "ack with an array appended", { 0x91, 0x93, 0x02, 0x01, 0x90 }, 5 },
+		{ "ack with a map appended", { 0x91, 0x93, 0x02, 0x01, 0x80 }, 5 },
+		{ "appended field cut short", { 0x91, 0x93, 0x02, 0x01, 0xc4, 0x02, 0x00 }, 7 },
+		{ "ping without its clock", { 0x91, 0x93, 0x01, 0x01, 0xc0 }, 5 },
+		{ "ping target as str", { 0x91, 0x94, 0x01, 0x01, 0xa1, 'x', 0x00 }, 7 },
 		{ "map", { 0x91, 0x81, 0x01, 0x01 }, 4 },
 		{ "count too big", { 0xdd, 0x00, 0x00, 0x01, 0x01 }, 5 },
 		{ "seq over 32 bits", { 0x91, 0x92, 0x02, 0xcf, 0, 0, 0, 1 }, 8 },
@@ -212,6 +216,43 @@ static void test_bad_fields(void **state)
 	len = build_packet(pkt, sizeof(pkt), &pr, 1);
 	pkt[len - 7] = 5;	/* the family byte inside the 7-byte addr bin */
 	assert_int_equal(gossip__pkt_check(pkt, len), -EBADMSG);
+}
+
+/* Fields a later revision appends to a message are skipped; the message itself is read. */
+static void test_appended_fields(void **state)
+{
+	uint8_t buf[128];
+	struct gossip__w w;
+	gossip__w_init(&w, buf, sizeof(buf));
+	gossip__w_array(&w, 3);
+	gossip__w_uint(&w, GOSSIP_PROTO_VERSION);
+	gossip__w_bin(&w, ID_A, GOSSIP_ID_LEN);
+	gossip__w_array(&w, 2);
+	gossip__w_array(&w, 8);	/* ACK [2, 300] and six more */
+	gossip__w_uint(&w, GOSSIP_MSG_ACK);
+	gossip__w_uint(&w, 300);
+	gossip__w_uint(&w, UINT64_MAX);
+	gossip__w_nil(&w);
+	buf[w.len++] = 0xc3;	/* true */
+	gossip__w_bin(&w, "ab", 2);
+	gossip__w_str(&w, "cd", 2);
+	gossip__w_uint(&w, 0);
+	gossip__w_array(&w, 2);	/* then a NACK as usual */
+	gossip__w_uint(&w, GOSSIP_MSG_NACK);
+	gossip__w_uint(&w, 301);
+	assert_int_equal(w.err, 0);
+	assert_int_equal(gossip__pkt_check(buf, w.len), 2);
+	const uint8_t *pos = buf, *end = buf + w.len, *sender;
+	uint32_t cnt;
+	struct gossip_msg d;
+	assert_int_equal(gossip__pkt_open(&pos, end, &sender, &cnt), 0);
+	assert_int_equal(gossip__msg_get(&pos, end, &d), 0);
+	assert_int_equal(d.type, GOSSIP_MSG_ACK);
+	assert_int_equal(d.seq, 300);
+	assert_int_equal(gossip__msg_get(&pos, end, &d), 0);
+	assert_int_equal(d.type, GOSSIP_MSG_NACK);
+	assert_int_equal(d.seq, 301);
+	assert_ptr_equal(pos, end);
 }
 
 static void test_writer_overflow(void **state)
@@ -249,6 +290,7 @@ int main(void)
 		cmocka_unit_test(test_uint_widths),
 		cmocka_unit_test(test_truncations),
 		cmocka_unit_test(test_bad_fields),
+		cmocka_unit_test(test_appended_fields),
 		cmocka_unit_test(test_writer_overflow),
 		cmocka_unit_test(test_addr_helpers),
 	};
