@@ -44,6 +44,7 @@ struct gossip__ae_conn {
 	uv_timer_t timer;
 	uv_connect_t connect;
 	bool initiator, counted_done, refused;
+	bool differed;		/* A: the responder answered DIFFER: our views were not equal */
 	bool summary_seen;	/* B: a SUMMARY came (a second one is a protocol error) */
 	int state;
 	int handles_open;
@@ -154,7 +155,7 @@ static void conn_end(struct gossip__ae_conn *c, bool ok)
 	/* Last: the callback may start another exchange (the handles above are already closing,
 	 * and @c stays allocated until their close callbacks). */
 	if (report && c->ae->done && !c->ae->closing)
-		c->ae->done(c->ae->ud, c->initiator, ok);
+		c->ae->done(c->ae->ud, c->initiator, ok, c->differed);
 }
 
 static void conn_timeout(uv_timer_t *timer)
@@ -391,6 +392,7 @@ static int conn_frame(struct gossip__ae_conn *c, const uint8_t *plain, size_t le
 		uint8_t f[1 + AE_SUMMARY_HASH];
 
 		if (len == 1 && plain[0] == GOSSIP__AE_DIFFER) {
+			c->differed = true;
 			c->state = AE_WAIT_DIFF;
 			return send_digest(c);
 		}

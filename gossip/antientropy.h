@@ -66,7 +66,9 @@ struct gossip__ae {
 	struct gossip_transport_stats *stats; /* borrowed, updated in place */
 	void (*kick)(void *ud);		      /* the core's state may have changed */
 	void (*drained)(void *ud);	      /* after close_all, when the last conn is freed */
-	void (*done)(void *ud, bool initiator, bool ok); /* an exchange ended; may be NULL */
+	/* an exchange ended (@ok: completed; @differed: we initiated it and the summaries
+	 * differed, so digests and diffs followed); may be NULL */
+	void (*done)(void *ud, bool initiator, bool ok, bool differed);
 	void *ud;
 	uint32_t timeout_ms;
 	unsigned max_in, max_out;

@@ -359,7 +359,10 @@ size_t gossip_record_count(const struct gossip *g);
 
 /*
  * Anti-entropy, the interface of the TCP push-pull (run by the transport every ~30 s with a
- * random peer, and once with a seed on join). One exchange, A the initiator, B the responder:
+ * random peer, once with a seed on join, and with a random peer ~2 s after that first
+ * exchange, for what was still in flight when the seed's view was copied, again while such
+ * a follow-up finds the views different, at most 3 times: gossip/transport.h). One
+ * exchange, A the initiator, B the responder:
  *
  *     A -> B   digest(A)                  gossip_sync_digest on A
  *     B -> A   diff(B, digest(A))         gossip_sync_diff on B

@@ -7,11 +7,12 @@
  * Failure detection (SWIM). Once per probe interval (a round) the node pings one member,
  * chosen by the probe schedule below. If no ack arrives within the probe timeout, k other
  * members are asked to ping the target on our behalf (ping-req); each relay answers with the
- * target's ack, or with a nack when the target stayed silent through its own timeout. No ack by the end of the interval makes the target
- * "suspect", not dead: suspicion is disseminated, and the suspect has a window to refute it by
- * raising its incarnation number, which only the member itself ever does. For one incarnation
- * the states order alive < suspect < dead < left, and any higher incarnation beats them all,
- * so updates commute and every node converges whatever the order they arrive in.
+ * target's ack, or with a nack when the target stayed silent through its own timeout. No ack
+ * by the end of the interval makes the target "suspect", not dead: suspicion is disseminated,
+ * and the suspect has a window to refute it by raising its incarnation number, which only the
+ * member itself ever does. For one incarnation the states order alive < suspect < dead <
+ * left, and any higher incarnation beats them all, so updates commute and every node
+ * converges whatever the order they arrive in.
  *
  * Probe schedule. In SWIM each node walks its own shuffled copy of the member list. Every
  * member is then probed about once per round, but by independent choices, so the wait until a
@@ -98,16 +99,21 @@
  * how two halves of a healed partition, each having buried the other, find each other again.
  * In the same spirit, a ping from a member we hold as suspect or dead is answered with that
  * accusation so it can refute.
+ * A newcomer's first exchange copies its seed's view while the "alive" of those who started a
+ * few ms before it may still be on its way to that seed, and those rumours mostly run out
+ * before the newcomer is widely known: the transport follows that first exchange with another
+ * a few seconds later (gossip/transport.h), so a mass join does not leave its last pairs to
+ * the periodic round, 30 s away.
  *
  * Memory and time. Members live in a slab (chunks of fixed-size entries, named by a 32-bit
  * slot), found through a chained hash table by id, and the live ones kept in the probe ring,
  * an array of slots sorted by id; add is O(1) plus a memmove of the ring (4 bytes a member),
- * remove (a reap) O(N). An entry is 88 bytes, ~96 with its share of the hash table and ring; what only some members need (a queue entry while disseminated,
- * an accuser, labels, a long name) is allocated apart and freed when unused (see struct
- * member). Timers are few: the probe, the gossip
- * tick, a bounded table of ping-req relays, the list of suspects and a coarse reap scan, so a
- * tick costs O(suspects + relays), not O(N) (the reap scan is O(N) once every
- * REAP_SCAN_MS). Dead members stay reap_ms after death (72 h by default): the agent persists
+ * remove (a reap) O(N). An entry is 88 bytes, ~96 with its share of the hash table and ring;
+ * what only some members need (a queue entry while disseminated, an accuser, labels, a long
+ * name) is allocated apart and freed when unused (see struct member). Timers are few: the
+ * probe, the gossip tick, a bounded table of ping-req relays, the list of suspects and a
+ * coarse reap scan, so a tick costs O(suspects + relays), not O(N) (the reap scan is O(N)
+ * once every REAP_SCAN_MS). Dead members stay reap_ms after death (72 h by default): the agent persists
  * them and the agreement rule counts them as eligible voters. Anti-entropy carries a dead
  * member's age, so every node reaps it at about the same time and a sync never brings back
  * one that was already reaped.
@@ -1871,8 +1877,9 @@ uint64_t gossip_next_deadline(const struct gossip *g)
 	if (!g->started)
 		return g->now;
 	uint64_t d = g->next_reap;
-	if (!g->left && probe_due(g) < d)
-		d = probe_due(g);
+	uint64_t due = probe_due(g);
+	if (!g->left && due < d)
+		d = due;
 	if (g->pr.active && g->pr.deadline < d)
 		d = g->pr.deadline;
 	if ((g->mq.count || g->rq.count) && g->next_gossip < d)

@@ -46,6 +46,7 @@ struct gossip_transport {
 	uv_timer_t tick;
 	uv_timer_t sync_timer;
 	uv_timer_t join_timer;
+	uv_timer_t followup_timer;
 	struct gossip__ae ae;
 	struct {
 		uint8_t proto;
@@ -66,6 +67,7 @@ struct gossip_transport {
 	struct gossip_transport_stats stats;
 	bool closing;
 	bool need_full_sync; /* joined, and no initiated exchange has completed yet */
+	unsigned followups;  /* follow-up exchanges still allowed after a join (transport.h) */
 	int handles_open;
 	bool ae_drained;
 	void (*close_cb)(struct gossip_transport *t, void *ud);
@@ -473,16 +475,50 @@ static void join_timer_cb(uv_timer_t *timer)
 		       t->need_full_sync ? join_sync_backoff(t) : t->cfg.join_retry_ms, 0);
 }
 
-static void ae_done(void *ud, bool initiator, bool ok)
+static void followup_cb(uv_timer_t *timer)
+{
+	struct gossip_transport *t = timer->data;
+	int r;
+
+	if (t->closing || !t->followups)
+		return;
+	r = gossip_transport_sync(t, NULL);
+	if (r == -EBUSY) /* our outbound exchanges are all under way: shortly */
+		uv_timer_start(&t->followup_timer, followup_cb, GOSSIP_TRANSPORT_FOLLOWUP_MS / 4, 0);
+	else if (r == 0)
+		t->followups--;
+	/* else nobody to ask: the series ends here */
+}
+
+static void followup_arm(struct gossip_transport *t)
+{
+	uint32_t base = GOSSIP_TRANSPORT_FOLLOWUP_MS;
+
+	uv_timer_start(&t->followup_timer, followup_cb,
+		       base - base / 4 + randombytes_uniform(base / 2 + 1), 0);
+}
+
+static void ae_done(void *ud, bool initiator, bool ok, bool differed)
 {
 	struct gossip_transport *t = ud;
 
-	if (!initiator || !t->need_full_sync || t->closing)
+	if (!initiator || t->closing)
 		return;
-	if (ok)
+	if (t->need_full_sync) {
+		if (!ok) {
+			uv_timer_start(&t->join_timer, join_timer_cb, join_sync_backoff(t), 0);
+			return;
+		}
 		t->need_full_sync = false;
-	else
-		uv_timer_start(&t->join_timer, join_timer_cb, join_sync_backoff(t), 0);
+		t->followups = GOSSIP_TRANSPORT_FOLLOWUPS;
+		followup_arm(t);
+	} else if (t->followups) {
+		/* any exchange we initiated during the series counts: equal views end it */
+		if (ok && !differed)
+			t->followups = 0;
+		else
+			followup_arm(t);
+	}
 }
 
 /* ---- public API ------------------------------------------------------------------------- */
@@ -656,8 +692,10 @@ int gossip_transport_new(uv_loop_t *loop, const struct gossip_transport_config *
 	uv_timer_init(loop, &t->tick);
 	uv_timer_init(loop, &t->sync_timer);
 	uv_timer_init(loop, &t->join_timer);
+	uv_timer_init(loop, &t->followup_timer);
 	t->udp.data = t->tcp.data = t->tick.data = t->sync_timer.data = t->join_timer.data = t;
-	t->handles_open = 5;
+	t->followup_timer.data = t;
+	t->handles_open = 6;
 	t->ae.loop = loop;
 	t->ae.core = t->core;
 	t->ae.crypto = t->crypto;
@@ -761,6 +799,7 @@ void gossip_transport_close(struct gossip_transport *t,
 	uv_close((uv_handle_t *)&t->tick, handle_closed);
 	uv_close((uv_handle_t *)&t->sync_timer, handle_closed);
 	uv_close((uv_handle_t *)&t->join_timer, handle_closed);
+	uv_close((uv_handle_t *)&t->followup_timer, handle_closed);
 	t->ae.drained = ae_drained;
 	gossip__ae_close_all(&t->ae);
 }
@@ -815,8 +854,10 @@ int gossip_transport_leave(struct gossip_transport *t)
 	int r = gossip_leave(t->core, uv_now(t->loop));
 
 	t->need_full_sync = false;
+	t->followups = 0;
 	t->n_seeds = 0; /* no more re-joins */
 	uv_timer_stop(&t->join_timer);
+	uv_timer_stop(&t->followup_timer);
 	gossip_transport_kick(t);
 	return r;
 }

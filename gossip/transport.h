@@ -118,10 +118,19 @@ void gossip_transport_close(struct gossip_transport *t,
  * join_retry_ms. Until one exchange this node initiated has completed, it retries one after a
  * random 1/4..3/4 join_retry_ms, with any live member (gossip_sync_pick): a crowd of joiners
  * refused by a seed at its sync_max_streams cap spreads over the cluster.
+ * That first exchange copies the seed's view at one instant. In a mass join (a site powering
+ * up, a big autoscaling step) it lacks the members whose "alive" was still on its way to the
+ * seed, and their rumours mostly run out before the newcomer is known widely enough to be
+ * sent them. So GOSSIP_TRANSPORT_FOLLOWUP_MS (+-25%) after it completed, the transport runs a
+ * follow-up exchange with any live member, and another after each exchange it initiates that
+ * fails or finds the views different, at most GOSSIP_TRANSPORT_FOLLOWUPS in all; one that
+ * finds them equal (two 17-byte summary frames) ends the series.
  * @return number of seeds contacted (>= 0); -EINVAL (a seed does not parse, or @n too large:
  *         none is used); -ESHUTDOWN after a leave or while closing.
  */
 int gossip_transport_join(struct gossip_transport *t, const char *const *seeds, size_t n);
+#define GOSSIP_TRANSPORT_FOLLOWUP_MS 2000
+#define GOSSIP_TRANSPORT_FOLLOWUPS   3
 /* The same with parsed addresses. */
 int gossip_transport_join_addrs(struct gossip_transport *t, const struct gossip_addr *seeds,
 				size_t n);

@@ -21,6 +21,11 @@
  *              then 5 s of settling: joining 5,000+ nodes one by one costs too much time here.
  *   converge   ("join" only) virtual ms from the last start until 99% of the (node, member)
  *              pairs are known alive / until every node sees all N alive; "-" for "restore"
+ *   drain      virtual s from the last start until no node has a member update left to
+ *              piggyback: a join of N nodes queues N updates at every node, each sent
+ *              retransmit_mult * log2 N times, which takes longer than converging. The
+ *              measurements below start after it (and at least 5 s of settling), so that
+ *              KB/s/node is the cost at rest and records do not compete with the join
  *   record     a 600-byte record put on a random node: virtual ms until p50 / p90 / p100 of
  *              the other nodes hold it; median of 5 records (2 s apart)
  *   detect     a random node crashes (no leave): virtual ms until p50 / p100 of the others
@@ -77,6 +82,18 @@ static unsigned g_up;	/* nodes up */
 static bool all_seen(struct simg *s, void *ud)
 {
 	return g_w.seen >= g_up - 1;	/* every up node but the target (or the owner) */
+}
+
+/* No node has a member update queued: the rumours of the start have run out. */
+static bool queues_empty(struct simg *s, void *ud)
+{
+	struct gossip_stats st;
+	for (unsigned i = 0; i < simg_count(s); i++) {
+		gossip_stats(simg_core(s, i), &st);
+		if (st.pending_member_updates)
+			return false;
+	}
+	return true;
 }
 
 /* 99% of the (node, member) pairs are (alive, alive): the bulk of a join, without its tail. */
@@ -168,13 +185,14 @@ static void run(unsigned n)
 	simg_set_hooks(s, &h);
 
 	bool join = n <= g_join_max;
-	char conv[24] = "-";
+	char conv[24] = "-", drain[24];
+	uint64_t last = 0;
 	if (join) {
 		for (unsigned i = 0; i < n; i++) {
 			simg_run_until(s, (uint64_t)i * 1000 / n);
 			simg_spawn(s, i ? (int)(simg_rand(s) % (i < 3 ? i : 3)) : -1);
 		}
-		uint64_t last = simg_now(s);
+		last = simg_now(s);
 		uint64_t c99 = simg_run_until_pred(s, mostly_converged, NULL, 10, 120000);
 		uint64_t c = c99 ? simg_run_until_pred(s, simg_converged, NULL, 10, 120000) : 0;
 		if (c)
@@ -188,8 +206,14 @@ static void run(unsigned n)
 			fprintf(stderr, "N=%u: simg_spawn_converged: %s\n", n, strerror(-r));
 			exit(1);
 		}
+		last = simg_now(s);
 	}
 	simg_run_until(s, simg_now(s) + 5000);
+	uint64_t dr = simg_run_until_pred(s, queues_empty, NULL, 100, 120000);
+	if (dr)
+		snprintf(drain, sizeof drain, "%.1f", (double)(dr - last) / 1000.0);
+	else
+		snprintf(drain, sizeof drain, ">%.0f", (double)(simg_now(s) - last) / 1000.0);
 	g_up = n;
 	for (unsigned i = 0; i < n; i++)
 		if (gossip_member_count(simg_core(s, i), GOSSIP_ALIVE) != n) {
@@ -258,8 +282,8 @@ static void run(unsigned n)
 	fmt_ms(a[3], sizeof a[3], median(dp0, dt));
 	fmt_ms(a[4], sizeof a[4], median(dp1, dt));
 	fmt_ms(a[5], sizeof a[5], dp1[dt - 1]);	/* median() sorted it */
-	printf("%6u | %-7s | %11s | %6s %6s %6s | %6s %6s %6s | %9.2f | %7.0f | %7.1f\n", n,
-	       join ? "join" : "restore", conv, a[0], a[1], a[2], a[3], a[4], a[5], kbps,
+	printf("%6u | %-7s | %11s | %7s | %6s %6s %6s | %6s %6s %6s | %9.2f | %7.0f | %7.1f\n",
+	       n, join ? "join" : "restore", conv, drain, a[0], a[1], a[2], a[3], a[4], a[5], kbps,
 	       ru.ru_maxrss / 1024.0, wall() - w0);
 	free(dp0);
 	free(dp1);
@@ -341,16 +365,18 @@ int main(int argc, char **argv)
 	printf("start: join = N nodes started over 1 s, each joining 1 of 3 seeds (converge: ms "
 	       "until 99%% of (node, member) pairs / all are alive); restore = N nodes started "
 	       "pre-converged, each restoring all N alive, then 5 s of settling (used above "
-	       "--join-max %u: joining 5,000+ nodes one by one takes too long here)\n",
+	       "--join-max %u: joining 5,000+ nodes one by one takes too long here); drain: s "
+	       "from the last start until no node has a member update queued (what follows is "
+	       "measured after it, and after 5 s at least)\n",
 	       g_join_max);
 	printf("record: median of %d records (p50/p90/p100 over nodes); detect: median of %u "
 	       "kill -9 (p50/p100 over nodes), each followed by a restart, and the worst p100\n",
 	       RECORD_TRIALS, g_detect_trials);
 	entry_cost(10000);
-	printf("     N | start   | converge    | record p50    p90   p100 | detect p50   p100    max | "
-	       "KB/s/node | RSS MB  | wall s\n");
-	printf("-------+---------+-------------+-------------------------+-------------------------+"
-	       "-----------+---------+--------\n");
+	printf("     N | start   | converge    | drain s | record p50    p90   p100 | "
+	       "detect p50   p100    max | KB/s/node | RSS MB  | wall s\n");
+	printf("-------+---------+-------------+---------+-------------------------+"
+	       "-------------------------+-----------+---------+--------\n");
 	for (size_t i = 0; i < ns; i++)
 		run(sizes[i]);
 	return 0;

@@ -195,6 +195,58 @@ static void sc_converge(unsigned n)
 	simg_free(s);
 }
 
+/*
+ * A mass join (an autoscaling event): @n nodes start within 100 ms, each joining one of the
+ * first three with one push-pull, on the agent's own timings (gossip_config_default,
+ * anti-entropy every 30 s). A joiner's push-pull copies its seed's view while the "alive" of
+ * the nodes that started a few ms earlier is still on its way to that seed, and by the time
+ * the joiner is known widely enough to be sent those rumours they have mostly run out: without
+ * the transport's follow-up exchanges (gossip/transport.h) the last (node, member) pairs
+ * wait for a periodic exchange, up to ~30 s. With them, every node sees every other alive a
+ * few seconds after the last start.
+ */
+static void sc_mass_join(unsigned n)
+{
+	const uint64_t limit = 8000;
+	struct simg_opts o;
+	struct track t;
+	memset(&o, 0, sizeof(o));
+	gossip_config_default(&o.cfg);
+	o.max_nodes = n;
+	o.sync_interval_ms = 30000;
+	struct simg *s = setup(&o, &t);
+	spawn_all(s, n, 100);
+	uint64_t last = simg_now(s);
+	/* how many pairs the rumours alone left missing after a second */
+	simg_run_until(s, last + 1000);
+	uint64_t missing = 0;
+	for (unsigned i = 0; i < n; i++)
+		missing += n - gossip_member_count(simg_core(s, i), GOSSIP_ALIVE);
+	uint64_t at = simg_run_until_pred(s, simg_converged, NULL, 10, limit - 1000);
+	struct simg_traffic tr;
+	simg_traffic(s, &tr);
+	printf("mass_join N=%u: %llu (node, member) pairs missing 1 s after the last start; all "
+	       "alive at all nodes %sby %llu ms after it; %llu exchanges\n",
+	       n, (unsigned long long)missing, at ? "" : "not ",
+	       (unsigned long long)(at ? at - last : limit), (unsigned long long)tr.syncs);
+	if (!at) {
+		unsigned shown = 0;
+		for (unsigned i = 0; i < n && shown < 10; i++)
+			for (unsigned j = 0; j < n && shown < 10; j++) {
+				const struct gossip_member *m =
+					gossip_member_get(simg_core(s, i), simg_id(s, j));
+				if (!m || m->state != GOSSIP_ALIVE) {
+					printf("  n%u does not see n%u alive (%s)\n", i, j,
+					       m ? gossip_state_name(m->state) : "unknown");
+					shown++;
+				}
+			}
+	}
+	CHECK(at, "%u nodes not all alive everywhere %llu ms after the last start", n,
+	      (unsigned long long)limit);
+	simg_free(s);
+}
+
 /* every node holds (owner k, key, version) for all k in [0, n) */
 struct recs_want {
 	unsigned n;
@@ -701,7 +753,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s converge N|records N|partition|rejoin_day|isolated_day|"
-				"loss|slow|link|detect|detect_schedule|churn\n", argv[0]);
+				"loss|slow|link|detect|detect_schedule|churn|mass_join N\n",
+			argv[0]);
 		return 2;
 	}
 	unsigned n = argc > 2 ? (unsigned)atoi(argv[2]) : 0;
@@ -730,6 +783,8 @@ int main(int argc, char **argv)
 		sc_churn();
 	else if (!strcmp(sc, "records"))
 		sc_records(n ? n : 128);
+	else if (!strcmp(sc, "mass_join"))
+		sc_mass_join(n ? n : 400);
 	else {
 		fprintf(stderr, "unknown scenario '%s'\n", sc);
 		return 2;

@@ -7,9 +7,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "gossip/proto.h"
+#include "gossip/transport.h" /* GOSSIP_TRANSPORT_FOLLOWUP*: its follow-ups, mirrored */
 #include "tests/sim/sim_gossip_harness.h"
 
-enum { EV_PKT, EV_TICK, EV_SYNC };
+enum { EV_PKT, EV_TICK, EV_SYNC, EV_FOLLOWUP };
 
 struct ev {
 	uint64_t at, seq;
@@ -43,6 +45,10 @@ struct node {
 	struct gossip_addr addr;
 	bool up, stopped;
 	uint64_t gen;
+	/* the transport's follow-up exchanges after a join (transport.h): how many are still
+	 * allowed, and when the one armed is due (its single timer: a re-arm replaces it) */
+	unsigned followups;
+	uint64_t followup_at;
 	uint64_t tick_at;	/* time of the live tick event, UINT64_MAX if none */
 	/* The node's own clock, as its core sees it: simulator time + clk. Random per node,
 	 * like the monotonic clocks of different hosts (the probe schedule must sync them). */
@@ -374,6 +380,8 @@ static int start_core(struct simg *s, struct node *nd, uint64_t inc)
 		return r;
 	nd->up = true;
 	nd->gen++;
+	nd->followups = 0;
+	nd->followup_at = UINT64_MAX;
 	nd->tick_at = UINT64_MAX;
 	nd->inc = inc;
 	if (s->o.sync_interval_ms)
@@ -382,7 +390,8 @@ static int start_core(struct simg *s, struct node *nd, uint64_t inc)
 	return 0;
 }
 
-static void sync_pair(struct simg *s, struct node *a, struct node *b);
+static bool sync_pair(struct simg *s, struct node *a, struct node *b, bool *ret_same);
+static void sync_done(struct simg *s, struct node *a, int r, bool same, bool join);
 
 int simg_spawn(struct simg *s, int seed)
 {
@@ -413,8 +422,10 @@ int simg_spawn(struct simg *s, int seed)
 	if (seed >= 0 && (unsigned)seed < s->n && seed != (int)i) {
 		gossip_join(nd->g, nnow(nd), &s->nodes[seed].addr, 1);
 		/* the transport's push-pull with the seed on join */
-		if (s->nodes[seed].up && s->nodes[seed].group == nd->group)
-			sync_pair(s, nd, &s->nodes[seed]);
+		if (s->nodes[seed].up && s->nodes[seed].group == nd->group) {
+			bool same = false;
+			sync_done(s, nd, sync_pair(s, nd, &s->nodes[seed], &same), same, true);
+		}
 	}
 	resched(nd);
 	return (int)i;
@@ -533,8 +544,10 @@ int simg_restart(struct simg *s, unsigned i)
 			first = addr_index(s, &m->addr);
 	}
 	gossip_join(nd->g, nnow(nd), seeds, ns);
-	if (first >= 0 && s->nodes[first].up && s->nodes[first].group == nd->group)
-		sync_pair(s, nd, &s->nodes[first]);
+	if (first >= 0 && s->nodes[first].up && s->nodes[first].group == nd->group) {
+		bool same = false;
+		sync_done(s, nd, sync_pair(s, nd, &s->nodes[first], &same), same, true);
+	}
 	resched(nd);
 	return 0;
 }
@@ -605,10 +618,53 @@ int simg_put(struct simg *s, unsigned i, const char *key, uint64_t version, cons
 
 /* ---- anti-entropy, as the transport runs it (A initiates with B) ---- */
 
-static void sync_pair(struct simg *s, struct node *a, struct node *b)
+static void followup_arm(struct simg *s, struct node *a)
+{
+	uint32_t base = GOSSIP_TRANSPORT_FOLLOWUP_MS;
+	a->followup_at = s->now + base - base / 4 + simg_rand(s) % (base / 2 + 1);
+	schedule(s, a->followup_at, EV_FOLLOWUP, a->idx, a->gen);
+}
+
+/* An exchange @a initiated ended (@r: 1 done, 0 failed; @same: the views were equal), as the
+ * transport's ae_done sees it: a join's first exchange starts the follow-ups; during them,
+ * equal views end the series and anything else arms the next one. (A failed join exchange,
+ * which the transport retries with another member, is not modelled.) */
+static void sync_done(struct simg *s, struct node *a, int r, bool same, bool join)
+{
+	if (join) {
+		if (r == 1) {
+			a->followups = GOSSIP_TRANSPORT_FOLLOWUPS;
+			followup_arm(s, a);
+		}
+	} else if (a->followups) {
+		if (r == 1 && same)
+			a->followups = 0;
+		else
+			followup_arm(s, a);
+	}
+}
+
+/* Are two digests equal but for their sender (what the transport's SUMMARY compares)? */
+static bool digests_same(const uint8_t *a, size_t la, const uint8_t *b, size_t lb)
+{
+	const uint8_t *pa = a, *pb = b, *id;
+	uint32_t n;
+	uint64_t v;
+	if (gossip__r_array(&pa, a + la, &n) < 0 || gossip__r_uint(&pa, a + la, &v) < 0 ||
+	    gossip__r_uint(&pa, a + la, &v) < 0 || gossip__r_id(&pa, a + la, &id) < 0 ||
+	    gossip__r_array(&pb, b + lb, &n) < 0 || gossip__r_uint(&pb, b + lb, &v) < 0 ||
+	    gossip__r_uint(&pb, b + lb, &v) < 0 || gossip__r_id(&pb, b + lb, &id) < 0)
+		return false;
+	return a + la - pa == b + lb - pb && memcmp(pa, pb, (size_t)(a + la - pa)) == 0;
+}
+
+/* One exchange initiated by @a; *@ret_same: the two digests were equal (the transport's
+ * SAME). Returns whether it completed. */
+static bool sync_pair(struct simg *s, struct node *a, struct node *b, bool *ret_same)
 {
 	uint8_t *da = NULL, *db = NULL, *xa = NULL, *xb = NULL;
 	size_t lda, ldb, lxa, lxb;
+	bool ok = false;
 	if (gossip_sync_digest(a->g, &da, &lda) < 0)
 		goto out;
 	if (gossip_sync_diff(b->g, nnow(b), da, lda, 0, &xb, &lxb) < 0)
@@ -623,6 +679,8 @@ static void sync_pair(struct simg *s, struct node *a, struct node *b)
 		goto out;
 	s->tr.syncs++;
 	s->tr.sync_bytes += lda + ldb + lxa + lxb;
+	ok = true;
+	*ret_same = digests_same(da, lda, db, ldb);
 out:
 	free(da);
 	free(db);
@@ -630,24 +688,27 @@ out:
 	free(xb);
 	resched(a);
 	resched(b);
+	return ok;
 }
 
-static void do_sync(struct simg *s, struct node *nd)
+/* An exchange with a peer of gossip_sync_pick. @return -1: nobody to pick; 0: failed (the
+ * peer is down or cut off); 1: done (*@ret_same as sync_pair). */
+static int do_sync(struct simg *s, struct node *nd, bool *ret_same)
 {
 	struct gossip_addr to;
 	if (gossip_sync_pick(nd->g, &to) < 0)
-		return;
+		return -1;
 	int j = addr_index(s, &to);
 	if (j < 0 || !s->nodes[j].up || s->nodes[j].group != nd->group)
-		return;
+		return 0;
 	double loss = s->o.loss + nd->loss + s->nodes[j].loss;
 	for (unsigned k = 0; k < s->nlinks; k++)
 		if ((s->links[k].a == nd->idx && s->links[k].b == (unsigned)j) ||
 		    (s->links[k].b == nd->idx && s->links[k].a == (unsigned)j))
 			loss += s->links[k].loss;
 	if (loss >= 1.0)
-		return;
-	sync_pair(s, nd, &s->nodes[j]);
+		return 0;
+	return sync_pair(s, nd, &s->nodes[j], ret_same) ? 1 : 0;
 }
 
 /* ---- the loop ---- */
@@ -669,14 +730,30 @@ static void run_event(struct simg *s, struct ev *e)
 		gossip_tick(nd->g, nnow(nd));
 		resched(nd);
 		break;
-	case EV_SYNC:
+	case EV_FOLLOWUP: {
+		if (e->at != nd->followup_at || !nd->followups)
+			return;
+		nd->followup_at = UINT64_MAX;
+		bool same = false;
+		int r = do_sync(s, nd, &same);
+		if (r >= 0) {	/* started (as the transport counts them); -1: nobody to ask */
+			nd->followups--;
+			sync_done(s, nd, r, same, false);
+		}
+		break;
+	}
+	case EV_SYNC: {
 		if (!s->o.sync_interval_ms)
 			break;	/* anti-entropy switched off */
-		do_sync(s, nd);
+		bool same = false;
+		int r = do_sync(s, nd, &same);
+		if (r >= 0)
+			sync_done(s, nd, r, same, false);
 		schedule(s, s->now + s->o.sync_interval_ms / 2 +
 				    simg_rand(s) % (s->o.sync_interval_ms + 1), EV_SYNC, nd->idx,
 			 nd->gen);
 		break;
+	}
 	}
 }
 

@@ -9,7 +9,9 @@
  * (nothing in, nothing out) and slow nodes (every packet and timer they handle is delayed).
  * Anti-entropy is driven by the harness exactly as the transport does it: every
  * sync_interval_ms each node picks a peer with gossip_sync_pick and runs the
- * digest/diff/apply exchange (reliable, like TCP, but only across a working link).
+ * digest/diff/apply exchange (reliable, like TCP, but only across a working link), and the
+ * exchange of a join is followed by the transport's follow-ups (gossip/transport.h:
+ * GOSSIP_TRANSPORT_FOLLOWUP_MS later, again while the digests differ).
  * A restart is what an agent does: a new core with the persisted incarnation + 1, the member
  * table and records it had persisted restored, then a join to a few members it knew.
  */

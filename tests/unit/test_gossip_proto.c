@@ -173,8 +173,8 @@ static void test_bad_fields(void **state)
 	gossip__w_array(&w, 0);
 	assert_int_equal(gossip__pkt_check(buf, w.len), -EBADMSG);
 	/* a str where a bin is due, unknown type, negative int, too many msgs */
-	static const uint8_t hdr[] = { 0x93, GOSSIP_PROTO_VERSION, 0xc4, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-				       12, 13, 14, 15, 16 };
+	static const uint8_t hdr[] = { 0x93, GOSSIP_PROTO_VERSION, 0xc4, 16, 1, 2, 3, 4, 5, 6,
+				       7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
 	struct {
 		const char *what;
 		uint8_t tail[8];

@@ -400,7 +400,8 @@ static void test_antientropy_summary(void **state)
 	node_start(1, cluster_key);
 	join_to(1, 0);
 	assert_true(run_until(all_see_alive, &a, 10000));
-	run_until(NULL, NULL, 500); /* the join's exchanges end */
+	/* the join's exchange and its follow-up (1.5..2.5 s later, transport.h) end */
+	run_until(NULL, NULL, GOSSIP_TRANSPORT_FOLLOWUP_MS * 3 / 2);
 	gossip_transport_stats(nodes[0].t, &b0);
 	gossip_transport_stats(nodes[1].t, &b1);
 	assert_int_equal(gossip_transport_sync(nodes[0].t, &nodes[1].addr), 0);
@@ -420,6 +421,33 @@ static void test_antientropy_summary(void **state)
 			 (unsigned long long)(s1.stream_bytes_out - b1.stream_bytes_out),
 			 (unsigned long long)frame);
 	assert_int_equal(s0.sync_applied, b0.sync_applied);
+}
+
+/* A join's exchange is followed by one more, GOSSIP_TRANSPORT_FOLLOWUP_MS (+-25%) later; as
+ * the views are equal by then, that one ends the series. */
+static void test_join_followup(void **state)
+{
+	struct count_arg a = {0, 2, 2};
+	struct gossip_transport_stats s0, s1, s2;
+	uint32_t f = GOSSIP_TRANSPORT_FOLLOWUP_MS;
+
+	node_start(0, cluster_key);
+	node_start(1, cluster_key);
+	join_to(1, 0);
+	assert_true(run_until(all_see_alive, &a, 10000));
+	run_until(NULL, NULL, f / 2); /* the join's exchange ends, its follow-up is not due */
+	gossip_transport_stats(nodes[1].t, &s0);
+	run_until(NULL, NULL, f * 3 / 2);
+	gossip_transport_stats(nodes[1].t, &s1);
+	run_until(NULL, NULL, 2 * f);
+	gossip_transport_stats(nodes[1].t, &s2);
+	if (s0.sync_started != 1 || s1.sync_started != 2 || s1.sync_ok != 2 ||
+	    s2.sync_started != 2)
+		fail_msg("exchanges started by the joiner: %llu after the join, %llu after the "
+			 "follow-up (%llu completed), %llu later; want 1, 2 (2), 2",
+			 (unsigned long long)s0.sync_started, (unsigned long long)s1.sync_started,
+			 (unsigned long long)s1.sync_ok, (unsigned long long)s2.sync_started);
+	assert_int_equal(s1.sync_applied, s0.sync_applied); /* equal views: nothing applied */
 }
 
 static bool node2_suspected(void *p)
@@ -805,6 +833,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_key_rejected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_antientropy_heals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_antientropy_summary, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_join_followup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_heal_sync_after_suspicion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_detected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_accepted, setup, teardown),
