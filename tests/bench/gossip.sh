@@ -284,6 +284,7 @@ run() { # SYS N
 		pat=$(dead_pat $sys "n$victim")
 		t0=$(now_ms)
 		kill -9 "${PIDS[$((victim - 1))]}"
+		{ wait "${PIDS[$((victim - 1))]}"; } 2>/dev/null # reaped here: no "Killed" line from bash
 		dead="$dead$victim "
 		if ! wait_logs 120 "$pat" ${#others[@]} "${others[@]}"; then
 			p100s+=(999999)
