@@ -36,6 +36,15 @@ static void fast_cfg(struct simg_opts *o, unsigned max_nodes)
 	o->sync_interval_ms = 5000;
 }
 
+/* The agent's own timings (gossip_config_default) and anti-entropy period (the transport's). */
+static void agent_cfg(struct simg_opts *o, unsigned max_nodes)
+{
+	memset(o, 0, sizeof(*o));
+	gossip_config_default(&o->cfg);
+	o->max_nodes = max_nodes;
+	o->sync_interval_ms = 30000;
+}
+
 /* ---- what scenarios track through the hooks ---- */
 
 #define MAXN 2048
@@ -210,10 +219,7 @@ static void sc_mass_join(unsigned n)
 	const uint64_t limit = 8000;
 	struct simg_opts o;
 	struct track t;
-	memset(&o, 0, sizeof(o));
-	gossip_config_default(&o.cfg);
-	o.max_nodes = n;
-	o.sync_interval_ms = 30000;
+	agent_cfg(&o, n);
 	struct simg *s = setup(&o, &t);
 	spawn_all(s, n, 100);
 	uint64_t last = simg_now(s);
@@ -588,10 +594,7 @@ static void sc_detect_schedule(void)
 	const unsigned n = 16, crashes = 20;
 	struct simg_opts o;
 	struct track t;
-	memset(&o, 0, sizeof(o));
-	gossip_config_default(&o.cfg);
-	o.max_nodes = n;
-	o.sync_interval_ms = 30000;
+	agent_cfg(&o, n);
 	struct simg *s = setup(&o, &t);
 	spawn_all(s, n, 1000);
 	CHECK(simg_run_until_pred(s, simg_converged, NULL, 10, 60000), "no initial convergence");
