@@ -31,7 +31,8 @@
  * log2 N rounds, with no NTP. Where views differ (a join or a death not yet heard everywhere,
  * clocks not yet met), a member may be probed twice in a round and another not at all, which
  * is what independent choices give all the time; correctness never depends on the schedule.
- * A node whose own health stretches its interval (LHM, below) skips slots.
+ * A node whose own health stretches its interval (LHM, below) skips slots; a slot that comes
+ * while a probe is still running (an urgent one, below) is served as soon as that one ends.
  *
  * Lifeguard. A node that is itself slow (CPU starved, GC, a saturated NIC) misses acks and
  * would accuse healthy peers. Three remedies, after Lifeguard (Dadgar et al., 2018):
@@ -1595,8 +1596,9 @@ static uint64_t probe_clock(const struct gossip *g)
 }
 
 /* A ping's clock ahead of ours: adopt it (the schedule moves with it at once). Clocks only
- * move forward, so the cluster settles on its fastest one; a value near the end of the range
- * (a peer's bug) is ignored rather than followed. */
+ * move forward, so the cluster settles on its fastest one. A member's clock is trusted like
+ * everything else it says (its packets are authenticated); values past UINT64_MAX / 2 are
+ * ignored, so that the offset arithmetic never wraps. */
 static void clock_adopt(struct gossip *g, uint64_t clock)
 {
 	if (clock > probe_clock(g) && clock < UINT64_MAX / 2)
@@ -1831,13 +1833,17 @@ int gossip_tick(struct gossip *g, uint64_t now)
 		}
 	}
 
-	if (!g->left && now >= probe_due(g)) {
-		if (!g->pr.active)
-			probe_start(g, now, false);
-		/* the next slot at least half a round on (a round on with a ring that did not
-		 * change), or later while our own health (LHM) stretches the interval */
-		g->probe_floor = now + scaled(g, g->cfg.probe_interval_ms) -
-				 g->cfg.probe_interval_ms / 2;
+	/* A slot that comes while a probe is still running (an urgent one, or the last one
+	 * stretched by a ring change or a clock adoption) is served when that probe ends: in the
+	 * shared schedule nobody else would probe its member this round. */
+	uint64_t due = probe_due(g), half = g->cfg.probe_interval_ms / 2;
+	if (!g->left && !g->pr.active && now >= due) {
+		probe_start(g, now, false);
+		/* The next slot at least half a round after this one (a round on with a ring that
+		 * did not change), or later while our own health (LHM) stretches the interval;
+		 * after a long stall, counted from now: missed rounds are not caught up. */
+		uint64_t base = now - due > half ? now - half : due;
+		g->probe_floor = base + scaled(g, g->cfg.probe_interval_ms) - half;
 	} else if (!g->left && g->urgent && !g->pr.active) {
 		probe_start(g, now, true); /* out of turn: the schedule is left as it was */
 	}
@@ -1878,7 +1884,7 @@ uint64_t gossip_next_deadline(const struct gossip *g)
 		return g->now;
 	uint64_t d = g->next_reap;
 	uint64_t due = probe_due(g);
-	if (!g->left && due < d)
+	if (!g->left && !g->pr.active && due < d)	/* else when the probe ends (below) */
 		d = due;
 	if (g->pr.active && g->pr.deadline < d)
 		d = g->pr.deadline;

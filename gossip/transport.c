@@ -487,7 +487,8 @@ static void followup_cb(uv_timer_t *timer)
 		uv_timer_start(&t->followup_timer, followup_cb, GOSSIP_TRANSPORT_FOLLOWUP_MS / 4, 0);
 	else if (r == 0)
 		t->followups--;
-	/* else nobody to ask: the series ends here */
+	else
+		t->followups = 0; /* nobody to ask: the series ends here */
 }
 
 static void followup_arm(struct gossip_transport *t)

@@ -297,7 +297,9 @@ run() { # SYS N
 	done
 	local worst
 	worst=$(printf '%s\n' "${p100s[@]}" | sort -n | tail -n 1)
-	if [ "$worst" = 999999 ]; then
+	if [ ${#p100s[@]} -eq 0 ]; then
+		RES[$sys,$n,detect]="(skipped: N too small)"
+	elif [ "$worst" = 999999 ]; then
 		RES[$sys,$n,detect]="> 120 s"
 	else
 		RES[$sys,$n,detect]="$(printf '%s\n' "${p50s[@]}" | median) / $(printf '%s\n' "${p100s[@]}" | median) / $worst ms (${#p100s[@]} kills)"

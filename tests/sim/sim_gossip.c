@@ -675,7 +675,7 @@ static void sc_churn(void)
 		/* nodes that left are stopped once their leave had time to spread */
 		for (unsigned k = 0; k < simg_count(s); k++)
 			if (left[k] && simg_up(s, k) &&
-			    simg_now(s) - gossip_self(simg_core(s, k))->state_change > 2000)
+			    simg_node_now(s, k) - gossip_self(simg_core(s, k))->state_change > 2000)
 				simg_stop(s, k);
 	}
 	for (unsigned k = 0; k < simg_count(s); k++)

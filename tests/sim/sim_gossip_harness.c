@@ -177,6 +177,11 @@ static uint64_t nnow(const struct node *nd)
 	return nd->s->now + nd->clk;
 }
 
+uint64_t simg_node_now(const struct simg *s, unsigned i)
+{
+	return nnow(&s->nodes[i]);
+}
+
 /* Make sure a tick event exists at the core's next deadline (slow nodes: later). */
 static void resched(struct node *nd)
 {

@@ -51,6 +51,8 @@ void simg_free(struct simg *s);
 void simg_set_hooks(struct simg *s, const struct simg_hooks *h);
 uint64_t simg_seed(const struct simg *s);
 uint64_t simg_now(const struct simg *s);
+/* Node @i's own clock (what its core is given, and its members' state_change are in). */
+uint64_t simg_node_now(const struct simg *s, unsigned i);
 uint32_t simg_rand(struct simg *s);
 
 /* Create node @i (a new id) now and join it to @seed (-1: no join). Returns the index. */
