@@ -37,6 +37,9 @@ struct node {
 	struct gossip_member last_member;
 	uint64_t last_record_version;
 	unsigned dead_seen;
+	uint64_t clk;		/* this node's clock = net->now + clk (0 unless a test sets it) */
+	uint64_t pinged_at;	/* when it was last sent a probe (test_probe_schedule) */
+	uint64_t max_gap;	/* longest time between two probes of it since tracking began */
 };
 
 struct net {
@@ -49,13 +52,31 @@ struct net {
 	bool down[MAXC];	/* drops everything to and from */
 	size_t max_plain;
 	unsigned sent;
+	bool track_pings;	/* record the probes each node is sent (pinged_at, max_gap) */
 };
+
+/* The probes in a packet: a PING to a member (not a join) as its first message. */
+static void track_ping(struct net *net, const uint8_t *buf, size_t len)
+{
+	const uint8_t *pos = buf, *end = buf + len, *sender;
+	uint32_t n;
+	struct gossip_msg m;
+	if (gossip__pkt_open(&pos, end, &sender, &n) < 0 || !n ||
+	    gossip__msg_get(&pos, end, &m) < 0 || m.type != GOSSIP_MSG_PING || !m.id)
+		return;
+	struct node *t = &net->n[m.id[15] % MAXC];
+	if (t->pinged_at && net->now - t->pinged_at > t->max_gap)
+		t->max_gap = net->now - t->pinged_at;
+	t->pinged_at = net->now;
+}
 
 static void env_send(void *ud, const struct gossip_addr *to, const uint8_t *buf, size_t len)
 {
 	struct node *nd = ud;
 	struct net *net = nd->net;
 	net->sent++;
+	if (net->track_pings)
+		track_ping(net, buf, len);
 	if (len > net->max_plain)
 		fail_msg("packet of %zu bytes over the plaintext budget %zu", len, net->max_plain);
 	if (net->nq >= MAXQ)
@@ -154,8 +175,8 @@ static void net_flush(struct net *net)
 			struct qpkt *p = &batch[i];
 			if (p->to >= net->count || net->down[p->to] || net->down[p->from])
 				continue;
-			int r = gossip_recv(net->n[p->to].g, net->now, &net->n[p->from].addr,
-					    p->buf, p->len);
+			int r = gossip_recv(net->n[p->to].g, net->now + net->n[p->to].clk,
+					    &net->n[p->from].addr, p->buf, p->len);
 			if (r != 0)
 				fail_msg("recv on node %u: %d", p->to, r);
 		}
@@ -169,9 +190,11 @@ static void net_run(struct net *net, uint64_t ms)
 	uint64_t end = net->now + ms;
 	while (net->now < end) {
 		net->now += 10;
-		for (unsigned i = 0; i < net->count; i++)
-			if (!net->down[i] && gossip_next_deadline(net->n[i].g) <= net->now)
-				gossip_tick(net->n[i].g, net->now);
+		for (unsigned i = 0; i < net->count; i++) {
+			uint64_t now = net->now + net->n[i].clk;
+			if (!net->down[i] && gossip_next_deadline(net->n[i].g) <= now)
+				gossip_tick(net->n[i].g, now);
+		}
 		net_flush(net);
 	}
 }
@@ -815,6 +838,38 @@ static void test_labels_and_mtu(void **state)
 	net_free(net);
 }
 
+/*
+ * The probe schedule (swim.c): with every node on a clock of its own, once the probe clocks
+ * have met (pings carry them), each member is probed by someone once per round, the next
+ * probe at most (1 + 2/n) rounds after the last. Independent shuffled lists (SWIM's) leave
+ * gaps of several rounds.
+ */
+static void test_probe_schedule(void **state)
+{
+	struct net *net = net_new();
+	struct gossip_config c;
+	cfg_fast(&c);
+	for (unsigned i = 0; i < MAXC; i++)
+		add_node(net, &c);
+	for (unsigned i = 0; i < MAXC; i++)
+		net->n[i].clk = 1000003ull * (i * 5 % MAXC) + 17 * i; /* distinct, arbitrary */
+	join_all(net);
+	net_run(net, 5000);	/* the clocks meet within ~log2 n rounds */
+	net->track_pings = true;
+	net_run(net, 40 * c.probe_interval_ms);
+	/* + 20 ms: this net ticks every 10 ms */
+	uint64_t bound = c.probe_interval_ms * (MAXC + 2) / MAXC + 20;
+	for (unsigned i = 0; i < MAXC; i++) {
+		for (unsigned j = 0; j < MAXC; j++)
+			assert_state(net, i, j, GOSSIP_ALIVE);
+		if (!net->n[i].max_gap || net->n[i].max_gap > bound)
+			fail_msg("node %u: longest time between two probes of it %llu ms, want "
+				 "1..%llu", i, (unsigned long long)net->n[i].max_gap,
+				 (unsigned long long)bound);
+	}
+	net_free(net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -833,6 +888,7 @@ int main(void)
 		cmocka_unit_test(test_sync_refute),
 		cmocka_unit_test(test_sync_reap_age),
 		cmocka_unit_test(test_labels_and_mtu),
+		cmocka_unit_test(test_probe_schedule),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
