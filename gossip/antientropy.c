@@ -255,14 +255,11 @@ static int summary(struct gossip__ae_conn *c, uint8_t tag, uint8_t out[1 + AE_SU
 
 	if (r < 0)
 		return r;
-	/* Hash what follows the sender id ([version, type, sender, buckets, members, records]):
-	 * two nodes with the same view have the same digest but for who sent it. */
+	/* Hash what follows the sender id: two nodes with the same view have the same digest
+	 * but for who sent it. */
 	const uint8_t *pos = buf, *end = buf + len, *id;
-	uint32_t n;
-	uint64_t v;
 
-	if (gossip__r_array(&pos, end, &n) < 0 || gossip__r_uint(&pos, end, &v) < 0 ||
-	    gossip__r_uint(&pos, end, &v) < 0 || gossip__r_id(&pos, end, &id) < 0) {
+	if (gossip__sync_open(&pos, end, GOSSIP_SYNC_DIGEST, 6, &id) < 0) {
 		free(buf);
 		return -EBADMSG; /* cannot happen: our own digest */
 	}

@@ -504,6 +504,20 @@ int gossip__pkt_check(const uint8_t *buf, size_t len)
 	return (int)n;
 }
 
+int gossip__sync_open(const uint8_t **pos, const uint8_t *end, int type, uint32_t n,
+		      const uint8_t **ret_sender)
+{
+	uint32_t cnt;
+	uint64_t v;
+	if (gossip__r_array(pos, end, &cnt) < 0 || cnt != n || gossip__r_uint(pos, end, &v) < 0)
+		return -EBADMSG;
+	if (v != GOSSIP_PROTO_VERSION)
+		return -EPROTONOSUPPORT;
+	if (gossip__r_uint(pos, end, &v) < 0 || v != (uint64_t)type)
+		return -EBADMSG;
+	return gossip__r_id(pos, end, ret_sender);
+}
+
 /* FNV-1a with a splitmix64 finaliser: cheap, and good enough for table buckets and digests
  * (the packets are authenticated, so collision flooding needs the cluster key). */
 uint64_t gossip__hash64(const void *p, size_t len, uint64_t seed)

@@ -132,6 +132,14 @@ int gossip__msg_get(const uint8_t **pos, const uint8_t *end, struct gossip_msg *
  * -EPROTONOSUPPORT. */
 int gossip__pkt_check(const uint8_t *buf, size_t len);
 
+/*
+ * Anti-entropy buffer header: [version, @type, sender, ... of @n elements in all, reads up to
+ * the sender. What follows it is the same in two nodes' DIGESTs when their views are equal.
+ * @return 0; -EPROTONOSUPPORT (other version); -EBADMSG.
+ */
+int gossip__sync_open(const uint8_t **pos, const uint8_t *end, int type, uint32_t n,
+		      const uint8_t **ret_sender);
+
 /* 64-bit hash helpers shared by the core and the digest. */
 uint64_t gossip__hash64(const void *p, size_t len, uint64_t seed);
 

@@ -2341,20 +2341,6 @@ int gossip_sync_pick(struct gossip *g, struct gossip_addr *ret_addr)
 }
 
 /* Header of sync buffers: [version, type, sender, ...] with @n elements in all. */
-static int sync_open(const uint8_t **pos, const uint8_t *end, int type, uint32_t n,
-		     const uint8_t **sender)
-{
-	uint32_t cnt;
-	uint64_t v;
-	if (gossip__r_array(pos, end, &cnt) < 0 || cnt != n || gossip__r_uint(pos, end, &v) < 0)
-		return -EBADMSG;
-	if (v != GOSSIP_PROTO_VERSION)
-		return -EPROTONOSUPPORT;
-	if (gossip__r_uint(pos, end, &v) < 0 || v != (uint64_t)type)
-		return -EBADMSG;
-	return gossip__r_id(pos, end, sender);
-}
-
 /* Bucket count for a digest: about two entries per bucket, within [DIG_MIN, DIG_BUCKETS]. */
 static uint32_t dig_buckets(const struct gossip *g)
 {
@@ -2432,7 +2418,7 @@ static int digest_read(const uint8_t *buf, size_t len, uint32_t *ret_b, const ui
 	const uint8_t *pos = buf, *end = buf + len, *sender;
 	uint64_t b;
 	size_t lm, lr;
-	int r = sync_open(&pos, end, GOSSIP_SYNC_DIGEST, 6, &sender);
+	int r = gossip__sync_open(&pos, end, GOSSIP_SYNC_DIGEST, 6, &sender);
 	if (r < 0)
 		return r;
 	if (gossip__r_uint(&pos, end, &b) < 0 || b == 0 || b > DIG_BUCKETS || (b & (b - 1)))
@@ -2665,7 +2651,7 @@ int gossip_sync_apply(struct gossip *g, uint64_t now, const uint8_t *buf, size_t
 	uint32_t nm, nr;
 	struct gossip_msg m;
 	uint64_t state, age;
-	int r = sync_open(&pos, end, GOSSIP_SYNC_DIFF, 5, &sender);
+	int r = gossip__sync_open(&pos, end, GOSSIP_SYNC_DIFF, 5, &sender);
 	if (r < 0)
 		return r;
 	if (gossip__r_array(&pos, end, &nm) < 0)
@@ -2685,7 +2671,7 @@ int gossip_sync_apply(struct gossip *g, uint64_t now, const uint8_t *buf, size_t
 	now = g->now;
 	g->st.syncs_applied++;
 	pos = buf;
-	sync_open(&pos, end, GOSSIP_SYNC_DIFF, 5, &sender);
+	gossip__sync_open(&pos, end, GOSSIP_SYNC_DIFF, 5, &sender);
 	gossip__r_array(&pos, end, &nm);
 	int changed = 0, ret = 0;
 	for (uint32_t i = 0; i < nm; i++) {

@@ -420,15 +420,17 @@ static void ae_kick(void *ud)
 
 static void sync_timer_cb(uv_timer_t *timer);
 
+/* @base ms +-25% at random, so that the cluster's exchanges do not line up. */
+static uint64_t jittered(uint32_t base)
+{
+	return base - base / 4 + randombytes_uniform(base / 2 + 1);
+}
+
 static void sync_arm(struct gossip_transport *t)
 {
-	uint64_t base = t->cfg.sync_interval_ms, delay;
-
 	if (t->cfg.sync_interval_ms == UINT32_MAX || t->closing)
 		return;
-	/* +-25% jitter so the cluster's exchanges do not line up */
-	delay = base - base / 4 + (base / 2 ? randombytes_uniform((uint32_t)(base / 2 + 1)) : 0);
-	uv_timer_start(&t->sync_timer, sync_timer_cb, delay, 0);
+	uv_timer_start(&t->sync_timer, sync_timer_cb, jittered(t->cfg.sync_interval_ms), 0);
 }
 
 static void sync_timer_cb(uv_timer_t *timer)
@@ -493,10 +495,7 @@ static void followup_cb(uv_timer_t *timer)
 
 static void followup_arm(struct gossip_transport *t)
 {
-	uint32_t base = GOSSIP_TRANSPORT_FOLLOWUP_MS;
-
-	uv_timer_start(&t->followup_timer, followup_cb,
-		       base - base / 4 + randombytes_uniform(base / 2 + 1), 0);
+	uv_timer_start(&t->followup_timer, followup_cb, jittered(GOSSIP_TRANSPORT_FOLLOWUP_MS), 0);
 }
 
 static void ae_done(void *ud, bool initiator, bool ok, bool differed)

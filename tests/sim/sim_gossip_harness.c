@@ -653,12 +653,8 @@ static void sync_done(struct simg *s, struct node *a, int r, bool same, bool joi
 static bool digests_same(const uint8_t *a, size_t la, const uint8_t *b, size_t lb)
 {
 	const uint8_t *pa = a, *pb = b, *id;
-	uint32_t n;
-	uint64_t v;
-	if (gossip__r_array(&pa, a + la, &n) < 0 || gossip__r_uint(&pa, a + la, &v) < 0 ||
-	    gossip__r_uint(&pa, a + la, &v) < 0 || gossip__r_id(&pa, a + la, &id) < 0 ||
-	    gossip__r_array(&pb, b + lb, &n) < 0 || gossip__r_uint(&pb, b + lb, &v) < 0 ||
-	    gossip__r_uint(&pb, b + lb, &v) < 0 || gossip__r_id(&pb, b + lb, &id) < 0)
+	if (gossip__sync_open(&pa, a + la, GOSSIP_SYNC_DIGEST, 6, &id) < 0 ||
+	    gossip__sync_open(&pb, b + lb, GOSSIP_SYNC_DIGEST, 6, &id) < 0)
 		return false;
 	return a + la - pa == b + lb - pb && memcmp(pa, pb, (size_t)(a + la - pa)) == 0;
 }
