@@ -7,7 +7,11 @@ build=(gcc make cmake pkg-config git libuv1-dev libmsgpack-dev liblmdb-dev libgi
        libsystemd-dev libsodium-dev libinih-dev libcmocka-dev)
 # Tests: clang (fuzz replay is gcc, fuzzing is clang), real systemd/podman/netns for system tests,
 # serf for the side-by-side gossip benchmark, lmdb-utils for inspecting stores.
-test=(clang libclang-rt-14-dev systemd dbus podman runc busybox-static iproute2 nftables socat
+# catatonit is Podman's init binary: the container plugin creates containers with
+# HostConfig.Init=true, and podman only *recommends* catatonit, which the
+# --no-install-recommends below would otherwise leave out (container create then fails with
+# "container-init binary not found on the host").
+test=(clang libclang-rt-14-dev systemd dbus podman catatonit runc busybox-static iproute2 nftables socat
       lmdb-utils procps psmisc serf jq curl util-linux)
 case "${1:-build}" in
 build) want=("${build[@]}") ;;
