@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/brain_codec.h"
+#include "agent/fleet/records.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -32,7 +32,7 @@
 
 #include <cmocka.h>
 
-#include "agent/ctl_proto.h"
+#include "agent/ctl/ctl_proto.h"
 
 #define CLIENT_TIMEOUT_MS 3000
 #define MAX_CLIENTS	  6

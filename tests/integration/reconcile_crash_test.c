@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/reconcile.h"
+#include "agent/node/reconcile.h"
 #include "reconcile_harness.h"
 
 #ifndef RECONCILE_CRASHER

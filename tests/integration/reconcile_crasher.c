@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/reconcile.h"
+#include "agent/node/reconcile.h"
 #include "reconcile_harness.h"
 
 #define SERVICE "crash"

@@ -63,8 +63,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/agree.h"
-#include "agent/hlc.h"
+#include "agent/agree/agree.h"
+#include "agent/base/hlc.h"
 
 #define MAXN	  9
 #define NSVC	  2

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "agent/agree.h"
+#include "agent/agree/agree.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 

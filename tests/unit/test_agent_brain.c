@@ -19,9 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/brain.h"
-#include "agent/brain_codec.h"
-#include "agent/ctl_proto.h"
+#include "agent/fleet/fleet.h"
+#include "agent/fleet/records.h"
+#include "agent/ctl/ctl_proto.h"
 #include "store/import.h"
 
 #define EQ(a, b) assert_int_equal((a), (b))

@@ -18,8 +18,8 @@
 #include <cmocka.h>
 #include <msgpack.h>
 
-#include "agent/agent.h"
-#include "agent/cluster.h"
+#include "agent/daemon/agent.h"
+#include "agent/cluster/cluster.h"
 #include "gossip/transport.h"
 
 /* ---- labels ------------------------------------------------------------------------------- */

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "agent/config.h"
+#include "agent/config/config.h"
 
 static char dir[64];
 static char conf[128];

@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "agent/ctl_proto.h"
+#include "agent/ctl/ctl_proto.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 

@@ -20,7 +20,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
-#include "agent/fetch.h"
+#include "agent/cluster/fetch.h"
 #include "gossip/transport.h"
 #include "store/store.h"
 

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "agent/health.h"
+#include "agent/node/health.h"
 
 static struct store_health_policy pol_exec(uint32_t failures, uint32_t deadline_ms)
 {

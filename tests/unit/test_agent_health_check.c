@@ -21,7 +21,7 @@
 
 #include <cmocka.h>
 
-#include "agent/health.h"
+#include "agent/node/health.h"
 #include "store/import.h"
 
 #ifndef SHOAL_SOURCE_DIR_FALLBACK	/* set by test_agent_health_check.cmake */

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "agent/hlc.h"
+#include "agent/base/hlc.h"
 
 #define T0 1764000000000ULL /* a wall clock in ms, 2025 */
 

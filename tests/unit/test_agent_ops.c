@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "agent/agent.h"
-#include "agent/ctl_proto.h"
+#include "agent/daemon/agent.h"
+#include "agent/ctl/ctl_proto.h"
 #include "store/import.h"
 
 static char dir[64];

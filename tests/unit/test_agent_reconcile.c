@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/reconcile.h"
+#include "agent/node/reconcile.h"
 #include "../integration/reconcile_harness.h"
 
 #define WAIT_MS 15000

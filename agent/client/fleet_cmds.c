@@ -1,0 +1,632 @@
+/*
+ * agent/brain_cli.c: agentctl's commands of the cluster brain (brain.h "Control operations"):
+ * deploy, rollback, votes, services, events, history, and the services part of status.
+ *
+ * Kept apart from agentctl.c so that the brain's commands and the ops they call change
+ * together; agentctl.c hands these commands over with brain_cli_main(). Requests go through
+ * agent/cli.h, one per connection; `--wait` and `events --follow` poll the agent (the agent
+ * never pushes, so a slow client can never hold it up).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/fleet/fleet.h"
+#include "agent/ctl/ctl_client.h"
+#include "agent/ctl/ctl_proto.h"
+
+/* One request: each call (also each poll of --wait and --follow) bounded by 10 s, or by
+ * --timeout when that is shorter. */
+static int bc_call(struct cli *c, struct ctl_enc *e)
+{
+	return cli_call(c, e, c->timeout_ms < 10000 ? c->timeout_ms : 10000);
+}
+
+/* After bc_call: EXIT_DONE if ok; prints the agent's error (JSON too) and EXIT_FAILED otherwise. */
+static int bc_check(struct cli *c, int x)
+{
+	if (x != EXIT_DONE)
+		return x;
+	if (c->resp.ok)
+		return EXIT_DONE;
+	if (c->json)
+		printf("{\"ok\":false,\"error\":\"%s\"}\n", c->resp.error);
+	cli_errf("%s (%s)", c->resp.message[0] ? c->resp.message : "failed", c->resp.error);
+	return EXIT_FAILED;
+}
+
+static const msgpack_object *get(const msgpack_object *m, const char *k)
+{
+	return ctl_map_get(m, k);
+}
+
+static uint64_t u(const msgpack_object *m, const char *k)
+{
+	const msgpack_object *o = get(m, k);
+	return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
+}
+
+static bool bo(const msgpack_object *m, const char *k)
+{
+	const msgpack_object *o = get(m, k);
+	return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+}
+
+static const char *s(const msgpack_object *m, const char *k, char *buf, size_t cap)
+{
+	const msgpack_object *o = get(m, k);
+	if (!o || o->type != MSGPACK_OBJECT_STR) {
+		snprintf(buf, cap, "-");
+		return buf;
+	}
+	size_t n = o->via.str.size < cap - 1 ? o->via.str.size : cap - 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)o->via.str.ptr[i];
+		buf[i] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+	}
+	buf[n] = 0;
+	return buf;
+}
+
+static void print_json(struct cli *c)
+{
+	ctl_json_write(stdout, c->resp.result, 2);
+	fputc('\n', stdout);
+}
+
+static void fmt_wall(uint64_t ms, char *buf, size_t cap)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	size_t n = strftime(buf, cap, "%H:%M:%S", &tm);
+	snprintf(buf + n, cap - n, ".%03u", (unsigned)(ms % 1000));
+}
+
+static void fmt_date(uint64_t ms, char *buf, size_t cap)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/* ---- Options --------------------------------------------------------------------------------- */
+
+enum { O_SCOPE = 2000, O_REASON, O_WAIT, O_FORCE, O_TO, O_LOCAL, O_FOLLOW, O_SINCE, O_REV,
+       O_JSON, O_TIMEOUT, O_SOCKET };
+
+struct args {
+	const char *scope, *reason;
+	bool wait, force, local, follow;
+	uint64_t to, since, rev;
+	char *pos[3];
+	int npos;
+};
+
+static int parse(struct cli *c, int argc, char **argv, const char *what, int maxpos,
+		 struct args *a)
+{
+	static const struct option opts[] = {
+		{"scope", required_argument, NULL, O_SCOPE},
+		{"reason", required_argument, NULL, O_REASON},
+		{"wait", no_argument, NULL, O_WAIT},
+		{"force", no_argument, NULL, O_FORCE},
+		{"to", required_argument, NULL, O_TO},
+		{"local", no_argument, NULL, O_LOCAL},
+		{"follow", no_argument, NULL, O_FOLLOW},
+		{"since", required_argument, NULL, O_SINCE},
+		{"rev", required_argument, NULL, O_REV},
+		{"json", no_argument, NULL, O_JSON},
+		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"socket", required_argument, NULL, O_SOCKET},
+		{NULL, 0, NULL, 0},
+	};
+	int o;
+	char *end;
+	memset(a, 0, sizeof *a);
+	optind = 0;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, ":fs:", opts, NULL)) != -1) {
+		switch (o) {
+		case O_SCOPE: a->scope = optarg; break;
+		case O_REASON: a->reason = optarg; break;
+		case O_WAIT: a->wait = true; break;
+		case 'f':
+		case O_FOLLOW: a->follow = true; break;
+		case O_FORCE: a->force = true; break;
+		case O_LOCAL: a->local = true; break;
+		case O_JSON: c->json = true; break;
+		case 's':
+		case O_SOCKET: c->socket = optarg; break;
+		case O_TIMEOUT:
+			if (ctl_parse_duration_ms(optarg, &c->timeout_ms) < 0 || !c->timeout_ms) {
+				cli_errf("%s: invalid --timeout '%s'", what, optarg);
+				return -1;
+			}
+			break;
+		case O_TO:
+		case O_SINCE:
+		case O_REV: {
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (errno || *end || optarg[0] < '0' || optarg[0] > '9') {
+				cli_errf("%s: '%s' is not a number", what, optarg);
+				return -1;
+			}
+			*(o == O_TO ? &a->to : o == O_SINCE ? &a->since : &a->rev) = v;
+			break;
+		}
+		case ':':
+			cli_errf("%s: option '%s' needs a value", what, argv[optind - 1]);
+			return -1;
+		default:
+			cli_errf("%s: unknown option '%s'", what, argv[optind - 1]);
+			return -1;
+		}
+	}
+	a->npos = argc - optind;
+	if (a->npos > maxpos) {
+		cli_errf("%s: unexpected argument '%s'", what, argv[optind + maxpos]);
+		return -1;
+	}
+	for (int i = 0; i < a->npos; i++)
+		a->pos[i] = argv[optind + i];
+	return 0;
+}
+
+/* ---- Commands -------------------------------------------------------------------------------- */
+
+static int services_of(struct cli *c, const char *service, const msgpack_object **ret)
+{
+	struct ctl_enc e;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "services", false);
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		return x;
+	const msgpack_object *r = c->resp.result;
+	*ret = NULL;
+	if (r->type == MSGPACK_OBJECT_ARRAY)
+		for (uint32_t i = 0; i < r->via.array.size; i++) {
+			const msgpack_object *o = get(&r->via.array.ptr[i], "service");
+			if (o && ctl_obj_streq(o, service))
+				*ret = &r->via.array.ptr[i];
+		}
+	return EXIT_DONE;
+}
+
+/*
+ * Start the request of deploy or rollback (@op) in @e (initialised here): a map of "service"
+ * (a->pos[0]), "artifact" when @artifact is not NULL, "scope" and "reason" when given, then
+ * room for @more entries the caller appends.
+ */
+static void enc_change(struct ctl_enc *e, const char *op, const struct args *a,
+		       const char *artifact, uint32_t more)
+{
+	ctl_enc_init(e);
+	ctl_enc_request(e, op, true);
+	ctl_enc_map(e, 1 + (artifact != NULL) + (a->scope != NULL) + (a->reason != NULL) + more);
+	ctl_kv_str(e, "service", a->pos[0]);
+	if (artifact)
+		ctl_kv_str(e, "artifact", artifact);
+	if (a->scope)
+		ctl_kv_str(e, "scope", a->scope);
+	if (a->reason)
+		ctl_kv_str(e, "reason", a->reason);
+}
+
+static int deploy_call(struct cli *c, const struct args *a)
+{
+	struct ctl_enc e;
+
+	enc_change(&e, "deploy", a, a->pos[1], a->force);
+	if (a->force)
+		ctl_kv_bool(&e, "force", true);
+	int x = bc_call(c, &e);
+	ctl_enc_release(&e);
+	return x;
+}
+
+static bool full_id(const char *id)
+{
+	return strlen(id) == 64 && strspn(id, "0123456789abcdef") == 64;
+}
+
+static int cmd_deploy(struct cli *c, int argc, char **argv)
+{
+	struct args a;
+	if (parse(c, argc, argv, "deploy", 2, &a) < 0)
+		return EXIT_USAGE;
+	if (a.npos != 2) {
+		cli_errf("deploy: SERVICE and ARTIFACT are required");
+		return EXIT_USAGE;
+	}
+	int x = deploy_call(c, &a);
+	if (x == EXIT_DONE && !c->resp.ok && strcmp(c->resp.error, "not_found") == 0 &&
+	    full_id(a.pos[1])) {
+		/* The node lacks the artifact; a full id names it without doubt: fetch it from the
+		 * peers that hold it, then deploy (a prefix could match another artifact). */
+		if (!c->json)
+			fprintf(stderr, "%s: artifact %.12s is not on this node; fetching it from "
+				"peers\n", a.pos[0], a.pos[1]);
+		x = cli_fetch(c, a.pos[1], NULL, 0);
+		if (x == EXIT_DONE && cli_fetching(c)) {
+			cli_errf("artifact %.12s: still fetching after %" PRIu64 " ms", a.pos[1],
+				 c->timeout_ms);
+			return EXIT_TIMEOUT;
+		}
+		if (x == EXIT_DONE && c->resp.ok)
+			x = deploy_call(c, &a);
+	}
+	x = bc_check(c, x);
+	if (x)
+		return x;
+	uint64_t rev = u(c->resp.result, "rev");
+	if (c->json) {
+		print_json(c);
+	} else {
+		char ver[80];
+		printf("%s: rev %" PRIu64 " deploys %s (version %s)\n", a.pos[0], rev, a.pos[1],
+		       s(c->resp.result, "version", ver, sizeof ver));
+	}
+	if (!a.wait)
+		return EXIT_DONE;
+	uint64_t deadline = cli_now_ms() + c->timeout_ms;
+	while (cli_now_ms() < deadline) {
+		const msgpack_object *sv;
+		x = services_of(c, a.pos[0], &sv);
+		if (x)
+			return x;
+		if (sv && u(sv, "running_rev") == rev && !bo(sv, "swapping")) {
+			if (!c->json)
+				printf("%s: this node runs rev %" PRIu64 "\n", a.pos[0], rev);
+			return EXIT_DONE;
+		}
+		if (sv && u(sv, "desired_rev") > rev) {
+			cli_errf("%s: rev %" PRIu64 " was superseded by rev %" PRIu64, a.pos[0],
+			         rev, u(sv, "desired_rev"));
+			return EXIT_FAILED;
+		}
+		cli_sleep_ms(100);
+	}
+	cli_errf("%s: rev %" PRIu64 " not running here after %" PRIu64 " ms", a.pos[0], rev,
+	         c->timeout_ms);
+	return EXIT_TIMEOUT;
+}
+
+static int votes_call(struct cli *c, const char *service, uint64_t rev)
+{
+	struct ctl_enc e;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "votes", true);
+	ctl_enc_map(&e, rev ? 2 : 1);
+	ctl_enc_str(&e, "service");
+	ctl_enc_str(&e, service);
+	if (rev) {
+		ctl_enc_str(&e, "rev");
+		ctl_enc_uint(&e, rev);
+	}
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	return x;
+}
+
+static int cmd_rollback(struct cli *c, int argc, char **argv)
+{
+	struct args a;
+	struct ctl_enc e;
+	if (parse(c, argc, argv, "rollback", 1, &a) < 0)
+		return EXIT_USAGE;
+	if (a.npos != 1) {
+		cli_errf("rollback: SERVICE is required");
+		return EXIT_USAGE;
+	}
+	enc_change(&e, "rollback", &a, NULL, (a.to != 0) + a.local);
+	if (a.to)
+		ctl_kv_uint(&e, "to", a.to);
+	if (a.local)
+		ctl_kv_bool(&e, "local", true);
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		return x;
+	uint64_t bad = u(c->resp.result, "rev");
+	if (c->json)
+		print_json(c);
+	else if (a.local)
+		printf("%s: this node diverges from rev %" PRIu64 " (local rollback)\n", a.pos[0],
+		       bad);
+	else
+		printf("%s: voted to roll back rev %" PRIu64 "\n", a.pos[0], bad);
+	if (!a.wait)
+		return EXIT_DONE;
+	uint64_t deadline = cli_now_ms() + c->timeout_ms;
+	for (;;) {
+		if (a.local) {
+			const msgpack_object *sv;
+			x = services_of(c, a.pos[0], &sv);
+			if (x)
+				return x;
+			if (sv && u(sv, "running_rev") == u(sv, "desired_rev") &&
+			    !bo(sv, "swapping")) {
+				if (!c->json)
+					printf("%s: this node runs rev %" PRIu64 "\n", a.pos[0],
+					       u(sv, "running_rev"));
+				return EXIT_DONE;
+			}
+		} else {
+			x = votes_call(c, a.pos[0], bad);
+			if (x)
+				return x;
+			const msgpack_object *r = c->resp.result;
+			if (bo(r, "swapped")) {
+				if (!c->json)
+					printf("%s: rolled back: this node runs rev %" PRIu64 "\n",
+					       a.pos[0], u(r, "running_rev"));
+				return EXIT_DONE;
+			}
+			if (cli_now_ms() >= deadline) {
+				printf("%s: no rollback yet: %" PRIu64 " of %" PRIu64
+				       ", quorum %" PRIu64 "\n",
+				       a.pos[0], u(r, "counted"), u(r, "eligible"), u(r, "quorum"));
+				return EXIT_TIMEOUT;
+			}
+		}
+		if (cli_now_ms() >= deadline) {
+			cli_errf("%s: not swapped after %" PRIu64 " ms", a.pos[0], c->timeout_ms);
+			return EXIT_TIMEOUT;
+		}
+		cli_sleep_ms(100);
+	}
+}
+
+static int cmd_votes(struct cli *c, int argc, char **argv)
+{
+	struct args a;
+	if (parse(c, argc, argv, "votes", 1, &a) < 0)
+		return EXIT_USAGE;
+	if (a.npos != 1) {
+		cli_errf("votes: SERVICE is required");
+		return EXIT_USAGE;
+	}
+	int x = votes_call(c, a.pos[0], a.rev);
+	if (x)
+		return x;
+	const msgpack_object *r = c->resp.result;
+	if (c->json) {
+		print_json(c);
+		return EXIT_DONE;
+	}
+	printf("%s rev %" PRIu64 ": %" PRIu64 " of %" PRIu64 ", quorum %" PRIu64 "%s\n", a.pos[0],
+	       u(r, "rev"), u(r, "counted"), u(r, "eligible"), u(r, "quorum"),
+	       bo(r, "decided") ? " (decided: rolled back)" : "");
+	const msgpack_object *vs = get(r, "votes");
+	if (vs && vs->type == MSGPACK_OBJECT_ARRAY && vs->via.array.size) {
+		printf("%-20s %-9s %-8s %-7s %s\n", "VOTER", "REASON", "TARGET", "COUNTED", "WHEN");
+		for (uint32_t i = 0; i < vs->via.array.size; i++) {
+			const msgpack_object *v = &vs->via.array.ptr[i];
+			char name[80], reason[16], when[32], tgt[24];
+			uint64_t t = u(v, "target");
+			snprintf(tgt, sizeof tgt, t ? "%" PRIu64 : "previous", t);
+			fmt_date(u(v, "hlc") >> 16, when, sizeof when);
+			printf("%-20s %-9s %-8s %-7s %s\n", s(v, "name", name, sizeof name),
+			       s(v, "reason", reason, sizeof reason), tgt,
+			       bo(v, "counted") ? "yes" : "no", when);
+		}
+	}
+	return EXIT_DONE;
+}
+
+static void print_services(const msgpack_object *r)
+{
+	printf("%-16s %-8s %-8s %-8s %-10s %s\n", "SERVICE", "DESIRED", "RUNNING", "LATEST",
+	       "HEALTH", "HEALTHY NODES");
+	for (uint32_t i = 0; r->type == MSGPACK_OBJECT_ARRAY && i < r->via.array.size; i++) {
+		const msgpack_object *v = &r->via.array.ptr[i];
+		char name[80], h[32], hn[32] = "-";
+		const msgpack_object *nh = get(v, "nodes_healthy");
+		if (nh && nh->type == MSGPACK_OBJECT_ARRAY && nh->via.array.size == 2)
+			snprintf(hn, sizeof hn, "%" PRIu64 "/%" PRIu64, nh->via.array.ptr[0].via.u64,
+				 nh->via.array.ptr[1].via.u64);
+		printf("%-16s %-8" PRIu64 " %-8" PRIu64 " %-8" PRIu64 " %-10s %s%s%s\n",
+		       s(v, "service", name, sizeof name), u(v, "desired_rev"), u(v, "running_rev"),
+		       u(v, "latest_rev"), s(v, "health", h, sizeof h), hn,
+		       bo(v, "swapping") ? " (swapping)" : "", bo(v, "diverged") ? " (diverged)" : "");
+	}
+}
+
+static int cmd_services(struct cli *c, int argc, char **argv)
+{
+	struct args a;
+	struct ctl_enc e;
+	if (parse(c, argc, argv, "services", 0, &a) < 0)
+		return EXIT_USAGE;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "services", false);
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		return x;
+	if (c->json)
+		print_json(c);
+	else
+		print_services(c->resp.result);
+	return EXIT_DONE;
+}
+
+static int cmd_events(struct cli *c, int argc, char **argv)
+{
+	struct args a;
+	if (parse(c, argc, argv, "events", 0, &a) < 0)
+		return EXIT_USAGE;
+	uint64_t since = a.since;
+	for (;;) {
+		struct ctl_enc e;
+		ctl_enc_init(&e);
+		ctl_enc_request(&e, "events", true);
+		ctl_enc_map(&e, 1);
+		ctl_enc_str(&e, "since");
+		ctl_enc_uint(&e, since);
+		int x = bc_check(c, bc_call(c, &e));
+		ctl_enc_release(&e);
+		if (x)
+			return x;
+		const msgpack_object *r = c->resp.result;
+		const msgpack_object *evs = get(r, "events");
+		uint64_t dropped = u(r, "dropped");
+		if (dropped && !c->json)
+			printf("-- %" PRIu64 " event(s) dropped: this client was too slow --\n",
+			       dropped);
+		uint32_t n = evs && evs->type == MSGPACK_OBJECT_ARRAY ? evs->via.array.size : 0;
+		for (uint32_t i = 0; i < n; i++) {
+			const msgpack_object *v = &evs->via.array.ptr[i];
+			if (c->json) {
+				ctl_json_write(stdout, v, 0);
+				fputc('\n', stdout);
+				continue;
+			}
+			char when[32], node[80], kind[32], svc[80], text[256];
+			fmt_wall(u(v, "time_ms"), when, sizeof when);
+			printf("%s %-8s %-14s %-8s %s\n", when, s(v, "node", node, sizeof node),
+			       s(v, "kind", kind, sizeof kind), s(v, "service", svc, sizeof svc),
+			       s(v, "text", text, sizeof text));
+		}
+		fflush(stdout);
+		since = u(r, "next") > since ? u(r, "next") : since;
+		if (!a.follow)
+			return EXIT_DONE;
+		if (n < 512)
+			cli_sleep_ms(200);
+	}
+}
+
+static int cmd_history(struct cli *c, int argc, char **argv)
+{
+	struct args a;
+	struct ctl_enc e;
+	if (parse(c, argc, argv, "history", 1, &a) < 0 || a.npos != 1) {
+		if (a.npos != 1)
+			cli_errf("history: SERVICE is required");
+		return EXIT_USAGE;
+	}
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "brain.history", true);
+	ctl_enc_map(&e, 1);
+	ctl_enc_str(&e, "service");
+	ctl_enc_str(&e, a.pos[0]);
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		return x;
+	const msgpack_object *r = c->resp.result;
+	if (c->json) {
+		print_json(c);
+		return EXIT_DONE;
+	}
+	if (r->type != MSGPACK_OBJECT_ARRAY || r->via.array.size == 0) {
+		fprintf(stderr, "no revisions of %s yet\n", a.pos[0]);
+		return EXIT_DONE;
+	}
+	printf("%-4s %-13s %-9s %-8s %-19s %-14s %-10s %s\n", "REV", "ARTIFACT", "VERSION", "KIND",
+	       "WHEN", "WHO", "STATE", "WHY");
+	for (uint32_t i = 0; i < r->via.array.size; i++) {
+		const msgpack_object *v = &r->via.array.ptr[i];
+		char art[80], ver[40], kind[16], when[32], who[128], why[300];
+		s(v, "artifact", art, sizeof art);
+		art[12 < strlen(art) ? 12 : strlen(art)] = 0;
+		fmt_date(u(v, "hlc") >> 16, when, sizeof when);
+		const msgpack_object *op = get(v, "operator");
+		if (op && op->type == MSGPACK_OBJECT_MAP) {
+			char nm[80];
+			snprintf(who, sizeof who, "uid %" PRIu64 "@%s", u(op, "uid"),
+				 s(v, "origin_name", nm, sizeof nm));
+		} else {
+			char nm[80];
+			snprintf(who, sizeof who, "%s", s(v, "origin_name", nm, sizeof nm));
+		}
+		const char *state = bo(v, "condemned") ? "condemned" : bo(v, "good") ? "good" : "";
+		char cert[32] = "";
+		if (u(v, "certificate"))
+			snprintf(cert, sizeof cert, " [%" PRIu64 " votes]", u(v, "certificate"));
+		printf("%-4" PRIu64 " %-13s %-9s %-8s %-19s %-14s %-10s %s%s\n", u(v, "rev"), art,
+		       s(v, "version", ver, sizeof ver), s(v, "kind", kind, sizeof kind), when, who,
+		       state, s(v, "reason", why, sizeof why), cert);
+	}
+	return EXIT_DONE;
+}
+
+int brain_cli_status(const char *socket, bool json, uint64_t timeout_ms)
+{
+	struct cli c;
+	cli_init(&c, socket, json, timeout_ms);
+	struct ctl_enc e;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "brain.status", false);
+	int x = bc_check(&c, bc_call(&c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		goto out;
+	const msgpack_object *r = c.resp.result, *cl = get(r, "cluster"), *nd = get(r, "node");
+	char site[80];
+	printf("Site:       %s\n", nd ? s(nd, "site", site, sizeof site) : "-");
+	if (cl)
+		printf("Voters:     %" PRIu64 " members: %" PRIu64 " alive, %" PRIu64
+		       " suspect, %" PRIu64 " failed, %" PRIu64 " left\n",
+		       u(cl, "members"), u(cl, "alive"), u(cl, "suspect"), u(cl, "failed"),
+		       u(cl, "left"));
+	const msgpack_object *sv = get(r, "services");
+	printf("\n");
+	if (sv)
+		print_services(sv);
+	for (uint32_t i = 0; sv && sv->type == MSGPACK_OBJECT_ARRAY && i < sv->via.array.size;
+	     i++) {
+		const msgpack_object *v = &sv->via.array.ptr[i], *nodes = get(v, "nodes");
+		char name[80];
+		if (!nodes || nodes->type != MSGPACK_OBJECT_ARRAY)
+			continue;
+		printf("\n%s per node:\n  %-16s %-8s %-8s %s\n", s(v, "service", name, sizeof name),
+		       "NODE", "DESIRED", "RUNNING", "HEALTH");
+		for (uint32_t j = 0; j < nodes->via.array.size; j++) {
+			const msgpack_object *n = &nodes->via.array.ptr[j];
+			char nn[80], h[32];
+			printf("  %-16s %-8" PRIu64 " %-8" PRIu64 " %s%s%s\n",
+			       s(n, "node", nn, sizeof nn), u(n, "desired_rev"), u(n, "running_rev"),
+			       s(n, "health", h, sizeof h), bo(n, "swapping") ? " (swapping)" : "",
+			       bo(n, "diverged") ? " (diverged)" : "");
+		}
+	}
+out:
+	cli_release(&c);
+	return x;
+}
+
+int brain_cli_main(const char *socket, bool json, uint64_t timeout_ms, const char *cmd, int argc,
+		   char **argv)
+{
+	struct cli c;
+	cli_init(&c, socket, json, timeout_ms);
+	int x;
+	if (strcmp(cmd, "deploy") == 0)
+		x = cmd_deploy(&c, argc, argv);
+	else if (strcmp(cmd, "rollback") == 0)
+		x = cmd_rollback(&c, argc, argv);
+	else if (strcmp(cmd, "votes") == 0)
+		x = cmd_votes(&c, argc, argv);
+	else if (strcmp(cmd, "services") == 0)
+		x = cmd_services(&c, argc, argv);
+	else if (strcmp(cmd, "events") == 0)
+		x = cmd_events(&c, argc, argv);
+	else if (strcmp(cmd, "history") == 0)
+		x = cmd_history(&c, argc, argv);
+	else
+		return -1;
+	fflush(stdout);
+	cli_release(&c);
+	return x;
+}

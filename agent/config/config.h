@@ -1,0 +1,113 @@
+/*
+ * agent/config.h: agentd's configuration, from /etc/shoal/agentd.conf and the command line.
+ *
+ * Every key of the config file is also a long option with the same name (DESIGN.md
+ * "Command-line contract"): `node-name = x` in the file is `--node-name x` on the command line.
+ * Keys go at the top of the file or under an [agent] section. Precedence: built-in defaults,
+ * then the file, then the flags. A repeatable key (join, label) accumulates within the file and
+ * within the flags; any flag occurrence replaces the file's list.
+ *
+ * The file is optional at its default path and required when given with --config. Unknown
+ * sections and keys, bad values and duplicate scalar keys in the file are errors with the line
+ * number: a typo never silently falls back to a default.
+ *
+ * Pure: no logging, no side effects beyond reading the file. Not thread-safe (call from main or
+ * the loop thread).
+ */
+#ifndef SHOAL_AGENT_CONFIG_H
+#define SHOAL_AGENT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/base/log.h"
+
+#define AGENT_DEFAULT_CONFIG	"/etc/shoal/agentd.conf"
+#define AGENT_DEFAULT_STATE_DIR "/var/lib/shoal"
+#define AGENT_DEFAULT_SOCKET	"/run/shoal/agentd.sock"
+#define AGENT_DEFAULT_GROUP	"shoal"
+#define AGENT_DEFAULT_CLUSTER	"default"
+#define AGENT_DEFAULT_BIND	"0.0.0.0:7946"
+#define AGENT_DEFAULT_DOCKER_HOST "/run/podman/podman.sock"
+#define AGENT_DEFAULT_UNIT_DIR	"/etc/systemd/system"
+
+struct agent_config {
+	char *config_path;		/* the file read (or the default that was absent) */
+	bool config_loaded;		/* false: default path absent, defaults + flags only */
+
+	/* Local node: used now. */
+	char *node_name;		/* default: the hostname */
+	char *state_dir;		/* absolute */
+	char *socket_path;		/* absolute; shorter than sun_path */
+	enum agent_log_level log_level;
+
+	/* Cluster: validated and kept for gossip and metrics (not used by this version). */
+	char *bind;			/* ADDR:PORT */
+	char *advertise;		/* ADDR:PORT or NULL (= bind) */
+	char **join;			/* ADDR:PORT each */
+	size_t njoin;
+	char *keyring;			/* path or NULL */
+	char *cluster;
+	char **labels;			/* KEY=VALUE each */
+	size_t nlabels;
+	char *metrics;			/* ADDR:PORT or NULL (off) */
+
+	/* Cluster brain (agent/brain.h). */
+	char **quorums;			/* "SERVICE=SPEC" each (validated) */
+	size_t nquorums;
+	unsigned max_parallel_swaps_per_site; /* 0 = unlimited */
+
+	/* Runtime plugins (struct plugin_config). */
+	char *docker_host;		/* container: Docker API unix socket path (absolute) */
+	char *unit_dir;			/* systemd: where unit files are written (absolute) */
+	char *systemd_bus;		/* systemd: NULL = the system bus; else a D-Bus address of
+					 * systemd itself, e.g. unix:path=/run/systemd/private */
+
+	/* Store and imports. */
+	uint64_t max_artifact_file_size; /* 0 = store default (256 MiB) */
+	uint64_t max_artifact_size;	 /* 0 = store default (1 GiB) */
+	uint32_t max_artifact_files;	 /* 0 = store default (10000) */
+	unsigned retain_revisions;	 /* 1..1000, default 10 */
+	uint64_t store_map_max;		 /* 0 = store default (64 GiB) */
+
+	/* Control socket. */
+	char *socket_group;		/* NULL: none; default "shoal" if that group exists */
+	bool socket_group_explicit;	/* set by file or flag: a missing group is then an error */
+	unsigned socket_mode;		/* default 0660 */
+	uint32_t max_frame_size;	/* default 1 MiB */
+	unsigned max_clients;		/* default 64 */
+	uint64_t client_timeout_ms;	/* default 30 s */
+};
+
+enum agent_config_action {
+	AGENT_CONFIG_RUN = 0,	/* configuration complete: run the daemon */
+	AGENT_CONFIG_HELP = 1,	/* --help: print agent_config_usage() and exit 0 */
+	AGENT_CONFIG_VERSION = 2, /* --version: print the version and exit 0 */
+};
+
+/*
+ * Build a configuration from defaults, the config file and @argv (getopt_long; @argv is not
+ * modified, a copy is permuted).
+ * @return AGENT_CONFIG_RUN/HELP/VERSION (>= 0) with *ret filled (release it in every case);
+ *         -EINVAL: bad flag or value, or unknown key/section in the file (usage error: exit 2);
+ *         -ENOENT/-EACCES/...: the config file given with --config cannot be read;
+ *         -ENOMEM.
+ * On error @err holds one line naming the flag or "file:line" and the problem, and *ret is
+ * untouched.
+ */
+int agent_config_load(int argc, char *const *argv, struct agent_config *ret, char *err,
+		      size_t errlen);
+
+/* Free everything in @cfg; accepts a zeroed or released config. */
+void agent_config_release(struct agent_config *cfg);
+
+/* The --help text. */
+const char *agent_config_usage(void);
+
+/* Validators, shared with tests: 0 or -EINVAL. */
+int agent_config_check_addr(const char *s);	/* HOST:PORT, [V6]:PORT, port 1..65535 */
+int agent_config_check_label(const char *s);	/* KEY=VALUE */
+int agent_config_check_name(const char *s);	/* [A-Za-z0-9._-]{1,64} */
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * agent/agent.h: the agent daemon's state, shared by its components.
+ *
+ * agentd_main.c initialises the components in order (config, log, loop, state directory lock,
+ * store, control socket, signals, watchdog) and tears them down in reverse from one cleanup
+ * label, knot-resolver style; later parts (gossip, reconciler, plugins, metrics) plug in as
+ * more members and more steps in that sequence.
+ *
+ * Threads: everything here belongs to the loop thread, except what the control operations read
+ * from threadpool workers: the store (thread-safe, see store/store.h), and the fields marked
+ * "immutable" which are set before the control socket opens and never change afterwards.
+ */
+#ifndef SHOAL_AGENT_H
+#define SHOAL_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "agent/config/config.h"
+#include "agent/ctl/ctl_server.h"
+#include "store/store.h"
+
+struct cluster;
+struct brain;
+struct metrics;
+struct fetch;
+
+struct agent {
+	uv_loop_t loop;
+	struct agent_config cfg;	/* immutable once serving (SIGHUP applies the log level
+					 * only, which log.c keeps) */
+	int argc;			/* for SIGHUP: the flags still override the file */
+	char **argv;
+
+	int lock_fd;			/* flock on STATE_DIR/agentd.lock, -1 if none */
+	struct store *store;		/* immutable once serving */
+	uint8_t node_id[STORE_NODE_ID_LEN]; /* immutable */
+	char node_id_hex[2 * STORE_NODE_ID_LEN + 1]; /* immutable */
+	uint64_t start_ns;		/* uv_hrtime() at start; immutable */
+	uint64_t start_wall_ms;		/* immutable */
+
+	struct ctl_server *ctl;
+	struct cluster *cluster;	/* gossip (agent/cluster.h); NULL once closed */
+	struct metrics *metrics;	/* --metrics endpoint (agent/metrics.h) or NULL */
+	struct brain *brain;		/* cluster brain (agent/brain.h) or NULL; loop thread */
+	struct fetch *fetch;		/* peer-to-peer artifacts (agent/fetch.h) or NULL; loop */
+	void (*stop)(struct agent *a, const char *why); /* set by main: begin a clean exit */
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_timer_t watchdog;
+	uint64_t watchdog_usec;		/* 0: no watchdog */
+	bool stopping;
+	unsigned handles_open;		/* signal/timer handles not yet closed */
+};
+
+/* The control operations of this version, for struct ctl_server_opts (ud = struct agent *). */
+const struct ctl_op *agent_ctl_ops(size_t *ret_count);
+
+/*
+ * The stable error name for an error code of the store, the importer or the system, as the
+ * control protocol reports it (e.g. -STORE_ENOREF -> CTL_E_NO_SUCH_REF, -ENOSPC ->
+ * CTL_E_NO_SPACE, -ENOENT -> CTL_E_NOT_FOUND, anything unknown -> CTL_E_INTERNAL).
+ */
+enum ctl_err agent_ctl_err_from_errno(int err);
+
+/* Wall-clock milliseconds since the epoch. */
+uint64_t agent_now_ms(void);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * agent/brain_agent.c: the brain inside agentd: its transport is agent/cluster.h, its
+ * options come from the agent configuration (see brain.h: brain_agent_start).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/daemon/agent.h"
+#include "agent/fleet/fleet.h"
+#include "agent/cluster/cluster.h"
+#include "agent/base/log.h"
+
+static int net_put(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct agent *a = ud;
+	if (!a->cluster)
+		return -ESHUTDOWN;
+	return cluster_record_put(a->cluster, key, klen, val, vlen, NULL);
+}
+
+static const struct gossip_record *net_get(void *ud, const uint8_t owner[STORE_NODE_ID_LEN],
+					   const void *key, size_t klen)
+{
+	struct agent *a = ud;
+	return a->cluster ? cluster_record_get(a->cluster, owner, key, klen) : NULL;
+}
+
+static int net_records(void *ud, int (*cb)(void *cbud, const struct gossip_record *r), void *cbud)
+{
+	struct agent *a = ud;
+	return a->cluster ? cluster_record_foreach(a->cluster, cb, cbud) : 0;
+}
+
+static int net_members(void *ud, int (*cb)(void *cbud, const struct gossip_member *m), void *cbud)
+{
+	struct agent *a = ud;
+	return a->cluster ? cluster_member_foreach(a->cluster, cb, cbud) : 0;
+}
+
+static void on_member(void *ud, const struct gossip_member *m)
+{
+	struct agent *a = ud;
+	if (a->brain)
+		brain_on_member(a->brain, m);
+}
+
+static void on_record(void *ud, const struct gossip_record *r)
+{
+	struct agent *a = ud;
+	if (a->brain)
+		brain_on_record(a->brain, r);
+}
+
+int brain_agent_start(struct agent *a, char *err, size_t errlen)
+{
+	struct brain_quorum_rule *q = NULL;
+	const char *site = NULL;
+	int r;
+
+	for (size_t i = 0; i < a->cfg.nlabels; i++)
+		if (strncmp(a->cfg.labels[i], "site=", 5) == 0)
+			site = a->cfg.labels[i] + 5;
+	if (a->cfg.nquorums) {
+		q = calloc(a->cfg.nquorums, sizeof *q);
+		if (!q) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < a->cfg.nquorums; i++) {
+		r = brain_quorum_parse(a->cfg.quorums[i], &q[i]);
+		if (r < 0) {
+			snprintf(err, errlen, "quorum %s: must be SERVICE=majority|N|N/D",
+				 a->cfg.quorums[i]);
+			free(q);
+			return r;
+		}
+	}
+	struct brain_opts o = {
+		.node_id = a->node_id,
+		.node_name = a->cfg.node_name,
+		.site = site,
+		.state_dir = a->cfg.state_dir,
+		.unit_dir = a->cfg.unit_dir,
+		.bus_address = a->cfg.systemd_bus,
+		.docker_host = a->cfg.docker_host,
+		.quorums = q,
+		.nquorums = a->cfg.nquorums,
+		.max_parallel_per_site = a->cfg.max_parallel_swaps_per_site,
+	};
+	const char *env = getenv("SHOAL_RETRY_MS");	/* tests: shorter back-off */
+	if (env && atoi(env) > 0) {
+		o.retry_min_ms = (uint32_t)atoi(env);
+		o.retry_max_ms = 8 * o.retry_min_ms;
+		o.pace_retry_ms = o.retry_min_ms;
+	}
+	struct brain_net net = {
+		.put = net_put,
+		.get = net_get,
+		.record_foreach = net_records,
+		.member_foreach = net_members,
+		.ud = a,
+	};
+	r = brain_new(&a->loop, a->store, &o, &net, &a->brain);
+	free(q);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot create the cluster brain: %s", strerror(-r));
+		return r;
+	}
+	if (a->cluster) {
+		r = cluster_subscribe(a->cluster, on_member, on_record, a);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot subscribe to the cluster: %s", strerror(-r));
+			return r;
+		}
+	}
+	r = brain_start(a->brain);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot start the cluster brain: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+static void brain_closed(void *ud)
+{
+	struct agent *a = ud;
+	a->brain = NULL;
+}
+
+void brain_agent_stop(struct agent *a)
+{
+	if (a->brain)
+		brain_close(a->brain, brain_closed, a);
+}

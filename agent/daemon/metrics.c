@@ -1,0 +1,482 @@
+/*
+ * agent/metrics.c: the Prometheus endpoint (see agent/metrics.h).
+ *
+ * Each connection: READ (head up to METRICS_REQUEST_MAX, within METRICS_TIMEOUT_MS) -> render
+ * the loop-side figures -> threadpool: store_stats -> WRITE -> close. The connection struct is
+ * freed when its handles are closed and no work is in flight.
+ */
+#include "agent/daemon/metrics.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/daemon/agent.h"
+#include "agent/cluster/cluster.h"
+#include "agent/base/log.h"
+#include "gossip/transport.h"
+
+struct mconn {
+	struct metrics *m;
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_write_t wr;
+	uv_work_t work;
+	char head[METRICS_REQUEST_MAX];
+	size_t len;
+	char *body;		/* loop part, then the store part appended by the worker */
+	size_t body_len, body_cap;
+	char *resp;
+	int status;
+	bool working, closing;
+	unsigned open;		/* handles not yet closed */
+	struct mconn *next;
+};
+
+struct metrics {
+	uv_loop_t *loop;
+	struct agent *a;
+	uv_tcp_t listener;
+	struct mconn *conns;
+	unsigned nconns;
+	bool closing;
+	bool listener_open;
+	void (*cb)(void *ud);
+	void *ud;
+	uint64_t requests;
+};
+
+/* ---- text buffer -------------------------------------------------------------------------- */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	if (b->oom)
+		return;
+	for (;;) {
+		va_list ap;
+		size_t room = b->cap - b->len;
+		va_start(ap, fmt);
+		int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = true;
+			return;
+		}
+		if ((size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t ncap = b->cap ? b->cap * 2 : 4096;
+		while (ncap - b->len <= (size_t)n)
+			ncap *= 2;
+		char *np = realloc(b->p, ncap);
+		if (!np) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = ncap;
+	}
+}
+
+static void metric(struct sbuf *b, const char *name, const char *type, const char *help)
+{
+	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+char *metrics_render(struct agent *a)
+{
+	struct sbuf b = {0};
+	sb_printf(&b, "%s", "");
+	metric(&b, "shoal_up", "gauge", "1 while the agent serves.");
+	sb_printf(&b, "shoal_up 1\n");
+	metric(&b, "shoal_uptime_seconds", "gauge", "Seconds since the agent started.");
+	sb_printf(&b, "shoal_uptime_seconds %.3f\n", (double)(uv_hrtime() - a->start_ns) / 1e9);
+	metric(&b, "shoal_ctl_clients", "gauge", "Clients connected to the control socket.");
+	sb_printf(&b, "shoal_ctl_clients %u\n", a->ctl ? ctl_server_clients(a->ctl) : 0);
+	metric(&b, "shoal_ctl_busy", "gauge", "Control operations running on the threadpool.");
+	sb_printf(&b, "shoal_ctl_busy %u\n", a->ctl ? ctl_server_busy(a->ctl) : 0);
+
+	if (a->cluster && cluster_transport(a->cluster)) {
+		struct gossip_transport *t = cluster_transport(a->cluster);
+		struct gossip *g = gossip_transport_core(t);
+		struct gossip_transport_stats ts;
+		struct gossip_stats gs;
+		struct cluster_summary cs;
+		gossip_transport_stats(t, &ts);
+		gossip_stats(g, &gs);
+		cluster_summary(a->cluster, &cs);
+		metric(&b, "shoal_gossip_members", "gauge",
+		       "Members of the cluster by state, this node included.");
+		for (int s = 0; s < 4; s++)
+			sb_printf(&b, "shoal_gossip_members{state=\"%s\"} %zu\n",
+				  gossip_state_name(s),
+				  gossip_member_count(g, s));
+		metric(&b, "shoal_gossip_incarnation", "gauge", "This node's incarnation number.");
+		sb_printf(&b, "shoal_gossip_incarnation %" PRIu64 "\n",
+			  gossip_self(g)->incarnation);
+		metric(&b, "shoal_gossip_records", "gauge", "Application records held.");
+		sb_printf(&b, "shoal_gossip_records %zu\n", gossip_record_count(g));
+		metric(&b, "shoal_gossip_packets_total", "counter", "UDP datagrams.");
+		sb_printf(&b, "shoal_gossip_packets_total{direction=\"in\"} %" PRIu64 "\n",
+			  ts.packets_in);
+		sb_printf(&b, "shoal_gossip_packets_total{direction=\"out\"} %" PRIu64 "\n",
+			  ts.packets_out);
+		metric(&b, "shoal_gossip_bytes_total", "counter", "UDP bytes (sealed sizes).");
+		sb_printf(&b, "shoal_gossip_bytes_total{direction=\"in\"} %" PRIu64 "\n",
+			  ts.bytes_in);
+		sb_printf(&b, "shoal_gossip_bytes_total{direction=\"out\"} %" PRIu64 "\n",
+			  ts.bytes_out);
+		metric(&b, "shoal_gossip_stream_bytes_total", "counter",
+		       "Anti-entropy TCP bytes (frames with their prefix).");
+		sb_printf(&b, "shoal_gossip_stream_bytes_total{direction=\"in\"} %" PRIu64 "\n",
+			  ts.stream_bytes_in);
+		sb_printf(&b, "shoal_gossip_stream_bytes_total{direction=\"out\"} %" PRIu64 "\n",
+			  ts.stream_bytes_out);
+		metric(&b, "shoal_gossip_dropped_total", "counter",
+		       "Packets and frames that failed to open, by reason (never parsed).");
+		for (int i = 0; i < GOSSIP_DROP_MAX; i++)
+			sb_printf(&b, "shoal_gossip_dropped_total{reason=\"%s\"} %" PRIu64 "\n",
+				  gossip_drop_name((enum gossip_drop)i), ts.drops[i]);
+		metric(&b, "shoal_gossip_malformed_total", "counter",
+		       "Authentic packets the protocol core refused.");
+		sb_printf(&b, "shoal_gossip_malformed_total %" PRIu64 "\n", ts.malformed);
+		metric(&b, "shoal_gossip_send_errors_total", "counter", "Datagrams not sent.");
+		sb_printf(&b, "shoal_gossip_send_errors_total %" PRIu64 "\n", ts.send_errors);
+		metric(&b, "shoal_gossip_sync_total", "counter",
+		       "Anti-entropy exchanges by result.");
+		sb_printf(&b, "shoal_gossip_sync_total{result=\"ok\"} %" PRIu64 "\n", ts.sync_ok);
+		sb_printf(&b, "shoal_gossip_sync_total{result=\"failed\"} %" PRIu64 "\n",
+			  ts.sync_failed);
+		sb_printf(&b, "shoal_gossip_sync_total{result=\"refused\"} %" PRIu64 "\n",
+			  ts.sync_refused);
+		metric(&b, "shoal_gossip_probes_failed_total", "counter",
+		       "Probes that got no ack, direct or indirect.");
+		sb_printf(&b, "shoal_gossip_probes_failed_total %" PRIu64 "\n", gs.probes_failed);
+		metric(&b, "shoal_gossip_suspicions_total", "counter", "Suspicions raised.");
+		sb_printf(&b, "shoal_gossip_suspicions_total %" PRIu64 "\n", gs.suspicions);
+		metric(&b, "shoal_gossip_refutes_total", "counter",
+		       "Suspicions about this node refuted.");
+		sb_printf(&b, "shoal_gossip_refutes_total %" PRIu64 "\n", gs.refutes);
+		metric(&b, "shoal_gossip_deaths_declared_total", "counter",
+		       "Members this node declared dead.");
+		sb_printf(&b, "shoal_gossip_deaths_declared_total %" PRIu64 "\n",
+			  gs.deaths_declared);
+		metric(&b, "shoal_gossip_health_awareness", "gauge",
+		       "Lifeguard local health multiplier score (0 = healthy).");
+		sb_printf(&b, "shoal_gossip_health_awareness %u\n", gs.awareness);
+		metric(&b, "shoal_gossip_keys", "gauge", "Keys in the cluster keyring.");
+		sb_printf(&b, "shoal_gossip_keys %u\n", cs.keys);
+		metric(&b, "shoal_cluster_persist_errors_total", "counter",
+		       "Member/record writes to the store that failed.");
+		sb_printf(&b, "shoal_cluster_persist_errors_total %" PRIu64 "\n",
+			  cs.persist_errors);
+	}
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
+
+/* ---- connections -------------------------------------------------------------------------- */
+
+static void maybe_finish(struct metrics *m);
+
+static void conn_free(struct mconn *c)
+{
+	struct metrics *m = c->m;
+	for (struct mconn **pp = &m->conns; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	m->nconns--;
+	free(c->body);
+	free(c->resp);
+	free(c);
+	maybe_finish(m);
+}
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+	struct mconn *c = h->data;
+	if (--c->open == 0 && !c->working)
+		conn_free(c);
+}
+
+static void conn_close(struct mconn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+static void written(uv_write_t *w, int status)
+{
+	conn_close(w->data);
+}
+
+static void respond(struct mconn *c, int code, const char *reason, const char *ctype,
+		    const char *body, size_t blen)
+{
+	char hdr[256];
+	int n = snprintf(hdr, sizeof hdr,
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			 "Connection: close\r\n\r\n", code, reason, ctype, blen);
+	c->resp = malloc((size_t)n + blen);
+	if (!c->resp) {
+		conn_close(c);
+		return;
+	}
+	memcpy(c->resp, hdr, (size_t)n);
+	if (blen)
+		memcpy(c->resp + n, body, blen);
+	uv_buf_t buf = uv_buf_init(c->resp, (unsigned)((size_t)n + blen));
+	c->wr.data = c;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &buf, 1, written) < 0)
+		conn_close(c);
+}
+
+static void store_work(uv_work_t *w)
+{
+	struct mconn *c = w->data;
+	struct store_stats st;
+	struct sbuf b = {.p = c->body, .len = c->body_len, .cap = c->body_cap};
+	if (store_stats(c->m->a->store, &st) == 0) {
+		metric(&b, "shoal_store_map_size_bytes", "gauge", "LMDB map size.");
+		sb_printf(&b, "shoal_store_map_size_bytes %" PRIu64 "\n", st.map_size);
+		metric(&b, "shoal_store_map_used_bytes", "gauge", "LMDB map bytes in use.");
+		sb_printf(&b, "shoal_store_map_used_bytes %" PRIu64 "\n", st.map_used);
+		metric(&b, "shoal_store_artifacts", "gauge", "Artifacts held.");
+		sb_printf(&b, "shoal_store_artifacts %" PRIu64 "\n", st.nartifacts);
+		metric(&b, "shoal_store_blobs", "gauge", "Content-addressed blobs held.");
+		sb_printf(&b, "shoal_store_blobs %" PRIu64 "\n", st.nblobs);
+		metric(&b, "shoal_store_chunks", "gauge", "Blob chunks held.");
+		sb_printf(&b, "shoal_store_chunks %" PRIu64 "\n", st.nchunks);
+		metric(&b, "shoal_store_chunk_bytes", "gauge", "Bytes in blob chunks.");
+		sb_printf(&b, "shoal_store_chunk_bytes %" PRIu64 "\n", st.chunk_bytes);
+	}
+	c->body = b.p;
+	c->body_len = b.len;
+	c->body_cap = b.cap;
+	c->status = b.oom ? -ENOMEM : 0;
+}
+
+static void store_done(uv_work_t *w, int status)
+{
+	struct mconn *c = w->data;
+	c->working = false;
+	if (c->closing) {
+		if (c->open == 0)
+			conn_free(c);
+		return;
+	}
+	if (c->m->closing) {
+		conn_close(c);
+		return;
+	}
+	if (c->status < 0 || !c->body) {
+		respond(c, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
+		return;
+	}
+	respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", c->body, c->body_len);
+}
+
+static void handle_request(struct mconn *c)
+{
+	struct metrics *m = c->m;
+	char method[16], target[1024];
+	m->requests++;
+	if (sscanf(c->head, "%15s %1023s HTTP/1.", method, target) != 2) {
+		respond(c, 400, "Bad Request", "text/plain", "bad request\n", 12);
+		return;
+	}
+	char *q = strchr(target, '?');
+	if (q)
+		*q = 0;
+	if (strcmp(target, "/metrics") != 0) {
+		respond(c, 404, "Not Found", "text/plain", "not found: try /metrics\n", 24);
+		return;
+	}
+	if (strcmp(method, "GET") != 0) {
+		respond(c, 405, "Method Not Allowed", "text/plain", "GET only\n", 9);
+		return;
+	}
+	c->body = metrics_render(m->a);
+	if (!c->body) {
+		respond(c, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
+		return;
+	}
+	c->body_len = c->body_cap = strlen(c->body);
+	c->body_cap++;
+	c->work.data = c;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	uv_timer_stop(&c->timer);
+	if (uv_queue_work(m->loop, &c->work, store_work, store_done) == 0)
+		c->working = true;
+	else
+		respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", c->body,
+			c->body_len);
+}
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct mconn *c = h->data;
+	*buf = uv_buf_init(c->head + c->len, (unsigned)(sizeof c->head - 1 - c->len));
+}
+
+static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct mconn *c = s->data;
+	if (nread < 0) {
+		conn_close(c);
+		return;
+	}
+	c->len += (size_t)nread;
+	c->head[c->len] = 0;
+	if (strstr(c->head, "\r\n\r\n") || strstr(c->head, "\n\n")) {
+		handle_request(c);
+		return;
+	}
+	if (c->len >= sizeof c->head - 1)
+		respond(c, 431, "Request Header Fields Too Large", "text/plain", "too large\n", 10);
+}
+
+static void conn_timeout(uv_timer_t *t)
+{
+	conn_close(t->data);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct metrics *m = server->data;
+	if (status < 0 || m->closing)
+		return;
+	struct mconn *c = calloc(1, sizeof *c);
+	if (!c) {
+		/* Accept and drop, or the listener keeps firing. */
+		uv_tcp_t *tmp = malloc(sizeof *tmp);
+		if (tmp && uv_tcp_init(m->loop, tmp) == 0) {
+			(void)uv_accept(server, (uv_stream_t *)tmp);
+			uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+		} else {
+			free(tmp);
+		}
+		return;
+	}
+	c->m = m;
+	uv_tcp_init(m->loop, &c->tcp);
+	uv_timer_init(m->loop, &c->timer);
+	c->tcp.data = c->timer.data = c;
+	c->open = 2;
+	c->next = m->conns;
+	m->conns = c;
+	m->nconns++;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || m->nconns > METRICS_CLIENTS ||
+	    uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read) < 0) {
+		conn_close(c);
+		return;
+	}
+	uv_timer_start(&c->timer, conn_timeout, METRICS_TIMEOUT_MS, 0);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+static void maybe_finish(struct metrics *m)
+{
+	if (!m->closing || m->listener_open || m->conns)
+		return;
+	void (*cb)(void *) = m->cb;
+	void *ud = m->ud;
+	free(m);
+	if (cb)
+		cb(ud);
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+	struct metrics *m = h->data;
+	m->listener_open = false;
+	maybe_finish(m);
+}
+
+static void listener_closed_free(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+int metrics_new(uv_loop_t *loop, struct agent *a, const char *addr, struct metrics **ret,
+		char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	char host[128];
+	unsigned port = 0;
+	int r;
+	memset(&ss, 0, sizeof ss);
+	const char *colon = strrchr(addr, ':');
+	size_t hl = colon ? (size_t)(colon - addr) : 0;
+	if (!colon || hl == 0 || hl >= sizeof host || sscanf(colon + 1, "%u", &port) != 1 ||
+	    port == 0 || port > 65535) {
+		snprintf(err, errlen, "--metrics %s: expected IP:PORT", addr);
+		return -EINVAL;
+	}
+	memcpy(host, addr, hl);
+	host[hl] = 0;
+	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+		host[hl - 1] = 0;
+		r = uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)&ss);
+	} else {
+		r = uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss);
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "--metrics %s: not a numeric IP:PORT", addr);
+		return -EINVAL;
+	}
+	struct metrics *m = calloc(1, sizeof *m);
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	m->loop = loop;
+	m->a = a;
+	uv_tcp_init(loop, &m->listener);
+	m->listener.data = m;
+	r = uv_tcp_bind(&m->listener, (struct sockaddr *)&ss, 0);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&m->listener, 64, on_connection);
+	if (r < 0) {
+		snprintf(err, errlen, "--metrics %s: %s", addr, uv_strerror(r));
+		uv_close((uv_handle_t *)&m->listener, listener_closed_free);
+		return r;
+	}
+	m->listener_open = true;
+	log_notice("metrics: serving http://%s/metrics", addr);
+	*ret = m;
+	return 0;
+}
+
+void metrics_close(struct metrics *m, void (*cb)(void *ud), void *ud)
+{
+	if (!m || m->closing)
+		return;
+	m->closing = true;
+	m->cb = cb;
+	m->ud = ud;
+	for (struct mconn *c = m->conns; c; c = c->next)
+		conn_close(c);
+	uv_close((uv_handle_t *)&m->listener, listener_closed);
+}

@@ -1,0 +1,249 @@
+/*
+ * agent/brain.h: the cluster brain of agentd: replicated revisions, health and votes over
+ * gossip records, the agreement rule (agent/agree.h) applied to them, and the reconciler and
+ * health checker driven by the result. This is where "the cluster agrees that a revision is
+ * bad, and every node swaps back" happens.
+ *
+ * ==========================================================================================
+ * Data flow
+ * ==========================================================================================
+ *
+ *   gossip record (other node) ──► decode (brain_codec.h) ──► rev/cert: assemble the revision
+ *        and its certificate chunks from the same owner ──► hlc_update ──► agree_accept
+ *        ──► store_revision_put (+ store_artifact_set_condemned for a rollback) ──► decide
+ *        (agree_decide for every voted rev of the service) ──► desired (agree_effective for
+ *        this node's site, with the `--local` marker) ──► reconcile_set_desired
+ *   vote record ──► kept in memory per (service, rev, voter) and queued for the store (one
+ *        store_vote_put_many per ~200 ms on the thread pool: a rollback brings N votes) ──►
+ *        echo an operator vote against what we run ──► decide
+ *   health record ──► kept per (node, service): status, pacing, artifacts held
+ *   member change ──► eligible voters recomputed; every held record re-examined (a record
+ *        refused with AGREE_ECERT may pass now) and every voted rev decided again
+ *
+ *   reconcile on_swapped(0) ──► health_start with the artifact's [health] policy in its
+ *        materialized directory; the plugin's events feed health_runtime
+ *   health on_change ──► publish health; healthy: reconcile_mark_good; `missed` latched for
+ *        the revision we run: vote against it (reason health, target previous good)
+ *
+ * Every record this node writes is stamped with its HLC. The clock's high-water mark is not
+ * written separately: every timestamp this node issues ends up in one of its own records
+ * (revision, vote or health), which the cluster layer persists, and brain_start restores the
+ * clock above the largest stamp found in the records and revisions held (a crash inside the
+ * cluster's 200 ms persistence window can lose a stamp; the wall clock covers that case
+ * unless it also went back across the restart).
+ *
+ * Quorum: per service, from the agent configuration (`quorum = SERVICE=SPEC`, SPEC one of
+ * `majority`, a count `N`, or a fraction `N/D`); default majority. It MUST be identical on all
+ * nodes (agree.h: a receiver verifies certificates with its own rule).
+ *
+ * Pacing (max_parallel_per_site = M > 0): before a new swap starts the reconciler asks
+ * may_start; the brain counts the members of its site (same `site` label, not dead or left)
+ * whose health record for the service says `swapping`, plus those with a LOWER node id whose
+ * health record says they desire the same revision and do not run it yet (a slot reserved in
+ * a common order, so that the nodes that learn of a revision at the same instant do not all
+ * start together; during the first second after it learned of the revision a node also
+ * counts the lower-id peers that have not announced it yet), and refuses while M or more;
+ * otherwise it sets its own `swapping` flag,
+ * publishes it, and clears it when the swap ends. A refused swap is asked again every
+ * pace_retry_ms.
+ * BEST EFFORT: two nodes deciding within one gossip round both see M - 1 and both start, and
+ * during a partition a node cannot see the other side's flags. It bounds the blast radius of
+ * a rollout in the common case; it is not a lock.
+ *
+ * Artifacts: the reconciler materializes from the local store. A node whose desired artifact
+ * is missing calls the hook brain_need_artifact (set by the peer-to-peer fetch module, NULL
+ * until then) with the peers whose health records say they hold it, and the reconciler
+ * retries its MATERIALIZE step with back-off until the artifact arrives. The timeline says
+ * "fetching" (once per desired revision), not "swap-failed", while that happens.
+ *
+ * Loop and threads: everything runs on the loop given to brain_new; the brain_op_* control
+ * operations are INLINE ops (they run on the loop thread and never block on anything but one
+ * small LMDB transaction).
+ */
+#ifndef SHOAL_AGENT_BRAIN_H
+#define SHOAL_AGENT_BRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "agent/agree/agree.h"
+#include "agent/fleet/records.h"
+#include "agent/ctl/ctl_proto.h"
+#include "agent/ctl/ctl_server.h"
+#include "gossip/gossip.h"
+#include "store/store.h"
+
+struct brain;
+
+/*
+ * What the brain needs of the gossip layer. agent/cluster.h implements it (brain_net_cluster);
+ * the unit tests use an in-process fake. Every function runs on the loop thread.
+ */
+struct brain_net {
+	/* Publish this node's record @key (versioning is the transport's job). 0 or -errno. */
+	int (*put)(void *ud, const void *key, size_t klen, const void *val, size_t vlen);
+	/* The newest record (@owner, @key) held, or NULL (borrowed until the next call). */
+	const struct gossip_record *(*get)(void *ud, const uint8_t owner[STORE_NODE_ID_LEN],
+					   const void *key, size_t klen);
+	/* Every record held, own included. */
+	int (*record_foreach)(void *ud, int (*cb)(void *cbud, const struct gossip_record *r),
+			      void *cbud);
+	/* Every member, self included. */
+	int (*member_foreach)(void *ud, int (*cb)(void *cbud, const struct gossip_member *m),
+			      void *cbud);
+	void *ud;
+};
+
+/* A per-service quorum rule. */
+struct brain_quorum_rule {
+	char service[65];
+	struct agree_quorum q;
+};
+
+/*
+ * Parse "SERVICE=SPEC" (SPEC: majority | N | N/D with 0 < N <= D).
+ * @return 0 and *ret; -EINVAL. @ret untouched on failure.
+ */
+int brain_quorum_parse(const char *s, struct brain_quorum_rule *ret);
+
+struct brain_opts {
+	const uint8_t *node_id;		/* 16 bytes, required */
+	const char *node_name;		/* for events */
+	const char *site;		/* this node's site label, NULL if none */
+	const char *state_dir;		/* absolute, required unless no_runtime */
+	const char *unit_dir;		/* runtime plugins (struct plugin_config), copied;
+					 * NULL = the plugin's default */
+	const char *bus_address;	/* systemd: NULL = the system bus */
+	const char *docker_host;	/* container: API unix socket path */
+	const struct brain_quorum_rule *quorums; /* copied */
+	size_t nquorums;
+	unsigned max_parallel_per_site;	/* 0 = unlimited */
+	uint32_t retry_min_ms, retry_max_ms; /* reconciler back-off; 0 = its defaults */
+	uint32_t pace_retry_ms;		/* 0 = 500 */
+	bool no_runtime;		/* tests: no reconciler, no health checks; the desired
+					 * revision is only recorded (brain_desired) */
+};
+
+/*
+ * The hook of the peer-to-peer artifact fetch: @service at @rev wants @artifact, which the
+ * local store lacks; @holders are the nodes whose health records list it (may be 0).
+ * Called from the loop each time the desired revision of a service changes to a missing
+ * artifact. NULL (the default): nothing is fetched and the reconciler waits for an import.
+ */
+extern void (*brain_need_artifact)(void *ud, const char *service, uint64_t rev,
+				   const struct store_id *artifact,
+				   const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders);
+extern void *brain_need_artifact_ud;
+
+/*
+ * Create the brain. @loop, @store borrowed (must outlive it); @opts copied (strings too);
+ * @net copied (its ud borrowed). Nothing happens until brain_start.
+ * @return 0 and *ret; -EINVAL; -ENOMEM. @ret untouched on failure.
+ */
+int brain_new(uv_loop_t *loop, struct store *store, const struct brain_opts *opts,
+	      const struct brain_net *net, struct brain **ret);
+
+/*
+ * Load the revisions and votes of the store and the records the transport holds, restore the
+ * HLC, resume the reconciler's journal and set every service's desired revision.
+ * @return 0; -ENOMEM; -EIO; errors of reconcile_new/resume/health_new.
+ */
+int brain_start(struct brain *b);
+
+/* Feed a record that arrived from the network (the transport's on_record). */
+void brain_on_record(struct brain *b, const struct gossip_record *r);
+/* A member changed (the transport's on_member). */
+void brain_on_member(struct brain *b, const struct gossip_member *m);
+
+/*
+ * Close: health checker and reconciler closed (exec children stopped), timers closed.
+ * @cb(@ud) from the loop when done; @b freed right after. Accepts NULL (cb not called).
+ */
+void brain_close(struct brain *b, void (*cb)(void *ud), void *ud);
+
+/* @artifact just entered the store (the fetch module calls this): a swap waiting for it goes
+ * on at once (reconcile_artifact_arrived). Loop thread; NULL @b is fine. */
+void brain_artifact_arrived(struct brain *b, const struct store_id *artifact);
+
+/* ---- Introspection (tests, status) -------------------------------------------------------- */
+
+/* The desired revision last computed for @service: 0 and *ret_rev, *ret_artifact (either may be
+ * NULL); 1 = diverged (local marker); -ENOENT (nothing desired). */
+int brain_desired(struct brain *b, const char *service, uint64_t *ret_rev,
+		  struct store_id *ret_artifact);
+/* Number of events so far (the sequence number of the last one). */
+uint64_t brain_event_seq(const struct brain *b);
+
+/* ---- Control operations (ctl_ops.c table rows; INLINE: blocking = false) -------------------- */
+/*
+ *
+ *   op              args                                            result
+ *   deploy          {service, artifact, scope?, reason?, force?}    {service, rev, artifact}
+ *   rollback        {service, to?, scope?, reason?, local?}         {service, rev (the bad
+ *                                                                    one), target, local}
+ *   votes           {service, rev?}                                 {service, rev, eligible,
+ *                                                                    quorum, votes[], decided,
+ *                                                                    running_rev, swapped}
+ *   services        -                                               [service summary]
+ *   brain.status    -                                               {node, cluster, services}
+ *   events          {since?, max?}                                  {events[], next, dropped}
+ *   history         {service, limit?}                               [revision + good,
+ *                                                                    condemned, version]
+ *
+ * `events` is polled, never pushed: the agent keeps the last BRAIN_EVENTS_MAX events in a
+ * ring, a client asks for those after its cursor `since` and gets `next` for its next call;
+ * `dropped` counts the events that fell out of the ring before it asked (a slow follower loses
+ * events, and is told, but never holds the agent up). `agentctl events --follow` polls.
+ * Errors (stable names, ctl_proto.h): bad_request, not_found (no such artifact or service;
+ * rollback: the target artifact is not held here), ambiguous (artifact prefix), condemned
+ * (deploy of a condemned artifact without force), no_revision (nothing to roll back, --to a
+ * missing revision), internal.
+ */
+#define BRAIN_EVENTS_MAX 4096
+
+void brain_op_deploy(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+		     struct ctl_enc *out);
+void brain_op_rollback(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+		       struct ctl_enc *out);
+void brain_op_votes(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+		    struct ctl_enc *out);
+void brain_op_services(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+		       struct ctl_enc *out);
+void brain_op_status(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+		     struct ctl_enc *out);
+void brain_op_events(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+		     struct ctl_enc *out);
+void brain_op_history(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+		      struct ctl_enc *out);
+
+/*
+ * The same operations on a brain directly (tests): they write a complete response into @out.
+ * brain_ctl(b, op, req, peer, out) dispatches by the names above; -ENOENT for another op.
+ */
+int brain_ctl(struct brain *b, const char *op, const struct ctl_request *req,
+	      const struct ctl_peer *peer, struct ctl_enc *out);
+
+/* ---- Inside agentd (agent/brain_agent.c) ---------------------------------------------------- */
+
+struct agent;
+/*
+ * Create and start a->brain over a->cluster with the agent's configuration: site = the
+ * `site=` label, quorum rules = `quorum` keys, pacing = `max-parallel-swaps-per-site`. The
+ * environment variable SHOAL_RETRY_MS (tests) shortens the reconciler's back-off.
+ * @return 0; negative errno with one line in @err.
+ */
+int brain_agent_start(struct agent *a, char *err, size_t errlen);
+/*
+ * agentctl's brain commands (agent/brain_cli.c): deploy, rollback, votes, services, events,
+ * history. @argv[0] is the command. Returns the exit status, or -1 if @cmd is not one of them.
+ * brain_cli_status prints the cluster and services part of `agentctl status`.
+ */
+int brain_cli_main(const char *socket, bool json, uint64_t timeout_ms, const char *cmd, int argc,
+		   char **argv);
+int brain_cli_status(const char *socket, bool json, uint64_t timeout_ms);
+/* Begin closing a->brain (set to NULL once closed; the loop must keep running). */
+void brain_agent_stop(struct agent *a);
+
+#endif

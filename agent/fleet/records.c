@@ -1,0 +1,537 @@
+/*
+ * agent/brain_codec.c: keys and values of the brain's gossip records (layout in brain_codec.h).
+ *
+ * Decoding: the value's msgpack payload is first walked by ctl_msgpack_check (bounds, depth,
+ * container counts against the bytes left), then unpacked and type-checked field by field.
+ */
+#include "agent/fleet/records.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "agent/ctl/ctl_proto.h"
+#include "agent/node/health.h"
+
+#define HDR 3
+
+static bool service_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+int brain_key_format(const struct brain_key *k, char *buf, size_t len)
+{
+	int n;
+	if (!k || !buf || !service_ok(k->service, strnlen(k->service, sizeof k->service)))
+		return -EINVAL;
+	switch (k->type) {
+	case BRAIN_REC_REV:
+		n = snprintf(buf, len, "rev/%s/%" PRIu64, k->service, k->rev);
+		break;
+	case BRAIN_REC_CERT:
+		n = snprintf(buf, len, "cert/%s/%" PRIu64 "/%" PRIu32, k->service, k->rev,
+			     k->chunk);
+		break;
+	case BRAIN_REC_VOTE:
+		n = snprintf(buf, len, "vote/%s/%" PRIu64, k->service, k->rev);
+		break;
+	case BRAIN_REC_HEALTH:
+		n = snprintf(buf, len, "health/%s", k->service);
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (k->type != BRAIN_REC_HEALTH && k->rev == 0)
+		return -EINVAL;
+	if (n < 0 || (size_t)n >= len || n > BRAIN_REC_KEY_MAX)
+		return -ENAMETOOLONG;
+	return n;
+}
+
+/* Parse a decimal u64 of @n bytes (no sign, no leading zero unless "0", at most 20 digits). */
+static int parse_u64(const char *s, size_t n, uint64_t *ret)
+{
+	uint64_t v = 0;
+	if (n == 0 || n > 20 || (n > 1 && s[0] == '0'))
+		return -EBADMSG;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EBADMSG;
+		uint64_t d = (uint64_t)(s[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -EBADMSG;
+		v = v * 10 + d;
+	}
+	*ret = v;
+	return 0;
+}
+
+int brain_key_parse(const void *key, size_t klen, struct brain_key *ret)
+{
+	const char *k = key;
+	struct brain_key out;
+	const char *p, *end;
+	size_t pre;
+
+	if (!key || !ret)
+		return -EINVAL;
+	memset(&out, 0, sizeof out);
+	if (klen > BRAIN_REC_KEY_MAX)
+		return -ENOENT;
+	if (klen > 4 && memcmp(k, "rev/", 4) == 0) {
+		out.type = BRAIN_REC_REV;
+		pre = 4;
+	} else if (klen > 5 && memcmp(k, "cert/", 5) == 0) {
+		out.type = BRAIN_REC_CERT;
+		pre = 5;
+	} else if (klen > 5 && memcmp(k, "vote/", 5) == 0) {
+		out.type = BRAIN_REC_VOTE;
+		pre = 5;
+	} else if (klen > 7 && memcmp(k, "health/", 7) == 0) {
+		out.type = BRAIN_REC_HEALTH;
+		pre = 7;
+	} else {
+		return -ENOENT;
+	}
+	p = k + pre;
+	end = k + klen;
+	const char *slash = memchr(p, '/', (size_t)(end - p));
+	size_t sn = slash ? (size_t)(slash - p) : (size_t)(end - p);
+	if (!service_ok(p, sn))
+		return -EBADMSG;
+	memcpy(out.service, p, sn);
+	out.service[sn] = 0;
+	if (out.type == BRAIN_REC_HEALTH) {
+		if (slash)
+			return -EBADMSG;
+		*ret = out;
+		return 0;
+	}
+	if (!slash)
+		return -EBADMSG;
+	p = slash + 1;
+	slash = memchr(p, '/', (size_t)(end - p));
+	size_t rn = slash ? (size_t)(slash - p) : (size_t)(end - p);
+	if (parse_u64(p, rn, &out.rev) < 0 || out.rev == 0)
+		return -EBADMSG;
+	if (out.type != BRAIN_REC_CERT) {
+		if (slash)
+			return -EBADMSG;
+		*ret = out;
+		return 0;
+	}
+	if (!slash)
+		return -EBADMSG;
+	p = slash + 1;
+	uint64_t c;
+	if (parse_u64(p, (size_t)(end - p), &c) < 0 || c > BRAIN_CERT_MAX / BRAIN_CERT_PER_CHUNK)
+		return -EBADMSG;
+	out.chunk = (uint32_t)c;
+	*ret = out;
+	return 0;
+}
+
+int brain_value_type(const uint8_t *buf, size_t len, enum brain_rec_type *ret)
+{
+	if (!buf || len < HDR || buf[0] != BRAIN_REC_MAGIC)
+		return -EBADMSG;
+	if (buf[1] != BRAIN_REC_VERSION)
+		return buf[1] > BRAIN_REC_VERSION ? -EPROTONOSUPPORT : -EBADMSG;
+	switch (buf[2]) {
+	case BRAIN_REC_REV:
+	case BRAIN_REC_CERT:
+	case BRAIN_REC_VOTE:
+	case BRAIN_REC_HEALTH:
+		*ret = (enum brain_rec_type)buf[2];
+		return 0;
+	default:
+		return -EBADMSG;
+	}
+}
+
+/* ---- Encoding ------------------------------------------------------------------------------ */
+
+static int pk_write(void *data, const char *buf, size_t len)
+{
+	return msgpack_sbuffer_write(data, buf, len);
+}
+
+static int finish(msgpack_sbuffer *sb, enum brain_rec_type t, uint8_t **ret_buf, size_t *ret_len)
+{
+	/* sb starts with 3 reserved bytes */
+	if (!sb->data || sb->size < HDR) {
+		msgpack_sbuffer_destroy(sb);
+		return -ENOMEM;
+	}
+	if (sb->size > BRAIN_REC_VALUE_MAX) {
+		msgpack_sbuffer_destroy(sb);
+		return -EMSGSIZE;
+	}
+	sb->data[0] = BRAIN_REC_MAGIC;
+	sb->data[1] = BRAIN_REC_VERSION;
+	sb->data[2] = (char)t;
+	*ret_len = sb->size;
+	*ret_buf = (uint8_t *)msgpack_sbuffer_release(sb);
+	msgpack_sbuffer_destroy(sb);
+	return 0;
+}
+
+static int begin(msgpack_sbuffer *sb, msgpack_packer *pk)
+{
+	static const char hdr[HDR] = {0, 0, 0};
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(pk, sb, pk_write);
+	return msgpack_sbuffer_write(sb, hdr, HDR) < 0 ? -ENOMEM : 0;
+}
+
+static void pk_str(msgpack_packer *pk, const char *s)
+{
+	size_t n = strlen(s);
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, s, n);
+}
+
+static void pk_id(msgpack_packer *pk, const struct store_id *id)
+{
+	msgpack_pack_bin(pk, STORE_ID_LEN);
+	msgpack_pack_bin_body(pk, id->b, STORE_ID_LEN);
+}
+
+int brain_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len)
+{
+	struct store_revision bare;
+	uint8_t *enc = NULL, *out = NULL;
+	size_t enclen = 0;
+	int err;
+
+	if (!r || !ret_buf || !ret_len || r->ncert > BRAIN_CERT_MAX)
+		return -EINVAL;
+	bare = *r;
+	bare.ncert = 0;
+	bare.cert = NULL;
+	err = store_revision_encode(&bare, &enc, &enclen);
+	if (err < 0)
+		return err;
+	if (HDR + 4 + enclen > BRAIN_REC_VALUE_MAX) {
+		err = -EMSGSIZE;
+		goto out;
+	}
+	out = malloc(HDR + 4 + enclen);
+	if (!out) {
+		err = -ENOMEM;
+		goto out;
+	}
+	out[0] = BRAIN_REC_MAGIC;
+	out[1] = BRAIN_REC_VERSION;
+	out[2] = BRAIN_REC_REV;
+	out[3] = (uint8_t)(r->ncert >> 24);
+	out[4] = (uint8_t)(r->ncert >> 16);
+	out[5] = (uint8_t)(r->ncert >> 8);
+	out[6] = (uint8_t)r->ncert;
+	memcpy(out + HDR + 4, enc, enclen);
+	*ret_buf = out;
+	*ret_len = HDR + 4 + enclen;
+	err = 0;
+out:
+	free(enc);
+	return err;
+}
+
+uint32_t brain_cert_chunks(uint32_t ncert)
+{
+	return (ncert + BRAIN_CERT_PER_CHUNK - 1) / BRAIN_CERT_PER_CHUNK;
+}
+
+int brain_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
+		      size_t *ret_len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (!r || !ret_buf || !ret_len || r->ncert > BRAIN_CERT_MAX || !r->cert ||
+	    index >= brain_cert_chunks(r->ncert))
+		return -EINVAL;
+	if (begin(&sb, &pk) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		return -ENOMEM;
+	}
+	uint32_t first = index * BRAIN_CERT_PER_CHUNK;
+	uint32_t n = r->ncert - first;
+	if (n > BRAIN_CERT_PER_CHUNK)
+		n = BRAIN_CERT_PER_CHUNK;
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_uint32(&pk, r->ncert);
+	msgpack_pack_uint32(&pk, index);
+	msgpack_pack_array(&pk, n);
+	for (uint32_t i = 0; i < n; i++) {
+		msgpack_pack_bin(&pk, STORE_NODE_ID_LEN);
+		msgpack_pack_bin_body(&pk, r->cert[first + i], STORE_NODE_ID_LEN);
+	}
+	return finish(&sb, BRAIN_REC_CERT, ret_buf, ret_len);
+}
+
+int brain_vote_encode(const struct agree_vote *v, uint8_t **ret_buf, size_t *ret_len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (!v || !ret_buf || !ret_len || v->v.rev == 0 ||
+	    !service_ok(v->v.service, strnlen(v->v.service, sizeof v->v.service)) ||
+	    (v->v.reason != STORE_VOTE_HEALTH && v->v.reason != STORE_VOTE_OPERATOR))
+		return -EINVAL;
+	if (begin(&sb, &pk) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		return -ENOMEM;
+	}
+	msgpack_pack_array(&pk, 6);
+	pk_str(&pk, v->v.service);
+	msgpack_pack_uint64(&pk, v->v.rev);
+	msgpack_pack_uint8(&pk, (uint8_t)v->v.reason);
+	msgpack_pack_uint64(&pk, v->v.hlc);
+	msgpack_pack_uint64(&pk, v->subject);
+	msgpack_pack_uint64(&pk, v->target);
+	return finish(&sb, BRAIN_REC_VOTE, ret_buf, ret_len);
+}
+
+int brain_health_encode(const struct brain_health *h, uint8_t **ret_buf, size_t *ret_len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (!h || !ret_buf || !ret_len || h->nheld > BRAIN_HELD_MAX ||
+	    !service_ok(h->service, strnlen(h->service, sizeof h->service)))
+		return -EINVAL;
+	if (begin(&sb, &pk) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		return -ENOMEM;
+	}
+	msgpack_pack_array(&pk, 12);
+	pk_str(&pk, h->service);
+	msgpack_pack_uint64(&pk, h->running_rev);
+	pk_id(&pk, &h->running);
+	msgpack_pack_uint8(&pk, h->state);
+	msgpack_pack_uint64(&pk, h->since_hlc);
+	msgpack_pack_uint8(&pk, (uint8_t)((h->missed ? 1 : 0) | (h->swapping ? 2 : 0) |
+					  (h->diverged ? 4 : 0)));
+	msgpack_pack_uint64(&pk, h->desired_rev);
+	msgpack_pack_array(&pk, h->nheld);
+	for (uint32_t i = 0; i < h->nheld; i++)
+		pk_id(&pk, &h->held[i]);
+	msgpack_pack_uint64(&pk, h->local_base_rev);
+	msgpack_pack_uint64(&pk, h->local_target_rev);
+	msgpack_pack_nil(&pk);	/* reserved */
+	msgpack_pack_nil(&pk);	/* reserved */
+	return finish(&sb, BRAIN_REC_HEALTH, ret_buf, ret_len);
+}
+
+/* ---- Decoding ------------------------------------------------------------------------------ */
+
+struct dec {
+	msgpack_unpacked up;
+	const msgpack_object *root;
+};
+
+static int dec_open(const uint8_t *buf, size_t len, enum brain_rec_type t, uint32_t nfields,
+		    struct dec *d)
+{
+	enum brain_rec_type got;
+	size_t used = 0, off = 0;
+	int r = brain_value_type(buf, len, &got);
+	if (r < 0)
+		return r;
+	if (got != t)
+		return -EBADMSG;
+	if (ctl_msgpack_check(buf + HDR, len - HDR, &used) < 0 || used != len - HDR)
+		return -EBADMSG;
+	msgpack_unpacked_init(&d->up);
+	msgpack_unpack_return ur =
+		msgpack_unpack_next(&d->up, (const char *)buf + HDR, len - HDR, &off);
+	if (ur == MSGPACK_UNPACK_NOMEM_ERROR) {
+		msgpack_unpacked_destroy(&d->up);
+		return -ENOMEM;
+	}
+	if (ur != MSGPACK_UNPACK_SUCCESS || off != len - HDR ||
+	    d->up.data.type != MSGPACK_OBJECT_ARRAY || d->up.data.via.array.size < nfields) {
+		msgpack_unpacked_destroy(&d->up);
+		return -EBADMSG;
+	}
+	d->root = &d->up.data;
+	return 0;
+}
+
+static const msgpack_object *field(const struct dec *d, uint32_t i)
+{
+	return &d->root->via.array.ptr[i];
+}
+
+static bool get_u64(const msgpack_object *o, uint64_t *v)
+{
+	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return false;
+	*v = o->via.u64;
+	return true;
+}
+
+static bool get_str(const msgpack_object *o, char *out, size_t cap)
+{
+	if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap ||
+	    memchr(o->via.str.ptr, 0, o->via.str.size) != NULL)	/* no embedded NUL */
+		return false;
+	memcpy(out, o->via.str.ptr, o->via.str.size);
+	out[o->via.str.size] = 0;
+	return true;
+}
+
+static bool get_bin(const msgpack_object *o, void *out, size_t n)
+{
+	if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != n)
+		return false;
+	memcpy(out, o->via.bin.ptr, n);
+	return true;
+}
+
+int brain_rev_decode(const uint8_t *buf, size_t len, struct store_revision *ret)
+{
+	enum brain_rec_type t;
+	struct store_revision r;
+	int err;
+
+	if (!buf || !ret)
+		return -EINVAL;
+	err = brain_value_type(buf, len, &t);
+	if (err < 0)
+		return err;
+	if (t != BRAIN_REC_REV || len < HDR + 4)
+		return -EBADMSG;
+	uint32_t ncert = (uint32_t)buf[3] << 24 | (uint32_t)buf[4] << 16 | (uint32_t)buf[5] << 8 |
+			 buf[6];
+	if (ncert > BRAIN_CERT_MAX)
+		return -EBADMSG;
+	err = store_revision_decode(buf + HDR + 4, len - HDR - 4, &r);
+	if (err < 0)
+		return err == -ENOMEM ? -ENOMEM : -EBADMSG;
+	if (r.ncert != 0) {
+		store_revision_release(&r);
+		return -EBADMSG;
+	}
+	r.ncert = ncert;
+	r.cert = NULL;
+	*ret = r;
+	return 0;
+}
+
+int brain_cert_decode(const uint8_t *buf, size_t len, struct brain_cert_chunk *ret)
+{
+	struct dec d;
+	uint64_t ncert, idx;
+	int err = -EBADMSG;
+
+	if (!buf || !ret)
+		return -EINVAL;
+	err = dec_open(buf, len, BRAIN_REC_CERT, 3, &d);
+	if (err < 0)
+		return err;
+	err = -EBADMSG;
+	if (!get_u64(field(&d, 0), &ncert) || !get_u64(field(&d, 1), &idx) || ncert == 0 ||
+	    ncert > BRAIN_CERT_MAX || idx >= brain_cert_chunks((uint32_t)ncert))
+		goto out;
+	const msgpack_object *ids = field(&d, 2);
+	uint32_t want = (uint32_t)ncert - (uint32_t)idx * BRAIN_CERT_PER_CHUNK;
+	if (want > BRAIN_CERT_PER_CHUNK)
+		want = BRAIN_CERT_PER_CHUNK;
+	if (ids->type != MSGPACK_OBJECT_ARRAY || ids->via.array.size != want)
+		goto out;
+	struct brain_cert_chunk c;
+	c.ncert = (uint32_t)ncert;
+	c.index = (uint32_t)idx;
+	c.n = want;
+	for (uint32_t i = 0; i < want; i++)
+		if (!get_bin(&ids->via.array.ptr[i], c.ids[i], STORE_NODE_ID_LEN))
+			goto out;
+	*ret = c;
+	err = 0;
+out:
+	msgpack_unpacked_destroy(&d.up);
+	return err;
+}
+
+int brain_vote_decode(const uint8_t *buf, size_t len, struct agree_vote *ret)
+{
+	struct dec d;
+	struct agree_vote v;
+	uint64_t reason;
+	int err;
+
+	if (!buf || !ret)
+		return -EINVAL;
+	err = dec_open(buf, len, BRAIN_REC_VOTE, 6, &d);
+	if (err < 0)
+		return err;
+	err = -EBADMSG;
+	memset(&v, 0, sizeof v);
+	if (!get_str(field(&d, 0), v.v.service, sizeof v.v.service) ||
+	    !service_ok(v.v.service, strlen(v.v.service)) || !get_u64(field(&d, 1), &v.v.rev) ||
+	    v.v.rev == 0 || !get_u64(field(&d, 2), &reason) || reason > STORE_VOTE_OPERATOR ||
+	    !get_u64(field(&d, 3), &v.v.hlc) || !get_u64(field(&d, 4), &v.subject) ||
+	    !get_u64(field(&d, 5), &v.target))
+		goto out;
+	v.v.reason = (enum store_vote_reason)reason;
+	*ret = v;
+	err = 0;
+out:
+	msgpack_unpacked_destroy(&d.up);
+	return err;
+}
+
+int brain_health_decode(const uint8_t *buf, size_t len, struct brain_health *ret)
+{
+	struct dec d;
+	struct brain_health h;
+	uint64_t state, flags;
+	int err;
+
+	if (!buf || !ret)
+		return -EINVAL;
+	err = dec_open(buf, len, BRAIN_REC_HEALTH, 12, &d);
+	if (err < 0)
+		return err;
+	err = -EBADMSG;
+	memset(&h, 0, sizeof h);
+	if (!get_str(field(&d, 0), h.service, sizeof h.service) ||
+	    !service_ok(h.service, strlen(h.service)) || !get_u64(field(&d, 1), &h.running_rev) ||
+	    !get_bin(field(&d, 2), h.running.b, STORE_ID_LEN) || !get_u64(field(&d, 3), &state) ||
+	    (state > HEALTH_FAILED && state != 0xff) || !get_u64(field(&d, 4), &h.since_hlc) ||
+	    !get_u64(field(&d, 5), &flags) || flags > 7 || !get_u64(field(&d, 6), &h.desired_rev) ||
+	    !get_u64(field(&d, 8), &h.local_base_rev) ||
+	    !get_u64(field(&d, 9), &h.local_target_rev))
+		goto out;
+	h.state = (uint8_t)state;
+	h.missed = flags & 1;
+	h.swapping = flags & 2;
+	h.diverged = flags & 4;
+	const msgpack_object *held = field(&d, 7);
+	if (held->type != MSGPACK_OBJECT_ARRAY || held->via.array.size > BRAIN_HELD_MAX)
+		goto out;
+	h.nheld = held->via.array.size;
+	for (uint32_t i = 0; i < h.nheld; i++)
+		if (!get_bin(&held->via.array.ptr[i], h.held[i].b, STORE_ID_LEN))
+			goto out;
+	*ret = h;
+	err = 0;
+out:
+	msgpack_unpacked_destroy(&d.up);
+	return err;
+}
