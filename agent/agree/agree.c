@@ -887,3 +887,52 @@ int agree_effective(const struct store_revision *log, size_t nlog, const char *s
 	*ret_artifact = d->artifact;
 	return 0;
 }
+
+/* Configuration syntax of a quorum rule; here so that config/ need not reach up into fleet/. */
+int agree_quorum_parse(const char *s, struct agree_quorum_rule *ret)
+{
+	struct agree_quorum_rule q;
+	const char *eq;
+	unsigned long a, d;
+	char *end;
+
+	if (!s || !ret || !(eq = strchr(s, '=')) || eq == s || (size_t)(eq - s) > 64)
+		return -EINVAL;
+	memset(&q, 0, sizeof q);
+	memcpy(q.service, s, (size_t)(eq - s));
+	for (const char *p = q.service; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+			return -EINVAL;
+	eq++;
+	if (strcmp(eq, "majority") == 0) {
+		q.q.kind = AGREE_QUORUM_MAJORITY;
+	} else {
+		if (*eq < '0' || *eq > '9')
+			return -EINVAL;
+		errno = 0;
+		a = strtoul(eq, &end, 10);
+		if (errno || a == 0 || a > 100000)
+			return -EINVAL;
+		if (*end == 0) {
+			q.q.kind = AGREE_QUORUM_COUNT;
+			q.q.count = (uint32_t)a;
+		} else if (*end == '/') {
+			const char *p = end + 1;
+			if (*p < '0' || *p > '9')
+				return -EINVAL;
+			d = strtoul(p, &end, 10);
+			if (errno || *end || d == 0 || d > 100000 || a > d)
+				return -EINVAL;
+			q.q.kind = AGREE_QUORUM_FRACTION;
+			q.q.num = (uint32_t)a;
+			q.q.den = (uint32_t)d;
+		} else {
+			return -EINVAL;
+		}
+	}
+	if (agree_quorum_check(&q.q) < 0)
+		return -EINVAL;
+	*ret = q;
+	return 0;
+}

@@ -429,4 +429,17 @@ int agree_local_rollback(const struct store_revision *log, size_t nlog, const ch
 int agree_effective(const struct store_revision *log, size_t nlog, const char *site,
 		    const struct agree_local *local, struct store_id *ret_artifact);
 
+/*
+ * A per-service quorum rule, as the agent configuration spells it (`quorum = SERVICE=SPEC`).
+ * agree_quorum_parse reads "SERVICE=SPEC" (SPEC: majority | N | N/D with 0 < N <= D,
+ * SERVICE a name of 1 to 64 of A-Z a-z 0-9 . _ -).
+ * @return 0 and *ret; -EINVAL. @ret untouched on failure.
+ */
+struct agree_quorum_rule {
+	char service[65];
+	struct agree_quorum q;
+};
+
+int agree_quorum_parse(const char *s, struct agree_quorum_rule *ret);
+
 #endif

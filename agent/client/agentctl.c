@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/fleet/fleet.h"
+#include "agent/client/fleet_cmds.h"
 #include "agent/config/config.h"
 #include "agent/ctl/ctl_client.h"
 #include "agent/ctl/ctl_proto.h"

@@ -14,8 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "agent/fleet/fleet.h"
+#include "agent/client/fleet_cmds.h"
 #include "agent/ctl/ctl_client.h"
 #include "agent/ctl/ctl_proto.h"
 

@@ -29,7 +29,7 @@
 #include <msgpack.h>
 #include <sodium.h>
 
-#include "agent/daemon/agent.h"
+#include "agent/base/clock.h"
 #include "agent/ctl/ctl_proto.h"
 #include "agent/base/log.h"
 #include "gossip/transport.h"

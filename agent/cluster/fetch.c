@@ -17,9 +17,8 @@
 #include <msgpack.h>
 #include <sodium.h>
 
-#include "agent/daemon/agent.h"
-#include "agent/fleet/fleet.h"
 #include "agent/cluster/cluster.h"
+#include "agent/ctl/ctl_args.h"
 #include "agent/ctl/ctl_proto.h"
 #include "agent/base/log.h"
 
@@ -1255,7 +1254,7 @@ size_t fetch_active(const struct fetch *f)
 	return f->njobs;
 }
 
-/* ---- agentd glue: start/stop, the brain hook, the control operation --------------------- */
+/* ---- the control operation ------------------------------------------------------------ */
 
 /* Remember the outcome of an operator fetch, for the next artifact.fetch poll. */
 static void op_done(void *ud, const struct store_id *id, int err)
@@ -1276,49 +1275,8 @@ static void op_done(void *ud, const struct store_id *id, int err)
 	f->recent_next = (f->recent_next + 1) % FETCH_RECENT;
 }
 
-static void agent_artifact_arrived(void *ud, const struct store_id *id)
+void fetch_op_fetch(struct fetch *f, const struct ctl_request *req, struct ctl_enc *out)
 {
-	struct agent *a = ud;
-
-	brain_artifact_arrived(a->brain, id); /* a->brain is NULL until it starts */
-}
-
-int fetch_agent_start(struct agent *a)
-{
-	struct gossip_transport *t;
-	int r;
-
-	if (!a->cluster)
-		return 0; /* gossip is off: nothing to serve or fetch over */
-	t = cluster_transport(a->cluster);
-	if (!t)
-		return 0;
-	r = fetch_new(&a->loop, a->store, t, NULL, &a->fetch);
-	if (r < 0) {
-		log_error("cannot start the artifact fetch service: %s", strerror(-r));
-		return r;
-	}
-	brain_need_artifact = fetch_brain_need;
-	brain_need_artifact_ud = a->fetch;
-	fetch_set_arrived(a->fetch, agent_artifact_arrived, a);
-	return 0;
-}
-
-void fetch_agent_stop(struct agent *a)
-{
-	if (!a->fetch)
-		return;
-	brain_need_artifact = NULL;
-	brain_need_artifact_ud = NULL;
-	fetch_free(a->fetch);
-	a->fetch = NULL;
-}
-
-void fetch_op_fetch(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
-		    struct ctl_enc *out)
-{
-	struct agent *a = ud;
-	struct fetch *f = a->fetch;
 	struct gossip_addr addrs[FETCH_PEERS_MAX];
 	struct store_artifact_info info;
 	struct store_id id;
@@ -1328,7 +1286,6 @@ void fetch_op_fetch(void *ud, const struct ctl_request *req, const struct ctl_pe
 	size_t n = 0;
 	int r;
 
-	(void)peer;
 	if (!f) {
 		ctl_enc_error(out, CTL_E_SHUTTING_DOWN, "gossip is not running on this agent");
 		return;
@@ -1368,7 +1325,7 @@ void fetch_op_fetch(void *ud, const struct ctl_request *req, const struct ctl_pe
 		}
 		n++;
 	}
-	r = store_artifact_get(a->store, &id, &info);
+	r = store_artifact_get(f->store, &id, &info);
 	if (r == 0) {
 		store_artifact_info_release(&info);
 		state = "present";

@@ -174,7 +174,7 @@ int fetch_artifact_from_nodes(struct fetch *f, const struct store_id *id,
 			      void *ud);
 
 /*
- * A callback with the signature of brain_need_artifact (agent/brain.h), @ud = the struct fetch:
+ * A callback of the type brain_need_artifact_fn (fleet/fleet.h), @ud = the struct fetch:
  * fetches @artifact from @holders (or every live member), and re-tries with back-off
  * (cfg.retry_ms) while it fails, up to 10 times. Results go to the stats; nothing is logged.
  */
@@ -194,26 +194,13 @@ void fetch_get_stats(const struct fetch *f, struct fetch_stats *ret);
 /* Number of artifact fetches in progress. */
 size_t fetch_active(const struct fetch *f);
 
-/* ---- agentd glue ------------------------------------------------------------------------ */
+/* ---- the control operation ------------------------------------------------------------ */
 
-struct agent;
 struct ctl_request;
-struct ctl_peer;
 struct ctl_enc;
 
 /*
- * Start serving and fetching on the agent's gossip transport (a->cluster; nothing when gossip
- * is off), install fetch_brain_need as the brain's brain_need_artifact hook, and tell the
- * brain of every artifact that lands (brain_artifact_arrived). Sets a->fetch.
- * Logs its failure. @return 0 or as fetch_new.
- */
-int fetch_agent_start(struct agent *a);
-
-/* Remove the hook and fetch_free(a->fetch); before the cluster closes. NULL-safe, idempotent. */
-void fetch_agent_stop(struct agent *a);
-
-/*
- * Control operation "artifact.fetch" (INLINE: runs on the loop).
+ * Control operation "artifact.fetch" (INLINE: runs on the loop) on @f (NULL: gossip is off).
  *   args   {id: 64 hex, from?: ["IP:PORT", ...]}  (no from: every live member is a candidate)
  *   result {id, state: "present" | "fetching"}
  * Starts the transfer (or joins the one running); call again to poll. When the last transfer
@@ -221,7 +208,6 @@ void fetch_agent_stop(struct agent *a);
  * it; internal: with the reason) and the next call starts a new transfer.
  * Errors: bad_request, not_found, shutting_down (gossip off), internal.
  */
-void fetch_op_fetch(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
-		    struct ctl_enc *out);
+void fetch_op_fetch(struct fetch *f, const struct ctl_request *req, struct ctl_enc *out);
 
 #endif /* SHOAL_AGENT_FETCH_H */

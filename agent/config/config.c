@@ -12,7 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "agent/fleet/fleet.h"
+#include "agent/agree/agree.h"
 #include "agent/ctl/ctl_proto.h"
 
 /* Keys; each is also a long option. has_arg is always required_argument. */
@@ -403,8 +403,8 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 			c->client_timeout_ms = u;
 		break;
 	case K_QUORUM: {
-		struct brain_quorum_rule q;
-		if (brain_quorum_parse(v, &q) < 0)
+		struct agree_quorum_rule q;
+		if (agree_quorum_parse(v, &q) < 0)
 			why = "must be SERVICE=majority, SERVICE=N or SERVICE=N/D (0 < N <= D)";
 		else
 			r = list_add(&c->quorums, &c->nquorums, v);

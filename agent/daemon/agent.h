@@ -17,7 +17,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "agent/base/clock.h"
 #include "agent/config/config.h"
+#include "agent/ctl/ctl_args.h"
 #include "agent/ctl/ctl_server.h"
 #include "store/store.h"
 
@@ -56,14 +58,31 @@ struct agent {
 /* The control operations of this version, for struct ctl_server_opts (ud = struct agent *). */
 const struct ctl_op *agent_ctl_ops(size_t *ret_count);
 
-/*
- * The stable error name for an error code of the store, the importer or the system, as the
- * control protocol reports it (e.g. -STORE_ENOREF -> CTL_E_NO_SUCH_REF, -ENOSPC ->
- * CTL_E_NO_SPACE, -ENOENT -> CTL_E_NOT_FOUND, anything unknown -> CTL_E_INTERNAL).
- */
-enum ctl_err agent_ctl_err_from_errno(int err);
+/* ---- Wiring of the rooms into the agent (fleet_wiring.c, fetch_wiring.c) ------------------ */
 
-/* Wall-clock milliseconds since the epoch. */
-uint64_t agent_now_ms(void);
+/*
+ * Create and start a->brain over a->cluster with the agent's configuration: site = the
+ * `site=` label, quorum rules = `quorum` keys, pacing = `max-parallel-swaps-per-site`, missing
+ * artifacts asked of a->fetch (agent_need_artifact) when the fetch service runs. The
+ * environment variable SHOAL_RETRY_MS (tests) shortens the reconciler's back-off.
+ * @return 0; negative errno with one line in @err.
+ */
+int brain_agent_start(struct agent *a, char *err, size_t errlen);
+/* Begin closing a->brain (set to NULL once closed; the loop must keep running). */
+void brain_agent_stop(struct agent *a);
+
+/*
+ * Start serving and fetching artifacts on the agent's gossip transport (a->cluster; nothing
+ * when gossip is off) and tell the brain of every artifact that lands
+ * (brain_artifact_arrived). Sets a->fetch. Logs its failure. @return 0 or as fetch_new.
+ */
+int fetch_agent_start(struct agent *a);
+/* fetch_free(a->fetch); before the cluster closes. NULL-safe, idempotent. */
+void fetch_agent_stop(struct agent *a);
+/* The brain's need_artifact (brain_need_artifact_fn, @ud = the agent): asks a->fetch while
+ * it runs, nothing after fetch_agent_stop. */
+void agent_need_artifact(void *ud, const char *service, uint64_t rev,
+			 const struct store_id *artifact,
+			 const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders);
 
 #endif

@@ -55,7 +55,7 @@ static void on_record(void *ud, const struct gossip_record *r)
 
 int brain_agent_start(struct agent *a, char *err, size_t errlen)
 {
-	struct brain_quorum_rule *q = NULL;
+	struct agree_quorum_rule *q = NULL;
 	const char *site = NULL;
 	int r;
 
@@ -70,7 +70,7 @@ int brain_agent_start(struct agent *a, char *err, size_t errlen)
 		}
 	}
 	for (size_t i = 0; i < a->cfg.nquorums; i++) {
-		r = brain_quorum_parse(a->cfg.quorums[i], &q[i]);
+		r = agree_quorum_parse(a->cfg.quorums[i], &q[i]);
 		if (r < 0) {
 			snprintf(err, errlen, "quorum %s: must be SERVICE=majority|N|N/D",
 				 a->cfg.quorums[i]);
@@ -89,6 +89,8 @@ int brain_agent_start(struct agent *a, char *err, size_t errlen)
 		.quorums = q,
 		.nquorums = a->cfg.nquorums,
 		.max_parallel_per_site = a->cfg.max_parallel_swaps_per_site,
+		.need_artifact = a->fetch ? agent_need_artifact : NULL,
+		.need_artifact_ud = a,
 	};
 	const char *env = getenv("SHOAL_RETRY_MS");	/* tests: shorter back-off */
 	if (env && atoi(env) > 0) {

@@ -21,39 +21,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent/fleet/fleet.h"
 #include "agent/cluster/cluster.h"
+#include "agent/base/clock.h"
+#include "agent/ctl/ctl_args.h"
 #include "agent/ctl/ctl_proto.h"
 #include "agent/cluster/fetch.h"
 #include "agent/base/log.h"
 #include "store/import.h"
-
-uint64_t agent_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-enum ctl_err agent_ctl_err_from_errno(int err)
-{
-	switch (-err) {
-	case STORE_EINVALID: return CTL_E_INVALID_ARTIFACT;
-	case STORE_ENOTREPO: return CTL_E_NOT_A_REPO;
-	case STORE_ENOREF: return CTL_E_NO_SUCH_REF;
-	case STORE_ETOOBIG: return CTL_E_TOO_BIG;
-	case STORE_EESCAPE: return CTL_E_ESCAPES_TREE;
-	case ENOSPC: case EDQUOT: case EFBIG: return CTL_E_NO_SPACE;
-	case ENOENT: case ENOTDIR: return CTL_E_NOT_FOUND;
-	case EEXIST: return CTL_E_AMBIGUOUS;
-	case EACCES: case EPERM: return CTL_E_PERMISSION_DENIED;
-	case EINVAL: return CTL_E_BAD_REQUEST;
-	default: return CTL_E_INTERNAL;
-	}
-}
 
 static void reply_errno(struct ctl_enc *out, int err, const char *detail)
 {
@@ -509,6 +486,13 @@ out:
 	free(service);
 }
 
+static void op_fetch(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+		     struct ctl_enc *out)
+{
+	struct agent *a = ud;
+	fetch_op_fetch(a->fetch, req, out);
+}
+
 static const struct ctl_op agent_ops[] = {
 	/* name                 blocking heavy */
 	{"ping",                false,  false, op_ping},
@@ -517,7 +501,7 @@ static const struct ctl_op agent_ops[] = {
 	{"artifact.import_git", true,   true,  op_import_git},
 	{"artifact.list",       true,   false, op_list},
 	{"artifact.show",       true,   false, op_show},
-	{"artifact.fetch",      false,  false, fetch_op_fetch}, /* agent/fetch.h */
+	{"artifact.fetch",      false,  false, op_fetch},	/* cluster/fetch.h */
 	{"history",             true,   false, op_history},
 	/* cluster (agent/cluster_ops.c): the gossip core lives on the loop */
 	{"members",             false,  false, cluster_op_members},

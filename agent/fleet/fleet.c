@@ -23,19 +23,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "agent/daemon/agent.h"
+#include "agent/base/clock.h"
+#include "agent/ctl/ctl_args.h"
 #include "agent/cluster/cluster.h"
 #include "agent/node/health.h"
 #include "agent/base/hlc.h"
 #include "agent/base/log.h"
 #include "agent/node/reconcile.h"
-
-void (*brain_need_artifact)(void *ud, const char *service, uint64_t rev,
-			    const struct store_id *artifact,
-			    const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders);
-void *brain_need_artifact_ud;
 
 #define RESYNC_MS   5000
 #define DEBOUNCE_MS 50
@@ -95,11 +90,13 @@ struct brain {
 	bool has_site;
 	char *state_dir;
 	char *unit_dir, *bus_address, *docker_host;	/* for pcfg; NULL = plugin default */
-	struct brain_quorum_rule *quorums;
+	struct agree_quorum_rule *quorums;
 	size_t nquorums;
 	unsigned max_par;
 	bool no_runtime;
 	struct reconcile_opts ropts;
+	brain_need_artifact_fn *need_artifact;	/* opts: the peer-to-peer fetch, or NULL */
+	void *need_artifact_ud;
 
 	struct hlc clock;
 	struct plugin_config pcfg;
@@ -140,24 +137,17 @@ struct brain {
 
 /* ---- Small helpers ------------------------------------------------------------------------- */
 
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static uint64_t stamp(struct brain *b)
 {
 	uint64_t t = 0;
-	if (hlc_now(&b->clock, wall_ms(), &t) < 0)
+	if (hlc_now(&b->clock, agent_now_ms(), &t) < 0)
 		t = b->clock.last + 1;
 	return t;
 }
 
 static void observe(struct brain *b, uint64_t remote)
 {
-	if (remote && hlc_update(&b->clock, wall_ms(), remote, NULL) == -ERANGE)
+	if (remote && hlc_update(&b->clock, agent_now_ms(), remote, NULL) == -ERANGE)
 		b->hlc_refused++;
 }
 
@@ -185,7 +175,7 @@ static void event(struct brain *b, const char *kind, const char *service, uint64
 	va_list ap;
 	memset(e, 0, sizeof *e);
 	e->seq = ++b->seq;
-	e->wall_ms = wall_ms();
+	e->wall_ms = agent_now_ms();
 	snprintf(e->kind, sizeof e->kind, "%s", kind);
 	snprintf(e->service, sizeof e->service, "%s", service ? service : "");
 	e->rev = rev;
@@ -199,54 +189,6 @@ static void event(struct brain *b, const char *kind, const char *service, uint64
 uint64_t brain_event_seq(const struct brain *b)
 {
 	return b->seq;
-}
-
-int brain_quorum_parse(const char *s, struct brain_quorum_rule *ret)
-{
-	struct brain_quorum_rule q;
-	const char *eq;
-	unsigned long a, d;
-	char *end;
-
-	if (!s || !ret || !(eq = strchr(s, '=')) || eq == s || (size_t)(eq - s) > 64)
-		return -EINVAL;
-	memset(&q, 0, sizeof q);
-	memcpy(q.service, s, (size_t)(eq - s));
-	for (const char *p = q.service; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-			return -EINVAL;
-	eq++;
-	if (strcmp(eq, "majority") == 0) {
-		q.q.kind = AGREE_QUORUM_MAJORITY;
-	} else {
-		if (*eq < '0' || *eq > '9')
-			return -EINVAL;
-		errno = 0;
-		a = strtoul(eq, &end, 10);
-		if (errno || a == 0 || a > 100000)
-			return -EINVAL;
-		if (*end == 0) {
-			q.q.kind = AGREE_QUORUM_COUNT;
-			q.q.count = (uint32_t)a;
-		} else if (*end == '/') {
-			const char *p = end + 1;
-			if (*p < '0' || *p > '9')
-				return -EINVAL;
-			d = strtoul(p, &end, 10);
-			if (errno || *end || d == 0 || d > 100000 || a > d)
-				return -EINVAL;
-			q.q.kind = AGREE_QUORUM_FRACTION;
-			q.q.num = (uint32_t)a;
-			q.q.den = (uint32_t)d;
-		} else {
-			return -EINVAL;
-		}
-	}
-	if (agree_quorum_check(&q.q) < 0)
-		return -EINVAL;
-	*ret = q;
-	return 0;
 }
 
 static const struct agree_quorum *quorum_of(struct brain *b, const char *service)
@@ -594,7 +536,7 @@ static void need_artifact(struct brain *b, struct svc *v)
 	v->need_announced = true;
 	char hex[STORE_ID_HEXLEN + 1];
 	store_id_hex(&v->desired, hex);
-	if (!brain_need_artifact) {
+	if (!b->need_artifact) {
 		event(b, "missing", v->name, v->desired_rev,
 		      "artifact %.12s is not in the local store", hex);
 		return;
@@ -617,7 +559,7 @@ static void need_artifact(struct brain *b, struct svc *v)
 	event(b, "fetching", v->name, v->desired_rev,
 	      "fetching artifact %.12s from peers (%zu known to hold it)", hex, n);
 	v->fetch_announced = true;
-	brain_need_artifact(brain_need_artifact_ud, v->name, v->desired_rev, &v->desired,
+	b->need_artifact(b->need_artifact_ud, v->name, v->desired_rev, &v->desired,
 			    (const uint8_t(*)[STORE_NODE_ID_LEN])holders, n);
 	free(holders);
 }
@@ -835,7 +777,7 @@ static bool can_carry_out(struct brain *b, struct svc *v, const struct store_rev
 	}
 	if (!t)
 		return false;
-	if (brain_need_artifact)
+	if (b->need_artifact)
 		return true;
 	if (store_artifact_get(b->s, &t->artifact, &info) < 0)
 		return false;
@@ -1235,7 +1177,7 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 	if (status < 0) {
 		/* a missing artifact that the fetch hook is bringing: the swap waits, it has not
 		 * failed; said once (the "fetching" event), not at every retry */
-		if (status == -ENOENT && brain_need_artifact && artifact && v->have_desired &&
+		if (status == -ENOENT && b->need_artifact && artifact && v->have_desired &&
 		    v->desired_rev == rev && memcmp(&v->desired, artifact, sizeof *artifact) == 0) {
 			char hex[STORE_ID_HEXLEN + 1];
 			store_id_hex(artifact, hex);
@@ -1347,6 +1289,8 @@ int brain_new(uv_loop_t *loop, struct store *store, const struct brain_opts *opt
 	}
 	b->max_par = opts->max_parallel_per_site;
 	b->no_runtime = opts->no_runtime;
+	b->need_artifact = opts->need_artifact;
+	b->need_artifact_ud = opts->need_artifact_ud;
 	b->ropts.retry_min_ms = opts->retry_min_ms;
 	b->ropts.retry_max_ms = opts->retry_max_ms;
 	b->ropts.pace_retry_ms = opts->pace_retry_ms ? opts->pace_retry_ms : 500;

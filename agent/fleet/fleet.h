@@ -51,8 +51,8 @@
  * a rollout in the common case; it is not a lock.
  *
  * Artifacts: the reconciler materializes from the local store. A node whose desired artifact
- * is missing calls the hook brain_need_artifact (set by the peer-to-peer fetch module, NULL
- * until then) with the peers whose health records say they hold it, and the reconciler
+ * is missing calls opts.need_artifact (the peer-to-peer fetch module's offer, NULL without
+ * one) with the peers whose health records say they hold it, and the reconciler
  * retries its MATERIALIZE step with back-off until the artifact arrives. The timeline says
  * "fetching" (once per desired revision), not "swap-failed", while that happens.
  *
@@ -96,17 +96,15 @@ struct brain_net {
 	void *ud;
 };
 
-/* A per-service quorum rule. */
-struct brain_quorum_rule {
-	char service[65];
-	struct agree_quorum q;
-};
-
 /*
- * Parse "SERVICE=SPEC" (SPEC: majority | N | N/D with 0 < N <= D).
- * @return 0 and *ret; -EINVAL. @ret untouched on failure.
+ * What the peer-to-peer artifact fetch offers the fleet (cluster/fetch.h: fetch_brain_need):
+ * @service at @rev wants @artifact, which the local store lacks; @holders are the nodes whose
+ * health records list it (may be 0). Called from the loop each time the desired revision of a
+ * service changes to a missing artifact.
  */
-int brain_quorum_parse(const char *s, struct brain_quorum_rule *ret);
+typedef void brain_need_artifact_fn(void *ud, const char *service, uint64_t rev,
+				    const struct store_id *artifact,
+				    const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders);
 
 struct brain_opts {
 	const uint8_t *node_id;		/* 16 bytes, required */
@@ -117,25 +115,17 @@ struct brain_opts {
 					 * NULL = the plugin's default */
 	const char *bus_address;	/* systemd: NULL = the system bus */
 	const char *docker_host;	/* container: API unix socket path */
-	const struct brain_quorum_rule *quorums; /* copied */
+	const struct agree_quorum_rule *quorums; /* copied */
 	size_t nquorums;
 	unsigned max_parallel_per_site;	/* 0 = unlimited */
 	uint32_t retry_min_ms, retry_max_ms; /* reconciler back-off; 0 = its defaults */
 	uint32_t pace_retry_ms;		/* 0 = 500 */
 	bool no_runtime;		/* tests: no reconciler, no health checks; the desired
 					 * revision is only recorded (brain_desired) */
+	brain_need_artifact_fn *need_artifact; /* NULL: nothing is fetched, the reconciler
+					 * waits for an import */
+	void *need_artifact_ud;		/* borrowed: must outlive the brain */
 };
-
-/*
- * The hook of the peer-to-peer artifact fetch: @service at @rev wants @artifact, which the
- * local store lacks; @holders are the nodes whose health records list it (may be 0).
- * Called from the loop each time the desired revision of a service changes to a missing
- * artifact. NULL (the default): nothing is fetched and the reconciler waits for an import.
- */
-extern void (*brain_need_artifact)(void *ud, const char *service, uint64_t rev,
-				   const struct store_id *artifact,
-				   const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders);
-extern void *brain_need_artifact_ud;
 
 /*
  * Create the brain. @loop, @store borrowed (must outlive it); @opts copied (strings too);
@@ -224,26 +214,5 @@ void brain_op_history(void *ud, const struct ctl_request *req, const struct ctl_
  */
 int brain_ctl(struct brain *b, const char *op, const struct ctl_request *req,
 	      const struct ctl_peer *peer, struct ctl_enc *out);
-
-/* ---- Inside agentd (agent/brain_agent.c) ---------------------------------------------------- */
-
-struct agent;
-/*
- * Create and start a->brain over a->cluster with the agent's configuration: site = the
- * `site=` label, quorum rules = `quorum` keys, pacing = `max-parallel-swaps-per-site`. The
- * environment variable SHOAL_RETRY_MS (tests) shortens the reconciler's back-off.
- * @return 0; negative errno with one line in @err.
- */
-int brain_agent_start(struct agent *a, char *err, size_t errlen);
-/*
- * agentctl's brain commands (agent/brain_cli.c): deploy, rollback, votes, services, events,
- * history. @argv[0] is the command. Returns the exit status, or -1 if @cmd is not one of them.
- * brain_cli_status prints the cluster and services part of `agentctl status`.
- */
-int brain_cli_main(const char *socket, bool json, uint64_t timeout_ms, const char *cmd, int argc,
-		   char **argv);
-int brain_cli_status(const char *socket, bool json, uint64_t timeout_ms);
-/* Begin closing a->brain (set to NULL once closed; the loop must keep running). */
-void brain_agent_stop(struct agent *a);
 
 #endif

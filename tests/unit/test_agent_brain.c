@@ -198,21 +198,21 @@ static void test_vote_health(void **state)
 static void test_quorum_parse(void **state)
 {
 	(void)state;
-	struct brain_quorum_rule q;
-	EQ(brain_quorum_parse("web=3", &q), 0);
+	struct agree_quorum_rule q;
+	EQ(agree_quorum_parse("web=3", &q), 0);
 	EQ(q.q.kind, AGREE_QUORUM_COUNT);
 	EQ(q.q.count, 3);
 	assert_string_equal(q.service, "web");
-	EQ(brain_quorum_parse("api=2/3", &q), 0);
+	EQ(agree_quorum_parse("api=2/3", &q), 0);
 	EQ(q.q.kind, AGREE_QUORUM_FRACTION);
 	EQ(q.q.num, 2);
 	EQ(q.q.den, 3);
-	EQ(brain_quorum_parse("x=majority", &q), 0);
+	EQ(agree_quorum_parse("x=majority", &q), 0);
 	EQ(q.q.kind, AGREE_QUORUM_MAJORITY);
 	static const char *const bad[] = {"web", "=3", "web=0", "web=3/2", "web=1/0", "web=-1",
 					  "web=x", "w b=3", "web=2/", "web=2/3x"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-		if (brain_quorum_parse(bad[i], &q) != -EINVAL)
+		if (agree_quorum_parse(bad[i], &q) != -EINVAL)
 			fail_msg("quorum '%s' accepted", bad[i]);
 }
 

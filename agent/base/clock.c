@@ -1,0 +1,11 @@
+/* agent/base/clock.c: see clock.h. */
+#include "agent/base/clock.h"
+
+#include <time.h>
+
+uint64_t agent_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
