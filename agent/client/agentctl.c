@@ -164,7 +164,7 @@ static void table_row(struct table *t, const char *const *cols)
 		size_t ncap = t->cap ? t->cap * 2 : 16;
 		char **n = realloc(t->cells, ncap * t->ncols * sizeof *n);
 		if (!n) {
-			cli_errf("out of memory");
+			ctl_client_errf("out of memory");
 			exit(EXIT_FAILED);
 		}
 		t->cells = n;
@@ -173,7 +173,7 @@ static void table_row(struct table *t, const char *const *cols)
 	for (size_t i = 0; i < t->ncols; i++) {
 		char *s = strdup(cols[i] ? cols[i] : "-");
 		if (!s) {
-			cli_errf("out of memory");
+			ctl_client_errf("out of memory");
 			exit(EXIT_FAILED);
 		}
 		t->cells[t->nrows * t->ncols + i] = s;
@@ -213,7 +213,7 @@ static void table_print(struct table *t)
 }
 
 /* Print the outcome of a round trip; @human prints a successful result for people. */
-static int finish(struct cli *c, int x, void (*human)(struct cli *c, const msgpack_object *r))
+static int finish(struct ctl_client *c, int x, void (*human)(struct ctl_client *c, const msgpack_object *r))
 {
 	if (x != EXIT_DONE)
 		return x;
@@ -235,7 +235,7 @@ static int finish(struct cli *c, int x, void (*human)(struct cli *c, const msgpa
 			unsigned char ch = (unsigned char)c->resp.message[i];
 			msg[i] = ch && (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
 		}
-		cli_errf("%s (%s)", msg[0] ? msg : "failed", c->resp.error);
+		ctl_client_errf("%s (%s)", msg[0] ? msg : "failed", c->resp.error);
 		return EXIT_FAILED;
 	}
 	if (c->json) {
@@ -245,7 +245,7 @@ static int finish(struct cli *c, int x, void (*human)(struct cli *c, const msgpa
 		human(c, c->resp.result);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		cli_errf("writing the output failed");
+		ctl_client_errf("writing the output failed");
 		return EXIT_FAILED;
 	}
 	return EXIT_DONE;
@@ -253,7 +253,7 @@ static int finish(struct cli *c, int x, void (*human)(struct cli *c, const msgpa
 
 /* ---- Commands ------------------------------------------------------------------------------- */
 
-static void print_ping(struct cli *c, const msgpack_object *r)
+static void print_ping(struct ctl_client *c, const msgpack_object *r)
 {
 	puts("pong");
 }
@@ -292,7 +292,7 @@ static void print_gossip_status(const msgpack_object *g)
 	printf("\n");
 }
 
-static void print_status(struct cli *c, const msgpack_object *r)
+static void print_status(struct ctl_client *c, const msgpack_object *r)
 {
 	char b1[256], b2[256], b3[64], b4[64], b5[64];
 	const msgpack_object *st = ctl_map_get(r, "store");
@@ -321,7 +321,7 @@ static void print_status(struct cli *c, const msgpack_object *r)
 	print_gossip_status(ctl_map_get(r, "gossip"));
 }
 
-static void print_import(struct cli *c, const msgpack_object *r)
+static void print_import(struct ctl_client *c, const msgpack_object *r)
 {
 	char id[80], svc[80], ver[160], sz[32];
 	fmt_size(ufield(r, "size"), sz, sizeof sz);
@@ -332,7 +332,7 @@ static void print_import(struct cli *c, const msgpack_object *r)
 		(unsigned long long)ufield(r, "files"), sz);
 }
 
-static void print_list(struct cli *c, const msgpack_object *r)
+static void print_list(struct ctl_client *c, const msgpack_object *r)
 {
 	struct table t = {.ncols = 9};
 	if (r->type != MSGPACK_OBJECT_ARRAY)
@@ -368,7 +368,7 @@ static void print_list(struct cli *c, const msgpack_object *r)
 	table_print(&t);
 }
 
-static void print_show(struct cli *c, const msgpack_object *r)
+static void print_show(struct ctl_client *c, const msgpack_object *r)
 {
 	char b[1024], sz[32], at[32];
 	const msgpack_object *ex = ctl_map_get(r, "exec"), *sd = ctl_map_get(r, "systemd"),
@@ -467,7 +467,7 @@ static const struct option global_opts[] = {
 	{NULL, 0, NULL, 0},
 };
 
-static void global_opt(struct cli *c, int o)
+static void global_opt(struct ctl_client *c, int o)
 {
 	switch (o) {
 	case 's':
@@ -495,7 +495,7 @@ static void global_opt(struct cli *c, int o)
  * Parse a command's own options (plus the global ones, allowed after the command too) and
  * its positional arguments into @pos (at most @maxpos; their count is returned).
  */
-static int sub_args(struct cli *c, int argc, char **argv, const struct option *extra,
+static int sub_args(struct ctl_client *c, int argc, char **argv, const struct option *extra,
 		    void (*on_opt)(int o, const char *arg, void *ud), void *ud, char **pos,
 		    int maxpos, const char *what)
 {
@@ -542,7 +542,7 @@ static void import_opt(int o, const char *arg, void *ud)
 		io->path = arg;
 }
 
-static int cmd_import(struct cli *c, int argc, char **argv)
+static int cmd_import(struct ctl_client *c, int argc, char **argv)
 {
 	static const struct option extra[] = {
 		{"git", required_argument, NULL, OPT_GIT},
@@ -575,7 +575,7 @@ static int cmd_import(struct cli *c, int argc, char **argv)
 	if (io.git) {
 		abs = absolute(io.git);
 		if (!abs) {
-			cli_errf("%s: %s", io.git, strerror(errno));
+			ctl_client_errf("%s: %s", io.git, strerror(errno));
 			ctl_enc_release(&e);
 			return EXIT_FAILED;
 		}
@@ -592,7 +592,7 @@ static int cmd_import(struct cli *c, int argc, char **argv)
 	} else {
 		abs = absolute(pos[0]);
 		if (!abs) {
-			cli_errf("%s: %s", pos[0], strerror(errno));
+			ctl_client_errf("%s: %s", pos[0], strerror(errno));
 			ctl_enc_release(&e);
 			return EXIT_FAILED;
 		}
@@ -601,7 +601,7 @@ static int cmd_import(struct cli *c, int argc, char **argv)
 		ctl_enc_str(&e, "dir");
 		ctl_enc_str(&e, abs);
 	}
-	x = finish(c, cli_call(c, &e, c->timeout_ms), print_import);
+	x = finish(c, ctl_client_call(c, &e, c->timeout_ms), print_import);
 	free(abs);
 	ctl_enc_release(&e);
 	return x;
@@ -622,7 +622,7 @@ static void fetch_opt(int o, const char *arg, void *ud)
 	fo->from[fo->n++] = arg;
 }
 
-static void print_fetch(struct cli *c, const msgpack_object *r)
+static void print_fetch(struct ctl_client *c, const msgpack_object *r)
 {
 	char id[80];
 	(void)c;
@@ -630,7 +630,7 @@ static void print_fetch(struct cli *c, const msgpack_object *r)
 }
 
 /* artifact.fetch starts (or joins) the transfer and reports its state: poll until done. */
-static int cmd_fetch(struct cli *c, int argc, char **argv)
+static int cmd_fetch(struct ctl_client *c, int argc, char **argv)
 {
 	static const struct option extra[] = {
 		{"from", required_argument, NULL, OPT_FROM},
@@ -640,16 +640,16 @@ static int cmd_fetch(struct cli *c, int argc, char **argv)
 	char *pos[1];
 	if (sub_args(c, argc, argv, extra, fetch_opt, &fo, pos, 1, "artifact fetch") != 1)
 		die_usage("artifact fetch: ID is required");
-	int x = cli_fetch(c, pos[0], fo.from, (size_t)fo.n);
-	if (x == EXIT_DONE && cli_fetching(c)) {
-		cli_errf("artifact fetch: still in progress after the timeout");
+	int x = ctl_client_fetch(c, pos[0], fo.from, (size_t)fo.n);
+	if (x == EXIT_DONE && ctl_client_fetching(c)) {
+		ctl_client_errf("artifact fetch: still in progress after the timeout");
 		return EXIT_FAILED;
 	}
 	return finish(c, x, print_fetch);
 }
 
-static int simple(struct cli *c, const char *op, const char *key, const char *val,
-		  void (*human)(struct cli *c, const msgpack_object *r))
+static int simple(struct ctl_client *c, const char *op, const char *key, const char *val,
+		  void (*human)(struct ctl_client *c, const msgpack_object *r))
 {
 	struct ctl_enc e;
 	ctl_enc_init(&e);
@@ -659,12 +659,12 @@ static int simple(struct cli *c, const char *op, const char *key, const char *va
 		ctl_enc_str(&e, key);
 		ctl_enc_str(&e, val);
 	}
-	int x = finish(c, cli_call(c, &e, c->timeout_ms), human);
+	int x = finish(c, ctl_client_call(c, &e, c->timeout_ms), human);
 	ctl_enc_release(&e);
 	return x;
 }
 
-static void print_members(struct cli *c, const msgpack_object *r)
+static void print_members(struct ctl_client *c, const msgpack_object *r)
 {
 	struct table t = {.ncols = 6};
 	if (r->type != MSGPACK_OBJECT_ARRAY)
@@ -709,7 +709,7 @@ static void print_members(struct cli *c, const msgpack_object *r)
 	table_print(&t);
 }
 
-static void print_keyring(struct cli *c, const msgpack_object *r)
+static void print_keyring(struct ctl_client *c, const msgpack_object *r)
 {
 	char b[64], path[1024];
 	const msgpack_object *k = ctl_map_get(r, "keys");
@@ -722,19 +722,19 @@ static void print_keyring(struct cli *c, const msgpack_object *r)
 		       bfield(&k->via.array.ptr[i], "primary") ? "  (primary)" : "");
 }
 
-static void print_leave(struct cli *c, const msgpack_object *r)
+static void print_leave(struct ctl_client *c, const msgpack_object *r)
 {
 	fprintf(stderr, "leaving the cluster; the agent exits in about %llu ms\n",
 		(unsigned long long)ufield(r, "drain_ms"));
 }
 
-static void print_join(struct cli *c, const msgpack_object *r)
+static void print_join(struct ctl_client *c, const msgpack_object *r)
 {
 	fprintf(stderr, "contacted %llu address(es); see agentctl members\n",
 		(unsigned long long)ufield(r, "contacted"));
 }
 
-static int cmd_join(struct cli *c, int argc, char **argv)
+static int cmd_join(struct ctl_client *c, int argc, char **argv)
 {
 	char *pos[16];
 	int np = sub_args(c, argc, argv, NULL, NULL, NULL, pos, 16, "join");
@@ -748,7 +748,7 @@ static int cmd_join(struct cli *c, int argc, char **argv)
 	ctl_enc_array(&e, (uint32_t)np);
 	for (int i = 0; i < np; i++)
 		ctl_enc_str(&e, pos[i]);
-	int x = finish(c, cli_call(c, &e, c->timeout_ms), print_join);
+	int x = finish(c, ctl_client_call(c, &e, c->timeout_ms), print_join);
 	ctl_enc_release(&e);
 	return x;
 }
@@ -783,7 +783,7 @@ static int read_key_file(const char *path, char *ret, size_t cap)
 	return r;
 }
 
-static int cmd_keyring(struct cli *c, int argc, char **argv)
+static int cmd_keyring(struct ctl_client *c, int argc, char **argv)
 {
 	char *pos[2];
 	if (argc < 2)
@@ -799,7 +799,7 @@ static int cmd_keyring(struct cli *c, int argc, char **argv)
 			die_usage("keyring install: KEYFILE is required");
 		int r = read_key_file(pos[0], key, sizeof key);
 		if (r < 0) {
-			cli_errf("%s: %s", pos[0], r == -ENOENT ? "no key in the file" :
+			ctl_client_errf("%s: %s", pos[0], r == -ENOENT ? "no key in the file" :
 			         r == -EINVAL ? "not a key file" : strerror(-r));
 			return EXIT_FAILED;
 		}
@@ -824,8 +824,8 @@ static const char *const later_commands[] = {
 
 int main(int argc, char **argv)
 {
-	struct cli c;
-	cli_init(&c, NULL, false, DEFAULT_TIMEOUT_MS);
+	struct ctl_client c;
+	ctl_client_init(&c, NULL, false, DEFAULT_TIMEOUT_MS);
 	const char *env = getenv("SHOAL_SOCKET");
 	c.socket = env && *env ? env : AGENT_DEFAULT_SOCKET;
 	char *pos[2];
@@ -845,21 +845,21 @@ int main(int argc, char **argv)
 	int sargc = argc - optind;
 	char **sargv = argv + optind;
 
-	/* the cluster brain's commands (agent/brain_cli.c) */
-	x = brain_cli_main(c.socket, c.json, c.timeout_ms, cmd, sargc, sargv);
+	/* the cluster brain's commands (agent/fleet_cli.c) */
+	x = fleet_cmds_main(c.socket, c.json, c.timeout_ms, cmd, sargc, sargv);
 	if (x >= 0)
 		return x;
 	x = EXIT_USAGE;
 	for (size_t i = 0; i < sizeof later_commands / sizeof later_commands[0]; i++)
 		if (strcmp(cmd, later_commands[i]) == 0) {
-			cli_errf("'%s' is not available in this version", cmd);
+			ctl_client_errf("'%s' is not available in this version", cmd);
 			return EXIT_FAILED;
 		}
 	if (strcmp(cmd, "status") == 0) {
 		sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 0, "status");
 		x = simple(&c, "status", NULL, NULL, print_status);
 		if (x == EXIT_DONE && !c.json)
-			brain_cli_status(c.socket, false, c.timeout_ms);
+			fleet_cmds_status(c.socket, false, c.timeout_ms);
 	} else if (strcmp(cmd, "ping") == 0) {
 		sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 0, "ping");
 		x = simple(&c, "ping", NULL, NULL, print_ping);
@@ -897,6 +897,6 @@ int main(int argc, char **argv)
 	} else {
 		die_usage("unknown command '%s'", cmd);
 	}
-	cli_release(&c);
+	ctl_client_release(&c);
 	return x;
 }

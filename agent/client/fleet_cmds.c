@@ -1,9 +1,9 @@
 /*
- * agent/brain_cli.c: agentctl's commands of the cluster brain (brain.h "Control operations"):
+ * agent/fleet_cli.c: agentctl's commands of the cluster brain (brain.h "Control operations"):
  * deploy, rollback, votes, services, events, history, and the services part of status.
  *
  * Kept apart from agentctl.c so that the brain's commands and the ops they call change
- * together; agentctl.c hands these commands over with brain_cli_main(). Requests go through
+ * together; agentctl.c hands these commands over with fleet_cmds_main(). Requests go through
  * agent/cli.h, one per connection; `--wait` and `events --follow` poll the agent (the agent
  * never pushes, so a slow client can never hold it up).
  */
@@ -22,13 +22,13 @@
 
 /* One request: each call (also each poll of --wait and --follow) bounded by 10 s, or by
  * --timeout when that is shorter. */
-static int bc_call(struct cli *c, struct ctl_enc *e)
+static int bc_call(struct ctl_client *c, struct ctl_enc *e)
 {
-	return cli_call(c, e, c->timeout_ms < 10000 ? c->timeout_ms : 10000);
+	return ctl_client_call(c, e, c->timeout_ms < 10000 ? c->timeout_ms : 10000);
 }
 
 /* After bc_call: EXIT_DONE if ok; prints the agent's error (JSON too) and EXIT_FAILED otherwise. */
-static int bc_check(struct cli *c, int x)
+static int bc_check(struct ctl_client *c, int x)
 {
 	if (x != EXIT_DONE)
 		return x;
@@ -36,7 +36,7 @@ static int bc_check(struct cli *c, int x)
 		return EXIT_DONE;
 	if (c->json)
 		printf("{\"ok\":false,\"error\":\"%s\"}\n", c->resp.error);
-	cli_errf("%s (%s)", c->resp.message[0] ? c->resp.message : "failed", c->resp.error);
+	ctl_client_errf("%s (%s)", c->resp.message[0] ? c->resp.message : "failed", c->resp.error);
 	return EXIT_FAILED;
 }
 
@@ -73,7 +73,7 @@ static const char *s(const msgpack_object *m, const char *k, char *buf, size_t c
 	return buf;
 }
 
-static void print_json(struct cli *c)
+static void print_json(struct ctl_client *c)
 {
 	ctl_json_write(stdout, c->resp.result, 2);
 	fputc('\n', stdout);
@@ -109,7 +109,7 @@ struct args {
 	int npos;
 };
 
-static int parse(struct cli *c, int argc, char **argv, const char *what, int maxpos,
+static int parse(struct ctl_client *c, int argc, char **argv, const char *what, int maxpos,
 		 struct args *a)
 {
 	static const struct option opts[] = {
@@ -146,7 +146,7 @@ static int parse(struct cli *c, int argc, char **argv, const char *what, int max
 		case O_SOCKET: c->socket = optarg; break;
 		case O_TIMEOUT:
 			if (ctl_parse_duration_ms(optarg, &c->timeout_ms) < 0 || !c->timeout_ms) {
-				cli_errf("%s: invalid --timeout '%s'", what, optarg);
+				ctl_client_errf("%s: invalid --timeout '%s'", what, optarg);
 				return -1;
 			}
 			break;
@@ -156,23 +156,23 @@ static int parse(struct cli *c, int argc, char **argv, const char *what, int max
 			errno = 0;
 			unsigned long long v = strtoull(optarg, &end, 10);
 			if (errno || *end || optarg[0] < '0' || optarg[0] > '9') {
-				cli_errf("%s: '%s' is not a number", what, optarg);
+				ctl_client_errf("%s: '%s' is not a number", what, optarg);
 				return -1;
 			}
 			*(o == O_TO ? &a->to : o == O_SINCE ? &a->since : &a->rev) = v;
 			break;
 		}
 		case ':':
-			cli_errf("%s: option '%s' needs a value", what, argv[optind - 1]);
+			ctl_client_errf("%s: option '%s' needs a value", what, argv[optind - 1]);
 			return -1;
 		default:
-			cli_errf("%s: unknown option '%s'", what, argv[optind - 1]);
+			ctl_client_errf("%s: unknown option '%s'", what, argv[optind - 1]);
 			return -1;
 		}
 	}
 	a->npos = argc - optind;
 	if (a->npos > maxpos) {
-		cli_errf("%s: unexpected argument '%s'", what, argv[optind + maxpos]);
+		ctl_client_errf("%s: unexpected argument '%s'", what, argv[optind + maxpos]);
 		return -1;
 	}
 	for (int i = 0; i < a->npos; i++)
@@ -182,7 +182,7 @@ static int parse(struct cli *c, int argc, char **argv, const char *what, int max
 
 /* ---- Commands -------------------------------------------------------------------------------- */
 
-static int services_of(struct cli *c, const char *service, const msgpack_object **ret)
+static int services_of(struct ctl_client *c, const char *service, const msgpack_object **ret)
 {
 	struct ctl_enc e;
 	ctl_enc_init(&e);
@@ -222,7 +222,7 @@ static void enc_change(struct ctl_enc *e, const char *op, const struct args *a,
 		ctl_kv_str(e, "reason", a->reason);
 }
 
-static int deploy_call(struct cli *c, const struct args *a)
+static int deploy_call(struct ctl_client *c, const struct args *a)
 {
 	struct ctl_enc e;
 
@@ -239,13 +239,13 @@ static bool full_id(const char *id)
 	return strlen(id) == 64 && strspn(id, "0123456789abcdef") == 64;
 }
 
-static int cmd_deploy(struct cli *c, int argc, char **argv)
+static int cmd_deploy(struct ctl_client *c, int argc, char **argv)
 {
 	struct args a;
 	if (parse(c, argc, argv, "deploy", 2, &a) < 0)
 		return EXIT_USAGE;
 	if (a.npos != 2) {
-		cli_errf("deploy: SERVICE and ARTIFACT are required");
+		ctl_client_errf("deploy: SERVICE and ARTIFACT are required");
 		return EXIT_USAGE;
 	}
 	int x = deploy_call(c, &a);
@@ -256,9 +256,9 @@ static int cmd_deploy(struct cli *c, int argc, char **argv)
 		if (!c->json)
 			fprintf(stderr, "%s: artifact %.12s is not on this node; fetching it from "
 				"peers\n", a.pos[0], a.pos[1]);
-		x = cli_fetch(c, a.pos[1], NULL, 0);
-		if (x == EXIT_DONE && cli_fetching(c)) {
-			cli_errf("artifact %.12s: still fetching after %" PRIu64 " ms", a.pos[1],
+		x = ctl_client_fetch(c, a.pos[1], NULL, 0);
+		if (x == EXIT_DONE && ctl_client_fetching(c)) {
+			ctl_client_errf("artifact %.12s: still fetching after %" PRIu64 " ms", a.pos[1],
 				 c->timeout_ms);
 			return EXIT_TIMEOUT;
 		}
@@ -278,8 +278,8 @@ static int cmd_deploy(struct cli *c, int argc, char **argv)
 	}
 	if (!a.wait)
 		return EXIT_DONE;
-	uint64_t deadline = cli_now_ms() + c->timeout_ms;
-	while (cli_now_ms() < deadline) {
+	uint64_t deadline = ctl_client_now_ms() + c->timeout_ms;
+	while (ctl_client_now_ms() < deadline) {
 		const msgpack_object *sv;
 		x = services_of(c, a.pos[0], &sv);
 		if (x)
@@ -290,18 +290,18 @@ static int cmd_deploy(struct cli *c, int argc, char **argv)
 			return EXIT_DONE;
 		}
 		if (sv && u(sv, "desired_rev") > rev) {
-			cli_errf("%s: rev %" PRIu64 " was superseded by rev %" PRIu64, a.pos[0],
+			ctl_client_errf("%s: rev %" PRIu64 " was superseded by rev %" PRIu64, a.pos[0],
 			         rev, u(sv, "desired_rev"));
 			return EXIT_FAILED;
 		}
-		cli_sleep_ms(100);
+		ctl_client_sleep_ms(100);
 	}
-	cli_errf("%s: rev %" PRIu64 " not running here after %" PRIu64 " ms", a.pos[0], rev,
+	ctl_client_errf("%s: rev %" PRIu64 " not running here after %" PRIu64 " ms", a.pos[0], rev,
 	         c->timeout_ms);
 	return EXIT_TIMEOUT;
 }
 
-static int votes_call(struct cli *c, const char *service, uint64_t rev)
+static int votes_call(struct ctl_client *c, const char *service, uint64_t rev)
 {
 	struct ctl_enc e;
 	ctl_enc_init(&e);
@@ -318,14 +318,14 @@ static int votes_call(struct cli *c, const char *service, uint64_t rev)
 	return x;
 }
 
-static int cmd_rollback(struct cli *c, int argc, char **argv)
+static int cmd_rollback(struct ctl_client *c, int argc, char **argv)
 {
 	struct args a;
 	struct ctl_enc e;
 	if (parse(c, argc, argv, "rollback", 1, &a) < 0)
 		return EXIT_USAGE;
 	if (a.npos != 1) {
-		cli_errf("rollback: SERVICE is required");
+		ctl_client_errf("rollback: SERVICE is required");
 		return EXIT_USAGE;
 	}
 	enc_change(&e, "rollback", &a, NULL, (a.to != 0) + a.local);
@@ -347,7 +347,7 @@ static int cmd_rollback(struct cli *c, int argc, char **argv)
 		printf("%s: voted to roll back rev %" PRIu64 "\n", a.pos[0], bad);
 	if (!a.wait)
 		return EXIT_DONE;
-	uint64_t deadline = cli_now_ms() + c->timeout_ms;
+	uint64_t deadline = ctl_client_now_ms() + c->timeout_ms;
 	for (;;) {
 		if (a.local) {
 			const msgpack_object *sv;
@@ -372,28 +372,28 @@ static int cmd_rollback(struct cli *c, int argc, char **argv)
 					       a.pos[0], u(r, "running_rev"));
 				return EXIT_DONE;
 			}
-			if (cli_now_ms() >= deadline) {
+			if (ctl_client_now_ms() >= deadline) {
 				printf("%s: no rollback yet: %" PRIu64 " of %" PRIu64
 				       ", quorum %" PRIu64 "\n",
 				       a.pos[0], u(r, "counted"), u(r, "eligible"), u(r, "quorum"));
 				return EXIT_TIMEOUT;
 			}
 		}
-		if (cli_now_ms() >= deadline) {
-			cli_errf("%s: not swapped after %" PRIu64 " ms", a.pos[0], c->timeout_ms);
+		if (ctl_client_now_ms() >= deadline) {
+			ctl_client_errf("%s: not swapped after %" PRIu64 " ms", a.pos[0], c->timeout_ms);
 			return EXIT_TIMEOUT;
 		}
-		cli_sleep_ms(100);
+		ctl_client_sleep_ms(100);
 	}
 }
 
-static int cmd_votes(struct cli *c, int argc, char **argv)
+static int cmd_votes(struct ctl_client *c, int argc, char **argv)
 {
 	struct args a;
 	if (parse(c, argc, argv, "votes", 1, &a) < 0)
 		return EXIT_USAGE;
 	if (a.npos != 1) {
-		cli_errf("votes: SERVICE is required");
+		ctl_client_errf("votes: SERVICE is required");
 		return EXIT_USAGE;
 	}
 	int x = votes_call(c, a.pos[0], a.rev);
@@ -442,7 +442,7 @@ static void print_services(const msgpack_object *r)
 	}
 }
 
-static int cmd_services(struct cli *c, int argc, char **argv)
+static int cmd_services(struct ctl_client *c, int argc, char **argv)
 {
 	struct args a;
 	struct ctl_enc e;
@@ -461,7 +461,7 @@ static int cmd_services(struct cli *c, int argc, char **argv)
 	return EXIT_DONE;
 }
 
-static int cmd_events(struct cli *c, int argc, char **argv)
+static int cmd_events(struct ctl_client *c, int argc, char **argv)
 {
 	struct args a;
 	if (parse(c, argc, argv, "events", 0, &a) < 0)
@@ -503,17 +503,17 @@ static int cmd_events(struct cli *c, int argc, char **argv)
 		if (!a.follow)
 			return EXIT_DONE;
 		if (n < 512)
-			cli_sleep_ms(200);
+			ctl_client_sleep_ms(200);
 	}
 }
 
-static int cmd_history(struct cli *c, int argc, char **argv)
+static int cmd_history(struct ctl_client *c, int argc, char **argv)
 {
 	struct args a;
 	struct ctl_enc e;
 	if (parse(c, argc, argv, "history", 1, &a) < 0 || a.npos != 1) {
 		if (a.npos != 1)
-			cli_errf("history: SERVICE is required");
+			ctl_client_errf("history: SERVICE is required");
 		return EXIT_USAGE;
 	}
 	ctl_enc_init(&e);
@@ -562,10 +562,10 @@ static int cmd_history(struct cli *c, int argc, char **argv)
 	return EXIT_DONE;
 }
 
-int brain_cli_status(const char *socket, bool json, uint64_t timeout_ms)
+int fleet_cmds_status(const char *socket, bool json, uint64_t timeout_ms)
 {
-	struct cli c;
-	cli_init(&c, socket, json, timeout_ms);
+	struct ctl_client c;
+	ctl_client_init(&c, socket, json, timeout_ms);
 	struct ctl_enc e;
 	ctl_enc_init(&e);
 	ctl_enc_request(&e, "brain.status", false);
@@ -603,15 +603,15 @@ int brain_cli_status(const char *socket, bool json, uint64_t timeout_ms)
 		}
 	}
 out:
-	cli_release(&c);
+	ctl_client_release(&c);
 	return x;
 }
 
-int brain_cli_main(const char *socket, bool json, uint64_t timeout_ms, const char *cmd, int argc,
+int fleet_cmds_main(const char *socket, bool json, uint64_t timeout_ms, const char *cmd, int argc,
 		   char **argv)
 {
-	struct cli c;
-	cli_init(&c, socket, json, timeout_ms);
+	struct ctl_client c;
+	ctl_client_init(&c, socket, json, timeout_ms);
 	int x;
 	if (strcmp(cmd, "deploy") == 0)
 		x = cmd_deploy(&c, argc, argv);
@@ -628,6 +628,6 @@ int brain_cli_main(const char *socket, bool json, uint64_t timeout_ms, const cha
 	else
 		return -1;
 	fflush(stdout);
-	cli_release(&c);
+	ctl_client_release(&c);
 	return x;
 }

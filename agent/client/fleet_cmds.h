@@ -12,10 +12,10 @@
 
 /*
  * @argv[0] is the command. Returns the exit status, or -1 if @cmd is not one of them.
- * brain_cli_status prints the cluster and services part of `agentctl status`.
+ * fleet_cmds_status prints the cluster and services part of `agentctl status`.
  */
-int brain_cli_main(const char *socket, bool json, uint64_t timeout_ms, const char *cmd, int argc,
+int fleet_cmds_main(const char *socket, bool json, uint64_t timeout_ms, const char *cmd, int argc,
 		   char **argv);
-int brain_cli_status(const char *socket, bool json, uint64_t timeout_ms);
+int fleet_cmds_status(const char *socket, bool json, uint64_t timeout_ms);
 
 #endif

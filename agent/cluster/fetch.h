@@ -174,7 +174,7 @@ int fetch_artifact_from_nodes(struct fetch *f, const struct store_id *id,
 			      void *ud);
 
 /*
- * A callback of the type brain_need_artifact_fn (fleet/fleet.h), @ud = the struct fetch:
+ * A callback of the type fleet_need_artifact_fn (fleet/fleet.h), @ud = the struct fetch:
  * fetches @artifact from @holders (or every live member), and re-tries with back-off
  * (cfg.retry_ms) while it fails, up to 10 times. Results go to the stats; nothing is logged.
  */

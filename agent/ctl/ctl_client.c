@@ -15,7 +15,7 @@
 
 #include "agent/ctl/ctl_client.h"
 
-void cli_errf(const char *fmt, ...)
+void ctl_client_errf(const char *fmt, ...)
 {
 	va_list ap;
 	fputs("agentctl: ", stderr);
@@ -25,20 +25,20 @@ void cli_errf(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-uint64_t cli_now_ms(void)
+uint64_t ctl_client_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void cli_sleep_ms(unsigned ms)
+void ctl_client_sleep_ms(unsigned ms)
 {
 	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
 }
 
-void cli_init(struct cli *c, const char *socket, bool json, uint64_t timeout_ms)
+void ctl_client_init(struct ctl_client *c, const char *socket, bool json, uint64_t timeout_ms)
 {
 	memset(c, 0, sizeof(*c));
 	c->socket = socket;
@@ -48,10 +48,10 @@ void cli_init(struct cli *c, const char *socket, bool json, uint64_t timeout_ms)
 }
 
 /* Wait for @events until the deadline. 0 ready, -ETIMEDOUT, -errno. */
-static int wait_fd(struct cli *c, short events)
+static int wait_fd(struct ctl_client *c, short events)
 {
 	for (;;) {
-		uint64_t now = cli_now_ms();
+		uint64_t now = ctl_client_now_ms();
 		if (now >= c->deadline_ms)
 			return -ETIMEDOUT;
 		uint64_t left = c->deadline_ms - now;
@@ -67,28 +67,28 @@ static int wait_fd(struct cli *c, short events)
 	}
 }
 
-static int ctl_connect(struct cli *c)
+static int ctl_connect(struct ctl_client *c)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(c->socket) >= sizeof sa.sun_path) {
-		cli_errf("socket path too long: %s", c->socket);
+		ctl_client_errf("socket path too long: %s", c->socket);
 		return EXIT_USAGE;
 	}
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->socket);
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (c->fd < 0) {
-		cli_errf("socket: %s", strerror(errno));
+		ctl_client_errf("socket: %s", strerror(errno));
 		return EXIT_FAILED;
 	}
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
 		int e = errno;
 		if (e == EAGAIN || e == EINPROGRESS) {
 			/* Listener's backlog full: the agent lives but is swamped. */
-			cli_errf("agent at %s is not accepting connections (backlog full)",
+			ctl_client_errf("agent at %s is not accepting connections (backlog full)",
 			         c->socket);
 			return EXIT_UNREACHABLE;
 		}
-		cli_errf("cannot reach the agent at %s: %s%s", c->socket, strerror(e),
+		ctl_client_errf("cannot reach the agent at %s: %s%s", c->socket, strerror(e),
 		         e == ENOENT || e == ECONNREFUSED ? " (is agentd running?)"
 		         : e == EACCES ? " (are you in the socket's group?)" : "");
 		return EXIT_UNREACHABLE;
@@ -96,7 +96,7 @@ static int ctl_connect(struct cli *c)
 	return EXIT_DONE;
 }
 
-static int send_all(struct cli *c, const uint8_t *buf, size_t len)
+static int send_all(struct ctl_client *c, const uint8_t *buf, size_t len)
 {
 	while (len) {
 		ssize_t w = send(c->fd, buf, len, MSG_NOSIGNAL);
@@ -118,7 +118,7 @@ static int send_all(struct cli *c, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-static int recv_all(struct cli *c, uint8_t *buf, size_t len)
+static int recv_all(struct ctl_client *c, uint8_t *buf, size_t len)
 {
 	while (len) {
 		ssize_t n = recv(c->fd, buf, len, 0);
@@ -145,16 +145,16 @@ static int recv_all(struct cli *c, uint8_t *buf, size_t len)
 static int transport_error(int r, uint64_t timeout_ms, const char *what)
 {
 	if (r == -ETIMEDOUT) {
-		cli_errf("timed out after %llu ms waiting for the agent "
+		ctl_client_errf("timed out after %llu ms waiting for the agent "
 		         "(use --timeout to wait longer)", (unsigned long long)timeout_ms);
 		return EXIT_TIMEOUT;
 	}
-	cli_errf("%s: %s", what,
+	ctl_client_errf("%s: %s", what,
 	         r == -ECONNRESET ? "the agent closed the connection" : strerror(-r));
 	return EXIT_FAILED;
 }
 
-int cli_call(struct cli *c, struct ctl_enc *e, uint64_t timeout_ms)
+int ctl_client_call(struct ctl_client *c, struct ctl_enc *e, uint64_t timeout_ms)
 {
 	const uint8_t *buf;
 	size_t len;
@@ -162,11 +162,11 @@ int cli_call(struct cli *c, struct ctl_enc *e, uint64_t timeout_ms)
 	uint32_t plen = 0;
 	int r = ctl_enc_finish(e, &buf, &len);
 	if (r < 0) {
-		cli_errf("cannot encode the request: %s", strerror(-r));
+		ctl_client_errf("cannot encode the request: %s", strerror(-r));
 		return EXIT_FAILED;
 	}
-	cli_release(c);
-	c->deadline_ms = cli_now_ms() + timeout_ms;
+	ctl_client_release(c);
+	c->deadline_ms = ctl_client_now_ms() + timeout_ms;
 	int x = ctl_connect(c);
 	if (x != EXIT_DONE)
 		return x;
@@ -178,12 +178,12 @@ int cli_call(struct cli *c, struct ctl_enc *e, uint64_t timeout_ms)
 		return transport_error(r, timeout_ms, "reading the response");
 	r = ctl_frame_peek(hdr, sizeof hdr, CTL_FRAME_MAX_LIMIT, &plen);
 	if (r != 1) {
-		cli_errf("the agent sent a malformed response (frame length %u)", plen);
+		ctl_client_errf("the agent sent a malformed response (frame length %u)", plen);
 		return EXIT_FAILED;
 	}
 	c->resp_buf = malloc(plen);
 	if (!c->resp_buf) {
-		cli_errf("out of memory");
+		ctl_client_errf("out of memory");
 		return EXIT_FAILED;
 	}
 	r = recv_all(c, c->resp_buf, plen);
@@ -191,27 +191,27 @@ int cli_call(struct cli *c, struct ctl_enc *e, uint64_t timeout_ms)
 		return transport_error(r, timeout_ms, "reading the response");
 	r = ctl_response_decode(c->resp_buf, plen, &c->resp);
 	if (r < 0) {
-		cli_errf("the agent sent a malformed response");
+		ctl_client_errf("the agent sent a malformed response");
 		return EXIT_FAILED;
 	}
 	c->have_resp = true;
 	return EXIT_DONE;
 }
 
-bool cli_fetching(const struct cli *c)
+bool ctl_client_fetching(const struct ctl_client *c)
 {
 	const msgpack_object *st = c->have_resp && c->resp.ok ? ctl_map_get(c->resp.result, "state")
 							      : NULL;
 	return st && ctl_obj_streq(st, "fetching");
 }
 
-int cli_fetch(struct cli *c, const char *id, const char *const *from, size_t nfrom)
+int ctl_client_fetch(struct ctl_client *c, const char *id, const char *const *from, size_t nfrom)
 {
-	uint64_t deadline = cli_now_ms() + c->timeout_ms;
+	uint64_t deadline = ctl_client_now_ms() + c->timeout_ms;
 
 	for (;;) {
 		struct ctl_enc e;
-		uint64_t now = cli_now_ms();
+		uint64_t now = ctl_client_now_ms();
 
 		ctl_enc_init(&e);
 		ctl_enc_request(&e, "artifact.fetch", true);
@@ -223,15 +223,15 @@ int cli_fetch(struct cli *c, const char *id, const char *const *from, size_t nfr
 			for (size_t i = 0; i < nfrom; i++)
 				ctl_enc_str(&e, from[i]);
 		}
-		int x = cli_call(c, &e, deadline > now ? deadline - now : 1);
+		int x = ctl_client_call(c, &e, deadline > now ? deadline - now : 1);
 		ctl_enc_release(&e);
-		if (x != EXIT_DONE || !cli_fetching(c) || cli_now_ms() >= deadline)
+		if (x != EXIT_DONE || !ctl_client_fetching(c) || ctl_client_now_ms() >= deadline)
 			return x;
-		cli_sleep_ms(100);
+		ctl_client_sleep_ms(100);
 	}
 }
 
-void cli_release(struct cli *c)
+void ctl_client_release(struct ctl_client *c)
 {
 	if (c->have_resp)
 		ctl_response_release(&c->resp);

@@ -2,7 +2,7 @@
  * agent/cli.h: agentctl's side of the control socket (agent/ctl_proto.h has the frames).
  *
  * Blocking client code for the agentctl binary (agentctl.c and the brain's commands in
- * brain_cli.c): one request per connection, every step bounded by poll() deadlines. Errors are
+ * fleet_cli.c): one request per connection, every step bounded by poll() deadlines. Errors are
  * printed to stderr as "agentctl: ..." and mapped to agentctl's exit statuses.
  */
 #ifndef SHOAL_AGENT_CLI_H
@@ -17,7 +17,7 @@
 /* agentctl's exit statuses (agentctl.1). */
 enum { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_TIMEOUT = 3, EXIT_UNREACHABLE = 4 };
 
-struct cli {
+struct ctl_client {
 	const char *socket;	/* borrowed */
 	bool json;		/* the caller prints JSON (not used by the client itself) */
 	uint64_t timeout_ms;	/* the --timeout of the command */
@@ -30,7 +30,7 @@ struct cli {
 };
 
 /* Fill @c for @socket: no connection, no response. */
-void cli_init(struct cli *c, const char *socket, bool json, uint64_t timeout_ms);
+void ctl_client_init(struct ctl_client *c, const char *socket, bool json, uint64_t timeout_ms);
 
 /*
  * Send the request in @e (finished here) on a new connection and read one response into
@@ -39,27 +39,27 @@ void cli_init(struct cli *c, const char *socket, bool json, uint64_t timeout_ms)
  * see c->resp.ok); otherwise the error is printed and EXIT_USAGE (socket path too long),
  * EXIT_UNREACHABLE, EXIT_TIMEOUT or EXIT_FAILED.
  */
-int cli_call(struct cli *c, struct ctl_enc *e, uint64_t timeout_ms);
+int ctl_client_call(struct ctl_client *c, struct ctl_enc *e, uint64_t timeout_ms);
 
 /*
  * Ask the agent for artifact @id ("artifact.fetch", from @from[0..nfrom) or, with nfrom 0,
  * every live member) and poll it every 100 ms, each poll a new call, until the artifact is
  * present, the fetch failed, or c->timeout_ms has passed (each call bounded by the time left).
- * @return as cli_call, with c->resp the last answer: cli_fetching(c) when the time ran out.
+ * @return as ctl_client_call, with c->resp the last answer: ctl_client_fetching(c) when the time ran out.
  */
-int cli_fetch(struct cli *c, const char *id, const char *const *from, size_t nfrom);
+int ctl_client_fetch(struct ctl_client *c, const char *id, const char *const *from, size_t nfrom);
 
 /* c->resp is an ok answer of artifact.fetch whose state is still "fetching". */
-bool cli_fetching(const struct cli *c);
+bool ctl_client_fetching(const struct ctl_client *c);
 
 /* Release the response and close the connection. Idempotent. */
-void cli_release(struct cli *c);
+void ctl_client_release(struct ctl_client *c);
 
 /* "agentctl: " + the message + newline on stderr. */
-void cli_errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ctl_client_errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* CLOCK_MONOTONIC in ms; sleep @ms. */
-uint64_t cli_now_ms(void);
-void cli_sleep_ms(unsigned ms);
+uint64_t ctl_client_now_ms(void);
+void ctl_client_sleep_ms(unsigned ms);
 
 #endif

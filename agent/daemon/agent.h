@@ -24,7 +24,7 @@
 #include "store/store.h"
 
 struct cluster;
-struct brain;
+struct fleet;
 struct metrics;
 struct fetch;
 
@@ -45,7 +45,7 @@ struct agent {
 	struct ctl_server *ctl;
 	struct cluster *cluster;	/* gossip (agent/cluster.h); NULL once closed */
 	struct metrics *metrics;	/* --metrics endpoint (agent/metrics.h) or NULL */
-	struct brain *brain;		/* cluster brain (agent/brain.h) or NULL; loop thread */
+	struct fleet *fleet;		/* replicated fleet state (fleet/fleet.h) or NULL; loop */
 	struct fetch *fetch;		/* peer-to-peer artifacts (agent/fetch.h) or NULL; loop */
 	void (*stop)(struct agent *a, const char *why); /* set by main: begin a clean exit */
 	uv_signal_t sig_term, sig_int, sig_hup;
@@ -61,25 +61,25 @@ const struct ctl_op *agent_ctl_ops(size_t *ret_count);
 /* ---- Wiring of the rooms into the agent (fleet_wiring.c, fetch_wiring.c) ------------------ */
 
 /*
- * Create and start a->brain over a->cluster with the agent's configuration: site = the
+ * Create and start a->fleet over a->cluster with the agent's configuration: site = the
  * `site=` label, quorum rules = `quorum` keys, pacing = `max-parallel-swaps-per-site`, missing
  * artifacts asked of a->fetch (agent_need_artifact) when the fetch service runs. The
  * environment variable SHOAL_RETRY_MS (tests) shortens the reconciler's back-off.
  * @return 0; negative errno with one line in @err.
  */
-int brain_agent_start(struct agent *a, char *err, size_t errlen);
-/* Begin closing a->brain (set to NULL once closed; the loop must keep running). */
-void brain_agent_stop(struct agent *a);
+int fleet_agent_start(struct agent *a, char *err, size_t errlen);
+/* Begin closing a->fleet (set to NULL once closed; the loop must keep running). */
+void fleet_agent_stop(struct agent *a);
 
 /*
  * Start serving and fetching artifacts on the agent's gossip transport (a->cluster; nothing
  * when gossip is off) and tell the brain of every artifact that lands
- * (brain_artifact_arrived). Sets a->fetch. Logs its failure. @return 0 or as fetch_new.
+ * (fleet_artifact_arrived). Sets a->fetch. Logs its failure. @return 0 or as fetch_new.
  */
 int fetch_agent_start(struct agent *a);
 /* fetch_free(a->fetch); before the cluster closes. NULL-safe, idempotent. */
 void fetch_agent_stop(struct agent *a);
-/* The brain's need_artifact (brain_need_artifact_fn, @ud = the agent): asks a->fetch while
+/* The brain's need_artifact (fleet_need_artifact_fn, @ud = the agent): asks a->fetch while
  * it runs, nothing after fetch_agent_stop. */
 void agent_need_artifact(void *ud, const char *service, uint64_t rev,
 			 const struct store_id *artifact,

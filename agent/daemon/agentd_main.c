@@ -103,7 +103,7 @@ static void agent_stop(struct agent *a, const char *why)
 	}
 	metrics_close(a->metrics, metrics_closed, a);
 	fetch_agent_stop(a);	/* before the cluster: its streams are the transport's */
-	brain_agent_stop(a);	/* before the cluster: it publishes through it */
+	fleet_agent_stop(a);	/* before the cluster: it publishes through it */
 	/* Clean leave: gossip "left" for the drain time, then close (agent/cluster.h). After
 	 * `agentctl leave` the leave is already done (or draining): close now. */
 	if (a->cluster && (cluster_has_left(a->cluster) ||
@@ -282,7 +282,7 @@ int main(int argc, char **argv)
 		goto cleanup;
 
 	/* 4c. Cluster brain: replicated revisions, votes, health; reconciler (agent/brain.h). */
-	r = brain_agent_start(&a, err, sizeof err);
+	r = fleet_agent_start(&a, err, sizeof err);
 	if (r < 0) {
 		log_error("%s", err);
 		goto cleanup;
@@ -368,8 +368,8 @@ cleanup:
 		/* Their handles must close through their own callbacks, before the walk below. */
 		metrics_close(a.metrics, metrics_closed, &a);
 		fetch_agent_stop(&a);
-		brain_agent_stop(&a);
-		while (a.brain && uv_run(&a.loop, UV_RUN_ONCE) != 0)
+		fleet_agent_stop(&a);
+		while (a.fleet && uv_run(&a.loop, UV_RUN_ONCE) != 0)
 			;
 		cluster_close(a.cluster, cluster_closed, &a);
 		while ((a.cluster || a.metrics) && uv_run(&a.loop, UV_RUN_ONCE) != 0)

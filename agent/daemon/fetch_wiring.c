@@ -15,7 +15,7 @@ static void agent_artifact_arrived(void *ud, const struct store_id *id)
 {
 	struct agent *a = ud;
 
-	brain_artifact_arrived(a->brain, id); /* a->brain is NULL until it starts */
+	fleet_artifact_arrived(a->fleet, id); /* a->fleet is NULL until it starts */
 }
 
 int fetch_agent_start(struct agent *a)

@@ -1,6 +1,6 @@
 /*
- * agent/brain_agent.c: the brain inside agentd: its transport is agent/cluster.h, its
- * options come from the agent configuration (see brain.h: brain_agent_start).
+ * agent/fleet_agent.c: the brain inside agentd: its transport is agent/cluster.h, its
+ * options come from the agent configuration (see brain.h: fleet_agent_start).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -42,18 +42,18 @@ static int net_members(void *ud, int (*cb)(void *cbud, const struct gossip_membe
 static void on_member(void *ud, const struct gossip_member *m)
 {
 	struct agent *a = ud;
-	if (a->brain)
-		brain_on_member(a->brain, m);
+	if (a->fleet)
+		fleet_on_member(a->fleet, m);
 }
 
 static void on_record(void *ud, const struct gossip_record *r)
 {
 	struct agent *a = ud;
-	if (a->brain)
-		brain_on_record(a->brain, r);
+	if (a->fleet)
+		fleet_on_record(a->fleet, r);
 }
 
-int brain_agent_start(struct agent *a, char *err, size_t errlen)
+int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 {
 	struct agree_quorum_rule *q = NULL;
 	const char *site = NULL;
@@ -78,7 +78,7 @@ int brain_agent_start(struct agent *a, char *err, size_t errlen)
 			return r;
 		}
 	}
-	struct brain_opts o = {
+	struct fleet_opts o = {
 		.node_id = a->node_id,
 		.node_name = a->cfg.node_name,
 		.site = site,
@@ -98,14 +98,14 @@ int brain_agent_start(struct agent *a, char *err, size_t errlen)
 		o.retry_max_ms = 8 * o.retry_min_ms;
 		o.pace_retry_ms = o.retry_min_ms;
 	}
-	struct brain_net net = {
+	struct fleet_net net = {
 		.put = net_put,
 		.get = net_get,
 		.record_foreach = net_records,
 		.member_foreach = net_members,
 		.ud = a,
 	};
-	r = brain_new(&a->loop, a->store, &o, &net, &a->brain);
+	r = fleet_new(&a->loop, a->store, &o, &net, &a->fleet);
 	free(q);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot create the cluster brain: %s", strerror(-r));
@@ -118,7 +118,7 @@ int brain_agent_start(struct agent *a, char *err, size_t errlen)
 			return r;
 		}
 	}
-	r = brain_start(a->brain);
+	r = fleet_start(a->fleet);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot start the cluster brain: %s", strerror(-r));
 		return r;
@@ -126,14 +126,14 @@ int brain_agent_start(struct agent *a, char *err, size_t errlen)
 	return 0;
 }
 
-static void brain_closed(void *ud)
+static void fleet_closed(void *ud)
 {
 	struct agent *a = ud;
-	a->brain = NULL;
+	a->fleet = NULL;
 }
 
-void brain_agent_stop(struct agent *a)
+void fleet_agent_stop(struct agent *a)
 {
-	if (a->brain)
-		brain_close(a->brain, brain_closed, a);
+	if (a->fleet)
+		fleet_close(a->fleet, fleet_closed, a);
 }

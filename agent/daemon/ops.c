@@ -512,13 +512,13 @@ static const struct ctl_op agent_ops[] = {
 	{"keyring.use",         false,  false, cluster_op_keyring_use},
 	{"keyring.remove",      false,  false, cluster_op_keyring_remove},
 	/* cluster brain (agent/brain.h): its state lives on the loop */
-	{"deploy",              false,  false, brain_op_deploy},
-	{"rollback",            false,  false, brain_op_rollback},
-	{"votes",               false,  false, brain_op_votes},
-	{"services",            false,  false, brain_op_services},
-	{"events",              false,  false, brain_op_events},
-	{"brain.status",        false,  false, brain_op_status},
-	{"brain.history",       false,  false, brain_op_history},
+	{"deploy",              false,  false, fleet_op_deploy},
+	{"rollback",            false,  false, fleet_op_rollback},
+	{"votes",               false,  false, fleet_op_votes},
+	{"services",            false,  false, fleet_op_services},
+	{"events",              false,  false, fleet_op_events},
+	{"brain.status",        false,  false, fleet_op_status},
+	{"brain.history",       false,  false, fleet_op_history},
 };
 
 const struct ctl_op *agent_ctl_ops(size_t *ret_count)

@@ -67,10 +67,10 @@ struct svc {
 
 struct peer_health {
 	uint8_t node[STORE_NODE_ID_LEN];
-	struct brain_health h;
+	struct fleet_health h;
 };
 
-struct brain_ev {
+struct fleet_ev {
 	uint64_t seq;
 	uint64_t wall_ms;
 	char kind[16];
@@ -80,10 +80,10 @@ struct brain_ev {
 	char text[200];
 };
 
-struct brain {
+struct fleet {
 	uv_loop_t *loop;
 	struct store *s;
-	struct brain_net net;
+	struct fleet_net net;
 	uint8_t id[STORE_NODE_ID_LEN];
 	char name[65];
 	char site[65];
@@ -95,7 +95,7 @@ struct brain {
 	unsigned max_par;
 	bool no_runtime;
 	struct reconcile_opts ropts;
-	brain_need_artifact_fn *need_artifact;	/* opts: the peer-to-peer fetch, or NULL */
+	fleet_need_artifact_fn *need_artifact;	/* opts: the peer-to-peer fetch, or NULL */
 	void *need_artifact_ud;
 
 	struct hlc clock;
@@ -113,7 +113,7 @@ struct brain {
 	char (*member_sites)[65];
 	char (*member_names)[65];
 
-	struct brain_ev *ring;
+	struct fleet_ev *ring;
 	uint64_t seq;
 
 	uv_timer_t resync;
@@ -137,7 +137,7 @@ struct brain {
 
 /* ---- Small helpers ------------------------------------------------------------------------- */
 
-static uint64_t stamp(struct brain *b)
+static uint64_t stamp(struct fleet *b)
 {
 	uint64_t t = 0;
 	if (hlc_now(&b->clock, agent_now_ms(), &t) < 0)
@@ -145,7 +145,7 @@ static uint64_t stamp(struct brain *b)
 	return t;
 }
 
-static void observe(struct brain *b, uint64_t remote)
+static void observe(struct fleet *b, uint64_t remote)
 {
 	if (remote && hlc_update(&b->clock, agent_now_ms(), remote, NULL) == -ERANGE)
 		b->hlc_refused++;
@@ -157,7 +157,7 @@ static void hex_id(const uint8_t *id, size_t n, char *out)
 		snprintf(out + 2 * i, 3, "%02x", id[i]);
 }
 
-static const char *member_name(struct brain *b, const uint8_t id[STORE_NODE_ID_LEN], char *buf)
+static const char *member_name(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN], char *buf)
 {
 	for (size_t i = 0; i < b->nmembers; i++)
 		if (memcmp(b->members[i].id, id, STORE_NODE_ID_LEN) == 0 && b->member_names[i][0])
@@ -166,12 +166,12 @@ static const char *member_name(struct brain *b, const uint8_t id[STORE_NODE_ID_L
 	return buf;
 }
 
-static void event(struct brain *b, const char *kind, const char *service, uint64_t rev,
+static void event(struct fleet *b, const char *kind, const char *service, uint64_t rev,
 		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void event(struct brain *b, const char *kind, const char *service, uint64_t rev,
+static void event(struct fleet *b, const char *kind, const char *service, uint64_t rev,
 		  const char *fmt, ...)
 {
-	struct brain_ev *e = &b->ring[b->seq % BRAIN_EVENTS_MAX];
+	struct fleet_ev *e = &b->ring[b->seq % FLEET_EVENTS_MAX];
 	va_list ap;
 	memset(e, 0, sizeof *e);
 	e->seq = ++b->seq;
@@ -186,12 +186,12 @@ static void event(struct brain *b, const char *kind, const char *service, uint64
 	log_info("event %s %s rev %" PRIu64 ": %s", e->kind, e->service, rev, e->text);
 }
 
-uint64_t brain_event_seq(const struct brain *b)
+uint64_t fleet_event_seq(const struct fleet *b)
 {
 	return b->seq;
 }
 
-static const struct agree_quorum *quorum_of(struct brain *b, const char *service)
+static const struct agree_quorum *quorum_of(struct fleet *b, const char *service)
 {
 	static const struct agree_quorum majority = {.kind = AGREE_QUORUM_MAJORITY};
 	for (size_t i = 0; i < b->nquorums; i++)
@@ -202,7 +202,7 @@ static const struct agree_quorum *quorum_of(struct brain *b, const char *service
 
 /* ---- Services ------------------------------------------------------------------------------ */
 
-static struct svc *svc_find(struct brain *b, const char *name)
+static struct svc *svc_find(struct fleet *b, const char *name)
 {
 	for (size_t i = 0; i < b->nsvcs; i++)
 		if (strcmp(b->svcs[i]->name, name) == 0)
@@ -210,7 +210,7 @@ static struct svc *svc_find(struct brain *b, const char *name)
 	return NULL;
 }
 
-static struct svc *svc_get(struct brain *b, const char *name)
+static struct svc *svc_get(struct fleet *b, const char *name)
 {
 	struct svc *v = svc_find(b, name);
 	if (v)
@@ -321,7 +321,7 @@ static bool voted(const struct svc *v, const uint8_t *voter, uint64_t rev)
 /* ---- Members ------------------------------------------------------------------------------- */
 
 struct mcollect {
-	struct brain *b;
+	struct fleet *b;
 	struct agree_member *m;
 	char (*sites)[65];
 	char (*names)[65];
@@ -369,7 +369,7 @@ nomem:
 	return -ENOMEM;
 }
 
-static int members_refresh(struct brain *b)
+static int members_refresh(struct fleet *b)
 {
 	struct mcollect c = {.b = b};
 	int r = b->net.member_foreach ? b->net.member_foreach(b->net.ud, member_cb, &c) : 0;
@@ -413,10 +413,10 @@ static int members_refresh(struct brain *b)
 
 /* ---- Publishing ---------------------------------------------------------------------------- */
 
-static int put_value(struct brain *b, const struct brain_key *k, uint8_t *val, size_t vlen)
+static int put_value(struct fleet *b, const struct fleet_key *k, uint8_t *val, size_t vlen)
 {
-	char key[BRAIN_REC_KEY_MAX + 1];
-	int n = brain_key_format(k, key, sizeof key);
+	char key[FLEET_REC_KEY_MAX + 1];
+	int n = fleet_key_format(k, key, sizeof key);
 	int r = n;
 	if (n >= 0)
 		r = b->net.put ? b->net.put(b->net.ud, key, (size_t)n, val, vlen) : 0;
@@ -426,39 +426,39 @@ static int put_value(struct brain *b, const struct brain_key *k, uint8_t *val, s
 	return r < 0 ? r : 0;
 }
 
-static int publish_rev(struct brain *b, const struct store_revision *r)
+static int publish_rev(struct fleet *b, const struct store_revision *r)
 {
 	uint8_t *val;
 	size_t len;
 	int err;
 	/* chunks first: a receiver that sees the revision can then usually assemble it at once */
-	for (uint32_t i = 0; i < brain_cert_chunks(r->ncert); i++) {
-		err = brain_cert_encode(r, i, &val, &len);
+	for (uint32_t i = 0; i < fleet_cert_chunks(r->ncert); i++) {
+		err = fleet_cert_encode(r, i, &val, &len);
 		if (err < 0)
 			return err;
-		struct brain_key k = {.type = BRAIN_REC_CERT, .rev = r->rev, .chunk = i};
+		struct fleet_key k = {.type = FLEET_REC_CERT, .rev = r->rev, .chunk = i};
 		snprintf(k.service, sizeof k.service, "%s", r->service);
 		err = put_value(b, &k, val, len);
 		if (err < 0)
 			return err;
 	}
-	err = brain_rev_encode(r, &val, &len);
+	err = fleet_rev_encode(r, &val, &len);
 	if (err < 0)
 		return err;
-	struct brain_key k = {.type = BRAIN_REC_REV, .rev = r->rev};
+	struct fleet_key k = {.type = FLEET_REC_REV, .rev = r->rev};
 	snprintf(k.service, sizeof k.service, "%s", r->service);
 	return put_value(b, &k, val, len);
 }
 
 static int held_cb(const struct store_artifact_info *a, void *ud)
 {
-	struct brain_health *h = ud;
-	if (h->nheld < BRAIN_HELD_MAX) {
+	struct fleet_health *h = ud;
+	if (h->nheld < FLEET_HELD_MAX) {
 		h->held[h->nheld++] = a->id;
 	} else {
 		/* keep the newest imports */
-		memmove(&h->held[0], &h->held[1], (BRAIN_HELD_MAX - 1) * sizeof h->held[0]);
-		h->held[BRAIN_HELD_MAX - 1] = a->id;
+		memmove(&h->held[0], &h->held[1], (FLEET_HELD_MAX - 1) * sizeof h->held[0]);
+		h->held[FLEET_HELD_MAX - 1] = a->id;
 	}
 	return 0;
 }
@@ -466,11 +466,11 @@ static int held_cb(const struct store_artifact_info *a, void *ud)
 #define PUBLISH_MS 30
 #define VOTE_FLUSH_MS 200	/* received votes gathered per store transaction */
 
-static void publish_health_now(struct brain *b, struct svc *v);
+static void publish_health_now(struct fleet *b, struct svc *v);
 
 static void on_publish(uv_timer_t *t)
 {
-	struct brain *b = t->data;
+	struct fleet *b = t->data;
 	if (b->closing)
 		return;
 	for (size_t i = 0; i < b->nsvcs; i++)
@@ -484,16 +484,16 @@ static void on_publish(uv_timer_t *t)
  * relayed to every node, competing for piggyback room with the votes and decisions that
  * matter more. So a change marks the service and a PUBLISH_MS timer sends the latest state.
  */
-static void publish_health(struct brain *b, struct svc *v)
+static void publish_health(struct fleet *b, struct svc *v)
 {
 	v->health_dirty = true;
 	if (!b->closing && !uv_is_active((uv_handle_t *)&b->pub))
 		uv_timer_start(&b->pub, on_publish, PUBLISH_MS, 0);
 }
 
-static void publish_health_now(struct brain *b, struct svc *v)
+static void publish_health_now(struct fleet *b, struct svc *v)
 {
-	struct brain_health h;
+	struct fleet_health h;
 
 	v->health_dirty = false;
 	uint8_t *val;
@@ -514,16 +514,16 @@ static void publish_health_now(struct brain *b, struct svc *v)
 		h.local_target_rev = v->local.target_rev;
 	}
 	store_artifact_foreach(b->s, v->name, held_cb, &h);
-	if (brain_health_encode(&h, &val, &len) < 0)
+	if (fleet_health_encode(&h, &val, &len) < 0)
 		return;
-	struct brain_key k = {.type = BRAIN_REC_HEALTH};
+	struct fleet_key k = {.type = FLEET_REC_HEALTH};
 	snprintf(k.service, sizeof k.service, "%s", v->name);
 	put_value(b, &k, val, len);
 }
 
 /* ---- Desired ------------------------------------------------------------------------------- */
 
-static void need_artifact(struct brain *b, struct svc *v)
+static void need_artifact(struct fleet *b, struct svc *v)
 {
 	struct store_artifact_info info;
 	if (store_artifact_get(b->s, &v->desired, &info) == 0) {
@@ -564,7 +564,7 @@ static void need_artifact(struct brain *b, struct svc *v)
 	free(holders);
 }
 
-static void recompute(struct brain *b, struct svc *v)
+static void recompute(struct fleet *b, struct svc *v)
 {
 	struct store_id art;
 	uint64_t rev = 0;
@@ -618,10 +618,10 @@ static void recompute(struct brain *b, struct svc *v)
 
 /* ---- Accepting revisions and deciding ------------------------------------------------------- */
 
-static void decide(struct brain *b, struct svc *v);
+static void decide(struct fleet *b, struct svc *v);
 
 /* Merge @r (decoded, cert filled) into the log. @mine: we wrote it. Returns the agree result. */
-static int accept_rev(struct brain *b, struct svc *v, const struct store_revision *r, bool mine)
+static int accept_rev(struct fleet *b, struct svc *v, const struct store_revision *r, bool mine)
 {
 	const struct agree_quorum *q = quorum_of(b, v->name);
 	int a;
@@ -687,7 +687,7 @@ static bool decided(const struct svc *v, const struct store_revision *bad)
 	return n && n->kind == STORE_REV_ROLLBACK && n->hlc == bad->hlc + 1;
 }
 
-static void decide(struct brain *b, struct svc *v)
+static void decide(struct fleet *b, struct svc *v)
 {
 	const struct agree_quorum *q = quorum_of(b, v->name);
 	/* distinct revs with votes, ascending, each tried once */
@@ -726,7 +726,7 @@ static void decide(struct brain *b, struct svc *v)
 
 /* ---- Votes --------------------------------------------------------------------------------- */
 
-static int cast_vote(struct brain *b, struct svc *v, const struct store_revision *subject,
+static int cast_vote(struct fleet *b, struct svc *v, const struct store_revision *subject,
 		     enum store_vote_reason reason, uint64_t target)
 {
 	struct agree_vote av;
@@ -750,10 +750,10 @@ static int cast_vote(struct brain *b, struct svc *v, const struct store_revision
 	store_vote_put(b->s, &av.v);
 	if (subject->rev > v->voted_rev)
 		v->voted_rev = subject->rev;
-	r = brain_vote_encode(&av, &val, &len);
+	r = fleet_vote_encode(&av, &val, &len);
 	if (r < 0)
 		return r;
-	struct brain_key k = {.type = BRAIN_REC_VOTE, .rev = subject->rev};
+	struct fleet_key k = {.type = FLEET_REC_VOTE, .rev = subject->rev};
 	snprintf(k.service, sizeof k.service, "%s", v->name);
 	r = put_value(b, &k, val, len);
 	event(b, "vote", v->name, subject->rev, "%s votes against rev %" PRIu64 " (%s%s)",
@@ -765,7 +765,7 @@ static int cast_vote(struct brain *b, struct svc *v, const struct store_revision
 
 /* The node can carry out a rollback of @bad toward @target if it holds the target artifact
  * (or a fetch hook exists). */
-static bool can_carry_out(struct brain *b, struct svc *v, const struct store_revision *bad,
+static bool can_carry_out(struct fleet *b, struct svc *v, const struct store_revision *bad,
 			  uint64_t target)
 {
 	const struct store_revision *t = NULL;
@@ -794,19 +794,19 @@ static bool can_carry_out(struct brain *b, struct svc *v, const struct store_rev
  * voter keeps gossiping its own vote. A node's OWN vote is still written before it is
  * published (cast_vote).
  */
-static void vjob_start(struct brain *b);
+static void vjob_start(struct fleet *b);
 static void on_vflush(uv_timer_t *t);
-static void part_closed(struct brain *b);
+static void part_closed(struct fleet *b);
 
 static void vjob_work(uv_work_t *w)
 {
-	struct brain *b = w->data;
+	struct fleet *b = w->data;
 	b->vjob_err = store_vote_put_many(b->s, b->vjob, b->nvjob);
 }
 
 static void vjob_done(uv_work_t *w, int status)
 {
-	struct brain *b = w->data;
+	struct fleet *b = w->data;
 	(void)status;
 	if (b->vjob_err < 0)
 		log_warning("cannot store %zu vote(s): %s", b->nvjob, store_strerror(b->vjob_err));
@@ -827,7 +827,7 @@ static void on_vflush(uv_timer_t *t)
 	vjob_start(t->data);
 }
 
-static void vjob_start(struct brain *b)
+static void vjob_start(struct fleet *b)
 {
 	if (b->vjob_running || b->nvq == 0 || b->closing)
 		return;
@@ -847,7 +847,7 @@ static void vjob_start(struct brain *b)
 	}
 }
 
-static void vote_queue(struct brain *b, const struct store_vote *sv)
+static void vote_queue(struct fleet *b, const struct store_vote *sv)
 {
 	if (b->nvq == b->capvq) {
 		size_t cap = b->capvq ? 2 * b->capvq : 32;
@@ -865,7 +865,7 @@ static void vote_queue(struct brain *b, const struct store_vote *sv)
 		uv_timer_start(&b->vflush, on_vflush, VOTE_FLUSH_MS, 0);
 }
 
-static void on_vote(struct brain *b, struct svc *v, const struct agree_vote *av)
+static void on_vote(struct fleet *b, struct svc *v, const struct agree_vote *av)
 {
 	int r = vote_add(v, av);
 	if (r <= 0)
@@ -890,22 +890,22 @@ static void on_vote(struct brain *b, struct svc *v, const struct agree_vote *av)
 
 /* Assemble owner's revision (svc, rev) with its certificate; 0 and *ret, -EAGAIN if a chunk
  * is missing, or a decode error. */
-static int assemble(struct brain *b, const uint8_t *owner, const char *service, uint64_t rev,
+static int assemble(struct fleet *b, const uint8_t *owner, const char *service, uint64_t rev,
 		    struct store_revision *ret)
 {
-	char key[BRAIN_REC_KEY_MAX + 1];
-	struct brain_key k = {.type = BRAIN_REC_REV, .rev = rev};
+	char key[FLEET_REC_KEY_MAX + 1];
+	struct fleet_key k = {.type = FLEET_REC_REV, .rev = rev};
 	struct store_revision r;
 	int n, err;
 
 	snprintf(k.service, sizeof k.service, "%s", service);
-	n = brain_key_format(&k, key, sizeof key);
+	n = fleet_key_format(&k, key, sizeof key);
 	if (n < 0 || !b->net.get)
 		return -EINVAL;
 	const struct gossip_record *g = b->net.get(b->net.ud, owner, key, (size_t)n);
 	if (!g)
 		return -EAGAIN;
-	err = brain_rev_decode(g->value, g->value_len, &r);
+	err = fleet_rev_decode(g->value, g->value_len, &r);
 	if (err < 0)
 		return err;
 	if (strcmp(r.service, service) != 0 || r.rev != rev) {
@@ -919,32 +919,32 @@ static int assemble(struct brain *b, const uint8_t *owner, const char *service, 
 			r.ncert = 0;
 			return -ENOMEM;
 		}
-		for (uint32_t i = 0; i < brain_cert_chunks(ncert); i++) {
-			struct brain_cert_chunk c;
-			k.type = BRAIN_REC_CERT;
+		for (uint32_t i = 0; i < fleet_cert_chunks(ncert); i++) {
+			struct fleet_cert_chunk c;
+			k.type = FLEET_REC_CERT;
 			k.chunk = i;
-			n = brain_key_format(&k, key, sizeof key);
+			n = fleet_key_format(&k, key, sizeof key);
 			g = n < 0 ? NULL : b->net.get(b->net.ud, owner, key, (size_t)n);
 			if (!g) {
 				store_revision_release(&r);
 				return -EAGAIN;
 			}
-			err = brain_cert_decode(g->value, g->value_len, &c);
+			err = fleet_cert_decode(g->value, g->value_len, &c);
 			if (err < 0 || c.ncert != ncert || c.index != i) {
 				store_revision_release(&r);
 				return err < 0 ? err : -EAGAIN;
 			}
-			memcpy(r.cert[i * BRAIN_CERT_PER_CHUNK], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
+			memcpy(r.cert[i * FLEET_CERT_PER_CHUNK], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
 		}
 	}
 	*ret = r;
 	return 0;
 }
 
-static void handle_record(struct brain *b, const struct gossip_record *g, bool replay)
+static void handle_record(struct fleet *b, const struct gossip_record *g, bool replay)
 {
-	struct brain_key k;
-	int r = brain_key_parse(g->key, g->key_len, &k);
+	struct fleet_key k;
+	int r = fleet_key_parse(g->key, g->key_len, &k);
 	if (r < 0) {
 		if (r != -ENOENT)
 			log_debug("record with a malformed key ignored");
@@ -955,8 +955,8 @@ static void handle_record(struct brain *b, const struct gossip_record *g, bool r
 	if (!v)
 		return;
 	switch (k.type) {
-	case BRAIN_REC_REV:
-	case BRAIN_REC_CERT: {
+	case FLEET_REC_REV:
+	case FLEET_REC_CERT: {
 		struct store_revision rv;
 		const struct store_revision *held = agree_at(v->log, v->nlog, k.rev);
 		r = assemble(b, g->owner, k.service, k.rev, &rv);
@@ -973,9 +973,9 @@ static void handle_record(struct brain *b, const struct gossip_record *g, bool r
 		store_revision_release(&rv);
 		break;
 	}
-	case BRAIN_REC_VOTE: {
+	case FLEET_REC_VOTE: {
 		struct agree_vote av;
-		if (brain_vote_decode(g->value, g->value_len, &av) < 0 ||
+		if (fleet_vote_decode(g->value, g->value_len, &av) < 0 ||
 		    strcmp(av.v.service, k.service) != 0 || av.v.rev != k.rev) {
 			log_debug("%s: malformed vote record ignored", k.service);
 			return;
@@ -990,9 +990,9 @@ static void handle_record(struct brain *b, const struct gossip_record *g, bool r
 		}
 		break;
 	}
-	case BRAIN_REC_HEALTH: {
-		struct brain_health h;
-		if (brain_health_decode(g->value, g->value_len, &h) < 0 ||
+	case FLEET_REC_HEALTH: {
+		struct fleet_health h;
+		if (fleet_health_decode(g->value, g->value_len, &h) < 0 ||
 		    strcmp(h.service, k.service) != 0)
 			return;
 		observe(b, h.since_hlc);
@@ -1030,7 +1030,7 @@ static void handle_record(struct brain *b, const struct gossip_record *g, bool r
 	}
 }
 
-void brain_on_record(struct brain *b, const struct gossip_record *r)
+void fleet_on_record(struct fleet *b, const struct gossip_record *r)
 {
 	if (!b || !r || b->closing || !b->started)
 		return;
@@ -1043,7 +1043,7 @@ static int replay_cb(void *ud, const struct gossip_record *r)
 	return 0;
 }
 
-static void resync(struct brain *b, bool replay)
+static void resync(struct fleet *b, bool replay)
 {
 	if (members_refresh(b) < 0)
 		return;
@@ -1063,7 +1063,7 @@ static void resync(struct brain *b, bool replay)
 /* The periodic safety net: replay everything. */
 static void on_resync(uv_timer_t *t)
 {
-	struct brain *b = t->data;
+	struct fleet *b = t->data;
 	if (b->closing)
 		return;
 	resync(b, true);
@@ -1074,14 +1074,14 @@ static void on_resync(uv_timer_t *t)
  * refused for want of known voters (a full replay per flap would load a large cluster). */
 static void on_member_resync(uv_timer_t *t)
 {
-	struct brain *b = t->data;
+	struct fleet *b = t->data;
 	if (b->closing)
 		return;
 	resync(b, b->need_replay);
 	uv_timer_start(&b->resync, on_resync, RESYNC_MS, 0);
 }
 
-void brain_on_member(struct brain *b, const struct gossip_member *m)
+void fleet_on_member(struct fleet *b, const struct gossip_member *m)
 {
 	if (!b || b->closing || !b->started)
 		return;
@@ -1094,7 +1094,7 @@ void brain_on_member(struct brain *b, const struct gossip_member *m)
 
 static bool may_start(void *ud, const char *service, uint64_t rev)
 {
-	struct brain *b = ud;
+	struct fleet *b = ud;
 	struct svc *v = svc_find(b, service);
 	if (!v)
 		return true;
@@ -1137,7 +1137,7 @@ static bool may_start(void *ud, const char *service, uint64_t rev)
 	return true;
 }
 
-static void start_health(struct brain *b, struct svc *v, uint64_t rev,
+static void start_health(struct fleet *b, struct svc *v, uint64_t rev,
 			 const struct store_id *art)
 {
 	struct store_artifact_info info;
@@ -1170,7 +1170,7 @@ static void start_health(struct brain *b, struct svc *v, uint64_t rev,
 static void on_swapped(void *ud, const char *service, uint64_t rev,
 		       const struct store_id *artifact, int status)
 {
-	struct brain *b = ud;
+	struct fleet *b = ud;
 	struct svc *v = svc_get(b, service);
 	if (!v)
 		return;
@@ -1214,7 +1214,7 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 
 static void on_rstate(void *ud, const struct reconcile_event *ev)
 {
-	struct brain *b = ud;
+	struct fleet *b = ud;
 	struct svc *v = svc_find(b, ev->service);
 	if (!v)
 		return;
@@ -1228,7 +1228,7 @@ static void on_rstate(void *ud, const struct reconcile_event *ev)
 static void on_plugin_event(struct plugin *p, const char *service, const struct plugin_status *st,
 			    void *ud)
 {
-	struct brain *b = ud;
+	struct fleet *b = ud;
 	(void)p;
 	if (b->health)
 		health_runtime(b->health, service, st);
@@ -1244,7 +1244,7 @@ static void on_plugin_log(struct plugin *p, const char *service, int fd, const c
 
 static void on_health(void *ud, const char *service, uint64_t rev, const struct health_status *st)
 {
-	struct brain *b = ud;
+	struct fleet *b = ud;
 	struct svc *v = svc_find(b, service);
 	if (!v || rev != v->running_rev)
 		return;
@@ -1267,10 +1267,10 @@ static void on_health(void *ud, const char *service, uint64_t rev, const struct 
 
 /* ---- Life cycle ---------------------------------------------------------------------------- */
 
-int brain_new(uv_loop_t *loop, struct store *store, const struct brain_opts *opts,
-	      const struct brain_net *net, struct brain **ret)
+int fleet_new(uv_loop_t *loop, struct store *store, const struct fleet_opts *opts,
+	      const struct fleet_net *net, struct fleet **ret)
 {
-	struct brain *b;
+	struct fleet *b;
 
 	if (!loop || !store || !opts || !opts->node_id || !net || !ret ||
 	    (!opts->no_runtime && (!opts->state_dir || opts->state_dir[0] != '/')))
@@ -1307,7 +1307,7 @@ int brain_new(uv_loop_t *loop, struct store *store, const struct brain_opts *opt
 		memcpy(b->quorums, opts->quorums, opts->nquorums * sizeof *b->quorums);
 		b->nquorums = opts->nquorums;
 	}
-	b->ring = calloc(BRAIN_EVENTS_MAX, sizeof *b->ring);
+	b->ring = calloc(FLEET_EVENTS_MAX, sizeof *b->ring);
 	if (!b->ring)
 		goto nomem;
 	hlc_init(&b->clock, 0);
@@ -1346,7 +1346,7 @@ static int load_vote_cb(const struct store_vote *sv, void *ud)
 
 static int load_service_cb(const char *service, void *ud)
 {
-	struct brain *b = ud;
+	struct fleet *b = ud;
 	struct svc *v = svc_get(b, service);
 	struct store_service_state st;
 	if (!v)
@@ -1365,7 +1365,7 @@ static int load_service_cb(const char *service, void *ud)
 	return 0;
 }
 
-int brain_start(struct brain *b)
+int fleet_start(struct fleet *b)
 {
 	int r;
 	if (!b || b->started)
@@ -1412,7 +1412,7 @@ int brain_start(struct brain *b)
 	return 0;
 }
 
-static void part_closed(struct brain *b)
+static void part_closed(struct fleet *b)
 {
 	if (--b->closing_parts)
 		return;
@@ -1453,7 +1453,7 @@ static void health_closed(struct health *h, void *ud)
 	part_closed(ud);
 }
 
-void brain_close(struct brain *b, void (*cb)(void *ud), void *ud)
+void fleet_close(struct fleet *b, void (*cb)(void *ud), void *ud)
 {
 	if (!b || b->closing)
 		return;
@@ -1486,13 +1486,13 @@ void brain_close(struct brain *b, void (*cb)(void *ud), void *ud)
 	uv_close((uv_handle_t *)&b->vflush, timer_closed);
 }
 
-void brain_artifact_arrived(struct brain *b, const struct store_id *artifact)
+void fleet_artifact_arrived(struct fleet *b, const struct store_id *artifact)
 {
 	if (b)
 		reconcile_artifact_arrived(b->rec, artifact);
 }
 
-int brain_desired(struct brain *b, const char *service, uint64_t *ret_rev,
+int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
 		  struct store_id *ret_artifact)
 {
 	struct svc *v = b ? svc_find(b, service) : NULL;
@@ -1586,7 +1586,7 @@ static int scope_arg(const struct ctl_request *req, char *scope, struct ctl_enc 
 	return 0;
 }
 
-static void do_deploy(struct brain *b, const struct ctl_request *req, const struct ctl_peer *peer,
+static void do_deploy(struct fleet *b, const struct ctl_request *req, const struct ctl_peer *peer,
 		      struct ctl_enc *out)
 {
 	char *service = NULL, *art = NULL, *reason = NULL;
@@ -1682,7 +1682,7 @@ out:
 	free(reason);
 }
 
-static void do_rollback(struct brain *b, const struct ctl_request *req, struct ctl_enc *out)
+static void do_rollback(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
 {
 	char *service = NULL, *reason = NULL;
 	char scope[65];
@@ -1773,7 +1773,7 @@ out:
 }
 
 /* Encode the tally of (service, rev) plus whether this node has moved past it. */
-static void enc_votes(struct brain *b, struct svc *v, uint64_t rev, struct ctl_enc *out)
+static void enc_votes(struct fleet *b, struct svc *v, uint64_t rev, struct ctl_enc *out)
 {
 	const struct store_revision *rv = agree_at(v->log, v->nlog, rev);
 	struct agree_tally t;
@@ -1818,7 +1818,7 @@ static void enc_votes(struct brain *b, struct svc *v, uint64_t rev, struct ctl_e
 	}
 }
 
-static void do_votes(struct brain *b, const struct ctl_request *req, struct ctl_enc *out)
+static void do_votes(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
 {
 	char *service = NULL;
 	uint64_t rev = 0;
@@ -1852,7 +1852,7 @@ static const char *hstate_name(uint8_t s)
 	return s == HSTATE_NONE ? "-" : health_state_name((enum health_state)s);
 }
 
-static void enc_service(struct brain *b, struct svc *v, struct ctl_enc *out, bool nodes)
+static void enc_service(struct fleet *b, struct svc *v, struct ctl_enc *out, bool nodes)
 {
 	uint32_t npeer = 0;
 	for (size_t i = 0; i < b->npeers; i++)
@@ -1905,7 +1905,7 @@ static void enc_service(struct brain *b, struct svc *v, struct ctl_enc *out, boo
 	}
 }
 
-static void do_services(struct brain *b, struct ctl_enc *out)
+static void do_services(struct fleet *b, struct ctl_enc *out)
 {
 	ctl_enc_ok(out);
 	ctl_enc_array(out, (uint32_t)b->nsvcs);
@@ -1913,7 +1913,7 @@ static void do_services(struct brain *b, struct ctl_enc *out)
 		enc_service(b, b->svcs[i], out, false);
 }
 
-static void do_status(struct brain *b, struct ctl_enc *out)
+static void do_status(struct fleet *b, struct ctl_enc *out)
 {
 	uint32_t by[4] = {0};
 	for (size_t i = 0; i < b->nmembers; i++)
@@ -1938,14 +1938,14 @@ static void do_status(struct brain *b, struct ctl_enc *out)
 		enc_service(b, b->svcs[i], out, true);
 }
 
-static void do_events(struct brain *b, const struct ctl_request *req, struct ctl_enc *out)
+static void do_events(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
 {
 	uint64_t since = 0, max = 0;
 	if (opt_uint(req, "since", &since, out) < 0 || opt_uint(req, "max", &max, out) < 0)
 		return;
 	if (max == 0 || max > 512)
 		max = 512;
-	uint64_t oldest = b->seq > BRAIN_EVENTS_MAX ? b->seq - BRAIN_EVENTS_MAX + 1 : 1;
+	uint64_t oldest = b->seq > FLEET_EVENTS_MAX ? b->seq - FLEET_EVENTS_MAX + 1 : 1;
 	uint64_t first = since + 1;
 	uint64_t dropped = 0;
 	if (first < oldest) {
@@ -1962,7 +1962,7 @@ static void do_events(struct brain *b, const struct ctl_request *req, struct ctl
 	ctl_enc_str(out, "events");
 	ctl_enc_array(out, (uint32_t)n);
 	for (uint64_t s = first; s < first + n; s++) {
-		const struct brain_ev *e = &b->ring[(s - 1) % BRAIN_EVENTS_MAX];
+		const struct fleet_ev *e = &b->ring[(s - 1) % FLEET_EVENTS_MAX];
 		ctl_enc_map(out, 7);
 		ctl_kv_uint(out, "seq", e->seq);
 		ctl_kv_uint(out, "time_ms", e->wall_ms);
@@ -1975,7 +1975,7 @@ static void do_events(struct brain *b, const struct ctl_request *req, struct ctl
 }
 
 struct hist_ctx {
-	struct brain *b;
+	struct fleet *b;
 	struct svc *v;
 	struct ctl_enc items;
 	uint32_t n;
@@ -2028,7 +2028,7 @@ static int hist_cb(const struct store_revision *rv, void *ud)
 	return e->err;
 }
 
-static void do_history(struct brain *b, const struct ctl_request *req, struct ctl_enc *out)
+static void do_history(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
 {
 	char *service = NULL;
 	uint64_t limit = 0;
@@ -2053,7 +2053,7 @@ out:
 	free(service);
 }
 
-int brain_ctl(struct brain *b, const char *op, const struct ctl_request *req,
+int fleet_ctl(struct fleet *b, const char *op, const struct ctl_request *req,
 	      const struct ctl_peer *peer, struct ctl_enc *out)
 {
 	if (!b || !b->started) {

@@ -8,7 +8,7 @@
  * Data flow
  * ==========================================================================================
  *
- *   gossip record (other node) ──► decode (brain_codec.h) ──► rev/cert: assemble the revision
+ *   gossip record (other node) ──► decode (fleet_codec.h) ──► rev/cert: assemble the revision
  *        and its certificate chunks from the same owner ──► hlc_update ──► agree_accept
  *        ──► store_revision_put (+ store_artifact_set_condemned for a rollback) ──► decide
  *        (agree_decide for every voted rev of the service) ──► desired (agree_effective for
@@ -27,7 +27,7 @@
  *
  * Every record this node writes is stamped with its HLC. The clock's high-water mark is not
  * written separately: every timestamp this node issues ends up in one of its own records
- * (revision, vote or health), which the cluster layer persists, and brain_start restores the
+ * (revision, vote or health), which the cluster layer persists, and fleet_start restores the
  * clock above the largest stamp found in the records and revisions held (a crash inside the
  * cluster's 200 ms persistence window can lose a stamp; the wall clock covers that case
  * unless it also went back across the restart).
@@ -56,7 +56,7 @@
  * retries its MATERIALIZE step with back-off until the artifact arrives. The timeline says
  * "fetching" (once per desired revision), not "swap-failed", while that happens.
  *
- * Loop and threads: everything runs on the loop given to brain_new; the brain_op_* control
+ * Loop and threads: everything runs on the loop given to fleet_new; the fleet_op_* control
  * operations are INLINE ops (they run on the loop thread and never block on anything but one
  * small LMDB transaction).
  */
@@ -75,13 +75,13 @@
 #include "gossip/gossip.h"
 #include "store/store.h"
 
-struct brain;
+struct fleet;
 
 /*
- * What the brain needs of the gossip layer. agent/cluster.h implements it (brain_net_cluster);
+ * What the brain needs of the gossip layer. agent/cluster.h implements it (fleet_net_cluster);
  * the unit tests use an in-process fake. Every function runs on the loop thread.
  */
-struct brain_net {
+struct fleet_net {
 	/* Publish this node's record @key (versioning is the transport's job). 0 or -errno. */
 	int (*put)(void *ud, const void *key, size_t klen, const void *val, size_t vlen);
 	/* The newest record (@owner, @key) held, or NULL (borrowed until the next call). */
@@ -102,11 +102,11 @@ struct brain_net {
  * health records list it (may be 0). Called from the loop each time the desired revision of a
  * service changes to a missing artifact.
  */
-typedef void brain_need_artifact_fn(void *ud, const char *service, uint64_t rev,
+typedef void fleet_need_artifact_fn(void *ud, const char *service, uint64_t rev,
 				    const struct store_id *artifact,
 				    const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders);
 
-struct brain_opts {
+struct fleet_opts {
 	const uint8_t *node_id;		/* 16 bytes, required */
 	const char *node_name;		/* for events */
 	const char *site;		/* this node's site label, NULL if none */
@@ -121,50 +121,50 @@ struct brain_opts {
 	uint32_t retry_min_ms, retry_max_ms; /* reconciler back-off; 0 = its defaults */
 	uint32_t pace_retry_ms;		/* 0 = 500 */
 	bool no_runtime;		/* tests: no reconciler, no health checks; the desired
-					 * revision is only recorded (brain_desired) */
-	brain_need_artifact_fn *need_artifact; /* NULL: nothing is fetched, the reconciler
+					 * revision is only recorded (fleet_desired) */
+	fleet_need_artifact_fn *need_artifact; /* NULL: nothing is fetched, the reconciler
 					 * waits for an import */
 	void *need_artifact_ud;		/* borrowed: must outlive the brain */
 };
 
 /*
  * Create the brain. @loop, @store borrowed (must outlive it); @opts copied (strings too);
- * @net copied (its ud borrowed). Nothing happens until brain_start.
+ * @net copied (its ud borrowed). Nothing happens until fleet_start.
  * @return 0 and *ret; -EINVAL; -ENOMEM. @ret untouched on failure.
  */
-int brain_new(uv_loop_t *loop, struct store *store, const struct brain_opts *opts,
-	      const struct brain_net *net, struct brain **ret);
+int fleet_new(uv_loop_t *loop, struct store *store, const struct fleet_opts *opts,
+	      const struct fleet_net *net, struct fleet **ret);
 
 /*
  * Load the revisions and votes of the store and the records the transport holds, restore the
  * HLC, resume the reconciler's journal and set every service's desired revision.
  * @return 0; -ENOMEM; -EIO; errors of reconcile_new/resume/health_new.
  */
-int brain_start(struct brain *b);
+int fleet_start(struct fleet *b);
 
 /* Feed a record that arrived from the network (the transport's on_record). */
-void brain_on_record(struct brain *b, const struct gossip_record *r);
+void fleet_on_record(struct fleet *b, const struct gossip_record *r);
 /* A member changed (the transport's on_member). */
-void brain_on_member(struct brain *b, const struct gossip_member *m);
+void fleet_on_member(struct fleet *b, const struct gossip_member *m);
 
 /*
  * Close: health checker and reconciler closed (exec children stopped), timers closed.
  * @cb(@ud) from the loop when done; @b freed right after. Accepts NULL (cb not called).
  */
-void brain_close(struct brain *b, void (*cb)(void *ud), void *ud);
+void fleet_close(struct fleet *b, void (*cb)(void *ud), void *ud);
 
 /* @artifact just entered the store (the fetch module calls this): a swap waiting for it goes
  * on at once (reconcile_artifact_arrived). Loop thread; NULL @b is fine. */
-void brain_artifact_arrived(struct brain *b, const struct store_id *artifact);
+void fleet_artifact_arrived(struct fleet *b, const struct store_id *artifact);
 
 /* ---- Introspection (tests, status) -------------------------------------------------------- */
 
 /* The desired revision last computed for @service: 0 and *ret_rev, *ret_artifact (either may be
  * NULL); 1 = diverged (local marker); -ENOENT (nothing desired). */
-int brain_desired(struct brain *b, const char *service, uint64_t *ret_rev,
+int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
 		  struct store_id *ret_artifact);
 /* Number of events so far (the sequence number of the last one). */
-uint64_t brain_event_seq(const struct brain *b);
+uint64_t fleet_event_seq(const struct fleet *b);
 
 /* ---- Control operations (ctl_ops.c table rows; INLINE: blocking = false) -------------------- */
 /*
@@ -182,7 +182,7 @@ uint64_t brain_event_seq(const struct brain *b);
  *   history         {service, limit?}                               [revision + good,
  *                                                                    condemned, version]
  *
- * `events` is polled, never pushed: the agent keeps the last BRAIN_EVENTS_MAX events in a
+ * `events` is polled, never pushed: the agent keeps the last FLEET_EVENTS_MAX events in a
  * ring, a client asks for those after its cursor `since` and gets `next` for its next call;
  * `dropped` counts the events that fell out of the ring before it asked (a slow follower loses
  * events, and is told, but never holds the agent up). `agentctl events --follow` polls.
@@ -191,28 +191,28 @@ uint64_t brain_event_seq(const struct brain *b);
  * (deploy of a condemned artifact without force), no_revision (nothing to roll back, --to a
  * missing revision), internal.
  */
-#define BRAIN_EVENTS_MAX 4096
+#define FLEET_EVENTS_MAX 4096
 
-void brain_op_deploy(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_deploy(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
 		     struct ctl_enc *out);
-void brain_op_rollback(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_rollback(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
 		       struct ctl_enc *out);
-void brain_op_votes(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_votes(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
 		    struct ctl_enc *out);
-void brain_op_services(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_services(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
 		       struct ctl_enc *out);
-void brain_op_status(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_status(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
 		     struct ctl_enc *out);
-void brain_op_events(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_events(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
 		     struct ctl_enc *out);
-void brain_op_history(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_history(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
 		      struct ctl_enc *out);
 
 /*
  * The same operations on a brain directly (tests): they write a complete response into @out.
- * brain_ctl(b, op, req, peer, out) dispatches by the names above; -ENOENT for another op.
+ * fleet_ctl(b, op, req, peer, out) dispatches by the names above; -ENOENT for another op.
  */
-int brain_ctl(struct brain *b, const char *op, const struct ctl_request *req,
+int fleet_ctl(struct fleet *b, const char *op, const struct ctl_request *req,
 	      const struct ctl_peer *peer, struct ctl_enc *out);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * agent/brain_codec.c: keys and values of the brain's gossip records (layout in brain_codec.h).
+ * agent/fleet_codec.c: keys and values of the brain's gossip records (layout in fleet_codec.h).
  *
  * Decoding: the value's msgpack payload is first walked by ctl_msgpack_check (bounds, depth,
  * container counts against the bytes left), then unpacked and type-checked field by field.
@@ -32,31 +32,31 @@ static bool service_ok(const char *s, size_t n)
 	return true;
 }
 
-int brain_key_format(const struct brain_key *k, char *buf, size_t len)
+int fleet_key_format(const struct fleet_key *k, char *buf, size_t len)
 {
 	int n;
 	if (!k || !buf || !service_ok(k->service, strnlen(k->service, sizeof k->service)))
 		return -EINVAL;
 	switch (k->type) {
-	case BRAIN_REC_REV:
+	case FLEET_REC_REV:
 		n = snprintf(buf, len, "rev/%s/%" PRIu64, k->service, k->rev);
 		break;
-	case BRAIN_REC_CERT:
+	case FLEET_REC_CERT:
 		n = snprintf(buf, len, "cert/%s/%" PRIu64 "/%" PRIu32, k->service, k->rev,
 			     k->chunk);
 		break;
-	case BRAIN_REC_VOTE:
+	case FLEET_REC_VOTE:
 		n = snprintf(buf, len, "vote/%s/%" PRIu64, k->service, k->rev);
 		break;
-	case BRAIN_REC_HEALTH:
+	case FLEET_REC_HEALTH:
 		n = snprintf(buf, len, "health/%s", k->service);
 		break;
 	default:
 		return -EINVAL;
 	}
-	if (k->type != BRAIN_REC_HEALTH && k->rev == 0)
+	if (k->type != FLEET_REC_HEALTH && k->rev == 0)
 		return -EINVAL;
-	if (n < 0 || (size_t)n >= len || n > BRAIN_REC_KEY_MAX)
+	if (n < 0 || (size_t)n >= len || n > FLEET_REC_KEY_MAX)
 		return -ENAMETOOLONG;
 	return n;
 }
@@ -79,29 +79,29 @@ static int parse_u64(const char *s, size_t n, uint64_t *ret)
 	return 0;
 }
 
-int brain_key_parse(const void *key, size_t klen, struct brain_key *ret)
+int fleet_key_parse(const void *key, size_t klen, struct fleet_key *ret)
 {
 	const char *k = key;
-	struct brain_key out;
+	struct fleet_key out;
 	const char *p, *end;
 	size_t pre;
 
 	if (!key || !ret)
 		return -EINVAL;
 	memset(&out, 0, sizeof out);
-	if (klen > BRAIN_REC_KEY_MAX)
+	if (klen > FLEET_REC_KEY_MAX)
 		return -ENOENT;
 	if (klen > 4 && memcmp(k, "rev/", 4) == 0) {
-		out.type = BRAIN_REC_REV;
+		out.type = FLEET_REC_REV;
 		pre = 4;
 	} else if (klen > 5 && memcmp(k, "cert/", 5) == 0) {
-		out.type = BRAIN_REC_CERT;
+		out.type = FLEET_REC_CERT;
 		pre = 5;
 	} else if (klen > 5 && memcmp(k, "vote/", 5) == 0) {
-		out.type = BRAIN_REC_VOTE;
+		out.type = FLEET_REC_VOTE;
 		pre = 5;
 	} else if (klen > 7 && memcmp(k, "health/", 7) == 0) {
-		out.type = BRAIN_REC_HEALTH;
+		out.type = FLEET_REC_HEALTH;
 		pre = 7;
 	} else {
 		return -ENOENT;
@@ -114,7 +114,7 @@ int brain_key_parse(const void *key, size_t klen, struct brain_key *ret)
 		return -EBADMSG;
 	memcpy(out.service, p, sn);
 	out.service[sn] = 0;
-	if (out.type == BRAIN_REC_HEALTH) {
+	if (out.type == FLEET_REC_HEALTH) {
 		if (slash)
 			return -EBADMSG;
 		*ret = out;
@@ -127,7 +127,7 @@ int brain_key_parse(const void *key, size_t klen, struct brain_key *ret)
 	size_t rn = slash ? (size_t)(slash - p) : (size_t)(end - p);
 	if (parse_u64(p, rn, &out.rev) < 0 || out.rev == 0)
 		return -EBADMSG;
-	if (out.type != BRAIN_REC_CERT) {
+	if (out.type != FLEET_REC_CERT) {
 		if (slash)
 			return -EBADMSG;
 		*ret = out;
@@ -137,25 +137,25 @@ int brain_key_parse(const void *key, size_t klen, struct brain_key *ret)
 		return -EBADMSG;
 	p = slash + 1;
 	uint64_t c;
-	if (parse_u64(p, (size_t)(end - p), &c) < 0 || c > BRAIN_CERT_MAX / BRAIN_CERT_PER_CHUNK)
+	if (parse_u64(p, (size_t)(end - p), &c) < 0 || c > FLEET_CERT_MAX / FLEET_CERT_PER_CHUNK)
 		return -EBADMSG;
 	out.chunk = (uint32_t)c;
 	*ret = out;
 	return 0;
 }
 
-int brain_value_type(const uint8_t *buf, size_t len, enum brain_rec_type *ret)
+int fleet_value_type(const uint8_t *buf, size_t len, enum fleet_rec_type *ret)
 {
-	if (!buf || len < HDR || buf[0] != BRAIN_REC_MAGIC)
+	if (!buf || len < HDR || buf[0] != FLEET_REC_MAGIC)
 		return -EBADMSG;
-	if (buf[1] != BRAIN_REC_VERSION)
-		return buf[1] > BRAIN_REC_VERSION ? -EPROTONOSUPPORT : -EBADMSG;
+	if (buf[1] != FLEET_REC_VERSION)
+		return buf[1] > FLEET_REC_VERSION ? -EPROTONOSUPPORT : -EBADMSG;
 	switch (buf[2]) {
-	case BRAIN_REC_REV:
-	case BRAIN_REC_CERT:
-	case BRAIN_REC_VOTE:
-	case BRAIN_REC_HEALTH:
-		*ret = (enum brain_rec_type)buf[2];
+	case FLEET_REC_REV:
+	case FLEET_REC_CERT:
+	case FLEET_REC_VOTE:
+	case FLEET_REC_HEALTH:
+		*ret = (enum fleet_rec_type)buf[2];
 		return 0;
 	default:
 		return -EBADMSG;
@@ -169,19 +169,19 @@ static int pk_write(void *data, const char *buf, size_t len)
 	return msgpack_sbuffer_write(data, buf, len);
 }
 
-static int finish(msgpack_sbuffer *sb, enum brain_rec_type t, uint8_t **ret_buf, size_t *ret_len)
+static int finish(msgpack_sbuffer *sb, enum fleet_rec_type t, uint8_t **ret_buf, size_t *ret_len)
 {
 	/* sb starts with 3 reserved bytes */
 	if (!sb->data || sb->size < HDR) {
 		msgpack_sbuffer_destroy(sb);
 		return -ENOMEM;
 	}
-	if (sb->size > BRAIN_REC_VALUE_MAX) {
+	if (sb->size > FLEET_REC_VALUE_MAX) {
 		msgpack_sbuffer_destroy(sb);
 		return -EMSGSIZE;
 	}
-	sb->data[0] = BRAIN_REC_MAGIC;
-	sb->data[1] = BRAIN_REC_VERSION;
+	sb->data[0] = FLEET_REC_MAGIC;
+	sb->data[1] = FLEET_REC_VERSION;
 	sb->data[2] = (char)t;
 	*ret_len = sb->size;
 	*ret_buf = (uint8_t *)msgpack_sbuffer_release(sb);
@@ -210,14 +210,14 @@ static void pk_id(msgpack_packer *pk, const struct store_id *id)
 	msgpack_pack_bin_body(pk, id->b, STORE_ID_LEN);
 }
 
-int brain_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len)
+int fleet_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len)
 {
 	struct store_revision bare;
 	uint8_t *enc = NULL, *out = NULL;
 	size_t enclen = 0;
 	int err;
 
-	if (!r || !ret_buf || !ret_len || r->ncert > BRAIN_CERT_MAX)
+	if (!r || !ret_buf || !ret_len || r->ncert > FLEET_CERT_MAX)
 		return -EINVAL;
 	bare = *r;
 	bare.ncert = 0;
@@ -225,7 +225,7 @@ int brain_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *
 	err = store_revision_encode(&bare, &enc, &enclen);
 	if (err < 0)
 		return err;
-	if (HDR + 4 + enclen > BRAIN_REC_VALUE_MAX) {
+	if (HDR + 4 + enclen > FLEET_REC_VALUE_MAX) {
 		err = -EMSGSIZE;
 		goto out;
 	}
@@ -234,9 +234,9 @@ int brain_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *
 		err = -ENOMEM;
 		goto out;
 	}
-	out[0] = BRAIN_REC_MAGIC;
-	out[1] = BRAIN_REC_VERSION;
-	out[2] = BRAIN_REC_REV;
+	out[0] = FLEET_REC_MAGIC;
+	out[1] = FLEET_REC_VERSION;
+	out[2] = FLEET_REC_REV;
 	out[3] = (uint8_t)(r->ncert >> 24);
 	out[4] = (uint8_t)(r->ncert >> 16);
 	out[5] = (uint8_t)(r->ncert >> 8);
@@ -250,28 +250,28 @@ out:
 	return err;
 }
 
-uint32_t brain_cert_chunks(uint32_t ncert)
+uint32_t fleet_cert_chunks(uint32_t ncert)
 {
-	return (ncert + BRAIN_CERT_PER_CHUNK - 1) / BRAIN_CERT_PER_CHUNK;
+	return (ncert + FLEET_CERT_PER_CHUNK - 1) / FLEET_CERT_PER_CHUNK;
 }
 
-int brain_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
+int fleet_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
 		      size_t *ret_len)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 
-	if (!r || !ret_buf || !ret_len || r->ncert > BRAIN_CERT_MAX || !r->cert ||
-	    index >= brain_cert_chunks(r->ncert))
+	if (!r || !ret_buf || !ret_len || r->ncert > FLEET_CERT_MAX || !r->cert ||
+	    index >= fleet_cert_chunks(r->ncert))
 		return -EINVAL;
 	if (begin(&sb, &pk) < 0) {
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	uint32_t first = index * BRAIN_CERT_PER_CHUNK;
+	uint32_t first = index * FLEET_CERT_PER_CHUNK;
 	uint32_t n = r->ncert - first;
-	if (n > BRAIN_CERT_PER_CHUNK)
-		n = BRAIN_CERT_PER_CHUNK;
+	if (n > FLEET_CERT_PER_CHUNK)
+		n = FLEET_CERT_PER_CHUNK;
 	msgpack_pack_array(&pk, 3);
 	msgpack_pack_uint32(&pk, r->ncert);
 	msgpack_pack_uint32(&pk, index);
@@ -280,10 +280,10 @@ int brain_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **
 		msgpack_pack_bin(&pk, STORE_NODE_ID_LEN);
 		msgpack_pack_bin_body(&pk, r->cert[first + i], STORE_NODE_ID_LEN);
 	}
-	return finish(&sb, BRAIN_REC_CERT, ret_buf, ret_len);
+	return finish(&sb, FLEET_REC_CERT, ret_buf, ret_len);
 }
 
-int brain_vote_encode(const struct agree_vote *v, uint8_t **ret_buf, size_t *ret_len)
+int fleet_vote_encode(const struct agree_vote *v, uint8_t **ret_buf, size_t *ret_len)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -303,15 +303,15 @@ int brain_vote_encode(const struct agree_vote *v, uint8_t **ret_buf, size_t *ret
 	msgpack_pack_uint64(&pk, v->v.hlc);
 	msgpack_pack_uint64(&pk, v->subject);
 	msgpack_pack_uint64(&pk, v->target);
-	return finish(&sb, BRAIN_REC_VOTE, ret_buf, ret_len);
+	return finish(&sb, FLEET_REC_VOTE, ret_buf, ret_len);
 }
 
-int brain_health_encode(const struct brain_health *h, uint8_t **ret_buf, size_t *ret_len)
+int fleet_health_encode(const struct fleet_health *h, uint8_t **ret_buf, size_t *ret_len)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 
-	if (!h || !ret_buf || !ret_len || h->nheld > BRAIN_HELD_MAX ||
+	if (!h || !ret_buf || !ret_len || h->nheld > FLEET_HELD_MAX ||
 	    !service_ok(h->service, strnlen(h->service, sizeof h->service)))
 		return -EINVAL;
 	if (begin(&sb, &pk) < 0) {
@@ -334,7 +334,7 @@ int brain_health_encode(const struct brain_health *h, uint8_t **ret_buf, size_t 
 	msgpack_pack_uint64(&pk, h->local_target_rev);
 	msgpack_pack_nil(&pk);	/* reserved */
 	msgpack_pack_nil(&pk);	/* reserved */
-	return finish(&sb, BRAIN_REC_HEALTH, ret_buf, ret_len);
+	return finish(&sb, FLEET_REC_HEALTH, ret_buf, ret_len);
 }
 
 /* ---- Decoding ------------------------------------------------------------------------------ */
@@ -344,12 +344,12 @@ struct dec {
 	const msgpack_object *root;
 };
 
-static int dec_open(const uint8_t *buf, size_t len, enum brain_rec_type t, uint32_t nfields,
+static int dec_open(const uint8_t *buf, size_t len, enum fleet_rec_type t, uint32_t nfields,
 		    struct dec *d)
 {
-	enum brain_rec_type got;
+	enum fleet_rec_type got;
 	size_t used = 0, off = 0;
-	int r = brain_value_type(buf, len, &got);
+	int r = fleet_value_type(buf, len, &got);
 	if (r < 0)
 		return r;
 	if (got != t)
@@ -403,22 +403,22 @@ static bool get_bin(const msgpack_object *o, void *out, size_t n)
 	return true;
 }
 
-int brain_rev_decode(const uint8_t *buf, size_t len, struct store_revision *ret)
+int fleet_rev_decode(const uint8_t *buf, size_t len, struct store_revision *ret)
 {
-	enum brain_rec_type t;
+	enum fleet_rec_type t;
 	struct store_revision r;
 	int err;
 
 	if (!buf || !ret)
 		return -EINVAL;
-	err = brain_value_type(buf, len, &t);
+	err = fleet_value_type(buf, len, &t);
 	if (err < 0)
 		return err;
-	if (t != BRAIN_REC_REV || len < HDR + 4)
+	if (t != FLEET_REC_REV || len < HDR + 4)
 		return -EBADMSG;
 	uint32_t ncert = (uint32_t)buf[3] << 24 | (uint32_t)buf[4] << 16 | (uint32_t)buf[5] << 8 |
 			 buf[6];
-	if (ncert > BRAIN_CERT_MAX)
+	if (ncert > FLEET_CERT_MAX)
 		return -EBADMSG;
 	err = store_revision_decode(buf + HDR + 4, len - HDR - 4, &r);
 	if (err < 0)
@@ -433,7 +433,7 @@ int brain_rev_decode(const uint8_t *buf, size_t len, struct store_revision *ret)
 	return 0;
 }
 
-int brain_cert_decode(const uint8_t *buf, size_t len, struct brain_cert_chunk *ret)
+int fleet_cert_decode(const uint8_t *buf, size_t len, struct fleet_cert_chunk *ret)
 {
 	struct dec d;
 	uint64_t ncert, idx;
@@ -441,20 +441,20 @@ int brain_cert_decode(const uint8_t *buf, size_t len, struct brain_cert_chunk *r
 
 	if (!buf || !ret)
 		return -EINVAL;
-	err = dec_open(buf, len, BRAIN_REC_CERT, 3, &d);
+	err = dec_open(buf, len, FLEET_REC_CERT, 3, &d);
 	if (err < 0)
 		return err;
 	err = -EBADMSG;
 	if (!get_u64(field(&d, 0), &ncert) || !get_u64(field(&d, 1), &idx) || ncert == 0 ||
-	    ncert > BRAIN_CERT_MAX || idx >= brain_cert_chunks((uint32_t)ncert))
+	    ncert > FLEET_CERT_MAX || idx >= fleet_cert_chunks((uint32_t)ncert))
 		goto out;
 	const msgpack_object *ids = field(&d, 2);
-	uint32_t want = (uint32_t)ncert - (uint32_t)idx * BRAIN_CERT_PER_CHUNK;
-	if (want > BRAIN_CERT_PER_CHUNK)
-		want = BRAIN_CERT_PER_CHUNK;
+	uint32_t want = (uint32_t)ncert - (uint32_t)idx * FLEET_CERT_PER_CHUNK;
+	if (want > FLEET_CERT_PER_CHUNK)
+		want = FLEET_CERT_PER_CHUNK;
 	if (ids->type != MSGPACK_OBJECT_ARRAY || ids->via.array.size != want)
 		goto out;
-	struct brain_cert_chunk c;
+	struct fleet_cert_chunk c;
 	c.ncert = (uint32_t)ncert;
 	c.index = (uint32_t)idx;
 	c.n = want;
@@ -468,7 +468,7 @@ out:
 	return err;
 }
 
-int brain_vote_decode(const uint8_t *buf, size_t len, struct agree_vote *ret)
+int fleet_vote_decode(const uint8_t *buf, size_t len, struct agree_vote *ret)
 {
 	struct dec d;
 	struct agree_vote v;
@@ -477,7 +477,7 @@ int brain_vote_decode(const uint8_t *buf, size_t len, struct agree_vote *ret)
 
 	if (!buf || !ret)
 		return -EINVAL;
-	err = dec_open(buf, len, BRAIN_REC_VOTE, 6, &d);
+	err = dec_open(buf, len, FLEET_REC_VOTE, 6, &d);
 	if (err < 0)
 		return err;
 	err = -EBADMSG;
@@ -496,16 +496,16 @@ out:
 	return err;
 }
 
-int brain_health_decode(const uint8_t *buf, size_t len, struct brain_health *ret)
+int fleet_health_decode(const uint8_t *buf, size_t len, struct fleet_health *ret)
 {
 	struct dec d;
-	struct brain_health h;
+	struct fleet_health h;
 	uint64_t state, flags;
 	int err;
 
 	if (!buf || !ret)
 		return -EINVAL;
-	err = dec_open(buf, len, BRAIN_REC_HEALTH, 12, &d);
+	err = dec_open(buf, len, FLEET_REC_HEALTH, 12, &d);
 	if (err < 0)
 		return err;
 	err = -EBADMSG;
@@ -523,7 +523,7 @@ int brain_health_decode(const uint8_t *buf, size_t len, struct brain_health *ret
 	h.swapping = flags & 2;
 	h.diverged = flags & 4;
 	const msgpack_object *held = field(&d, 7);
-	if (held->type != MSGPACK_OBJECT_ARRAY || held->via.array.size > BRAIN_HELD_MAX)
+	if (held->type != MSGPACK_OBJECT_ARRAY || held->via.array.size > FLEET_HELD_MAX)
 		goto out;
 	h.nheld = held->via.array.size;
 	for (uint32_t i = 0; i < h.nheld; i++)

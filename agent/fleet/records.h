@@ -1,5 +1,5 @@
 /*
- * agent/brain_codec.h: the replicated state of the cluster brain as gossip records.
+ * agent/fleet_codec.h: the replicated state of the cluster brain as gossip records.
  *
  * Every record is owned by the node that wrote it (gossip versions it per (owner, key)); its
  * key names what it is about and its value is versioned bytes:
@@ -9,15 +9,15 @@
  *     cert/<service>/<rev>/<i>    writer    'S' 1 | 'C' | msgpack [ncert, i, [bin16 ...]]
  *     vote/<service>/<rev>        voter     'S' 1 | 'V' | msgpack [service, rev, reason, hlc,
  *                                                             subject, target]
- *     health/<service>            node      'S' 1 | 'H' | msgpack [see struct brain_health]
+ *     health/<service>            node      'S' 1 | 'H' | msgpack [see struct fleet_health]
  *
- *     byte 0: 'S' (magic)  byte 1: BRAIN_REC_VERSION  byte 2: type  byte 3..: payload
+ *     byte 0: 'S' (magic)  byte 1: FLEET_REC_VERSION  byte 2: type  byte 3..: payload
  *
  * Why the certificate travels in separate chunks: a gossip value holds at most
  * GOSSIP_VALUE_MAX (768) bytes, and a rollback decided by 65 of 128 voters carries 1040 bytes
  * of voter ids. The revision record says how many ids its certificate has; a receiver
  * assembles the chunks of that owner and only then hands the revision to agree_accept. Every
- * chunk holds at most BRAIN_CERT_PER_CHUNK ids.
+ * chunk holds at most FLEET_CERT_PER_CHUNK ids.
  *
  * A deterministic rollback decided by several nodes is published by each of them as its own
  * records (owner = itself): receivers merge them with agree_accept (same decision, largest
@@ -37,31 +37,31 @@
 #include "agent/agree/agree.h"
 #include "store/store.h"
 
-#define BRAIN_REC_MAGIC	     'S'
-#define BRAIN_REC_VERSION    1
-#define BRAIN_REC_VALUE_MAX  768	/* = GOSSIP_VALUE_MAX */
-#define BRAIN_REC_KEY_MAX    128	/* = GOSSIP_KEY_MAX */
-#define BRAIN_CERT_PER_CHUNK 40		/* 40 * 16 bytes + framing < 768 */
-#define BRAIN_CERT_MAX	     4096	/* as store_revision_encode */
-#define BRAIN_HELD_MAX	     8		/* artifacts listed in a health record */
+#define FLEET_REC_MAGIC	     'S'
+#define FLEET_REC_VERSION    1
+#define FLEET_REC_VALUE_MAX  768	/* = GOSSIP_VALUE_MAX */
+#define FLEET_REC_KEY_MAX    128	/* = GOSSIP_KEY_MAX */
+#define FLEET_CERT_PER_CHUNK 40		/* 40 * 16 bytes + framing < 768 */
+#define FLEET_CERT_MAX	     4096	/* as store_revision_encode */
+#define FLEET_HELD_MAX	     8		/* artifacts listed in a health record */
 
-enum brain_rec_type {
-	BRAIN_REC_REV = 'R',
-	BRAIN_REC_CERT = 'C',
-	BRAIN_REC_VOTE = 'V',
-	BRAIN_REC_HEALTH = 'H',
+enum fleet_rec_type {
+	FLEET_REC_REV = 'R',
+	FLEET_REC_CERT = 'C',
+	FLEET_REC_VOTE = 'V',
+	FLEET_REC_HEALTH = 'H',
 };
 
 /* What a key names. */
-struct brain_key {
-	enum brain_rec_type type;
+struct fleet_key {
+	enum fleet_rec_type type;
 	char service[65];
 	uint64_t rev;		/* REV, CERT, VOTE */
 	uint32_t chunk;		/* CERT */
 };
 
 /* Health of one (node, service), as the node publishes it. */
-struct brain_health {
+struct fleet_health {
 	char service[65];
 	uint64_t running_rev;		/* 0 = nothing runs */
 	struct store_id running;	/* zero when nothing runs */
@@ -71,51 +71,51 @@ struct brain_health {
 	bool swapping;			/* a swap of this service is in progress (pacing) */
 	uint64_t desired_rev;		/* what this node wants to run */
 	uint32_t nheld;			/* artifacts of the service this node holds */
-	struct store_id held[BRAIN_HELD_MAX];
+	struct store_id held[FLEET_HELD_MAX];
 	bool diverged;			/* `rollback --local` marker active */
 	uint64_t local_base_rev;	/* the cluster rev this node diverged from */
 	uint64_t local_target_rev;	/* the rev whose artifact it runs instead */
 };
 
 /* Certificate chunk. */
-struct brain_cert_chunk {
+struct fleet_cert_chunk {
 	uint32_t ncert;			/* ids in the whole certificate */
 	uint32_t index;			/* chunk number: ids [index*PER, ...) */
 	uint32_t n;			/* ids in this chunk */
-	uint8_t ids[BRAIN_CERT_PER_CHUNK][STORE_NODE_ID_LEN];
+	uint8_t ids[FLEET_CERT_PER_CHUNK][STORE_NODE_ID_LEN];
 };
 
 /*
- * Keys. brain_key_format: writes a NUL-terminated key into @buf (@len >= BRAIN_REC_KEY_MAX + 1)
+ * Keys. fleet_key_format: writes a NUL-terminated key into @buf (@len >= FLEET_REC_KEY_MAX + 1)
  * and returns its length, or -EINVAL (bad service, rev 0) / -ENAMETOOLONG.
- * brain_key_parse: 0 and *ret; -EBADMSG (not one of ours or malformed); -ENOENT (a key of
+ * fleet_key_parse: 0 and *ret; -EBADMSG (not one of ours or malformed); -ENOENT (a key of
  * another namespace: not an error, just not ours). @ret untouched on failure.
  */
-int brain_key_format(const struct brain_key *k, char *buf, size_t len);
-int brain_key_parse(const void *key, size_t klen, struct brain_key *ret);
+int fleet_key_format(const struct fleet_key *k, char *buf, size_t len);
+int fleet_key_parse(const void *key, size_t klen, struct fleet_key *ret);
 
-/* Encoders: *ret_buf malloc'd (free(3)); 0, -EINVAL, -EMSGSIZE (over BRAIN_REC_VALUE_MAX),
+/* Encoders: *ret_buf malloc'd (free(3)); 0, -EINVAL, -EMSGSIZE (over FLEET_REC_VALUE_MAX),
  * -ENOMEM. The revision is encoded WITHOUT its certificate (see the chunk records). */
-int brain_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len);
-int brain_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
+int fleet_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len);
+int fleet_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
 		      size_t *ret_len);
-int brain_vote_encode(const struct agree_vote *v, uint8_t **ret_buf, size_t *ret_len);
-int brain_health_encode(const struct brain_health *h, uint8_t **ret_buf, size_t *ret_len);
+int fleet_vote_encode(const struct agree_vote *v, uint8_t **ret_buf, size_t *ret_len);
+int fleet_health_encode(const struct fleet_health *h, uint8_t **ret_buf, size_t *ret_len);
 /* Chunks needed for a certificate of @ncert ids (0 for none). */
-uint32_t brain_cert_chunks(uint32_t ncert);
+uint32_t fleet_cert_chunks(uint32_t ncert);
 
 /*
  * Decoders. The value's type byte must match the function. On success the outputs are filled
- * (brain_rev_decode: ret->cert NULL, ret->ncert = the announced certificate size, which the
+ * (fleet_rev_decode: ret->cert NULL, ret->ncert = the announced certificate size, which the
  * caller fills from the chunks). 0; -EBADMSG; -EPROTONOSUPPORT; -ENOMEM; outputs untouched on
- * failure. brain_vote_decode does not know the voter (the record's owner): ret->v.voter is
+ * failure. fleet_vote_decode does not know the voter (the record's owner): ret->v.voter is
  * zeroed; the caller sets it.
  */
-int brain_rev_decode(const uint8_t *buf, size_t len, struct store_revision *ret);
-int brain_cert_decode(const uint8_t *buf, size_t len, struct brain_cert_chunk *ret);
-int brain_vote_decode(const uint8_t *buf, size_t len, struct agree_vote *ret);
-int brain_health_decode(const uint8_t *buf, size_t len, struct brain_health *ret);
+int fleet_rev_decode(const uint8_t *buf, size_t len, struct store_revision *ret);
+int fleet_cert_decode(const uint8_t *buf, size_t len, struct fleet_cert_chunk *ret);
+int fleet_vote_decode(const uint8_t *buf, size_t len, struct agree_vote *ret);
+int fleet_health_decode(const uint8_t *buf, size_t len, struct fleet_health *ret);
 /* The type byte of a value (0 and *ret), -EBADMSG, -EPROTONOSUPPORT. */
-int brain_value_type(const uint8_t *buf, size_t len, enum brain_rec_type *ret);
+int fleet_value_type(const uint8_t *buf, size_t len, enum fleet_rec_type *ret);
 
 #endif

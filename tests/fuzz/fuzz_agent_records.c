@@ -1,7 +1,7 @@
 /*
- * Fuzz target for the cluster brain's gossip records (agent/brain_codec.c): every byte of a
+ * Fuzz target for the cluster brain's gossip records (agent/fleet_codec.c): every byte of a
  * record comes from another node. The input is split at the first 0x00 byte into a record
- * KEY and a VALUE (no 0x00: key only); the key goes through brain_key_parse, the value through
+ * KEY and a VALUE (no 0x00: key only); the key goes through fleet_key_parse, the value through
  * every decoder (each must reject the types that are not its own), and what decodes is
  * re-encoded and decoded again, which must give the same fields.
  */
@@ -20,27 +20,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t klen = zero ? (size_t)(zero - data) : size;
 	const uint8_t *val = zero ? zero + 1 : data + size;
 	size_t vlen = zero ? size - klen - 1 : 0;
-	struct brain_key k;
-	char key[BRAIN_REC_KEY_MAX + 1];
+	struct fleet_key k;
+	char key[FLEET_REC_KEY_MAX + 1];
 	uint8_t *buf;
 	size_t len;
 
-	if (klen && brain_key_parse(data, klen, &k) == 0) {
-		int n = brain_key_format(&k, key, sizeof key);
+	if (klen && fleet_key_parse(data, klen, &k) == 0) {
+		int n = fleet_key_format(&k, key, sizeof key);
 		if (n >= 0) {
-			struct brain_key k2;
-			if (brain_key_parse(key, (size_t)n, &k2) != 0 || k2.type != k.type ||
+			struct fleet_key k2;
+			if (fleet_key_parse(key, (size_t)n, &k2) != 0 || k2.type != k.type ||
 			    k2.rev != k.rev || k2.chunk != k.chunk || strcmp(k2.service, k.service))
 				abort();
 		}
 	}
 
 	struct store_revision r;
-	if (brain_rev_decode(val, vlen, &r) == 0) {
+	if (fleet_rev_decode(val, vlen, &r) == 0) {
 		r.ncert = 0; /* the announced count has no ids behind it here */
-		if (brain_rev_encode(&r, &buf, &len) == 0) {
+		if (fleet_rev_encode(&r, &buf, &len) == 0) {
 			struct store_revision r2;
-			if (brain_rev_decode(buf, len, &r2) != 0 || r2.rev != r.rev ||
+			if (fleet_rev_decode(buf, len, &r2) != 0 || r2.rev != r.rev ||
 			    strcmp(r2.service, r.service) != 0)
 				abort();
 			store_revision_release(&r2);
@@ -48,32 +48,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		store_revision_release(&r);
 	}
-	struct brain_cert_chunk c;
-	if (brain_cert_decode(val, vlen, &c) == 0 && (c.n == 0 || c.n > BRAIN_CERT_PER_CHUNK))
+	struct fleet_cert_chunk c;
+	if (fleet_cert_decode(val, vlen, &c) == 0 && (c.n == 0 || c.n > FLEET_CERT_PER_CHUNK))
 		abort();
 	struct agree_vote v;
-	if (brain_vote_decode(val, vlen, &v) == 0) {
-		if (brain_vote_encode(&v, &buf, &len) == 0) {
+	if (fleet_vote_decode(val, vlen, &v) == 0) {
+		if (fleet_vote_encode(&v, &buf, &len) == 0) {
 			struct agree_vote v2;
-			if (brain_vote_decode(buf, len, &v2) != 0 || v2.v.rev != v.v.rev ||
+			if (fleet_vote_decode(buf, len, &v2) != 0 || v2.v.rev != v.v.rev ||
 			    v2.subject != v.subject || v2.target != v.target)
 				abort();
 			free(buf);
 		}
 	}
-	struct brain_health h;
-	if (brain_health_decode(val, vlen, &h) == 0) {
-		if (h.nheld > BRAIN_HELD_MAX)
+	struct fleet_health h;
+	if (fleet_health_decode(val, vlen, &h) == 0) {
+		if (h.nheld > FLEET_HELD_MAX)
 			abort();
-		if (brain_health_encode(&h, &buf, &len) == 0) {
-			struct brain_health h2;
-			if (brain_health_decode(buf, len, &h2) != 0 ||
+		if (fleet_health_encode(&h, &buf, &len) == 0) {
+			struct fleet_health h2;
+			if (fleet_health_decode(buf, len, &h2) != 0 ||
 			    memcmp(&h2, &h, sizeof h) != 0)
 				abort();
 			free(buf);
 		}
 	}
-	enum brain_rec_type t;
-	(void)brain_value_type(val, vlen, &t);
+	enum fleet_rec_type t;
+	(void)fleet_value_type(val, vlen, &t);
 	return 0;
 }

@@ -3,7 +3,7 @@
  * over its own real LMDB store) connected by an in-process fake transport that carries the
  * brains' OWN records only (the real gossip is tested in its module; the integration tests
  * run real agentd processes). The brains run with no_runtime: what they decide is read with
- * brain_desired, not executed.
+ * fleet_desired, not executed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,31 +31,31 @@
 static void test_keys(void **state)
 {
 	(void)state;
-	struct brain_key k = {.type = BRAIN_REC_CERT, .rev = 12, .chunk = 3}, k2;
-	char buf[BRAIN_REC_KEY_MAX + 1];
+	struct fleet_key k = {.type = FLEET_REC_CERT, .rev = 12, .chunk = 3}, k2;
+	char buf[FLEET_REC_KEY_MAX + 1];
 	strcpy(k.service, "web");
-	int n = brain_key_format(&k, buf, sizeof buf);
+	int n = fleet_key_format(&k, buf, sizeof buf);
 	assert_true(n > 0);
 	assert_string_equal(buf, "cert/web/12/3");
-	EQ(brain_key_parse(buf, (size_t)n, &k2), 0);
-	EQ(k2.type, BRAIN_REC_CERT);
+	EQ(fleet_key_parse(buf, (size_t)n, &k2), 0);
+	EQ(k2.type, FLEET_REC_CERT);
 	EQ(k2.rev, 12);
 	EQ(k2.chunk, 3);
 	assert_string_equal(k2.service, "web");
-	EQ(brain_key_parse("health/web", 10, &k2), 0);
-	EQ(k2.type, BRAIN_REC_HEALTH);
+	EQ(fleet_key_parse("health/web", 10, &k2), 0);
+	EQ(k2.type, FLEET_REC_HEALTH);
 	static const char *const bad[] = {"rev/web/0", "rev/web/01", "rev/web/", "rev//1",
 					  "rev/w b/1", "vote/web/1/2", "health/web/1",
 					  "rev/web/99999999999999999999999", "cert/web/1",
 					  "cert/web/1/x"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		int r = brain_key_parse(bad[i], strlen(bad[i]), &k2);
+		int r = fleet_key_parse(bad[i], strlen(bad[i]), &k2);
 		if (r != -EBADMSG)
 			fail_msg("key %s: %d, want -EBADMSG", bad[i], r);
 	}
-	EQ(brain_key_parse("members/abc", 11, &k2), -ENOENT);
+	EQ(fleet_key_parse("members/abc", 11, &k2), -ENOENT);
 	k.rev = 0;
-	EQ(brain_key_format(&k, buf, sizeof buf), -EINVAL);
+	EQ(fleet_key_format(&k, buf, sizeof buf), -EINVAL);
 }
 
 static void fill_rev(struct store_revision *r, uint32_t ncert)
@@ -85,10 +85,10 @@ static void test_rev_and_cert(void **state)
 	uint8_t *buf;
 	size_t len;
 	fill_rev(&r, 95);
-	EQ(brain_cert_chunks(95), 3);
-	EQ(brain_rev_encode(&r, &buf, &len), 0);
-	assert_true(len <= BRAIN_REC_VALUE_MAX);
-	EQ(brain_rev_decode(buf, len, &d), 0);
+	EQ(fleet_cert_chunks(95), 3);
+	EQ(fleet_rev_encode(&r, &buf, &len), 0);
+	assert_true(len <= FLEET_REC_VALUE_MAX);
+	EQ(fleet_rev_decode(buf, len, &d), 0);
 	EQ(d.ncert, 95);
 	assert_null(d.cert);
 	EQ(d.rev, 7);
@@ -97,29 +97,29 @@ static void test_rev_and_cert(void **state)
 	/* every strict prefix is refused */
 	for (size_t i = 0; i < len; i++) {
 		struct store_revision x;
-		int e = brain_rev_decode(buf, i, &x);
+		int e = fleet_rev_decode(buf, i, &x);
 		if (e == 0)
 			fail_msg("prefix of %zu bytes decoded", i);
 	}
 	free(buf);
 	uint8_t ids[95][STORE_NODE_ID_LEN];
 	for (uint32_t i = 0; i < 3; i++) {
-		struct brain_cert_chunk c;
-		EQ(brain_cert_encode(&r, i, &buf, &len), 0);
-		assert_true(len <= BRAIN_REC_VALUE_MAX);
-		EQ(brain_cert_decode(buf, len, &c), 0);
+		struct fleet_cert_chunk c;
+		EQ(fleet_cert_encode(&r, i, &buf, &len), 0);
+		assert_true(len <= FLEET_REC_VALUE_MAX);
+		EQ(fleet_cert_decode(buf, len, &c), 0);
 		EQ(c.ncert, 95);
 		EQ(c.index, i);
 		EQ(c.n, i < 2 ? 40 : 15);
 		memcpy(ids[i * 40], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
 		/* a chunk is not a vote nor a revision */
 		struct agree_vote v;
-		EQ(brain_vote_decode(buf, len, &v), -EBADMSG);
-		EQ(brain_rev_decode(buf, len, &d), -EBADMSG);
+		EQ(fleet_vote_decode(buf, len, &v), -EBADMSG);
+		EQ(fleet_rev_decode(buf, len, &d), -EBADMSG);
 		free(buf);
 	}
 	assert_memory_equal(ids, r.cert, sizeof ids);
-	EQ(brain_cert_encode(&r, 3, &buf, &len), -EINVAL);
+	EQ(fleet_cert_encode(&r, 3, &buf, &len), -EINVAL);
 	store_revision_release(&r);
 	store_revision_release(&d);
 }
@@ -134,21 +134,21 @@ static void test_vote_health(void **state)
 	v.v.rev = 5;
 	v.v.reason = STORE_VOTE_OPERATOR;
 	v.v.hlc = 123456789;
-	EQ(brain_vote_encode(&v, &buf, &len), 0);
-	EQ(brain_vote_decode(buf, len, &d), 0);
+	EQ(fleet_vote_encode(&v, &buf, &len), 0);
+	EQ(fleet_vote_decode(buf, len, &d), 0);
 	EQ(d.v.rev, 5);
 	EQ(d.subject, 77);
 	EQ(d.target, 3);
 	EQ(d.v.reason, STORE_VOTE_OPERATOR);
 	assert_string_equal(d.v.service, "api");
-	buf[1] = BRAIN_REC_VERSION + 1;
-	EQ(brain_vote_decode(buf, len, &d), -EPROTONOSUPPORT);
-	buf[1] = BRAIN_REC_VERSION;
+	buf[1] = FLEET_REC_VERSION + 1;
+	EQ(fleet_vote_decode(buf, len, &d), -EPROTONOSUPPORT);
+	buf[1] = FLEET_REC_VERSION;
 	buf[0] = 'X';
-	EQ(brain_vote_decode(buf, len, &d), -EBADMSG);
+	EQ(fleet_vote_decode(buf, len, &d), -EBADMSG);
 	free(buf);
 
-	struct brain_health h, hd;
+	struct fleet_health h, hd;
 	memset(&h, 0, sizeof h);
 	strcpy(h.service, "api");
 	h.running_rev = 4;
@@ -157,15 +157,15 @@ static void test_vote_health(void **state)
 	h.diverged = true;
 	h.local_base_rev = 4;
 	h.local_target_rev = 2;
-	h.nheld = BRAIN_HELD_MAX;
-	for (int i = 0; i < BRAIN_HELD_MAX; i++)
+	h.nheld = FLEET_HELD_MAX;
+	for (int i = 0; i < FLEET_HELD_MAX; i++)
 		memset(h.held[i].b, i + 1, STORE_ID_LEN);
-	EQ(brain_health_encode(&h, &buf, &len), 0);
-	assert_true(len <= BRAIN_REC_VALUE_MAX);
-	EQ(brain_health_decode(buf, len, &hd), 0);
+	EQ(fleet_health_encode(&h, &buf, &len), 0);
+	assert_true(len <= FLEET_REC_VALUE_MAX);
+	EQ(fleet_health_decode(buf, len, &hd), 0);
 	assert_memory_equal(&h, &hd, sizeof h);
 	for (size_t i = 0; i < len; i++)
-		if (brain_health_decode(buf, i, &hd) == 0)
+		if (fleet_health_decode(buf, i, &hd) == 0)
 			fail_msg("health prefix of %zu bytes decoded", i);
 	/* write the seed corpus of the fuzzer when asked */
 	const char *dir = getenv("SHOAL_WRITE_CORPUS");
@@ -175,7 +175,7 @@ static void test_vote_health(void **state)
 		uint8_t *rb;
 		size_t rl;
 		fill_rev(&r, 3);
-		EQ(brain_rev_encode(&r, &rb, &rl), 0);
+		EQ(fleet_rev_encode(&r, &rb, &rl), 0);
 		snprintf(p, sizeof p, "%s/rev_rollback", dir);
 		FILE *f = fopen(p, "wb");
 		fwrite("rev/web/7", 1, 10, f);
@@ -184,7 +184,7 @@ static void test_vote_health(void **state)
 		free(rb);
 		store_revision_release(&r);
 		fill_rev(&r, 0);
-		EQ(brain_rev_encode(&r, &rb, &rl), 0);
+		EQ(fleet_rev_encode(&r, &rb, &rl), 0);
 		snprintf(p, sizeof p, "%s/rev_deploy", dir);
 		f = fopen(p, "wb");
 		fwrite("rev/web/7", 1, 10, f);
@@ -222,9 +222,9 @@ static void test_quorum_parse(void **state)
 
 struct rec {
 	uint8_t owner[STORE_NODE_ID_LEN];
-	char key[BRAIN_REC_KEY_MAX + 1];
+	char key[FLEET_REC_KEY_MAX + 1];
 	size_t klen;
-	uint8_t val[BRAIN_REC_VALUE_MAX];
+	uint8_t val[FLEET_REC_VALUE_MAX];
 	size_t vlen;
 	uint64_t version;
 	struct gossip_record g;
@@ -246,7 +246,7 @@ struct node {
 	uint8_t id[STORE_NODE_ID_LEN];
 	char dir[64];
 	struct store *s;
-	struct brain *b;
+	struct fleet *b;
 	struct store_id v1, v2;
 };
 
@@ -271,7 +271,7 @@ static int fput(void *ud, const void *key, size_t klen, const void *val, size_t 
 		memcpy(r->key, key, klen);
 		r->klen = klen;
 	}
-	assert_true(vlen <= BRAIN_REC_VALUE_MAX);
+	assert_true(vlen <= FLEET_REC_VALUE_MAX);
 	memcpy(r->val, val, vlen);
 	r->vlen = vlen;
 	r->version++;
@@ -346,7 +346,7 @@ static void pump(void)
 		for (int i = 0; i < NB; i++) {
 			if (memcmp(N[i].id, r->owner, STORE_NODE_ID_LEN) == 0 || NET.blocked[i])
 				continue;
-			brain_on_record(N[i].b, as_gossip(r));
+			fleet_on_record(N[i].b, as_gossip(r));
 		}
 	}
 }
@@ -386,7 +386,7 @@ static void call(struct node *n, const char *op, struct ctl_response *resp, uint
 	EQ(ctl_request_decode(p, len, &req, err, sizeof err), 0);
 	struct ctl_peer peer = {.known = true, .uid = 1000, .gid = 1000, .pid = 77};
 	ctl_enc_init(&out);
-	EQ(brain_ctl(n->b, op, &req, &peer, &out), 0);
+	EQ(fleet_ctl(n->b, op, &req, &peer, &out), 0);
 	const uint8_t *op_buf;
 	EQ(ctl_enc_finish(&out, &op_buf, &len), 0);
 	*keep = malloc(len);
@@ -447,11 +447,11 @@ static int setup_cluster(void **state)
 		struct node *n = &N[i];
 		char name[8];
 		snprintf(name, sizeof name, "b%d", i);
-		struct brain_opts o = {.node_id = n->id, .node_name = name, .no_runtime = true};
-		struct brain_net bn = {.put = fput, .get = fget, .record_foreach = frecords,
+		struct fleet_opts o = {.node_id = n->id, .node_name = name, .no_runtime = true};
+		struct fleet_net bn = {.put = fput, .get = fget, .record_foreach = frecords,
 				       .member_foreach = fmembers, .ud = n};
-		EQ(brain_new(&loop, n->s, &o, &bn, &n->b), 0);
-		EQ(brain_start(n->b), 0);
+		EQ(fleet_new(&loop, n->s, &o, &bn, &n->b), 0);
+		EQ(fleet_start(n->b), 0);
 	}
 	/* keep the base dir name for teardown in N[0].dir's parent */
 	return 0;
@@ -467,7 +467,7 @@ static int teardown_cluster(void **state)
 	(void)state;
 	int n = 0;
 	for (int i = 0; i < NB; i++)
-		brain_close(N[i].b, closed, &n);
+		fleet_close(N[i].b, closed, &n);
 	while (n < NB)
 		uv_run(&loop, UV_RUN_ONCE);
 	EQ(uv_loop_close(&loop), 0);
@@ -486,7 +486,7 @@ static void expect_desired(int i, uint64_t rev, const struct store_id *art)
 {
 	uint64_t r = 0;
 	struct store_id a;
-	int e = brain_desired(N[i].b, "web", &r, &a);
+	int e = fleet_desired(N[i].b, "web", &r, &a);
 	if (e < 0 || r != rev || memcmp(&a, art, sizeof a) != 0)
 		fail_msg("b%d: desired rev %" PRIu64 " (err %d), want %" PRIu64, i, r, e, rev);
 }
@@ -574,7 +574,7 @@ static void test_cluster_rollback(void **state)
 	NET.down[0] = NET.down[1] = true;
 	NET.blocked[0] = NET.blocked[1] = true;
 	for (int i = 2; i < NB; i++)
-		brain_on_member(N[i].b, NULL);
+		fleet_on_member(N[i].b, NULL);
 	call(&N[2], "rollback", &resp, &keep, "service=s:web;to=u:1");
 	assert_true(resp.ok);
 	ctl_response_release(&resp);
@@ -595,7 +595,7 @@ static void test_cluster_rollback(void **state)
 	 * forced deploy and condemned again by rev 5) */
 	call(&N[3], "rollback", &resp, &keep, "service=s:web;local=b");
 	if (resp.ok)
-		EQ(brain_desired(N[3].b, "web", NULL, NULL), 1);
+		EQ(fleet_desired(N[3].b, "web", NULL, NULL), 1);
 	ctl_response_release(&resp);
 	free(keep);
 
