@@ -2,8 +2,103 @@
 #include "agent/ctl/ctl_args.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "store/store.h"
+
+/* One row: 0, or <0 with the error response written. */
+static int decode_one(const struct ctl_arg *a, const struct ctl_request *req, char *base,
+		      struct ctl_enc *out)
+{
+	const char *invalid = a->invalid ? a->invalid : a->bad;
+	const msgpack_object *o;
+	char *s = NULL;
+	int r;
+
+	switch (a->type) {
+	case CTL_ARG_STR:
+		r = ctl_arg_str(req, a->key, &s);
+		if (r == -ENOENT && !a->required)
+			return 0;
+		if (r == -ENOMEM) {
+			ctl_enc_fail(out, CTL_E_INTERNAL, "%s", strerror(ENOMEM));
+			return r;
+		}
+		if (r < 0) {
+			if (a->bad)
+				ctl_enc_fail(out, CTL_E_BAD_REQUEST, "%s", a->bad);
+			else if (r == -ENOENT)
+				ctl_enc_fail(out, CTL_E_BAD_REQUEST, "missing argument \"%s\"", a->key);
+			else
+				ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+					     "argument \"%s\" must be a non-empty string without NUL "
+					     "bytes", a->key);
+			return -EINVAL;
+		}
+		/* stored first, so that a refused value is released with the rest */
+		memcpy(base + a->offset, &s, sizeof s);
+		if ((a->valid && !a->valid(s)) || (a->max_len && strlen(s) > a->max_len)) {
+			ctl_enc_fail(out, CTL_E_BAD_REQUEST, "%s", invalid);
+			return -EINVAL;
+		}
+		return 0;
+	case CTL_ARG_UINT:
+		o = ctl_map_get(req->args, a->key);
+		if (!o || o->type == MSGPACK_OBJECT_NIL)
+			return 0;
+		if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+			if (a->bad)
+				ctl_enc_fail(out, CTL_E_BAD_REQUEST, "%s", a->bad);
+			else
+				ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+					     "\"%s\" must be a non-negative integer", a->key);
+			return -EINVAL;
+		}
+		if (a->max && o->via.u64 > a->max) {
+			ctl_enc_fail(out, CTL_E_BAD_REQUEST, "%s", invalid);
+			return -EINVAL;
+		}
+		memcpy(base + a->offset, &o->via.u64, sizeof o->via.u64);
+		return 0;
+	case CTL_ARG_FLAG: {
+		o = ctl_map_get(req->args, a->key);
+		bool v = o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+		memcpy(base + a->offset, &v, sizeof v);
+		return 0;
+	}
+	}
+	ctl_enc_fail(out, CTL_E_INTERNAL, "argument \"%s\" of an unknown type", a->key);
+	return -EINVAL;
+}
+
+int ctl_args_decode(const struct ctl_args_spec *spec, const struct ctl_request *req, void *ret,
+		    struct ctl_enc *out)
+{
+	memset(ret, 0, spec->size);
+	for (size_t i = 0; i < spec->nargs; i++) {
+		int r = decode_one(&spec->args[i], req, ret, out);
+		if (r < 0) {
+			ctl_args_release(spec, ret);
+			return r;
+		}
+	}
+	return 0;
+}
+
+void ctl_args_release(const struct ctl_args_spec *spec, void *args)
+{
+	char *base = args;
+	for (size_t i = 0; i < spec->nargs; i++) {
+		char *s;
+		if (spec->args[i].type != CTL_ARG_STR)
+			continue;
+		memcpy(&s, base + spec->args[i].offset, sizeof s);
+		free(s);
+		s = NULL;
+		memcpy(base + spec->args[i].offset, &s, sizeof s);
+	}
+}
 
 enum ctl_err agent_ctl_err_from_errno(int err)
 {

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "agent/base/log.h"
+#include "agent/ctl/ctl_args.h"
 
 #define CTL_READ_CHUNK	(64 * 1024)
 #define CTL_BACKLOG	128
@@ -272,10 +273,29 @@ static void conn_send_error(struct ctl_conn *c, enum ctl_err e, const char *msg,
 	conn_send(c);
 }
 
+void ctl_op_call(const struct ctl_op *op, void *ud, const struct ctl_request *req,
+		 const struct ctl_peer *peer, struct ctl_enc *out)
+{
+	if (!op->args) {
+		op->fn(ud, req, peer, out);
+		return;
+	}
+	void *args = malloc(op->args->size ? op->args->size : 1);
+	if (!args) {
+		ctl_enc_fail(out, CTL_E_INTERNAL, "out of memory");
+		return;
+	}
+	if (ctl_args_decode(op->args, req, args, out) == 0) {
+		op->run(op->of ? op->of(ud) : ud, args, peer, out);
+		ctl_args_release(op->args, args);
+	}
+	free(args);
+}
+
 static void work_cb(uv_work_t *w)
 {
 	struct ctl_conn *c = w->data;
-	c->op->fn(c->srv->opts.ud, &c->req, &c->peer, &c->out);
+	ctl_op_call(c->op, c->srv->opts.ud, &c->req, &c->peer, &c->out);
 }
 
 static void start_work(struct ctl_conn *c);
@@ -383,7 +403,7 @@ static void conn_process(struct ctl_conn *c)
 		  c->peer.uid, c->peer.pid, op->name);
 	ctl_enc_reset(&c->out);
 	if (!op->blocking) {
-		op->fn(s->opts.ud, &c->req, &c->peer, &c->out);
+		ctl_op_call(op, s->opts.ud, &c->req, &c->peer, &c->out);
 		conn_send(c);
 		return;
 	}

@@ -52,18 +52,35 @@ struct ctl_peer {
 };
 
 /*
- * One operation. @fn writes a complete response frame body into @out: either ctl_enc_ok()
- * followed by exactly one value, or ctl_enc_error(). @req and @peer are borrowed for the call.
- * A blocking op runs on a threadpool thread (several may run at once, for different clients);
- * an inline one on the loop thread and must return quickly.
+ * One operation, one row of a table. It writes a complete response frame body into @out:
+ * either ctl_enc_ok() followed by exactly one value, or ctl_enc_error(). @req and @peer are
+ * borrowed for the call. A blocking op runs on a threadpool thread (several may run at once,
+ * for different clients); an inline one on the loop thread and must return quickly.
+ *
+ * Two kinds of rows:
+ *  - a declared op (@args set): the server decodes the request's arguments into a struct of
+ *    @args->size bytes (ctl_args.h: ctl_args_decode answers bad_request itself) and calls
+ *    @run(target, &that struct, peer, out), target = @of(ud), the object of the module that
+ *    owns the op (NULL @of: ud itself). The module's function never sees the request.
+ *  - a raw op (@args NULL): @fn(ud, req, peer, out) reads the request itself (with
+ *    ctl_args_decode too, when its arguments fit a table).
  */
+struct ctl_args_spec;
 struct ctl_op {
 	const char *name;
 	bool blocking;		/* runs on the threadpool */
 	bool heavy;		/* blocking and long: counted against max_heavy */
 	void (*fn)(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
 		   struct ctl_enc *out);
+	const struct ctl_args_spec *args;
+	void *(*of)(void *ud);
+	void (*run)(void *target, const void *args, const struct ctl_peer *peer,
+		    struct ctl_enc *out);
 };
+
+/* Run @op for one request as the server does (decode the declared arguments, then the call). */
+void ctl_op_call(const struct ctl_op *op, void *ud, const struct ctl_request *req,
+		 const struct ctl_peer *peer, struct ctl_enc *out);
 
 struct ctl_server_opts {
 	const char *path;	/* socket path; the parent directory is created (0755) if missing */

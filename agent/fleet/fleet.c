@@ -15,129 +15,11 @@
  * the same path is idempotent (agree_accept answers KEEP for what is held), cheap at the sizes
  * Shoal targets, and keeps one code path. A 5 s timer does the same as a safety net.
  */
-#include "agent/fleet/fleet.h"
-
-#include <errno.h>
-#include <inttypes.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "agent/base/clock.h"
-#include "agent/ctl/ctl_args.h"
-#include "agent/cluster/cluster.h"
-#include "agent/node/health.h"
-#include "agent/base/hlc.h"
-#include "agent/base/log.h"
-#include "agent/node/reconcile.h"
-
-#define RESYNC_MS   5000
-#define DEBOUNCE_MS 50
-#define HSTATE_NONE 0xff
-#define SETTLE_MS   1000	/* pacing: how long lower-ranked peers get to announce a new rev */
-
-struct svc {
-	char name[65];
-	struct store_revision *log;	/* winners, any order; certs owned */
-	size_t nlog, caplog;
-	struct agree_vote *votes;
-	size_t nvotes, capvotes;
-	bool have_local;
-	struct agree_local local;
-	uint64_t voted_rev;		/* highest rev this node voted against */
-
-	bool have_desired;
-	uint64_t desired_rev;
-	struct store_id desired;
-	bool diverged;
-
-	uint64_t running_rev;
-	struct store_id running;
-	uint8_t hstate;			/* enum health_state or HSTATE_NONE */
-	uint64_t hsince;
-	bool missed;
-	bool swapping;
-	uint64_t swap_target;		/* for the swap-start event */
-	bool need_announced;
-	bool fetch_announced;		/* "fetching" was said for the desired rev */
-	uint64_t desired_since;		/* uv_now when the desired revision last changed */
-	bool health_dirty;		/* a health record is due (coalesced, see publish_health) */
-};
-
-struct peer_health {
-	uint8_t node[STORE_NODE_ID_LEN];
-	struct fleet_health h;
-};
-
-struct fleet_ev {
-	uint64_t seq;
-	uint64_t wall_ms;
-	char kind[16];
-	char service[65];
-	uint64_t rev;
-	char node[65];
-	char text[200];
-};
-
-struct fleet {
-	uv_loop_t *loop;
-	struct store *s;
-	struct fleet_net net;
-	uint8_t id[STORE_NODE_ID_LEN];
-	char name[65];
-	char site[65];
-	bool has_site;
-	char *state_dir;
-	char *unit_dir, *bus_address, *docker_host;	/* for pcfg; NULL = plugin default */
-	struct agree_quorum_rule *quorums;
-	size_t nquorums;
-	unsigned max_par;
-	bool no_runtime;
-	struct reconcile_opts ropts;
-	fleet_need_artifact_fn *need_artifact;	/* opts: the peer-to-peer fetch, or NULL */
-	void *need_artifact_ud;
-
-	struct hlc clock;
-	struct plugin_config pcfg;
-	struct reconcile *rec;
-	struct health *health;
-
-	struct svc **svcs;
-	size_t nsvcs;
-	struct peer_health *peers;
-	size_t npeers, cappeers;
-
-	struct agree_member *members;
-	size_t nmembers;
-	char (*member_sites)[65];
-	char (*member_names)[65];
-
-	struct fleet_ev *ring;
-	uint64_t seq;
-
-	uv_timer_t resync;
-	bool resync_open;
-	uv_timer_t pub;			/* coalesces health publications */
-	uv_timer_t vflush;		/* gathers received votes for one store write */
-	bool started, closing;
-	unsigned closing_parts;
-	void (*close_cb)(void *ud);
-	void *close_ud;
-	uint64_t hlc_refused;
-	/* votes of other nodes, written to the store in batches off the loop (vote_queue) */
-	struct store_vote *vq, *vjob;
-	size_t nvq, capvq, nvjob;
-	uv_work_t vwork;
-	bool vjob_running;
-	int vjob_err;
-	bool need_replay;		/* a revision was refused (AGREE_ECERT): re-examine the
-					 * held records at the next membership change */
-};
+#include "agent/fleet/fleet_int.h"
 
 /* ---- Small helpers ------------------------------------------------------------------------- */
 
-static uint64_t stamp(struct fleet *b)
+uint64_t fleet__stamp(struct fleet *b)
 {
 	uint64_t t = 0;
 	if (hlc_now(&b->clock, agent_now_ms(), &t) < 0)
@@ -145,64 +27,30 @@ static uint64_t stamp(struct fleet *b)
 	return t;
 }
 
-static void observe(struct fleet *b, uint64_t remote)
+void fleet__observe(struct fleet *b, uint64_t remote)
 {
 	if (remote && hlc_update(&b->clock, agent_now_ms(), remote, NULL) == -ERANGE)
 		b->hlc_refused++;
 }
 
-static void hex_id(const uint8_t *id, size_t n, char *out)
+void fleet__hex_id(const uint8_t *id, size_t n, char *out)
 {
 	for (size_t i = 0; i < n; i++)
 		snprintf(out + 2 * i, 3, "%02x", id[i]);
 }
 
-static const char *member_name(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN], char *buf)
+const char *fleet__member_name(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN], char *buf)
 {
 	for (size_t i = 0; i < b->nmembers; i++)
 		if (memcmp(b->members[i].id, id, STORE_NODE_ID_LEN) == 0 && b->member_names[i][0])
 			return b->member_names[i];
-	hex_id(id, 4, buf);
+	fleet__hex_id(id, 4, buf);
 	return buf;
-}
-
-static void event(struct fleet *b, const char *kind, const char *service, uint64_t rev,
-		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void event(struct fleet *b, const char *kind, const char *service, uint64_t rev,
-		  const char *fmt, ...)
-{
-	struct fleet_ev *e = &b->ring[b->seq % FLEET_EVENTS_MAX];
-	va_list ap;
-	memset(e, 0, sizeof *e);
-	e->seq = ++b->seq;
-	e->wall_ms = agent_now_ms();
-	snprintf(e->kind, sizeof e->kind, "%s", kind);
-	snprintf(e->service, sizeof e->service, "%s", service ? service : "");
-	e->rev = rev;
-	snprintf(e->node, sizeof e->node, "%s", b->name);
-	va_start(ap, fmt);
-	vsnprintf(e->text, sizeof e->text, fmt, ap);
-	va_end(ap);
-	log_info("event %s %s rev %" PRIu64 ": %s", e->kind, e->service, rev, e->text);
-}
-
-uint64_t fleet_event_seq(const struct fleet *b)
-{
-	return b->seq;
-}
-
-static const struct agree_quorum *quorum_of(struct fleet *b, const char *service)
-{
-	static const struct agree_quorum majority = {.kind = AGREE_QUORUM_MAJORITY};
-	for (size_t i = 0; i < b->nquorums; i++)
-		if (strcmp(b->quorums[i].service, service) == 0)
-			return &b->quorums[i].q;
-	return &majority;
 }
 
 /* ---- Services ------------------------------------------------------------------------------ */
 
-static struct svc *svc_find(struct fleet *b, const char *name)
+struct svc *fleet__svc_find(struct fleet *b, const char *name)
 {
 	for (size_t i = 0; i < b->nsvcs; i++)
 		if (strcmp(b->svcs[i]->name, name) == 0)
@@ -210,9 +58,9 @@ static struct svc *svc_find(struct fleet *b, const char *name)
 	return NULL;
 }
 
-static struct svc *svc_get(struct fleet *b, const char *name)
+struct svc *fleet__svc_get(struct fleet *b, const char *name)
 {
-	struct svc *v = svc_find(b, name);
+	struct svc *v = fleet__svc_find(b, name);
 	if (v)
 		return v;
 	if (strlen(name) > 64)
@@ -241,7 +89,7 @@ static void svc_free(struct svc *v)
 	free(v);
 }
 
-static uint64_t svc_max_rev(const struct svc *v)
+uint64_t fleet__svc_max_rev(const struct svc *v)
 {
 	uint64_t m = 0;
 	for (size_t i = 0; i < v->nlog; i++)
@@ -251,7 +99,7 @@ static uint64_t svc_max_rev(const struct svc *v)
 }
 
 /* Copy @r (deep) into the log, replacing the record at its rev. */
-static int log_set(struct svc *v, const struct store_revision *r)
+int fleet__log_set(struct svc *v, const struct store_revision *r)
 {
 	struct store_revision c = *r;
 	c.cert = NULL;
@@ -284,7 +132,7 @@ static int log_set(struct svc *v, const struct store_revision *r)
 
 /* Add a vote; one per (rev, voter); a later copy with more information replaces a store-loaded
  * one (subject ANY). Returns 1 if new or changed, 0 if known, -ENOMEM. */
-static int vote_add(struct svc *v, const struct agree_vote *nv)
+int fleet__vote_add(struct svc *v, const struct agree_vote *nv)
 {
 	for (size_t i = 0; i < v->nvotes; i++) {
 		struct agree_vote *o = &v->votes[i];
@@ -309,7 +157,7 @@ static int vote_add(struct svc *v, const struct agree_vote *nv)
 	return 1;
 }
 
-static bool voted(const struct svc *v, const uint8_t *voter, uint64_t rev)
+bool fleet__voted(const struct svc *v, const uint8_t *voter, uint64_t rev)
 {
 	for (size_t i = 0; i < v->nvotes; i++)
 		if (v->votes[i].v.rev == rev &&
@@ -413,7 +261,7 @@ static int members_refresh(struct fleet *b)
 
 /* ---- Publishing ---------------------------------------------------------------------------- */
 
-static int put_value(struct fleet *b, const struct fleet_key *k, uint8_t *val, size_t vlen)
+int fleet__put_value(struct fleet *b, const struct fleet_key *k, uint8_t *val, size_t vlen)
 {
 	char key[FLEET_REC_KEY_MAX + 1];
 	int n = fleet_key_format(k, key, sizeof key);
@@ -426,7 +274,7 @@ static int put_value(struct fleet *b, const struct fleet_key *k, uint8_t *val, s
 	return r < 0 ? r : 0;
 }
 
-static int publish_rev(struct fleet *b, const struct store_revision *r)
+int fleet__publish_rev(struct fleet *b, const struct store_revision *r)
 {
 	uint8_t *val;
 	size_t len;
@@ -438,7 +286,7 @@ static int publish_rev(struct fleet *b, const struct store_revision *r)
 			return err;
 		struct fleet_key k = {.type = FLEET_REC_CERT, .rev = r->rev, .chunk = i};
 		snprintf(k.service, sizeof k.service, "%s", r->service);
-		err = put_value(b, &k, val, len);
+		err = fleet__put_value(b, &k, val, len);
 		if (err < 0)
 			return err;
 	}
@@ -447,7 +295,7 @@ static int publish_rev(struct fleet *b, const struct store_revision *r)
 		return err;
 	struct fleet_key k = {.type = FLEET_REC_REV, .rev = r->rev};
 	snprintf(k.service, sizeof k.service, "%s", r->service);
-	return put_value(b, &k, val, len);
+	return fleet__put_value(b, &k, val, len);
 }
 
 static int held_cb(const struct store_artifact_info *a, void *ud)
@@ -463,8 +311,6 @@ static int held_cb(const struct store_artifact_info *a, void *ud)
 	return 0;
 }
 
-#define PUBLISH_MS 30
-#define VOTE_FLUSH_MS 200	/* received votes gathered per store transaction */
 
 static void publish_health_now(struct fleet *b, struct svc *v);
 
@@ -484,7 +330,7 @@ static void on_publish(uv_timer_t *t)
  * relayed to every node, competing for piggyback room with the votes and decisions that
  * matter more. So a change marks the service and a PUBLISH_MS timer sends the latest state.
  */
-static void publish_health(struct fleet *b, struct svc *v)
+void fleet__publish_health(struct fleet *b, struct svc *v)
 {
 	v->health_dirty = true;
 	if (!b->closing && !uv_is_active((uv_handle_t *)&b->pub))
@@ -518,372 +364,7 @@ static void publish_health_now(struct fleet *b, struct svc *v)
 		return;
 	struct fleet_key k = {.type = FLEET_REC_HEALTH};
 	snprintf(k.service, sizeof k.service, "%s", v->name);
-	put_value(b, &k, val, len);
-}
-
-/* ---- Desired ------------------------------------------------------------------------------- */
-
-static void need_artifact(struct fleet *b, struct svc *v)
-{
-	struct store_artifact_info info;
-	if (store_artifact_get(b->s, &v->desired, &info) == 0) {
-		store_artifact_info_release(&info);
-		v->need_announced = false;
-		return;
-	}
-	if (v->need_announced)
-		return;
-	v->need_announced = true;
-	char hex[STORE_ID_HEXLEN + 1];
-	store_id_hex(&v->desired, hex);
-	if (!b->need_artifact) {
-		event(b, "missing", v->name, v->desired_rev,
-		      "artifact %.12s is not in the local store", hex);
-		return;
-	}
-	uint8_t(*holders)[STORE_NODE_ID_LEN] = calloc(b->npeers + 1, STORE_NODE_ID_LEN);
-	size_t n = 0;
-	if (!holders)
-		return;
-	for (size_t i = 0; i < b->npeers; i++) {
-		struct peer_health *p = &b->peers[i];
-		if (strcmp(p->h.service, v->name) != 0)
-			continue;
-		for (uint32_t j = 0; j < p->h.nheld; j++)
-			if (memcmp(&p->h.held[j], &v->desired, sizeof v->desired) == 0) {
-				memcpy(holders[n++], p->node, STORE_NODE_ID_LEN);
-				break;
-			}
-	}
-	/* not a failure: the swap waits (its materialize step retries) until the fetch lands */
-	event(b, "fetching", v->name, v->desired_rev,
-	      "fetching artifact %.12s from peers (%zu known to hold it)", hex, n);
-	v->fetch_announced = true;
-	b->need_artifact(b->need_artifact_ud, v->name, v->desired_rev, &v->desired,
-			    (const uint8_t(*)[STORE_NODE_ID_LEN])holders, n);
-	free(holders);
-}
-
-static void recompute(struct fleet *b, struct svc *v)
-{
-	struct store_id art;
-	uint64_t rev = 0;
-	const char *site = b->has_site ? b->site : NULL;
-	int r = agree_effective(v->log, v->nlog, site, v->have_local ? &v->local : NULL, &art);
-	bool changed_marker = false;
-
-	if (r < 0)
-		return;
-	if (r == 1) {
-		rev = v->local.target_rev;
-	} else {
-		const struct store_revision *d = agree_desired(v->log, v->nlog, site);
-		if (!d)
-			return;
-		rev = d->rev;
-		if (v->have_local) {
-			event(b, "local-cleared", v->name, rev,
-			      "the cluster moved past rev %" PRIu64 ": following it again",
-			      v->local.base_rev);
-			v->have_local = false;
-			changed_marker = true;
-		}
-	}
-	bool div = r == 1;
-	if (v->have_desired && v->desired_rev == rev &&
-	    memcmp(&v->desired, &art, sizeof art) == 0 && v->diverged == div) {
-		if (changed_marker)
-			publish_health(b, v);
-		return;
-	}
-	v->have_desired = true;
-	v->desired_since = uv_now(b->loop);
-	v->desired_rev = rev;
-	v->desired = art;
-	v->diverged = div;
-	v->need_announced = false;
-	v->fetch_announced = false;
-	char hex[STORE_ID_HEXLEN + 1];
-	store_id_hex(&art, hex);
-	event(b, "desired", v->name, rev, "desired: rev %" PRIu64 " artifact %.12s%s", rev, hex,
-	      div ? " (diverged: local rollback)" : "");
-	need_artifact(b, v);
-	if (b->rec) {
-		int e = reconcile_set_desired(b->rec, v->name, rev, &art);
-		if (e < 0)
-			log_warning("%s: cannot set the desired revision: %s", v->name, strerror(-e));
-	}
-	publish_health(b, v);
-}
-
-/* ---- Accepting revisions and deciding ------------------------------------------------------- */
-
-static void decide(struct fleet *b, struct svc *v);
-
-/* Merge @r (decoded, cert filled) into the log. @mine: we wrote it. Returns the agree result. */
-static int accept_rev(struct fleet *b, struct svc *v, const struct store_revision *r, bool mine)
-{
-	const struct agree_quorum *q = quorum_of(b, v->name);
-	int a;
-
-	observe(b, r->hlc);
-	a = agree_accept(v->log, v->nlog, b->members, b->nmembers, q, r);
-	if (a < 0) {
-		if (mine)
-			log_warning("%s: own revision %" PRIu64 " refused: %s", v->name, r->rev,
-				    agree_strerror(a));
-		return a;
-	}
-	if (a == AGREE_KEEP)
-		return a;
-	const struct store_revision *old = agree_at(v->log, v->nlog, r->rev);
-	bool displaced_ours = old && a == AGREE_REPLACE && old->kind == STORE_REV_DEPLOY &&
-			      memcmp(old->origin, b->id, STORE_NODE_ID_LEN) == 0 &&
-			      !agree_revision_same(old, r);
-	bool same_decision = old && agree_revision_same(old, r);
-	int e = store_revision_put(b->s, r);
-	if (e < 0) {
-		log_error("%s: cannot store revision %" PRIu64 ": %s", v->name, r->rev,
-			  store_strerror(e));
-		return e;
-	}
-	if (log_set(v, r) < 0)
-		return -ENOMEM;
-	if (displaced_ours)
-		event(b, "displaced", v->name, r->rev,
-		      "our deploy at rev %" PRIu64 " lost to a concurrent %s: deploy again",
-		      r->rev, r->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy");
-	char hex[STORE_ID_HEXLEN + 1];
-	store_id_hex(&r->artifact, hex);
-	if (r->kind == STORE_REV_ROLLBACK) {
-		struct store_id bad;
-		/* the same decision with another certificate (in a large cluster, every node
-		 * that saw the quorum wrote its own copy) condemns what the first one did: no
-		 * second synchronous store write for it */
-		if (!same_decision && agree_condemned_by(v->log, v->nlog, r, &bad) == 0) {
-			int c = store_artifact_set_condemned(b->s, &bad, true);
-			if (c < 0 && c != -ENOENT)
-				log_warning("%s: cannot mark the artifact condemned: %s", v->name,
-					    store_strerror(c));
-		}
-		if (!same_decision)
-			event(b, "decision", v->name, r->rev,
-			      "rollback to %.12s decided (certificate of %" PRIu32 " voters%s)", hex,
-			      r->ncert, mine ? ", written here" : "");
-	} else {
-		char who[2 * STORE_NODE_ID_LEN + 1];
-		event(b, "revision", v->name, r->rev, "deploy of %.12s from %s%s%s", hex,
-		      member_name(b, r->origin, who), r->reason[0] ? ": " : "", r->reason);
-	}
-	decide(b, v);
-	recompute(b, v);
-	return a;
-}
-
-/* Is the rollback for bad record @bad already in the log? */
-static bool decided(const struct svc *v, const struct store_revision *bad)
-{
-	const struct store_revision *n = agree_at(v->log, v->nlog, bad->rev + 1);
-	return n && n->kind == STORE_REV_ROLLBACK && n->hlc == bad->hlc + 1;
-}
-
-static void decide(struct fleet *b, struct svc *v)
-{
-	const struct agree_quorum *q = quorum_of(b, v->name);
-	/* distinct revs with votes, ascending, each tried once */
-	uint64_t last = 0;
-	for (;;) {
-		uint64_t next = UINT64_MAX;
-		for (size_t i = 0; i < v->nvotes; i++)
-			if (v->votes[i].v.rev > last && v->votes[i].v.rev < next)
-				next = v->votes[i].v.rev;
-		if (next == UINT64_MAX)
-			return;
-		last = next;
-		const struct store_revision *bad = agree_at(v->log, v->nlog, next);
-		if (!bad || decided(v, bad))
-			continue;
-		struct store_revision rb;
-		int r = agree_decide(v->log, v->nlog, b->members, b->nmembers, q, v->name, next,
-				     v->votes, v->nvotes, &rb);
-		if (r < 0) {
-			if (r != -AGREE_ENOQUORUM)
-				log_debug("%s: rev %" PRIu64 " not decided: %s", v->name, next,
-					  agree_strerror(r));
-			continue;
-		}
-		/* publish only a decision new to this node: if the same one (or a better
-		 * certificate) already arrived from another node, its writer spreads it, and N
-		 * copies of one decision would only load the gossip of a large cluster */
-		int a = accept_rev(b, v, &rb, true);
-		if (a == AGREE_STORE || a == AGREE_REPLACE)
-			publish_rev(b, &rb);
-		store_revision_release(&rb);
-		/* accept_rev recursed into decide and may have changed the log: restart the scan
-		 * after this rev (the arrays may have moved) */
-	}
-}
-
-/* ---- Votes --------------------------------------------------------------------------------- */
-
-static int cast_vote(struct fleet *b, struct svc *v, const struct store_revision *subject,
-		     enum store_vote_reason reason, uint64_t target)
-{
-	struct agree_vote av;
-	uint8_t *val;
-	size_t len;
-	int r;
-
-	memset(&av, 0, sizeof av);
-	snprintf(av.v.service, sizeof av.v.service, "%s", v->name);
-	av.v.rev = subject->rev;
-	memcpy(av.v.voter, b->id, STORE_NODE_ID_LEN);
-	av.v.reason = reason;
-	av.v.hlc = stamp(b);
-	av.subject = subject->hlc;
-	av.target = target;
-	if (voted(v, b->id, subject->rev))
-		return 0;
-	r = vote_add(v, &av);
-	if (r < 0)
-		return r;
-	store_vote_put(b->s, &av.v);
-	if (subject->rev > v->voted_rev)
-		v->voted_rev = subject->rev;
-	r = fleet_vote_encode(&av, &val, &len);
-	if (r < 0)
-		return r;
-	struct fleet_key k = {.type = FLEET_REC_VOTE, .rev = subject->rev};
-	snprintf(k.service, sizeof k.service, "%s", v->name);
-	r = put_value(b, &k, val, len);
-	event(b, "vote", v->name, subject->rev, "%s votes against rev %" PRIu64 " (%s%s)",
-	      b->name, subject->rev, reason == STORE_VOTE_HEALTH ? "health" : "operator",
-	      target ? ", to an explicit rev" : "");
-	decide(b, v);
-	return r;
-}
-
-/* The node can carry out a rollback of @bad toward @target if it holds the target artifact
- * (or a fetch hook exists). */
-static bool can_carry_out(struct fleet *b, struct svc *v, const struct store_revision *bad,
-			  uint64_t target)
-{
-	const struct store_revision *t = NULL;
-	struct store_artifact_info info;
-	if (target) {
-		t = agree_at(v->log, v->nlog, target);
-	} else if (agree_previous_good(v->log, v->nlog, bad->rev, &t) < 0) {
-		t = NULL;
-	}
-	if (!t)
-		return false;
-	if (b->need_artifact)
-		return true;
-	if (store_artifact_get(b->s, &t->artifact, &info) < 0)
-		return false;
-	store_artifact_info_release(&info);
-	return true;
-}
-
-/*
- * Other nodes' votes reach the store in batches (gathered for VOTE_FLUSH_MS), on the thread
- * pool, one job at a time (what arrives meanwhile waits for the next job): in a cluster of N
- * nodes a rollback brings every node N votes, and one synchronous transaction (one fsync)
- * per vote on the loop stalled it for seconds on a busy disk. Losing the tail of a batch in
- * a crash is harmless: the vote records are persisted by the cluster layer too, and every
- * voter keeps gossiping its own vote. A node's OWN vote is still written before it is
- * published (cast_vote).
- */
-static void vjob_start(struct fleet *b);
-static void on_vflush(uv_timer_t *t);
-static void part_closed(struct fleet *b);
-
-static void vjob_work(uv_work_t *w)
-{
-	struct fleet *b = w->data;
-	b->vjob_err = store_vote_put_many(b->s, b->vjob, b->nvjob);
-}
-
-static void vjob_done(uv_work_t *w, int status)
-{
-	struct fleet *b = w->data;
-	(void)status;
-	if (b->vjob_err < 0)
-		log_warning("cannot store %zu vote(s): %s", b->nvjob, store_strerror(b->vjob_err));
-	free(b->vjob);
-	b->vjob = NULL;
-	b->nvjob = 0;
-	b->vjob_running = false;
-	if (b->closing) {
-		part_closed(b);
-		return;
-	}
-	if (b->nvq && !uv_is_active((uv_handle_t *)&b->vflush))
-		uv_timer_start(&b->vflush, on_vflush, VOTE_FLUSH_MS, 0);
-}
-
-static void on_vflush(uv_timer_t *t)
-{
-	vjob_start(t->data);
-}
-
-static void vjob_start(struct fleet *b)
-{
-	if (b->vjob_running || b->nvq == 0 || b->closing)
-		return;
-	b->vjob = b->vq;
-	b->nvjob = b->nvq;
-	b->vq = NULL;
-	b->nvq = b->capvq = 0;
-	b->vwork.data = b;
-	b->vjob_running = true;
-	if (uv_queue_work(b->loop, &b->vwork, vjob_work, vjob_done) < 0) {
-		/* no thread pool: write here rather than lose them */
-		b->vjob_running = false;
-		vjob_work(&b->vwork);
-		free(b->vjob);
-		b->vjob = NULL;
-		b->nvjob = 0;
-	}
-}
-
-static void vote_queue(struct fleet *b, const struct store_vote *sv)
-{
-	if (b->nvq == b->capvq) {
-		size_t cap = b->capvq ? 2 * b->capvq : 32;
-		struct store_vote *n = realloc(b->vq, cap * sizeof *n);
-		if (!n) {
-			store_vote_put(b->s, sv);
-			return;
-		}
-		b->vq = n;
-		b->capvq = cap;
-	}
-	b->vq[b->nvq++] = *sv;
-	/* a window of VOTE_FLUSH_MS gathers the burst of a rollback into one transaction */
-	if (!b->vjob_running && !uv_is_active((uv_handle_t *)&b->vflush))
-		uv_timer_start(&b->vflush, on_vflush, VOTE_FLUSH_MS, 0);
-}
-
-static void on_vote(struct fleet *b, struct svc *v, const struct agree_vote *av)
-{
-	int r = vote_add(v, av);
-	if (r <= 0)
-		return;
-	observe(b, av->v.hlc);
-	vote_queue(b, &av->v);
-	char who[2 * STORE_NODE_ID_LEN + 1];
-	event(b, "vote", v->name, av->v.rev, "%s votes against rev %" PRIu64 " (%s)",
-	      member_name(b, av->v.voter, who), av->v.rev,
-	      av->v.reason == STORE_VOTE_HEALTH ? "health" : "operator");
-	/* echo an operator's vote against the revision we are meant to run */
-	const struct store_revision *d =
-		agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
-	if (av->v.reason == STORE_VOTE_OPERATOR && d && d->rev == av->v.rev &&
-	    (av->subject == AGREE_SUBJECT_ANY || av->subject == d->hlc) &&
-	    !voted(v, b->id, d->rev) && can_carry_out(b, v, d, av->target))
-		cast_vote(b, v, d, STORE_VOTE_OPERATOR, av->target);
-	decide(b, v);
+	fleet__put_value(b, &k, val, len);
 }
 
 /* ---- Records ------------------------------------------------------------------------------- */
@@ -951,7 +432,7 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		return;
 	}
 	bool own = memcmp(g->owner, b->id, STORE_NODE_ID_LEN) == 0;
-	struct svc *v = svc_get(b, k.service);
+	struct svc *v = fleet__svc_get(b, k.service);
 	if (!v)
 		return;
 	switch (k.type) {
@@ -968,7 +449,7 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		}
 		/* fast path for the replays: the same bytes held */
 		if (!(held && agree_revision_cmp(held, &rv) == 0) &&
-		    accept_rev(b, v, &rv, own) == -AGREE_ECERT)
+		    fleet__accept_rev(b, v, &rv, own) == -AGREE_ECERT)
 			b->need_replay = true;
 		store_revision_release(&rv);
 		break;
@@ -982,11 +463,11 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		}
 		memcpy(av.v.voter, g->owner, STORE_NODE_ID_LEN);
 		if (own) {
-			if (vote_add(v, &av) > 0 && av.v.rev > v->voted_rev)
+			if (fleet__vote_add(v, &av) > 0 && av.v.rev > v->voted_rev)
 				v->voted_rev = av.v.rev;
-			observe(b, av.v.hlc);
+			fleet__observe(b, av.v.hlc);
 		} else {
-			on_vote(b, v, &av);
+			fleet__on_vote(b, v, &av);
 		}
 		break;
 	}
@@ -995,7 +476,7 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		if (fleet_health_decode(g->value, g->value_len, &h) < 0 ||
 		    strcmp(h.service, k.service) != 0)
 			return;
-		observe(b, h.since_hlc);
+		fleet__observe(b, h.since_hlc);
 		if (own)
 			return;
 		struct peer_health *p = NULL;
@@ -1021,8 +502,8 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		p->h = h;
 		if (changed && !replay && h.state != HSTATE_NONE) {
 			char who[2 * STORE_NODE_ID_LEN + 1];
-			event(b, "peer-health", k.service, h.running_rev, "%s runs rev %" PRIu64 ": %s",
-			      member_name(b, g->owner, who), h.running_rev,
+			fleet__event(b, "peer-health", k.service, h.running_rev, "%s runs rev %" PRIu64 ": %s",
+			      fleet__member_name(b, g->owner, who), h.running_rev,
 			      health_state_name((enum health_state)h.state));
 		}
 		break;
@@ -1055,8 +536,8 @@ static void resync(struct fleet *b, bool replay)
 		b->net.record_foreach(b->net.ud, replay_cb, b);
 	}
 	for (size_t i = 0; i < b->nsvcs; i++) {
-		decide(b, b->svcs[i]);
-		recompute(b, b->svcs[i]);
+		fleet__decide(b, b->svcs[i]);
+		fleet__recompute(b, b->svcs[i]);
 	}
 }
 
@@ -1092,51 +573,6 @@ void fleet_on_member(struct fleet *b, const struct gossip_member *m)
 
 /* ---- Reconciler and health callbacks -------------------------------------------------------- */
 
-static bool may_start(void *ud, const char *service, uint64_t rev)
-{
-	struct fleet *b = ud;
-	struct svc *v = svc_find(b, service);
-	if (!v)
-		return true;
-	if (b->max_par) {
-		unsigned busy = 0;
-		const char *mysite = b->has_site ? b->site : "";
-		bool settling = uv_now(b->loop) - v->desired_since < SETTLE_MS;
-		for (size_t i = 0; i < b->nmembers; i++) {
-			const struct agree_member *m = &b->members[i];
-			if (memcmp(m->id, b->id, STORE_NODE_ID_LEN) == 0 ||
-			    m->state == AGREE_DEAD || m->state == AGREE_LEFT ||
-			    strcmp(m->site ? m->site : "", mysite) != 0)
-				continue;
-			const struct peer_health *p = NULL;
-			for (size_t j = 0; j < b->npeers; j++)
-				if (memcmp(b->peers[j].node, m->id, STORE_NODE_ID_LEN) == 0 &&
-				    strcmp(b->peers[j].h.service, service) == 0)
-					p = &b->peers[j];
-			/* a slot is taken by a peer that says it is swapping, or RESERVED by a
-			 * peer with a lower id that must swap to this rev too (its record says
-			 * so, or, while the news settles, it has not said anything yet): the
-			 * nodes of a site thus follow a common order instead of all starting
-			 * at the instant they learn of a new revision */
-			if (p && p->h.swapping) {
-				busy++;
-				continue;
-			}
-			if (memcmp(m->id, b->id, STORE_NODE_ID_LEN) > 0 || (p && p->h.running_rev == rev))
-				continue;
-			if ((p && p->h.desired_rev == rev) || settling)
-				busy++;
-		}
-		if (busy >= b->max_par) {
-			event(b, "paced", service, rev, "%u node(s) of this site are swapping", busy);
-			return false;
-		}
-	}
-	v->swapping = true;
-	publish_health(b, v);
-	return true;
-}
-
 static void start_health(struct fleet *b, struct svc *v, uint64_t rev,
 			 const struct store_id *art)
 {
@@ -1162,7 +598,7 @@ static void start_health(struct fleet *b, struct svc *v, uint64_t rev,
 	if (r < 0)
 		log_warning("%s: cannot start health checks: %s", v->name, strerror(-r));
 	v->hstate = r < 0 ? HSTATE_NONE : HEALTH_STARTING;
-	v->hsince = stamp(b);
+	v->hsince = fleet__stamp(b);
 	v->missed = false;
 	store_artifact_info_release(&info);
 }
@@ -1171,7 +607,7 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 		       const struct store_id *artifact, int status)
 {
 	struct fleet *b = ud;
-	struct svc *v = svc_get(b, service);
+	struct svc *v = fleet__svc_get(b, service);
 	if (!v)
 		return;
 	if (status < 0) {
@@ -1182,13 +618,13 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 			char hex[STORE_ID_HEXLEN + 1];
 			store_id_hex(artifact, hex);
 			if (!v->fetch_announced)
-				event(b, "fetching", service, rev,
+				fleet__event(b, "fetching", service, rev,
 				      "swap to rev %" PRIu64 " waits for artifact %.12s, being "
 				      "fetched from peers", rev, hex);
 			v->fetch_announced = true;
 			return;
 		}
-		event(b, "swap-failed", service, rev, "swap failed: %s (retrying)",
+		fleet__event(b, "swap-failed", service, rev, "swap failed: %s (retrying)",
 		      status == -ENOENT ? "artifact not in the local store" : strerror(-status));
 		return;
 	}
@@ -1201,7 +637,7 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 		memset(&v->running, 0, sizeof v->running);
 	char hex[STORE_ID_HEXLEN + 1];
 	store_id_hex(&v->running, hex);
-	event(b, "swap-done", service, rev, "%s now runs rev %" PRIu64 " (%.12s)", b->name, rev,
+	fleet__event(b, "swap-done", service, rev, "%s now runs rev %" PRIu64 " (%.12s)", b->name, rev,
 	      hex);
 	if (rev && artifact) {
 		start_health(b, v, rev, artifact);
@@ -1209,18 +645,18 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 		health_stop(b->health, service);
 		v->hstate = HSTATE_NONE;
 	}
-	publish_health(b, v);
+	fleet__publish_health(b, v);
 }
 
 static void on_rstate(void *ud, const struct reconcile_event *ev)
 {
 	struct fleet *b = ud;
-	struct svc *v = svc_find(b, ev->service);
+	struct svc *v = fleet__svc_find(b, ev->service);
 	if (!v)
 		return;
 	if (ev->kind == RECONCILE_EV_STEP && v->swap_target != ev->rev) {
 		v->swap_target = ev->rev;
-		event(b, "swap-start", ev->service, ev->rev, "%s starts swapping to rev %" PRIu64,
+		fleet__event(b, "swap-start", ev->service, ev->rev, "%s starts swapping to rev %" PRIu64,
 		      b->name, ev->rev);
 	}
 }
@@ -1245,23 +681,23 @@ static void on_plugin_log(struct plugin *p, const char *service, int fd, const c
 static void on_health(void *ud, const char *service, uint64_t rev, const struct health_status *st)
 {
 	struct fleet *b = ud;
-	struct svc *v = svc_find(b, service);
+	struct svc *v = fleet__svc_find(b, service);
 	if (!v || rev != v->running_rev)
 		return;
 	bool was_missed = v->missed;
 	v->hstate = (uint8_t)st->state;
-	v->hsince = stamp(b);
+	v->hsince = fleet__stamp(b);
 	v->missed = st->missed;
-	event(b, "health", service, rev, "%s: rev %" PRIu64 " %s%s%s", b->name, rev,
+	fleet__event(b, "health", service, rev, "%s: rev %" PRIu64 " %s%s%s", b->name, rev,
 	      health_state_name(st->state), st->detail[0] ? ": " : "", st->detail);
-	publish_health(b, v);
+	fleet__publish_health(b, v);
 	if (st->state == HEALTH_HEALTHY && !st->missed && b->rec)
 		reconcile_mark_good(b->rec, service, rev, &v->running);
 	if (st->missed && !was_missed && !v->diverged) {
 		const struct store_revision *d =
 			agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
 		if (d && d->rev == rev && memcmp(&d->artifact, &v->running, sizeof v->running) == 0)
-			cast_vote(b, v, d, STORE_VOTE_HEALTH, 0);
+			fleet__cast_vote(b, v, d, STORE_VOTE_HEALTH, 0);
 	}
 }
 
@@ -1334,20 +770,20 @@ nomem:
 static int load_rev_cb(const struct store_revision *r, void *ud)
 {
 	struct svc *v = ud;
-	return log_set(v, r);
+	return fleet__log_set(v, r);
 }
 
 static int load_vote_cb(const struct store_vote *sv, void *ud)
 {
 	struct svc *v = ud;
 	struct agree_vote av = {.v = *sv, .subject = AGREE_SUBJECT_ANY, .target = 0};
-	return vote_add(v, &av) < 0 ? -ENOMEM : 0;
+	return fleet__vote_add(v, &av) < 0 ? -ENOMEM : 0;
 }
 
 static int load_service_cb(const char *service, void *ud)
 {
 	struct fleet *b = ud;
-	struct svc *v = svc_get(b, service);
+	struct svc *v = fleet__svc_get(b, service);
 	struct store_service_state st;
 	if (!v)
 		return -ENOMEM;
@@ -1355,7 +791,7 @@ static int load_service_cb(const char *service, void *ud)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < v->nlog; i++) {
-		observe(b, v->log[i].hlc);
+		fleet__observe(b, v->log[i].hlc);
 		store_vote_foreach(b->s, service, v->log[i].rev, load_vote_cb, v);
 	}
 	if (store_service_state_get(b->s, service, &st) == 0) {
@@ -1391,7 +827,7 @@ int fleet_start(struct fleet *b)
 		b->pcfg.on_log = on_plugin_log;
 		b->pcfg.ud = b;
 		struct reconcile_callbacks cbs = {
-			.may_start = may_start,
+			.may_start = fleet__may_start,
 			.on_swapped = on_swapped,
 			.on_state = on_rstate,
 			.ud = b,
@@ -1406,13 +842,13 @@ int fleet_start(struct fleet *b)
 			log_notice("resuming %d interrupted swap(s) from the journal", r);
 	}
 	b->started = true;
-	event(b, "start", NULL, 0, "%s started (%zu service(s) known)", b->name, b->nsvcs);
+	fleet__event(b, "start", NULL, 0, "%s started (%zu service(s) known)", b->name, b->nsvcs);
 	resync(b, true);
 	uv_timer_start(&b->resync, on_resync, RESYNC_MS, 0);
 	return 0;
 }
 
-static void part_closed(struct fleet *b)
+void fleet__part_closed(struct fleet *b)
 {
 	if (--b->closing_parts)
 		return;
@@ -1439,18 +875,18 @@ static void part_closed(struct fleet *b)
 
 static void timer_closed(uv_handle_t *h)
 {
-	part_closed(h->data);
+	fleet__part_closed(h->data);
 }
 
 static void rec_closed(void *ud)
 {
-	part_closed(ud);
+	fleet__part_closed(ud);
 }
 
 static void health_closed(struct health *h, void *ud)
 {
 	(void)h;
-	part_closed(ud);
+	fleet__part_closed(ud);
 }
 
 void fleet_close(struct fleet *b, void (*cb)(void *ud), void *ud)
@@ -1495,7 +931,7 @@ void fleet_artifact_arrived(struct fleet *b, const struct store_id *artifact)
 int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
 		  struct store_id *ret_artifact)
 {
-	struct svc *v = b ? svc_find(b, service) : NULL;
+	struct svc *v = b ? fleet__svc_find(b, service) : NULL;
 	if (!v || !v->have_desired)
 		return -ENOENT;
 	if (ret_rev)
@@ -1503,578 +939,4 @@ int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
 	if (ret_artifact)
 		*ret_artifact = v->desired;
 	return v->diverged ? 1 : 0;
-}
-
-/* ---- Control operations ---------------------------------------------------------------------- */
-
-static void kv_id(struct ctl_enc *e, const char *k, const struct store_id *id)
-{
-	char hex[STORE_ID_HEXLEN + 1];
-	static const struct store_id zero;
-	ctl_enc_str(e, k);
-	if (memcmp(id, &zero, sizeof zero) == 0)
-		ctl_enc_nil(e);
-	else
-		ctl_enc_str(e, store_id_hex(id, hex));
-}
-
-/* Optional string argument: 0 and *ret (NULL if absent), or replies bad_request and <0. */
-static int opt_str(const struct ctl_request *req, const char *key, char **ret,
-		   struct ctl_enc *out)
-{
-	int r = ctl_arg_str(req, key, ret);
-	if (r == -ENOENT) {
-		*ret = NULL;
-		return 0;
-	}
-	if (r < 0) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"%s\" must be a non-empty string", key);
-		return r;
-	}
-	return 0;
-}
-
-static int opt_uint(const struct ctl_request *req, const char *key, uint64_t *ret,
-		    struct ctl_enc *out)
-{
-	const msgpack_object *o = ctl_map_get(req->args, key);
-	if (!o || o->type == MSGPACK_OBJECT_NIL) {
-		*ret = 0;
-		return 0;
-	}
-	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"%s\" must be a non-negative integer", key);
-		return -EINVAL;
-	}
-	*ret = o->via.u64;
-	return 0;
-}
-
-static bool opt_bool(const struct ctl_request *req, const char *key)
-{
-	const msgpack_object *o = ctl_map_get(req->args, key);
-	return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
-}
-
-static bool name_ok(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > 64)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
-			return false;
-	return true;
-}
-
-static int scope_arg(const struct ctl_request *req, char *scope, struct ctl_enc *out)
-{
-	char *s = NULL;
-	if (opt_str(req, "scope", &s, out) < 0)
-		return -EINVAL;
-	scope[0] = 0;
-	if (s && strcmp(s, "cluster") != 0) {
-		if (!agree_scope_valid(s)) {
-			ctl_enc_fail(out, CTL_E_BAD_REQUEST, "scope must be site:NAME");
-			free(s);
-			return -EINVAL;
-		}
-		snprintf(scope, 65, "%s", s);
-	}
-	free(s);
-	return 0;
-}
-
-static void do_deploy(struct fleet *b, const struct ctl_request *req, const struct ctl_peer *peer,
-		      struct ctl_enc *out)
-{
-	char *service = NULL, *art = NULL, *reason = NULL;
-	char scope[65];
-	struct store_id id;
-	struct store_artifact_info info;
-	bool have_info = false;
-	int r;
-
-	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
-		goto out;
-	}
-	if (ctl_arg_str(req, "artifact", &art) < 0) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
-			     "\"artifact\" (an id or unique prefix) is required");
-		goto out;
-	}
-	if (opt_str(req, "reason", &reason, out) < 0 || scope_arg(req, scope, out) < 0)
-		goto out;
-	if (reason && strlen(reason) > 200) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"reason\" is limited to 200 bytes");
-		goto out;
-	}
-	bool force = opt_bool(req, "force");
-	r = store_artifact_find(b->s, art, &id);
-	if (r < 0) {
-		ctl_enc_fail(out, r == -EEXIST ? CTL_E_AMBIGUOUS : r == -EINVAL ? CTL_E_BAD_REQUEST
-									  : CTL_E_NOT_FOUND,
-			     r == -EEXIST ? "id prefix %.64s matches several artifacts"
-				   : "no artifact with id %.64s in the local store (import it here, "
-				     "or give its full id: agentctl then fetches it from a peer)",
-			     art);
-		goto out;
-	}
-	r = store_artifact_get(b->s, &id, &info);
-	if (r < 0) {
-		ctl_enc_fail(out, agent_ctl_err_from_errno(r), "%s", store_strerror(r));
-		goto out;
-	}
-	have_info = true;
-	if (strcmp(info.manifest.service, service) != 0) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "artifact %.12s is of service %s, not %s", art,
-			     info.manifest.service, service);
-		goto out;
-	}
-	struct svc *v = svc_get(b, service);
-	if (!v) {
-		ctl_enc_fail(out, CTL_E_INTERNAL, "out of memory");
-		goto out;
-	}
-	if (!force && (info.condemned || agree_check_deploy(v->log, v->nlog, &id, false) < 0)) {
-		ctl_enc_fail(out, CTL_E_CONDEMNED,
-			     "artifact %.12s of %s was condemned by a cluster rollback; "
-			     "deploy it again with --force",
-			     art, service);
-		goto out;
-	}
-	struct store_revision rv;
-	memset(&rv, 0, sizeof rv);
-	snprintf(rv.service, sizeof rv.service, "%s", service);
-	uint64_t latest = 0;
-	store_revision_latest(b->s, service, &latest);
-	rv.rev = (svc_max_rev(v) > latest ? svc_max_rev(v) : latest) + 1;
-	rv.artifact = id;
-	rv.kind = STORE_REV_DEPLOY;
-	snprintf(rv.scope, sizeof rv.scope, "%s", scope);
-	memcpy(rv.origin, b->id, STORE_NODE_ID_LEN);
-	rv.hlc = stamp(b);
-	rv.operator_uid = peer && peer->known ? peer->uid : UINT32_MAX;
-	rv.operator_pid = peer && peer->known ? peer->pid : 0;
-	snprintf(rv.reason, sizeof rv.reason, "%s", reason ? reason : "");
-	if (force && info.condemned)
-		store_artifact_set_condemned(b->s, &id, false);
-	r = accept_rev(b, v, &rv, true);
-	if (r < 0) {
-		ctl_enc_fail(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
-			     "cannot create revision %" PRIu64 ": %s", rv.rev, agree_strerror(r));
-		goto out;
-	}
-	publish_rev(b, &rv);
-	ctl_enc_ok(out);
-	ctl_enc_map(out, 4);
-	ctl_kv_str(out, "service", service);
-	ctl_kv_uint(out, "rev", rv.rev);
-	kv_id(out, "artifact", &id);
-	ctl_kv_str(out, "version", info.manifest.version ? info.manifest.version : "");
-out:
-	if (have_info)
-		store_artifact_info_release(&info);
-	free(service);
-	free(art);
-	free(reason);
-}
-
-static void do_rollback(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
-{
-	char *service = NULL, *reason = NULL;
-	char scope[65];
-	uint64_t to = 0;
-	int r;
-
-	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
-		goto out;
-	}
-	if (opt_str(req, "reason", &reason, out) < 0 || scope_arg(req, scope, out) < 0 ||
-	    opt_uint(req, "to", &to, out) < 0)
-		goto out;
-	bool local = opt_bool(req, "local");
-	struct svc *v = svc_find(b, service);
-	const char *site = scope[0] ? scope + 5 : (b->has_site ? b->site : NULL);
-	const struct store_revision *d = v ? agree_desired(v->log, v->nlog, site) : NULL;
-	if (!d) {
-		ctl_enc_fail(out, CTL_E_NO_REVISION, "%s has no revision to roll back%s%s", service,
-			     scope[0] ? " in " : "", scope);
-		goto out;
-	}
-	if (scope[0] && strcmp(d->scope, scope) != 0) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
-			     "the revision %" PRIu64 " desired in %s has scope %s: "
-			     "roll back with that scope",
-			     d->rev, scope, d->scope[0] ? d->scope : "cluster");
-		goto out;
-	}
-	if (to) {
-		const struct store_revision *t = agree_at(v->log, v->nlog, to);
-		if (!t || to >= d->rev) {
-			ctl_enc_fail(out, CTL_E_NO_REVISION, "--to %" PRIu64 ": %s", to,
-				     !t ? "no such revision"
-					: "must be below the desired revision");
-			goto out;
-		}
-		if (memcmp(&t->artifact, &d->artifact, sizeof t->artifact) == 0) {
-			ctl_enc_fail(out, CTL_E_BAD_REQUEST,
-				     "rev %" PRIu64 " runs the same artifact", to);
-			goto out;
-		}
-	}
-	uint64_t bad = d->rev;
-	if (local) {
-		struct agree_local l;
-		r = agree_local_rollback(v->log, v->nlog, service, b->has_site ? b->site : NULL,
-					 to, stamp(b), &l);
-		if (r < 0) {
-			ctl_enc_fail(out, CTL_E_NO_REVISION, "cannot roll back locally: %s",
-				     agree_strerror(r));
-			goto out;
-		}
-		v->local = l;
-		v->have_local = true;
-		event(b, "local-rollback", service, l.target_rev,
-		      "%s diverges: runs rev %" PRIu64 " instead of rev %" PRIu64 "%s%s", b->name,
-		      l.target_rev, l.base_rev, reason ? ": " : "", reason ? reason : "");
-		recompute(b, v);
-		publish_health(b, v);
-	} else {
-		if (!can_carry_out(b, v, d, to)) {
-			ctl_enc_fail(out, CTL_E_NOT_FOUND,
-				     "this node cannot carry out the rollback of rev %" PRIu64
-				     ": the target artifact is not held",
-				     bad);
-			goto out;
-		}
-		r = cast_vote(b, v, d, STORE_VOTE_OPERATOR, to);
-		if (r < 0) {
-			ctl_enc_fail(out, agent_ctl_err_from_errno(r),
-				     "cannot publish the vote: %s",
-				     strerror(-r));
-			goto out;
-		}
-		if (reason)
-			event(b, "reason", service, bad, "operator: %s", reason);
-	}
-	ctl_enc_ok(out);
-	ctl_enc_map(out, 4);
-	ctl_kv_str(out, "service", service);
-	ctl_kv_uint(out, "rev", bad);
-	ctl_kv_uint(out, "to", to);
-	ctl_kv_bool(out, "local", local);
-out:
-	free(service);
-	free(reason);
-}
-
-/* Encode the tally of (service, rev) plus whether this node has moved past it. */
-static void enc_votes(struct fleet *b, struct svc *v, uint64_t rev, struct ctl_enc *out)
-{
-	const struct store_revision *rv = agree_at(v->log, v->nlog, rev);
-	struct agree_tally t;
-	memset(&t, 0, sizeof t);
-	if (rv)
-		agree_tally(b->members, b->nmembers, quorum_of(b, v->name), v->name, rev, rv->scope,
-			    rv->hlc, v->votes, v->nvotes, &t);
-	uint32_t n = 0;
-	for (size_t i = 0; i < v->nvotes; i++)
-		n += v->votes[i].v.rev == rev;
-	ctl_enc_map(out, 10);
-	ctl_kv_str(out, "service", v->name);
-	ctl_kv_uint(out, "rev", rev);
-	ctl_kv_uint(out, "eligible", t.eligible);
-	ctl_kv_uint(out, "quorum", t.quorum);
-	ctl_kv_uint(out, "counted", t.target_votes);
-	ctl_kv_bool(out, "decided", rv && decided(v, rv));
-	ctl_kv_uint(out, "running_rev", v->running_rev);
-	ctl_kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
-	/* swapped: this node runs what it desires and that is past the bad rev */
-	ctl_kv_bool(out, "swapped", v->running_rev > rev && v->have_desired &&
-				       v->running_rev == v->desired_rev && !v->swapping);
-	ctl_enc_str(out, "votes");
-	ctl_enc_array(out, n);
-	for (size_t i = 0; i < v->nvotes; i++) {
-		const struct agree_vote *av = &v->votes[i];
-		if (av->v.rev != rev)
-			continue;
-		char who[2 * STORE_NODE_ID_LEN + 1], hexv[2 * STORE_NODE_ID_LEN + 1];
-		hex_id(av->v.voter, STORE_NODE_ID_LEN, hexv);
-		ctl_enc_map(out, 6);
-		ctl_kv_str(out, "voter", hexv);
-		ctl_kv_str(out, "name", member_name(b, av->v.voter, who));
-		ctl_kv_str(out, "reason",
-			   av->v.reason == STORE_VOTE_HEALTH ? "health" : "operator");
-		ctl_kv_uint(out, "hlc", av->v.hlc);
-		ctl_kv_uint(out, "target", av->target);
-		ctl_kv_bool(out, "counted", rv && (av->subject == AGREE_SUBJECT_ANY ||
-					       av->subject == rv->hlc) &&
-					       agree_is_eligible(b->members, b->nmembers, rv->scope,
-								 UINT64_MAX, av->v.voter));
-	}
-}
-
-static void do_votes(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
-{
-	char *service = NULL;
-	uint64_t rev = 0;
-	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
-		goto out;
-	}
-	if (opt_uint(req, "rev", &rev, out) < 0)
-		goto out;
-	struct svc *v = svc_find(b, service);
-	if (!v) {
-		ctl_enc_fail(out, CTL_E_NOT_FOUND, "no service %s", service);
-		goto out;
-	}
-	if (!rev) {
-		/* the latest rev that has votes, else the desired one */
-		for (size_t i = 0; i < v->nvotes; i++)
-			if (v->votes[i].v.rev > rev)
-				rev = v->votes[i].v.rev;
-		if (!rev && v->have_desired)
-			rev = v->desired_rev;
-	}
-	ctl_enc_ok(out);
-	enc_votes(b, v, rev, out);
-out:
-	free(service);
-}
-
-static const char *hstate_name(uint8_t s)
-{
-	return s == HSTATE_NONE ? "-" : health_state_name((enum health_state)s);
-}
-
-static void enc_service(struct fleet *b, struct svc *v, struct ctl_enc *out, bool nodes)
-{
-	uint32_t npeer = 0;
-	for (size_t i = 0; i < b->npeers; i++)
-		npeer += strcmp(b->peers[i].h.service, v->name) == 0;
-	ctl_enc_map(out, nodes ? 11 : 10);
-	ctl_kv_str(out, "service", v->name);
-	ctl_kv_uint(out, "latest_rev", svc_max_rev(v));
-	ctl_kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
-	kv_id(out, "desired", &v->desired);
-	ctl_kv_uint(out, "running_rev", v->running_rev);
-	kv_id(out, "running", &v->running);
-	ctl_kv_str(out, "health", hstate_name(v->hstate));
-	ctl_kv_bool(out, "swapping", v->swapping);
-	ctl_kv_bool(out, "diverged", v->diverged);
-	/* healthy nodes / reporting nodes, self included */
-	uint32_t healthy = v->hstate == HEALTH_HEALTHY, reporting = 1;
-	for (size_t i = 0; i < b->npeers; i++) {
-		if (strcmp(b->peers[i].h.service, v->name) != 0)
-			continue;
-		reporting++;
-		healthy += b->peers[i].h.state == HEALTH_HEALTHY;
-	}
-	ctl_enc_str(out, "nodes_healthy");
-	ctl_enc_array(out, 2);
-	ctl_enc_uint(out, healthy);
-	ctl_enc_uint(out, reporting);
-	if (!nodes)
-		return;
-	ctl_enc_str(out, "nodes");
-	ctl_enc_array(out, npeer + 1);
-	ctl_enc_map(out, 6);
-	ctl_kv_str(out, "node", b->name);
-	ctl_kv_uint(out, "running_rev", v->running_rev);
-	ctl_kv_str(out, "health", hstate_name(v->hstate));
-	ctl_kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
-	ctl_kv_bool(out, "swapping", v->swapping);
-	ctl_kv_bool(out, "diverged", v->diverged);
-	for (size_t i = 0; i < b->npeers; i++) {
-		struct peer_health *p = &b->peers[i];
-		char who[2 * STORE_NODE_ID_LEN + 1];
-		if (strcmp(p->h.service, v->name) != 0)
-			continue;
-		ctl_enc_map(out, 6);
-		ctl_kv_str(out, "node", member_name(b, p->node, who));
-		ctl_kv_uint(out, "running_rev", p->h.running_rev);
-		ctl_kv_str(out, "health", hstate_name(p->h.state));
-		ctl_kv_uint(out, "desired_rev", p->h.desired_rev);
-		ctl_kv_bool(out, "swapping", p->h.swapping);
-		ctl_kv_bool(out, "diverged", p->h.diverged);
-	}
-}
-
-static void do_services(struct fleet *b, struct ctl_enc *out)
-{
-	ctl_enc_ok(out);
-	ctl_enc_array(out, (uint32_t)b->nsvcs);
-	for (size_t i = 0; i < b->nsvcs; i++)
-		enc_service(b, b->svcs[i], out, false);
-}
-
-static void do_status(struct fleet *b, struct ctl_enc *out)
-{
-	uint32_t by[4] = {0};
-	for (size_t i = 0; i < b->nmembers; i++)
-		by[b->members[i].state & 3]++;
-	ctl_enc_ok(out);
-	ctl_enc_map(out, 3);
-	ctl_enc_str(out, "node");
-	ctl_enc_map(out, 3);
-	ctl_kv_str(out, "name", b->name);
-	ctl_kv_str(out, "site", b->has_site ? b->site : "");
-	ctl_kv_uint(out, "hlc", b->clock.last);
-	ctl_enc_str(out, "cluster");
-	ctl_enc_map(out, 5);
-	ctl_kv_uint(out, "members", b->nmembers);
-	ctl_kv_uint(out, "alive", by[AGREE_ALIVE]);
-	ctl_kv_uint(out, "suspect", by[AGREE_SUSPECT]);
-	ctl_kv_uint(out, "failed", by[AGREE_DEAD]);
-	ctl_kv_uint(out, "left", by[AGREE_LEFT]);
-	ctl_enc_str(out, "services");
-	ctl_enc_array(out, (uint32_t)b->nsvcs);
-	for (size_t i = 0; i < b->nsvcs; i++)
-		enc_service(b, b->svcs[i], out, true);
-}
-
-static void do_events(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
-{
-	uint64_t since = 0, max = 0;
-	if (opt_uint(req, "since", &since, out) < 0 || opt_uint(req, "max", &max, out) < 0)
-		return;
-	if (max == 0 || max > 512)
-		max = 512;
-	uint64_t oldest = b->seq > FLEET_EVENTS_MAX ? b->seq - FLEET_EVENTS_MAX + 1 : 1;
-	uint64_t first = since + 1;
-	uint64_t dropped = 0;
-	if (first < oldest) {
-		dropped = oldest - first;
-		first = oldest;
-	}
-	uint64_t n = b->seq >= first ? b->seq - first + 1 : 0;
-	if (n > max)
-		n = max;
-	ctl_enc_ok(out);
-	ctl_enc_map(out, 3);
-	ctl_kv_uint(out, "next", first + n - 1 >= since ? first + n - 1 : since);
-	ctl_kv_uint(out, "dropped", dropped);
-	ctl_enc_str(out, "events");
-	ctl_enc_array(out, (uint32_t)n);
-	for (uint64_t s = first; s < first + n; s++) {
-		const struct fleet_ev *e = &b->ring[(s - 1) % FLEET_EVENTS_MAX];
-		ctl_enc_map(out, 7);
-		ctl_kv_uint(out, "seq", e->seq);
-		ctl_kv_uint(out, "time_ms", e->wall_ms);
-		ctl_kv_str(out, "kind", e->kind);
-		ctl_kv_str(out, "service", e->service);
-		ctl_kv_uint(out, "rev", e->rev);
-		ctl_kv_str(out, "node", e->node);
-		ctl_kv_str(out, "text", e->text);
-	}
-}
-
-struct hist_ctx {
-	struct fleet *b;
-	struct svc *v;
-	struct ctl_enc items;
-	uint32_t n;
-};
-
-static int hist_cb(const struct store_revision *rv, void *ud)
-{
-	struct hist_ctx *h = ud;
-	struct ctl_enc *e = &h->items;
-	struct store_artifact_info info;
-	bool have = store_artifact_get(h->b->s, &rv->artifact, &info) == 0;
-	struct store_service_state st;
-	bool good = false;
-	if (store_service_state_get(h->b->s, rv->service, &st) == 0)
-		good = memcmp(&st.last_good, &rv->artifact, sizeof st.last_good) == 0;
-	bool condemned = (have && info.condemned) ||
-			 (h->v && agree_is_condemned(h->v->log, h->v->nlog, &rv->artifact,
-						     UINT64_MAX));
-	char origin[2 * STORE_NODE_ID_LEN + 1], who[2 * STORE_NODE_ID_LEN + 1];
-	hex_id(rv->origin, STORE_NODE_ID_LEN, origin);
-	ctl_enc_map(e, 14);
-	ctl_kv_str(e, "service", rv->service);
-	ctl_kv_uint(e, "rev", rv->rev);
-	kv_id(e, "artifact", &rv->artifact);
-	ctl_kv_str(e, "version", have && info.manifest.version ? info.manifest.version : "");
-	ctl_kv_str(e, "kind", rv->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy");
-	ctl_kv_str(e, "scope", rv->scope[0] ? rv->scope : "cluster");
-	ctl_kv_str(e, "origin", origin);
-	static const uint8_t zero[STORE_NODE_ID_LEN];
-	ctl_kv_str(e, "origin_name", memcmp(rv->origin, zero, sizeof zero) == 0
-					 ? "cluster"
-					 : member_name(h->b, rv->origin, who));
-	ctl_kv_uint(e, "hlc", rv->hlc);
-	ctl_enc_str(e, "operator");
-	if (rv->operator_uid == UINT32_MAX) {
-		ctl_enc_nil(e);
-	} else {
-		ctl_enc_map(e, 2);
-		ctl_kv_uint(e, "uid", rv->operator_uid);
-		ctl_enc_str(e, "pid");
-		ctl_enc_int(e, rv->operator_pid);
-	}
-	ctl_kv_str(e, "reason", rv->reason);
-	ctl_kv_uint(e, "certificate", rv->ncert);
-	ctl_kv_bool(e, "good", good);
-	ctl_kv_bool(e, "condemned", condemned);
-	if (have)
-		store_artifact_info_release(&info);
-	h->n++;
-	return e->err;
-}
-
-static void do_history(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
-{
-	char *service = NULL;
-	uint64_t limit = 0;
-	struct hist_ctx h = {.b = b};
-	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
-		goto out;
-	}
-	if (opt_uint(req, "limit", &limit, out) < 0)
-		goto out;
-	h.v = svc_find(b, service);
-	ctl_enc_init(&h.items);
-	int r = store_revision_foreach(b->s, service, limit > 100000 ? 100000 : (unsigned)limit,
-				       hist_cb, &h);
-	if (r < 0 && r != -ENOENT) {
-		ctl_enc_fail(out, agent_ctl_err_from_errno(r), "%s", store_strerror(r));
-		goto out;
-	}
-	ctl_enc_ok_array(out, &h.items, h.n);
-out:
-	ctl_enc_release(&h.items);
-	free(service);
-}
-
-int fleet_ctl(struct fleet *b, const char *op, const struct ctl_request *req,
-	      const struct ctl_peer *peer, struct ctl_enc *out)
-{
-	if (!b || !b->started) {
-		ctl_enc_fail(out, CTL_E_INTERNAL, "the cluster brain is not running");
-		return 0;
-	}
-	if (strcmp(op, "deploy") == 0)
-		do_deploy(b, req, peer, out);
-	else if (strcmp(op, "rollback") == 0)
-		do_rollback(b, req, out);
-	else if (strcmp(op, "votes") == 0)
-		do_votes(b, req, out);
-	else if (strcmp(op, "services") == 0)
-		do_services(b, out);
-	else if (strcmp(op, "brain.status") == 0)
-		do_status(b, out);
-	else if (strcmp(op, "events") == 0)
-		do_events(b, req, out);
-	else if (strcmp(op, "history") == 0)
-		do_history(b, req, out);
-	else
-		return -ENOENT;
-	return 0;
 }

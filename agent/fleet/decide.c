@@ -1,0 +1,377 @@
+/*
+ * agent/fleet/decide.c: the decisions of the fleet: what each service should run here, which revisions are
+ * accepted and decided, the votes this node casts and those it stores for others.
+ */
+#include "agent/fleet/fleet_int.h"
+
+const struct agree_quorum *fleet__quorum_of(struct fleet *b, const char *service)
+{
+	static const struct agree_quorum majority = {.kind = AGREE_QUORUM_MAJORITY};
+	for (size_t i = 0; i < b->nquorums; i++)
+		if (strcmp(b->quorums[i].service, service) == 0)
+			return &b->quorums[i].q;
+	return &majority;
+}
+
+/* ---- Desired ------------------------------------------------------------------------------- */
+
+void fleet__need_artifact(struct fleet *b, struct svc *v)
+{
+	struct store_artifact_info info;
+	if (store_artifact_get(b->s, &v->desired, &info) == 0) {
+		store_artifact_info_release(&info);
+		v->need_announced = false;
+		return;
+	}
+	if (v->need_announced)
+		return;
+	v->need_announced = true;
+	char hex[STORE_ID_HEXLEN + 1];
+	store_id_hex(&v->desired, hex);
+	if (!b->need_artifact) {
+		fleet__event(b, "missing", v->name, v->desired_rev,
+		      "artifact %.12s is not in the local store", hex);
+		return;
+	}
+	uint8_t(*holders)[STORE_NODE_ID_LEN] = calloc(b->npeers + 1, STORE_NODE_ID_LEN);
+	size_t n = 0;
+	if (!holders)
+		return;
+	for (size_t i = 0; i < b->npeers; i++) {
+		struct peer_health *p = &b->peers[i];
+		if (strcmp(p->h.service, v->name) != 0)
+			continue;
+		for (uint32_t j = 0; j < p->h.nheld; j++)
+			if (memcmp(&p->h.held[j], &v->desired, sizeof v->desired) == 0) {
+				memcpy(holders[n++], p->node, STORE_NODE_ID_LEN);
+				break;
+			}
+	}
+	/* not a failure: the swap waits (its materialize step retries) until the fetch lands */
+	fleet__event(b, "fetching", v->name, v->desired_rev,
+	      "fetching artifact %.12s from peers (%zu known to hold it)", hex, n);
+	v->fetch_announced = true;
+	b->need_artifact(b->need_artifact_ud, v->name, v->desired_rev, &v->desired,
+			    (const uint8_t(*)[STORE_NODE_ID_LEN])holders, n);
+	free(holders);
+}
+
+void fleet__recompute(struct fleet *b, struct svc *v)
+{
+	struct store_id art;
+	uint64_t rev = 0;
+	const char *site = b->has_site ? b->site : NULL;
+	int r = agree_effective(v->log, v->nlog, site, v->have_local ? &v->local : NULL, &art);
+	bool changed_marker = false;
+
+	if (r < 0)
+		return;
+	if (r == 1) {
+		rev = v->local.target_rev;
+	} else {
+		const struct store_revision *d = agree_desired(v->log, v->nlog, site);
+		if (!d)
+			return;
+		rev = d->rev;
+		if (v->have_local) {
+			fleet__event(b, "local-cleared", v->name, rev,
+			      "the cluster moved past rev %" PRIu64 ": following it again",
+			      v->local.base_rev);
+			v->have_local = false;
+			changed_marker = true;
+		}
+	}
+	bool div = r == 1;
+	if (v->have_desired && v->desired_rev == rev &&
+	    memcmp(&v->desired, &art, sizeof art) == 0 && v->diverged == div) {
+		if (changed_marker)
+			fleet__publish_health(b, v);
+		return;
+	}
+	v->have_desired = true;
+	v->desired_since = uv_now(b->loop);
+	v->desired_rev = rev;
+	v->desired = art;
+	v->diverged = div;
+	v->need_announced = false;
+	v->fetch_announced = false;
+	char hex[STORE_ID_HEXLEN + 1];
+	store_id_hex(&art, hex);
+	fleet__event(b, "desired", v->name, rev, "desired: rev %" PRIu64 " artifact %.12s%s", rev, hex,
+	      div ? " (diverged: local rollback)" : "");
+	fleet__need_artifact(b, v);
+	if (b->rec) {
+		int e = reconcile_set_desired(b->rec, v->name, rev, &art);
+		if (e < 0)
+			log_warning("%s: cannot set the desired revision: %s", v->name, strerror(-e));
+	}
+	fleet__publish_health(b, v);
+}
+
+/* ---- Accepting revisions and deciding ------------------------------------------------------- */
+
+
+/* Merge @r (decoded, cert filled) into the log. @mine: we wrote it. Returns the agree result. */
+int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revision *r, bool mine)
+{
+	const struct agree_quorum *q = fleet__quorum_of(b, v->name);
+	int a;
+
+	fleet__observe(b, r->hlc);
+	a = agree_accept(v->log, v->nlog, b->members, b->nmembers, q, r);
+	if (a < 0) {
+		if (mine)
+			log_warning("%s: own revision %" PRIu64 " refused: %s", v->name, r->rev,
+				    agree_strerror(a));
+		return a;
+	}
+	if (a == AGREE_KEEP)
+		return a;
+	const struct store_revision *old = agree_at(v->log, v->nlog, r->rev);
+	bool displaced_ours = old && a == AGREE_REPLACE && old->kind == STORE_REV_DEPLOY &&
+			      memcmp(old->origin, b->id, STORE_NODE_ID_LEN) == 0 &&
+			      !agree_revision_same(old, r);
+	bool same_decision = old && agree_revision_same(old, r);
+	int e = store_revision_put(b->s, r);
+	if (e < 0) {
+		log_error("%s: cannot store revision %" PRIu64 ": %s", v->name, r->rev,
+			  store_strerror(e));
+		return e;
+	}
+	if (fleet__log_set(v, r) < 0)
+		return -ENOMEM;
+	if (displaced_ours)
+		fleet__event(b, "displaced", v->name, r->rev,
+		      "our deploy at rev %" PRIu64 " lost to a concurrent %s: deploy again",
+		      r->rev, r->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy");
+	char hex[STORE_ID_HEXLEN + 1];
+	store_id_hex(&r->artifact, hex);
+	if (r->kind == STORE_REV_ROLLBACK) {
+		struct store_id bad;
+		/* the same decision with another certificate (in a large cluster, every node
+		 * that saw the quorum wrote its own copy) condemns what the first one did: no
+		 * second synchronous store write for it */
+		if (!same_decision && agree_condemned_by(v->log, v->nlog, r, &bad) == 0) {
+			int c = store_artifact_set_condemned(b->s, &bad, true);
+			if (c < 0 && c != -ENOENT)
+				log_warning("%s: cannot mark the artifact condemned: %s", v->name,
+					    store_strerror(c));
+		}
+		if (!same_decision)
+			fleet__event(b, "decision", v->name, r->rev,
+			      "rollback to %.12s decided (certificate of %" PRIu32 " voters%s)", hex,
+			      r->ncert, mine ? ", written here" : "");
+	} else {
+		char who[2 * STORE_NODE_ID_LEN + 1];
+		fleet__event(b, "revision", v->name, r->rev, "deploy of %.12s from %s%s%s", hex,
+		      fleet__member_name(b, r->origin, who), r->reason[0] ? ": " : "", r->reason);
+	}
+	fleet__decide(b, v);
+	fleet__recompute(b, v);
+	return a;
+}
+
+/* Is the rollback for bad record @bad already in the log? */
+bool fleet__decided(const struct svc *v, const struct store_revision *bad)
+{
+	const struct store_revision *n = agree_at(v->log, v->nlog, bad->rev + 1);
+	return n && n->kind == STORE_REV_ROLLBACK && n->hlc == bad->hlc + 1;
+}
+
+void fleet__decide(struct fleet *b, struct svc *v)
+{
+	const struct agree_quorum *q = fleet__quorum_of(b, v->name);
+	/* distinct revs with votes, ascending, each tried once */
+	uint64_t last = 0;
+	for (;;) {
+		uint64_t next = UINT64_MAX;
+		for (size_t i = 0; i < v->nvotes; i++)
+			if (v->votes[i].v.rev > last && v->votes[i].v.rev < next)
+				next = v->votes[i].v.rev;
+		if (next == UINT64_MAX)
+			return;
+		last = next;
+		const struct store_revision *bad = agree_at(v->log, v->nlog, next);
+		if (!bad || fleet__decided(v, bad))
+			continue;
+		struct store_revision rb;
+		int r = agree_decide(v->log, v->nlog, b->members, b->nmembers, q, v->name, next,
+				     v->votes, v->nvotes, &rb);
+		if (r < 0) {
+			if (r != -AGREE_ENOQUORUM)
+				log_debug("%s: rev %" PRIu64 " not decided: %s", v->name, next,
+					  agree_strerror(r));
+			continue;
+		}
+		/* publish only a decision new to this node: if the same one (or a better
+		 * certificate) already arrived from another node, its writer spreads it, and N
+		 * copies of one decision would only load the gossip of a large cluster */
+		int a = fleet__accept_rev(b, v, &rb, true);
+		if (a == AGREE_STORE || a == AGREE_REPLACE)
+			fleet__publish_rev(b, &rb);
+		store_revision_release(&rb);
+		/* accept_rev recursed into decide and may have changed the log: restart the scan
+		 * after this rev (the arrays may have moved) */
+	}
+}
+
+/* ---- Votes --------------------------------------------------------------------------------- */
+
+int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision *subject,
+		     enum store_vote_reason reason, uint64_t target)
+{
+	struct agree_vote av;
+	uint8_t *val;
+	size_t len;
+	int r;
+
+	memset(&av, 0, sizeof av);
+	snprintf(av.v.service, sizeof av.v.service, "%s", v->name);
+	av.v.rev = subject->rev;
+	memcpy(av.v.voter, b->id, STORE_NODE_ID_LEN);
+	av.v.reason = reason;
+	av.v.hlc = fleet__stamp(b);
+	av.subject = subject->hlc;
+	av.target = target;
+	if (fleet__voted(v, b->id, subject->rev))
+		return 0;
+	r = fleet__vote_add(v, &av);
+	if (r < 0)
+		return r;
+	store_vote_put(b->s, &av.v);
+	if (subject->rev > v->voted_rev)
+		v->voted_rev = subject->rev;
+	r = fleet_vote_encode(&av, &val, &len);
+	if (r < 0)
+		return r;
+	struct fleet_key k = {.type = FLEET_REC_VOTE, .rev = subject->rev};
+	snprintf(k.service, sizeof k.service, "%s", v->name);
+	r = fleet__put_value(b, &k, val, len);
+	fleet__event(b, "vote", v->name, subject->rev, "%s votes against rev %" PRIu64 " (%s%s)",
+	      b->name, subject->rev, reason == STORE_VOTE_HEALTH ? "health" : "operator",
+	      target ? ", to an explicit rev" : "");
+	fleet__decide(b, v);
+	return r;
+}
+
+/* The node can carry out a rollback of @bad toward @target if it holds the target artifact
+ * (or a fetch hook exists). */
+bool fleet__can_carry_out(struct fleet *b, struct svc *v, const struct store_revision *bad,
+			  uint64_t target)
+{
+	const struct store_revision *t = NULL;
+	struct store_artifact_info info;
+	if (target) {
+		t = agree_at(v->log, v->nlog, target);
+	} else if (agree_previous_good(v->log, v->nlog, bad->rev, &t) < 0) {
+		t = NULL;
+	}
+	if (!t)
+		return false;
+	if (b->need_artifact)
+		return true;
+	if (store_artifact_get(b->s, &t->artifact, &info) < 0)
+		return false;
+	store_artifact_info_release(&info);
+	return true;
+}
+
+/*
+ * Other nodes' votes reach the store in batches (gathered for VOTE_FLUSH_MS), on the thread
+ * pool, one job at a time (what arrives meanwhile waits for the next job): in a cluster of N
+ * nodes a rollback brings every node N votes, and one synchronous transaction (one fsync)
+ * per vote on the loop stalled it for seconds on a busy disk. Losing the tail of a batch in
+ * a crash is harmless: the vote records are persisted by the cluster layer too, and every
+ * voter keeps gossiping its own vote. A node's OWN vote is still written before it is
+ * published (cast_vote).
+ */
+static void vjob_start(struct fleet *b);
+static void on_vflush(uv_timer_t *t);
+
+static void vjob_work(uv_work_t *w)
+{
+	struct fleet *b = w->data;
+	b->vjob_err = store_vote_put_many(b->s, b->vjob, b->nvjob);
+}
+
+static void vjob_done(uv_work_t *w, int status)
+{
+	struct fleet *b = w->data;
+	(void)status;
+	if (b->vjob_err < 0)
+		log_warning("cannot store %zu vote(s): %s", b->nvjob, store_strerror(b->vjob_err));
+	free(b->vjob);
+	b->vjob = NULL;
+	b->nvjob = 0;
+	b->vjob_running = false;
+	if (b->closing) {
+		fleet__part_closed(b);
+		return;
+	}
+	if (b->nvq && !uv_is_active((uv_handle_t *)&b->vflush))
+		uv_timer_start(&b->vflush, on_vflush, VOTE_FLUSH_MS, 0);
+}
+
+static void on_vflush(uv_timer_t *t)
+{
+	vjob_start(t->data);
+}
+
+static void vjob_start(struct fleet *b)
+{
+	if (b->vjob_running || b->nvq == 0 || b->closing)
+		return;
+	b->vjob = b->vq;
+	b->nvjob = b->nvq;
+	b->vq = NULL;
+	b->nvq = b->capvq = 0;
+	b->vwork.data = b;
+	b->vjob_running = true;
+	if (uv_queue_work(b->loop, &b->vwork, vjob_work, vjob_done) < 0) {
+		/* no thread pool: write here rather than lose them */
+		b->vjob_running = false;
+		vjob_work(&b->vwork);
+		free(b->vjob);
+		b->vjob = NULL;
+		b->nvjob = 0;
+	}
+}
+
+static void vote_queue(struct fleet *b, const struct store_vote *sv)
+{
+	if (b->nvq == b->capvq) {
+		size_t cap = b->capvq ? 2 * b->capvq : 32;
+		struct store_vote *n = realloc(b->vq, cap * sizeof *n);
+		if (!n) {
+			store_vote_put(b->s, sv);
+			return;
+		}
+		b->vq = n;
+		b->capvq = cap;
+	}
+	b->vq[b->nvq++] = *sv;
+	/* a window of VOTE_FLUSH_MS gathers the burst of a rollback into one transaction */
+	if (!b->vjob_running && !uv_is_active((uv_handle_t *)&b->vflush))
+		uv_timer_start(&b->vflush, on_vflush, VOTE_FLUSH_MS, 0);
+}
+
+void fleet__on_vote(struct fleet *b, struct svc *v, const struct agree_vote *av)
+{
+	int r = fleet__vote_add(v, av);
+	if (r <= 0)
+		return;
+	fleet__observe(b, av->v.hlc);
+	vote_queue(b, &av->v);
+	char who[2 * STORE_NODE_ID_LEN + 1];
+	fleet__event(b, "vote", v->name, av->v.rev, "%s votes against rev %" PRIu64 " (%s)",
+	      fleet__member_name(b, av->v.voter, who), av->v.rev,
+	      av->v.reason == STORE_VOTE_HEALTH ? "health" : "operator");
+	/* echo an operator's vote against the revision we are meant to run */
+	const struct store_revision *d =
+		agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
+	if (av->v.reason == STORE_VOTE_OPERATOR && d && d->rev == av->v.rev &&
+	    (av->subject == AGREE_SUBJECT_ANY || av->subject == d->hlc) &&
+	    !fleet__voted(v, b->id, d->rev) && fleet__can_carry_out(b, v, d, av->target))
+		fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, av->target);
+	fleet__decide(b, v);
+}

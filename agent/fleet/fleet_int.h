@@ -1,0 +1,177 @@
+/*
+ * agent/fleet/fleet_int.h: what the files of the fleet share; not part of its contract (that is
+ * fleet.h). Internal functions are named fleet__<name> and live in the file of their job:
+ *
+ *   fleet.c    the state: services, members, peers' health; records in and out, the store
+ *              writes, the node-local lifecycle (reconciler and health callbacks), life cycle
+ *   decide.c   the decisions: desired revision, accepting revisions, deciding, casting and
+ *              batching votes, asking for missing artifacts
+ *   pacing.c   may a swap start now (max_parallel_per_site)
+ *   events.c   the event ring behind `agentctl events`
+ *   ops.c      the control operations, on arguments already decoded (ctl/ctl_args.h)
+ *   records.c  the gossip records and their codec (records.h)
+ *
+ * Everything here runs on the fleet's loop thread.
+ */
+#ifndef SHOAL_FLEET_INT_H
+#define SHOAL_FLEET_INT_H
+
+#include "agent/fleet/fleet.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/base/clock.h"
+#include "agent/base/hlc.h"
+#include "agent/base/log.h"
+#include "agent/cluster/cluster.h"
+#include "agent/ctl/ctl_args.h"
+#include "agent/node/health.h"
+#include "agent/node/reconcile.h"
+
+#define RESYNC_MS   5000
+#define DEBOUNCE_MS 50
+#define HSTATE_NONE 0xff
+#define SETTLE_MS   1000	/* pacing: how long lower-ranked peers get to announce a new rev */
+#define PUBLISH_MS  30
+#define VOTE_FLUSH_MS 200	/* received votes gathered per store transaction */
+
+struct svc {
+	char name[65];
+	struct store_revision *log;	/* winners, any order; certs owned */
+	size_t nlog, caplog;
+	struct agree_vote *votes;
+	size_t nvotes, capvotes;
+	bool have_local;
+	struct agree_local local;
+	uint64_t voted_rev;		/* highest rev this node voted against */
+
+	bool have_desired;
+	uint64_t desired_rev;
+	struct store_id desired;
+	bool diverged;
+
+	uint64_t running_rev;
+	struct store_id running;
+	uint8_t hstate;			/* enum health_state or HSTATE_NONE */
+	uint64_t hsince;
+	bool missed;
+	bool swapping;
+	uint64_t swap_target;		/* for the swap-start event */
+	bool need_announced;
+	bool fetch_announced;		/* "fetching" was said for the desired rev */
+	uint64_t desired_since;		/* uv_now when the desired revision last changed */
+	bool health_dirty;		/* a health record is due (coalesced, see publish_health) */
+};
+
+struct peer_health {
+	uint8_t node[STORE_NODE_ID_LEN];
+	struct fleet_health h;
+};
+
+struct fleet_ev {
+	uint64_t seq;
+	uint64_t wall_ms;
+	char kind[16];
+	char service[65];
+	uint64_t rev;
+	char node[65];
+	char text[200];
+};
+
+struct fleet {
+	uv_loop_t *loop;
+	struct store *s;
+	struct fleet_net net;
+	uint8_t id[STORE_NODE_ID_LEN];
+	char name[65];
+	char site[65];
+	bool has_site;
+	char *state_dir;
+	char *unit_dir, *bus_address, *docker_host;	/* for pcfg; NULL = plugin default */
+	struct agree_quorum_rule *quorums;
+	size_t nquorums;
+	unsigned max_par;
+	bool no_runtime;
+	struct reconcile_opts ropts;
+	fleet_need_artifact_fn *need_artifact;	/* opts: the peer-to-peer fetch, or NULL */
+	void *need_artifact_ud;
+
+	struct hlc clock;
+	struct plugin_config pcfg;
+	struct reconcile *rec;
+	struct health *health;
+
+	struct svc **svcs;
+	size_t nsvcs;
+	struct peer_health *peers;
+	size_t npeers, cappeers;
+
+	struct agree_member *members;
+	size_t nmembers;
+	char (*member_sites)[65];
+	char (*member_names)[65];
+
+	struct fleet_ev *ring;
+	uint64_t seq;
+
+	uv_timer_t resync;
+	bool resync_open;
+	uv_timer_t pub;			/* coalesces health publications */
+	uv_timer_t vflush;		/* gathers received votes for one store write */
+	bool started, closing;
+	unsigned closing_parts;
+	void (*close_cb)(void *ud);
+	void *close_ud;
+	uint64_t hlc_refused;
+	/* votes of other nodes, written to the store in batches off the loop (vote_queue) */
+	struct store_vote *vq, *vjob;
+	size_t nvq, capvq, nvjob;
+	uv_work_t vwork;
+	bool vjob_running;
+	int vjob_err;
+	bool need_replay;		/* a revision was refused (AGREE_ECERT): re-examine the
+					 * held records at the next membership change */
+};
+
+/* fleet.c */
+void fleet__hex_id(const uint8_t *id, size_t n, char *out);
+int fleet__log_set(struct svc *v, const struct store_revision *r);
+const char *fleet__member_name(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN], char *buf);
+void fleet__observe(struct fleet *b, uint64_t remote);
+void fleet__part_closed(struct fleet *b);
+void fleet__publish_health(struct fleet *b, struct svc *v);
+int fleet__publish_rev(struct fleet *b, const struct store_revision *r);
+int fleet__put_value(struct fleet *b, const struct fleet_key *k, uint8_t *val, size_t vlen);
+uint64_t fleet__stamp(struct fleet *b);
+struct svc *fleet__svc_find(struct fleet *b, const char *name);
+struct svc *fleet__svc_get(struct fleet *b, const char *name);
+uint64_t fleet__svc_max_rev(const struct svc *v);
+int fleet__vote_add(struct svc *v, const struct agree_vote *nv);
+bool fleet__voted(const struct svc *v, const uint8_t *voter, uint64_t rev);
+
+/* events.c */
+void fleet__event(struct fleet *b, const char *kind, const char *service, uint64_t rev,
+		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* decide.c */
+int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revision *r, bool mine);
+bool fleet__can_carry_out(struct fleet *b, struct svc *v, const struct store_revision *bad,
+			  uint64_t target);
+int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision *subject,
+		     enum store_vote_reason reason, uint64_t target);
+void fleet__decide(struct fleet *b, struct svc *v);
+bool fleet__decided(const struct svc *v, const struct store_revision *bad);
+void fleet__need_artifact(struct fleet *b, struct svc *v);
+void fleet__on_vote(struct fleet *b, struct svc *v, const struct agree_vote *av);
+const struct agree_quorum *fleet__quorum_of(struct fleet *b, const char *service);
+void fleet__recompute(struct fleet *b, struct svc *v);
+
+/* pacing.c */
+bool fleet__may_start(void *ud, const char *service, uint64_t rev);
+
+#endif

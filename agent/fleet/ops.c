@@ -1,0 +1,578 @@
+/*
+ * agent/fleet/ops.c: the fleet's control operations (fleet.h "Control operations").
+ */
+#include "agent/fleet/fleet_int.h"
+
+/* ---- Control operations ---------------------------------------------------------------------- */
+
+static void kv_id(struct ctl_enc *e, const char *k, const struct store_id *id)
+{
+	char hex[STORE_ID_HEXLEN + 1];
+	static const struct store_id zero;
+	ctl_enc_str(e, k);
+	if (memcmp(id, &zero, sizeof zero) == 0)
+		ctl_enc_nil(e);
+	else
+		ctl_enc_str(e, store_id_hex(id, hex));
+}
+
+/* Optional string argument: 0 and *ret (NULL if absent), or replies bad_request and <0. */
+static int opt_str(const struct ctl_request *req, const char *key, char **ret,
+		   struct ctl_enc *out)
+{
+	int r = ctl_arg_str(req, key, ret);
+	if (r == -ENOENT) {
+		*ret = NULL;
+		return 0;
+	}
+	if (r < 0) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"%s\" must be a non-empty string", key);
+		return r;
+	}
+	return 0;
+}
+
+static int opt_uint(const struct ctl_request *req, const char *key, uint64_t *ret,
+		    struct ctl_enc *out)
+{
+	const msgpack_object *o = ctl_map_get(req->args, key);
+	if (!o || o->type == MSGPACK_OBJECT_NIL) {
+		*ret = 0;
+		return 0;
+	}
+	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"%s\" must be a non-negative integer", key);
+		return -EINVAL;
+	}
+	*ret = o->via.u64;
+	return 0;
+}
+
+static bool opt_bool(const struct ctl_request *req, const char *key)
+{
+	const msgpack_object *o = ctl_map_get(req->args, key);
+	return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+}
+
+static bool name_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+static int scope_arg(const struct ctl_request *req, char *scope, struct ctl_enc *out)
+{
+	char *s = NULL;
+	if (opt_str(req, "scope", &s, out) < 0)
+		return -EINVAL;
+	scope[0] = 0;
+	if (s && strcmp(s, "cluster") != 0) {
+		if (!agree_scope_valid(s)) {
+			ctl_enc_fail(out, CTL_E_BAD_REQUEST, "scope must be site:NAME");
+			free(s);
+			return -EINVAL;
+		}
+		snprintf(scope, 65, "%s", s);
+	}
+	free(s);
+	return 0;
+}
+
+static void do_deploy(struct fleet *b, const struct ctl_request *req, const struct ctl_peer *peer,
+		      struct ctl_enc *out)
+{
+	char *service = NULL, *art = NULL, *reason = NULL;
+	char scope[65];
+	struct store_id id;
+	struct store_artifact_info info;
+	bool have_info = false;
+	int r;
+
+	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
+		goto out;
+	}
+	if (ctl_arg_str(req, "artifact", &art) < 0) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "\"artifact\" (an id or unique prefix) is required");
+		goto out;
+	}
+	if (opt_str(req, "reason", &reason, out) < 0 || scope_arg(req, scope, out) < 0)
+		goto out;
+	if (reason && strlen(reason) > 200) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"reason\" is limited to 200 bytes");
+		goto out;
+	}
+	bool force = opt_bool(req, "force");
+	r = store_artifact_find(b->s, art, &id);
+	if (r < 0) {
+		ctl_enc_fail(out, r == -EEXIST ? CTL_E_AMBIGUOUS : r == -EINVAL ? CTL_E_BAD_REQUEST
+									  : CTL_E_NOT_FOUND,
+			     r == -EEXIST ? "id prefix %.64s matches several artifacts"
+				   : "no artifact with id %.64s in the local store (import it here, "
+				     "or give its full id: agentctl then fetches it from a peer)",
+			     art);
+		goto out;
+	}
+	r = store_artifact_get(b->s, &id, &info);
+	if (r < 0) {
+		ctl_enc_fail(out, agent_ctl_err_from_errno(r), "%s", store_strerror(r));
+		goto out;
+	}
+	have_info = true;
+	if (strcmp(info.manifest.service, service) != 0) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "artifact %.12s is of service %s, not %s", art,
+			     info.manifest.service, service);
+		goto out;
+	}
+	struct svc *v = fleet__svc_get(b, service);
+	if (!v) {
+		ctl_enc_fail(out, CTL_E_INTERNAL, "out of memory");
+		goto out;
+	}
+	if (!force && (info.condemned || agree_check_deploy(v->log, v->nlog, &id, false) < 0)) {
+		ctl_enc_fail(out, CTL_E_CONDEMNED,
+			     "artifact %.12s of %s was condemned by a cluster rollback; "
+			     "deploy it again with --force",
+			     art, service);
+		goto out;
+	}
+	struct store_revision rv;
+	memset(&rv, 0, sizeof rv);
+	snprintf(rv.service, sizeof rv.service, "%s", service);
+	uint64_t latest = 0;
+	store_revision_latest(b->s, service, &latest);
+	rv.rev = (fleet__svc_max_rev(v) > latest ? fleet__svc_max_rev(v) : latest) + 1;
+	rv.artifact = id;
+	rv.kind = STORE_REV_DEPLOY;
+	snprintf(rv.scope, sizeof rv.scope, "%s", scope);
+	memcpy(rv.origin, b->id, STORE_NODE_ID_LEN);
+	rv.hlc = fleet__stamp(b);
+	rv.operator_uid = peer && peer->known ? peer->uid : UINT32_MAX;
+	rv.operator_pid = peer && peer->known ? peer->pid : 0;
+	snprintf(rv.reason, sizeof rv.reason, "%s", reason ? reason : "");
+	if (force && info.condemned)
+		store_artifact_set_condemned(b->s, &id, false);
+	r = fleet__accept_rev(b, v, &rv, true);
+	if (r < 0) {
+		ctl_enc_fail(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
+			     "cannot create revision %" PRIu64 ": %s", rv.rev, agree_strerror(r));
+		goto out;
+	}
+	fleet__publish_rev(b, &rv);
+	ctl_enc_ok(out);
+	ctl_enc_map(out, 4);
+	ctl_kv_str(out, "service", service);
+	ctl_kv_uint(out, "rev", rv.rev);
+	kv_id(out, "artifact", &id);
+	ctl_kv_str(out, "version", info.manifest.version ? info.manifest.version : "");
+out:
+	if (have_info)
+		store_artifact_info_release(&info);
+	free(service);
+	free(art);
+	free(reason);
+}
+
+static void do_rollback(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
+{
+	char *service = NULL, *reason = NULL;
+	char scope[65];
+	uint64_t to = 0;
+	int r;
+
+	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
+		goto out;
+	}
+	if (opt_str(req, "reason", &reason, out) < 0 || scope_arg(req, scope, out) < 0 ||
+	    opt_uint(req, "to", &to, out) < 0)
+		goto out;
+	bool local = opt_bool(req, "local");
+	struct svc *v = fleet__svc_find(b, service);
+	const char *site = scope[0] ? scope + 5 : (b->has_site ? b->site : NULL);
+	const struct store_revision *d = v ? agree_desired(v->log, v->nlog, site) : NULL;
+	if (!d) {
+		ctl_enc_fail(out, CTL_E_NO_REVISION, "%s has no revision to roll back%s%s", service,
+			     scope[0] ? " in " : "", scope);
+		goto out;
+	}
+	if (scope[0] && strcmp(d->scope, scope) != 0) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "the revision %" PRIu64 " desired in %s has scope %s: "
+			     "roll back with that scope",
+			     d->rev, scope, d->scope[0] ? d->scope : "cluster");
+		goto out;
+	}
+	if (to) {
+		const struct store_revision *t = agree_at(v->log, v->nlog, to);
+		if (!t || to >= d->rev) {
+			ctl_enc_fail(out, CTL_E_NO_REVISION, "--to %" PRIu64 ": %s", to,
+				     !t ? "no such revision"
+					: "must be below the desired revision");
+			goto out;
+		}
+		if (memcmp(&t->artifact, &d->artifact, sizeof t->artifact) == 0) {
+			ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+				     "rev %" PRIu64 " runs the same artifact", to);
+			goto out;
+		}
+	}
+	uint64_t bad = d->rev;
+	if (local) {
+		struct agree_local l;
+		r = agree_local_rollback(v->log, v->nlog, service, b->has_site ? b->site : NULL,
+					 to, fleet__stamp(b), &l);
+		if (r < 0) {
+			ctl_enc_fail(out, CTL_E_NO_REVISION, "cannot roll back locally: %s",
+				     agree_strerror(r));
+			goto out;
+		}
+		v->local = l;
+		v->have_local = true;
+		fleet__event(b, "local-rollback", service, l.target_rev,
+		      "%s diverges: runs rev %" PRIu64 " instead of rev %" PRIu64 "%s%s", b->name,
+		      l.target_rev, l.base_rev, reason ? ": " : "", reason ? reason : "");
+		fleet__recompute(b, v);
+		fleet__publish_health(b, v);
+	} else {
+		if (!fleet__can_carry_out(b, v, d, to)) {
+			ctl_enc_fail(out, CTL_E_NOT_FOUND,
+				     "this node cannot carry out the rollback of rev %" PRIu64
+				     ": the target artifact is not held",
+				     bad);
+			goto out;
+		}
+		r = fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, to);
+		if (r < 0) {
+			ctl_enc_fail(out, agent_ctl_err_from_errno(r),
+				     "cannot publish the vote: %s",
+				     strerror(-r));
+			goto out;
+		}
+		if (reason)
+			fleet__event(b, "reason", service, bad, "operator: %s", reason);
+	}
+	ctl_enc_ok(out);
+	ctl_enc_map(out, 4);
+	ctl_kv_str(out, "service", service);
+	ctl_kv_uint(out, "rev", bad);
+	ctl_kv_uint(out, "to", to);
+	ctl_kv_bool(out, "local", local);
+out:
+	free(service);
+	free(reason);
+}
+
+/* Encode the tally of (service, rev) plus whether this node has moved past it. */
+static void enc_votes(struct fleet *b, struct svc *v, uint64_t rev, struct ctl_enc *out)
+{
+	const struct store_revision *rv = agree_at(v->log, v->nlog, rev);
+	struct agree_tally t;
+	memset(&t, 0, sizeof t);
+	if (rv)
+		agree_tally(b->members, b->nmembers, fleet__quorum_of(b, v->name), v->name, rev, rv->scope,
+			    rv->hlc, v->votes, v->nvotes, &t);
+	uint32_t n = 0;
+	for (size_t i = 0; i < v->nvotes; i++)
+		n += v->votes[i].v.rev == rev;
+	ctl_enc_map(out, 10);
+	ctl_kv_str(out, "service", v->name);
+	ctl_kv_uint(out, "rev", rev);
+	ctl_kv_uint(out, "eligible", t.eligible);
+	ctl_kv_uint(out, "quorum", t.quorum);
+	ctl_kv_uint(out, "counted", t.target_votes);
+	ctl_kv_bool(out, "decided", rv && fleet__decided(v, rv));
+	ctl_kv_uint(out, "running_rev", v->running_rev);
+	ctl_kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
+	/* swapped: this node runs what it desires and that is past the bad rev */
+	ctl_kv_bool(out, "swapped", v->running_rev > rev && v->have_desired &&
+				       v->running_rev == v->desired_rev && !v->swapping);
+	ctl_enc_str(out, "votes");
+	ctl_enc_array(out, n);
+	for (size_t i = 0; i < v->nvotes; i++) {
+		const struct agree_vote *av = &v->votes[i];
+		if (av->v.rev != rev)
+			continue;
+		char who[2 * STORE_NODE_ID_LEN + 1], hexv[2 * STORE_NODE_ID_LEN + 1];
+		fleet__hex_id(av->v.voter, STORE_NODE_ID_LEN, hexv);
+		ctl_enc_map(out, 6);
+		ctl_kv_str(out, "voter", hexv);
+		ctl_kv_str(out, "name", fleet__member_name(b, av->v.voter, who));
+		ctl_kv_str(out, "reason",
+			   av->v.reason == STORE_VOTE_HEALTH ? "health" : "operator");
+		ctl_kv_uint(out, "hlc", av->v.hlc);
+		ctl_kv_uint(out, "target", av->target);
+		ctl_kv_bool(out, "counted", rv && (av->subject == AGREE_SUBJECT_ANY ||
+					       av->subject == rv->hlc) &&
+					       agree_is_eligible(b->members, b->nmembers, rv->scope,
+								 UINT64_MAX, av->v.voter));
+	}
+}
+
+static void do_votes(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
+{
+	char *service = NULL;
+	uint64_t rev = 0;
+	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
+		goto out;
+	}
+	if (opt_uint(req, "rev", &rev, out) < 0)
+		goto out;
+	struct svc *v = fleet__svc_find(b, service);
+	if (!v) {
+		ctl_enc_fail(out, CTL_E_NOT_FOUND, "no service %s", service);
+		goto out;
+	}
+	if (!rev) {
+		/* the latest rev that has votes, else the desired one */
+		for (size_t i = 0; i < v->nvotes; i++)
+			if (v->votes[i].v.rev > rev)
+				rev = v->votes[i].v.rev;
+		if (!rev && v->have_desired)
+			rev = v->desired_rev;
+	}
+	ctl_enc_ok(out);
+	enc_votes(b, v, rev, out);
+out:
+	free(service);
+}
+
+static const char *hstate_name(uint8_t s)
+{
+	return s == HSTATE_NONE ? "-" : health_state_name((enum health_state)s);
+}
+
+static void enc_service(struct fleet *b, struct svc *v, struct ctl_enc *out, bool nodes)
+{
+	uint32_t npeer = 0;
+	for (size_t i = 0; i < b->npeers; i++)
+		npeer += strcmp(b->peers[i].h.service, v->name) == 0;
+	ctl_enc_map(out, nodes ? 11 : 10);
+	ctl_kv_str(out, "service", v->name);
+	ctl_kv_uint(out, "latest_rev", fleet__svc_max_rev(v));
+	ctl_kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
+	kv_id(out, "desired", &v->desired);
+	ctl_kv_uint(out, "running_rev", v->running_rev);
+	kv_id(out, "running", &v->running);
+	ctl_kv_str(out, "health", hstate_name(v->hstate));
+	ctl_kv_bool(out, "swapping", v->swapping);
+	ctl_kv_bool(out, "diverged", v->diverged);
+	/* healthy nodes / reporting nodes, self included */
+	uint32_t healthy = v->hstate == HEALTH_HEALTHY, reporting = 1;
+	for (size_t i = 0; i < b->npeers; i++) {
+		if (strcmp(b->peers[i].h.service, v->name) != 0)
+			continue;
+		reporting++;
+		healthy += b->peers[i].h.state == HEALTH_HEALTHY;
+	}
+	ctl_enc_str(out, "nodes_healthy");
+	ctl_enc_array(out, 2);
+	ctl_enc_uint(out, healthy);
+	ctl_enc_uint(out, reporting);
+	if (!nodes)
+		return;
+	ctl_enc_str(out, "nodes");
+	ctl_enc_array(out, npeer + 1);
+	ctl_enc_map(out, 6);
+	ctl_kv_str(out, "node", b->name);
+	ctl_kv_uint(out, "running_rev", v->running_rev);
+	ctl_kv_str(out, "health", hstate_name(v->hstate));
+	ctl_kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
+	ctl_kv_bool(out, "swapping", v->swapping);
+	ctl_kv_bool(out, "diverged", v->diverged);
+	for (size_t i = 0; i < b->npeers; i++) {
+		struct peer_health *p = &b->peers[i];
+		char who[2 * STORE_NODE_ID_LEN + 1];
+		if (strcmp(p->h.service, v->name) != 0)
+			continue;
+		ctl_enc_map(out, 6);
+		ctl_kv_str(out, "node", fleet__member_name(b, p->node, who));
+		ctl_kv_uint(out, "running_rev", p->h.running_rev);
+		ctl_kv_str(out, "health", hstate_name(p->h.state));
+		ctl_kv_uint(out, "desired_rev", p->h.desired_rev);
+		ctl_kv_bool(out, "swapping", p->h.swapping);
+		ctl_kv_bool(out, "diverged", p->h.diverged);
+	}
+}
+
+static void do_services(struct fleet *b, struct ctl_enc *out)
+{
+	ctl_enc_ok(out);
+	ctl_enc_array(out, (uint32_t)b->nsvcs);
+	for (size_t i = 0; i < b->nsvcs; i++)
+		enc_service(b, b->svcs[i], out, false);
+}
+
+static void do_status(struct fleet *b, struct ctl_enc *out)
+{
+	uint32_t by[4] = {0};
+	for (size_t i = 0; i < b->nmembers; i++)
+		by[b->members[i].state & 3]++;
+	ctl_enc_ok(out);
+	ctl_enc_map(out, 3);
+	ctl_enc_str(out, "node");
+	ctl_enc_map(out, 3);
+	ctl_kv_str(out, "name", b->name);
+	ctl_kv_str(out, "site", b->has_site ? b->site : "");
+	ctl_kv_uint(out, "hlc", b->clock.last);
+	ctl_enc_str(out, "cluster");
+	ctl_enc_map(out, 5);
+	ctl_kv_uint(out, "members", b->nmembers);
+	ctl_kv_uint(out, "alive", by[AGREE_ALIVE]);
+	ctl_kv_uint(out, "suspect", by[AGREE_SUSPECT]);
+	ctl_kv_uint(out, "failed", by[AGREE_DEAD]);
+	ctl_kv_uint(out, "left", by[AGREE_LEFT]);
+	ctl_enc_str(out, "services");
+	ctl_enc_array(out, (uint32_t)b->nsvcs);
+	for (size_t i = 0; i < b->nsvcs; i++)
+		enc_service(b, b->svcs[i], out, true);
+}
+
+static void do_events(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
+{
+	uint64_t since = 0, max = 0;
+	if (opt_uint(req, "since", &since, out) < 0 || opt_uint(req, "max", &max, out) < 0)
+		return;
+	if (max == 0 || max > 512)
+		max = 512;
+	uint64_t oldest = b->seq > FLEET_EVENTS_MAX ? b->seq - FLEET_EVENTS_MAX + 1 : 1;
+	uint64_t first = since + 1;
+	uint64_t dropped = 0;
+	if (first < oldest) {
+		dropped = oldest - first;
+		first = oldest;
+	}
+	uint64_t n = b->seq >= first ? b->seq - first + 1 : 0;
+	if (n > max)
+		n = max;
+	ctl_enc_ok(out);
+	ctl_enc_map(out, 3);
+	ctl_kv_uint(out, "next", first + n - 1 >= since ? first + n - 1 : since);
+	ctl_kv_uint(out, "dropped", dropped);
+	ctl_enc_str(out, "events");
+	ctl_enc_array(out, (uint32_t)n);
+	for (uint64_t s = first; s < first + n; s++) {
+		const struct fleet_ev *e = &b->ring[(s - 1) % FLEET_EVENTS_MAX];
+		ctl_enc_map(out, 7);
+		ctl_kv_uint(out, "seq", e->seq);
+		ctl_kv_uint(out, "time_ms", e->wall_ms);
+		ctl_kv_str(out, "kind", e->kind);
+		ctl_kv_str(out, "service", e->service);
+		ctl_kv_uint(out, "rev", e->rev);
+		ctl_kv_str(out, "node", e->node);
+		ctl_kv_str(out, "text", e->text);
+	}
+}
+
+struct hist_ctx {
+	struct fleet *b;
+	struct svc *v;
+	struct ctl_enc items;
+	uint32_t n;
+};
+
+static int hist_cb(const struct store_revision *rv, void *ud)
+{
+	struct hist_ctx *h = ud;
+	struct ctl_enc *e = &h->items;
+	struct store_artifact_info info;
+	bool have = store_artifact_get(h->b->s, &rv->artifact, &info) == 0;
+	struct store_service_state st;
+	bool good = false;
+	if (store_service_state_get(h->b->s, rv->service, &st) == 0)
+		good = memcmp(&st.last_good, &rv->artifact, sizeof st.last_good) == 0;
+	bool condemned = (have && info.condemned) ||
+			 (h->v && agree_is_condemned(h->v->log, h->v->nlog, &rv->artifact,
+						     UINT64_MAX));
+	char origin[2 * STORE_NODE_ID_LEN + 1], who[2 * STORE_NODE_ID_LEN + 1];
+	fleet__hex_id(rv->origin, STORE_NODE_ID_LEN, origin);
+	ctl_enc_map(e, 14);
+	ctl_kv_str(e, "service", rv->service);
+	ctl_kv_uint(e, "rev", rv->rev);
+	kv_id(e, "artifact", &rv->artifact);
+	ctl_kv_str(e, "version", have && info.manifest.version ? info.manifest.version : "");
+	ctl_kv_str(e, "kind", rv->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy");
+	ctl_kv_str(e, "scope", rv->scope[0] ? rv->scope : "cluster");
+	ctl_kv_str(e, "origin", origin);
+	static const uint8_t zero[STORE_NODE_ID_LEN];
+	ctl_kv_str(e, "origin_name", memcmp(rv->origin, zero, sizeof zero) == 0
+					 ? "cluster"
+					 : fleet__member_name(h->b, rv->origin, who));
+	ctl_kv_uint(e, "hlc", rv->hlc);
+	ctl_enc_str(e, "operator");
+	if (rv->operator_uid == UINT32_MAX) {
+		ctl_enc_nil(e);
+	} else {
+		ctl_enc_map(e, 2);
+		ctl_kv_uint(e, "uid", rv->operator_uid);
+		ctl_enc_str(e, "pid");
+		ctl_enc_int(e, rv->operator_pid);
+	}
+	ctl_kv_str(e, "reason", rv->reason);
+	ctl_kv_uint(e, "certificate", rv->ncert);
+	ctl_kv_bool(e, "good", good);
+	ctl_kv_bool(e, "condemned", condemned);
+	if (have)
+		store_artifact_info_release(&info);
+	h->n++;
+	return e->err;
+}
+
+static void do_history(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
+{
+	char *service = NULL;
+	uint64_t limit = 0;
+	struct hist_ctx h = {.b = b};
+	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
+		goto out;
+	}
+	if (opt_uint(req, "limit", &limit, out) < 0)
+		goto out;
+	h.v = fleet__svc_find(b, service);
+	ctl_enc_init(&h.items);
+	int r = store_revision_foreach(b->s, service, limit > 100000 ? 100000 : (unsigned)limit,
+				       hist_cb, &h);
+	if (r < 0 && r != -ENOENT) {
+		ctl_enc_fail(out, agent_ctl_err_from_errno(r), "%s", store_strerror(r));
+		goto out;
+	}
+	ctl_enc_ok_array(out, &h.items, h.n);
+out:
+	ctl_enc_release(&h.items);
+	free(service);
+}
+
+int fleet_ctl(struct fleet *b, const char *op, const struct ctl_request *req,
+	      const struct ctl_peer *peer, struct ctl_enc *out)
+{
+	if (!b || !b->started) {
+		ctl_enc_fail(out, CTL_E_INTERNAL, "the cluster brain is not running");
+		return 0;
+	}
+	if (strcmp(op, "deploy") == 0)
+		do_deploy(b, req, peer, out);
+	else if (strcmp(op, "rollback") == 0)
+		do_rollback(b, req, out);
+	else if (strcmp(op, "votes") == 0)
+		do_votes(b, req, out);
+	else if (strcmp(op, "services") == 0)
+		do_services(b, out);
+	else if (strcmp(op, "brain.status") == 0)
+		do_status(b, out);
+	else if (strcmp(op, "events") == 0)
+		do_events(b, req, out);
+	else if (strcmp(op, "history") == 0)
+		do_history(b, req, out);
+	else
+		return -ENOENT;
+	return 0;
+}
