@@ -7,11 +7,21 @@
 
 #include "store/store.h"
 
+/* The value is there and of the right type, but refused by the row's rule. */
+static int refused(const struct ctl_arg *a, struct ctl_enc *out)
+{
+	const char *msg = a->invalid ? a->invalid : a->bad;
+	if (msg)
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "%s", msg);
+	else
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "argument \"%s\" is not valid", a->key);
+	return -EINVAL;
+}
+
 /* One row: 0, or <0 with the error response written. */
 static int decode_one(const struct ctl_arg *a, const struct ctl_request *req, char *base,
 		      struct ctl_enc *out)
 {
-	const char *invalid = a->invalid ? a->invalid : a->bad;
 	const msgpack_object *o;
 	char *s = NULL;
 	int r;
@@ -38,10 +48,8 @@ static int decode_one(const struct ctl_arg *a, const struct ctl_request *req, ch
 		}
 		/* stored first, so that a refused value is released with the rest */
 		memcpy(base + a->offset, &s, sizeof s);
-		if ((a->valid && !a->valid(s)) || (a->max_len && strlen(s) > a->max_len)) {
-			ctl_enc_fail(out, CTL_E_BAD_REQUEST, "%s", invalid);
-			return -EINVAL;
-		}
+		if ((a->check && a->check(s) < 0) || (a->max_len && strlen(s) > a->max_len))
+			return refused(a, out);
 		return 0;
 	case CTL_ARG_UINT:
 		o = ctl_map_get(req->args, a->key);
@@ -55,10 +63,8 @@ static int decode_one(const struct ctl_arg *a, const struct ctl_request *req, ch
 					     "\"%s\" must be a non-negative integer", a->key);
 			return -EINVAL;
 		}
-		if (a->max && o->via.u64 > a->max) {
-			ctl_enc_fail(out, CTL_E_BAD_REQUEST, "%s", invalid);
-			return -EINVAL;
-		}
+		if (a->max && o->via.u64 > a->max)
+			return refused(a, out);
 		memcpy(base + a->offset, &o->via.u64, sizeof o->via.u64);
 		return 0;
 	case CTL_ARG_FLAG: {

@@ -10,8 +10,9 @@
  *
  *     struct fleet_rollback_args { char *service, *scope, *reason; uint64_t to; bool local; };
  *     static const struct ctl_arg rollback_args[] = {
- *             {"service", CTL_ARG_STR, .required = true, .offset = offsetof(..., service),
- *              .valid = name_ok, .bad = "\"service\" must be a service name"},
+ *             {"service", CTL_ARG_STR, .required = true,
+ *              .offset = offsetof(struct fleet_rollback_args, service),
+ *              .check = agent_config_check_name, .bad = "\"service\" must be a service name"},
  *             {"to", CTL_ARG_UINT, .offset = offsetof(..., to)},
  *             ...
  *     };
@@ -47,10 +48,11 @@ struct ctl_arg {
 	 * protocol's defaults ("missing argument \"KEY\"", "argument \"KEY\" must be a non-empty
 	 * string without NUL bytes", "\"KEY\" must be a non-negative integer") */
 	const char *bad;
-	bool (*valid)(const char *s);	/* STR: the value must also pass this; NULL: any */
+	int (*check)(const char *s);	/* STR: 0 if the value is fine, <0 if not; NULL: any */
 	size_t max_len;			/* STR: at most this many bytes; 0: no more limit */
 	uint64_t max;			/* UINT: at most this; 0: no limit */
-	const char *invalid;		/* message when valid/max_len/max refuse it; NULL: @bad */
+	const char *invalid;		/* message when check/max_len/max refuse it; NULL: @bad,
+					 * else "argument \"KEY\" is not valid" */
 };
 
 /* An op's arguments: the rows and the size of the struct they are decoded into. */

@@ -17,6 +17,8 @@
 #include "agent/daemon/agent.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,38 +41,60 @@ static void reply_errno(struct ctl_enc *out, int err, const char *detail)
 		      detail && *detail ? detail : store_strerror(err));
 }
 
-/* Argument @key: required string. Replies bad_request and returns <0 when missing/invalid. */
-static int arg_required(const struct ctl_request *req, const char *key, char **ret,
-			struct ctl_enc *out)
+/* ---- Arguments (ctl/ctl_args.h: decoded and checked before the op body runs) ---------------- */
+
+static int absolute(const char *s)
 {
-	int r = ctl_arg_str(req, key, ret);
-	if (r == -ENOENT)
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "missing argument \"%s\"", key);
-	else if (r == -EINVAL)
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
-			     "argument \"%s\" must be a non-empty string without NUL bytes", key);
-	else if (r < 0)
-		ctl_enc_fail(out, CTL_E_INTERNAL, "%s", strerror(-r));
-	return r;
+	return s[0] == '/' ? 0 : -EINVAL;
 }
 
-/* Optional string: 0 with *ret set, 0 with *ret NULL when absent, <0 after replying. */
-static int arg_optional(const struct ctl_request *req, const char *key, char **ret,
-			struct ctl_enc *out)
-{
-	*ret = NULL;
-	int r = ctl_arg_str(req, key, ret);
-	if (r == -ENOENT)
-		return 0;
-	if (r < 0)
-		return arg_required(req, key, ret, out);
-	return 0;
-}
+struct import_args {
+	char *dir;
+};
+static const struct ctl_arg import_rows[] = {
+	{"dir", CTL_ARG_STR, .required = true, .offset = offsetof(struct import_args, dir),
+	 .check = absolute,
+	 .invalid = "\"dir\" must be an absolute path (the agent's working directory is not "
+		    "yours)"},
+};
+static const struct ctl_args_spec import_spec = CTL_ARGS_SPEC(struct import_args, import_rows);
 
-static bool service_ok(const char *s)
-{
-	return agent_config_check_name(s) == 0;
-}
+struct import_git_args {
+	char *repo, *ref, *path;
+};
+static const struct ctl_arg import_git_rows[] = {
+	{"repo", CTL_ARG_STR, .required = true, .offset = offsetof(struct import_git_args, repo),
+	 .check = absolute, .invalid = "\"repo\" must be an absolute path"},
+	{"ref", CTL_ARG_STR, .required = true, .offset = offsetof(struct import_git_args, ref)},
+	{"path", CTL_ARG_STR, .offset = offsetof(struct import_git_args, path)},
+};
+static const struct ctl_args_spec import_git_spec =
+	CTL_ARGS_SPEC(struct import_git_args, import_git_rows);
+
+struct service_args {
+	char *service;
+	uint64_t limit;
+};
+static const struct ctl_arg list_rows[] = {
+	{"service", CTL_ARG_STR, .offset = offsetof(struct service_args, service),
+	 .check = agent_config_check_name, .invalid = "invalid service name"},
+};
+static const struct ctl_args_spec list_spec = CTL_ARGS_SPEC(struct service_args, list_rows);
+static const struct ctl_arg history_rows[] = {
+	{"service", CTL_ARG_STR, .required = true, .offset = offsetof(struct service_args, service),
+	 .check = agent_config_check_name, .invalid = "invalid service name"},
+	{"limit", CTL_ARG_UINT, .offset = offsetof(struct service_args, limit), .max = 100000,
+	 .bad = "\"limit\" must be an integer in 0..100000"},
+};
+static const struct ctl_args_spec history_spec = CTL_ARGS_SPEC(struct service_args, history_rows);
+
+struct show_args {
+	char *id;
+};
+static const struct ctl_arg show_rows[] = {
+	{"id", CTL_ARG_STR, .required = true, .offset = offsetof(struct show_args, id)},
+};
+static const struct ctl_args_spec show_spec = CTL_ARGS_SPEC(struct show_args, show_rows);
 
 /* ---- Encoders ----------------------------------------------------------------------------- */
 
@@ -291,53 +315,39 @@ static void op_import(void *ud, const struct ctl_request *req, const struct ctl_
 		      struct ctl_enc *out)
 {
 	struct agent *a = ud;
-	char *dir = NULL;
+	struct import_args args;
 	char err[512] = "";
 	struct store_import_limits lim;
 	struct store_id id;
 
-	if (arg_required(req, "dir", &dir, out) < 0)
+	if (ctl_args_decode(&import_spec, req, &args, out) < 0)
 		return;
-	if (dir[0] != '/') {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
-			     "\"dir\" must be an absolute path (the agent's working directory is "
-			     "not yours)");
-		goto out;
-	}
 	limits_of(a, &lim);
-	int rc = store_import_dir(a->store, dir, &lim, agent_now_ms(), &id, err, sizeof err);
-	import_reply(a, peer, rc, &id, dir, err, out);
-out:
-	free(dir);
+	int rc = store_import_dir(a->store, args.dir, &lim, agent_now_ms(), &id, err, sizeof err);
+	import_reply(a, peer, rc, &id, args.dir, err, out);
+	ctl_args_release(&import_spec, &args);
 }
 
 static void op_import_git(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
 			  struct ctl_enc *out)
 {
 	struct agent *a = ud;
-	char *repo = NULL, *ref = NULL, *path = NULL;
+	struct import_git_args args;
 	char err[512] = "";
 	char what[1024];
 	struct store_import_limits lim;
 	struct store_id id;
 
-	if (arg_required(req, "repo", &repo, out) < 0 || arg_required(req, "ref", &ref, out) < 0 ||
-	    arg_optional(req, "path", &path, out) < 0)
-		goto out;
-	if (repo[0] != '/') {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"repo\" must be an absolute path");
-		goto out;
-	}
+	if (ctl_args_decode(&import_git_spec, req, &args, out) < 0)
+		return;
+	const char *repo = args.repo, *ref = args.ref, *path = args.path;
 	limits_of(a, &lim);
 	snprintf(what, sizeof what, "git %s ref %s%s%s", repo, ref, path ? " path " : "",
 		 path ? path : "");
 	int rc = store_import_git(a->store, repo, ref, path, &lim, agent_now_ms(), &id, err,
 				  sizeof err);
 	import_reply(a, peer, rc, &id, what, err, out);
-out:
-	free(repo);
-	free(ref);
-	free(path);
+	ctl_args_release(&import_git_spec, &args);
 }
 
 /* Items are encoded into a side encoder first: the array header needs their count. */
@@ -360,17 +370,13 @@ static void op_list(void *ud, const struct ctl_request *req, const struct ctl_pe
 		    struct ctl_enc *out)
 {
 	struct agent *a = ud;
-	char *service = NULL;
+	struct service_args args;
 	struct list_ctx l = {.n = 0};
 
-	if (arg_optional(req, "service", &service, out) < 0)
+	if (ctl_args_decode(&list_spec, req, &args, out) < 0)
 		return;
-	if (service && !service_ok(service)) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "invalid service name");
-		goto out;
-	}
 	ctl_enc_init(&l.items);
-	int r = store_artifact_foreach(a->store, service, list_cb, &l);
+	int r = store_artifact_foreach(a->store, args.service, list_cb, &l);
 	if (r < 0) {
 		reply_errno(out, r, NULL);
 		goto out;
@@ -378,20 +384,21 @@ static void op_list(void *ud, const struct ctl_request *req, const struct ctl_pe
 	ctl_enc_ok_array(out, &l.items, l.n);
 out:
 	ctl_enc_release(&l.items);
-	free(service);
+	ctl_args_release(&list_spec, &args);
 }
 
 static void op_show(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
 		    struct ctl_enc *out)
 {
 	struct agent *a = ud;
-	char *prefix = NULL;
+	struct show_args args;
 	struct store_id id;
 	struct store_artifact_info info;
 	memset(&info, 0, sizeof info);
 
-	if (arg_required(req, "id", &prefix, out) < 0)
+	if (ctl_args_decode(&show_spec, req, &args, out) < 0)
 		return;
+	const char *prefix = args.id;
 	int r = store_artifact_find(a->store, prefix, &id);
 	if (r == -ENOENT) {
 		ctl_enc_fail(out, CTL_E_NOT_FOUND, "no artifact with id %.64s", prefix);
@@ -417,7 +424,7 @@ static void op_show(void *ud, const struct ctl_request *req, const struct ctl_pe
 	enc_details(out, &info);
 	store_artifact_info_release(&info);
 out:
-	free(prefix);
+	ctl_args_release(&show_spec, &args);
 }
 
 static int history_cb(const struct store_revision *rv, void *ud)
@@ -455,27 +462,14 @@ static void op_history(void *ud, const struct ctl_request *req, const struct ctl
 		       struct ctl_enc *out)
 {
 	struct agent *a = ud;
-	char *service = NULL;
+	struct service_args args;
 	struct list_ctx l = {.n = 0};
-	unsigned limit = 0;
 
-	if (arg_required(req, "service", &service, out) < 0)
+	if (ctl_args_decode(&history_spec, req, &args, out) < 0)
 		return;
-	if (!service_ok(service)) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "invalid service name");
-		goto out;
-	}
-	const msgpack_object *lim = ctl_map_get(req->args, "limit");
-	if (lim && lim->type != MSGPACK_OBJECT_NIL) {
-		if (lim->type != MSGPACK_OBJECT_POSITIVE_INTEGER || lim->via.u64 > 100000) {
-			ctl_enc_fail(out, CTL_E_BAD_REQUEST,
-				     "\"limit\" must be an integer in 0..100000");
-			goto out;
-		}
-		limit = (unsigned)lim->via.u64;
-	}
 	ctl_enc_init(&l.items);
-	int r = store_revision_foreach(a->store, service, limit, history_cb, &l);
+	int r = store_revision_foreach(a->store, args.service, (unsigned)args.limit, history_cb,
+				       &l);
 	if (r < 0 && r != -ENOENT) {
 		reply_errno(out, r, NULL);
 		goto out;
@@ -483,7 +477,7 @@ static void op_history(void *ud, const struct ctl_request *req, const struct ctl
 	ctl_enc_ok_array(out, &l.items, l.n);
 out:
 	ctl_enc_release(&l.items);
-	free(service);
+	ctl_args_release(&history_spec, &args);
 }
 
 static void op_fetch(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
@@ -511,18 +505,35 @@ static const struct ctl_op agent_ops[] = {
 	{"keyring.install",     false,  false, cluster_op_keyring_install},
 	{"keyring.use",         false,  false, cluster_op_keyring_use},
 	{"keyring.remove",      false,  false, cluster_op_keyring_remove},
-	/* cluster brain (agent/brain.h): its state lives on the loop */
-	{"deploy",              false,  false, fleet_op_deploy},
-	{"rollback",            false,  false, fleet_op_rollback},
-	{"votes",               false,  false, fleet_op_votes},
-	{"services",            false,  false, fleet_op_services},
-	{"events",              false,  false, fleet_op_events},
-	{"brain.status",        false,  false, fleet_op_status},
-	{"brain.history",       false,  false, fleet_op_history},
 };
+
+static void *fleet_of(void *ud)
+{
+	return ((struct agent *)ud)->fleet;
+}
+
+/* The table served: the rows above, then the fleet's (fleet/fleet.h), each run on a->fleet. */
+static struct ctl_op all_ops[sizeof agent_ops / sizeof agent_ops[0] + 16];
+static size_t nall_ops;
+
+static void all_ops_build(void)
+{
+	size_t nfleet;
+	const struct ctl_op *fleet = fleet_ctl_ops(&nfleet);
+
+	memcpy(all_ops, agent_ops, sizeof agent_ops);
+	nall_ops = sizeof agent_ops / sizeof agent_ops[0];
+	for (size_t i = 0; i < nfleet && nall_ops < sizeof all_ops / sizeof all_ops[0]; i++) {
+		all_ops[nall_ops] = fleet[i];
+		all_ops[nall_ops++].of = fleet_of;
+	}
+}
 
 const struct ctl_op *agent_ctl_ops(size_t *ret_count)
 {
-	*ret_count = sizeof agent_ops / sizeof agent_ops[0];
-	return agent_ops;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, all_ops_build);
+	*ret_count = nall_ops;
+	return all_ops;
 }

@@ -1,6 +1,6 @@
 /*
- * agent/fleet/decide.c: the decisions of the fleet: what each service should run here, which revisions are
- * accepted and decided, the votes this node casts and those it stores for others.
+ * agent/fleet/decide.c: the decisions of the fleet: what each service should run here, which
+ * revisions are accepted and decided, the votes this node casts and those it stores for others.
  */
 #include "agent/fleet/fleet_int.h"
 

@@ -166,9 +166,8 @@ int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
 /* Number of events so far (the sequence number of the last one). */
 uint64_t fleet_event_seq(const struct fleet *b);
 
-/* ---- Control operations (ctl_ops.c table rows; INLINE: blocking = false) -------------------- */
+/* ---- Control operations (INLINE: they run on the loop thread) ------------------------------ */
 /*
- *
  *   op              args                                            result
  *   deploy          {service, artifact, scope?, reason?, force?}    {service, rev, artifact}
  *   rollback        {service, to?, scope?, reason?, local?}         {service, rev (the bad
@@ -179,8 +178,15 @@ uint64_t fleet_event_seq(const struct fleet *b);
  *   services        -                                               [service summary]
  *   brain.status    -                                               {node, cluster, services}
  *   events          {since?, max?}                                  {events[], next, dropped}
- *   history         {service, limit?}                               [revision + good,
+ *   brain.history   {service, limit?}                               [revision + good,
  *                                                                    condemned, version]
+ *
+ * One dispatch: fleet_ctl_ops() are the rows (ctl/ctl_server.h, declared ops). The server finds
+ * the row by name, decodes the arguments into the op's struct below with the row's table
+ * (ops.c: key, type, the check and the message of each; ctl/ctl_args.h) and calls the op's
+ * function with @fleet = the struct fleet (the agent's table passes a->fleet) and @args = that
+ * struct, already valid: a service is a name (config.h), a scope "cluster" or site:NAME, a
+ * deploy's reason at most 200 bytes. Strings are NULL when absent, numbers 0, flags false.
  *
  * `events` is polled, never pushed: the agent keeps the last FLEET_EVENTS_MAX events in a
  * ring, a client asks for those after its cursor `since` and gets `next` for its next call;
@@ -189,28 +195,54 @@ uint64_t fleet_event_seq(const struct fleet *b);
  * Errors (stable names, ctl_proto.h): bad_request, not_found (no such artifact or service;
  * rollback: the target artifact is not held here), ambiguous (artifact prefix), condemned
  * (deploy of a condemned artifact without force), no_revision (nothing to roll back, --to a
- * missing revision), internal.
+ * missing revision), internal (also: the fleet is not running yet).
  */
 #define FLEET_EVENTS_MAX 4096
 
-void fleet_op_deploy(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+struct fleet_deploy_args {
+	char *service, *artifact, *reason, *scope;
+	bool force;
+};
+struct fleet_rollback_args {
+	char *service, *reason, *scope;
+	uint64_t to;
+	bool local;
+};
+struct fleet_votes_args {
+	char *service;
+	uint64_t rev;		/* 0: the latest rev with votes, else the desired one */
+};
+struct fleet_events_args {
+	uint64_t since, max;	/* max 0 or over 512: 512 */
+};
+struct fleet_history_args {
+	char *service;
+	uint64_t limit;		/* 0 or over 100000: 100000 */
+};
+
+/* @fleet: struct fleet * (NULL: answers internal); @args: the op's struct above (none for
+ * services and status). Each writes a complete response into @out. */
+void fleet_op_deploy(void *fleet, const void *args, const struct ctl_peer *peer,
 		     struct ctl_enc *out);
-void fleet_op_rollback(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *peer,
 		       struct ctl_enc *out);
-void fleet_op_votes(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_votes(void *fleet, const void *args, const struct ctl_peer *peer,
 		    struct ctl_enc *out);
-void fleet_op_services(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_services(void *fleet, const void *args, const struct ctl_peer *peer,
 		       struct ctl_enc *out);
-void fleet_op_status(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_status(void *fleet, const void *args, const struct ctl_peer *peer,
 		     struct ctl_enc *out);
-void fleet_op_events(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_events(void *fleet, const void *args, const struct ctl_peer *peer,
 		     struct ctl_enc *out);
-void fleet_op_history(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+void fleet_op_history(void *fleet, const void *args, const struct ctl_peer *peer,
 		      struct ctl_enc *out);
 
+/* The rows above, in this order, with no @of: their target is the server's ud. */
+const struct ctl_op *fleet_ctl_ops(size_t *ret_count);
+
 /*
- * The same operations on a brain directly (tests): they write a complete response into @out.
- * fleet_ctl(b, op, req, peer, out) dispatches by the names above; -ENOENT for another op.
+ * One request on a fleet directly (tests), through the same rows: a complete response in @out;
+ * `history` is accepted for brain.history. -ENOENT (nothing written) for another op.
  */
 int fleet_ctl(struct fleet *b, const char *op, const struct ctl_request *req,
 	      const struct ctl_peer *peer, struct ctl_enc *out);

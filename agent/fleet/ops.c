@@ -3,7 +3,10 @@
  */
 #include "agent/fleet/fleet_int.h"
 
-/* ---- Control operations ---------------------------------------------------------------------- */
+#include <stddef.h>
+
+#include "agent/config/config.h"
+#include "agent/ctl/ctl_server.h"
 
 static void kv_id(struct ctl_enc *e, const char *k, const struct store_id *id)
 {
@@ -16,100 +19,99 @@ static void kv_id(struct ctl_enc *e, const char *k, const struct store_id *id)
 		ctl_enc_str(e, store_id_hex(id, hex));
 }
 
-/* Optional string argument: 0 and *ret (NULL if absent), or replies bad_request and <0. */
-static int opt_str(const struct ctl_request *req, const char *key, char **ret,
-		   struct ctl_enc *out)
+/* ---- Arguments: decoded and checked by ctl_op_call before an op runs ------------------------ */
+
+static int scope_check(const char *s)
 {
-	int r = ctl_arg_str(req, key, ret);
-	if (r == -ENOENT) {
-		*ret = NULL;
-		return 0;
-	}
-	if (r < 0) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"%s\" must be a non-empty string", key);
-		return r;
-	}
-	return 0;
+	return strcmp(s, "cluster") == 0 || agree_scope_valid(s) ? 0 : -EINVAL;
 }
 
-static int opt_uint(const struct ctl_request *req, const char *key, uint64_t *ret,
-		    struct ctl_enc *out)
+/* "cluster" and no scope are the same: "" */
+static const char *scope_of(const char *s)
 {
-	const msgpack_object *o = ctl_map_get(req->args, key);
-	if (!o || o->type == MSGPACK_OBJECT_NIL) {
-		*ret = 0;
-		return 0;
+	return s && strcmp(s, "cluster") != 0 ? s : "";
+}
+
+#define SERVICE_ARG(type)                                                                   \
+	{"service", CTL_ARG_STR, .required = true, .offset = offsetof(type, service),       \
+	 .check = agent_config_check_name, .bad = "\"service\" must be a service name"}
+#define REASON_ARG(type, max)                                                               \
+	{"reason", CTL_ARG_STR, .offset = offsetof(type, reason), .max_len = (max),         \
+	 .bad = "\"reason\" must be a non-empty string",                                    \
+	 .invalid = "\"reason\" is limited to 200 bytes"}
+#define SCOPE_ARG(type)                                                                     \
+	{"scope", CTL_ARG_STR, .offset = offsetof(type, scope), .check = scope_check,       \
+	 .bad = "\"scope\" must be a non-empty string", .invalid = "scope must be site:NAME"}
+
+/* Row order is the order of the checks, as before the table: it picks the message of a
+ * request with several faults. */
+static const struct ctl_arg deploy_args[] = {
+	SERVICE_ARG(struct fleet_deploy_args),
+	{"artifact", CTL_ARG_STR, .required = true,
+	 .offset = offsetof(struct fleet_deploy_args, artifact),
+	 .bad = "\"artifact\" (an id or unique prefix) is required"},
+	REASON_ARG(struct fleet_deploy_args, 200),
+	SCOPE_ARG(struct fleet_deploy_args),
+	{"force", CTL_ARG_FLAG, .offset = offsetof(struct fleet_deploy_args, force)},
+};
+static const struct ctl_arg rollback_args[] = {
+	SERVICE_ARG(struct fleet_rollback_args),
+	REASON_ARG(struct fleet_rollback_args, 0),
+	SCOPE_ARG(struct fleet_rollback_args),
+	{"to", CTL_ARG_UINT, .offset = offsetof(struct fleet_rollback_args, to)},
+	{"local", CTL_ARG_FLAG, .offset = offsetof(struct fleet_rollback_args, local)},
+};
+static const struct ctl_arg votes_args[] = {
+	SERVICE_ARG(struct fleet_votes_args),
+	{"rev", CTL_ARG_UINT, .offset = offsetof(struct fleet_votes_args, rev)},
+};
+static const struct ctl_arg events_args[] = {
+	{"since", CTL_ARG_UINT, .offset = offsetof(struct fleet_events_args, since)},
+	{"max", CTL_ARG_UINT, .offset = offsetof(struct fleet_events_args, max)},
+};
+static const struct ctl_arg history_args[] = {
+	SERVICE_ARG(struct fleet_history_args),
+	{"limit", CTL_ARG_UINT, .offset = offsetof(struct fleet_history_args, limit)},
+};
+static const struct ctl_args_spec deploy_spec =
+	CTL_ARGS_SPEC(struct fleet_deploy_args, deploy_args);
+static const struct ctl_args_spec rollback_spec =
+	CTL_ARGS_SPEC(struct fleet_rollback_args, rollback_args);
+static const struct ctl_args_spec votes_spec = CTL_ARGS_SPEC(struct fleet_votes_args, votes_args);
+static const struct ctl_args_spec events_spec =
+	CTL_ARGS_SPEC(struct fleet_events_args, events_args);
+static const struct ctl_args_spec history_spec =
+	CTL_ARGS_SPEC(struct fleet_history_args, history_args);
+static const struct ctl_args_spec no_args = {NULL, 0, 0};
+
+/* The fleet that serves, or NULL after answering that none does. */
+static struct fleet *serving(void *fleet, struct ctl_enc *out)
+{
+	struct fleet *b = fleet;
+	if (!b || !b->started) {
+		ctl_enc_fail(out, CTL_E_INTERNAL, "the cluster brain is not running");
+		return NULL;
 	}
-	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"%s\" must be a non-negative integer", key);
-		return -EINVAL;
-	}
-	*ret = o->via.u64;
-	return 0;
+	return b;
 }
 
-static bool opt_bool(const struct ctl_request *req, const char *key)
-{
-	const msgpack_object *o = ctl_map_get(req->args, key);
-	return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
-}
+/* ---- The operations ------------------------------------------------------------------------ */
 
-static bool name_ok(const char *s)
+void fleet_op_deploy(void *fleet, const void *args, const struct ctl_peer *peer,
+		     struct ctl_enc *out)
 {
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > 64)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
-			return false;
-	return true;
-}
-
-static int scope_arg(const struct ctl_request *req, char *scope, struct ctl_enc *out)
-{
-	char *s = NULL;
-	if (opt_str(req, "scope", &s, out) < 0)
-		return -EINVAL;
-	scope[0] = 0;
-	if (s && strcmp(s, "cluster") != 0) {
-		if (!agree_scope_valid(s)) {
-			ctl_enc_fail(out, CTL_E_BAD_REQUEST, "scope must be site:NAME");
-			free(s);
-			return -EINVAL;
-		}
-		snprintf(scope, 65, "%s", s);
-	}
-	free(s);
-	return 0;
-}
-
-static void do_deploy(struct fleet *b, const struct ctl_request *req, const struct ctl_peer *peer,
-		      struct ctl_enc *out)
-{
-	char *service = NULL, *art = NULL, *reason = NULL;
-	char scope[65];
+	const struct fleet_deploy_args *a = args;
+	struct fleet *b = serving(fleet, out);
+	const char *service = a->service, *art = a->artifact, *reason = a->reason;
+	const char *scope = scope_of(a->scope);
+	bool force = a->force;
 	struct store_id id;
 	struct store_artifact_info info;
 	bool have_info = false;
 	int r;
 
-	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
-		goto out;
-	}
-	if (ctl_arg_str(req, "artifact", &art) < 0) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
-			     "\"artifact\" (an id or unique prefix) is required");
-		goto out;
-	}
-	if (opt_str(req, "reason", &reason, out) < 0 || scope_arg(req, scope, out) < 0)
-		goto out;
-	if (reason && strlen(reason) > 200) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"reason\" is limited to 200 bytes");
-		goto out;
-	}
-	bool force = opt_bool(req, "force");
+	if (!b)
+		return;
 	r = store_artifact_find(b->s, art, &id);
 	if (r < 0) {
 		ctl_enc_fail(out, r == -EEXIST ? CTL_E_AMBIGUOUS : r == -EINVAL ? CTL_E_BAD_REQUEST
@@ -175,40 +177,34 @@ static void do_deploy(struct fleet *b, const struct ctl_request *req, const stru
 out:
 	if (have_info)
 		store_artifact_info_release(&info);
-	free(service);
-	free(art);
-	free(reason);
 }
 
-static void do_rollback(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
+void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *peer,
+		       struct ctl_enc *out)
 {
-	char *service = NULL, *reason = NULL;
-	char scope[65];
-	uint64_t to = 0;
+	const struct fleet_rollback_args *a = args;
+	struct fleet *b = serving(fleet, out);
+	const char *service = a->service, *reason = a->reason, *scope = scope_of(a->scope);
+	uint64_t to = a->to;
+	bool local = a->local;
 	int r;
 
-	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
-		goto out;
-	}
-	if (opt_str(req, "reason", &reason, out) < 0 || scope_arg(req, scope, out) < 0 ||
-	    opt_uint(req, "to", &to, out) < 0)
-		goto out;
-	bool local = opt_bool(req, "local");
+	if (!b)
+		return;
 	struct svc *v = fleet__svc_find(b, service);
 	const char *site = scope[0] ? scope + 5 : (b->has_site ? b->site : NULL);
 	const struct store_revision *d = v ? agree_desired(v->log, v->nlog, site) : NULL;
 	if (!d) {
 		ctl_enc_fail(out, CTL_E_NO_REVISION, "%s has no revision to roll back%s%s", service,
 			     scope[0] ? " in " : "", scope);
-		goto out;
+		return;
 	}
 	if (scope[0] && strcmp(d->scope, scope) != 0) {
 		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
 			     "the revision %" PRIu64 " desired in %s has scope %s: "
 			     "roll back with that scope",
 			     d->rev, scope, d->scope[0] ? d->scope : "cluster");
-		goto out;
+		return;
 	}
 	if (to) {
 		const struct store_revision *t = agree_at(v->log, v->nlog, to);
@@ -216,12 +212,12 @@ static void do_rollback(struct fleet *b, const struct ctl_request *req, struct c
 			ctl_enc_fail(out, CTL_E_NO_REVISION, "--to %" PRIu64 ": %s", to,
 				     !t ? "no such revision"
 					: "must be below the desired revision");
-			goto out;
+			return;
 		}
 		if (memcmp(&t->artifact, &d->artifact, sizeof t->artifact) == 0) {
 			ctl_enc_fail(out, CTL_E_BAD_REQUEST,
 				     "rev %" PRIu64 " runs the same artifact", to);
-			goto out;
+			return;
 		}
 	}
 	uint64_t bad = d->rev;
@@ -232,7 +228,7 @@ static void do_rollback(struct fleet *b, const struct ctl_request *req, struct c
 		if (r < 0) {
 			ctl_enc_fail(out, CTL_E_NO_REVISION, "cannot roll back locally: %s",
 				     agree_strerror(r));
-			goto out;
+			return;
 		}
 		v->local = l;
 		v->have_local = true;
@@ -247,14 +243,14 @@ static void do_rollback(struct fleet *b, const struct ctl_request *req, struct c
 				     "this node cannot carry out the rollback of rev %" PRIu64
 				     ": the target artifact is not held",
 				     bad);
-			goto out;
+			return;
 		}
 		r = fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, to);
 		if (r < 0) {
 			ctl_enc_fail(out, agent_ctl_err_from_errno(r),
 				     "cannot publish the vote: %s",
 				     strerror(-r));
-			goto out;
+			return;
 		}
 		if (reason)
 			fleet__event(b, "reason", service, bad, "operator: %s", reason);
@@ -265,9 +261,6 @@ static void do_rollback(struct fleet *b, const struct ctl_request *req, struct c
 	ctl_kv_uint(out, "rev", bad);
 	ctl_kv_uint(out, "to", to);
 	ctl_kv_bool(out, "local", local);
-out:
-	free(service);
-	free(reason);
 }
 
 /* Encode the tally of (service, rev) plus whether this node has moved past it. */
@@ -316,20 +309,20 @@ static void enc_votes(struct fleet *b, struct svc *v, uint64_t rev, struct ctl_e
 	}
 }
 
-static void do_votes(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
+void fleet_op_votes(void *fleet, const void *args, const struct ctl_peer *peer,
+		    struct ctl_enc *out)
 {
-	char *service = NULL;
-	uint64_t rev = 0;
-	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
-		goto out;
-	}
-	if (opt_uint(req, "rev", &rev, out) < 0)
-		goto out;
+	const struct fleet_votes_args *a = args;
+	struct fleet *b = serving(fleet, out);
+	const char *service = a->service;
+	uint64_t rev = a->rev;
+
+	if (!b)
+		return;
 	struct svc *v = fleet__svc_find(b, service);
 	if (!v) {
 		ctl_enc_fail(out, CTL_E_NOT_FOUND, "no service %s", service);
-		goto out;
+		return;
 	}
 	if (!rev) {
 		/* the latest rev that has votes, else the desired one */
@@ -341,8 +334,6 @@ static void do_votes(struct fleet *b, const struct ctl_request *req, struct ctl_
 	}
 	ctl_enc_ok(out);
 	enc_votes(b, v, rev, out);
-out:
-	free(service);
 }
 
 static const char *hstate_name(uint8_t s)
@@ -403,16 +394,24 @@ static void enc_service(struct fleet *b, struct svc *v, struct ctl_enc *out, boo
 	}
 }
 
-static void do_services(struct fleet *b, struct ctl_enc *out)
+void fleet_op_services(void *fleet, const void *args, const struct ctl_peer *peer,
+		       struct ctl_enc *out)
 {
+	struct fleet *b = serving(fleet, out);
+	if (!b)
+		return;
 	ctl_enc_ok(out);
 	ctl_enc_array(out, (uint32_t)b->nsvcs);
 	for (size_t i = 0; i < b->nsvcs; i++)
 		enc_service(b, b->svcs[i], out, false);
 }
 
-static void do_status(struct fleet *b, struct ctl_enc *out)
+void fleet_op_status(void *fleet, const void *args, const struct ctl_peer *peer,
+		     struct ctl_enc *out)
 {
+	struct fleet *b = serving(fleet, out);
+	if (!b)
+		return;
 	uint32_t by[4] = {0};
 	for (size_t i = 0; i < b->nmembers; i++)
 		by[b->members[i].state & 3]++;
@@ -436,10 +435,14 @@ static void do_status(struct fleet *b, struct ctl_enc *out)
 		enc_service(b, b->svcs[i], out, true);
 }
 
-static void do_events(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
+void fleet_op_events(void *fleet, const void *args, const struct ctl_peer *peer,
+		     struct ctl_enc *out)
 {
-	uint64_t since = 0, max = 0;
-	if (opt_uint(req, "since", &since, out) < 0 || opt_uint(req, "max", &max, out) < 0)
+	const struct fleet_events_args *a = args;
+	struct fleet *b = serving(fleet, out);
+	uint64_t since = a->since, max = a->max;
+
+	if (!b)
 		return;
 	if (max == 0 || max > 512)
 		max = 512;
@@ -526,21 +529,19 @@ static int hist_cb(const struct store_revision *rv, void *ud)
 	return e->err;
 }
 
-static void do_history(struct fleet *b, const struct ctl_request *req, struct ctl_enc *out)
+void fleet_op_history(void *fleet, const void *args, const struct ctl_peer *peer,
+		      struct ctl_enc *out)
 {
-	char *service = NULL;
-	uint64_t limit = 0;
-	struct hist_ctx h = {.b = b};
-	if (ctl_arg_str(req, "service", &service) < 0 || !name_ok(service)) {
-		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"service\" must be a service name");
-		goto out;
-	}
-	if (opt_uint(req, "limit", &limit, out) < 0)
-		goto out;
-	h.v = fleet__svc_find(b, service);
+	const struct fleet_history_args *a = args;
+	struct hist_ctx h = {.b = serving(fleet, out)};
+	struct fleet *b = h.b;
+
+	if (!b)
+		return;
+	h.v = fleet__svc_find(b, a->service);
 	ctl_enc_init(&h.items);
-	int r = store_revision_foreach(b->s, service, limit > 100000 ? 100000 : (unsigned)limit,
-				       hist_cb, &h);
+	unsigned limit = a->limit > 100000 ? 100000 : (unsigned)a->limit;
+	int r = store_revision_foreach(b->s, a->service, limit, hist_cb, &h);
 	if (r < 0 && r != -ENOENT) {
 		ctl_enc_fail(out, agent_ctl_err_from_errno(r), "%s", store_strerror(r));
 		goto out;
@@ -548,31 +549,38 @@ static void do_history(struct fleet *b, const struct ctl_request *req, struct ct
 	ctl_enc_ok_array(out, &h.items, h.n);
 out:
 	ctl_enc_release(&h.items);
-	free(service);
+}
+
+/* The rows the agent serves (daemon/ops.c adds them to its table with the agent's fleet as
+ * their target). */
+static const struct ctl_op fleet_ops[] = {
+	{"deploy", .args = &deploy_spec, .run = fleet_op_deploy},
+	{"rollback", .args = &rollback_spec, .run = fleet_op_rollback},
+	{"votes", .args = &votes_spec, .run = fleet_op_votes},
+	{"services", .args = &no_args, .run = fleet_op_services},
+	{"events", .args = &events_spec, .run = fleet_op_events},
+	{"brain.status", .args = &no_args, .run = fleet_op_status},
+	{"brain.history", .args = &history_spec, .run = fleet_op_history},
+};
+
+const struct ctl_op *fleet_ctl_ops(size_t *ret_count)
+{
+	*ret_count = sizeof fleet_ops / sizeof fleet_ops[0];
+	return fleet_ops;
 }
 
 int fleet_ctl(struct fleet *b, const char *op, const struct ctl_request *req,
 	      const struct ctl_peer *peer, struct ctl_enc *out)
 {
-	if (!b || !b->started) {
-		ctl_enc_fail(out, CTL_E_INTERNAL, "the cluster brain is not running");
+	if (!serving(b, out))
 		return 0;
-	}
-	if (strcmp(op, "deploy") == 0)
-		do_deploy(b, req, peer, out);
-	else if (strcmp(op, "rollback") == 0)
-		do_rollback(b, req, out);
-	else if (strcmp(op, "votes") == 0)
-		do_votes(b, req, out);
-	else if (strcmp(op, "services") == 0)
-		do_services(b, out);
-	else if (strcmp(op, "brain.status") == 0)
-		do_status(b, out);
-	else if (strcmp(op, "events") == 0)
-		do_events(b, req, out);
-	else if (strcmp(op, "history") == 0)
-		do_history(b, req, out);
-	else
-		return -ENOENT;
-	return 0;
+	/* "history" is the name the brain answered before the agent served it as brain.history */
+	if (strcmp(op, "history") == 0)
+		op = "brain.history";
+	for (size_t i = 0; i < sizeof fleet_ops / sizeof fleet_ops[0]; i++)
+		if (strcmp(fleet_ops[i].name, op) == 0) {
+			ctl_op_call(&fleet_ops[i], b, req, peer, out);
+			return 0;
+		}
+	return -ENOENT;
 }
