@@ -1,5 +1,5 @@
 /*
- * agent/hlc.c: hybrid logical clock; see hlc.h for the algorithm and the packed encoding.
+ * agent/base/hlc.c: hybrid logical clock; see hlc.h for the algorithm and the packed encoding.
  */
 #include "agent/base/hlc.h"
 

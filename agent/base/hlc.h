@@ -1,5 +1,5 @@
 /*
- * agent/hlc.h: hybrid logical clock (Kulkarni, Demirbas et al., "Logical Physical Clocks and
+ * agent/base/hlc.h: hybrid logical clock (Kulkarni, Demirbas et al., "Logical Physical Clocks and
  * Consistent Snapshots in Globally Distributed Databases", 2014).
  *
  * What it is for

@@ -1,4 +1,4 @@
-/* agent/log.c: see log.h. */
+/* agent/base/log.c: see log.h. */
 #include "agent/base/log.h"
 
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * agent/log.h: the agent's logging. Only code under agent/ logs (STYLE.md); everything below
+ * agent/base/log.h: the agent's logging. Only code under agent/ logs (STYLE.md); everything below
  * returns errors and the agent logs them once, where it handles them.
  *
  * Lines go to stderr. When stderr is connected to the journal (systemd sets JOURNAL_STREAM to

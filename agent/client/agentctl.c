@@ -1,5 +1,5 @@
 /*
- * agent/agentctl.c: the operator's command-line client of the local agent.
+ * agent/client/agentctl.c: the operator's command-line client of the local agent.
  *
  * Plain blocking code around one unix socket with poll() deadlines: one request, one response.
  * Tables for people, --json for scripts. Exit status (DESIGN.md): 0 done, 1 failed, 2 usage,
@@ -845,7 +845,7 @@ int main(int argc, char **argv)
 	int sargc = argc - optind;
 	char **sargv = argv + optind;
 
-	/* the cluster brain's commands (agent/fleet_cli.c) */
+	/* the cluster brain's commands (agent/client/fleet_cmds.c) */
 	x = fleet_cmds_main(c.socket, c.json, c.timeout_ms, cmd, sargc, sargv);
 	if (x >= 0)
 		return x;

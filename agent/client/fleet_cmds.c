@@ -1,11 +1,12 @@
 /*
- * agent/fleet_cli.c: agentctl's commands of the cluster brain (brain.h "Control operations"):
- * deploy, rollback, votes, services, events, history, and the services part of status.
+ * agent/client/fleet_cmds.c: agentctl's commands of the replicated fleet state
+ * (fleet/fleet.h "Control operations"): deploy, rollback, votes, services, events, history,
+ * and the services part of status.
  *
- * Kept apart from agentctl.c so that the brain's commands and the ops they call change
+ * Kept apart from agentctl.c so that the fleet's commands and the ops they call change
  * together; agentctl.c hands these commands over with fleet_cmds_main(). Requests go through
- * agent/cli.h, one per connection; `--wait` and `events --follow` poll the agent (the agent
- * never pushes, so a slow client can never hold it up).
+ * ctl/ctl_client.h, one per connection; `--wait` and `events --follow` poll the agent (the
+ * agent never pushes, so a slow client can never hold it up).
  */
 #include <errno.h>
 #include <getopt.h>

@@ -1,5 +1,5 @@
 /*
- * agent/cluster.c: the gossip transport inside agentd (see agent/cluster.h).
+ * agent/cluster/cluster.c: the gossip transport inside agentd (see agent/cluster/cluster.h).
  *
  * Why the indirections:
  *  - The core calls on_member/on_record from inside itself, where nothing may mutate it. Those

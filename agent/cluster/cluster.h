@@ -1,5 +1,5 @@
 /*
- * agent/cluster.h: the gossip layer (gossip/transport.h) wired into agentd.
+ * agent/cluster/cluster.h: the gossip layer (gossip/transport.h) wired into agentd.
  *
  * One struct cluster per agent, on the agent's loop. It
  *   - builds the transport from the configuration: node id = the store's node id, name =
@@ -188,31 +188,5 @@ void cluster_summary(struct cluster *c, struct cluster_summary *ret);
 /* The transport stats and core stats (loop thread), for the metrics endpoint. */
 struct gossip_transport;
 struct gossip_transport *cluster_transport(struct cluster *c);
-
-/*
- * Control operations (agent/cluster_ops.c; rows of the table in ctl_ops.c, all inline on the
- * loop: ud = struct agent *). Arguments and results are listed at the top of cluster_ops.c.
- */
-#define GOSSIP_TRANSPORT_SEEDS_MAX_OPS 16
-struct ctl_request;
-struct ctl_peer;
-struct ctl_enc;
-void cluster_op_members(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
-			struct ctl_enc *out);
-void cluster_op_join(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
-		     struct ctl_enc *out);
-void cluster_op_leave(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
-		      struct ctl_enc *out);
-void cluster_op_keyring_list(void *ud, const struct ctl_request *req,
-			     const struct ctl_peer *peer, struct ctl_enc *out);
-void cluster_op_keyring_install(void *ud, const struct ctl_request *req,
-				const struct ctl_peer *peer, struct ctl_enc *out);
-void cluster_op_keyring_use(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
-			    struct ctl_enc *out);
-void cluster_op_keyring_remove(void *ud, const struct ctl_request *req,
-			       const struct ctl_peer *peer, struct ctl_enc *out);
-/* Encode one value (a map, or nil when @c is NULL) with the summary: for `status`, from any
- * thread. */
-void cluster_status_encode(struct cluster *c, struct ctl_enc *out);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * agent/fetch.c: peer-to-peer artifact transfer (protocol and contracts in fetch.h).
+ * agent/cluster/fetch.c: peer-to-peer artifact transfer (protocol and contracts in fetch.h).
  *
  * One struct job per artifact being fetched (deduplicated by id). A job owns at most one
  * stream at a time, a uv_timer that drives (re)connections, and the transfer state that

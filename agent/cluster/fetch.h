@@ -1,5 +1,5 @@
 /*
- * agent/fetch.h: peer-to-peer artifact transfer over the gossip port.
+ * agent/cluster/fetch.h: peer-to-peer artifact transfer over the gossip port.
  *
  * An artifact a node lacks is fetched from peers that hold it, over an application stream of
  * the gossip transport (gossip/transport.h, protocol FETCH_PROTO): every frame is sealed with

@@ -1,4 +1,4 @@
-/* agent/config.c: see config.h. */
+/* agent/config/config.c: see config.h. */
 #include "agent/config/config.h"
 
 #include <ctype.h>
@@ -20,7 +20,7 @@ enum cfg_key {
 	K_NODE_NAME, K_STATE_DIR, K_SOCKET, K_LOG_LEVEL, K_BIND, K_ADVERTISE, K_JOIN, K_KEYRING,
 	K_CLUSTER, K_LABEL, K_METRICS, K_MAX_FILE_SIZE, K_MAX_SIZE, K_MAX_FILES, K_RETAIN,
 	K_MAP_MAX, K_SOCKET_GROUP, K_SOCKET_MODE, K_MAX_FRAME, K_MAX_CLIENTS, K_CLIENT_TIMEOUT,
-	K_QUORUM, K_MAX_PAR_SWAPS, /* cluster brain (agent/brain.h) */
+	K_QUORUM, K_MAX_PAR_SWAPS, /* cluster brain (agent/fleet/fleet.h) */
 	K_DOCKER_HOST, K_UNIT_DIR, K_SYSTEMD_BUS, /* runtime plugins */
 	K__COUNT
 };

@@ -1,5 +1,5 @@
 /*
- * agent/config.h: agentd's configuration, from /etc/shoal/agentd.conf and the command line.
+ * agent/config/config.h: agentd's configuration, from /etc/shoal/agentd.conf and the command line.
  *
  * Every key of the config file is also a long option with the same name (DESIGN.md
  * "Command-line contract"): `node-name = x` in the file is `--node-name x` on the command line.
@@ -13,6 +13,11 @@
  *
  * Pure: no logging, no side effects beyond reading the file. Not thread-safe (call from main or
  * the loop thread).
+ *
+ * A room of its own (agent/config/, shoal_config), below cluster/ and client/: cluster_new
+ * takes this configuration, and agentctl reads it for the socket path, so it cannot live in
+ * daemon/. It needs only base/ (log levels), ctl/ (sizes and durations) and agree/ (the
+ * quorum syntax, agree_quorum_parse).
  */
 #ifndef SHOAL_AGENT_CONFIG_H
 #define SHOAL_AGENT_CONFIG_H
@@ -53,7 +58,7 @@ struct agent_config {
 	size_t nlabels;
 	char *metrics;			/* ADDR:PORT or NULL (off) */
 
-	/* Cluster brain (agent/brain.h). */
+	/* Cluster brain (agent/fleet/fleet.h). */
 	char **quorums;			/* "SERVICE=SPEC" each (validated) */
 	size_t nquorums;
 	unsigned max_parallel_swaps_per_site; /* 0 = unlimited */

@@ -1,5 +1,5 @@
 /*
- * agent/cli.c: agentctl's side of the control socket (see cli.h).
+ * agent/ctl/ctl_client.c: agentctl's side of the control socket (see ctl_client.h).
  */
 #include <errno.h>
 #include <limits.h>

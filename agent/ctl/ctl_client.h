@@ -1,12 +1,14 @@
 /*
- * agent/cli.h: agentctl's side of the control socket (agent/ctl_proto.h has the frames).
+ * agent/ctl/ctl_client.h: agentctl's side of the control socket (ctl_proto.h has the frames).
  *
- * Blocking client code for the agentctl binary (agentctl.c and the brain's commands in
- * fleet_cli.c): one request per connection, every step bounded by poll() deadlines. Errors are
- * printed to stderr as "agentctl: ..." and mapped to agentctl's exit statuses.
+ * Blocking client code for the agentctl binary (client/agentctl.c and the fleet's commands in
+ * client/fleet_cmds.c): one request per connection, every step bounded by poll() deadlines.
+ * Errors are printed to stderr as "agentctl: ..." and mapped to agentctl's exit statuses.
+ * In ctl/ with the server because both ends of the protocol change together; agentd never
+ * calls it (the linker leaves it out of the daemon).
  */
-#ifndef SHOAL_AGENT_CLI_H
-#define SHOAL_AGENT_CLI_H
+#ifndef SHOAL_CTL_CLIENT_H
+#define SHOAL_CTL_CLIENT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * agent/ctl_proto.c: control-socket framing, request/response codec and JSON printing.
+ * agent/ctl/ctl_proto.c: control-socket framing, request/response codec and JSON printing.
  * See ctl_proto.h for the wire format and the rules every decoder here follows.
  */
 #include "agent/ctl/ctl_proto.h"

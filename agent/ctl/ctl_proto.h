@@ -1,7 +1,8 @@
 /*
- * agent/ctl_proto.h: the control-socket protocol between agentctl (or any client) and agentd.
+ * agent/ctl/ctl_proto.h: the control-socket protocol between agentctl (or any client) and
+ * agentd.
  *
- * Shared by the server (agent/ctl_server.c), agentctl, the tests and the fuzzer, so that there is
+ * Shared by the server (ctl_server.c), agentctl, the tests and the fuzzer, so that there is
  * one codec and one list of error names.
  *
  * Framing. Every request and every response is one frame on a unix stream socket:

@@ -1,5 +1,5 @@
 /*
- * agent/ctl_server.c: see ctl_server.h for the state machine.
+ * agent/ctl/ctl_server.c: see ctl_server.h for the state machine.
  *
  * Memory: a connection owns two handles (the pipe and its timer) and is freed when both close
  * callbacks have run and no threadpool work of it is pending. A connection whose operation is

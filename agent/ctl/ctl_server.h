@@ -1,7 +1,7 @@
 /*
- * agent/ctl_server.h: the control socket server (libuv pipe), one state machine per client.
+ * agent/ctl/ctl_server.h: the control socket server (libuv pipe), one state machine per client.
  *
- * The server accepts clients on a unix stream socket, reads frames (agent/ctl_proto.h), calls
+ * The server accepts clients on a unix stream socket, reads frames (agent/ctl/ctl_proto.h), calls
  * the operation named by each request and writes the response. It knows nothing of what the
  * operations do: the agent hands it a table of struct ctl_op.
  *

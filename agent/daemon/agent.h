@@ -1,5 +1,13 @@
 /*
- * agent/agent.h: the agent daemon's state, shared by its components.
+ * agent/daemon/agent.h: the agent daemon's state, shared by its components.
+ *
+ * daemon/ is the top room of agent/ (README "Layout"): it may include every room below it and
+ * nothing includes it (tests/unit/test_agent_layers.sh). What lives here: main, the struct
+ * agent, the table of control operations (ops.c: each row names its arguments, decoded by
+ * ctl/ctl_args.h, and one call into the module that owns the op), the metrics endpoint, and
+ * the wiring that hands the fleet (fleet/), the gossip layer (cluster/) and the peer-to-peer
+ * fetch (cluster/fetch.h) to each other through their options: no module below knows the
+ * struct agent.
  *
  * agentd_main.c initialises the components in order (config, log, loop, state directory lock,
  * store, control socket, signals, watchdog) and tears them down in reverse from one cleanup
@@ -43,10 +51,10 @@ struct agent {
 	uint64_t start_wall_ms;		/* immutable */
 
 	struct ctl_server *ctl;
-	struct cluster *cluster;	/* gossip (agent/cluster.h); NULL once closed */
-	struct metrics *metrics;	/* --metrics endpoint (agent/metrics.h) or NULL */
+	struct cluster *cluster;	/* gossip (agent/cluster/cluster.h); NULL once closed */
+	struct metrics *metrics;	/* --metrics endpoint (agent/daemon/metrics.h) or NULL */
 	struct fleet *fleet;		/* replicated fleet state (fleet/fleet.h) or NULL; loop */
-	struct fetch *fetch;		/* peer-to-peer artifacts (agent/fetch.h) or NULL; loop */
+	struct fetch *fetch;		/* peer-to-peer artifacts (agent/cluster/fetch.h) or NULL; loop */
 	void (*stop)(struct agent *a, const char *why); /* set by main: begin a clean exit */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t watchdog;
@@ -57,6 +65,31 @@ struct agent {
 
 /* The control operations of this version, for struct ctl_server_opts (ud = struct agent *). */
 const struct ctl_op *agent_ctl_ops(size_t *ret_count);
+
+/*
+ * The cluster's control operations (cluster_ops.c over cluster/cluster.h; rows of the table in
+ * ops.c, all inline on the loop: ud = struct agent *). Arguments and results are listed at the
+ * top of cluster_ops.c. They read their own arguments: they answer shutting_down before any
+ * bad_request when gossip is off, and keyring.install wipes the key it was given.
+ */
+#define GOSSIP_TRANSPORT_SEEDS_MAX_OPS 16
+void cluster_op_members(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+			struct ctl_enc *out);
+void cluster_op_join(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+		     struct ctl_enc *out);
+void cluster_op_leave(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+		      struct ctl_enc *out);
+void cluster_op_keyring_list(void *ud, const struct ctl_request *req,
+			     const struct ctl_peer *peer, struct ctl_enc *out);
+void cluster_op_keyring_install(void *ud, const struct ctl_request *req,
+				const struct ctl_peer *peer, struct ctl_enc *out);
+void cluster_op_keyring_use(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
+			    struct ctl_enc *out);
+void cluster_op_keyring_remove(void *ud, const struct ctl_request *req,
+			       const struct ctl_peer *peer, struct ctl_enc *out);
+/* Encode one value (a map, or nil when @c is NULL) with the summary: for `status`, from any
+ * thread. */
+void cluster_status_encode(struct cluster *c, struct ctl_enc *out);
 
 /* ---- Wiring of the rooms into the agent (fleet_wiring.c, fetch_wiring.c) ------------------ */
 

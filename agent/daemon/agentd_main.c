@@ -1,6 +1,6 @@
 /*
- * agent/agentd_main.c: agentd's main(). Components start in order and stop in reverse from the
- * single cleanup label; a startup error is fatal with one clear line, an error at run time is
+ * agent/daemon/agentd_main.c: agentd's main(). Components start in order and stop in reverse
+ * from the single cleanup label; a startup error is fatal with one clear line, an error at run time is
  * logged and the daemon keeps serving.
  *
  *   config -> log level -> loop -> state dir + lock -> store -> node id -> control socket
@@ -104,7 +104,7 @@ static void agent_stop(struct agent *a, const char *why)
 	metrics_close(a->metrics, metrics_closed, a);
 	fetch_agent_stop(a);	/* before the cluster: its streams are the transport's */
 	fleet_agent_stop(a);	/* before the cluster: it publishes through it */
-	/* Clean leave: gossip "left" for the drain time, then close (agent/cluster.h). After
+	/* Clean leave: gossip "left" for the drain time, then close (agent/cluster/cluster.h). After
 	 * `agentctl leave` the leave is already done (or draining): close now. */
 	if (a->cluster && (cluster_has_left(a->cluster) ||
 			   cluster_leave(a->cluster, cluster_left, a) < 0))
@@ -276,12 +276,12 @@ int main(int argc, char **argv)
 		}
 	}
 
-	/* 4b'. Peer-to-peer artifacts over the gossip port (agent/fetch.h). */
+	/* 4b'. Peer-to-peer artifacts over the gossip port (agent/cluster/fetch.h). */
 	r = fetch_agent_start(&a);
 	if (r < 0)
 		goto cleanup;
 
-	/* 4c. Cluster brain: replicated revisions, votes, health; reconciler (agent/brain.h). */
+	/* 4c. Cluster brain: replicated revisions, votes, health; reconciler (agent/fleet/fleet.h). */
 	r = fleet_agent_start(&a, err, sizeof err);
 	if (r < 0) {
 		log_error("%s", err);

@@ -1,5 +1,5 @@
 /*
- * agent/cluster_ops.c: the control operations of the cluster layer (rows in ctl_ops.c).
+ * agent/daemon/cluster_ops.c: the control operations of the cluster layer (rows in ops.c).
  *
  *   op               args                    result                             runs on
  *   members          -                       [member], table order              loop

@@ -1,6 +1,7 @@
 /*
- * agent/fleet_agent.c: the brain inside agentd: its transport is agent/cluster.h, its
- * options come from the agent configuration (see brain.h: fleet_agent_start).
+ * agent/daemon/fleet_wiring.c: the fleet inside agentd: its transport is cluster/cluster.h, its
+ * options come from the agent configuration, a missing artifact is asked of the fetch module
+ * (see agent.h: fleet_agent_start).
  */
 #include <errno.h>
 #include <stdio.h>

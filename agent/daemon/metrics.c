@@ -1,5 +1,5 @@
 /*
- * agent/metrics.c: the Prometheus endpoint (see agent/metrics.h).
+ * agent/daemon/metrics.c: the Prometheus endpoint (see agent/daemon/metrics.h).
  *
  * Each connection: READ (head up to METRICS_REQUEST_MAX, within METRICS_TIMEOUT_MS) -> render
  * the loop-side figures -> threadpool: store_stats -> WRITE -> close. The connection struct is

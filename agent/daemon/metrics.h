@@ -1,5 +1,5 @@
 /*
- * agent/metrics.h: the Prometheus text endpoint of agentd (--metrics ADDR:PORT).
+ * agent/daemon/metrics.h: the Prometheus text endpoint of agentd (--metrics ADDR:PORT).
  *
  * A tiny HTTP/1.x server on the agent's loop: `GET /metrics` (query string ignored) answers the
  * text exposition format 0.0.4 with gossip counters (packets and bytes in/out, drops by reason,

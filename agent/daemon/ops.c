@@ -1,5 +1,5 @@
 /*
- * agent/ctl_ops.c: the operations the control socket serves in this version.
+ * agent/daemon/ops.c: the operations the control socket serves in this version.
  *
  *   op                  args                                  result
  *   ping                -                                     "pong"
@@ -497,7 +497,7 @@ static const struct ctl_op agent_ops[] = {
 	{"artifact.show",       true,   false, op_show},
 	{"artifact.fetch",      false,  false, op_fetch},	/* cluster/fetch.h */
 	{"history",             true,   false, op_history},
-	/* cluster (agent/cluster_ops.c): the gossip core lives on the loop */
+	/* cluster (agent/daemon/cluster_ops.c): the gossip core lives on the loop */
 	{"members",             false,  false, cluster_op_members},
 	{"join",                false,  false, cluster_op_join},
 	{"leave",               false,  false, cluster_op_leave},

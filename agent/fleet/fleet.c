@@ -1,5 +1,5 @@
 /*
- * agent/brain.c: the cluster brain (see brain.h for the data flow and the contracts).
+ * agent/fleet/fleet.c: the cluster brain (see brain.h for the data flow and the contracts).
  *
  * State, per service (struct svc), all on the loop thread:
  *   log     the winner per rev, as agree_accept merged it (mirrors the store's revisions)

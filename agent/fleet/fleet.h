@@ -1,14 +1,33 @@
 /*
- * agent/brain.h: the cluster brain of agentd: replicated revisions, health and votes over
- * gossip records, the agreement rule (agent/agree.h) applied to them, and the reconciler and
- * health checker driven by the result. This is where "the cluster agrees that a revision is
- * bad, and every node swaps back" happens.
+ * agent/fleet/fleet.h: the replicated fleet state of agentd: revisions, health and votes over
+ * gossip records, the agreement rule (agree/agree.h) applied to them, and the reconciler and
+ * health checker (node/) driven by the result. This is where "the cluster agrees that a
+ * revision is bad, and every node swaps back" happens. (It was called "the brain" until
+ * issue 10; the names the protocol and the logs show, brain.status and brain.history, the
+ * "cluster brain is not running" message, stay as they were.)
+ *
+ * ==========================================================================================
+ * Where it sits, and its files
+ * ==========================================================================================
+ *
+ * Room agent/fleet/ (shoal_fleet). Below it: cluster/ (the site label of members,
+ * cluster_label_get), node/ (reconcile.h, health.h), agree/, ctl/ (it encodes its own
+ * responses), base/. Above it only daemon/, which creates it (daemon/fleet_wiring.c), hands
+ * it the gossip layer (struct fleet_net) and the peer-to-peer fetch (opts.need_artifact),
+ * and serves its control operations (fleet_ctl_ops, below). It knows no struct agent.
+ *
+ *   fleet.h      this contract            records.h/.c  gossip records and their codec
+ *   fleet.c      state, records in/out,   decide.c      desired revision, accept, decide,
+ *                store writes, node-local               votes cast and stored
+ *                callbacks, life cycle    pacing.c      may a swap start now
+ *   events.c     the event ring           ops.c         the control operations
+ *   fleet_int.h  what those files share (fleet__<name>)
  *
  * ==========================================================================================
  * Data flow
  * ==========================================================================================
  *
- *   gossip record (other node) ──► decode (fleet_codec.h) ──► rev/cert: assemble the revision
+ *   gossip record (other node) ──► decode (records.h) ──► rev/cert: assemble the revision
  *        and its certificate chunks from the same owner ──► hlc_update ──► agree_accept
  *        ──► store_revision_put (+ store_artifact_set_condemned for a rollback) ──► decide
  *        (agree_decide for every voted rev of the service) ──► desired (agree_effective for
@@ -60,8 +79,8 @@
  * operations are INLINE ops (they run on the loop thread and never block on anything but one
  * small LMDB transaction).
  */
-#ifndef SHOAL_AGENT_BRAIN_H
-#define SHOAL_AGENT_BRAIN_H
+#ifndef SHOAL_FLEET_H
+#define SHOAL_FLEET_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -78,8 +97,9 @@
 struct fleet;
 
 /*
- * What the brain needs of the gossip layer. agent/cluster.h implements it (fleet_net_cluster);
- * the unit tests use an in-process fake. Every function runs on the loop thread.
+ * What the fleet needs of the gossip layer. daemon/fleet_wiring.c implements it over
+ * cluster/cluster.h; the unit tests use an in-process fake. Every function runs on the loop
+ * thread.
  */
 struct fleet_net {
 	/* Publish this node's record @key (versioning is the transport's job). 0 or -errno. */

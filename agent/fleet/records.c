@@ -1,5 +1,5 @@
 /*
- * agent/fleet_codec.c: keys and values of the brain's gossip records (layout in fleet_codec.h).
+ * agent/fleet/records.c: keys and values of the fleet's gossip records (layout in records.h).
  *
  * Decoding: the value's msgpack payload is first walked by ctl_msgpack_check (bounds, depth,
  * container counts against the bytes left), then unpacked and type-checked field by field.

@@ -1,5 +1,9 @@
 /*
- * agent/fleet_codec.h: the replicated state of the cluster brain as gossip records.
+ * agent/fleet/records.h: the replicated fleet state as gossip records, and their codec.
+ *
+ * A header of its own (fleet.h is the fleet's manual) because the codec is pure and stands
+ * alone: no loop, clock, store or log; the fuzzer (tests/fuzz/fuzz_agent_records.c) links it
+ * without the rest.
  *
  * Every record is owned by the node that wrote it (gossip versions it per (owner, key)); its
  * key names what it is about and its value is versioned bytes:
@@ -27,8 +31,8 @@
  * -EBADMSG for anything malformed (a newer version: -EPROTONOSUPPORT). Pure: no clock, no
  * store, no log. Thread-safe on distinct objects.
  */
-#ifndef SHOAL_AGENT_BRAIN_CODEC_H
-#define SHOAL_AGENT_BRAIN_CODEC_H
+#ifndef SHOAL_FLEET_RECORDS_H
+#define SHOAL_FLEET_RECORDS_H
 
 #include <stdbool.h>
 #include <stddef.h>

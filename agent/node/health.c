@@ -1,7 +1,7 @@
 /*
- * agent/health.c: the health policy state machine and the checker on libuv.
+ * agent/node/health.c: the health policy state machine and the checker on libuv.
  *
- * The contract (states, rules R1-R6, the checks and their details) is in agent/health.h; this
+ * The contract (states, rules R1-R6, the checks and their details) is in agent/node/health.h; this
  * file only explains how.
  *
  * Ownership of the asynchronous parts, in the libuv style:

@@ -1,5 +1,5 @@
 /*
- * agent/health.h: health of the local instance of each service.
+ * agent/node/health.h: health of the local instance of each service.
  *
  * Two layers, as everywhere in Shoal:
  *

@@ -1,5 +1,5 @@
 /*
- * agent/reconcile.c: the swap state machine (agent/reconcile.h documents the behaviour).
+ * agent/node/reconcile.c: the swap state machine (agent/node/reconcile.h documents the behaviour).
  *
  * Per service, one struct rc_svc holds the desired revision, the swap in progress (a copy of
  * its journal record) and at most one asynchronous operation (a materialize on the thread

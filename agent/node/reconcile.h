@@ -1,5 +1,5 @@
 /*
- * agent/reconcile.h: converging what runs on this host to what is desired, one service at a
+ * agent/node/reconcile.h: converging what runs on this host to what is desired, one service at a
  * time, through the service's runtime plugin (DESIGN.md "Swapping a service").
  *
  * The agent tells the reconciler the desired revision of each service
@@ -27,7 +27,7 @@
  *
  * The journal. Before each step starts, the swap's record is written to the store's journal
  * (store_journal_put, key = service): {target rev and artifact, previous rev and artifact,
- * step, attempt}, a fixed 96-byte versioned record (layout in agent/reconcile.c). After a crash
+ * step, attempt}, a fixed 96-byte versioned record (layout in reconcile.c). After a crash
  * at any instant, reconcile_resume() reads every entry and resumes that swap at the step it
  * records: every step is idempotent (materialize replaces the directory atomically; prepare
  * has no live effect; deactivate of a stopped service and activate of the revision already

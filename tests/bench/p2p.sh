@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peer-to-peer artifact throughput: two agentd processes on 127.0.0.1; an artifact of SIZE MiB
 # (random, incompressible, one file) is imported on n1 and fetched by n2 with
-# `agentctl artifact fetch ID --from n1` (agent/fetch.c over the sealed gossip TCP port:
+# `agentctl artifact fetch ID --from n1` (agent/cluster/fetch.c over the sealed gossip TCP port:
 # XChaCha20-Poly1305 per 256 KiB chunk, BLAKE2b per chunk and per blob on receipt, written to
 # LMDB through a store import). Each run uses a fresh artifact. Printed per run: the local
 # import on n1 (reference: store write speed) and the peer fetch, in MB/s (10^6 bytes/s).

@@ -1,5 +1,5 @@
 /*
- * Fuzz target for the control-socket decoders (agent/ctl_proto.c): the input is a byte stream
+ * Fuzz target for the control-socket decoders (agent/ctl/ctl_proto.c): the input is a byte stream
  * as a client would send it. It is split into frames exactly as the server does
  * (ctl_frame_peek with a 64 KiB limit), and each payload goes through the request decoder, the
  * argument getters, the response decoder (agentctl's side) and the JSON printer.

@@ -1,5 +1,5 @@
 /*
- * Fuzz the frame decoder of the peer-to-peer artifact fetch (agent/fetch.c): frames arrive from
+ * Fuzz the frame decoder of the peer-to-peer artifact fetch (agent/cluster/fetch.c): frames arrive from
  * any cluster member. fetch_msg_decode must return 0, -EBADMSG or -EPROTONOSUPPORT, never
  * crash, read out of bounds or leak; what it accepts must stay within the input and
  * re-encode to a frame that decodes to the same message.

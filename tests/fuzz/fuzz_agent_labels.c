@@ -1,5 +1,5 @@
 /*
- * Fuzz the member label blob decoders of agent/cluster.c (the blob arrives from any member over
+ * Fuzz the member label blob decoders of agent/cluster/cluster.c (the blob arrives from any member over
  * gossip): cluster_label_get and cluster_labels_format must return a value or -EBADMSG, never
  * crash, read out of bounds or leak, and agree on whether the blob is well formed.
  */

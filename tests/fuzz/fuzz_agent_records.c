@@ -1,5 +1,5 @@
 /*
- * Fuzz target for the cluster brain's gossip records (agent/fleet_codec.c): every byte of a
+ * Fuzz target for the cluster brain's gossip records (agent/fleet/records.c): every byte of a
  * record comes from another node. The input is split at the first 0x00 byte into a record
  * KEY and a VALUE (no 0x00: key only); the key goes through fleet_key_parse, the value through
  * every decoder (each must reject the types that are not its own), and what decodes is

@@ -2,7 +2,7 @@
 # Integration: pacing per failure domain. 4 agents of one site with
 # --max-parallel-swaps-per-site 1: a deploy reaches every node, but the nodes swap one after
 # the other (some report "paced"), and all end on the new revision. Best effort by design
-# (agent/brain.h): the overlap of swaps is measured and printed, and must stay at 1 here,
+# (agent/fleet/fleet.h): the overlap of swaps is measured and printed, and must stay at 1 here,
 # where nothing is partitioned.
 . "$(dirname "$0")/brain_lib.sh"
 

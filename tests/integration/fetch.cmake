@@ -1,4 +1,4 @@
-# Peer-to-peer artifact transfer (agent/fetch.h): real agentd processes on loopback.
+# Peer-to-peer artifact transfer (agent/cluster/fetch.h): real agentd processes on loopback.
 shoal_sh_test(integration_agent_fetch_op ${CMAKE_CURRENT_SOURCE_DIR}/fetch_op.sh
               TIMEOUT 180 LABELS integration)
 shoal_sh_test(integration_agent_fetch_deploy ${CMAKE_CURRENT_SOURCE_DIR}/fetch_deploy.sh

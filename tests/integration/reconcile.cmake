@@ -1,4 +1,4 @@
-# Reconciler integration tests (owned by agent/reconcile.c).
+# Reconciler integration tests (owned by agent/node/reconcile.c).
 # reconcile_crasher runs a reconciler over a real store and the exec plugin, changing the
 # desired revision at random moments; integration_agent_reconcile_crash kill -9s it 20 times
 # and checks each "resume only" run ends with exactly the desired revision running.

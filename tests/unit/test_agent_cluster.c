@@ -1,5 +1,5 @@
 /*
- * Tests of agent/cluster.c in-process, with real stores, real UDP/TCP sockets on 127.0.0.1 and
+ * Tests of agent/cluster/cluster.c in-process, with real stores, real UDP/TCP sockets on 127.0.0.1 and
  * the real transport: label blobs (encode, decode, hostile blobs), keyring generation, records
  * and incarnation persisted across a restart, subscribers called outside the core (and allowed
  * to publish from the callback), versions that only grow.
@@ -288,7 +288,7 @@ static void test_restart_persists(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-/* A persisted member row as agent/cluster.c writes it (its format is private; kept in sync). */
+/* A persisted member row as agent/cluster/cluster.c writes it (its format is private; kept in sync). */
 static void put_member_row(struct store *st, const uint8_t id[16], const char *name, int state,
 			   uint64_t wall_ms)
 {

@@ -1,5 +1,5 @@
 /*
- * Unit tests of agentd's configuration (agent/config.c): defaults, the file, flags over the
+ * Unit tests of agentd's configuration (agent/config/config.c): defaults, the file, flags over the
  * file, repeatable keys, and every error with its line number.
  */
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests of the control-socket codec (agent/ctl_proto.c): framing, request and response
+ * Unit tests of the control-socket codec (agent/ctl/ctl_proto.c): framing, request and response
  * round trips, every malformed shape a client or a server can send, JSON printing, and the
  * duration/size parsers.
  */

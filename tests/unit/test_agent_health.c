@@ -1,6 +1,6 @@
 /*
  * tests/unit/test_agent_health.c: the pure health policy state machine (rules R1-R6 of
- * agent/health.h) and the check address parsers. No clock, no I/O: times are given.
+ * agent/node/health.h) and the check address parsers. No clock, no I/O: times are given.
  * The checker on a real loop is tested in test_agent_health_check.c.
  */
 #include <errno.h>

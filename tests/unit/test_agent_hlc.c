@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_agent_hlc.c: the hybrid logical clock (agent/hlc.h).
+ * tests/unit/test_agent_hlc.c: the hybrid logical clock (agent/base/hlc.h).
  */
 #include <errno.h>
 #include <setjmp.h>

@@ -1,5 +1,5 @@
 /*
- * In-process tests of the control operations (agent/ctl_ops.c) over a real store: every op is
+ * In-process tests of the control operations (agent/daemon/ops.c) over a real store: every op is
  * called through the table agentd serves, with requests and responses going through the real
  * codec. Covers what the integration tests cannot reach yet: history over revisions written
  * directly into the store (no deploys exist in this version), and the error mapping.
