@@ -2,7 +2,7 @@
 # tests/integration/fetch_deploy.sh: the brain's deploy path fetches what a node lacks.
 # An artifact (4 MiB of random data on top of the example service) is imported on n1 only and
 # deployed from n1: every other node learns the revision by gossip, finds the artifact missing,
-# fetches it from a peer (brain_need_artifact -> agent/cluster/fetch.c), and runs it.
+# fetches it from a peer (fleet opts need_artifact -> agent/cluster/fetch.c), and runs it.
 # Then a second revision, for site east only (n1 is west: it keeps the revision but does not
 # fetch the artifact), deployed from n3 while n2 is down; n3, its only holder, stops; n2 (east)
 # comes back (with SHOAL_RETRY_MS=4000: back-off 4 s, 8 s, 16 s) and its swap fails for want
