@@ -46,8 +46,11 @@ struct svc {
 	char name[65];
 	struct store_revision *log;	/* winners, any order; certs owned */
 	size_t nlog, caplog;
-	struct agree_vote *votes;
+	struct store_vote *votes;	/* the newest per (rev, voter) */
 	size_t nvotes, capvotes;
+	uint64_t stuck_rev;		/* a round of this rev we voted in is stuck ... */
+	uint32_t stuck_round;
+	uint64_t stuck_since;		/* ... since this uv_now (rule 4's settle time) */
 	bool have_local;
 	struct agree_local local;
 	uint64_t voted_rev;		/* highest rev this node voted against */
@@ -115,6 +118,11 @@ struct brain {
 	size_t nmembers;
 	char (*member_sites)[65];
 	char (*member_names)[65];
+	/* the roster (agree.h rule 0): owners of roster records not marked left, plus live
+	 * members whose record has not arrived yet; rebuilt with the member view */
+	struct agree_member *roster;
+	size_t nroster;
+	char (*roster_sites)[65];
 
 	struct brain_ev *ring;
 	uint64_t seq;
@@ -249,13 +257,33 @@ int brain_quorum_parse(const char *s, struct brain_quorum_rule *ret)
 	return 0;
 }
 
-static const struct agree_quorum *quorum_of(struct brain *b, const char *service)
+static const struct store_quorum *quorum_of(struct brain *b, const char *service)
 {
-	static const struct agree_quorum majority = {.kind = AGREE_QUORUM_MAJORITY};
+	static const struct store_quorum majority = {.kind = AGREE_QUORUM_MAJORITY};
 	for (size_t i = 0; i < b->nquorums; i++)
 		if (strcmp(b->quorums[i].service, service) == 0)
 			return &b->quorums[i].q;
 	return &majority;
+}
+
+static const char *quorum_name(const struct store_quorum *q)
+{
+	static char buf[2][32];
+	static int k;
+	char *o = buf[k++ & 1];
+	if (q->kind == AGREE_QUORUM_COUNT)
+		snprintf(o, 32, "%" PRIu32, q->count);
+	else if (q->kind == AGREE_QUORUM_FRACTION)
+		snprintf(o, 32, "%" PRIu32 "/%" PRIu32, q->num, q->den);
+	else
+		snprintf(o, 32, "majority");
+	return o;
+}
+
+/* Has this node completed its first full anti-entropy exchange (agree.h rule 0)? */
+static bool synced(struct brain *b)
+{
+	return !b->net.synced || b->net.synced(b->net.ud);
 }
 
 /* ---- Services ------------------------------------------------------------------------------ */
@@ -311,14 +339,9 @@ static uint64_t svc_max_rev(const struct svc *v)
 /* Copy @r (deep) into the log, replacing the record at its rev. */
 static int log_set(struct svc *v, const struct store_revision *r)
 {
-	struct store_revision c = *r;
-	c.cert = NULL;
-	if (r->ncert) {
-		c.cert = malloc((size_t)r->ncert * STORE_NODE_ID_LEN);
-		if (!c.cert)
-			return -ENOMEM;
-		memcpy(c.cert, r->cert, (size_t)r->ncert * STORE_NODE_ID_LEN);
-	}
+	struct store_revision c;
+	if (store_revision_copy(&c, r) < 0)
+		return -ENOMEM;
 	for (size_t i = 0; i < v->nlog; i++) {
 		if (v->log[i].rev == r->rev) {
 			store_revision_release(&v->log[i]);
@@ -330,7 +353,7 @@ static int log_set(struct svc *v, const struct store_revision *r)
 		size_t cap = v->caplog ? 2 * v->caplog : 16;
 		struct store_revision *n = realloc(v->log, cap * sizeof *n);
 		if (!n) {
-			free(c.cert);
+			store_revision_release(&c);
 			return -ENOMEM;
 		}
 		v->log = n;
@@ -340,24 +363,22 @@ static int log_set(struct svc *v, const struct store_revision *r)
 	return 0;
 }
 
-/* Add a vote; one per (rev, voter); a later copy with more information replaces a store-loaded
- * one (subject ANY). Returns 1 if new or changed, 0 if known, -ENOMEM. */
-static int vote_add(struct svc *v, const struct agree_vote *nv)
+/* Add a vote; one per (rev, voter): a re-cast (store_vote_newer) replaces the held one.
+ * Returns 1 if new or changed, 0 if known or older, -ENOMEM. */
+static int vote_add(struct svc *v, const struct store_vote *nv)
 {
 	for (size_t i = 0; i < v->nvotes; i++) {
-		struct agree_vote *o = &v->votes[i];
-		if (o->v.rev == nv->v.rev &&
-		    memcmp(o->v.voter, nv->v.voter, STORE_NODE_ID_LEN) == 0) {
-			if (o->subject == AGREE_SUBJECT_ANY && nv->subject != AGREE_SUBJECT_ANY) {
-				*o = *nv;
-				return 1;
-			}
-			return 0;
+		struct store_vote *o = &v->votes[i];
+		if (o->rev == nv->rev && memcmp(o->voter, nv->voter, STORE_NODE_ID_LEN) == 0) {
+			if (!store_vote_newer(nv, o))
+				return 0;
+			*o = *nv;
+			return 1;
 		}
 	}
 	if (v->nvotes == v->capvotes) {
 		size_t cap = v->capvotes ? 2 * v->capvotes : 16;
-		struct agree_vote *n = realloc(v->votes, cap * sizeof *n);
+		struct store_vote *n = realloc(v->votes, cap * sizeof *n);
 		if (!n)
 			return -ENOMEM;
 		v->votes = n;
@@ -367,14 +388,6 @@ static int vote_add(struct svc *v, const struct agree_vote *nv)
 	return 1;
 }
 
-static bool voted(const struct svc *v, const uint8_t *voter, uint64_t rev)
-{
-	for (size_t i = 0; i < v->nvotes; i++)
-		if (v->votes[i].v.rev == rev &&
-		    memcmp(v->votes[i].v.voter, voter, STORE_NODE_ID_LEN) == 0)
-			return true;
-	return false;
-}
 
 /* ---- Members ------------------------------------------------------------------------------- */
 
@@ -427,6 +440,91 @@ nomem:
 	return -ENOMEM;
 }
 
+/* Roster entries: one per id; a roster record decides over the member view. */
+struct rcollect {
+	struct agree_member *m;
+	char (*sites)[65];
+	size_t n, cap;
+	int err;
+};
+
+static struct agree_member *rc_slot(struct rcollect *c, const uint8_t *id)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (memcmp(c->m[i].id, id, STORE_NODE_ID_LEN) == 0)
+			return &c->m[i];
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 16;
+		struct agree_member *m = realloc(c->m, cap * sizeof *m);
+		if (!m)
+			return NULL;
+		c->m = m;
+		char (*s)[65] = realloc(c->sites, cap * sizeof *s);
+		if (!s)
+			return NULL;
+		c->sites = s;
+		c->cap = cap;
+	}
+	memset(&c->m[c->n], 0, sizeof c->m[c->n]);
+	memcpy(c->m[c->n].id, id, STORE_NODE_ID_LEN);
+	c->m[c->n].state = AGREE_DEAD;	/* not seen alive: still on the roster */
+	c->sites[c->n][0] = 0;
+	return &c->m[c->n++];
+}
+
+static int roster_rec_cb(void *ud, const struct gossip_record *g)
+{
+	struct rcollect *c = ud;
+	struct brain_key k;
+	struct brain_roster ro;
+	if (brain_key_parse(g->key, g->key_len, &k) < 0 || k.type != BRAIN_REC_ROSTER ||
+	    brain_roster_decode(g->value, g->value_len, &ro) < 0)
+		return 0;
+	struct agree_member *m = rc_slot(c, g->owner);
+	if (!m) {
+		c->err = -ENOMEM;
+		return -ENOMEM;
+	}
+	m->state = ro.left ? AGREE_LEFT : AGREE_ALIVE;
+	snprintf(c->sites[m - c->m], 65, "%s", ro.site);
+	return 0;
+}
+
+static int roster_refresh(struct brain *b)
+{
+	struct rcollect c = {0};
+	int r = b->net.record_foreach ? b->net.record_foreach(b->net.ud, roster_rec_cb, &c) : 0;
+	/* members whose roster record has not arrived yet (or a transport without records):
+	 * on the roster unless they left the gossip cluster */
+	for (size_t i = 0; r >= 0 && !c.err && i < b->nmembers; i++) {
+		bool known = false;
+		for (size_t j = 0; j < c.n && !known; j++)
+			known = memcmp(c.m[j].id, b->members[i].id, STORE_NODE_ID_LEN) == 0;
+		if (known || b->members[i].state == AGREE_LEFT)
+			continue;
+		struct agree_member *m = rc_slot(&c, b->members[i].id);
+		if (!m) {
+			c.err = -ENOMEM;
+			break;
+		}
+		m->state = b->members[i].state;
+		snprintf(c.sites[m - c.m], 65, "%s", b->members[i].site ? b->members[i].site : "");
+	}
+	if (r < 0 || c.err < 0) {
+		free(c.m);
+		free(c.sites);
+		return r < 0 ? r : c.err;
+	}
+	for (size_t i = 0; i < c.n; i++)
+		c.m[i].site = c.sites[i][0] ? c.sites[i] : NULL;
+	free(b->roster);
+	free(b->roster_sites);
+	b->roster = c.m;
+	b->roster_sites = c.sites;
+	b->nroster = c.n;
+	return 0;
+}
+
 static int members_refresh(struct brain *b)
 {
 	struct mcollect c = {.b = b};
@@ -466,7 +564,7 @@ static int members_refresh(struct brain *b)
 	b->member_sites = c.sites;
 	b->member_names = c.names;
 	b->nmembers = c.n;
-	return 0;
+	return roster_refresh(b);
 }
 
 /* ---- Publishing ---------------------------------------------------------------------------- */
@@ -484,6 +582,35 @@ static int put_value(struct brain *b, const struct brain_key *k, uint8_t *val, s
 	return r < 0 ? r : 0;
 }
 
+/* Our own roster entry (agree.h rule 0): published at every start, "left" only on a
+ * graceful leave. */
+static int publish_roster(struct brain *b, bool left)
+{
+	struct brain_roster ro;
+	uint8_t *val;
+	size_t len;
+	memset(&ro, 0, sizeof ro);
+	if (b->has_site)
+		snprintf(ro.site, sizeof ro.site, "%s", b->site);
+	ro.left = left;
+	int r = brain_roster_encode(&ro, &val, &len);
+	if (r < 0)
+		return r;
+	struct brain_key k = {.type = BRAIN_REC_ROSTER};
+	return put_value(b, &k, val, len);
+}
+
+int brain_roster_leave(struct brain *b)
+{
+	if (!b)
+		return -EINVAL;
+	int r = publish_roster(b, true);
+	if (r == 0)
+		log_notice("roster: this node leaves the roster (graceful leave): it will not vote "
+			   "on later revisions");
+	return r;
+}
+
 static int publish_rev(struct brain *b, const struct store_revision *r)
 {
 	uint8_t *val;
@@ -495,6 +622,16 @@ static int publish_rev(struct brain *b, const struct store_revision *r)
 		if (err < 0)
 			return err;
 		struct brain_key k = {.type = BRAIN_REC_CERT, .rev = r->rev, .chunk = i};
+		snprintf(k.service, sizeof k.service, "%s", r->service);
+		err = put_value(b, &k, val, len);
+		if (err < 0)
+			return err;
+	}
+	for (uint32_t i = 0; i < brain_cert_chunks(r->nelect); i++) {
+		err = brain_elect_encode(r, i, &val, &len);
+		if (err < 0)
+			return err;
+		struct brain_key k = {.type = BRAIN_REC_ELECT, .rev = r->rev, .chunk = i};
 		snprintf(k.service, sizeof k.service, "%s", r->service);
 		err = put_value(b, &k, val, len);
 		if (err < 0)
@@ -681,11 +818,11 @@ static void decide(struct brain *b, struct svc *v);
 /* Merge @r (decoded, cert filled) into the log. @mine: we wrote it. Returns the agree result. */
 static int accept_rev(struct brain *b, struct svc *v, const struct store_revision *r, bool mine)
 {
-	const struct agree_quorum *q = quorum_of(b, v->name);
+	const struct store_quorum *q = quorum_of(b, v->name);
 	int a;
 
 	observe(b, r->hlc);
-	a = agree_accept(v->log, v->nlog, b->members, b->nmembers, q, r);
+	a = agree_accept(v->log, v->nlog, r);
 	if (a < 0) {
 		if (mine)
 			log_warning("%s: own revision %" PRIu64 " refused: %s", v->name, r->rev,
@@ -732,6 +869,13 @@ static int accept_rev(struct brain *b, struct svc *v, const struct store_revisio
 		char who[2 * STORE_NODE_ID_LEN + 1];
 		event(b, "revision", v->name, r->rev, "deploy of %.12s from %s%s%s", hex,
 		      member_name(b, r->origin, who), r->reason[0] ? ": " : "", r->reason);
+		/* The record's rule decides (agree.h rule 0); a node configured otherwise says so
+		 * loudly instead of diverging silently. */
+		if (memcmp(&r->quorum, q, sizeof *q) != 0)
+			event(b, "config", v->name, r->rev,
+			      "rev %" PRIu64 " is decided by its own quorum rule (%s), not by the "
+			      "one configured here (%s): following the revision",
+			      r->rev, quorum_name(&r->quorum), quorum_name(q));
 	}
 	decide(b, v);
 	recompute(b, v);
@@ -745,25 +889,33 @@ static bool decided(const struct svc *v, const struct store_revision *bad)
 	return n && n->kind == STORE_REV_ROLLBACK && n->hlc == bad->hlc + 1;
 }
 
+static void recast(struct brain *b, struct svc *v, const struct store_revision *bad);
+
 static void decide(struct brain *b, struct svc *v)
 {
-	const struct agree_quorum *q = quorum_of(b, v->name);
+	/* A node that has not completed its first full anti-entropy exchange holds a partial
+	 * log: it does not decide (agree.h rule 0). */
+	if (!synced(b))
+		return;
 	/* distinct revs with votes, ascending, each tried once */
 	uint64_t last = 0;
 	for (;;) {
 		uint64_t next = UINT64_MAX;
 		for (size_t i = 0; i < v->nvotes; i++)
-			if (v->votes[i].v.rev > last && v->votes[i].v.rev < next)
-				next = v->votes[i].v.rev;
+			if (v->votes[i].rev > last && v->votes[i].rev < next)
+				next = v->votes[i].rev;
 		if (next == UINT64_MAX)
 			return;
 		last = next;
 		const struct store_revision *bad = agree_at(v->log, v->nlog, next);
 		if (!bad || decided(v, bad))
 			continue;
+		recast(b, v, bad);
+		bad = agree_at(v->log, v->nlog, next);
+		if (!bad || decided(v, bad))
+			continue;
 		struct store_revision rb;
-		int r = agree_decide(v->log, v->nlog, b->members, b->nmembers, q, v->name, next,
-				     v->votes, v->nvotes, &rb);
+		int r = agree_decide(v->log, v->nlog, v->name, next, v->votes, v->nvotes, &rb);
 		if (r < 0) {
 			if (r != -AGREE_ENOQUORUM)
 				log_debug("%s: rev %" PRIu64 " not decided: %s", v->name, next,
@@ -784,28 +936,49 @@ static void decide(struct brain *b, struct svc *v)
 
 /* ---- Votes --------------------------------------------------------------------------------- */
 
+/*
+ * Cast (or re-cast) this node's vote on @subject: what agree_next_vote says, if anything.
+ * @target is our own judgement for a first vote. Our vote is in the store before it is
+ * published, so a kill -9 in between leaves it to be re-published at restart, never a vote
+ * the others saw and we forgot.
+ */
 static int cast_vote(struct brain *b, struct svc *v, const struct store_revision *subject,
 		     enum store_vote_reason reason, uint64_t target)
 {
-	struct agree_vote av;
+	struct store_vote av;
 	uint8_t *val;
 	size_t len;
+	uint32_t round;
+	uint64_t tg;
 	int r;
 
+	if (!synced(b))
+		return -EAGAIN;
+	r = agree_next_vote(subject, v->votes, v->nvotes, b->id, target, &round, &tg);
+	if (r <= 0)
+		return r;
+	if (r == AGREE_VOTE_STUCK)
+		event(b, "vote", v->name, subject->rev,
+		      "votes on rev %" PRIu64 " are split in round %" PRIu32 " (no target can "
+		      "reach the quorum): re-casting into round %" PRIu32 " for the leading target",
+		      subject->rev, round - 1, round);
 	memset(&av, 0, sizeof av);
-	snprintf(av.v.service, sizeof av.v.service, "%s", v->name);
-	av.v.rev = subject->rev;
-	memcpy(av.v.voter, b->id, STORE_NODE_ID_LEN);
-	av.v.reason = reason;
-	av.v.hlc = stamp(b);
+	snprintf(av.service, sizeof av.service, "%s", v->name);
+	av.rev = subject->rev;
+	memcpy(av.voter, b->id, STORE_NODE_ID_LEN);
+	av.reason = reason;
+	av.hlc = stamp(b);
 	av.subject = subject->hlc;
-	av.target = target;
-	if (voted(v, b->id, subject->rev))
-		return 0;
+	av.target = tg;
+	av.round = round;
+	target = tg;
 	r = vote_add(v, &av);
 	if (r < 0)
 		return r;
-	store_vote_put(b->s, &av.v);
+	r = store_vote_put(b->s, &av);
+	if (r < 0)
+		log_warning("%s: cannot store our vote on rev %" PRIu64 ": %s", v->name, av.rev,
+			    store_strerror(r));
 	if (subject->rev > v->voted_rev)
 		v->voted_rev = subject->rev;
 	r = brain_vote_encode(&av, &val, &len);
@@ -819,6 +992,38 @@ static int cast_vote(struct brain *b, struct svc *v, const struct store_revision
 	      target ? ", to an explicit rev" : "");
 	decide(b, v);
 	return r;
+}
+
+#define RECAST_SETTLE_MS 2000	/* > a gossip round: rule 4's settle time before leaving a
+				 * stuck round */
+
+/* Rule 4: follow a later round at once; leave a stuck round of ours once the view of it has
+ * been still for RECAST_SETTLE_MS (the periodic resync comes back to it). */
+static void recast(struct brain *b, struct svc *v, const struct store_revision *bad)
+{
+	const struct store_vote *mine = NULL;
+	uint32_t round;
+	uint64_t tg;
+
+	for (size_t i = 0; i < v->nvotes; i++)
+		if (v->votes[i].rev == bad->rev &&
+		    memcmp(v->votes[i].voter, b->id, STORE_NODE_ID_LEN) == 0)
+			mine = &v->votes[i];
+	if (!mine || mine->subject != bad->hlc)
+		return;
+	int r = agree_next_vote(bad, v->votes, v->nvotes, b->id, mine->target, &round, &tg);
+	if (r == AGREE_VOTE_BEHIND) {
+		cast_vote(b, v, bad, mine->reason, tg);
+	} else if (r == AGREE_VOTE_STUCK) {
+		uint64_t now = uv_now(b->loop);
+		if (v->stuck_rev != bad->rev || v->stuck_round != mine->round) {
+			v->stuck_rev = bad->rev;
+			v->stuck_round = mine->round;
+			v->stuck_since = now;
+		} else if (now - v->stuck_since >= RECAST_SETTLE_MS) {
+			cast_vote(b, v, bad, mine->reason, tg);
+		}
+	}
 }
 
 /* The node can carry out a rollback of @bad toward @target if it holds the target artifact
@@ -923,23 +1128,24 @@ static void vote_queue(struct brain *b, const struct store_vote *sv)
 		uv_timer_start(&b->vflush, on_vflush, VOTE_FLUSH_MS, 0);
 }
 
-static void on_vote(struct brain *b, struct svc *v, const struct agree_vote *av)
+static void on_vote(struct brain *b, struct svc *v, const struct store_vote *av)
 {
 	int r = vote_add(v, av);
 	if (r <= 0)
 		return;
-	observe(b, av->v.hlc);
-	vote_queue(b, &av->v);
+	observe(b, av->hlc);
+	vote_queue(b, av);
 	char who[2 * STORE_NODE_ID_LEN + 1];
-	event(b, "vote", v->name, av->v.rev, "%s votes against rev %" PRIu64 " (%s)",
-	      member_name(b, av->v.voter, who), av->v.rev,
-	      av->v.reason == STORE_VOTE_HEALTH ? "health" : "operator");
-	/* echo an operator's vote against the revision we are meant to run */
+	event(b, "vote", v->name, av->rev, "%s votes against rev %" PRIu64 " (%s%s)",
+	      member_name(b, av->voter, who), av->rev,
+	      av->reason == STORE_VOTE_HEALTH ? "health" : "operator",
+	      av->round ? ", re-cast" : "");
+	/* echo an operator's vote against the revision we are meant to run (cast_vote casts
+	 * only a first vote of ours, or nothing) */
 	const struct store_revision *d =
 		agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
-	if (av->v.reason == STORE_VOTE_OPERATOR && d && d->rev == av->v.rev &&
-	    (av->subject == AGREE_SUBJECT_ANY || av->subject == d->hlc) &&
-	    !voted(v, b->id, d->rev) && can_carry_out(b, v, d, av->target))
+	if (av->reason == STORE_VOTE_OPERATOR && d && d->rev == av->rev && av->subject == d->hlc &&
+	    can_carry_out(b, v, d, av->target))
 		cast_vote(b, v, d, STORE_VOTE_OPERATOR, av->target);
 	decide(b, v);
 }
@@ -995,9 +1201,38 @@ static int assemble(struct brain *b, const uint8_t *owner, const char *service, 
 			memcpy(r.cert[i * BRAIN_CERT_PER_CHUNK], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
 		}
 	}
+	if (r.nelect) {
+		uint32_t nelect = r.nelect;
+		r.elect = malloc((size_t)nelect * STORE_NODE_ID_LEN);
+		if (!r.elect) {
+			r.nelect = 0;
+			store_revision_release(&r);
+			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i < brain_cert_chunks(nelect); i++) {
+			struct brain_cert_chunk c;
+			k.type = BRAIN_REC_ELECT;
+			k.chunk = i;
+			n = brain_key_format(&k, key, sizeof key);
+			g = n < 0 ? NULL : b->net.get(b->net.ud, owner, key, (size_t)n);
+			if (!g) {
+				store_revision_release(&r);
+				return -EAGAIN;
+			}
+			err = brain_ids_decode(g->value, g->value_len, BRAIN_REC_ELECT, &c);
+			if (err < 0 || c.ncert != nelect || c.index != i) {
+				store_revision_release(&r);
+				return err < 0 ? err : -EAGAIN;
+			}
+			memcpy(r.elect[i * BRAIN_CERT_PER_CHUNK], c.ids,
+			       (size_t)c.n * STORE_NODE_ID_LEN);
+		}
+	}
 	*ret = r;
 	return 0;
 }
+
+static void on_member_resync(uv_timer_t *t);
 
 static void handle_record(struct brain *b, const struct gossip_record *g, bool replay)
 {
@@ -1009,12 +1244,19 @@ static void handle_record(struct brain *b, const struct gossip_record *g, bool r
 		return;
 	}
 	bool own = memcmp(g->owner, b->id, STORE_NODE_ID_LEN) == 0;
+	if (k.type == BRAIN_REC_ROSTER) {
+		/* coalesced like member changes */
+		if (!replay && !b->closing)
+			uv_timer_start(&b->resync, on_member_resync, DEBOUNCE_MS, 0);
+		return;
+	}
 	struct svc *v = svc_get(b, k.service);
 	if (!v)
 		return;
 	switch (k.type) {
 	case BRAIN_REC_REV:
-	case BRAIN_REC_CERT: {
+	case BRAIN_REC_CERT:
+	case BRAIN_REC_ELECT: {
 		struct store_revision rv;
 		const struct store_revision *held = agree_at(v->log, v->nlog, k.rev);
 		r = assemble(b, g->owner, k.service, k.rev, &rv);
@@ -1032,22 +1274,24 @@ static void handle_record(struct brain *b, const struct gossip_record *g, bool r
 		break;
 	}
 	case BRAIN_REC_VOTE: {
-		struct agree_vote av;
+		struct store_vote av;
 		if (brain_vote_decode(g->value, g->value_len, &av) < 0 ||
-		    strcmp(av.v.service, k.service) != 0 || av.v.rev != k.rev) {
+		    strcmp(av.service, k.service) != 0 || av.rev != k.rev) {
 			log_debug("%s: malformed vote record ignored", k.service);
 			return;
 		}
-		memcpy(av.v.voter, g->owner, STORE_NODE_ID_LEN);
+		memcpy(av.voter, g->owner, STORE_NODE_ID_LEN);
 		if (own) {
-			if (vote_add(v, &av) > 0 && av.v.rev > v->voted_rev)
-				v->voted_rev = av.v.rev;
-			observe(b, av.v.hlc);
+			if (vote_add(v, &av) > 0 && av.rev > v->voted_rev)
+				v->voted_rev = av.rev;
+			observe(b, av.hlc);
 		} else {
 			on_vote(b, v, &av);
 		}
 		break;
 	}
+	case BRAIN_REC_ROSTER:
+		break;
 	case BRAIN_REC_HEALTH: {
 		struct brain_health h;
 		if (brain_health_decode(g->value, g->value_len, &h) < 0 ||
@@ -1396,8 +1640,10 @@ static int load_rev_cb(const struct store_revision *r, void *ud)
 static int load_vote_cb(const struct store_vote *sv, void *ud)
 {
 	struct svc *v = ud;
-	struct agree_vote av = {.v = *sv, .subject = AGREE_SUBJECT_ANY, .target = 0};
-	return vote_add(v, &av) < 0 ? -ENOMEM : 0;
+	/* a vote of an older store format (no subject) has no known meaning: not counted */
+	if (sv->subject == 0)
+		return 0;
+	return vote_add(v, sv) < 0 ? -ENOMEM : 0;
 }
 
 static int load_service_cb(const char *service, void *ud)
@@ -1431,6 +1677,9 @@ int brain_start(struct brain *b)
 	r = store_service_foreach(b->s, load_service_cb, b);
 	if (r < 0)
 		return r;
+	r = publish_roster(b, false);
+	if (r < 0)
+		log_warning("cannot publish this node's roster entry: %s", strerror(-r));
 	r = members_refresh(b);
 	if (r < 0)
 		return r;
@@ -1481,6 +1730,8 @@ static void part_closed(struct brain *b)
 	free(b->members);
 	free(b->member_sites);
 	free(b->member_names);
+	free(b->roster);
+	free(b->roster_sites);
 	free(b->ring);
 	free(b->quorums);
 	free(b->state_dir);
@@ -1715,15 +1966,34 @@ static void do_deploy(struct brain *b, const struct ctl_request *req, const stru
 	rv.operator_uid = peer && peer->known ? peer->uid : UINT32_MAX;
 	rv.operator_pid = peer && peer->known ? peer->pid : 0;
 	snprintf(rv.reason, sizeof rv.reason, "%s", reason ? reason : "");
+	if (!synced(b)) {
+		ctl_enc_fail(out, CTL_E_BUSY,
+			     "this node has not completed its first anti-entropy exchange with the "
+			     "cluster yet, so its roster and log may be partial; retry in a few "
+			     "seconds (or check that it can reach a peer: agentctl members)");
+		goto out;
+	}
+	/* The electorate and rule are written into the revision (agree.h rule 0). */
+	rv.quorum = *quorum_of(b, service);
+	r = agree_electorate(b->roster, b->nroster, scope, &rv.elect, &rv.nelect);
+	if (r < 0) {
+		ctl_enc_fail(out, r == -AGREE_ENOREV ? CTL_E_BAD_REQUEST : CTL_E_INTERNAL,
+			     r == -AGREE_ENOREV ? "no member of the roster is in scope %s"
+						: "cannot compute the electorate: %s",
+			     r == -AGREE_ENOREV ? scope : agree_strerror(r));
+		goto out;
+	}
 	if (force && info.condemned)
 		store_artifact_set_condemned(b->s, &id, false);
 	r = accept_rev(b, v, &rv, true);
 	if (r < 0) {
+		store_revision_release(&rv);
 		ctl_enc_fail(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
 			     "cannot create revision %" PRIu64 ": %s", rv.rev, agree_strerror(r));
 		goto out;
 	}
 	publish_rev(b, &rv);
+	store_revision_release(&rv);
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 4);
 	ctl_kv_str(out, "service", service);
@@ -1835,12 +2105,13 @@ static void enc_votes(struct brain *b, struct svc *v, uint64_t rev, struct ctl_e
 	struct agree_tally t;
 	memset(&t, 0, sizeof t);
 	if (rv)
-		agree_tally(b->members, b->nmembers, quorum_of(b, v->name), v->name, rev, rv->scope,
-			    rv->hlc, v->votes, v->nvotes, &t);
+		agree_tally(rv, v->votes, v->nvotes, &t);
 	uint32_t n = 0;
 	for (size_t i = 0; i < v->nvotes; i++)
-		n += v->votes[i].v.rev == rev;
-	ctl_enc_map(out, 10);
+		n += v->votes[i].rev == rev;
+	ctl_enc_map(out, 12);
+	ctl_kv_uint(out, "round", t.round);
+	ctl_kv_bool(out, "stuck", t.stuck);
 	ctl_kv_str(out, "service", v->name);
 	ctl_kv_uint(out, "rev", rev);
 	ctl_kv_uint(out, "eligible", t.eligible);
@@ -1855,22 +2126,21 @@ static void enc_votes(struct brain *b, struct svc *v, uint64_t rev, struct ctl_e
 	ctl_enc_str(out, "votes");
 	ctl_enc_array(out, n);
 	for (size_t i = 0; i < v->nvotes; i++) {
-		const struct agree_vote *av = &v->votes[i];
-		if (av->v.rev != rev)
+		const struct store_vote *av = &v->votes[i];
+		if (av->rev != rev)
 			continue;
 		char who[2 * STORE_NODE_ID_LEN + 1], hexv[2 * STORE_NODE_ID_LEN + 1];
-		hex_id(av->v.voter, STORE_NODE_ID_LEN, hexv);
-		ctl_enc_map(out, 6);
+		hex_id(av->voter, STORE_NODE_ID_LEN, hexv);
+		ctl_enc_map(out, 7);
 		ctl_kv_str(out, "voter", hexv);
-		ctl_kv_str(out, "name", member_name(b, av->v.voter, who));
-		ctl_kv_str(out, "reason",
-			   av->v.reason == STORE_VOTE_HEALTH ? "health" : "operator");
-		ctl_kv_uint(out, "hlc", av->v.hlc);
+		ctl_kv_str(out, "name", member_name(b, av->voter, who));
+		ctl_kv_str(out, "reason", av->reason == STORE_VOTE_HEALTH ? "health" : "operator");
+		ctl_kv_uint(out, "hlc", av->hlc);
 		ctl_kv_uint(out, "target", av->target);
-		ctl_kv_bool(out, "counted", rv && (av->subject == AGREE_SUBJECT_ANY ||
-					       av->subject == rv->hlc) &&
-					       agree_is_eligible(b->members, b->nmembers, rv->scope,
-								 UINT64_MAX, av->v.voter));
+		ctl_kv_uint(out, "round", av->round);
+		ctl_kv_bool(out, "counted", rv && av->subject == rv->hlc &&
+						    av->round == t.round &&
+						    agree_in_electorate(rv, av->voter));
 	}
 }
 
@@ -1892,8 +2162,8 @@ static void do_votes(struct brain *b, const struct ctl_request *req, struct ctl_
 	if (!rev) {
 		/* the latest rev that has votes, else the desired one */
 		for (size_t i = 0; i < v->nvotes; i++)
-			if (v->votes[i].v.rev > rev)
-				rev = v->votes[i].v.rev;
+			if (v->votes[i].rev > rev)
+				rev = v->votes[i].rev;
 		if (!rev && v->have_desired)
 			rev = v->desired_rev;
 	}

@@ -33,8 +33,14 @@
  * unless it also went back across the restart).
  *
  * Quorum: per service, from the agent configuration (`quorum = SERVICE=SPEC`, SPEC one of
- * `majority`, a count `N`, or a fraction `N/D`); default majority. It MUST be identical on all
- * nodes (agree.h: a receiver verifies certificates with its own rule).
+ * `majority`, a count `N`, or a fraction `N/D`); default majority. It is written into each
+ * deploy this node makes, with the electorate (the roster in scope); every node decides and
+ * verifies by the record's rule, and a node configured otherwise says so in its events.
+ *
+ * Roster: every node publishes a `roster` record (brain_codec.h) at start, marked left only by
+ * brain_roster_leave (`agentctl leave`). The roster is the owners of those records not marked
+ * left, plus live members whose record has not arrived yet; SIGTERM, restarts and reaping do
+ * not shrink it.
  *
  * Pacing (max_parallel_per_site = M > 0): before a new swap starts the reconciler asks
  * may_start; the brain counts the members of its site (same `site` label, not dead or left)
@@ -93,13 +99,17 @@ struct brain_net {
 	/* Every member, self included. */
 	int (*member_foreach)(void *ud, int (*cb)(void *cbud, const struct gossip_member *m),
 			      void *cbud);
+	/* Has this node completed a full anti-entropy exchange since it started (or is it a
+	 * founder with nobody to exchange with)? Until then it neither votes, decides nor
+	 * deploys (agree.h rule 0). NULL: always. */
+	bool (*synced)(void *ud);
 	void *ud;
 };
 
 /* A per-service quorum rule. */
 struct brain_quorum_rule {
 	char service[65];
-	struct agree_quorum q;
+	struct store_quorum q;
 };
 
 /*
@@ -243,6 +253,9 @@ int brain_agent_start(struct agent *a, char *err, size_t errlen);
 int brain_cli_main(const char *socket, bool json, uint64_t timeout_ms, const char *cmd, int argc,
 		   char **argv);
 int brain_cli_status(const char *socket, bool json, uint64_t timeout_ms);
+/* A graceful leave (`agentctl leave`): publish this node's roster record as left, so that later
+ * revisions no longer count it in their electorates. 0 or -errno. */
+int brain_roster_leave(struct brain *b);
 /* Begin closing a->brain (set to NULL once closed; the loop must keep running). */
 void brain_agent_stop(struct agent *a);
 

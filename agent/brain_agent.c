@@ -39,6 +39,32 @@ static int net_members(void *ud, int (*cb)(void *cbud, const struct gossip_membe
 	return a->cluster ? cluster_member_foreach(a->cluster, cb, cbud) : 0;
 }
 
+/* agree.h rule 0: a full anti-entropy exchange completed since start, or a founder that was
+ * given no seed and knows no other member. */
+static int count_other(void *ud, const struct gossip_member *m)
+{
+	struct agent *a = ((void **)ud)[0];
+	size_t *n = ((void **)ud)[1];
+	if (memcmp(m->id, a->node_id, STORE_NODE_ID_LEN) != 0)
+		(*n)++;
+	return 0;
+}
+
+static bool net_synced(void *ud)
+{
+	struct agent *a = ud;
+	struct cluster_summary s;
+	size_t others = 0;
+	void *pair[2] = {a, &others};
+	if (!a->cluster)
+		return true;
+	cluster_summary(a->cluster, &s);
+	if (s.sync_ok > 0)
+		return true;
+	cluster_member_foreach(a->cluster, count_other, pair);
+	return a->cfg.njoin == 0 && others == 0;
+}
+
 static void on_member(void *ud, const struct gossip_member *m)
 {
 	struct agent *a = ud;
@@ -101,6 +127,7 @@ int brain_agent_start(struct agent *a, char *err, size_t errlen)
 		.get = net_get,
 		.record_foreach = net_records,
 		.member_foreach = net_members,
+		.synced = net_synced,
 		.ud = a,
 	};
 	r = brain_new(&a->loop, a->store, &o, &net, &a->brain);

@@ -5,11 +5,19 @@
  * key names what it is about and its value is versioned bytes:
  *
  *     key                         owner     value
- *     rev/<service>/<rev>         writer    'S' 1 | 'R' | store_revision_encode(r) (no cert)
- *     cert/<service>/<rev>/<i>    writer    'S' 1 | 'C' | msgpack [ncert, i, [bin16 ...]]
- *     vote/<service>/<rev>        voter     'S' 1 | 'V' | msgpack [service, rev, reason, hlc,
- *                                                             subject, target]
- *     health/<service>            node      'S' 1 | 'H' | msgpack [see struct brain_health]
+ *     rev/<service>/<rev>         writer    'S' 2 | 'R' | ncert u32be | nelect u32be |
+ *                                                store_revision_encode(r) (no cert, no elect)
+ *     cert/<service>/<rev>/<i>    writer    'S' 2 | 'C' | msgpack [ncert, i, [bin16 ...]]
+ *     elect/<service>/<rev>/<i>   writer    'S' 2 | 'E' | msgpack [nelect, i, [bin16 ...]]
+ *     vote/<service>/<rev>        voter     'S' 2 | 'V' | msgpack [service, rev, reason, hlc,
+ *                                                             subject, target, round]
+ *     health/<service>            node      'S' 2 | 'H' | msgpack [see struct brain_health]
+ *     roster                      node      'S' 2 | 'M' | msgpack [site s, left bool]
+ *
+ * The roster (agree.h rule 0) is the set of owners of roster records that do not say "left":
+ * every node publishes its own when it starts and marks it left only on `agentctl leave`.
+ * Gossip never drops a record when it reaps a member, and the cluster layer persists them,
+ * so neither failure detection, reaping nor a restart shrinks the roster.
  *
  *     byte 0: 'S' (magic)  byte 1: BRAIN_REC_VERSION  byte 2: type  byte 3..: payload
  *
@@ -17,7 +25,9 @@
  * GOSSIP_VALUE_MAX (768) bytes, and a rollback decided by 65 of 128 voters carries 1040 bytes
  * of voter ids. The revision record says how many ids its certificate has; a receiver
  * assembles the chunks of that owner and only then hands the revision to agree_accept. Every
- * chunk holds at most BRAIN_CERT_PER_CHUNK ids.
+ * chunk holds at most BRAIN_CERT_PER_CHUNK ids. The electorate (agree.h rule 0: every id of
+ * the roster in scope, 2 KiB at 128 nodes) travels the same way, in elect/ chunks.
+ * Version 2 (2026-12): electorates, vote rounds; version 1 records are refused.
  *
  * A deterministic rollback decided by several nodes is published by each of them as its own
  * records (owner = itself): receivers merge them with agree_accept (same decision, largest
@@ -38,7 +48,7 @@
 #include "store/store.h"
 
 #define BRAIN_REC_MAGIC	     'S'
-#define BRAIN_REC_VERSION    1
+#define BRAIN_REC_VERSION    2
 #define BRAIN_REC_VALUE_MAX  768	/* = GOSSIP_VALUE_MAX */
 #define BRAIN_REC_KEY_MAX    128	/* = GOSSIP_KEY_MAX */
 #define BRAIN_CERT_PER_CHUNK 40		/* 40 * 16 bytes + framing < 768 */
@@ -48,8 +58,10 @@
 enum brain_rec_type {
 	BRAIN_REC_REV = 'R',
 	BRAIN_REC_CERT = 'C',
+	BRAIN_REC_ELECT = 'E',
 	BRAIN_REC_VOTE = 'V',
 	BRAIN_REC_HEALTH = 'H',
+	BRAIN_REC_ROSTER = 'M',
 };
 
 /* What a key names. */
@@ -57,7 +69,7 @@ struct brain_key {
 	enum brain_rec_type type;
 	char service[65];
 	uint64_t rev;		/* REV, CERT, VOTE */
-	uint32_t chunk;		/* CERT */
+	uint32_t chunk;		/* CERT, ELECT */
 };
 
 /* Health of one (node, service), as the node publishes it. */
@@ -75,6 +87,12 @@ struct brain_health {
 	bool diverged;			/* `rollback --local` marker active */
 	uint64_t local_base_rev;	/* the cluster rev this node diverged from */
 	uint64_t local_target_rev;	/* the rev whose artifact it runs instead */
+};
+
+/* A node's roster entry, as it publishes it. */
+struct brain_roster {
+	char site[65];			/* its site label, "" if none */
+	bool left;			/* it left gracefully (agentctl leave) */
 };
 
 /* Certificate chunk. */
@@ -99,8 +117,11 @@ int brain_key_parse(const void *key, size_t klen, struct brain_key *ret);
 int brain_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len);
 int brain_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
 		      size_t *ret_len);
-int brain_vote_encode(const struct agree_vote *v, uint8_t **ret_buf, size_t *ret_len);
+int brain_elect_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
+		       size_t *ret_len);
+int brain_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret_len);
 int brain_health_encode(const struct brain_health *h, uint8_t **ret_buf, size_t *ret_len);
+int brain_roster_encode(const struct brain_roster *m, uint8_t **ret_buf, size_t *ret_len);
 /* Chunks needed for a certificate of @ncert ids (0 for none). */
 uint32_t brain_cert_chunks(uint32_t ncert);
 
@@ -108,13 +129,18 @@ uint32_t brain_cert_chunks(uint32_t ncert);
  * Decoders. The value's type byte must match the function. On success the outputs are filled
  * (brain_rev_decode: ret->cert NULL, ret->ncert = the announced certificate size, which the
  * caller fills from the chunks). 0; -EBADMSG; -EPROTONOSUPPORT; -ENOMEM; outputs untouched on
- * failure. brain_vote_decode does not know the voter (the record's owner): ret->v.voter is
- * zeroed; the caller sets it.
+ * failure. brain_rev_decode likewise announces ret->nelect with ret->elect NULL.
+ * brain_vote_decode does not know the voter (the record's owner): ret->voter is zeroed; the
+ * caller sets it. A vote without a subject is malformed.
  */
 int brain_rev_decode(const uint8_t *buf, size_t len, struct store_revision *ret);
 int brain_cert_decode(const uint8_t *buf, size_t len, struct brain_cert_chunk *ret);
-int brain_vote_decode(const uint8_t *buf, size_t len, struct agree_vote *ret);
+/* A certificate or electorate chunk (@t BRAIN_REC_CERT or BRAIN_REC_ELECT). */
+int brain_ids_decode(const uint8_t *buf, size_t len, enum brain_rec_type t,
+		     struct brain_cert_chunk *ret);
+int brain_vote_decode(const uint8_t *buf, size_t len, struct store_vote *ret);
 int brain_health_decode(const uint8_t *buf, size_t len, struct brain_health *ret);
+int brain_roster_decode(const uint8_t *buf, size_t len, struct brain_roster *ret);
 /* The type byte of a value (0 and *ret), -EBADMSG, -EPROTONOSUPPORT. */
 int brain_value_type(const uint8_t *buf, size_t len, enum brain_rec_type *ret);
 

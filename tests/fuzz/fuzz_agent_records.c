@@ -51,12 +51,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct brain_cert_chunk c;
 	if (brain_cert_decode(val, vlen, &c) == 0 && (c.n == 0 || c.n > BRAIN_CERT_PER_CHUNK))
 		abort();
-	struct agree_vote v;
+	struct store_vote v;
 	if (brain_vote_decode(val, vlen, &v) == 0) {
 		if (brain_vote_encode(&v, &buf, &len) == 0) {
-			struct agree_vote v2;
-			if (brain_vote_decode(buf, len, &v2) != 0 || v2.v.rev != v.v.rev ||
-			    v2.subject != v.subject || v2.target != v.target)
+			struct store_vote v2;
+			if (brain_vote_decode(buf, len, &v2) != 0 || v2.rev != v.rev ||
+			    v2.subject != v.subject || v2.target != v.target || v2.round != v.round)
+				abort();
+			free(buf);
+		}
+	}
+	struct brain_cert_chunk e;
+	if (brain_ids_decode(val, vlen, BRAIN_REC_ELECT, &e) == 0 &&
+	    (e.n == 0 || e.n > BRAIN_CERT_PER_CHUNK))
+		abort();
+	struct brain_roster ro;
+	if (brain_roster_decode(val, vlen, &ro) == 0) {
+		if (!memchr(ro.site, 0, sizeof ro.site))
+			abort();
+		if (brain_roster_encode(&ro, &buf, &len) == 0) {
+			struct brain_roster ro2;
+			if (brain_roster_decode(buf, len, &ro2) != 0 || ro2.left != ro.left ||
+			    strcmp(ro2.site, ro.site) != 0)
 				abort();
 			free(buf);
 		}
