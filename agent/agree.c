@@ -269,9 +269,9 @@ int agree_electorate(const struct agree_member *roster, size_t n, const char *sc
 	for (i = 0, u = 0; i < k; i++)
 		if (u == 0 || memcmp(ids[u - 1], ids[i], STORE_NODE_ID_LEN) != 0)
 			memmove(ids[u++], ids[i], STORE_NODE_ID_LEN);
-	if (u == 0 || u > STORE_ELECT_MAX) {
+	if (u > STORE_ELECT_MAX) {
 		free(ids);
-		return u ? -E2BIG : -AGREE_ENOREV;
+		return -E2BIG;
 	}
 	*ret_ids = ids;
 	*ret_n = (uint32_t)u;
@@ -286,10 +286,64 @@ bool agree_in_electorate(const struct store_revision *r, const uint8_t id[STORE_
 
 /* ---- Votes and rounds ------------------------------------------------------------------- */
 
-/* Does @v speak about @bad (rule 3): same service and rev, its subject, and an elector? */
-static bool vote_about(const struct store_vote *v, const struct store_revision *bad)
+/* FNV-1a over an explicit little-endian serialisation: the same value on every node. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
-	return v->rev == bad->rev && v->subject != 0 && v->subject == bad->hlc &&
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+static uint64_t fnv_u64(uint64_t h, uint64_t v)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	return fnv(h, b, sizeof(b));
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s, size_t cap)
+{
+	size_t n = strnlen(s, cap);
+
+	return fnv(fnv_u64(h, n), s, n);
+}
+
+uint64_t agree_subject(const struct store_revision *r)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	if (!r)
+		return 0;
+	h = fnv_str(h, r->service, sizeof(r->service));
+	h = fnv_u64(h, r->rev);
+	h = fnv_u64(h, (uint64_t)r->kind);
+	h = fnv_u64(h, r->hlc);
+	h = fnv(h, r->origin, STORE_NODE_ID_LEN);
+	h = fnv(h, r->artifact.b, STORE_ID_LEN);
+	h = fnv_str(h, r->scope, sizeof(r->scope));
+	h = fnv_u64(h, r->operator_uid);
+	h = fnv_u64(h, (uint64_t)(uint32_t)r->operator_pid);
+	h = fnv_str(h, r->reason, sizeof(r->reason));
+	h = fnv_u64(h, r->nelect);
+	if (r->nelect && r->elect)
+		h = fnv(h, r->elect, (size_t)r->nelect * STORE_NODE_ID_LEN);
+	h = fnv_u64(h, r->quorum.kind);
+	h = fnv_u64(h, r->quorum.count);
+	h = fnv_u64(h, r->quorum.num);
+	h = fnv_u64(h, r->quorum.den);
+	h = fnv(h, r->condemns.b, STORE_ID_LEN);
+	return h ? h : 1; /* 0 is "meaning unknown" */
+}
+
+/* Does @v speak about @bad (rule 3): same service and rev, @bad's subject, an elector? */
+static bool vote_about(const struct store_vote *v, const struct store_revision *bad,
+		       uint64_t subject)
+{
+	return v->rev == bad->rev && v->subject != 0 && v->subject == subject &&
 	       strncmp(v->service, bad->service, sizeof(v->service)) == 0 &&
 	       agree_in_electorate(bad, v->voter);
 }
@@ -332,9 +386,10 @@ static size_t latest_votes(const struct store_revision *bad, const struct store_
 			   size_t nvotes, struct vref *vr, const struct store_vote **latest)
 {
 	size_t i, nm = 0, nl = 0;
+	uint64_t subject = agree_subject(bad);
 
 	for (i = 0; i < nvotes; i++)
-		if (vote_about(&votes[i], bad))
+		if (vote_about(&votes[i], bad, subject))
 			vr[nm++] = (struct vref){&votes[i], i};
 	if (nm > 1)
 		qsort(vr, nm, sizeof(*vr), vref_cmp);
@@ -670,13 +725,13 @@ int agree_verify(const struct store_revision *log, size_t nlog, const struct sto
 	if (r->rev == 0 || !memchr(r->service, '\0', sizeof(r->service)) || !r->service[0] ||
 	    !memchr(r->scope, '\0', sizeof(r->scope)) || !agree_scope_valid(r->scope) ||
 	    !memchr(r->reason, '\0', sizeof(r->reason)) || (r->ncert && !r->cert) ||
-	    !r->nelect || !r->elect || r->nelect > STORE_ELECT_MAX ||
+	    (r->nelect && !r->elect) || r->nelect > STORE_ELECT_MAX ||
 	    !ids_sorted_unique((const uint8_t(*)[STORE_NODE_ID_LEN])r->elect, r->nelect) ||
 	    agree_quorum_check(&r->quorum) < 0)
 		return -EBADMSG;
 	if (r->kind == STORE_REV_DEPLOY)
 		return r->ncert || memcmp(r->condemns.b, zero.b, STORE_ID_LEN) ? -EBADMSG : 0;
-	if (r->kind != STORE_REV_ROLLBACK || r->rev < 2 || r->hlc < 2 ||
+	if (r->kind != STORE_REV_ROLLBACK || r->rev < 2 || r->hlc < 2 || !r->nelect ||
 	    memcmp(r->origin, agree_cluster_origin, STORE_NODE_ID_LEN) != 0 ||
 	    r->operator_uid != UINT32_MAX || memcmp(r->condemns.b, zero.b, STORE_ID_LEN) == 0 ||
 	    memcmp(r->condemns.b, r->artifact.b, STORE_ID_LEN) == 0 ||

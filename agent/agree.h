@@ -18,11 +18,13 @@
  *   roster   (deploys only) every node that ever joined and has neither left gracefully nor
  *            been removed by an operator (struct agree_member; the agent keeps it replicated
  *            and persisted, see DESIGN.md). Failure detection and reaping never shrink it.
- *   votes    struct store_vote: voter, SUBJECT (the hlc of the record at that rev the voter
- *            judged), TARGET (0 = "the previous good revision", T = operator `--to T`),
+ *   votes    struct store_vote: voter, SUBJECT (agree_subject of the record at that rev the
+ *            voter judged), TARGET (0 = "the previous good revision", T = operator `--to T`),
  *            ROUND and hlc. Votes of other services, revs or subjects are ignored, so the
  *            caller may pass everything it holds. A vote with subject 0 (an older store
- *            format) has no known meaning and never counts.
+ *            format) has no known meaning and never counts. The SUBJECT is
+ *            agree_subject(record): a 64-bit digest of the judged record's identity
+ *            (everything agree_revision_same compares), not its hlc alone (see rule 3).
  *
  * 0. The electorate is a fact of the revision. A deploy record carries the ELECTORATE (the
  *    roster members in its scope when it was written, sorted ids: agree_electorate) and its
@@ -62,13 +64,21 @@
  *    node ("" = the whole cluster; "site:NAME" = members whose site label is NAME).
  *
  * 3. What counts (agree_tally): for the record B held at rev N, the LATEST vote (by round,
- *    then hlc: store_vote_newer) of each elector of B whose subject is B's hlc. Votes from
+ *    then hlc: store_vote_newer) of each elector of B whose subject is agree_subject(B). Votes from
  *    outside B's electorate never count, whoever holds the cluster key.
  *    Why the subject: two nodes may hold different records at rev N for a while (a deploy
  *    made in a minority partition racing the majority's rollback at the same rev). With the
  *    subject, votes against one record and against another are disjoint, so at most one of
  *    them reaches a majority. A restart does not change what a vote meant: the store keeps
  *    the subject, the target and the round with the vote.
+ *    Why a digest and not the hlc: two different records at one rev can share an hlc. A
+ *    cluster rollback's hlc is its bad record's + 1 by construction (rule 5), and a deploy
+ *    written at that rev by a node whose wall clock is behind gets exactly that hlc from
+ *    hlc_now; two rollbacks of one record written from logs that differ below it (rule 6)
+ *    share their hlc but not their artifact. A vote naming the hlc would count against
+ *    whichever of them the counting node holds, so health votes against one artifact could
+ *    condemn another that nobody judged (tests/sim/sim_agree.c found this: a rollback whose
+ *    certificate named electors who had voted against a different record at that rev).
  *
  * 4. Decision, rounds and split targets. Votes are grouped by round. The CURRENT round R is
  *    the highest round among the counted votes; only votes of round R count for the decision.
@@ -171,7 +181,7 @@
  *       an operator's target as a NEW vote); agree_decide(log, V.service, V.rev, votes) == 0
  *       -> pass the record through agree_accept like any received one, gossip it.
  *   reconcile: agree_effective(log, site, local marker) -> the artifact to run.
- *   health: when what we run misses its policy, vote (subject = hlc of the record at that
+ *   health: when what we run misses its policy, vote (subject = agree_subject of the record at that
  *       rev in our log, target 0, round from agree_next_vote) against agree_desired()->rev.
  *   deploy: agree_check_deploy (and the store's condemned flag) unless --force; rev =
  *       highest rev held + 1; hlc_now; electorate = agree_electorate(roster, scope); quorum
@@ -274,12 +284,19 @@ const struct store_revision *agree_desired(const struct store_revision *log, siz
 
 /*
  * The electorate of a new revision of @scope (rule 0): the ids of @roster in scope and not
- * LEFT, sorted, each once. *ret_ids is malloc'd (free(3)).
- * @return 0; -AGREE_ENOREV no roster member in scope (nobody could ever decide);
- *         -E2BIG more than STORE_ELECT_MAX; -ENOMEM; -EINVAL.
+ * LEFT, sorted, each once. *ret_ids is malloc'd (free(3)); *ret_n may be 0 (a scope nobody on
+ * the roster is in: such a revision can never be rolled back by votes, only by a new deploy).
+ * @return 0; -E2BIG more than STORE_ELECT_MAX; -ENOMEM; -EINVAL.
  */
 int agree_electorate(const struct agree_member *roster, size_t n, const char *scope,
 		     uint8_t (**ret_ids)[STORE_NODE_ID_LEN], uint32_t *ret_n);
+
+/*
+ * The subject of a vote on @r (rule 3): a 64-bit FNV-1a digest of @r's identity (every field
+ * agree_revision_same compares, in a fixed byte order), never 0; 0 for NULL. Two records that
+ * are the same decision have the same subject whatever their certificates.
+ */
+uint64_t agree_subject(const struct store_revision *r);
 
 /* Is @id in @r's electorate? O(log E). */
 bool agree_in_electorate(const struct store_revision *r, const uint8_t id[STORE_NODE_ID_LEN]);
@@ -297,7 +314,7 @@ struct agree_tally {
 
 /*
  * Count the votes on record @bad (rules 3 and 4): the latest vote of each elector whose
- * subject is @bad->hlc, in the current round. @votes may hold anything.
+ * subject is agree_subject(@bad), in the current round. @votes may hold anything.
  * @return 0 and *ret; -EINVAL on NULL arguments; -ENOMEM.
  */
 int agree_tally(const struct store_revision *bad, const struct store_vote *votes, size_t nvotes,
@@ -314,7 +331,7 @@ enum agree_next {
 /*
  * The vote elector @self should cast on @bad now (rule 4). @own_target: the target of the
  * voter's own judgement for a first vote (0 for health, the operator's --to for an operator
- * vote or its echo). The new vote carries subject @bad->hlc and a fresh hlc.
+ * vote or its echo). The new vote carries subject agree_subject(@bad) and a fresh hlc.
  * @return enum agree_next (>= 0) with *ret_round, *ret_target set unless AGREE_VOTE_NONE;
  *         -EINVAL; -ENOMEM.
  */
@@ -350,8 +367,9 @@ int agree_decide(const struct store_revision *log, size_t nlog, const char *serv
 		 struct store_revision *ret);
 
 /*
- * Check a received (or locally decided) record (rule 6). A deploy must carry a non-empty
- * sorted electorate and a valid rule, and no certificate.
+ * Check a received (or locally decided) record (rule 6). A deploy must carry a sorted
+ * electorate (possibly empty: a scope with nobody on the roster) and a valid rule, and no
+ * certificate; a rollback a non-empty one.
  * @return 0 valid; -EBADMSG malformed; -AGREE_ECERT certificate below the quorum of the
  *         electorate it carries, or an electorate, rule or condemned artifact that differs
  *         from the bad record held here; -EINVAL on NULL arguments.

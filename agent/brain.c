@@ -389,6 +389,15 @@ static int vote_add(struct svc *v, const struct store_vote *nv)
 }
 
 
+static bool has_vote(const struct svc *v, const uint8_t *voter, uint64_t rev)
+{
+	for (size_t i = 0; i < v->nvotes; i++)
+		if (v->votes[i].rev == rev &&
+		    memcmp(v->votes[i].voter, voter, STORE_NODE_ID_LEN) == 0)
+			return true;
+	return false;
+}
+
 /* ---- Members ------------------------------------------------------------------------------- */
 
 struct mcollect {
@@ -955,6 +964,18 @@ static int cast_vote(struct brain *b, struct svc *v, const struct store_revision
 	if (!synced(b))
 		return -EAGAIN;
 	r = agree_next_vote(subject, v->votes, v->nvotes, b->id, target, &round, &tg);
+	if (r == AGREE_VOTE_NONE && reason == STORE_VOTE_OPERATOR &&
+	    !agree_in_electorate(subject, b->id) && !has_vote(v, b->id, subject->rev)) {
+		/* An operator on a node outside the electorate (a rollback scoped to another
+		 * site, or asked on a node that joined later): the vote is never counted
+		 * (rule 3), but it carries the request to the electors, who echo it. */
+		struct agree_tally t;
+		if (agree_tally(subject, v->votes, v->nvotes, &t) < 0 || t.decided)
+			return 0;
+		round = t.round;
+		tg = target;
+		r = AGREE_VOTE_NEW;
+	}
 	if (r <= 0)
 		return r;
 	if (r == AGREE_VOTE_STUCK)
@@ -1977,12 +1998,14 @@ static void do_deploy(struct brain *b, const struct ctl_request *req, const stru
 	rv.quorum = *quorum_of(b, service);
 	r = agree_electorate(b->roster, b->nroster, scope, &rv.elect, &rv.nelect);
 	if (r < 0) {
-		ctl_enc_fail(out, r == -AGREE_ENOREV ? CTL_E_BAD_REQUEST : CTL_E_INTERNAL,
-			     r == -AGREE_ENOREV ? "no member of the roster is in scope %s"
-						: "cannot compute the electorate: %s",
-			     r == -AGREE_ENOREV ? scope : agree_strerror(r));
+		ctl_enc_fail(out, CTL_E_INTERNAL, "cannot compute the electorate: %s",
+			     agree_strerror(r));
 		goto out;
 	}
+	if (!rv.nelect)
+		event(b, "config", service, rv.rev,
+		      "no node on the roster is in scope %s: nobody can vote on rev %" PRIu64
+		      " (only a new deploy replaces it)", scope, rv.rev);
 	if (force && info.condemned)
 		store_artifact_set_condemned(b->s, &id, false);
 	r = accept_rev(b, v, &rv, true);

@@ -449,9 +449,10 @@ static bool get_u64(const msgpack_object *o, uint64_t *v)
 static bool get_str(const msgpack_object *o, char *out, size_t cap)
 {
 	if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap ||
-	    memchr(o->via.str.ptr, 0, o->via.str.size) != NULL)	/* no embedded NUL */
-		return false;
-	memcpy(out, o->via.str.ptr, o->via.str.size);
+	    (o->via.str.size && memchr(o->via.str.ptr, 0, o->via.str.size) != NULL))
+		return false;	/* no embedded NUL; "" may come with a NULL pointer */
+	if (o->via.str.size)
+		memcpy(out, o->via.str.ptr, o->via.str.size);
 	out[o->via.str.size] = 0;
 	return true;
 }
