@@ -17,6 +17,8 @@
  */
 #include "agent/brain.h"
 
+#include <sodium.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -96,6 +98,10 @@ struct brain {
 	char name[65];
 	char site[65];
 	bool has_site;
+	char advertise[64];
+	uint32_t reconnect_ms;
+	uint64_t next_reconnect;	/* uv_now of the next reconnect attempt */
+	char (*roster_addrs)[64];	/* parallel to roster */
 	char *state_dir;
 	char *unit_dir, *bus_address, *docker_host;	/* for pcfg; NULL = plugin default */
 	struct brain_quorum_rule *quorums;
@@ -453,6 +459,7 @@ nomem:
 struct rcollect {
 	struct agree_member *m;
 	char (*sites)[65];
+	char (*addrs)[64];
 	size_t n, cap;
 	int err;
 };
@@ -472,8 +479,13 @@ static struct agree_member *rc_slot(struct rcollect *c, const uint8_t *id)
 		if (!s)
 			return NULL;
 		c->sites = s;
+		char (*ad)[64] = realloc(c->addrs, cap * sizeof *ad);
+		if (!ad)
+			return NULL;
+		c->addrs = ad;
 		c->cap = cap;
 	}
+	c->addrs[c->n][0] = 0;
 	memset(&c->m[c->n], 0, sizeof c->m[c->n]);
 	memcpy(c->m[c->n].id, id, STORE_NODE_ID_LEN);
 	c->m[c->n].state = AGREE_DEAD;	/* not seen alive: still on the roster */
@@ -494,8 +506,9 @@ static int roster_rec_cb(void *ud, const struct gossip_record *g)
 		c->err = -ENOMEM;
 		return -ENOMEM;
 	}
-	m->state = ro.left ? AGREE_LEFT : AGREE_ALIVE;
+	m->state = ro.left ? AGREE_LEFT : AGREE_DEAD;	/* alive once seen as a member */
 	snprintf(c->sites[m - c->m], 65, "%s", ro.site);
+	snprintf(c->addrs[m - c->m], 64, "%s", ro.addr);
 	return 0;
 }
 
@@ -506,10 +519,18 @@ static int roster_refresh(struct brain *b)
 	/* members whose roster record has not arrived yet (or a transport without records):
 	 * on the roster unless they left the gossip cluster */
 	for (size_t i = 0; r >= 0 && !c.err && i < b->nmembers; i++) {
-		bool known = false;
+		struct agree_member *known = NULL;
 		for (size_t j = 0; j < c.n && !known; j++)
-			known = memcmp(c.m[j].id, b->members[i].id, STORE_NODE_ID_LEN) == 0;
-		if (known || b->members[i].state == AGREE_LEFT)
+			if (memcmp(c.m[j].id, b->members[i].id, STORE_NODE_ID_LEN) == 0)
+				known = &c.m[j];
+		if (known) {
+			/* the gossip view says how reachable a roster member is */
+			if (known->state != AGREE_LEFT)
+				known->state = b->members[i].state == AGREE_LEFT
+						       ? AGREE_DEAD : b->members[i].state;
+			continue;
+		}
+		if (b->members[i].state == AGREE_LEFT)
 			continue;
 		struct agree_member *m = rc_slot(&c, b->members[i].id);
 		if (!m) {
@@ -522,16 +543,53 @@ static int roster_refresh(struct brain *b)
 	if (r < 0 || c.err < 0) {
 		free(c.m);
 		free(c.sites);
+		free(c.addrs);
 		return r < 0 ? r : c.err;
 	}
 	for (size_t i = 0; i < c.n; i++)
 		c.m[i].site = c.sites[i][0] ? c.sites[i] : NULL;
 	free(b->roster);
 	free(b->roster_sites);
+	free(b->roster_addrs);
 	b->roster = c.m;
 	b->roster_sites = c.sites;
+	b->roster_addrs = c.addrs;
 	b->nroster = c.n;
 	return 0;
+}
+
+/*
+ * Reconnect (DESIGN.md: two halves separated longer than any timer find each other again):
+ * gossip forgets a dead member after the reap time, and its address with it, but the roster
+ * keeps both. Every reconnect_ms (+-25%) this node tries to reach ONE roster member it cannot
+ * see (dead, or unknown to gossip), picked at random, through its advertised address, like
+ * Serf's reconnect_interval: a cluster of N nodes, k of them unreachable, sends about N/30
+ * joins a second in all, and a member coming back is found within about k intervals.
+ */
+static void reconnect(struct brain *b)
+{
+	uint64_t now = uv_now(b->loop);
+	size_t cand = 0, pick;
+	if (!b->net.reach || now < b->next_reconnect)
+		return;
+	b->next_reconnect = now + b->reconnect_ms * 3 / 4 +
+			    randombytes_uniform(b->reconnect_ms / 2 + 1);
+	for (size_t i = 0; i < b->nroster; i++)
+		if (b->roster[i].state == AGREE_DEAD && b->roster_addrs[i][0] &&
+		    memcmp(b->roster[i].id, b->id, STORE_NODE_ID_LEN) != 0)
+			cand++;
+	if (!cand)
+		return;
+	pick = randombytes_uniform((uint32_t)cand);
+	for (size_t i = 0; i < b->nroster; i++) {
+		if (b->roster[i].state != AGREE_DEAD || !b->roster_addrs[i][0] ||
+		    memcmp(b->roster[i].id, b->id, STORE_NODE_ID_LEN) == 0 || pick--)
+			continue;
+		int r = b->net.reach(b->net.ud, b->roster_addrs[i]);
+		log_debug("reconnect: trying roster member at %s: %s", b->roster_addrs[i],
+			  r < 0 ? strerror(-r) : "sent");
+		return;
+	}
 }
 
 static int members_refresh(struct brain *b)
@@ -601,6 +659,7 @@ static int publish_roster(struct brain *b, bool left)
 	memset(&ro, 0, sizeof ro);
 	if (b->has_site)
 		snprintf(ro.site, sizeof ro.site, "%s", b->site);
+	snprintf(ro.addr, sizeof ro.addr, "%s", b->advertise);
 	ro.left = left;
 	int r = brain_roster_encode(&ro, &val, &len);
 	if (r < 0)
@@ -989,7 +1048,7 @@ static int cast_vote(struct brain *b, struct svc *v, const struct store_revision
 	memcpy(av.voter, b->id, STORE_NODE_ID_LEN);
 	av.reason = reason;
 	av.hlc = stamp(b);
-	av.subject = subject->hlc;
+	av.subject = agree_subject(subject);
 	av.target = tg;
 	av.round = round;
 	target = tg;
@@ -1030,7 +1089,7 @@ static void recast(struct brain *b, struct svc *v, const struct store_revision *
 		if (v->votes[i].rev == bad->rev &&
 		    memcmp(v->votes[i].voter, b->id, STORE_NODE_ID_LEN) == 0)
 			mine = &v->votes[i];
-	if (!mine || mine->subject != bad->hlc)
+	if (!mine || mine->subject != agree_subject(bad))
 		return;
 	int r = agree_next_vote(bad, v->votes, v->nvotes, b->id, mine->target, &round, &tg);
 	if (r == AGREE_VOTE_BEHIND) {
@@ -1165,8 +1224,8 @@ static void on_vote(struct brain *b, struct svc *v, const struct store_vote *av)
 	 * only a first vote of ours, or nothing) */
 	const struct store_revision *d =
 		agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
-	if (av->reason == STORE_VOTE_OPERATOR && d && d->rev == av->rev && av->subject == d->hlc &&
-	    can_carry_out(b, v, d, av->target))
+	if (av->reason == STORE_VOTE_OPERATOR && d && d->rev == av->rev &&
+	    av->subject == agree_subject(d) && can_carry_out(b, v, d, av->target))
 		cast_vote(b, v, d, STORE_VOTE_OPERATOR, av->target);
 	decide(b, v);
 }
@@ -1390,6 +1449,7 @@ static void on_resync(uv_timer_t *t)
 	if (b->closing)
 		return;
 	resync(b, true);
+	reconnect(b);
 	uv_timer_start(&b->resync, on_resync, RESYNC_MS, 0);
 }
 
@@ -1610,6 +1670,9 @@ int brain_new(uv_loop_t *loop, struct store *store, const struct brain_opts *opt
 		b->has_site = true;
 		snprintf(b->site, sizeof b->site, "%s", opts->site);
 	}
+	if (opts->advertise)
+		snprintf(b->advertise, sizeof b->advertise, "%s", opts->advertise);
+	b->reconnect_ms = opts->reconnect_ms ? opts->reconnect_ms : 30000;
 	b->max_par = opts->max_parallel_per_site;
 	b->no_runtime = opts->no_runtime;
 	b->ropts.retry_min_ms = opts->retry_min_ms;
@@ -1753,6 +1816,7 @@ static void part_closed(struct brain *b)
 	free(b->member_names);
 	free(b->roster);
 	free(b->roster_sites);
+	free(b->roster_addrs);
 	free(b->ring);
 	free(b->quorums);
 	free(b->state_dir);
@@ -2161,7 +2225,7 @@ static void enc_votes(struct brain *b, struct svc *v, uint64_t rev, struct ctl_e
 		ctl_kv_uint(out, "hlc", av->hlc);
 		ctl_kv_uint(out, "target", av->target);
 		ctl_kv_uint(out, "round", av->round);
-		ctl_kv_bool(out, "counted", rv && av->subject == rv->hlc &&
+		ctl_kv_bool(out, "counted", rv && av->subject == agree_subject(rv) &&
 						    av->round == t.round &&
 						    agree_in_electorate(rv, av->voter));
 	}

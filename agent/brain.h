@@ -103,6 +103,8 @@ struct brain_net {
 	 * founder with nobody to exchange with)? Until then it neither votes, decides nor
 	 * deploys (agree.h rule 0). NULL: always. */
 	bool (*synced)(void *ud);
+	/* Try to reach a member at @addr (ADDR:PORT) again: a join. NULL: never. */
+	int (*reach)(void *ud, const char *addr);
 	void *ud;
 };
 
@@ -122,6 +124,9 @@ struct brain_opts {
 	const uint8_t *node_id;		/* 16 bytes, required */
 	const char *node_name;		/* for events */
 	const char *site;		/* this node's site label, NULL if none */
+	const char *advertise;		/* our gossip ADDR:PORT for the roster record, or NULL */
+	uint32_t reconnect_ms;		/* try an unreachable roster member this often (+-25%);
+					 * 0 = 30000 */
 	const char *state_dir;		/* absolute, required unless no_runtime */
 	const char *unit_dir;		/* runtime plugins (struct plugin_config), copied;
 					 * NULL = the plugin's default */

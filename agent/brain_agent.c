@@ -65,6 +65,12 @@ static bool net_synced(void *ud)
 	return a->cfg.njoin == 0 && others == 0;
 }
 
+static int net_reach(void *ud, const char *addr)
+{
+	struct agent *a = ud;
+	return a->cluster ? cluster_join(a->cluster, &addr, 1) : -ENOTCONN;
+}
+
 static void on_member(void *ud, const struct gossip_member *m)
 {
 	struct agent *a = ud;
@@ -116,6 +122,14 @@ int brain_agent_start(struct agent *a, char *err, size_t errlen)
 		.nquorums = a->cfg.nquorums,
 		.max_parallel_per_site = a->cfg.max_parallel_swaps_per_site,
 	};
+	struct cluster_summary cs;
+	if (a->cluster) {
+		cluster_summary(a->cluster, &cs);
+		o.advertise = cs.advertise;
+	}
+	const char *rc = getenv("SHOAL_RECONNECT_MS");	/* tests: a shorter reconnect interval */
+	if (rc && atoi(rc) > 0)
+		o.reconnect_ms = (uint32_t)atoi(rc);
 	const char *env = getenv("SHOAL_RETRY_MS");	/* tests: shorter back-off */
 	if (env && atoi(env) > 0) {
 		o.retry_min_ms = (uint32_t)atoi(env);
@@ -128,6 +142,7 @@ int brain_agent_start(struct agent *a, char *err, size_t errlen)
 		.record_foreach = net_records,
 		.member_foreach = net_members,
 		.synced = net_synced,
+		.reach = net_reach,
 		.ud = a,
 	};
 	r = brain_new(&a->loop, a->store, &o, &net, &a->brain);

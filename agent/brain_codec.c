@@ -383,18 +383,20 @@ int brain_roster_encode(const struct brain_roster *m, uint8_t **ret_buf, size_t 
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 
-	if (!m || !ret_buf || !ret_len || !memchr(m->site, 0, sizeof m->site))
+	if (!m || !ret_buf || !ret_len || !memchr(m->site, 0, sizeof m->site) ||
+	    !memchr(m->addr, 0, sizeof m->addr))
 		return -EINVAL;
 	if (begin(&sb, &pk) < 0) {
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	msgpack_pack_array(&pk, 2);
+	msgpack_pack_array(&pk, 3);
 	pk_str(&pk, m->site);
 	if (m->left)
 		msgpack_pack_true(&pk);
 	else
 		msgpack_pack_false(&pk);
+	pk_str(&pk, m->addr);
 	return finish(&sb, BRAIN_REC_ROSTER, ret_buf, ret_len);
 }
 
@@ -618,13 +620,14 @@ int brain_roster_decode(const uint8_t *buf, size_t len, struct brain_roster *ret
 
 	if (!buf || !ret)
 		return -EINVAL;
-	err = dec_open(buf, len, BRAIN_REC_ROSTER, 2, &d);
+	err = dec_open(buf, len, BRAIN_REC_ROSTER, 3, &d);
 	if (err < 0)
 		return err;
 	err = -EBADMSG;
 	memset(&m, 0, sizeof m);
 	if (!get_str(field(&d, 0), m.site, sizeof m.site) ||
-	    field(&d, 1)->type != MSGPACK_OBJECT_BOOLEAN)
+	    field(&d, 1)->type != MSGPACK_OBJECT_BOOLEAN ||
+	    !get_str(field(&d, 2), m.addr, sizeof m.addr))
 		goto out;
 	m.left = field(&d, 1)->via.boolean;
 	*ret = m;

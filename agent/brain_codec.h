@@ -12,12 +12,13 @@
  *     vote/<service>/<rev>        voter     'S' 2 | 'V' | msgpack [service, rev, reason, hlc,
  *                                                             subject, target, round]
  *     health/<service>            node      'S' 2 | 'H' | msgpack [see struct brain_health]
- *     roster                      node      'S' 2 | 'M' | msgpack [site s, left bool]
+ *     roster                      node      'S' 2 | 'M' | msgpack [site s, left bool, addr s]
  *
  * The roster (agree.h rule 0) is the set of owners of roster records that do not say "left":
  * every node publishes its own when it starts and marks it left only on `agentctl leave`.
  * Gossip never drops a record when it reaps a member, and the cluster layer persists them,
- * so neither failure detection, reaping nor a restart shrinks the roster.
+ * so neither failure detection, reaping nor a restart shrinks the roster. The advertised
+ * address lets any node try to reach a member long after gossip forgot it (reconnect).
  *
  *     byte 0: 'S' (magic)  byte 1: BRAIN_REC_VERSION  byte 2: type  byte 3..: payload
  *
@@ -93,6 +94,7 @@ struct brain_health {
 struct brain_roster {
 	char site[65];			/* its site label, "" if none */
 	bool left;			/* it left gracefully (agentctl leave) */
+	char addr[64];			/* its advertised gossip ADDR:PORT, "" if unknown */
 };
 
 /* Certificate chunk. */

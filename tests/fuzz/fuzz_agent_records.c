@@ -67,12 +67,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	struct brain_roster ro;
 	if (brain_roster_decode(val, vlen, &ro) == 0) {
-		if (!memchr(ro.site, 0, sizeof ro.site))
+		if (!memchr(ro.site, 0, sizeof ro.site) || !memchr(ro.addr, 0, sizeof ro.addr))
 			abort();
 		if (brain_roster_encode(&ro, &buf, &len) == 0) {
 			struct brain_roster ro2;
 			if (brain_roster_decode(buf, len, &ro2) != 0 || ro2.left != ro.left ||
-			    strcmp(ro2.site, ro.site) != 0)
+			    strcmp(ro2.site, ro.site) != 0 || strcmp(ro2.addr, ro.addr) != 0)
 				abort();
 			free(buf);
 		}
