@@ -135,10 +135,15 @@
  *    only if it is well formed (rev >= 2, valid scope, zero origin, no operator, a non-zero
  *    condemned artifact other than its own, a sorted electorate and certificate, a valid
  *    rule) and its certificate holds >= quorum(rule, |electorate|) distinct members of the
- *    electorate IT CARRIES. Where the receiver holds the bad record (hlc + 1 names it), the
- *    rollback must carry exactly that record's electorate, rule and artifact. The check
- *    never consults the receiver's membership view, so it gives the same answer on every
- *    node and never changes later.
+ *    electorate IT CARRIES. Nothing else is consulted: not the receiver's membership view,
+ *    and not the record the receiver holds at rev - 1 either, so the check gives the same
+ *    answer on every node and never changes later. (Comparing with "the held bad record,
+ *    named by hlc + 1" was tried and is wrong: an hlc does not name one record. Two deploys
+ *    at one rev written on two sides of a partition can carry the same hlc, and a deploy
+ *    can carry the synthetic hlc of a cluster rollback at its rev; nodes holding the other
+ *    record then refused a valid rollback forever while the rest adopted it, and the logs
+ *    never converged: tests/sim/sim_agree.c seed 933. It did not stop a forger either, who
+ *    can pick any hlc.)
  *    Residual risk, stated plainly: the certificate lists voter ids; until votes are signed
  *    by their nodes, a node holding the cluster key could forge one naming real electors
  *    (the trust work adds signatures).
@@ -371,8 +376,8 @@ int agree_decide(const struct store_revision *log, size_t nlog, const char *serv
  * electorate (possibly empty: a scope with nobody on the roster) and a valid rule, and no
  * certificate; a rollback a non-empty one.
  * @return 0 valid; -EBADMSG malformed; -AGREE_ECERT certificate below the quorum of the
- *         electorate it carries, or an electorate, rule or condemned artifact that differs
- *         from the bad record held here; -EINVAL on NULL arguments.
+ *         electorate it carries; -EINVAL on NULL arguments. @log is not consulted (rule 6:
+ *         the answer is the same on every node); it is kept for callers.
  */
 int agree_verify(const struct store_revision *log, size_t nlog, const struct store_revision *r);
 
