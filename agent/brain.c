@@ -634,6 +634,89 @@ static int members_refresh(struct brain *b)
 	return roster_refresh(b);
 }
 
+/* ---- Local markers (`rollback --local`) ------------------------------------------------------ */
+
+/*
+ * A marker is written to the store (STORE_KV_AGENT, key "local/<service>") before the
+ * rollback is acknowledged and deleted when it goes stale, so a node that diverged stays
+ * diverged across a restart until the cluster moves past the revision (agentctl(1)).
+ * Value: version 1, base_rev be64, base_artifact, target_rev be64, artifact, hlc be64.
+ */
+#define LOCAL_VAL_LEN (1 + 8 + STORE_ID_LEN + 8 + STORE_ID_LEN + 8)
+
+static void be64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int local_persist(struct brain *b, struct svc *v)
+{
+	char key[80];
+	int n = snprintf(key, sizeof key, "local/%s", v->name);
+	if (!v->have_local) {
+		int r = store_kv_del(b->s, STORE_KV_AGENT, key, (size_t)n);
+		return r == -ENOENT ? 0 : r;
+	}
+	uint8_t val[LOCAL_VAL_LEN], *p = val;
+	*p++ = 1;
+	be64_put(p, v->local.base_rev);
+	p += 8;
+	memcpy(p, v->local.base_artifact.b, STORE_ID_LEN);
+	p += STORE_ID_LEN;
+	be64_put(p, v->local.target_rev);
+	p += 8;
+	memcpy(p, v->local.artifact.b, STORE_ID_LEN);
+	p += STORE_ID_LEN;
+	be64_put(p, v->local.hlc);
+	return store_kv_put(b->s, STORE_KV_AGENT, key, (size_t)n, val, sizeof val);
+}
+
+static struct svc *svc_get(struct brain *b, const char *name);
+
+static int local_load_cb(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
+{
+	struct brain *b = ud;
+	char name[65];
+	const uint8_t *p = val;
+	if (klen <= 6 || klen - 6 >= sizeof name || memcmp(key, "local/", 6) != 0)
+		return 0;
+	memcpy(name, (const char *)key + 6, klen - 6);
+	name[klen - 6] = 0;
+	if (vlen != LOCAL_VAL_LEN || p[0] != 1) {
+		log_warning("%s: ignoring a local rollback marker in an unknown format", name);
+		return 0;
+	}
+	struct svc *v = svc_get(b, name);
+	if (!v)
+		return -ENOMEM;
+	memset(&v->local, 0, sizeof v->local);
+	snprintf(v->local.service, sizeof v->local.service, "%s", name);
+	p++;
+	v->local.base_rev = be64_get(p);
+	p += 8;
+	memcpy(v->local.base_artifact.b, p, STORE_ID_LEN);
+	p += STORE_ID_LEN;
+	v->local.target_rev = be64_get(p);
+	p += 8;
+	memcpy(v->local.artifact.b, p, STORE_ID_LEN);
+	p += STORE_ID_LEN;
+	v->local.hlc = be64_get(p);
+	v->have_local = true;
+	log_notice("%s: still diverged by a local rollback: runs rev %" PRIu64 " instead of rev "
+		   "%" PRIu64 " until the cluster moves past it", name, v->local.target_rev,
+		   v->local.base_rev);
+	return 0;
+}
+
 /* ---- Publishing ---------------------------------------------------------------------------- */
 
 static int put_value(struct brain *b, const struct brain_key *k, uint8_t *val, size_t vlen)
@@ -849,6 +932,7 @@ static void recompute(struct brain *b, struct svc *v)
 			      "the cluster moved past rev %" PRIu64 ": following it again",
 			      v->local.base_rev);
 			v->have_local = false;
+			local_persist(b, v);
 			changed_marker = true;
 		}
 	}
@@ -1761,6 +1845,9 @@ int brain_start(struct brain *b)
 	r = store_service_foreach(b->s, load_service_cb, b);
 	if (r < 0)
 		return r;
+	r = store_kv_foreach(b->s, STORE_KV_AGENT, local_load_cb, b);
+	if (r < 0)
+		return r;
 	r = publish_roster(b, false);
 	if (r < 0)
 		log_warning("cannot publish this node's roster entry: %s", strerror(-r));
@@ -2151,6 +2238,13 @@ static void do_rollback(struct brain *b, const struct ctl_request *req, struct c
 		}
 		v->local = l;
 		v->have_local = true;
+		r = local_persist(b, v);
+		if (r < 0) {
+			v->have_local = false;
+			ctl_enc_fail(out, agent_ctl_err_from_errno(r),
+				     "cannot record the local rollback: %s", store_strerror(r));
+			goto out;
+		}
 		event(b, "local-rollback", service, l.target_rev,
 		      "%s diverges: runs rev %" PRIu64 " instead of rev %" PRIu64 "%s%s", b->name,
 		      l.target_rev, l.base_rev, reason ? ": " : "", reason ? reason : "");

@@ -478,14 +478,20 @@ int store_retain(struct store *s, const char *service);
  */
 int store_gc(struct store *s);
 
-/* ---- Opaque tables for the agent (members, gossip records) -------------------------------- */
+/* ---- Opaque tables for the agent (members, gossip records, node-local state) --------------- */
 
 /*
  * Keys are 1..511 bytes (LMDB's limit), values any size. put replaces. del: -ENOENT if absent.
  * foreach walks in key order (memcmp), key/value borrowed for the call; a non-zero return from
  * @cb stops and is returned. All: -EINVAL (bad table or key), -ENOMEM, -ENOSPC, -EIO.
  */
-enum store_table { STORE_KV_MEMBERS = 0, STORE_KV_RECORDS = 1, STORE_KV__COUNT };
+enum store_table {
+	STORE_KV_MEMBERS = 0,	/* the gossip layer's members */
+	STORE_KV_RECORDS = 1,	/* the gossip layer's records */
+	STORE_KV_AGENT = 2,	/* node-local decisions that must outlive a restart (the
+				 * `rollback --local` markers) */
+	STORE_KV__COUNT
+};
 int store_kv_put(struct store *s, enum store_table t, const void *key, size_t klen,
 		 const void *val, size_t vlen);
 int store_kv_del(struct store *s, enum store_table t, const void *key, size_t klen);
