@@ -460,6 +460,8 @@ struct rcollect {
 	struct agree_member *m;
 	char (*sites)[65];
 	char (*addrs)[64];
+	uint64_t *rhlc;			/* the entry's roster record stamp (0: none seen) */
+	uint64_t *xhlc;			/* the newest removal of the entry (0: none) */
 	size_t n, cap;
 	int err;
 };
@@ -483,9 +485,18 @@ static struct agree_member *rc_slot(struct rcollect *c, const uint8_t *id)
 		if (!ad)
 			return NULL;
 		c->addrs = ad;
+		uint64_t *rh = realloc(c->rhlc, cap * sizeof *rh);
+		if (!rh)
+			return NULL;
+		c->rhlc = rh;
+		uint64_t *xh = realloc(c->xhlc, cap * sizeof *xh);
+		if (!xh)
+			return NULL;
+		c->xhlc = xh;
 		c->cap = cap;
 	}
 	c->addrs[c->n][0] = 0;
+	c->rhlc[c->n] = c->xhlc[c->n] = 0;
 	memset(&c->m[c->n], 0, sizeof c->m[c->n]);
 	memcpy(c->m[c->n].id, id, STORE_NODE_ID_LEN);
 	c->m[c->n].state = AGREE_DEAD;	/* not seen alive: still on the roster */
@@ -498,24 +509,39 @@ static int roster_rec_cb(void *ud, const struct gossip_record *g)
 	struct rcollect *c = ud;
 	struct brain_key k;
 	struct brain_roster ro;
-	if (brain_key_parse(g->key, g->key_len, &k) < 0 || k.type != BRAIN_REC_ROSTER ||
-	    brain_roster_decode(g->value, g->value_len, &ro) < 0)
+	struct brain_remove x;
+	struct agree_member *m;
+	if (brain_key_parse(g->key, g->key_len, &k) < 0)
 		return 0;
-	struct agree_member *m = rc_slot(c, g->owner);
-	if (!m) {
-		c->err = -ENOMEM;
-		return -ENOMEM;
+	if (k.type == BRAIN_REC_REMOVE && brain_remove_decode(g->value, g->value_len, &x) == 0) {
+		if (!(m = rc_slot(c, k.node)))
+			goto nomem;
+		if (x.hlc > c->xhlc[m - c->m])
+			c->xhlc[m - c->m] = x.hlc;
+		return 0;
 	}
+	if (k.type != BRAIN_REC_ROSTER || brain_roster_decode(g->value, g->value_len, &ro) < 0)
+		return 0;
+	if (!(m = rc_slot(c, g->owner)))
+		goto nomem;
 	m->state = ro.left ? AGREE_LEFT : AGREE_DEAD;	/* alive once seen as a member */
 	snprintf(c->sites[m - c->m], 65, "%s", ro.site);
 	snprintf(c->addrs[m - c->m], 64, "%s", ro.addr);
+	c->rhlc[m - c->m] = ro.hlc ? ro.hlc : 1;
 	return 0;
+nomem:
+	c->err = -ENOMEM;
+	return -ENOMEM;
 }
 
 static int roster_refresh(struct brain *b)
 {
 	struct rcollect c = {0};
 	int r = b->net.record_foreach ? b->net.record_foreach(b->net.ud, roster_rec_cb, &c) : 0;
+	/* an operator's removal stands until the node publishes a newer roster record */
+	for (size_t i = 0; r >= 0 && !c.err && i < c.n; i++)
+		if (c.xhlc[i] && c.xhlc[i] >= c.rhlc[i])
+			c.m[i].state = AGREE_LEFT;
 	/* members whose roster record has not arrived yet (or a transport without records):
 	 * on the roster unless they left the gossip cluster */
 	for (size_t i = 0; r >= 0 && !c.err && i < b->nmembers; i++) {
@@ -525,7 +551,7 @@ static int roster_refresh(struct brain *b)
 				known = &c.m[j];
 		if (known) {
 			/* the gossip view says how reachable a roster member is */
-			if (known->state != AGREE_LEFT)
+			if (known->state != AGREE_LEFT && c.rhlc[known - c.m])
 				known->state = b->members[i].state == AGREE_LEFT
 						       ? AGREE_DEAD : b->members[i].state;
 			continue;
@@ -537,9 +563,12 @@ static int roster_refresh(struct brain *b)
 			c.err = -ENOMEM;
 			break;
 		}
+		c.rhlc[m - c.m] = 1;	/* seen alive: on the roster until removed */
 		m->state = b->members[i].state;
 		snprintf(c.sites[m - c.m], 65, "%s", b->members[i].site ? b->members[i].site : "");
 	}
+	free(c.rhlc);
+	free(c.xhlc);
 	if (r < 0 || c.err < 0) {
 		free(c.m);
 		free(c.sites);
@@ -744,11 +773,46 @@ static int publish_roster(struct brain *b, bool left)
 		snprintf(ro.site, sizeof ro.site, "%s", b->site);
 	snprintf(ro.addr, sizeof ro.addr, "%s", b->advertise);
 	ro.left = left;
+	ro.hlc = stamp(b);
 	int r = brain_roster_encode(&ro, &val, &len);
 	if (r < 0)
 		return r;
 	struct brain_key k = {.type = BRAIN_REC_ROSTER};
 	return put_value(b, &k, val, len);
+}
+
+int brain_roster_remove(struct brain *b, const uint8_t id[STORE_NODE_ID_LEN],
+			const struct ctl_peer *peer, const char *reason)
+{
+	struct brain_remove x;
+	struct brain_key k = {.type = BRAIN_REC_REMOVE};
+	uint8_t *val;
+	size_t len;
+	char hex[2 * STORE_NODE_ID_LEN + 1], who[2 * STORE_NODE_ID_LEN + 1];
+	if (!b || !id)
+		return -EINVAL;
+	if (memcmp(id, b->id, STORE_NODE_ID_LEN) == 0)
+		return -EPERM;	/* a node leaves by itself: agentctl leave */
+	memset(&x, 0, sizeof x);
+	x.hlc = stamp(b);
+	x.uid = peer && peer->known ? peer->uid : UINT32_MAX;
+	x.pid = peer && peer->known ? peer->pid : 0;
+	snprintf(x.reason, sizeof x.reason, "%s", reason ? reason : "");
+	memcpy(k.node, id, STORE_NODE_ID_LEN);
+	int r = brain_remove_encode(&x, &val, &len);
+	if (r < 0)
+		return r;
+	r = put_value(b, &k, val, len);
+	if (r < 0)
+		return r;
+	hex_id(id, STORE_NODE_ID_LEN, hex);
+	log_notice("roster: node %s (%s) removed by uid %" PRIu32 " pid %" PRId32 "%s%s: later "
+		   "revisions no longer count it", member_name(b, id, who), hex, x.uid, x.pid,
+		   x.reason[0] ? ": " : "", x.reason);
+	event(b, "roster", "", 0, "%s removed from the roster by uid %" PRIu32 "%s%s",
+	      member_name(b, id, who), x.uid, x.reason[0] ? ": " : "", x.reason);
+	members_refresh(b);
+	return 0;
 }
 
 int brain_roster_leave(struct brain *b)
@@ -1408,7 +1472,7 @@ static void handle_record(struct brain *b, const struct gossip_record *g, bool r
 		return;
 	}
 	bool own = memcmp(g->owner, b->id, STORE_NODE_ID_LEN) == 0;
-	if (k.type == BRAIN_REC_ROSTER) {
+	if (k.type == BRAIN_REC_ROSTER || k.type == BRAIN_REC_REMOVE) {
 		/* coalesced like member changes */
 		if (!replay && !b->closing)
 			uv_timer_start(&b->resync, on_member_resync, DEBOUNCE_MS, 0);
@@ -1455,6 +1519,7 @@ static void handle_record(struct brain *b, const struct gossip_record *g, bool r
 		break;
 	}
 	case BRAIN_REC_ROSTER:
+	case BRAIN_REC_REMOVE:
 		break;
 	case BRAIN_REC_HEALTH: {
 		struct brain_health h;

@@ -261,6 +261,14 @@ int brain_cli_status(const char *socket, bool json, uint64_t timeout_ms);
 /* A graceful leave (`agentctl leave`): publish this node's roster record as left, so that later
  * revisions no longer count it in their electorates. 0 or -errno. */
 int brain_roster_leave(struct brain *b);
+/*
+ * An operator removes node @id from the roster for good (`agentctl members remove`): a
+ * remove/ record with who (@peer) and @reason, logged at notice. Later revisions no longer
+ * count it; revisions already written keep their electorate. 0; -EPERM (@id is this node:
+ * use a leave); -EINVAL; -ENOMEM; errors of the transport's put.
+ */
+int brain_roster_remove(struct brain *b, const uint8_t id[STORE_NODE_ID_LEN],
+			const struct ctl_peer *peer, const char *reason);
 /* Begin closing a->brain (set to NULL once closed; the loop must keep running). */
 void brain_agent_stop(struct agent *a);
 

@@ -39,6 +39,18 @@ int brain_key_format(const struct brain_key *k, char *buf, size_t len)
 		n = snprintf(buf, len, "roster");
 		return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : n;
 	}
+	if (k && buf && k->type == BRAIN_REC_REMOVE) {
+		static const char hx[] = "0123456789abcdef";
+		if (len < 7 + 2 * STORE_NODE_ID_LEN + 1)
+			return -ENAMETOOLONG;
+		memcpy(buf, "remove/", 7);
+		for (int i = 0; i < STORE_NODE_ID_LEN; i++) {
+			buf[7 + 2 * i] = hx[k->node[i] >> 4];
+			buf[8 + 2 * i] = hx[k->node[i] & 15];
+		}
+		buf[7 + 2 * STORE_NODE_ID_LEN] = 0;
+		return 7 + 2 * STORE_NODE_ID_LEN;
+	}
 	if (!k || !buf || !service_ok(k->service, strnlen(k->service, sizeof k->service)))
 		return -EINVAL;
 	switch (k->type) {
@@ -99,6 +111,20 @@ int brain_key_parse(const void *key, size_t klen, struct brain_key *ret)
 		return -ENOENT;
 	if (klen == 6 && memcmp(k, "roster", 6) == 0) {
 		out.type = BRAIN_REC_ROSTER;
+		*ret = out;
+		return 0;
+	}
+	if (klen > 7 && memcmp(k, "remove/", 7) == 0) {
+		if (klen != 7 + 2 * STORE_NODE_ID_LEN)
+			return -EBADMSG;
+		for (int i = 0; i < 2 * STORE_NODE_ID_LEN; i++) {
+			char ch = k[7 + i];
+			int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+			if (d < 0)
+				return -EBADMSG;
+			out.node[i / 2] = (uint8_t)(i % 2 ? out.node[i / 2] | d : d << 4);
+		}
+		out.type = BRAIN_REC_REMOVE;
 		*ret = out;
 		return 0;
 	}
@@ -171,6 +197,7 @@ int brain_value_type(const uint8_t *buf, size_t len, enum brain_rec_type *ret)
 	case BRAIN_REC_VOTE:
 	case BRAIN_REC_HEALTH:
 	case BRAIN_REC_ROSTER:
+	case BRAIN_REC_REMOVE:
 		*ret = (enum brain_rec_type)buf[2];
 		return 0;
 	default:
@@ -390,14 +417,34 @@ int brain_roster_encode(const struct brain_roster *m, uint8_t **ret_buf, size_t 
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	msgpack_pack_array(&pk, 3);
+	msgpack_pack_array(&pk, 4);
 	pk_str(&pk, m->site);
 	if (m->left)
 		msgpack_pack_true(&pk);
 	else
 		msgpack_pack_false(&pk);
 	pk_str(&pk, m->addr);
+	msgpack_pack_uint64(&pk, m->hlc);
 	return finish(&sb, BRAIN_REC_ROSTER, ret_buf, ret_len);
+}
+
+int brain_remove_encode(const struct brain_remove *x, uint8_t **ret_buf, size_t *ret_len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (!x || !ret_buf || !ret_len || !memchr(x->reason, 0, sizeof x->reason))
+		return -EINVAL;
+	if (begin(&sb, &pk) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		return -ENOMEM;
+	}
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint64(&pk, x->hlc);
+	msgpack_pack_uint32(&pk, x->uid);
+	msgpack_pack_int32(&pk, x->pid);
+	pk_str(&pk, x->reason);
+	return finish(&sb, BRAIN_REC_REMOVE, ret_buf, ret_len);
 }
 
 /* ---- Decoding ------------------------------------------------------------------------------ */
@@ -620,17 +667,49 @@ int brain_roster_decode(const uint8_t *buf, size_t len, struct brain_roster *ret
 
 	if (!buf || !ret)
 		return -EINVAL;
-	err = dec_open(buf, len, BRAIN_REC_ROSTER, 3, &d);
+	err = dec_open(buf, len, BRAIN_REC_ROSTER, 4, &d);
 	if (err < 0)
 		return err;
 	err = -EBADMSG;
 	memset(&m, 0, sizeof m);
 	if (!get_str(field(&d, 0), m.site, sizeof m.site) ||
 	    field(&d, 1)->type != MSGPACK_OBJECT_BOOLEAN ||
-	    !get_str(field(&d, 2), m.addr, sizeof m.addr))
+	    !get_str(field(&d, 2), m.addr, sizeof m.addr) || !get_u64(field(&d, 3), &m.hlc))
 		goto out;
 	m.left = field(&d, 1)->via.boolean;
 	*ret = m;
+	err = 0;
+out:
+	msgpack_unpacked_destroy(&d.up);
+	return err;
+}
+
+int brain_remove_decode(const uint8_t *buf, size_t len, struct brain_remove *ret)
+{
+	struct dec d;
+	struct brain_remove x;
+	uint64_t uid;
+	int err;
+
+	if (!buf || !ret)
+		return -EINVAL;
+	err = dec_open(buf, len, BRAIN_REC_REMOVE, 4, &d);
+	if (err < 0)
+		return err;
+	err = -EBADMSG;
+	memset(&x, 0, sizeof x);
+	const msgpack_object *pid = field(&d, 2);
+	if (!get_u64(field(&d, 0), &x.hlc) || !get_u64(field(&d, 1), &uid) || uid > UINT32_MAX ||
+	    (pid->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+	     pid->type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
+	    (pid->type == MSGPACK_OBJECT_POSITIVE_INTEGER && pid->via.u64 > INT32_MAX) ||
+	    (pid->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && pid->via.i64 < INT32_MIN) ||
+	    !get_str(field(&d, 3), x.reason, sizeof x.reason))
+		goto out;
+	x.uid = (uint32_t)uid;
+	x.pid = pid->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int32_t)pid->via.u64
+							     : (int32_t)pid->via.i64;
+	*ret = x;
 	err = 0;
 out:
 	msgpack_unpacked_destroy(&d.up);

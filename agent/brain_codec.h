@@ -12,13 +12,20 @@
  *     vote/<service>/<rev>        voter     'S' 2 | 'V' | msgpack [service, rev, reason, hlc,
  *                                                             subject, target, round]
  *     health/<service>            node      'S' 2 | 'H' | msgpack [see struct brain_health]
- *     roster                      node      'S' 2 | 'M' | msgpack [site s, left bool, addr s]
+ *     roster                      node      'S' 2 | 'M' | msgpack [site s, left bool, addr s,
+ *                                                             hlc u]
+ *     remove/<node id hex>        remover   'S' 2 | 'X' | msgpack [hlc u, uid u, pid i,
+ *                                                             reason s]
  *
  * The roster (agree.h rule 0) is the set of owners of roster records that do not say "left":
  * every node publishes its own when it starts and marks it left only on `agentctl leave`.
  * Gossip never drops a record when it reaps a member, and the cluster layer persists them,
  * so neither failure detection, reaping nor a restart shrinks the roster. The advertised
  * address lets any node try to reach a member long after gossip forgot it (reconnect).
+ * An operator removes a node for good (`agentctl members remove`) with a remove/ record
+ * written by the node it was asked on: the node is off the roster while its own roster record
+ * is older (hlc) than the removal; a removed node that starts again republishes its record
+ * with a newer stamp and is back on (and says so in the events).
  *
  *     byte 0: 'S' (magic)  byte 1: BRAIN_REC_VERSION  byte 2: type  byte 3..: payload
  *
@@ -63,6 +70,7 @@ enum brain_rec_type {
 	BRAIN_REC_VOTE = 'V',
 	BRAIN_REC_HEALTH = 'H',
 	BRAIN_REC_ROSTER = 'M',
+	BRAIN_REC_REMOVE = 'X',
 };
 
 /* What a key names. */
@@ -71,6 +79,7 @@ struct brain_key {
 	char service[65];
 	uint64_t rev;		/* REV, CERT, VOTE */
 	uint32_t chunk;		/* CERT, ELECT */
+	uint8_t node[STORE_NODE_ID_LEN]; /* REMOVE */
 };
 
 /* Health of one (node, service), as the node publishes it. */
@@ -95,6 +104,15 @@ struct brain_roster {
 	char site[65];			/* its site label, "" if none */
 	bool left;			/* it left gracefully (agentctl leave) */
 	char addr[64];			/* its advertised gossip ADDR:PORT, "" if unknown */
+	uint64_t hlc;			/* when it published this */
+};
+
+/* An operator's removal of a node from the roster (audited: who and why). */
+struct brain_remove {
+	uint64_t hlc;
+	uint32_t uid;			/* the operator (SO_PEERCRED), UINT32_MAX if unknown */
+	int32_t pid;
+	char reason[201];
 };
 
 /* Certificate chunk. */
@@ -124,6 +142,7 @@ int brain_elect_encode(const struct store_revision *r, uint32_t index, uint8_t *
 int brain_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret_len);
 int brain_health_encode(const struct brain_health *h, uint8_t **ret_buf, size_t *ret_len);
 int brain_roster_encode(const struct brain_roster *m, uint8_t **ret_buf, size_t *ret_len);
+int brain_remove_encode(const struct brain_remove *x, uint8_t **ret_buf, size_t *ret_len);
 /* Chunks needed for a certificate of @ncert ids (0 for none). */
 uint32_t brain_cert_chunks(uint32_t ncert);
 
@@ -143,6 +162,7 @@ int brain_ids_decode(const uint8_t *buf, size_t len, enum brain_rec_type t,
 int brain_vote_decode(const uint8_t *buf, size_t len, struct store_vote *ret);
 int brain_health_decode(const uint8_t *buf, size_t len, struct brain_health *ret);
 int brain_roster_decode(const uint8_t *buf, size_t len, struct brain_roster *ret);
+int brain_remove_decode(const uint8_t *buf, size_t len, struct brain_remove *ret);
 /* The type byte of a value (0 and *ret), -EBADMSG, -EPROTONOSUPPORT. */
 int brain_value_type(const uint8_t *buf, size_t len, enum brain_rec_type *ret);
 
