@@ -18,8 +18,13 @@
  *
  * Revision:
  *
- *   [ 1 (format), service s, rev u, artifact bin32, kind u, scope s, origin bin16, hlc u,
- *     operator_uid u, operator_pid i, reason s, [ voter bin16, ... ] ]
+ *   [ 2 (format), service s, rev u, artifact bin32, kind u, scope s, origin bin16, hlc u,
+ *     operator_uid u, operator_pid i, reason s, [ voter bin16, ... ] (certificate),
+ *     [ member bin16, ... ] (electorate, sorted, unique), [ kind u, count u, num u, den u ]
+ *     (quorum rule), condemns bin32 ]
+ *
+ * Format 1 (without electorate, quorum and condemned artifact) is refused: a revision whose
+ * electorate is unknown cannot be decided the same way on every node (agent/agree.h).
  */
 #include <errno.h>
 #include <msgpack.h>
@@ -30,12 +35,12 @@
 
 #define MANIFEST_FORMAT 1
 #define MANIFEST_FIELDS 15
-#define REVISION_FORMAT 1
-#define REVISION_FIELDS 12
+#define REVISION_FORMAT 2
+#define REVISION_FIELDS 15
 #define MAX_STR		4096
 #define MAX_MESSAGE	(1u << 20)
 #define MAX_FILES	(1u << 20)
-#define MAX_CERT	4096
+#define MAX_CERT	STORE_ELECT_MAX
 
 /* ---- Reader -------------------------------------------------------------------------------- */
 
@@ -459,7 +464,21 @@ static bool revision_valid(const struct store_revision *r)
 		return false;
 	if (r->ncert > MAX_CERT || (r->ncert && !r->cert))
 		return false;
-	return true;
+	if (r->nelect > MAX_CERT || (r->nelect && !r->elect))
+		return false;
+	for (uint32_t i = 1; i < r->nelect; i++)
+		if (memcmp(r->elect[i - 1], r->elect[i], STORE_NODE_ID_LEN) >= 0)
+			return false;	/* sorted and unique: one canonical encoding */
+	switch (r->quorum.kind) {
+	case STORE_QUORUM_MAJORITY:
+		return r->quorum.count == 0 && r->quorum.num == 0 && r->quorum.den == 0;
+	case STORE_QUORUM_COUNT:
+		return r->quorum.count >= 1 && r->quorum.num == 0 && r->quorum.den == 0;
+	case STORE_QUORUM_FRACTION:
+		return r->quorum.count == 0 && r->quorum.num >= 1 && r->quorum.num <= r->quorum.den;
+	default:
+		return false;
+	}
 }
 
 void store_revision_release(struct store_revision *r)
@@ -469,6 +488,28 @@ void store_revision_release(struct store_revision *r)
 	store__free(r->cert);
 	r->cert = NULL;
 	r->ncert = 0;
+	store__free(r->elect);
+	r->elect = NULL;
+	r->nelect = 0;
+}
+
+int store_revision_copy(struct store_revision *dst, const struct store_revision *src)
+{
+	struct store_revision c = *src;
+	c.cert = NULL;
+	c.elect = NULL;
+	if (src->ncert && !(c.cert = store__calloc(src->ncert, STORE_NODE_ID_LEN)))
+		return -ENOMEM;
+	if (src->nelect && !(c.elect = store__calloc(src->nelect, STORE_NODE_ID_LEN))) {
+		store__free(c.cert);
+		return -ENOMEM;
+	}
+	if (src->ncert)
+		memcpy(c.cert, src->cert, (size_t)src->ncert * STORE_NODE_ID_LEN);
+	if (src->nelect)
+		memcpy(c.elect, src->elect, (size_t)src->nelect * STORE_NODE_ID_LEN);
+	*dst = c;
+	return 0;
 }
 
 int store_revision_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len)
@@ -487,6 +528,12 @@ int store_revision_encode(const struct store_revision *r, uint8_t **ret_buf, siz
 		pk_str(&pk, r->reason) | msgpack_pack_array(&pk, r->ncert);
 	for (uint32_t i = 0; i < r->ncert && !e; i++)
 		e |= pk_bin(&pk, r->cert[i], STORE_NODE_ID_LEN);
+	e |= msgpack_pack_array(&pk, r->nelect);
+	for (uint32_t i = 0; i < r->nelect && !e; i++)
+		e |= pk_bin(&pk, r->elect[i], STORE_NODE_ID_LEN);
+	e |= msgpack_pack_array(&pk, 4) | msgpack_pack_uint32(&pk, r->quorum.kind) |
+	     msgpack_pack_uint32(&pk, r->quorum.count) | msgpack_pack_uint32(&pk, r->quorum.num) |
+	     msgpack_pack_uint32(&pk, r->quorum.den) | pk_bin(&pk, r->condemns.b, STORE_ID_LEN);
 	if (e) {
 		store__free(b.data);
 		return -ENOMEM;
@@ -543,6 +590,24 @@ int store_revision_decode(const uint8_t *buf, size_t len, struct store_revision 
 	for (uint32_t i = 0; i < n; i++)
 		if (store__rd_bin_exact(&r, v.cert[i], STORE_NODE_ID_LEN) < 0)
 			goto fail;
+	if (store__rd_array(&r, &n) < 0 || n > MAX_CERT ||
+	    (size_t)(r.end - r.p) / (2 + STORE_NODE_ID_LEN) < n)
+		goto fail;
+	if (n) {
+		v.elect = store__calloc(n, STORE_NODE_ID_LEN);
+		if (!v.elect) {
+			e = -ENOMEM;
+			goto fail;
+		}
+	}
+	v.nelect = n;
+	for (uint32_t i = 0; i < n; i++)
+		if (store__rd_bin_exact(&r, v.elect[i], STORE_NODE_ID_LEN) < 0)
+			goto fail;
+	if (store__rd_array(&r, &n) < 0 || n != 4 || rd_u32(&r, &v.quorum.kind) < 0 ||
+	    rd_u32(&r, &v.quorum.count) < 0 || rd_u32(&r, &v.quorum.num) < 0 ||
+	    rd_u32(&r, &v.quorum.den) < 0 || store__rd_bin_exact(&r, v.condemns.b, STORE_ID_LEN) < 0)
+		goto fail;
 	if (r.p != r.end || !revision_valid(&v))
 		goto fail;
 	*ret = v;

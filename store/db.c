@@ -36,6 +36,7 @@ static const char *const db_names[DB__COUNT] = {
 	[DB_ARTIFACTS] = "artifacts", [DB_ARTMETA] = "artmeta",	    [DB_REVISIONS] = "revisions",
 	[DB_VOTES] = "votes",	      [DB_JOURNAL] = "journal",	    [DB_SERVICES] = "services",
 	[DB_KV_MEMBERS] = "kv_members", [DB_KV_RECORDS] = "kv_records",
+	[DB_KV_AGENT] = "kv_agent",
 };
 
 #define DEFAULT_MAP_SIZE ((size_t)64 << 20)
@@ -552,7 +553,12 @@ static bool table_valid(enum store_table t)
 
 static MDB_dbi table_dbi(struct store *s, enum store_table t)
 {
-	return s->dbi[t == STORE_KV_MEMBERS ? DB_KV_MEMBERS : DB_KV_RECORDS];
+	static const enum store_dbi map[STORE_KV__COUNT] = {
+		[STORE_KV_MEMBERS] = DB_KV_MEMBERS,
+		[STORE_KV_RECORDS] = DB_KV_RECORDS,
+		[STORE_KV_AGENT] = DB_KV_AGENT,
+	};
+	return s->dbi[map[t]];
 }
 
 int store_kv_put(struct store *s, enum store_table t, const void *key, size_t klen,

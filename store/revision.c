@@ -556,7 +556,18 @@ out:
 
 /* ---- Votes ------------------------------------------------------------------------------------ */
 
-#define VOTE_VAL_LEN 9
+/* Value: format byte 2, reason, hlc, subject, target (be64 each), round (be32). Format 1 values
+ * (9 bytes: reason, hlc) predate subject and target: they read back with subject 0, which the
+ * agreement core never counts. */
+#define VOTE_VAL_LEN 30
+#define VOTE_VAL_V1 9
+
+bool store_vote_newer(const struct store_vote *a, const struct store_vote *b)
+{
+	if (a->round != b->round)
+		return a->round > b->round;
+	return a->hlc > b->hlc;
+}
 
 static size_t vote_key(uint8_t *k, const char *service, uint64_t rev, const uint8_t *voter)
 {
@@ -565,17 +576,49 @@ static size_t vote_key(uint8_t *k, const char *service, uint64_t rev, const uint
 	return n + STORE_NODE_ID_LEN;
 }
 
+/* Decode a stored value into @out's reason, hlc, subject, target, round. 0 or -EIO. */
+static int vote_val_get(const MDB_val *v, struct store_vote *out)
+{
+	const uint8_t *vb = v->mv_data;
+	if (v->mv_size == VOTE_VAL_V1 && vb[0] <= STORE_VOTE_OPERATOR) {
+		out->reason = (enum store_vote_reason)vb[0];
+		out->hlc = store__be64_get(vb + 1);
+		out->subject = out->target = 0;
+		out->round = 0;
+		return 0;
+	}
+	if (v->mv_size != VOTE_VAL_LEN || vb[0] != 2 || vb[1] > STORE_VOTE_OPERATOR)
+		return -EIO;
+	out->reason = (enum store_vote_reason)vb[1];
+	out->hlc = store__be64_get(vb + 2);
+	out->subject = store__be64_get(vb + 10);
+	out->target = store__be64_get(vb + 18);
+	out->round = store__be32_get(vb + 26);
+	return 0;
+}
+
 static int vote_put_fn(struct store *s, MDB_txn *txn, void *ud)
 {
 	const struct store_vote *vt = ud;
 	uint8_t kb[90], vb[VOTE_VAL_LEN];
-	vb[0] = (uint8_t)vt->reason;
-	store__be64_put(vb + 1, vt->hlc);
+	vb[0] = 2;
+	vb[1] = (uint8_t)vt->reason;
+	store__be64_put(vb + 2, vt->hlc);
+	store__be64_put(vb + 10, vt->subject);
+	store__be64_put(vb + 18, vt->target);
+	store__be32_put(vb + 26, vt->round);
 	MDB_val k = { vote_key(kb, vt->service, vt->rev, vt->voter), kb }, v = { sizeof(vb), vb };
-	int rc = mdb_put(txn, s->dbi[DB_VOTES], &k, &v, MDB_NOOVERWRITE);
-	if (rc == MDB_KEYEXIST)
-		return 1;
-	return store__mdb_err(rc);
+	MDB_val old;
+	int rc = mdb_get(txn, s->dbi[DB_VOTES], &k, &old);
+	if (rc == 0) {
+		struct store_vote held = { 0 };
+		/* a damaged value is replaced by any valid vote */
+		if (vote_val_get(&old, &held) == 0 && !store_vote_newer(vt, &held))
+			return 1;
+	} else if (rc != MDB_NOTFOUND) {
+		return store__mdb_err(rc);
+	}
+	return store__mdb_err(mdb_put(txn, s->dbi[DB_VOTES], &k, &v, 0));
 }
 
 int store_vote_put(struct store *s, const struct store_vote *v)
@@ -641,8 +684,8 @@ static int vote_foreach_fn(struct store *s, MDB_txn *txn, void *ud)
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		if (k.mv_size != pl + STORE_NODE_ID_LEN || memcmp(k.mv_data, kb, pl))
 			break;
-		const uint8_t *vb = v.mv_data;
-		if (v.mv_size != VOTE_VAL_LEN || vb[0] > STORE_VOTE_OPERATOR) {
+		struct store_vote tmp = { 0 };
+		if (vote_val_get(&v, &tmp) < 0) {
 			r = -EIO;
 			break;
 		}
@@ -661,8 +704,11 @@ static int vote_foreach_fn(struct store *s, MDB_txn *txn, void *ud)
 		strcpy(out->service, vc->service);
 		out->rev = vc->rev;
 		memcpy(out->voter, (const uint8_t *)k.mv_data + pl, STORE_NODE_ID_LEN);
-		out->reason = (enum store_vote_reason)vb[0];
-		out->hlc = store__be64_get(vb + 1);
+		out->reason = tmp.reason;
+		out->hlc = tmp.hlc;
+		out->subject = tmp.subject;
+		out->target = tmp.target;
+		out->round = tmp.round;
 	}
 	mdb_cursor_close(c);
 	if (r < 0)

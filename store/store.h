@@ -310,6 +310,23 @@ int store_artifact_materialize(struct store *s, const struct store_id *id, const
 
 enum store_rev_kind { STORE_REV_DEPLOY = 0, STORE_REV_ROLLBACK = 1 };
 
+/*
+ * The quorum rule a revision is decided by, written into the revision (agent/agree.h): every
+ * node computes the same quorum from the same record, whatever its own configuration says.
+ */
+enum store_quorum_kind {
+	STORE_QUORUM_MAJORITY = 0,	/* floor(E / 2) + 1 of the electorate E */
+	STORE_QUORUM_COUNT = 1,		/* min(count, E) */
+	STORE_QUORUM_FRACTION = 2,	/* ceil(E * num / den) */
+};
+struct store_quorum {
+	uint32_t kind;			/* enum store_quorum_kind; zero = majority */
+	uint32_t count;			/* COUNT: >= 1 */
+	uint32_t num, den;		/* FRACTION: 0 < num <= den */
+};
+
+#define STORE_ELECT_MAX 4096		/* electorate and certificate sizes */
+
 struct store_revision {
 	char service[65];
 	uint64_t rev;			/* 1, 2, ... per service */
@@ -324,9 +341,20 @@ struct store_revision {
 	/* Quorum certificate of a rollback: the voters whose votes decided it. */
 	uint32_t ncert;
 	uint8_t (*cert)[STORE_NODE_ID_LEN]; /* heap-owned; store_revision_release frees */
+	/* The electorate: the roster members in scope when the deploy was written, sorted by
+	 * id, unique (a rollback carries its bad record's). Only they vote on this revision. */
+	uint32_t nelect;
+	uint8_t (*elect)[STORE_NODE_ID_LEN]; /* heap-owned; store_revision_release frees */
+	struct store_quorum quorum;	/* the rule the electorate decides by */
+	struct store_id condemns;	/* rollback: the bad record's artifact; deploy: zero */
 };
-/* Free r->cert (with free(3)) and zero ncert; accepts NULL. */
+/* Free r->cert and r->elect (with free(3)) and zero their counts; accepts NULL. */
 void store_revision_release(struct store_revision *r);
+/*
+ * Deep copy of @src into @dst (caller memory, fully overwritten; owns its arrays: release with
+ * store_revision_release). 0; -ENOMEM (@dst untouched).
+ */
+int store_revision_copy(struct store_revision *dst, const struct store_revision *src);
 
 /*
  * Canonical msgpack encoding of a revision (layout at the top of store/codec.c); also the wire
@@ -364,23 +392,35 @@ int store_revision_foreach(struct store *s, const char *service, unsigned limit,
 int store_service_foreach(struct store *s, int (*cb)(const char *service, void *ud), void *ud);
 
 enum store_vote_reason { STORE_VOTE_HEALTH = 0, STORE_VOTE_OPERATOR = 1 };
+/*
+ * A vote is a durable fact: it names the exact record it judges (subject: that record's hlc),
+ * the target (0 = the previous good revision, else the operator's `--to REV`) and the round
+ * it was cast in (agent/agree.h rule 4: a voter re-casts only into a later round). A vote
+ * whose subject is 0 (stored by an older format) has no known meaning and is never counted.
+ */
 struct store_vote {
 	char service[65];
 	uint64_t rev;
 	uint8_t voter[STORE_NODE_ID_LEN];
 	enum store_vote_reason reason;
 	uint64_t hlc;
+	uint64_t subject;	/* hlc of the record at rev the voter judged */
+	uint64_t target;	/* 0 = previous good; else --to REV */
+	uint32_t round;		/* 0, 1, ...: a re-cast is a vote in a later round */
 };
+/* Is @a a later vote of its voter than @b: (round, hlc) greater. */
+bool store_vote_newer(const struct store_vote *a, const struct store_vote *b);
 /*
- * Grow-only: putting an existing vote (same service, rev, voter) is a no-op returning 1 (the
- * first vote's reason and hlc stay). 0 stored; -EINVAL (bad service, rev 0, bad reason);
- * -ENOSPC; -EIO. Votes of revisions dropped by retention are dropped with them.
+ * One vote per (service, rev, voter): putting a vote replaces the held one only if it is
+ * store_vote_newer (a re-cast); otherwise it is a no-op returning 1. 0 stored;
+ * -EINVAL (bad service, rev 0, bad reason); -ENOSPC; -EIO. Votes of revisions dropped by
+ * retention are dropped with them.
  */
 int store_vote_put(struct store *s, const struct store_vote *v);
 /*
  * store_vote_put of @n votes in ONE write transaction (one fsync instead of @n: an agent
  * receiving the votes of a large cluster). All or none: an invalid vote fails the whole batch
- * with -EINVAL before anything is written. Votes already held are skipped (grow-only).
+ * with -EINVAL before anything is written. Votes not newer than the held one are skipped.
  * @v borrowed for the call; @n 0 is a no-op. 0; -EINVAL; -ENOSPC; -ENOMEM; -EIO.
  */
 int store_vote_put_many(struct store *s, const struct store_vote *v, size_t n);
@@ -438,14 +478,20 @@ int store_retain(struct store *s, const char *service);
  */
 int store_gc(struct store *s);
 
-/* ---- Opaque tables for the agent (members, gossip records) -------------------------------- */
+/* ---- Opaque tables for the agent (members, gossip records, node-local state) --------------- */
 
 /*
  * Keys are 1..511 bytes (LMDB's limit), values any size. put replaces. del: -ENOENT if absent.
  * foreach walks in key order (memcmp), key/value borrowed for the call; a non-zero return from
  * @cb stops and is returned. All: -EINVAL (bad table or key), -ENOMEM, -ENOSPC, -EIO.
  */
-enum store_table { STORE_KV_MEMBERS = 0, STORE_KV_RECORDS = 1, STORE_KV__COUNT };
+enum store_table {
+	STORE_KV_MEMBERS = 0,	/* the gossip layer's members */
+	STORE_KV_RECORDS = 1,	/* the gossip layer's records */
+	STORE_KV_AGENT = 2,	/* node-local decisions that must outlive a restart (the
+				 * `rollback --local` markers) */
+	STORE_KV__COUNT
+};
 int store_kv_put(struct store *s, enum store_table t, const void *key, size_t klen,
 		 const void *val, size_t vlen);
 int store_kv_del(struct store *s, enum store_table t, const void *key, size_t klen);

@@ -36,6 +36,7 @@ enum store_dbi {
 	DB_SERVICES,
 	DB_KV_MEMBERS,
 	DB_KV_RECORDS,
+	DB_KV_AGENT,
 	DB__COUNT
 };
 

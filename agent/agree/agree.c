@@ -40,22 +40,22 @@ const char *agree_strerror(int err)
 
 /* ---- Quorum ------------------------------------------------------------------------------ */
 
-int agree_quorum_check(const struct agree_quorum *q)
+int agree_quorum_check(const struct store_quorum *q)
 {
 	if (!q)
 		return -EINVAL;
 	switch (q->kind) {
 	case AGREE_QUORUM_MAJORITY:
-		return 0;
+		return q->count == 0 && q->num == 0 && q->den == 0 ? 0 : -EINVAL;
 	case AGREE_QUORUM_COUNT:
-		return q->count >= 1 ? 0 : -EINVAL;
+		return q->count >= 1 && q->num == 0 && q->den == 0 ? 0 : -EINVAL;
 	case AGREE_QUORUM_FRACTION:
-		return (q->den > 0 && q->num > 0 && q->num <= q->den) ? 0 : -EINVAL;
+		return q->count == 0 && q->den > 0 && q->num > 0 && q->num <= q->den ? 0 : -EINVAL;
 	}
 	return -EINVAL;
 }
 
-uint32_t agree_quorum_size(const struct agree_quorum *q, uint32_t eligible)
+uint32_t agree_quorum_size(const struct store_quorum *q, uint32_t eligible)
 {
 	uint64_t n;
 
@@ -160,7 +160,23 @@ static int revision_cmp_identity(const struct store_revision *a, const struct st
 		    (uint64_t)(int64_t)b->operator_pid + (1ULL << 63));
 	if (c)
 		return c;
-	return sign(strncmp(a->reason, b->reason, sizeof(a->reason)));
+	c = sign(strncmp(a->reason, b->reason, sizeof(a->reason)));
+	if (c)
+		return c;
+	/* The electorate and its rule are part of what was decided (a rollback copies its bad
+	 * record's), so two records differing only there are different decisions. */
+	c = cmp_u64(a->nelect, b->nelect);
+	if (c)
+		return c;
+	if (a->nelect) {
+		c = memcmp(a->elect, b->elect, (size_t)a->nelect * STORE_NODE_ID_LEN);
+		if (c)
+			return sign(c);
+	}
+	c = memcmp(&a->quorum, &b->quorum, sizeof(a->quorum));
+	if (c)
+		return sign(c);
+	return sign(memcmp(a->condemns.b, b->condemns.b, STORE_ID_LEN));
 }
 
 int agree_revision_cmp(const struct store_revision *a, const struct store_revision *b)
@@ -226,209 +242,133 @@ const struct store_revision *agree_desired(const struct store_revision *log, siz
 	}
 }
 
-/* ---- Voters and votes -------------------------------------------------------------------- */
+/* ---- Roster and electorate ---------------------------------------------------------------- */
 
-static const struct agree_member *member_find(const struct agree_member *members,
-					      size_t nmembers, const uint8_t id[STORE_NODE_ID_LEN])
+static int id_cmp(const void *a, const void *b)
 {
-	size_t i;
-
-	for (i = 0; i < nmembers; i++)
-		if (memcmp(members[i].id, id, STORE_NODE_ID_LEN) == 0)
-			return &members[i];
-	return NULL;
+	return memcmp(a, b, STORE_NODE_ID_LEN);
 }
 
-static bool member_eligible(const struct agree_member *m, const char *scope, uint64_t at_hlc)
+int agree_electorate(const struct agree_member *roster, size_t n, const char *scope,
+		     uint8_t (**ret_ids)[STORE_NODE_ID_LEN], uint32_t *ret_n)
 {
-	return m->state != AGREE_LEFT && agree_scope_includes(scope, m->site) &&
-	       (m->joined_hlc == 0 || m->joined_hlc <= at_hlc);
-}
+	uint8_t(*ids)[STORE_NODE_ID_LEN];
+	size_t i, k = 0, u;
 
-static bool id_seen_before(const uint8_t (*ids)[STORE_NODE_ID_LEN], size_t i)
-{
-	size_t j;
-
-	for (j = 0; j < i; j++)
-		if (memcmp(ids[j], ids[i], STORE_NODE_ID_LEN) == 0)
-			return true;
-	return false;
-}
-
-/*
- * Sorted views for the large-cluster paths. A member view or a vote set of N entries made
- * the plain loops O(N^2) per tally, and a node re-tallies at every vote it receives: with 128
- * nodes on one host that was a visible part of a rollback's latency. These helpers give the
- * SAME answers in O(N log N); each needs one allocation and, when that fails, the caller
- * falls back to the plain loops (so the core still never fails for want of memory where it
- * did not before).
- */
-struct mref {
-	const uint8_t *id;
-	size_t i;
-};
-
-static int mref_cmp(const void *a, const void *b)
-{
-	const struct mref *x = a, *y = b;
-	int c = memcmp(x->id, y->id, STORE_NODE_ID_LEN);
-
-	if (c)
-		return c;
-	return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/* Members sorted by (id, index): the first of a run of equal ids is the id's first occurrence,
- * the one member_find() returns. NULL when @nmembers is 0 or on allocation failure. */
-static struct mref *members_sorted(const struct agree_member *members, size_t nmembers)
-{
-	struct mref *m;
-	size_t i;
-
-	if (!nmembers)
-		return NULL;
-	m = malloc(nmembers * sizeof(*m));
-	if (!m)
-		return NULL;
-	for (i = 0; i < nmembers; i++)
-		m[i] = (struct mref){members[i].id, i};
-	qsort(m, nmembers, sizeof(*m), mref_cmp);
-	return m;
-}
-
-/* member_find() on the sorted view (lower bound of @id). */
-static const struct agree_member *member_find_sorted(const struct agree_member *members,
-						     const struct mref *m, size_t nmembers,
-						     const uint8_t id[STORE_NODE_ID_LEN])
-{
-	size_t lo = 0, hi = nmembers;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (memcmp(m[mid].id, id, STORE_NODE_ID_LEN) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
+	if ((!roster && n) || !scope || !ret_ids || !ret_n || !agree_scope_valid(scope))
+		return -EINVAL;
+	ids = malloc((n ? n : 1) * sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		if (roster[i].state != AGREE_LEFT && agree_scope_includes(scope, roster[i].site))
+			memcpy(ids[k++], roster[i].id, STORE_NODE_ID_LEN);
+	if (k > 1)
+		qsort(ids, k, sizeof(*ids), id_cmp);
+	/* A roster listing one id twice must not double its weight. */
+	for (i = 0, u = 0; i < k; i++)
+		if (u == 0 || memcmp(ids[u - 1], ids[i], STORE_NODE_ID_LEN) != 0)
+			memmove(ids[u++], ids[i], STORE_NODE_ID_LEN);
+	if (u > STORE_ELECT_MAX) {
+		free(ids);
+		return -E2BIG;
 	}
-	if (lo < nmembers && memcmp(m[lo].id, id, STORE_NODE_ID_LEN) == 0)
-		return &members[m[lo].i];
-	return NULL;
+	*ret_ids = ids;
+	*ret_n = (uint32_t)u;
+	return 0;
 }
 
-static uint32_t eligible_count_sorted(const struct agree_member *members, const struct mref *m,
-				      size_t nmembers, const char *scope, uint64_t at_hlc)
+bool agree_in_electorate(const struct store_revision *r, const uint8_t id[STORE_NODE_ID_LEN])
 {
-	uint32_t n = 0;
-	size_t i;
-
-	for (i = 0; i < nmembers; i++)
-		if ((i == 0 || memcmp(m[i - 1].id, m[i].id, STORE_NODE_ID_LEN) != 0) &&
-		    member_eligible(&members[m[i].i], scope, at_hlc))
-			n++;
-	return n;
+	return r && r->nelect && r->elect &&
+	       bsearch(id, r->elect, r->nelect, STORE_NODE_ID_LEN, id_cmp) != NULL;
 }
 
-uint32_t agree_eligible_count(const struct agree_member *members, size_t nmembers,
-			      const char *scope, uint64_t at_hlc)
+/* ---- Votes and rounds ------------------------------------------------------------------- */
+
+/* FNV-1a over an explicit little-endian serialisation: the same value on every node. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
-	uint32_t n = 0;
-	size_t i, j;
-	struct mref *m = nmembers > 16 ? members_sorted(members, nmembers) : NULL;
+	const uint8_t *b = p;
 
-	if (m) {
-		n = eligible_count_sorted(members, m, nmembers, scope, at_hlc);
-		free(m);
-		return n;
-	}
-
-	for (i = 0; i < nmembers; i++) {
-		if (!member_eligible(&members[i], scope, at_hlc))
-			continue;
-		/* A view listing one id twice must not double its weight. */
-		for (j = 0; j < i; j++)
-			if (memcmp(members[j].id, members[i].id, STORE_NODE_ID_LEN) == 0)
-				break;
-		if (j == i)
-			n++;
-	}
-	return n;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return h;
 }
 
-bool agree_is_eligible(const struct agree_member *members, size_t nmembers, const char *scope,
-		       uint64_t at_hlc, const uint8_t id[STORE_NODE_ID_LEN])
+static uint64_t fnv_u64(uint64_t h, uint64_t v)
 {
-	const struct agree_member *m = member_find(members, nmembers, id);
+	uint8_t b[8];
 
-	return m && member_eligible(m, scope, at_hlc);
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	return fnv(h, b, sizeof(b));
 }
 
-/* What a tally counts: votes on (service, rev) against @subject, by voters eligible in scope. */
-struct tally_ctx {
-	const struct agree_member *members;
-	size_t nmembers;
-	const char *service, *scope;
-	uint64_t rev, subject;
-	const struct agree_vote *votes;
-	size_t nvotes;
-};
-
-static bool vote_matches(const struct agree_vote *v, const char *service, uint64_t rev)
+static uint64_t fnv_str(uint64_t h, const char *s, size_t cap)
 {
-	return v->v.rev == rev && strncmp(v->v.service, service, sizeof(v->v.service)) == 0;
+	size_t n = strnlen(s, cap);
+
+	return fnv(fnv_u64(h, n), s, n);
 }
 
-/* Order among one voter's votes on one (service, rev): the earliest counts. */
-static bool vote_earlier(const struct agree_vote *a, size_t ia, const struct agree_vote *b,
-			 size_t ib)
+uint64_t agree_subject(const struct store_revision *r)
 {
-	if (a->v.hlc != b->v.hlc)
-		return a->v.hlc < b->v.hlc;
-	if (a->target != b->target)
-		return a->target < b->target;
-	if (a->subject != b->subject)
-		return a->subject < b->subject;
-	return ia < ib;
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	if (!r)
+		return 0;
+	h = fnv_str(h, r->service, sizeof(r->service));
+	h = fnv_u64(h, r->rev);
+	h = fnv_u64(h, (uint64_t)r->kind);
+	h = fnv_u64(h, r->hlc);
+	h = fnv(h, r->origin, STORE_NODE_ID_LEN);
+	h = fnv(h, r->artifact.b, STORE_ID_LEN);
+	h = fnv_str(h, r->scope, sizeof(r->scope));
+	h = fnv_u64(h, r->operator_uid);
+	h = fnv_u64(h, (uint64_t)(uint32_t)r->operator_pid);
+	h = fnv_str(h, r->reason, sizeof(r->reason));
+	h = fnv_u64(h, r->nelect);
+	if (r->nelect && r->elect)
+		h = fnv(h, r->elect, (size_t)r->nelect * STORE_NODE_ID_LEN);
+	h = fnv_u64(h, r->quorum.kind);
+	h = fnv_u64(h, r->quorum.count);
+	h = fnv_u64(h, r->quorum.num);
+	h = fnv_u64(h, r->quorum.den);
+	h = fnv(h, r->condemns.b, STORE_ID_LEN);
+	return h ? h : 1; /* 0 is "meaning unknown" */
 }
 
-/*
- * Does vote @i count (rule 3)? It must be about (service, rev) and the subject, come from an
- * eligible voter, and be that voter's first vote on (service, rev): the store keeps one per
- * voter; this is defence against a caller passing several.
- */
-static bool vote_counts(const struct tally_ctx *c, size_t i)
+/* Does @v speak about @bad (rule 3): same service and rev, @bad's subject, an elector? */
+static bool vote_about(const struct store_vote *v, const struct store_revision *bad,
+		       uint64_t subject)
 {
-	const struct agree_vote *v = &c->votes[i];
-	size_t j;
-
-	if (!vote_matches(v, c->service, c->rev) ||
-	    (v->subject != AGREE_SUBJECT_ANY && v->subject != c->subject) ||
-	    !agree_is_eligible(c->members, c->nmembers, c->scope, c->subject, v->v.voter))
-		return false;
-	for (j = 0; j < c->nvotes; j++)
-		if (j != i && vote_matches(&c->votes[j], c->service, c->rev) &&
-		    memcmp(c->votes[j].v.voter, v->v.voter, STORE_NODE_ID_LEN) == 0 &&
-		    vote_earlier(&c->votes[j], j, v, i))
-			return false;
-	return true;
+	return v->rev == bad->rev && v->subject != 0 && v->subject == subject &&
+	       strncmp(v->service, bad->service, sizeof(v->service)) == 0 &&
+	       agree_in_electorate(bad, v->voter);
 }
 
+/* By voter, newest vote first (store_vote_newer; then target, then index, so ties between
+ * two different votes of one (round, hlc) still pick one deterministically). */
 struct vref {
-	const struct agree_vote *v;
+	const struct store_vote *v;
 	size_t i;
 };
 
-/* By voter, then vote_earlier(): the first of a voter's run is the vote that may count. */
 static int vref_cmp(const void *a, const void *b)
 {
 	const struct vref *x = a, *y = b;
-	int c = memcmp(x->v->v.voter, y->v->v.voter, STORE_NODE_ID_LEN);
+	int c = memcmp(x->v->voter, y->v->voter, STORE_NODE_ID_LEN);
 
 	if (c)
 		return c;
-	if (x->i == y->i)
-		return 0;
-	return vote_earlier(x->v, x->i, y->v, y->i) ? -1 : 1;
+	if (store_vote_newer(x->v, y->v))
+		return -1;
+	if (store_vote_newer(y->v, x->v))
+		return 1;
+	if (x->v->target != y->v->target)
+		return x->v->target < y->v->target ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
 }
 
 static int u64_cmp(const void *a, const void *b)
@@ -439,52 +379,55 @@ static int u64_cmp(const void *a, const void *b)
 }
 
 /*
- * vote_counts() for every vote at once, into @counts (nvotes entries), and the tally, in
- * O((V + M) log(V + M)). Returns 0, or -ENOMEM (nothing computed: use the plain loops).
+ * The latest vote of every elector about @bad, into @latest (caller array of nvotes
+ * entries); returns how many. O(V log V).
  */
-static int tally_fast(const struct tally_ctx *c, const struct agree_quorum *q,
-		      struct agree_tally *ret, bool *counts)
+static size_t latest_votes(const struct store_revision *bad, const struct store_vote *votes,
+			   size_t nvotes, struct vref *vr, const struct store_vote **latest)
 {
-	struct agree_tally t = {0};
-	struct mref *m = NULL;
-	struct vref *vr = NULL;
-	uint64_t *tg = NULL;
-	size_t i, nm = 0, nt = 0;
-	int r = -ENOMEM;
+	size_t i, nm = 0, nl = 0;
+	uint64_t subject = agree_subject(bad);
 
-	if (c->nmembers && !(m = members_sorted(c->members, c->nmembers)))
-		goto out;
-	if (c->nvotes && (!(vr = malloc(c->nvotes * sizeof(*vr))) ||
-			  !(tg = malloc(c->nvotes * sizeof(*tg)))))
-		goto out;
-	t.eligible = eligible_count_sorted(c->members, m, c->nmembers, c->scope, c->subject);
-	t.quorum = agree_quorum_size(q, t.eligible);
-	for (i = 0; i < c->nvotes; i++) {
-		counts[i] = false;
-		if (vote_matches(&c->votes[i], c->service, c->rev))
-			vr[nm++] = (struct vref){&c->votes[i], i};
-	}
+	for (i = 0; i < nvotes; i++)
+		if (vote_about(&votes[i], bad, subject))
+			vr[nm++] = (struct vref){&votes[i], i};
 	if (nm > 1)
 		qsort(vr, nm, sizeof(*vr), vref_cmp);
-	for (i = 0; i < nm; i++) {
-		const struct agree_vote *v = vr[i].v;
-		const struct agree_member *mb;
+	for (i = 0; i < nm; i++)
+		if (i == 0 || memcmp(vr[i - 1].v->voter, vr[i].v->voter, STORE_NODE_ID_LEN) != 0)
+			latest[nl++] = vr[i].v;
+	return nl;
+}
 
-		if (i > 0 && memcmp(vr[i - 1].v->v.voter, v->v.voter, STORE_NODE_ID_LEN) == 0)
-			continue;	/* a later vote of the same voter */
-		if (v->subject != AGREE_SUBJECT_ANY && v->subject != c->subject)
-			continue;
-		mb = member_find_sorted(c->members, m, c->nmembers, v->v.voter);
-		if (!mb || !member_eligible(mb, c->scope, c->subject))
-			continue;
-		counts[vr[i].i] = true;
-		tg[nt++] = v->target;
-	}
+static int tally_into(const struct store_revision *bad, const struct store_vote *votes,
+		      size_t nvotes, struct agree_tally *ret, const struct store_vote ***ret_latest,
+		      size_t *ret_nlatest)
+{
+	struct agree_tally t = {0};
+	struct vref *vr = NULL;
+	const struct store_vote **latest = NULL;
+	uint64_t *tg = NULL;
+	size_t i, nl, nt = 0;
+	int r = -ENOMEM;
+
+	t.eligible = bad->nelect;
+	t.quorum = agree_quorum_size(&bad->quorum, bad->nelect);
+	if (nvotes && (!(vr = malloc(nvotes * sizeof(*vr))) ||
+		       !(latest = malloc(nvotes * sizeof(*latest))) ||
+		       !(tg = malloc(nvotes * sizeof(*tg)))))
+		goto out;
+	nl = nvotes ? latest_votes(bad, votes, nvotes, vr, latest) : 0;
+	for (i = 0; i < nl; i++)
+		if (latest[i]->round > t.round)
+			t.round = latest[i]->round;
+	for (i = 0; i < nl; i++)
+		if (latest[i]->round == t.round)
+			tg[nt++] = latest[i]->target;
 	t.counted = (uint32_t)nt;
 	if (nt > 1)
 		qsort(tg, nt, sizeof(*tg), u64_cmp);
-	/* Leading target: more votes, then the smaller target (rule 4); ascending runs, so a
-	 * tie keeps the smaller one seen first. */
+	/* Leading target: more votes, then the smaller target; ascending runs, so a tie keeps
+	 * the smaller one seen first. */
 	for (i = 0; i < nt;) {
 		size_t j = i;
 
@@ -496,68 +439,78 @@ static int tally_fast(const struct tally_ctx *c, const struct agree_quorum *q,
 		}
 		i = j;
 	}
-	t.decided = t.target_votes >= t.quorum && t.target_votes > 0;
+	t.decided = t.target_votes > 0 && t.target_votes >= t.quorum;
+	/* Stuck: even if every elector not yet seen in this round voted for the leading target,
+	 * it would stay below the quorum; then no target can ever win this round. */
+	t.stuck = t.counted > 0 && !t.decided &&
+		  (uint64_t)t.target_votes + (t.eligible - t.counted) < t.quorum;
 	*ret = t;
+	if (ret_latest) {
+		*ret_latest = latest;
+		*ret_nlatest = nl;
+		latest = NULL;
+	}
 	r = 0;
 out:
-	free(m);
 	free(vr);
+	free(latest);
 	free(tg);
 	return r;
 }
 
-static int tally(const struct tally_ctx *c, const struct agree_quorum *q, struct agree_tally *ret)
-{
-	struct agree_tally t = {0};
-	size_t i, j;
-	bool *counts = c->nvotes ? malloc(c->nvotes * sizeof(*counts)) : NULL;
-
-	if (counts || !c->nvotes) {
-		int r = tally_fast(c, q, ret, counts);
-
-		free(counts);
-		if (r == 0)
-			return 0;
-	}
-	t.eligible = agree_eligible_count(c->members, c->nmembers, c->scope, c->subject);
-	t.quorum = agree_quorum_size(q, t.eligible);
-	for (i = 0; i < c->nvotes; i++) {
-		uint64_t tg = c->votes[i].target;
-		uint32_t cnt = 0;
-
-		if (!vote_counts(c, i))
-			continue;
-		t.counted++;
-		/* Count this target once, at its first counted vote. */
-		for (j = 0; j < i; j++)
-			if (c->votes[j].target == tg && vote_counts(c, j))
-				break;
-		if (j < i)
-			continue;
-		for (j = i; j < c->nvotes; j++)
-			if (c->votes[j].target == tg && vote_counts(c, j))
-				cnt++;
-		/* Leading target: more votes, then the smaller target (rule 4). */
-		if (cnt > t.target_votes || (cnt == t.target_votes && tg < t.target)) {
-			t.target = tg;
-			t.target_votes = cnt;
-		}
-	}
-	t.decided = t.target_votes >= t.quorum && t.target_votes > 0;
-	*ret = t;
-	return 0;
-}
-
-int agree_tally(const struct agree_member *members, size_t nmembers,
-		const struct agree_quorum *q, const char *service, uint64_t rev, const char *scope,
-		uint64_t subject, const struct agree_vote *votes, size_t nvotes,
+int agree_tally(const struct store_revision *bad, const struct store_vote *votes, size_t nvotes,
 		struct agree_tally *ret)
 {
-	struct tally_ctx c = {members, nmembers, service, scope, rev, subject, votes, nvotes};
-
-	if ((!members && nmembers) || (!votes && nvotes) || !service || !scope || !ret)
+	if (!bad || (!votes && nvotes) || !ret)
 		return -EINVAL;
-	return tally(&c, q, ret);
+	return tally_into(bad, votes, nvotes, ret, NULL, NULL);
+}
+
+int agree_next_vote(const struct store_revision *bad, const struct store_vote *votes,
+		    size_t nvotes, const uint8_t self[STORE_NODE_ID_LEN], uint64_t own_target,
+		    uint32_t *ret_round, uint64_t *ret_target)
+{
+	const struct store_vote **latest = NULL, *mine = NULL;
+	struct agree_tally t;
+	size_t i, nl = 0;
+	int r;
+
+	if (!bad || (!votes && nvotes) || !self || !ret_round || !ret_target)
+		return -EINVAL;
+	if (!agree_in_electorate(bad, self))
+		return AGREE_VOTE_NONE;
+	r = tally_into(bad, votes, nvotes, &t, &latest, &nl);
+	if (r < 0)
+		return r;
+	for (i = 0; i < nl; i++)
+		if (memcmp(latest[i]->voter, self, STORE_NODE_ID_LEN) == 0)
+			mine = latest[i];
+	free(latest);
+	if (t.decided)
+		return AGREE_VOTE_NONE;
+	if (!mine && t.stuck) {
+		*ret_round = t.round + 1;	/* a vote in a stuck round changes nothing */
+		*ret_target = t.target;
+		return AGREE_VOTE_NEW;
+	}
+	if (!mine) {
+		/* A first vote: in round 0 the voter's own judgement; in a later round the
+		 * round's leading target, so that the round can still converge. */
+		*ret_round = t.round;
+		*ret_target = t.round && t.counted ? t.target : own_target;
+		return AGREE_VOTE_NEW;
+	}
+	if (mine->round < t.round) {
+		*ret_round = t.round;
+		*ret_target = t.target;
+		return AGREE_VOTE_BEHIND;
+	}
+	if (t.stuck && t.round < UINT32_MAX) {
+		*ret_round = t.round + 1;
+		*ret_target = t.target;
+		return AGREE_VOTE_STUCK;
+	}
+	return AGREE_VOTE_NONE;
 }
 
 /* ---- Condemned artifacts ----------------------------------------------------------------- */
@@ -568,45 +521,39 @@ bool agree_is_condemned(const struct store_revision *log, size_t nlog,
 	uint64_t condemned_at = 0, named_at = 0;
 	size_t i;
 
-	/* Find the latest condemnation (a rollback at r condemns the winner at r - 1) and the
-	 * latest later revision naming the artifact, both at or below @at_rev. */
+	/* The latest winning rollback at or below @at_rev that names @artifact as the one it
+	 * condemns, and the latest winner naming it to run. Only the records count, never
+	 * which record won the bad rev: every node derives the same set from the same
+	 * decisions. */
 	for (i = 0; i < nlog; i++) {
-		const struct store_revision *w = &log[i], *bad;
-
+		const struct store_revision *w = &log[i];
 		bool names = memcmp(w->artifact.b, artifact->b, STORE_ID_LEN) == 0;
+		bool condemns = w->kind == STORE_REV_ROLLBACK &&
+				memcmp(w->condemns.b, artifact->b, STORE_ID_LEN) == 0;
 
-		/* cheap tests first: most records neither name it nor are rollbacks */
-		if (w->rev > at_rev || (!names && w->kind != STORE_REV_ROLLBACK) ||
-		    agree_at(log, nlog, w->rev) != w)
+		if (w->rev > at_rev || (!names && !condemns) || agree_at(log, nlog, w->rev) != w)
 			continue;
 		if (names && w->rev > named_at)
 			named_at = w->rev;
-		if (w->kind != STORE_REV_ROLLBACK || w->rev < 2)
-			continue;
-		bad = agree_at(log, nlog, w->rev - 1);
-		if (bad && bad->hlc + 1 == w->hlc &&
-		    memcmp(bad->artifact.b, artifact->b, STORE_ID_LEN) == 0 &&
-		    w->rev > condemned_at)
+		if (condemns && w->rev > condemned_at)
 			condemned_at = w->rev;
 	}
-	/* The rollback itself names a different artifact; a revision after it naming this one
-	 * (forced deploy, explicit --to) absolves it. */
+	/* A revision after the rollback naming it (forced deploy, explicit --to) absolves it. */
 	return condemned_at && named_at < condemned_at;
 }
 
 int agree_condemned_by(const struct store_revision *log, size_t nlog,
 		       const struct store_revision *rollback, struct store_id *ret)
 {
-	const struct store_revision *bad;
+	static const struct store_id zero;
 
+	(void)log;
+	(void)nlog;
 	if (!rollback || rollback->kind != STORE_REV_ROLLBACK || rollback->rev < 2 || !ret)
 		return -EINVAL;
-	bad = agree_at(log, nlog, rollback->rev - 1);
-	/* Only the record the quorum voted against (hlc + 1 names it) is condemned: if another
-	 * record has since won that rev, nobody voted against its artifact. */
-	if (!bad || bad->hlc + 1 != rollback->hlc)
+	if (memcmp(rollback->condemns.b, zero.b, STORE_ID_LEN) == 0)
 		return -AGREE_ENOREV;
-	*ret = bad->artifact;
+	*ret = rollback->condemns;
 	return 0;
 }
 
@@ -680,46 +627,28 @@ static int explicit_target(const struct store_revision *log, size_t nlog,
 	return 0;
 }
 
-static int id_cmp(const void *a, const void *b)
-{
-	return memcmp(a, b, STORE_NODE_ID_LEN);
-}
-
-int agree_decide(const struct store_revision *log, size_t nlog,
-		 const struct agree_member *members, size_t nmembers,
-		 const struct agree_quorum *q, const char *service, uint64_t bad_rev,
-		 const struct agree_vote *votes, size_t nvotes, struct store_revision *ret)
+int agree_decide(const struct store_revision *log, size_t nlog, const char *service,
+		 uint64_t bad_rev, const struct store_vote *votes, size_t nvotes,
+		 struct store_revision *ret)
 {
 	const struct store_revision *bad, *tw = NULL;
-	struct tally_ctx c;
+	const struct store_vote **lv = NULL;
 	struct agree_tally t;
-	uint8_t(*cert)[STORE_NODE_ID_LEN] = NULL;
-	uint32_t ncert = 0;
-	bool *counts = NULL;
-	size_t i;
+	struct store_revision out;
+	size_t i, nl = 0;
 	int r;
 
-	if (!service || !ret || (!log && nlog) || (!votes && nvotes) || (!members && nmembers))
+	if (!service || !ret || (!log && nlog) || (!votes && nvotes))
 		return -EINVAL;
 	bad = agree_at(log, nlog, bad_rev);
 	if (!bad || bad_rev == 0 || bad_rev == UINT64_MAX ||
 	    strncmp(bad->service, service, sizeof(bad->service)) != 0)
 		return -AGREE_ENOREV;
-	c = (struct tally_ctx){members, nmembers, service, bad->scope, bad_rev, bad->hlc,
-			       votes, nvotes};
-	/* which votes count, computed once (NULL: the plain loops below) */
-	counts = nvotes ? malloc(nvotes * sizeof(*counts)) : NULL;
-	if (counts && tally_fast(&c, q, &t, counts) < 0) {
-		free(counts);
-		counts = NULL;
-	}
-	if (!counts) {
-		r = tally(&c, q, &t);
-		if (r < 0)
-			return r;
-	}
+	r = tally_into(bad, votes, nvotes, &t, &lv, &nl);
+	if (r < 0)
+		return r;
 	if (!t.decided) {
-		free(counts);
+		free(lv);
 		return -AGREE_ENOQUORUM;
 	}
 	if (t.target)
@@ -727,103 +656,110 @@ int agree_decide(const struct store_revision *log, size_t nlog,
 	else
 		r = agree_previous_good(log, nlog, bad_rev, &tw);
 	if (r < 0) {
-		free(counts);
+		free(lv);
 		return r;
 	}
 
-	cert = malloc((size_t)t.target_votes * sizeof(*cert));
-	if (!cert) {
-		free(counts);
+	memset(&out, 0, sizeof(out));
+	out.cert = malloc((size_t)t.target_votes * sizeof(*out.cert));
+	out.elect = malloc((size_t)bad->nelect * sizeof(*out.elect));
+	if (!out.cert || !out.elect) {
+		free(out.cert);
+		free(out.elect);
+		free(lv);
 		return -ENOMEM;
 	}
-	for (i = 0; i < nvotes; i++)
-		if (votes[i].target == t.target && (counts ? counts[i] : vote_counts(&c, i)))
-			memcpy(cert[ncert++], votes[i].v.voter, STORE_NODE_ID_LEN);
-	free(counts);
-	/* One counted vote per voter, so no duplicates; sort for a canonical encoding. */
-	qsort(cert, ncert, sizeof(*cert), id_cmp);
+	/* The certificate: the electors whose latest vote, in the deciding round, names the
+	 * decided target. latest_votes() yields them in voter order, so it is sorted. */
+	for (i = 0; i < nl; i++)
+		if (lv[i]->round == t.round && lv[i]->target == t.target)
+			memcpy(out.cert[out.ncert++], lv[i]->voter, STORE_NODE_ID_LEN);
+	free(lv);
+	out.nelect = bad->nelect;
+	memcpy(out.elect, bad->elect, (size_t)bad->nelect * sizeof(*out.elect));
+	out.quorum = bad->quorum;
+	out.condemns = bad->artifact;
 
-	memset(ret, 0, sizeof(*ret));
-	memcpy(ret->service, bad->service, sizeof(ret->service));
-	ret->service[sizeof(ret->service) - 1] = '\0';
-	ret->rev = bad_rev + 1;
-	ret->artifact = tw->artifact;
-	ret->kind = STORE_REV_ROLLBACK;
-	memcpy(ret->scope, bad->scope, sizeof(ret->scope));
-	ret->scope[sizeof(ret->scope) - 1] = '\0';
-	memcpy(ret->origin, agree_cluster_origin, STORE_NODE_ID_LEN);
-	ret->hlc = bad->hlc + 1;
-	ret->operator_uid = UINT32_MAX;
-	ret->operator_pid = 0;
+	memcpy(out.service, bad->service, sizeof(out.service));
+	out.service[sizeof(out.service) - 1] = '\0';
+	out.rev = bad_rev + 1;
+	out.artifact = tw->artifact;
+	out.kind = STORE_REV_ROLLBACK;
+	memcpy(out.scope, bad->scope, sizeof(out.scope));
+	out.scope[sizeof(out.scope) - 1] = '\0';
+	memcpy(out.origin, agree_cluster_origin, STORE_NODE_ID_LEN);
+	out.hlc = bad->hlc + 1;
+	out.operator_uid = UINT32_MAX;
+	out.operator_pid = 0;
 	if (t.target)
-		snprintf(ret->reason, sizeof(ret->reason),
+		snprintf(out.reason, sizeof(out.reason),
 			 "cluster rollback of rev %llu to rev %llu (quorum)",
 			 (unsigned long long)bad_rev, (unsigned long long)t.target);
 	else
-		snprintf(ret->reason, sizeof(ret->reason), "cluster rollback of rev %llu (quorum)",
+		snprintf(out.reason, sizeof(out.reason), "cluster rollback of rev %llu (quorum)",
 			 (unsigned long long)bad_rev);
-	ret->ncert = ncert;
-	ret->cert = cert;
+	*ret = out;
 	return 0;
 }
 
 /* ---- Verification ------------------------------------------------------------------------ */
 
-int agree_verify(const struct store_revision *log, size_t nlog,
-		 const struct agree_member *members, size_t nmembers,
-		 const struct agree_quorum *q, const struct store_revision *r)
+static bool ids_sorted_unique(const uint8_t (*ids)[STORE_NODE_ID_LEN], uint32_t n)
 {
-	uint32_t i, good = 0, quorum, eligible;
-	uint64_t at;
+	uint32_t i;
 
-	if (!r || (!log && nlog) || (!members && nmembers))
+	for (i = 1; i < n; i++)
+		if (memcmp(ids[i - 1], ids[i], STORE_NODE_ID_LEN) >= 0)
+			return false;
+	return true;
+}
+
+int agree_verify(const struct store_revision *log, size_t nlog, const struct store_revision *r)
+{
+	static const struct store_id zero;
+	uint32_t i, good = 0;
+
+	(void)log;
+	(void)nlog;
+	if (!r || (!log && nlog))
 		return -EINVAL;
 	if (r->rev == 0 || !memchr(r->service, '\0', sizeof(r->service)) || !r->service[0] ||
 	    !memchr(r->scope, '\0', sizeof(r->scope)) || !agree_scope_valid(r->scope) ||
-	    !memchr(r->reason, '\0', sizeof(r->reason)) || (r->ncert && !r->cert))
+	    !memchr(r->reason, '\0', sizeof(r->reason)) || (r->ncert && !r->cert) ||
+	    (r->nelect && !r->elect) || r->nelect > STORE_ELECT_MAX ||
+	    !ids_sorted_unique((const uint8_t(*)[STORE_NODE_ID_LEN])r->elect, r->nelect) ||
+	    agree_quorum_check(&r->quorum) < 0)
 		return -EBADMSG;
 	if (r->kind == STORE_REV_DEPLOY)
-		return r->ncert ? -EBADMSG : 0;
-	if (r->kind != STORE_REV_ROLLBACK || r->rev < 2 || r->hlc == 0 ||
+		return r->ncert || memcmp(r->condemns.b, zero.b, STORE_ID_LEN) ? -EBADMSG : 0;
+	if (r->kind != STORE_REV_ROLLBACK || r->rev < 2 || r->hlc < 2 || !r->nelect ||
 	    memcmp(r->origin, agree_cluster_origin, STORE_NODE_ID_LEN) != 0 ||
-	    r->operator_uid != UINT32_MAX)
+	    r->operator_uid != UINT32_MAX || memcmp(r->condemns.b, zero.b, STORE_ID_LEN) == 0 ||
+	    memcmp(r->condemns.b, r->artifact.b, STORE_ID_LEN) == 0 ||
+	    !ids_sorted_unique((const uint8_t(*)[STORE_NODE_ID_LEN])r->cert, r->ncert))
 		return -EBADMSG;
 
-	/* Deliberately no check against the bad revision held here: see agree.h rule 6. */
-	/*
-	 * Eligible as of the bad revision (hlc r->hlc - 1). A member that has LEFT since counts,
-	 * on both sides of the fraction, when the certificate names it: it could only vote while
-	 * it was a member, and without this a valid decision would turn invalid on every node
-	 * that learns of the departure, and nodes holding it would never converge with nodes
-	 * that refuse it (the simulator found this).
-	 */
-	at = r->hlc - 1;
-	eligible = agree_eligible_count(members, nmembers, r->scope, at);
-	for (i = 0; i < r->ncert; i++) {
-		const struct agree_member *m = member_find(members, nmembers, r->cert[i]);
-		bool left_voter;
-
-		if (!m || id_seen_before((const uint8_t(*)[STORE_NODE_ID_LEN])r->cert, i))
-			continue;
-		left_voter = m->state == AGREE_LEFT && agree_scope_includes(r->scope, m->site) &&
-			     (m->joined_hlc == 0 || m->joined_hlc <= at);
-		if (left_voter)
-			eligible++;
-		if (left_voter || member_eligible(m, r->scope, at))
+	/* The certificate counts against the electorate the record carries, never against the
+	 * receiver's view: the same answer on every node, at every time. */
+	for (i = 0; i < r->ncert; i++)
+		if (bsearch(r->cert[i], r->elect, r->nelect, STORE_NODE_ID_LEN, id_cmp))
 			good++;
-	}
-	quorum = agree_quorum_size(q, eligible);
-	return good >= quorum ? 0 : -AGREE_ECERT;
+	if (good < agree_quorum_size(&r->quorum, r->nelect))
+		return -AGREE_ECERT;
+	/* Nothing here looks at the record the receiver holds at rev - 1: an hlc does not name
+	 * one record (two deploys at one rev can share it, and a deploy can share the synthetic
+	 * hlc of a cluster rollback), so comparing with "the held bad record" refused valid
+	 * rollbacks of the other one on some nodes only, forever (agree.h rule 6). */
+	return 0;
 }
 
 int agree_accept(const struct store_revision *log, size_t nlog,
-		 const struct agree_member *members, size_t nmembers,
-		 const struct agree_quorum *q, const struct store_revision *incoming)
+		 const struct store_revision *incoming)
 {
 	const struct store_revision *held;
 	int r;
 
-	r = agree_verify(log, nlog, members, nmembers, q, incoming);
+	r = agree_verify(log, nlog, incoming);
 	if (r < 0)
 		return r;
 	held = agree_at(log, nlog, incoming->rev);

@@ -4,9 +4,9 @@
  *
  * PURE: nothing here reads a clock, draws randomness, touches a socket, the store or a log.
  * The caller (agentd's reconciler, the simulator, the tests) passes every input as plain
- * arrays; the only allocations are the certificate of a record built by agree_decide and
- * temporary sorted views of members and votes inside a call (freed before it returns; when
- * one fails the call computes the same answer with plain loops).
+ * arrays; the only allocations are the certificate and electorate of a record built by
+ * agree_decide, the ids of agree_electorate, and temporary sorted views of votes inside a
+ * call (freed before it returns; a failed one is -ENOMEM, never a different answer).
  *
  * ===========================================================================================
  * The rule (DESIGN.md "Agreement") and how this module makes it deterministic
@@ -15,12 +15,29 @@
  * Inputs, per service:
  *   log      the revisions this node holds (struct store_revision, any order). Rollbacks in
  *            it must have been accepted by agree_accept (their certificates checked).
- *   members  this node's membership view (struct agree_member: id, state, site label).
- *   votes    struct agree_vote: the struct store_vote, plus the SUBJECT (the hlc of the
- *            record at that rev the voter ran) and the operator's TARGET (`--to REV`; 0 = "the
- *            previous good revision"). Votes of other services, revs or subjects are ignored,
- *            so the caller may pass everything it holds.
- *   quorum   struct agree_quorum, per service; MUST be configured identically on all nodes.
+ *   roster   (deploys only) every node that ever joined and has neither left gracefully nor
+ *            been removed by an operator (struct agree_member; the agent keeps it replicated
+ *            and persisted, see DESIGN.md). Failure detection and reaping never shrink it.
+ *   votes    struct store_vote: voter, SUBJECT (agree_subject of the record at that rev the
+ *            voter judged), TARGET (0 = "the previous good revision", T = operator `--to T`),
+ *            ROUND and hlc. Votes of other services, revs or subjects are ignored, so the
+ *            caller may pass everything it holds. A vote with subject 0 (an older store
+ *            format) has no known meaning and never counts. The SUBJECT is
+ *            agree_subject(record): a 64-bit digest of the judged record's identity
+ *            (everything agree_revision_same compares), not its hlc alone (see rule 3).
+ *
+ * 0. The electorate is a fact of the revision. A deploy record carries the ELECTORATE (the
+ *    roster members in its scope when it was written, sorted ids: agree_electorate) and its
+ *    QUORUM RULE (struct store_quorum: majority by default, from the deployer's
+ *    configuration). Only the electorate votes on the revision, the quorum is computed over
+ *    it, and a rollback record copies both from its bad record. So every node computes the
+ *    same decision from the same record and verifies a certificate the same way, whatever
+ *    its current view: a fresh joiner, a node that forgot reaped members, a side of a
+ *    partition that grew, a node configured with another quorum. Failed, unreachable and
+ *    silent electors still count, so a partition's minority can never decide alone, however
+ *    long it lasts; nodes that joined after the revision cannot vote on it. The caller must
+ *    not deploy, vote or decide before its first full anti-entropy exchange (its roster and
+ *    log would be partial).
  *
  * 1. One record per (service, rev): the winner.
  *    Two nodes may write the same rev concurrently (two operators deploying, or a deploy racing
@@ -34,9 +51,9 @@
  *          is reported to its origin node (agree_accept tells the caller when a record it
  *          holds is displaced), whose operator redeploys at a new rev.
  *       b. hlc: the later write wins (last-writer-wins on a causally meaningful clock).
- *       c. origin id (memcmp), then artifact id, scope, operator uid/pid, reason: so that even
- *          a buggy node writing two different records with one (hlc, origin) cannot split
- *          the cluster.
+ *       c. origin id (memcmp), then artifact id, scope, operator uid/pid, reason, electorate,
+ *          quorum rule, condemned artifact: so that even a buggy node writing two different
+ *          records with one (hlc, origin) cannot split the cluster.
  *       d. certificate: more voters first, then memcmp of the sorted ids. Records equal in
  *          a..c are the SAME DECISION (agree_revision_same); the certificate only says how it
  *          was proven. Taking the larger one makes the stored bytes converge too.
@@ -46,100 +63,104 @@
  * 2. Desired revision of a service on a node: the highest-rev winner whose scope includes the
  *    node ("" = the whole cluster; "site:NAME" = members whose site label is NAME).
  *
- * 3. Eligible voters for (service, rev): the members of the caller's view in the winner's
- *    scope whose state is not LEFT (and that had joined by the revision's hlc, when the
- *    caller knows join stamps). Alive, suspect and dead members all count: a partition's
- *    minority cannot reach a majority of a set that includes the members it cannot see.
- *    Counted votes: at most one per voter (the earliest by (hlc, target, subject) if a voter
- *    somehow has several), only from eligible voters, and only those whose SUBJECT is the
- *    record this node holds at that rev; votes from unknown ids or LEFT members are not
- *    counted.
- *    Why the subject: a vote says "rev N is bad here", but two nodes may hold different
- *    records at rev N for a while (a deploy made in a minority partition racing the
- *    majority's rollback at the same rev, merged only after the heal). Without the subject,
- *    votes cast against one record would be counted against the other, and nodes holding
- *    different winners would each write a DIFFERENT rollback for rev N + 1 (the simulator
- *    found exactly this). With it, the votes against one record and those against another
- *    are disjoint sets (one vote per voter per rev), so at most one of them reaches a
- *    majority. The subject is the record's hlc: unique per record in practice (two records
- *    at one rev with one hlc need two origins stamping the same millisecond and logical
- *    count); AGREE_SUBJECT_ANY keeps votes from a store without the field usable.
+ * 3. What counts (agree_tally): for the record B held at rev N, the LATEST vote (by round,
+ *    then hlc: store_vote_newer) of each elector of B whose subject is agree_subject(B). Votes from
+ *    outside B's electorate never count, whoever holds the cluster key.
+ *    Why the subject: two nodes may hold different records at rev N for a while (a deploy
+ *    made in a minority partition racing the majority's rollback at the same rev). With the
+ *    subject, votes against one record and against another are disjoint, so at most one of
+ *    them reaches a majority. A restart does not change what a vote meant: the store keeps
+ *    the subject, the target and the round with the vote.
+ *    Why a digest and not the hlc: two different records at one rev can share an hlc. A
+ *    cluster rollback's hlc is its bad record's + 1 by construction (rule 5), and a deploy
+ *    written at that rev by a node whose wall clock is behind gets exactly that hlc from
+ *    hlc_now; two rollbacks of one record written from logs that differ below it (rule 6)
+ *    share their hlc but not their artifact. A vote naming the hlc would count against
+ *    whichever of them the counting node holds, so health votes against one artifact could
+ *    condemn another that nobody judged (tests/sim/sim_agree.c found this: a rollback whose
+ *    certificate named electors who had voted against a different record at that rev).
  *
- * 4. Decision. Votes are grouped by target (0 = previous good; T = operator `--to T`). A
- *    target is decided when its votes reach the quorum of the eligible voters: with the
- *    default strict majority at most one (subject, target) can ever reach it, in any view
- *    and any partition, because each voter has one vote per (service, rev). (With an explicit
- *    count/fraction below a majority two targets, or two partition sides, may decide: if so,
- *    the target with more votes wins, then the smaller target; the merge rule of 1. still
- *    makes the cluster converge, but the operator chose to trade safety for liveness.)
+ * 4. Decision, rounds and split targets. Votes are grouped by round. The CURRENT round R is
+ *    the highest round among the counted votes; only votes of round R count for the decision.
+ *    Target T is decided when its round-R votes reach the quorum of the electorate. Round R
+ *    is STUCK when even every elector not yet seen in round R voting for the leading target
+ *    would leave it below the quorum (leading + (E - counted) < quorum): then no target can
+ *    ever win round R. A voter re-casts (agree_next_vote) only
+ *       - into round R + 1, when it voted in round R and sees R stuck (AGREE_VOTE_STUCK), or
+ *       - into round R, when its latest vote is from an earlier round (AGREE_VOTE_BEHIND),
+ *    and always for the leading target of the highest round it sees (more votes, then the
+ *    smaller target). A voter casts at most one vote per round.
+ *    Safety (majority rule, or any rule with quorum > E / 2): a round-(R+1) vote exists only
+ *    if its voter saw round R stuck. Stuck is permanent: a vote seen later adds to one target
+ *    and removes one unseen elector, so "leading + unseen" never grows. And stuck as seen by
+ *    one node implies no node can ever see a quorum in round R: a quorum Q for T in round R
+ *    consists of round-R votes for T, each of which any other node sees as T or not at all,
+ *    so it sees T's votes + unseen >= |Q| >= quorum. Hence at most one round ever decides,
+ *    the last one, and within it two targets cannot both reach a majority of one electorate
+ *    (one vote per voter per round). Two nodes therefore never decide different targets for
+ *    one record. (With an explicit count or fraction at or below half, two targets, or two
+ *    sides of a partition, may decide; the record's rule was the operator's choice of
+ *    liveness over safety, and rule 1 still makes the cluster converge.)
+ *    Termination: each re-cast moves its voter to a higher round, and a round is only left
+ *    when it is stuck. Once the network is stable, every elector's vote of round R reaches
+ *    every node; a node waits until its view of a stuck round has been still for a settle
+ *    time longer than a gossip round before it re-casts (the agent's job; a node BEHIND
+ *    follows at once), so the electors that re-cast see the same round R and pick the same
+ *    leading target: round R + 1 is unanimous among them and decides as soon as a quorum of
+ *    electors is reachable. Without a stable network nothing can be guaranteed (FLP), and
+ *    nothing unsafe happens either.
  *    Health votes and operator votes without --to are target 0; an agent that sees an
- *    operator vote with target T for its current revision echoes it with the same T.
+ *    operator vote with target T for its current revision echoes it with the same T (a new
+ *    vote in the current round, or nothing if it already voted in it).
  *
- * 5. The rollback record for bad rev N, written by every node that sees the quorum, is a
- *    function of the bad record and the log only, never of the vote set:
- *       service, rev = N + 1, kind = rollback, scope = the bad record's scope,
+ * 5. The rollback record for bad record B at rev N, written by every node that sees the
+ *    quorum, is a function of B and the log only, never of the vote set:
+ *       service, rev = N + 1, kind = rollback, scope = B's scope,
  *       artifact = target T's artifact, or for target 0 the PREVIOUS GOOD artifact: walking
  *                  down from N - 1, the first winner whose scope covers the bad scope ("" or
  *                  equal), whose artifact differs from the bad one and is not condemned as of
  *                  rev N (see 7). Every rev walked over must be present: a hole in the log
  *                  (a revision not yet received) returns AGREE_EGAP instead of guessing.
- *       origin = all zeroes (the cluster, not one node), hlc = bad.hlc + 1,
+ *       electorate, quorum rule = B's; condemns = B's artifact;
+ *       origin = all zeroes (the cluster, not one node), hlc = B.hlc + 1,
  *       operator_uid = UINT32_MAX, operator_pid = 0,
  *       reason = "cluster rollback of rev N" [" to rev T"] (quorum).
  *    So two nodes with different vote views write records that are agree_revision_same.
- *    The certificate is the sorted, de-duplicated ids of ALL the counted votes for the decided
- *    target that the writer saw (>= quorum). It differs between writers with different views,
- *    which is harmless: the certificate is not part of the decision's identity, any valid one
- *    proves it, and the order of 1.d makes every node keep the same (largest) one in the end.
+ *    The certificate is the sorted ids of the electors whose latest vote, in the deciding
+ *    round, names the decided target (>= quorum). It differs between writers with different
+ *    views, which is harmless: the certificate is not part of the decision's identity, any
+ *    valid one proves it, and the order of 1.d makes every node keep the same one.
  *
- * 6. Verification on receipt (agree_accept): a received rollback is adopted only if
- *      - it is well formed: rev >= 2, valid scope, zero origin, no operator uid;
- *      - its certificate holds >= quorum distinct voters that are ELIGIBLE IN THE RECEIVER'S
- *        VIEW for the bad revision (known members, in the record's scope, joined by
- *        hlc - 1), the quorum computed over the receiver's own eligible set. Unknown ids do
- *        not count. A member the receiver knows has LEFT counts only if the certificate
- *        names it, and then on both sides (voter and eligible): it could vote only while a
- *        member, and verification must stay true when views learn of departures, or nodes
- *        that adopted a rollback before a voter left and nodes that see it after would
- *        never converge. (Deciding is stricter: agree_decide never counts a LEFT voter.)
- *        The price: a forger padding a certificate with k departed ids needs k >= E + 2 - 2g
- *        (E eligible, g genuine voters), bounded by how many departed members views keep.
- *    The check depends only on the record and the membership view, NOT on the receiver's log:
- *    a receiver holding a different winner at rev N (a concurrent deploy not yet merged) would
- *    otherwise refuse a rollback its writer keeps, and the two would never converge. Rule 1
- *    settles competing rollbacks for one rev exactly as it settles deploys.
- *    A record refused now (AGREE_ECERT) may be valid later (the receiver learns of members);
- *    the caller drops it and anti-entropy offers it again.
- *    Residual risks, stated plainly:
- *      - a certificate lists voter ids, it does not carry the voters' signatures: a node
- *        holding the cluster key could forge one naming real members. Authenticity of voters
- *        is the cluster key's job (AEAD), not this module's.
- *      - views differ: a receiver that knows only part of the cluster (a fresh joiner)
- *        computes a smaller quorum and may accept a certificate a fuller view would refuse,
- *        and a LEFT marker not yet seen keeps a member eligible (conservative). Once views
- *        converge, every node judges the same way.
- *      - joins: without joined_hlc (0), a member that joins after a decision enlarges the
- *        quorum a late receiver computes, which may then refuse a decision others hold. The
- *        agent should stamp its first join with its HLC, persist it and gossip it with its
- *        labels, so every view agrees on who was a member when.
- *      - the previous good artifact depends on the log: two writers whose logs differ below
- *        N (concurrent deploys at some rev < N made on two sides of a partition and not yet
- *        merged when the votes on N complete, different retention windows) can write
- *        rollbacks of the same record with different artifacts; rule 1 (artifact bytes,
- *        the same hlc and origin) picks one and all nodes converge on it within an
- *        anti-entropy round. The simulator counts these: about 6 in 100 seeds, always right
- *        after a heal, never during a partition. AGREE_EGAP removes the other common cause
- *        (a missing revision).
+ * 6. Verification on receipt (agree_verify, agree_accept): a received rollback is adopted
+ *    only if it is well formed (rev >= 2, valid scope, zero origin, no operator, a non-zero
+ *    condemned artifact other than its own, a sorted electorate and certificate, a valid
+ *    rule) and its certificate holds >= quorum(rule, |electorate|) distinct members of the
+ *    electorate IT CARRIES. Nothing else is consulted: not the receiver's membership view,
+ *    and not the record the receiver holds at rev - 1 either, so the check gives the same
+ *    answer on every node and never changes later. (Comparing with "the held bad record,
+ *    named by hlc + 1" was tried and is wrong: an hlc does not name one record. Two deploys
+ *    at one rev written on two sides of a partition can carry the same hlc, and a deploy
+ *    can carry the synthetic hlc of a cluster rollback at its rev; nodes holding the other
+ *    record then refused a valid rollback forever while the rest adopted it, and the logs
+ *    never converged: tests/sim/sim_agree.c seed 933. It did not stop a forger either, who
+ *    can pick any hlc.)
+ *    Residual risk, stated plainly: the certificate lists voter ids; until votes are signed
+ *    by their nodes, a node holding the cluster key could forge one naming real electors
+ *    (the trust work adds signatures).
+ *    The previous good artifact depends on the log: two writers whose logs differ below N
+ *    (concurrent deploys at some rev < N made on two sides of a partition and not yet merged
+ *    when the votes on N complete) can write rollbacks of the same record with different
+ *    artifacts; rule 1 picks one and every node converges on it within an anti-entropy
+ *    round. AGREE_EGAP removes the other common cause (a missing revision).
  *
- * 7. Condemned artifacts, derived from the log so that every node derives the same set: a
- *    rollback at rev r condemns the artifact of the winner at r - 1 if that winner is the
- *    record it was decided about (rollback hlc == its hlc + 1; a record that won the rev
- *    later was never voted against, so it is not condemned); a later revision that
- *    names the artifact again (a deploy with --force, or an explicit --to) absolves it. The
- *    agent mirrors condemnation into the store (store_artifact_set_condemned) when it adopts a
- *    rollback, because the log is pruned; deploy checks should consult both. Only the origin
- *    of a deploy checks (agree_check_deploy): --force is not carried in the record, so
- *    receivers accept any well-formed deploy.
+ * 7. Condemned artifacts, derived from the decision records so that every node derives the
+ *    same set: a winning rollback condemns the artifact it names (condemns = its bad
+ *    record's, rule 5), whichever record later wins the bad rev; a later revision that names
+ *    the artifact again (a deploy with --force, or an explicit --to) absolves it. The agent
+ *    mirrors condemnation into the store (store_artifact_set_condemned) when it adopts a
+ *    rollback, because the log is pruned; deploy checks consult both. Only the origin of a
+ *    deploy checks (agree_check_deploy): --force is not carried in the record, so receivers
+ *    accept any well-formed deploy.
  *
  * 8. Local rollback (`agentctl rollback --local`): a node-local marker, never a revision. It
  *    records the cluster revision it diverged from; while that revision is still the node's
@@ -153,22 +174,23 @@
  *
  *   record R arrives (gossip on_record, anti-entropy, or our own deploy/decision):
  *       hlc_update(clock, wall, R.hlc)            (count -ERANGE; keep going)
- *       r = agree_accept(log, members, q, &R)
- *       r <  0: drop R (AGREE_ECERT may pass later: anti-entropy offers it again)
+ *       r = agree_accept(log, &R)
+ *       r <  0: drop R
  *       AGREE_KEEP: nothing
  *       AGREE_STORE / AGREE_REPLACE: store_revision_put(R); if R is a rollback,
  *           agree_condemned_by() -> store_artifact_set_condemned(); if a deploy of ours was
  *           displaced, tell the operator; retry agree_decide for R.rev (a new subject) and for
  *           revs that failed with AGREE_EGAP/ENOTARGET/ENOREV; then reconcile.
- *   vote V arrives: store_vote_put; if V is an operator vote for the rev we run and we have
- *       not voted, vote the same target; agree_decide(log, members, q, V.service, V.rev,
- *       votes) == 0 -> pass the record through agree_accept like any received one, gossip it.
- *   membership changes (a LEFT member): retry agree_decide for undecided revs.
+ *   vote V arrives: store_vote_put (keeps the newest per voter); agree_next_vote for our own
+ *       vote on that record (re-cast when behind at once, when stuck after a settle time; echo
+ *       an operator's target as a NEW vote); agree_decide(log, V.service, V.rev, votes) == 0
+ *       -> pass the record through agree_accept like any received one, gossip it.
  *   reconcile: agree_effective(log, site, local marker) -> the artifact to run.
- *   health: when what we run misses its policy, vote (subject = hlc of the record at that
- *       rev in our log, target 0) against agree_desired()->rev.
+ *   health: when what we run misses its policy, vote (subject = agree_subject of the record at that
+ *       rev in our log, target 0, round from agree_next_vote) against agree_desired()->rev.
  *   deploy: agree_check_deploy (and the store's condemned flag) unless --force; rev =
- *       highest rev held + 1; hlc_now. rollback [--to T]: our vote with reason operator and
+ *       highest rev held + 1; hlc_now; electorate = agree_electorate(roster, scope); quorum
+ *       rule = our configured one. rollback [--to T]: our vote with reason operator and
  *       target T against our desired rev. rollback --local: agree_local_rollback.
  *
  *   Gossip carries only owner-versioned records, so every node that writes the same rollback
@@ -204,39 +226,31 @@ const char *agree_strerror(int err);
 enum agree_member_state {
 	AGREE_ALIVE = 0,
 	AGREE_SUSPECT = 1,
-	AGREE_DEAD = 2,		/* failed or unreachable: still an eligible voter */
-	AGREE_LEFT = 3,		/* left the cluster cleanly: not eligible */
+	AGREE_DEAD = 2,		/* failed or unreachable: still on the roster */
+	AGREE_LEFT = 3,		/* left gracefully or removed by an operator: off the roster */
 };
 
+/* A roster entry, as the agent passes it to agree_electorate. */
 struct agree_member {
 	uint8_t id[STORE_NODE_ID_LEN];
 	enum agree_member_state state;
 	const char *site;	/* value of its site= label, NULL if none; borrowed */
-	uint64_t joined_hlc;	/* the member's own HLC stamp of its first join, as it gossips
-				 * it (e.g. a label); 0 = unknown, treated as "always a member".
-				 * Members that joined after a revision do not vote on it. */
 };
 
-enum agree_quorum_kind {
-	AGREE_QUORUM_MAJORITY = 0,	/* floor(eligible / 2) + 1: the default, partition-safe */
-	AGREE_QUORUM_COUNT = 1,		/* min(count, eligible) */
-	AGREE_QUORUM_FRACTION = 2,	/* ceil(eligible * num / den) */
-};
+/* The quorum rule kinds (struct store_quorum, carried by every revision). */
+#define AGREE_QUORUM_MAJORITY STORE_QUORUM_MAJORITY
+#define AGREE_QUORUM_COUNT    STORE_QUORUM_COUNT
+#define AGREE_QUORUM_FRACTION STORE_QUORUM_FRACTION
 
-struct agree_quorum {
-	enum agree_quorum_kind kind;	/* zero-initialised struct = majority */
-	uint32_t count;			/* COUNT: >= 1 */
-	uint32_t num, den;		/* FRACTION: 0 < num <= den */
-};
-
-/* 0, or -EINVAL if the configuration is malformed (count 0, den 0, num 0 or num > den). */
-int agree_quorum_check(const struct agree_quorum *q);
+/* 0, or -EINVAL if the rule is malformed (unknown kind, count 0, den 0, num 0 or num > den,
+ * or a field the kind does not use set). */
+int agree_quorum_check(const struct store_quorum *q);
 
 /*
- * Votes needed out of @eligible for @q (NULL = majority). Always >= 1, so an empty eligible
- * set can never decide. A malformed @q is treated as majority.
+ * Votes needed out of @eligible for @q (NULL = majority). Always >= 1, so an empty electorate
+ * can never decide. A malformed @q is treated as majority.
  */
-uint32_t agree_quorum_size(const struct agree_quorum *q, uint32_t eligible);
+uint32_t agree_quorum_size(const struct store_quorum *q, uint32_t eligible);
 
 /* ---- Scopes ------------------------------------------------------------------------------ */
 
@@ -271,49 +285,64 @@ const struct store_revision *agree_at(const struct store_revision *log, size_t n
 const struct store_revision *agree_desired(const struct store_revision *log, size_t nlog,
 					   const char *site);
 
-/* ---- Voters and votes -------------------------------------------------------------------- */
+/* ---- Electorate and votes ------------------------------------------------------------- */
 
 /*
- * Number of eligible voters (rule 3) for a revision of @scope stamped @at_hlc (UINT64_MAX:
- * "now"): in scope, not LEFT, joined (joined_hlc) no later than @at_hlc.
+ * The electorate of a new revision of @scope (rule 0): the ids of @roster in scope and not
+ * LEFT, sorted, each once. *ret_ids is malloc'd (free(3)); *ret_n may be 0 (a scope nobody on
+ * the roster is in: such a revision can never be rolled back by votes, only by a new deploy).
+ * @return 0; -E2BIG more than STORE_ELECT_MAX; -ENOMEM; -EINVAL.
  */
-uint32_t agree_eligible_count(const struct agree_member *members, size_t nmembers,
-			      const char *scope, uint64_t at_hlc);
-/* Is @id an eligible voter for such a revision? */
-bool agree_is_eligible(const struct agree_member *members, size_t nmembers, const char *scope,
-		       uint64_t at_hlc, const uint8_t id[STORE_NODE_ID_LEN]);
+int agree_electorate(const struct agree_member *roster, size_t n, const char *scope,
+		     uint8_t (**ret_ids)[STORE_NODE_ID_LEN], uint32_t *ret_n);
 
 /*
- * A vote as the agreement core sees it: the stored vote plus what store_vote does not carry
- * yet (see the report: the store should persist both fields with the vote).
+ * The subject of a vote on @r (rule 3): a 64-bit FNV-1a digest of @r's identity (every field
+ * agree_revision_same compares, in a fixed byte order), never 0; 0 for NULL. Two records that
+ * are the same decision have the same subject whatever their certificates.
  */
-#define AGREE_SUBJECT_ANY 0
-struct agree_vote {
-	struct store_vote v;	/* service, rev, voter, reason, hlc */
-	uint64_t subject;	/* hlc of the record at v.rev the voter ran and condemns (rule 3);
-				 * AGREE_SUBJECT_ANY: counts against whatever record wins */
-	uint64_t target;	/* 0 = previous good; else the operator's --to REV */
-};
+uint64_t agree_subject(const struct store_revision *r);
+
+/* Is @id in @r's electorate? O(log E). */
+bool agree_in_electorate(const struct store_revision *r, const uint8_t id[STORE_NODE_ID_LEN]);
 
 struct agree_tally {
-	uint32_t eligible;	/* eligible voters in scope */
-	uint32_t quorum;	/* votes needed */
-	uint32_t counted;	/* counted votes, all targets */
-	uint64_t target;	/* leading target (decided one when decided) */
-	uint32_t target_votes;	/* its counted votes */
+	uint32_t eligible;	/* the electorate's size */
+	uint32_t quorum;	/* votes needed, by the record's rule */
+	uint32_t round;		/* the current round (highest among counted votes) */
+	uint32_t counted;	/* electors whose latest vote is of that round */
+	uint64_t target;	/* leading target of the round (the decided one when decided) */
+	uint32_t target_votes;	/* its votes */
 	bool decided;		/* target_votes >= quorum */
+	bool stuck;		/* no target can reach the quorum in this round any more */
 };
 
 /*
- * Count the votes on (@service, @rev) against the record with hlc @subject, under @scope
- * (rules 3 and 4). Votes about other services, revs or records are ignored. @subject also
- * dates the revision for members' join stamps (agree_member.joined_hlc).
- * @return 0 and *ret filled; -EINVAL on NULL arguments.
+ * Count the votes on record @bad (rules 3 and 4): the latest vote of each elector whose
+ * subject is agree_subject(@bad), in the current round. @votes may hold anything.
+ * @return 0 and *ret; -EINVAL on NULL arguments; -ENOMEM.
  */
-int agree_tally(const struct agree_member *members, size_t nmembers,
-		const struct agree_quorum *q, const char *service, uint64_t rev, const char *scope,
-		uint64_t subject, const struct agree_vote *votes, size_t nvotes,
+int agree_tally(const struct store_revision *bad, const struct store_vote *votes, size_t nvotes,
 		struct agree_tally *ret);
+
+enum agree_next {
+	AGREE_VOTE_NONE = 0,	/* cast nothing: not an elector, decided, or vote stands */
+	AGREE_VOTE_NEW = 1,	/* first vote: cast (*ret_round, *ret_target) */
+	AGREE_VOTE_BEHIND = 2,	/* a later round exists: re-cast into it at once */
+	AGREE_VOTE_STUCK = 3,	/* our round is stuck: re-cast into the next one after the
+				 * view has been still for a settle time (rule 4) */
+};
+
+/*
+ * The vote elector @self should cast on @bad now (rule 4). @own_target: the target of the
+ * voter's own judgement for a first vote (0 for health, the operator's --to for an operator
+ * vote or its echo). The new vote carries subject agree_subject(@bad) and a fresh hlc.
+ * @return enum agree_next (>= 0) with *ret_round, *ret_target set unless AGREE_VOTE_NONE;
+ *         -EINVAL; -ENOMEM.
+ */
+int agree_next_vote(const struct store_revision *bad, const struct store_vote *votes,
+		    size_t nvotes, const uint8_t self[STORE_NODE_ID_LEN], uint64_t own_target,
+		    uint32_t *ret_round, uint64_t *ret_target);
 
 /* ---- Decision and verification ------------------------------------------------------------ */
 
@@ -328,34 +357,29 @@ int agree_previous_good(const struct store_revision *log, size_t nlog, uint64_t 
 			const struct store_revision **ret);
 
 /*
- * Decide on bad rev @bad_rev of @service (rule 4/5): count the votes against the record held
- * at @bad_rev (subject = its hlc). If one target reaches the quorum, build the rollback record
- * into *ret (caller memory, fully overwritten; ret->cert is malloc'd: release with
- * store_revision_release() or free(ret->cert)). The caller then passes it through
- * agree_accept like any received record (it may already hold the same decision). The caller
- * need not call it once rev @bad_rev + 1 holds a rollback (the decision is made).
+ * Decide on bad rev @bad_rev of @service (rules 4 and 5): tally the votes on the record held
+ * at @bad_rev. If a target is decided, build the rollback record into *ret (caller memory,
+ * fully overwritten; it owns cert and elect: store_revision_release). The caller then passes
+ * it through agree_accept like any received record.
  * @return 0 decided; -AGREE_ENOREV @bad_rev not in the log; -AGREE_ENOQUORUM no target has
  *         the quorum yet; -AGREE_EGAP / -AGREE_ENOTARGET from agree_previous_good;
  *         -AGREE_ENOREV an explicit target rev that is missing; -AGREE_EMISMATCH an explicit
  *         target >= @bad_rev, outside the bad scope or with the bad artifact; -ENOMEM;
  *         -EINVAL on NULL arguments.
  */
-int agree_decide(const struct store_revision *log, size_t nlog,
-		 const struct agree_member *members, size_t nmembers,
-		 const struct agree_quorum *q, const char *service, uint64_t bad_rev,
-		 const struct agree_vote *votes, size_t nvotes, struct store_revision *ret);
+int agree_decide(const struct store_revision *log, size_t nlog, const char *service,
+		 uint64_t bad_rev, const struct store_vote *votes, size_t nvotes,
+		 struct store_revision *ret);
 
 /*
- * Check a received (or locally decided) rollback record (rule 6). Deploys are checked for
- * well-formedness only.
- * @return 0 valid; -EBADMSG malformed (bad kind, rev 0, empty or unterminated service,
- *         invalid scope, a rollback with a non-zero origin, an operator, hlc 0 or rev 1, a
- *         deploy with a certificate, ncert > 0 with cert NULL); -AGREE_ECERT certificate
- *         below the quorum in this view; -EINVAL on NULL arguments.
+ * Check a received (or locally decided) record (rule 6). A deploy must carry a sorted
+ * electorate (possibly empty: a scope with nobody on the roster) and a valid rule, and no
+ * certificate; a rollback a non-empty one.
+ * @return 0 valid; -EBADMSG malformed; -AGREE_ECERT certificate below the quorum of the
+ *         electorate it carries; -EINVAL on NULL arguments. @log is not consulted (rule 6:
+ *         the answer is the same on every node); it is kept for callers.
  */
-int agree_verify(const struct store_revision *log, size_t nlog,
-		 const struct agree_member *members, size_t nmembers,
-		 const struct agree_quorum *q, const struct store_revision *r);
+int agree_verify(const struct store_revision *log, size_t nlog, const struct store_revision *r);
 
 enum agree_accept_result {
 	AGREE_KEEP = 0,		/* the held record stays (incoming lost, or same bytes) */
@@ -372,8 +396,7 @@ enum agree_accept_result {
  *         must then be dropped).
  */
 int agree_accept(const struct store_revision *log, size_t nlog,
-		 const struct agree_member *members, size_t nmembers,
-		 const struct agree_quorum *q, const struct store_revision *incoming);
+		 const struct store_revision *incoming);
 
 /* ---- Condemned artifacts (rule 7) --------------------------------------------------------- */
 
@@ -382,9 +405,8 @@ bool agree_is_condemned(const struct store_revision *log, size_t nlog,
 			const struct store_id *artifact, uint64_t at_rev);
 
 /*
- * The artifact a rollback record condemns (the winner at rollback->rev - 1, rule 7).
- * @return 0; -EINVAL if @rollback is not a rollback; -AGREE_ENOREV if that rev is not held, or
- *         its winner is not the record the rollback was decided about.
+ * The artifact a rollback record condemns (the one it names, rule 7; @log unused, kept for
+ * callers). @return 0; -EINVAL if @rollback is not a rollback; -AGREE_ENOREV if it names none.
  */
 int agree_condemned_by(const struct store_revision *log, size_t nlog,
 		       const struct store_revision *rollback, struct store_id *ret);
@@ -437,7 +459,7 @@ int agree_effective(const struct store_revision *log, size_t nlog, const char *s
  */
 struct agree_quorum_rule {
 	char service[65];
-	struct agree_quorum q;
+	struct store_quorum q;
 };
 
 int agree_quorum_parse(const char *s, struct agree_quorum_rule *ret);

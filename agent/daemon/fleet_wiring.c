@@ -40,6 +40,38 @@ static int net_members(void *ud, int (*cb)(void *cbud, const struct gossip_membe
 	return a->cluster ? cluster_member_foreach(a->cluster, cb, cbud) : 0;
 }
 
+/* agree.h rule 0: a full anti-entropy exchange completed since start, or a founder that was
+ * given no seed and knows no other member. */
+static int count_other(void *ud, const struct gossip_member *m)
+{
+	struct agent *a = ((void **)ud)[0];
+	size_t *n = ((void **)ud)[1];
+	if (memcmp(m->id, a->node_id, STORE_NODE_ID_LEN) != 0)
+		(*n)++;
+	return 0;
+}
+
+static bool net_synced(void *ud)
+{
+	struct agent *a = ud;
+	struct cluster_summary s;
+	size_t others = 0;
+	void *pair[2] = {a, &others};
+	if (!a->cluster)
+		return true;
+	cluster_summary(a->cluster, &s);
+	if (s.sync_ok > 0)
+		return true;
+	cluster_member_foreach(a->cluster, count_other, pair);
+	return a->cfg.njoin == 0 && others == 0;
+}
+
+static int net_reach(void *ud, const char *addr)
+{
+	struct agent *a = ud;
+	return a->cluster ? cluster_join(a->cluster, &addr, 1) : -ENOTCONN;
+}
+
 static void on_member(void *ud, const struct gossip_member *m)
 {
 	struct agent *a = ud;
@@ -93,6 +125,14 @@ int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 		.need_artifact = a->fetch ? agent_need_artifact : NULL,
 		.need_artifact_ud = a,
 	};
+	struct cluster_summary cs;
+	if (a->cluster) {
+		cluster_summary(a->cluster, &cs);
+		o.advertise = cs.advertise;
+	}
+	const char *rc = getenv("SHOAL_RECONNECT_MS");	/* tests: a shorter reconnect interval */
+	if (rc && atoi(rc) > 0)
+		o.reconnect_ms = (uint32_t)atoi(rc);
 	const char *env = getenv("SHOAL_RETRY_MS");	/* tests: shorter back-off */
 	if (env && atoi(env) > 0) {
 		o.retry_min_ms = (uint32_t)atoi(env);
@@ -104,6 +144,8 @@ int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 		.get = net_get,
 		.record_foreach = net_records,
 		.member_foreach = net_members,
+		.synced = net_synced,
+		.reach = net_reach,
 		.ud = a,
 	};
 	r = fleet_new(&a->loop, a->store, &o, &net, &a->fleet);

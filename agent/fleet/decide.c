@@ -4,9 +4,9 @@
  */
 #include "agent/fleet/fleet_int.h"
 
-const struct agree_quorum *fleet__quorum_of(struct fleet *b, const char *service)
+const struct store_quorum *fleet__quorum_of(struct fleet *b, const char *service)
 {
-	static const struct agree_quorum majority = {.kind = AGREE_QUORUM_MAJORITY};
+	static const struct store_quorum majority = {.kind = AGREE_QUORUM_MAJORITY};
 	for (size_t i = 0; i < b->nquorums; i++)
 		if (strcmp(b->quorums[i].service, service) == 0)
 			return &b->quorums[i].q;
@@ -78,6 +78,7 @@ void fleet__recompute(struct fleet *b, struct svc *v)
 			      "the cluster moved past rev %" PRIu64 ": following it again",
 			      v->local.base_rev);
 			v->have_local = false;
+			fleet__local_persist(b, v);
 			changed_marker = true;
 		}
 	}
@@ -110,15 +111,17 @@ void fleet__recompute(struct fleet *b, struct svc *v)
 
 /* ---- Accepting revisions and deciding ------------------------------------------------------- */
 
+static void recast(struct fleet *b, struct svc *v, const struct store_revision *bad);
+
 
 /* Merge @r (decoded, cert filled) into the log. @mine: we wrote it. Returns the agree result. */
 int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revision *r, bool mine)
 {
-	const struct agree_quorum *q = fleet__quorum_of(b, v->name);
+	const struct store_quorum *q = fleet__quorum_of(b, v->name);
 	int a;
 
 	fleet__observe(b, r->hlc);
-	a = agree_accept(v->log, v->nlog, b->members, b->nmembers, q, r);
+	a = agree_accept(v->log, v->nlog, r);
 	if (a < 0) {
 		if (mine)
 			log_warning("%s: own revision %" PRIu64 " refused: %s", v->name, r->rev,
@@ -165,6 +168,13 @@ int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revisio
 		char who[2 * STORE_NODE_ID_LEN + 1];
 		fleet__event(b, "revision", v->name, r->rev, "deploy of %.12s from %s%s%s", hex,
 		      fleet__member_name(b, r->origin, who), r->reason[0] ? ": " : "", r->reason);
+		/* The record's rule decides (agree.h rule 0); a node configured otherwise says so
+		 * loudly instead of diverging silently. */
+		if (memcmp(&r->quorum, q, sizeof *q) != 0)
+			fleet__event(b, "config", v->name, r->rev,
+			      "rev %" PRIu64 " is decided by its own quorum rule (%s), not by the "
+			      "one configured here (%s): following the revision",
+			      r->rev, fleet__quorum_name(&r->quorum), fleet__quorum_name(q));
 	}
 	fleet__decide(b, v);
 	fleet__recompute(b, v);
@@ -180,23 +190,29 @@ bool fleet__decided(const struct svc *v, const struct store_revision *bad)
 
 void fleet__decide(struct fleet *b, struct svc *v)
 {
-	const struct agree_quorum *q = fleet__quorum_of(b, v->name);
+	/* A node that has not completed its first full anti-entropy exchange holds a partial
+	 * log: it does not decide (agree.h rule 0). */
+	if (!fleet__synced(b))
+		return;
 	/* distinct revs with votes, ascending, each tried once */
 	uint64_t last = 0;
 	for (;;) {
 		uint64_t next = UINT64_MAX;
 		for (size_t i = 0; i < v->nvotes; i++)
-			if (v->votes[i].v.rev > last && v->votes[i].v.rev < next)
-				next = v->votes[i].v.rev;
+			if (v->votes[i].rev > last && v->votes[i].rev < next)
+				next = v->votes[i].rev;
 		if (next == UINT64_MAX)
 			return;
 		last = next;
 		const struct store_revision *bad = agree_at(v->log, v->nlog, next);
 		if (!bad || fleet__decided(v, bad))
 			continue;
+		recast(b, v, bad);
+		bad = agree_at(v->log, v->nlog, next);
+		if (!bad || fleet__decided(v, bad))
+			continue;
 		struct store_revision rb;
-		int r = agree_decide(v->log, v->nlog, b->members, b->nmembers, q, v->name, next,
-				     v->votes, v->nvotes, &rb);
+		int r = agree_decide(v->log, v->nlog, v->name, next, v->votes, v->nvotes, &rb);
 		if (r < 0) {
 			if (r != -AGREE_ENOQUORUM)
 				log_debug("%s: rev %" PRIu64 " not decided: %s", v->name, next,
@@ -217,28 +233,71 @@ void fleet__decide(struct fleet *b, struct svc *v)
 
 /* ---- Votes --------------------------------------------------------------------------------- */
 
+static bool has_vote(const struct svc *v, const uint8_t *voter, uint64_t rev)
+{
+	for (size_t i = 0; i < v->nvotes; i++)
+		if (v->votes[i].rev == rev &&
+		    memcmp(v->votes[i].voter, voter, STORE_NODE_ID_LEN) == 0)
+			return true;
+	return false;
+}
+
+
+/*
+ * Cast (or re-cast) this node's vote on @subject: what agree_next_vote says, if anything.
+ * @target is our own judgement for a first vote. Our vote is in the store before it is
+ * published, so a kill -9 in between leaves it to be re-published at restart, never a vote
+ * the others saw and we forgot.
+ */
 int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision *subject,
 		     enum store_vote_reason reason, uint64_t target)
 {
-	struct agree_vote av;
+	struct store_vote av;
 	uint8_t *val;
 	size_t len;
+	uint32_t round;
+	uint64_t tg;
 	int r;
 
+	if (!fleet__synced(b))
+		return -EAGAIN;
+	r = agree_next_vote(subject, v->votes, v->nvotes, b->id, target, &round, &tg);
+	if (r == AGREE_VOTE_NONE && reason == STORE_VOTE_OPERATOR &&
+	    !agree_in_electorate(subject, b->id) && !has_vote(v, b->id, subject->rev)) {
+		/* An operator on a node outside the electorate (a rollback scoped to another
+		 * site, or asked on a node that joined later): the vote is never counted
+		 * (rule 3), but it carries the request to the electors, who echo it. */
+		struct agree_tally t;
+		if (agree_tally(subject, v->votes, v->nvotes, &t) < 0 || t.decided)
+			return 0;
+		round = t.round;
+		tg = target;
+		r = AGREE_VOTE_NEW;
+	}
+	if (r <= 0)
+		return r;
+	if (r == AGREE_VOTE_STUCK)
+		fleet__event(b, "vote", v->name, subject->rev,
+		      "votes on rev %" PRIu64 " are split in round %" PRIu32 " (no target can "
+		      "reach the quorum): re-casting into round %" PRIu32 " for the leading target",
+		      subject->rev, round - 1, round);
 	memset(&av, 0, sizeof av);
-	snprintf(av.v.service, sizeof av.v.service, "%s", v->name);
-	av.v.rev = subject->rev;
-	memcpy(av.v.voter, b->id, STORE_NODE_ID_LEN);
-	av.v.reason = reason;
-	av.v.hlc = fleet__stamp(b);
-	av.subject = subject->hlc;
-	av.target = target;
-	if (fleet__voted(v, b->id, subject->rev))
-		return 0;
+	snprintf(av.service, sizeof av.service, "%s", v->name);
+	av.rev = subject->rev;
+	memcpy(av.voter, b->id, STORE_NODE_ID_LEN);
+	av.reason = reason;
+	av.hlc = fleet__stamp(b);
+	av.subject = agree_subject(subject);
+	av.target = tg;
+	av.round = round;
+	target = tg;
 	r = fleet__vote_add(v, &av);
 	if (r < 0)
 		return r;
-	store_vote_put(b->s, &av.v);
+	r = store_vote_put(b->s, &av);
+	if (r < 0)
+		log_warning("%s: cannot store our vote on rev %" PRIu64 ": %s", v->name, av.rev,
+			    store_strerror(r));
 	if (subject->rev > v->voted_rev)
 		v->voted_rev = subject->rev;
 	r = fleet_vote_encode(&av, &val, &len);
@@ -252,6 +311,38 @@ int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision
 	      target ? ", to an explicit rev" : "");
 	fleet__decide(b, v);
 	return r;
+}
+
+#define RECAST_SETTLE_MS 2000	/* > a gossip round: rule 4's settle time before leaving a
+				 * stuck round */
+
+/* Rule 4: follow a later round at once; leave a stuck round of ours once the view of it has
+ * been still for RECAST_SETTLE_MS (the periodic resync comes back to it). */
+static void recast(struct fleet *b, struct svc *v, const struct store_revision *bad)
+{
+	const struct store_vote *mine = NULL;
+	uint32_t round;
+	uint64_t tg;
+
+	for (size_t i = 0; i < v->nvotes; i++)
+		if (v->votes[i].rev == bad->rev &&
+		    memcmp(v->votes[i].voter, b->id, STORE_NODE_ID_LEN) == 0)
+			mine = &v->votes[i];
+	if (!mine || mine->subject != agree_subject(bad))
+		return;
+	int r = agree_next_vote(bad, v->votes, v->nvotes, b->id, mine->target, &round, &tg);
+	if (r == AGREE_VOTE_BEHIND) {
+		fleet__cast_vote(b, v, bad, mine->reason, tg);
+	} else if (r == AGREE_VOTE_STUCK) {
+		uint64_t now = uv_now(b->loop);
+		if (v->stuck_rev != bad->rev || v->stuck_round != mine->round) {
+			v->stuck_rev = bad->rev;
+			v->stuck_round = mine->round;
+			v->stuck_since = now;
+		} else if (now - v->stuck_since >= RECAST_SETTLE_MS) {
+			fleet__cast_vote(b, v, bad, mine->reason, tg);
+		}
+	}
 }
 
 /* The node can carry out a rollback of @bad toward @target if it holds the target artifact
@@ -355,23 +446,24 @@ static void vote_queue(struct fleet *b, const struct store_vote *sv)
 		uv_timer_start(&b->vflush, on_vflush, VOTE_FLUSH_MS, 0);
 }
 
-void fleet__on_vote(struct fleet *b, struct svc *v, const struct agree_vote *av)
+void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av)
 {
 	int r = fleet__vote_add(v, av);
 	if (r <= 0)
 		return;
-	fleet__observe(b, av->v.hlc);
-	vote_queue(b, &av->v);
+	fleet__observe(b, av->hlc);
+	vote_queue(b, av);
 	char who[2 * STORE_NODE_ID_LEN + 1];
-	fleet__event(b, "vote", v->name, av->v.rev, "%s votes against rev %" PRIu64 " (%s)",
-	      fleet__member_name(b, av->v.voter, who), av->v.rev,
-	      av->v.reason == STORE_VOTE_HEALTH ? "health" : "operator");
-	/* echo an operator's vote against the revision we are meant to run */
+	fleet__event(b, "vote", v->name, av->rev, "%s votes against rev %" PRIu64 " (%s%s)",
+	      fleet__member_name(b, av->voter, who), av->rev,
+	      av->reason == STORE_VOTE_HEALTH ? "health" : "operator",
+	      av->round ? ", re-cast" : "");
+	/* echo an operator's vote against the revision we are meant to run (cast_vote casts
+	 * only a first vote of ours, or nothing) */
 	const struct store_revision *d =
 		agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
-	if (av->v.reason == STORE_VOTE_OPERATOR && d && d->rev == av->v.rev &&
-	    (av->subject == AGREE_SUBJECT_ANY || av->subject == d->hlc) &&
-	    !fleet__voted(v, b->id, d->rev) && fleet__can_carry_out(b, v, d, av->target))
+	if (av->reason == STORE_VOTE_OPERATOR && d && d->rev == av->rev &&
+	    av->subject == agree_subject(d) && fleet__can_carry_out(b, v, d, av->target))
 		fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, av->target);
 	fleet__decide(b, v);
 }

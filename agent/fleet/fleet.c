@@ -1,21 +1,24 @@
 /*
- * agent/fleet/fleet.c: the cluster brain (see brain.h for the data flow and the contracts).
+ * agent/fleet/fleet.c: the fleet state (see fleet.h for the data flow and the contracts): the
+ * records, the roster, the local markers, and the loop wiring of the reconciler and health.
  *
  * State, per service (struct svc), all on the loop thread:
  *   log     the winner per rev, as agree_accept merged it (mirrors the store's revisions)
- *   votes   one per (rev, voter), with the subject and target the store does not carry
+ *   votes   the newest per (rev, voter), with its subject, target and round
  *   local   the `rollback --local` marker
  *   what runs, what is desired, the health of our instance, our swapping flag
  * and, for the whole cluster, the latest health record of every (node, service) and a ring of
  * events for `agentctl events`.
  *
- * Why the brain re-examines everything on a membership change: gossip hands a record over
+ * Why the fleet re-examines everything on a membership change: gossip hands a record over
  * once (when it is newer), but a rollback refused now for want of known voters (AGREE_ECERT)
  * may be valid once this node learns of more members. Re-running the held records through
  * the same path is idempotent (agree_accept answers KEEP for what is held), cheap at the sizes
  * Shoal targets, and keeps one code path. A 5 s timer does the same as a safety net.
  */
 #include "agent/fleet/fleet_int.h"
+
+#include <sodium.h>
 
 /* ---- Small helpers ------------------------------------------------------------------------- */
 
@@ -49,6 +52,26 @@ const char *fleet__member_name(struct fleet *b, const uint8_t id[STORE_NODE_ID_L
 }
 
 /* ---- Services ------------------------------------------------------------------------------ */
+
+const char *fleet__quorum_name(const struct store_quorum *q)
+{
+	static char buf[2][32];
+	static int k;
+	char *o = buf[k++ & 1];
+	if (q->kind == AGREE_QUORUM_COUNT)
+		snprintf(o, 32, "%" PRIu32, q->count);
+	else if (q->kind == AGREE_QUORUM_FRACTION)
+		snprintf(o, 32, "%" PRIu32 "/%" PRIu32, q->num, q->den);
+	else
+		snprintf(o, 32, "majority");
+	return o;
+}
+
+/* Has this node completed its first full anti-entropy exchange (agree.h rule 0)? */
+bool fleet__synced(struct fleet *b)
+{
+	return !b->net.synced || b->net.synced(b->net.ud);
+}
 
 struct svc *fleet__svc_find(struct fleet *b, const char *name)
 {
@@ -101,14 +124,9 @@ uint64_t fleet__svc_max_rev(const struct svc *v)
 /* Copy @r (deep) into the log, replacing the record at its rev. */
 int fleet__log_set(struct svc *v, const struct store_revision *r)
 {
-	struct store_revision c = *r;
-	c.cert = NULL;
-	if (r->ncert) {
-		c.cert = malloc((size_t)r->ncert * STORE_NODE_ID_LEN);
-		if (!c.cert)
-			return -ENOMEM;
-		memcpy(c.cert, r->cert, (size_t)r->ncert * STORE_NODE_ID_LEN);
-	}
+	struct store_revision c;
+	if (store_revision_copy(&c, r) < 0)
+		return -ENOMEM;
 	for (size_t i = 0; i < v->nlog; i++) {
 		if (v->log[i].rev == r->rev) {
 			store_revision_release(&v->log[i]);
@@ -120,7 +138,7 @@ int fleet__log_set(struct svc *v, const struct store_revision *r)
 		size_t cap = v->caplog ? 2 * v->caplog : 16;
 		struct store_revision *n = realloc(v->log, cap * sizeof *n);
 		if (!n) {
-			free(c.cert);
+			store_revision_release(&c);
 			return -ENOMEM;
 		}
 		v->log = n;
@@ -130,24 +148,22 @@ int fleet__log_set(struct svc *v, const struct store_revision *r)
 	return 0;
 }
 
-/* Add a vote; one per (rev, voter); a later copy with more information replaces a store-loaded
- * one (subject ANY). Returns 1 if new or changed, 0 if known, -ENOMEM. */
-int fleet__vote_add(struct svc *v, const struct agree_vote *nv)
+/* Add a vote; one per (rev, voter): a re-cast (store_vote_newer) replaces the held one.
+ * Returns 1 if new or changed, 0 if known or older, -ENOMEM. */
+int fleet__vote_add(struct svc *v, const struct store_vote *nv)
 {
 	for (size_t i = 0; i < v->nvotes; i++) {
-		struct agree_vote *o = &v->votes[i];
-		if (o->v.rev == nv->v.rev &&
-		    memcmp(o->v.voter, nv->v.voter, STORE_NODE_ID_LEN) == 0) {
-			if (o->subject == AGREE_SUBJECT_ANY && nv->subject != AGREE_SUBJECT_ANY) {
-				*o = *nv;
-				return 1;
-			}
-			return 0;
+		struct store_vote *o = &v->votes[i];
+		if (o->rev == nv->rev && memcmp(o->voter, nv->voter, STORE_NODE_ID_LEN) == 0) {
+			if (!store_vote_newer(nv, o))
+				return 0;
+			*o = *nv;
+			return 1;
 		}
 	}
 	if (v->nvotes == v->capvotes) {
 		size_t cap = v->capvotes ? 2 * v->capvotes : 16;
-		struct agree_vote *n = realloc(v->votes, cap * sizeof *n);
+		struct store_vote *n = realloc(v->votes, cap * sizeof *n);
 		if (!n)
 			return -ENOMEM;
 		v->votes = n;
@@ -157,14 +173,6 @@ int fleet__vote_add(struct svc *v, const struct agree_vote *nv)
 	return 1;
 }
 
-bool fleet__voted(const struct svc *v, const uint8_t *voter, uint64_t rev)
-{
-	for (size_t i = 0; i < v->nvotes; i++)
-		if (v->votes[i].v.rev == rev &&
-		    memcmp(v->votes[i].v.voter, voter, STORE_NODE_ID_LEN) == 0)
-			return true;
-	return false;
-}
 
 /* ---- Members ------------------------------------------------------------------------------- */
 
@@ -217,6 +225,172 @@ nomem:
 	return -ENOMEM;
 }
 
+/* Roster entries: one per id; a roster record decides over the member view. */
+struct rcollect {
+	struct agree_member *m;
+	char (*sites)[65];
+	char (*addrs)[64];
+	uint64_t *rhlc;			/* the entry's roster record stamp (0: none seen) */
+	uint64_t *xhlc;			/* the newest removal of the entry (0: none) */
+	size_t n, cap;
+	int err;
+};
+
+static struct agree_member *rc_slot(struct rcollect *c, const uint8_t *id)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (memcmp(c->m[i].id, id, STORE_NODE_ID_LEN) == 0)
+			return &c->m[i];
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 16;
+		struct agree_member *m = realloc(c->m, cap * sizeof *m);
+		if (!m)
+			return NULL;
+		c->m = m;
+		char (*s)[65] = realloc(c->sites, cap * sizeof *s);
+		if (!s)
+			return NULL;
+		c->sites = s;
+		char (*ad)[64] = realloc(c->addrs, cap * sizeof *ad);
+		if (!ad)
+			return NULL;
+		c->addrs = ad;
+		uint64_t *rh = realloc(c->rhlc, cap * sizeof *rh);
+		if (!rh)
+			return NULL;
+		c->rhlc = rh;
+		uint64_t *xh = realloc(c->xhlc, cap * sizeof *xh);
+		if (!xh)
+			return NULL;
+		c->xhlc = xh;
+		c->cap = cap;
+	}
+	c->addrs[c->n][0] = 0;
+	c->rhlc[c->n] = c->xhlc[c->n] = 0;
+	memset(&c->m[c->n], 0, sizeof c->m[c->n]);
+	memcpy(c->m[c->n].id, id, STORE_NODE_ID_LEN);
+	c->m[c->n].state = AGREE_DEAD;	/* not seen alive: still on the roster */
+	c->sites[c->n][0] = 0;
+	return &c->m[c->n++];
+}
+
+static int roster_rec_cb(void *ud, const struct gossip_record *g)
+{
+	struct rcollect *c = ud;
+	struct fleet_key k;
+	struct fleet_roster ro;
+	struct fleet_remove x;
+	struct agree_member *m;
+	if (fleet_key_parse(g->key, g->key_len, &k) < 0)
+		return 0;
+	if (k.type == FLEET_REC_REMOVE && fleet_remove_decode(g->value, g->value_len, &x) == 0) {
+		if (!(m = rc_slot(c, k.node)))
+			goto nomem;
+		if (x.hlc > c->xhlc[m - c->m])
+			c->xhlc[m - c->m] = x.hlc;
+		return 0;
+	}
+	if (k.type != FLEET_REC_ROSTER || fleet_roster_decode(g->value, g->value_len, &ro) < 0)
+		return 0;
+	if (!(m = rc_slot(c, g->owner)))
+		goto nomem;
+	m->state = ro.left ? AGREE_LEFT : AGREE_DEAD;	/* alive once seen as a member */
+	snprintf(c->sites[m - c->m], 65, "%s", ro.site);
+	snprintf(c->addrs[m - c->m], 64, "%s", ro.addr);
+	c->rhlc[m - c->m] = ro.hlc ? ro.hlc : 1;
+	return 0;
+nomem:
+	c->err = -ENOMEM;
+	return -ENOMEM;
+}
+
+static int roster_refresh(struct fleet *b)
+{
+	struct rcollect c = {0};
+	int r = b->net.record_foreach ? b->net.record_foreach(b->net.ud, roster_rec_cb, &c) : 0;
+	/* an operator's removal stands until the node publishes a newer roster record */
+	for (size_t i = 0; r >= 0 && !c.err && i < c.n; i++)
+		if (c.xhlc[i] && c.xhlc[i] >= c.rhlc[i])
+			c.m[i].state = AGREE_LEFT;
+	/* members whose roster record has not arrived yet (or a transport without records):
+	 * on the roster unless they left the gossip cluster */
+	for (size_t i = 0; r >= 0 && !c.err && i < b->nmembers; i++) {
+		struct agree_member *known = NULL;
+		for (size_t j = 0; j < c.n && !known; j++)
+			if (memcmp(c.m[j].id, b->members[i].id, STORE_NODE_ID_LEN) == 0)
+				known = &c.m[j];
+		if (known) {
+			/* the gossip view says how reachable a roster member is */
+			if (known->state != AGREE_LEFT && c.rhlc[known - c.m])
+				known->state = b->members[i].state == AGREE_LEFT
+						       ? AGREE_DEAD : b->members[i].state;
+			continue;
+		}
+		if (b->members[i].state == AGREE_LEFT)
+			continue;
+		struct agree_member *m = rc_slot(&c, b->members[i].id);
+		if (!m) {
+			c.err = -ENOMEM;
+			break;
+		}
+		c.rhlc[m - c.m] = 1;	/* seen alive: on the roster until removed */
+		m->state = b->members[i].state;
+		snprintf(c.sites[m - c.m], 65, "%s", b->members[i].site ? b->members[i].site : "");
+	}
+	free(c.rhlc);
+	free(c.xhlc);
+	if (r < 0 || c.err < 0) {
+		free(c.m);
+		free(c.sites);
+		free(c.addrs);
+		return r < 0 ? r : c.err;
+	}
+	for (size_t i = 0; i < c.n; i++)
+		c.m[i].site = c.sites[i][0] ? c.sites[i] : NULL;
+	free(b->roster);
+	free(b->roster_sites);
+	free(b->roster_addrs);
+	b->roster = c.m;
+	b->roster_sites = c.sites;
+	b->roster_addrs = c.addrs;
+	b->nroster = c.n;
+	return 0;
+}
+
+/*
+ * Reconnect (DESIGN.md: two halves separated longer than any timer find each other again):
+ * gossip forgets a dead member after the reap time, and its address with it, but the roster
+ * keeps both. Every reconnect_ms (+-25%) this node tries to reach ONE roster member it cannot
+ * see (dead, or unknown to gossip), picked at random, through its advertised address, like
+ * Serf's reconnect_interval: a cluster of N nodes, k of them unreachable, sends about N/30
+ * joins a second in all, and a member coming back is found within about k intervals.
+ */
+static void reconnect(struct fleet *b)
+{
+	uint64_t now = uv_now(b->loop);
+	size_t cand = 0, pick;
+	if (!b->net.reach || now < b->next_reconnect)
+		return;
+	b->next_reconnect = now + b->reconnect_ms * 3 / 4 +
+			    randombytes_uniform(b->reconnect_ms / 2 + 1);
+	for (size_t i = 0; i < b->nroster; i++)
+		if (b->roster[i].state == AGREE_DEAD && b->roster_addrs[i][0] &&
+		    memcmp(b->roster[i].id, b->id, STORE_NODE_ID_LEN) != 0)
+			cand++;
+	if (!cand)
+		return;
+	pick = randombytes_uniform((uint32_t)cand);
+	for (size_t i = 0; i < b->nroster; i++) {
+		if (b->roster[i].state != AGREE_DEAD || !b->roster_addrs[i][0] ||
+		    memcmp(b->roster[i].id, b->id, STORE_NODE_ID_LEN) == 0 || pick--)
+			continue;
+		int r = b->net.reach(b->net.ud, b->roster_addrs[i]);
+		log_debug("reconnect: trying roster member at %s: %s", b->roster_addrs[i],
+			  r < 0 ? strerror(-r) : "sent");
+		return;
+	}
+}
+
 static int members_refresh(struct fleet *b)
 {
 	struct mcollect c = {.b = b};
@@ -256,7 +430,7 @@ static int members_refresh(struct fleet *b)
 	b->member_sites = c.sites;
 	b->member_names = c.names;
 	b->nmembers = c.n;
-	return 0;
+	return roster_refresh(b);
 }
 
 /* ---- Publishing ---------------------------------------------------------------------------- */
@@ -274,6 +448,153 @@ int fleet__put_value(struct fleet *b, const struct fleet_key *k, uint8_t *val, s
 	return r < 0 ? r : 0;
 }
 
+/* ---- Local markers (`rollback --local`) ------------------------------------------------------ */
+
+/*
+ * A marker is written to the store (STORE_KV_AGENT, key "local/<service>") before the
+ * rollback is acknowledged and deleted when it goes stale, so a node that diverged stays
+ * diverged across a restart until the cluster moves past the revision (agentctl(1)).
+ * Value: version 1, base_rev be64, base_artifact, target_rev be64, artifact, hlc be64.
+ */
+#define LOCAL_VAL_LEN (1 + 8 + STORE_ID_LEN + 8 + STORE_ID_LEN + 8)
+
+static void be64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+int fleet__local_persist(struct fleet *b, struct svc *v)
+{
+	char key[80];
+	int n = snprintf(key, sizeof key, "local/%s", v->name);
+	if (!v->have_local) {
+		int r = store_kv_del(b->s, STORE_KV_AGENT, key, (size_t)n);
+		return r == -ENOENT ? 0 : r;
+	}
+	uint8_t val[LOCAL_VAL_LEN], *p = val;
+	*p++ = 1;
+	be64_put(p, v->local.base_rev);
+	p += 8;
+	memcpy(p, v->local.base_artifact.b, STORE_ID_LEN);
+	p += STORE_ID_LEN;
+	be64_put(p, v->local.target_rev);
+	p += 8;
+	memcpy(p, v->local.artifact.b, STORE_ID_LEN);
+	p += STORE_ID_LEN;
+	be64_put(p, v->local.hlc);
+	return store_kv_put(b->s, STORE_KV_AGENT, key, (size_t)n, val, sizeof val);
+}
+
+
+static int local_load_cb(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
+{
+	struct fleet *b = ud;
+	char name[65];
+	const uint8_t *p = val;
+	if (klen <= 6 || klen - 6 >= sizeof name || memcmp(key, "local/", 6) != 0)
+		return 0;
+	memcpy(name, (const char *)key + 6, klen - 6);
+	name[klen - 6] = 0;
+	if (vlen != LOCAL_VAL_LEN || p[0] != 1) {
+		log_warning("%s: ignoring a local rollback marker in an unknown format", name);
+		return 0;
+	}
+	struct svc *v = fleet__svc_get(b, name);
+	if (!v)
+		return -ENOMEM;
+	memset(&v->local, 0, sizeof v->local);
+	snprintf(v->local.service, sizeof v->local.service, "%s", name);
+	p++;
+	v->local.base_rev = be64_get(p);
+	p += 8;
+	memcpy(v->local.base_artifact.b, p, STORE_ID_LEN);
+	p += STORE_ID_LEN;
+	v->local.target_rev = be64_get(p);
+	p += 8;
+	memcpy(v->local.artifact.b, p, STORE_ID_LEN);
+	p += STORE_ID_LEN;
+	v->local.hlc = be64_get(p);
+	v->have_local = true;
+	log_notice("%s: still diverged by a local rollback: runs rev %" PRIu64 " instead of rev "
+		   "%" PRIu64 " until the cluster moves past it", name, v->local.target_rev,
+		   v->local.base_rev);
+	return 0;
+}
+
+/* Our own roster entry (agree.h rule 0): published at every start, "left" only on a
+ * graceful leave. */
+static int publish_roster(struct fleet *b, bool left)
+{
+	struct fleet_roster ro;
+	uint8_t *val;
+	size_t len;
+	memset(&ro, 0, sizeof ro);
+	if (b->has_site)
+		snprintf(ro.site, sizeof ro.site, "%s", b->site);
+	snprintf(ro.addr, sizeof ro.addr, "%s", b->advertise);
+	ro.left = left;
+	ro.hlc = fleet__stamp(b);
+	int r = fleet_roster_encode(&ro, &val, &len);
+	if (r < 0)
+		return r;
+	struct fleet_key k = {.type = FLEET_REC_ROSTER};
+	return fleet__put_value(b, &k, val, len);
+}
+
+int fleet_roster_remove(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
+			const struct ctl_peer *peer, const char *reason)
+{
+	struct fleet_remove x;
+	struct fleet_key k = {.type = FLEET_REC_REMOVE};
+	uint8_t *val;
+	size_t len;
+	char hex[2 * STORE_NODE_ID_LEN + 1], who[2 * STORE_NODE_ID_LEN + 1];
+	if (!b || !id)
+		return -EINVAL;
+	if (memcmp(id, b->id, STORE_NODE_ID_LEN) == 0)
+		return -EPERM;	/* a node leaves by itself: agentctl leave */
+	memset(&x, 0, sizeof x);
+	x.hlc = fleet__stamp(b);
+	x.uid = peer && peer->known ? peer->uid : UINT32_MAX;
+	x.pid = peer && peer->known ? peer->pid : 0;
+	snprintf(x.reason, sizeof x.reason, "%s", reason ? reason : "");
+	memcpy(k.node, id, STORE_NODE_ID_LEN);
+	int r = fleet_remove_encode(&x, &val, &len);
+	if (r < 0)
+		return r;
+	r = fleet__put_value(b, &k, val, len);
+	if (r < 0)
+		return r;
+	fleet__hex_id(id, STORE_NODE_ID_LEN, hex);
+	log_notice("roster: node %s (%s) removed by uid %" PRIu32 " pid %" PRId32 "%s%s: later "
+		   "revisions no longer count it", fleet__member_name(b, id, who), hex, x.uid, x.pid,
+		   x.reason[0] ? ": " : "", x.reason);
+	fleet__event(b, "roster", "", 0, "%s removed from the roster by uid %" PRIu32 "%s%s",
+	      fleet__member_name(b, id, who), x.uid, x.reason[0] ? ": " : "", x.reason);
+	members_refresh(b);
+	return 0;
+}
+
+int fleet_roster_leave(struct fleet *b)
+{
+	if (!b)
+		return -EINVAL;
+	int r = publish_roster(b, true);
+	if (r == 0)
+		log_notice("roster: this node leaves the roster (graceful leave): it will not vote "
+			   "on later revisions");
+	return r;
+}
+
 int fleet__publish_rev(struct fleet *b, const struct store_revision *r)
 {
 	uint8_t *val;
@@ -285,6 +606,16 @@ int fleet__publish_rev(struct fleet *b, const struct store_revision *r)
 		if (err < 0)
 			return err;
 		struct fleet_key k = {.type = FLEET_REC_CERT, .rev = r->rev, .chunk = i};
+		snprintf(k.service, sizeof k.service, "%s", r->service);
+		err = fleet__put_value(b, &k, val, len);
+		if (err < 0)
+			return err;
+	}
+	for (uint32_t i = 0; i < fleet_cert_chunks(r->nelect); i++) {
+		err = fleet_elect_encode(r, i, &val, &len);
+		if (err < 0)
+			return err;
+		struct fleet_key k = {.type = FLEET_REC_ELECT, .rev = r->rev, .chunk = i};
 		snprintf(k.service, sizeof k.service, "%s", r->service);
 		err = fleet__put_value(b, &k, val, len);
 		if (err < 0)
@@ -418,9 +749,38 @@ static int assemble(struct fleet *b, const uint8_t *owner, const char *service, 
 			memcpy(r.cert[i * FLEET_CERT_PER_CHUNK], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
 		}
 	}
+	if (r.nelect) {
+		uint32_t nelect = r.nelect;
+		r.elect = malloc((size_t)nelect * STORE_NODE_ID_LEN);
+		if (!r.elect) {
+			r.nelect = 0;
+			store_revision_release(&r);
+			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i < fleet_cert_chunks(nelect); i++) {
+			struct fleet_cert_chunk c;
+			k.type = FLEET_REC_ELECT;
+			k.chunk = i;
+			n = fleet_key_format(&k, key, sizeof key);
+			g = n < 0 ? NULL : b->net.get(b->net.ud, owner, key, (size_t)n);
+			if (!g) {
+				store_revision_release(&r);
+				return -EAGAIN;
+			}
+			err = fleet_ids_decode(g->value, g->value_len, FLEET_REC_ELECT, &c);
+			if (err < 0 || c.ncert != nelect || c.index != i) {
+				store_revision_release(&r);
+				return err < 0 ? err : -EAGAIN;
+			}
+			memcpy(r.elect[i * FLEET_CERT_PER_CHUNK], c.ids,
+			       (size_t)c.n * STORE_NODE_ID_LEN);
+		}
+	}
 	*ret = r;
 	return 0;
 }
+
+static void on_member_resync(uv_timer_t *t);
 
 static void handle_record(struct fleet *b, const struct gossip_record *g, bool replay)
 {
@@ -432,12 +792,19 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		return;
 	}
 	bool own = memcmp(g->owner, b->id, STORE_NODE_ID_LEN) == 0;
+	if (k.type == FLEET_REC_ROSTER || k.type == FLEET_REC_REMOVE) {
+		/* coalesced like member changes */
+		if (!replay && !b->closing)
+			uv_timer_start(&b->resync, on_member_resync, DEBOUNCE_MS, 0);
+		return;
+	}
 	struct svc *v = fleet__svc_get(b, k.service);
 	if (!v)
 		return;
 	switch (k.type) {
 	case FLEET_REC_REV:
-	case FLEET_REC_CERT: {
+	case FLEET_REC_CERT:
+	case FLEET_REC_ELECT: {
 		struct store_revision rv;
 		const struct store_revision *held = agree_at(v->log, v->nlog, k.rev);
 		r = assemble(b, g->owner, k.service, k.rev, &rv);
@@ -455,22 +822,25 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		break;
 	}
 	case FLEET_REC_VOTE: {
-		struct agree_vote av;
+		struct store_vote av;
 		if (fleet_vote_decode(g->value, g->value_len, &av) < 0 ||
-		    strcmp(av.v.service, k.service) != 0 || av.v.rev != k.rev) {
+		    strcmp(av.service, k.service) != 0 || av.rev != k.rev) {
 			log_debug("%s: malformed vote record ignored", k.service);
 			return;
 		}
-		memcpy(av.v.voter, g->owner, STORE_NODE_ID_LEN);
+		memcpy(av.voter, g->owner, STORE_NODE_ID_LEN);
 		if (own) {
-			if (fleet__vote_add(v, &av) > 0 && av.v.rev > v->voted_rev)
-				v->voted_rev = av.v.rev;
-			fleet__observe(b, av.v.hlc);
+			if (fleet__vote_add(v, &av) > 0 && av.rev > v->voted_rev)
+				v->voted_rev = av.rev;
+			fleet__observe(b, av.hlc);
 		} else {
 			fleet__on_vote(b, v, &av);
 		}
 		break;
 	}
+	case FLEET_REC_ROSTER:
+	case FLEET_REC_REMOVE:
+		break;
 	case FLEET_REC_HEALTH: {
 		struct fleet_health h;
 		if (fleet_health_decode(g->value, g->value_len, &h) < 0 ||
@@ -548,6 +918,7 @@ static void on_resync(uv_timer_t *t)
 	if (b->closing)
 		return;
 	resync(b, true);
+	reconnect(b);
 	uv_timer_start(&b->resync, on_resync, RESYNC_MS, 0);
 }
 
@@ -723,6 +1094,9 @@ int fleet_new(uv_loop_t *loop, struct store *store, const struct fleet_opts *opt
 		b->has_site = true;
 		snprintf(b->site, sizeof b->site, "%s", opts->site);
 	}
+	if (opts->advertise)
+		snprintf(b->advertise, sizeof b->advertise, "%s", opts->advertise);
+	b->reconnect_ms = opts->reconnect_ms ? opts->reconnect_ms : 30000;
 	b->max_par = opts->max_parallel_per_site;
 	b->no_runtime = opts->no_runtime;
 	b->need_artifact = opts->need_artifact;
@@ -776,8 +1150,10 @@ static int load_rev_cb(const struct store_revision *r, void *ud)
 static int load_vote_cb(const struct store_vote *sv, void *ud)
 {
 	struct svc *v = ud;
-	struct agree_vote av = {.v = *sv, .subject = AGREE_SUBJECT_ANY, .target = 0};
-	return fleet__vote_add(v, &av) < 0 ? -ENOMEM : 0;
+	/* a vote of an older store format (no subject) has no known meaning: not counted */
+	if (sv->subject == 0)
+		return 0;
+	return fleet__vote_add(v, sv) < 0 ? -ENOMEM : 0;
 }
 
 static int load_service_cb(const char *service, void *ud)
@@ -811,6 +1187,12 @@ int fleet_start(struct fleet *b)
 	r = store_service_foreach(b->s, load_service_cb, b);
 	if (r < 0)
 		return r;
+	r = store_kv_foreach(b->s, STORE_KV_AGENT, local_load_cb, b);
+	if (r < 0)
+		return r;
+	r = publish_roster(b, false);
+	if (r < 0)
+		log_warning("cannot publish this node's roster entry: %s", strerror(-r));
 	r = members_refresh(b);
 	if (r < 0)
 		return r;
@@ -861,6 +1243,9 @@ void fleet__part_closed(struct fleet *b)
 	free(b->members);
 	free(b->member_sites);
 	free(b->member_names);
+	free(b->roster);
+	free(b->roster_sites);
+	free(b->roster_addrs);
 	free(b->ring);
 	free(b->quorums);
 	free(b->state_dir);

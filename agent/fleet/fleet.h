@@ -52,8 +52,20 @@
  * unless it also went back across the restart).
  *
  * Quorum: per service, from the agent configuration (`quorum = SERVICE=SPEC`, SPEC one of
- * `majority`, a count `N`, or a fraction `N/D`); default majority. It MUST be identical on all
- * nodes (agree.h: a receiver verifies certificates with its own rule).
+ * `majority`, a count `N`, or a fraction `N/D`); default majority. It is written into each
+ * deploy this node makes, with the electorate (the roster in scope); every node decides and
+ * verifies by the record's rule, and a node configured otherwise says so in its events.
+ *
+ * Roster: every node publishes a `roster` record (records.h) at start, marked left only by
+ * fleet_roster_leave (`agentctl leave`); an operator removes a node with fleet_roster_remove
+ * (`agentctl members remove`). The roster is the owners of roster records neither left nor
+ * removed, plus live members whose record has not arrived yet: SIGTERM, restarts and reaping
+ * never shrink it. From the roster's advertised addresses the fleet tries to reach one
+ * unreachable member every reconnect_ms, so halves separated longer than the reap time find
+ * each other again.
+ *
+ * Until the node has completed a full anti-entropy exchange (fleet_net.synced) it neither
+ * votes, decides nor deploys: its roster and log may be partial (agree.h rule 0).
  *
  * Pacing (max_parallel_per_site = M > 0): before a new swap starts the reconciler asks
  * may_start; the brain counts the members of its site (same `site` label, not dead or left)
@@ -113,6 +125,11 @@ struct fleet_net {
 	/* Every member, self included. */
 	int (*member_foreach)(void *ud, int (*cb)(void *cbud, const struct gossip_member *m),
 			      void *cbud);
+	/* Has this node completed a full anti-entropy exchange since it started (or is it a
+	 * founder with nobody to exchange with)? NULL: always. */
+	bool (*synced)(void *ud);
+	/* Try to reach a member at @addr (ADDR:PORT) again: a join. NULL: never. */
+	int (*reach)(void *ud, const char *addr);
 	void *ud;
 };
 
@@ -130,6 +147,9 @@ struct fleet_opts {
 	const uint8_t *node_id;		/* 16 bytes, required */
 	const char *node_name;		/* for events */
 	const char *site;		/* this node's site label, NULL if none */
+	const char *advertise;		/* our gossip ADDR:PORT for the roster record, or NULL */
+	uint32_t reconnect_ms;		/* try an unreachable roster member this often (+-25%);
+					 * 0 = 30000 */
 	const char *state_dir;		/* absolute, required unless no_runtime */
 	const char *unit_dir;		/* runtime plugins (struct plugin_config), copied;
 					 * NULL = the plugin's default */
@@ -181,6 +201,18 @@ void fleet_artifact_arrived(struct fleet *b, const struct store_id *artifact);
 
 /* The desired revision last computed for @service: 0 and *ret_rev, *ret_artifact (either may be
  * NULL); 1 = diverged (local marker); -ENOENT (nothing desired). */
+/* A graceful leave (`agentctl leave`): publish this node's roster record as left, so that later
+ * revisions no longer count it in their electorates. 0 or -errno. */
+int fleet_roster_leave(struct fleet *b);
+/*
+ * An operator removes node @id from the roster for good (`agentctl members remove`): a
+ * remove/ record with who (@peer) and @reason, logged at notice. Later revisions no longer
+ * count it; revisions already written keep their electorate. 0; -EPERM (@id is this node:
+ * use a leave); -EINVAL; -ENOMEM; errors of the transport's put.
+ */
+int fleet_roster_remove(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
+			const struct ctl_peer *peer, const char *reason);
+
 int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
 		  struct store_id *ret_artifact);
 /* Number of events so far (the sequence number of the last one). */

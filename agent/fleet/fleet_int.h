@@ -44,8 +44,11 @@ struct svc {
 	char name[65];
 	struct store_revision *log;	/* winners, any order; certs owned */
 	size_t nlog, caplog;
-	struct agree_vote *votes;
+	struct store_vote *votes;	/* the newest per (rev, voter) */
 	size_t nvotes, capvotes;
+	uint64_t stuck_rev;		/* a round of this rev we voted in is stuck ... */
+	uint32_t stuck_round;
+	uint64_t stuck_since;		/* ... since this uv_now (rule 4's settle time) */
 	bool have_local;
 	struct agree_local local;
 	uint64_t voted_rev;		/* highest rev this node voted against */
@@ -91,6 +94,9 @@ struct fleet {
 	char name[65];
 	char site[65];
 	bool has_site;
+	char advertise[64];
+	uint32_t reconnect_ms;
+	uint64_t next_reconnect;	/* uv_now of the next reconnect attempt */
 	char *state_dir;
 	char *unit_dir, *bus_address, *docker_host;	/* for pcfg; NULL = plugin default */
 	struct agree_quorum_rule *quorums;
@@ -115,6 +121,12 @@ struct fleet {
 	size_t nmembers;
 	char (*member_sites)[65];
 	char (*member_names)[65];
+	/* the roster (agree.h rule 0): owners of roster records neither left nor removed, plus
+	 * live members whose record has not arrived yet; rebuilt with the member view */
+	struct agree_member *roster;
+	size_t nroster;
+	char (*roster_sites)[65];
+	char (*roster_addrs)[64];	/* parallel to roster */
 
 	struct fleet_ev *ring;
 	uint64_t seq;
@@ -151,8 +163,11 @@ uint64_t fleet__stamp(struct fleet *b);
 struct svc *fleet__svc_find(struct fleet *b, const char *name);
 struct svc *fleet__svc_get(struct fleet *b, const char *name);
 uint64_t fleet__svc_max_rev(const struct svc *v);
-int fleet__vote_add(struct svc *v, const struct agree_vote *nv);
+int fleet__vote_add(struct svc *v, const struct store_vote *nv);
 bool fleet__voted(const struct svc *v, const uint8_t *voter, uint64_t rev);
+bool fleet__synced(struct fleet *b);
+const char *fleet__quorum_name(const struct store_quorum *q);
+int fleet__local_persist(struct fleet *b, struct svc *v);
 
 /* events.c */
 void fleet__event(struct fleet *b, const char *kind, const char *service, uint64_t rev,
@@ -167,8 +182,8 @@ int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision
 void fleet__decide(struct fleet *b, struct svc *v);
 bool fleet__decided(const struct svc *v, const struct store_revision *bad);
 void fleet__need_artifact(struct fleet *b, struct svc *v);
-void fleet__on_vote(struct fleet *b, struct svc *v, const struct agree_vote *av);
-const struct agree_quorum *fleet__quorum_of(struct fleet *b, const char *service);
+void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av);
+const struct store_quorum *fleet__quorum_of(struct fleet *b, const char *service);
 void fleet__recompute(struct fleet *b, struct svc *v);
 
 /* pacing.c */

@@ -159,15 +159,36 @@ void fleet_op_deploy(void *fleet, const void *args, const struct ctl_peer *peer,
 	rv.operator_uid = peer && peer->known ? peer->uid : UINT32_MAX;
 	rv.operator_pid = peer && peer->known ? peer->pid : 0;
 	snprintf(rv.reason, sizeof rv.reason, "%s", reason ? reason : "");
+	if (!fleet__synced(b)) {
+		ctl_enc_fail(out, CTL_E_BUSY,
+			     "this node has not completed its first anti-entropy exchange with the "
+			     "cluster yet, so its roster and log may be partial; retry in a few "
+			     "seconds (or check that it can reach a peer: agentctl members)");
+		goto out;
+	}
+	/* The electorate and rule are written into the revision (agree.h rule 0). */
+	rv.quorum = *fleet__quorum_of(b, service);
+	r = agree_electorate(b->roster, b->nroster, scope, &rv.elect, &rv.nelect);
+	if (r < 0) {
+		ctl_enc_fail(out, CTL_E_INTERNAL, "cannot compute the electorate: %s",
+			     agree_strerror(r));
+		goto out;
+	}
+	if (!rv.nelect)
+		fleet__event(b, "config", service, rv.rev,
+			     "no node on the roster is in scope %s: nobody can vote on rev %" PRIu64
+			     " (only a new deploy replaces it)", scope, rv.rev);
 	if (force && info.condemned)
 		store_artifact_set_condemned(b->s, &id, false);
 	r = fleet__accept_rev(b, v, &rv, true);
 	if (r < 0) {
+		store_revision_release(&rv);
 		ctl_enc_fail(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
 			     "cannot create revision %" PRIu64 ": %s", rv.rev, agree_strerror(r));
 		goto out;
 	}
 	fleet__publish_rev(b, &rv);
+	store_revision_release(&rv);
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 4);
 	ctl_kv_str(out, "service", service);
@@ -232,6 +253,13 @@ void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *pee
 		}
 		v->local = l;
 		v->have_local = true;
+		r = fleet__local_persist(b, v);
+		if (r < 0) {
+			v->have_local = false;
+			ctl_enc_fail(out, agent_ctl_err_from_errno(r),
+				     "cannot record the local rollback: %s", store_strerror(r));
+			return;
+		}
 		fleet__event(b, "local-rollback", service, l.target_rev,
 		      "%s diverges: runs rev %" PRIu64 " instead of rev %" PRIu64 "%s%s", b->name,
 		      l.target_rev, l.base_rev, reason ? ": " : "", reason ? reason : "");
@@ -270,12 +298,13 @@ static void enc_votes(struct fleet *b, struct svc *v, uint64_t rev, struct ctl_e
 	struct agree_tally t;
 	memset(&t, 0, sizeof t);
 	if (rv)
-		agree_tally(b->members, b->nmembers, fleet__quorum_of(b, v->name), v->name, rev, rv->scope,
-			    rv->hlc, v->votes, v->nvotes, &t);
+		agree_tally(rv, v->votes, v->nvotes, &t);
 	uint32_t n = 0;
 	for (size_t i = 0; i < v->nvotes; i++)
-		n += v->votes[i].v.rev == rev;
-	ctl_enc_map(out, 10);
+		n += v->votes[i].rev == rev;
+	ctl_enc_map(out, 12);
+	ctl_kv_uint(out, "round", t.round);
+	ctl_kv_bool(out, "stuck", t.stuck);
 	ctl_kv_str(out, "service", v->name);
 	ctl_kv_uint(out, "rev", rev);
 	ctl_kv_uint(out, "eligible", t.eligible);
@@ -290,22 +319,21 @@ static void enc_votes(struct fleet *b, struct svc *v, uint64_t rev, struct ctl_e
 	ctl_enc_str(out, "votes");
 	ctl_enc_array(out, n);
 	for (size_t i = 0; i < v->nvotes; i++) {
-		const struct agree_vote *av = &v->votes[i];
-		if (av->v.rev != rev)
+		const struct store_vote *av = &v->votes[i];
+		if (av->rev != rev)
 			continue;
 		char who[2 * STORE_NODE_ID_LEN + 1], hexv[2 * STORE_NODE_ID_LEN + 1];
-		fleet__hex_id(av->v.voter, STORE_NODE_ID_LEN, hexv);
-		ctl_enc_map(out, 6);
+		fleet__hex_id(av->voter, STORE_NODE_ID_LEN, hexv);
+		ctl_enc_map(out, 7);
 		ctl_kv_str(out, "voter", hexv);
-		ctl_kv_str(out, "name", fleet__member_name(b, av->v.voter, who));
-		ctl_kv_str(out, "reason",
-			   av->v.reason == STORE_VOTE_HEALTH ? "health" : "operator");
-		ctl_kv_uint(out, "hlc", av->v.hlc);
+		ctl_kv_str(out, "name", fleet__member_name(b, av->voter, who));
+		ctl_kv_str(out, "reason", av->reason == STORE_VOTE_HEALTH ? "health" : "operator");
+		ctl_kv_uint(out, "hlc", av->hlc);
 		ctl_kv_uint(out, "target", av->target);
-		ctl_kv_bool(out, "counted", rv && (av->subject == AGREE_SUBJECT_ANY ||
-					       av->subject == rv->hlc) &&
-					       agree_is_eligible(b->members, b->nmembers, rv->scope,
-								 UINT64_MAX, av->v.voter));
+		ctl_kv_uint(out, "round", av->round);
+		ctl_kv_bool(out, "counted", rv && av->subject == agree_subject(rv) &&
+						    av->round == t.round &&
+						    agree_in_electorate(rv, av->voter));
 	}
 }
 
@@ -327,8 +355,8 @@ void fleet_op_votes(void *fleet, const void *args, const struct ctl_peer *peer,
 	if (!rev) {
 		/* the latest rev that has votes, else the desired one */
 		for (size_t i = 0; i < v->nvotes; i++)
-			if (v->votes[i].v.rev > rev)
-				rev = v->votes[i].v.rev;
+			if (v->votes[i].rev > rev)
+				rev = v->votes[i].rev;
 		if (!rev && v->have_desired)
 			rev = v->desired_rev;
 	}

@@ -35,6 +35,22 @@ static bool service_ok(const char *s, size_t n)
 int fleet_key_format(const struct fleet_key *k, char *buf, size_t len)
 {
 	int n;
+	if (k && buf && k->type == FLEET_REC_ROSTER) {
+		n = snprintf(buf, len, "roster");
+		return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : n;
+	}
+	if (k && buf && k->type == FLEET_REC_REMOVE) {
+		static const char hx[] = "0123456789abcdef";
+		if (len < 7 + 2 * STORE_NODE_ID_LEN + 1)
+			return -ENAMETOOLONG;
+		memcpy(buf, "remove/", 7);
+		for (int i = 0; i < STORE_NODE_ID_LEN; i++) {
+			buf[7 + 2 * i] = hx[k->node[i] >> 4];
+			buf[8 + 2 * i] = hx[k->node[i] & 15];
+		}
+		buf[7 + 2 * STORE_NODE_ID_LEN] = 0;
+		return 7 + 2 * STORE_NODE_ID_LEN;
+	}
 	if (!k || !buf || !service_ok(k->service, strnlen(k->service, sizeof k->service)))
 		return -EINVAL;
 	switch (k->type) {
@@ -42,7 +58,9 @@ int fleet_key_format(const struct fleet_key *k, char *buf, size_t len)
 		n = snprintf(buf, len, "rev/%s/%" PRIu64, k->service, k->rev);
 		break;
 	case FLEET_REC_CERT:
-		n = snprintf(buf, len, "cert/%s/%" PRIu64 "/%" PRIu32, k->service, k->rev,
+	case FLEET_REC_ELECT:
+		n = snprintf(buf, len, "%s/%s/%" PRIu64 "/%" PRIu32,
+			     k->type == FLEET_REC_CERT ? "cert" : "elect", k->service, k->rev,
 			     k->chunk);
 		break;
 	case FLEET_REC_VOTE:
@@ -91,12 +109,34 @@ int fleet_key_parse(const void *key, size_t klen, struct fleet_key *ret)
 	memset(&out, 0, sizeof out);
 	if (klen > FLEET_REC_KEY_MAX)
 		return -ENOENT;
+	if (klen == 6 && memcmp(k, "roster", 6) == 0) {
+		out.type = FLEET_REC_ROSTER;
+		*ret = out;
+		return 0;
+	}
+	if (klen > 7 && memcmp(k, "remove/", 7) == 0) {
+		if (klen != 7 + 2 * STORE_NODE_ID_LEN)
+			return -EBADMSG;
+		for (int i = 0; i < 2 * STORE_NODE_ID_LEN; i++) {
+			char ch = k[7 + i];
+			int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+			if (d < 0)
+				return -EBADMSG;
+			out.node[i / 2] = (uint8_t)(i % 2 ? out.node[i / 2] | d : d << 4);
+		}
+		out.type = FLEET_REC_REMOVE;
+		*ret = out;
+		return 0;
+	}
 	if (klen > 4 && memcmp(k, "rev/", 4) == 0) {
 		out.type = FLEET_REC_REV;
 		pre = 4;
 	} else if (klen > 5 && memcmp(k, "cert/", 5) == 0) {
 		out.type = FLEET_REC_CERT;
 		pre = 5;
+	} else if (klen > 6 && memcmp(k, "elect/", 6) == 0) {
+		out.type = FLEET_REC_ELECT;
+		pre = 6;
 	} else if (klen > 5 && memcmp(k, "vote/", 5) == 0) {
 		out.type = FLEET_REC_VOTE;
 		pre = 5;
@@ -127,7 +167,7 @@ int fleet_key_parse(const void *key, size_t klen, struct fleet_key *ret)
 	size_t rn = slash ? (size_t)(slash - p) : (size_t)(end - p);
 	if (parse_u64(p, rn, &out.rev) < 0 || out.rev == 0)
 		return -EBADMSG;
-	if (out.type != FLEET_REC_CERT) {
+	if (out.type != FLEET_REC_CERT && out.type != FLEET_REC_ELECT) {
 		if (slash)
 			return -EBADMSG;
 		*ret = out;
@@ -153,8 +193,11 @@ int fleet_value_type(const uint8_t *buf, size_t len, enum fleet_rec_type *ret)
 	switch (buf[2]) {
 	case FLEET_REC_REV:
 	case FLEET_REC_CERT:
+	case FLEET_REC_ELECT:
 	case FLEET_REC_VOTE:
 	case FLEET_REC_HEALTH:
+	case FLEET_REC_ROSTER:
+	case FLEET_REC_REMOVE:
 		*ret = (enum fleet_rec_type)buf[2];
 		return 0;
 	default:
@@ -217,19 +260,21 @@ int fleet_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *
 	size_t enclen = 0;
 	int err;
 
-	if (!r || !ret_buf || !ret_len || r->ncert > FLEET_CERT_MAX)
+	if (!r || !ret_buf || !ret_len || r->ncert > FLEET_CERT_MAX || r->nelect > FLEET_CERT_MAX)
 		return -EINVAL;
 	bare = *r;
 	bare.ncert = 0;
 	bare.cert = NULL;
+	bare.nelect = 0;
+	bare.elect = NULL;
 	err = store_revision_encode(&bare, &enc, &enclen);
 	if (err < 0)
 		return err;
-	if (HDR + 4 + enclen > FLEET_REC_VALUE_MAX) {
+	if (HDR + 8 + enclen > FLEET_REC_VALUE_MAX) {
 		err = -EMSGSIZE;
 		goto out;
 	}
-	out = malloc(HDR + 4 + enclen);
+	out = malloc(HDR + 8 + enclen);
 	if (!out) {
 		err = -ENOMEM;
 		goto out;
@@ -241,9 +286,13 @@ int fleet_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *
 	out[4] = (uint8_t)(r->ncert >> 16);
 	out[5] = (uint8_t)(r->ncert >> 8);
 	out[6] = (uint8_t)r->ncert;
-	memcpy(out + HDR + 4, enc, enclen);
+	out[7] = (uint8_t)(r->nelect >> 24);
+	out[8] = (uint8_t)(r->nelect >> 16);
+	out[9] = (uint8_t)(r->nelect >> 8);
+	out[10] = (uint8_t)r->nelect;
+	memcpy(out + HDR + 8, enc, enclen);
 	*ret_buf = out;
-	*ret_len = HDR + 4 + enclen;
+	*ret_len = HDR + 8 + enclen;
 	err = 0;
 out:
 	free(enc);
@@ -255,54 +304,73 @@ uint32_t fleet_cert_chunks(uint32_t ncert)
 	return (ncert + FLEET_CERT_PER_CHUNK - 1) / FLEET_CERT_PER_CHUNK;
 }
 
-int fleet_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
-		      size_t *ret_len)
+static int ids_encode(enum fleet_rec_type t, const uint8_t (*ids)[STORE_NODE_ID_LEN],
+		      uint32_t total, uint32_t index, uint8_t **ret_buf, size_t *ret_len)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 
-	if (!r || !ret_buf || !ret_len || r->ncert > FLEET_CERT_MAX || !r->cert ||
-	    index >= fleet_cert_chunks(r->ncert))
+	if (!ret_buf || !ret_len || total > FLEET_CERT_MAX || !ids ||
+	    index >= fleet_cert_chunks(total))
 		return -EINVAL;
 	if (begin(&sb, &pk) < 0) {
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
 	uint32_t first = index * FLEET_CERT_PER_CHUNK;
-	uint32_t n = r->ncert - first;
+	uint32_t n = total - first;
 	if (n > FLEET_CERT_PER_CHUNK)
 		n = FLEET_CERT_PER_CHUNK;
 	msgpack_pack_array(&pk, 3);
-	msgpack_pack_uint32(&pk, r->ncert);
+	msgpack_pack_uint32(&pk, total);
 	msgpack_pack_uint32(&pk, index);
 	msgpack_pack_array(&pk, n);
 	for (uint32_t i = 0; i < n; i++) {
 		msgpack_pack_bin(&pk, STORE_NODE_ID_LEN);
-		msgpack_pack_bin_body(&pk, r->cert[first + i], STORE_NODE_ID_LEN);
+		msgpack_pack_bin_body(&pk, ids[first + i], STORE_NODE_ID_LEN);
 	}
-	return finish(&sb, FLEET_REC_CERT, ret_buf, ret_len);
+	return finish(&sb, t, ret_buf, ret_len);
 }
 
-int fleet_vote_encode(const struct agree_vote *v, uint8_t **ret_buf, size_t *ret_len)
+int fleet_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
+		      size_t *ret_len)
+{
+	if (!r)
+		return -EINVAL;
+	return ids_encode(FLEET_REC_CERT, (const uint8_t(*)[STORE_NODE_ID_LEN])r->cert, r->ncert,
+			  index, ret_buf, ret_len);
+}
+
+int fleet_elect_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
+		       size_t *ret_len)
+{
+	if (!r)
+		return -EINVAL;
+	return ids_encode(FLEET_REC_ELECT, (const uint8_t(*)[STORE_NODE_ID_LEN])r->elect,
+			  r->nelect, index, ret_buf, ret_len);
+}
+
+int fleet_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret_len)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 
-	if (!v || !ret_buf || !ret_len || v->v.rev == 0 ||
-	    !service_ok(v->v.service, strnlen(v->v.service, sizeof v->v.service)) ||
-	    (v->v.reason != STORE_VOTE_HEALTH && v->v.reason != STORE_VOTE_OPERATOR))
+	if (!v || !ret_buf || !ret_len || v->rev == 0 || v->subject == 0 ||
+	    !service_ok(v->service, strnlen(v->service, sizeof v->service)) ||
+	    (v->reason != STORE_VOTE_HEALTH && v->reason != STORE_VOTE_OPERATOR))
 		return -EINVAL;
 	if (begin(&sb, &pk) < 0) {
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	msgpack_pack_array(&pk, 6);
-	pk_str(&pk, v->v.service);
-	msgpack_pack_uint64(&pk, v->v.rev);
-	msgpack_pack_uint8(&pk, (uint8_t)v->v.reason);
-	msgpack_pack_uint64(&pk, v->v.hlc);
+	msgpack_pack_array(&pk, 7);
+	pk_str(&pk, v->service);
+	msgpack_pack_uint64(&pk, v->rev);
+	msgpack_pack_uint8(&pk, (uint8_t)v->reason);
+	msgpack_pack_uint64(&pk, v->hlc);
 	msgpack_pack_uint64(&pk, v->subject);
 	msgpack_pack_uint64(&pk, v->target);
+	msgpack_pack_uint32(&pk, v->round);
 	return finish(&sb, FLEET_REC_VOTE, ret_buf, ret_len);
 }
 
@@ -335,6 +403,48 @@ int fleet_health_encode(const struct fleet_health *h, uint8_t **ret_buf, size_t 
 	msgpack_pack_nil(&pk);	/* reserved */
 	msgpack_pack_nil(&pk);	/* reserved */
 	return finish(&sb, FLEET_REC_HEALTH, ret_buf, ret_len);
+}
+
+int fleet_roster_encode(const struct fleet_roster *m, uint8_t **ret_buf, size_t *ret_len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (!m || !ret_buf || !ret_len || !memchr(m->site, 0, sizeof m->site) ||
+	    !memchr(m->addr, 0, sizeof m->addr))
+		return -EINVAL;
+	if (begin(&sb, &pk) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		return -ENOMEM;
+	}
+	msgpack_pack_array(&pk, 4);
+	pk_str(&pk, m->site);
+	if (m->left)
+		msgpack_pack_true(&pk);
+	else
+		msgpack_pack_false(&pk);
+	pk_str(&pk, m->addr);
+	msgpack_pack_uint64(&pk, m->hlc);
+	return finish(&sb, FLEET_REC_ROSTER, ret_buf, ret_len);
+}
+
+int fleet_remove_encode(const struct fleet_remove *x, uint8_t **ret_buf, size_t *ret_len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (!x || !ret_buf || !ret_len || !memchr(x->reason, 0, sizeof x->reason))
+		return -EINVAL;
+	if (begin(&sb, &pk) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		return -ENOMEM;
+	}
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint64(&pk, x->hlc);
+	msgpack_pack_uint32(&pk, x->uid);
+	msgpack_pack_int32(&pk, x->pid);
+	pk_str(&pk, x->reason);
+	return finish(&sb, FLEET_REC_REMOVE, ret_buf, ret_len);
 }
 
 /* ---- Decoding ------------------------------------------------------------------------------ */
@@ -388,9 +498,10 @@ static bool get_u64(const msgpack_object *o, uint64_t *v)
 static bool get_str(const msgpack_object *o, char *out, size_t cap)
 {
 	if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap ||
-	    memchr(o->via.str.ptr, 0, o->via.str.size) != NULL)	/* no embedded NUL */
-		return false;
-	memcpy(out, o->via.str.ptr, o->via.str.size);
+	    (o->via.str.size && memchr(o->via.str.ptr, 0, o->via.str.size) != NULL))
+		return false;	/* no embedded NUL; "" may come with a NULL pointer */
+	if (o->via.str.size)
+		memcpy(out, o->via.str.ptr, o->via.str.size);
 	out[o->via.str.size] = 0;
 	return true;
 }
@@ -414,34 +525,39 @@ int fleet_rev_decode(const uint8_t *buf, size_t len, struct store_revision *ret)
 	err = fleet_value_type(buf, len, &t);
 	if (err < 0)
 		return err;
-	if (t != FLEET_REC_REV || len < HDR + 4)
+	if (t != FLEET_REC_REV || len < HDR + 8)
 		return -EBADMSG;
 	uint32_t ncert = (uint32_t)buf[3] << 24 | (uint32_t)buf[4] << 16 | (uint32_t)buf[5] << 8 |
 			 buf[6];
-	if (ncert > FLEET_CERT_MAX)
+	uint32_t nelect = (uint32_t)buf[7] << 24 | (uint32_t)buf[8] << 16 | (uint32_t)buf[9] << 8 |
+			  buf[10];
+	if (ncert > FLEET_CERT_MAX || nelect > FLEET_CERT_MAX)
 		return -EBADMSG;
-	err = store_revision_decode(buf + HDR + 4, len - HDR - 4, &r);
+	err = store_revision_decode(buf + HDR + 8, len - HDR - 8, &r);
 	if (err < 0)
 		return err == -ENOMEM ? -ENOMEM : -EBADMSG;
-	if (r.ncert != 0) {
+	if (r.ncert != 0 || r.nelect != 0) {
 		store_revision_release(&r);
 		return -EBADMSG;
 	}
 	r.ncert = ncert;
 	r.cert = NULL;
+	r.nelect = nelect;
+	r.elect = NULL;
 	*ret = r;
 	return 0;
 }
 
-int fleet_cert_decode(const uint8_t *buf, size_t len, struct fleet_cert_chunk *ret)
+int fleet_ids_decode(const uint8_t *buf, size_t len, enum fleet_rec_type t,
+		     struct fleet_cert_chunk *ret)
 {
 	struct dec d;
 	uint64_t ncert, idx;
 	int err = -EBADMSG;
 
-	if (!buf || !ret)
+	if (!buf || !ret || (t != FLEET_REC_CERT && t != FLEET_REC_ELECT))
 		return -EINVAL;
-	err = dec_open(buf, len, FLEET_REC_CERT, 3, &d);
+	err = dec_open(buf, len, t, 3, &d);
 	if (err < 0)
 		return err;
 	err = -EBADMSG;
@@ -468,27 +584,34 @@ out:
 	return err;
 }
 
-int fleet_vote_decode(const uint8_t *buf, size_t len, struct agree_vote *ret)
+int fleet_cert_decode(const uint8_t *buf, size_t len, struct fleet_cert_chunk *ret)
+{
+	return fleet_ids_decode(buf, len, FLEET_REC_CERT, ret);
+}
+
+int fleet_vote_decode(const uint8_t *buf, size_t len, struct store_vote *ret)
 {
 	struct dec d;
-	struct agree_vote v;
-	uint64_t reason;
+	struct store_vote v;
+	uint64_t reason, round;
 	int err;
 
 	if (!buf || !ret)
 		return -EINVAL;
-	err = dec_open(buf, len, FLEET_REC_VOTE, 6, &d);
+	err = dec_open(buf, len, FLEET_REC_VOTE, 7, &d);
 	if (err < 0)
 		return err;
 	err = -EBADMSG;
 	memset(&v, 0, sizeof v);
-	if (!get_str(field(&d, 0), v.v.service, sizeof v.v.service) ||
-	    !service_ok(v.v.service, strlen(v.v.service)) || !get_u64(field(&d, 1), &v.v.rev) ||
-	    v.v.rev == 0 || !get_u64(field(&d, 2), &reason) || reason > STORE_VOTE_OPERATOR ||
-	    !get_u64(field(&d, 3), &v.v.hlc) || !get_u64(field(&d, 4), &v.subject) ||
-	    !get_u64(field(&d, 5), &v.target))
+	if (!get_str(field(&d, 0), v.service, sizeof v.service) ||
+	    !service_ok(v.service, strlen(v.service)) || !get_u64(field(&d, 1), &v.rev) ||
+	    v.rev == 0 || !get_u64(field(&d, 2), &reason) || reason > STORE_VOTE_OPERATOR ||
+	    !get_u64(field(&d, 3), &v.hlc) || !get_u64(field(&d, 4), &v.subject) ||
+	    v.subject == 0 || !get_u64(field(&d, 5), &v.target) ||
+	    !get_u64(field(&d, 6), &round) || round > UINT32_MAX)
 		goto out;
-	v.v.reason = (enum store_vote_reason)reason;
+	v.reason = (enum store_vote_reason)reason;
+	v.round = (uint32_t)round;
 	*ret = v;
 	err = 0;
 out:
@@ -530,6 +653,63 @@ int fleet_health_decode(const uint8_t *buf, size_t len, struct fleet_health *ret
 		if (!get_bin(&held->via.array.ptr[i], h.held[i].b, STORE_ID_LEN))
 			goto out;
 	*ret = h;
+	err = 0;
+out:
+	msgpack_unpacked_destroy(&d.up);
+	return err;
+}
+
+int fleet_roster_decode(const uint8_t *buf, size_t len, struct fleet_roster *ret)
+{
+	struct dec d;
+	struct fleet_roster m;
+	int err;
+
+	if (!buf || !ret)
+		return -EINVAL;
+	err = dec_open(buf, len, FLEET_REC_ROSTER, 4, &d);
+	if (err < 0)
+		return err;
+	err = -EBADMSG;
+	memset(&m, 0, sizeof m);
+	if (!get_str(field(&d, 0), m.site, sizeof m.site) ||
+	    field(&d, 1)->type != MSGPACK_OBJECT_BOOLEAN ||
+	    !get_str(field(&d, 2), m.addr, sizeof m.addr) || !get_u64(field(&d, 3), &m.hlc))
+		goto out;
+	m.left = field(&d, 1)->via.boolean;
+	*ret = m;
+	err = 0;
+out:
+	msgpack_unpacked_destroy(&d.up);
+	return err;
+}
+
+int fleet_remove_decode(const uint8_t *buf, size_t len, struct fleet_remove *ret)
+{
+	struct dec d;
+	struct fleet_remove x;
+	uint64_t uid;
+	int err;
+
+	if (!buf || !ret)
+		return -EINVAL;
+	err = dec_open(buf, len, FLEET_REC_REMOVE, 4, &d);
+	if (err < 0)
+		return err;
+	err = -EBADMSG;
+	memset(&x, 0, sizeof x);
+	const msgpack_object *pid = field(&d, 2);
+	if (!get_u64(field(&d, 0), &x.hlc) || !get_u64(field(&d, 1), &uid) || uid > UINT32_MAX ||
+	    (pid->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+	     pid->type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
+	    (pid->type == MSGPACK_OBJECT_POSITIVE_INTEGER && pid->via.u64 > INT32_MAX) ||
+	    (pid->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && pid->via.i64 < INT32_MIN) ||
+	    !get_str(field(&d, 3), x.reason, sizeof x.reason))
+		goto out;
+	x.uid = (uint32_t)uid;
+	x.pid = pid->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int32_t)pid->via.u64
+							     : (int32_t)pid->via.i64;
+	*ret = x;
 	err = 0;
 out:
 	msgpack_unpacked_destroy(&d.up);

@@ -9,11 +9,27 @@
  * key names what it is about and its value is versioned bytes:
  *
  *     key                         owner     value
- *     rev/<service>/<rev>         writer    'S' 1 | 'R' | store_revision_encode(r) (no cert)
- *     cert/<service>/<rev>/<i>    writer    'S' 1 | 'C' | msgpack [ncert, i, [bin16 ...]]
- *     vote/<service>/<rev>        voter     'S' 1 | 'V' | msgpack [service, rev, reason, hlc,
- *                                                             subject, target]
- *     health/<service>            node      'S' 1 | 'H' | msgpack [see struct fleet_health]
+ *     rev/<service>/<rev>         writer    'S' 2 | 'R' | ncert u32be | nelect u32be |
+ *                                                store_revision_encode(r) (no cert, no elect)
+ *     cert/<service>/<rev>/<i>    writer    'S' 2 | 'C' | msgpack [ncert, i, [bin16 ...]]
+ *     elect/<service>/<rev>/<i>   writer    'S' 2 | 'E' | msgpack [nelect, i, [bin16 ...]]
+ *     vote/<service>/<rev>        voter     'S' 2 | 'V' | msgpack [service, rev, reason, hlc,
+ *                                                             subject, target, round]
+ *     health/<service>            node      'S' 2 | 'H' | msgpack [see struct fleet_health]
+ *     roster                      node      'S' 2 | 'M' | msgpack [site s, left bool, addr s,
+ *                                                             hlc u]
+ *     remove/<node id hex>        remover   'S' 2 | 'X' | msgpack [hlc u, uid u, pid i,
+ *                                                             reason s]
+ *
+ * The roster (agree.h rule 0) is the set of owners of roster records that do not say "left":
+ * every node publishes its own when it starts and marks it left only on `agentctl leave`.
+ * Gossip never drops a record when it reaps a member, and the cluster layer persists them,
+ * so neither failure detection, reaping nor a restart shrinks the roster. The advertised
+ * address lets any node try to reach a member long after gossip forgot it (reconnect).
+ * An operator removes a node for good (`agentctl members remove`) with a remove/ record
+ * written by the node it was asked on: the node is off the roster while its own roster record
+ * is older (hlc) than the removal; a removed node that starts again republishes its record
+ * with a newer stamp and is back on (and says so in the events).
  *
  *     byte 0: 'S' (magic)  byte 1: FLEET_REC_VERSION  byte 2: type  byte 3..: payload
  *
@@ -21,7 +37,9 @@
  * GOSSIP_VALUE_MAX (768) bytes, and a rollback decided by 65 of 128 voters carries 1040 bytes
  * of voter ids. The revision record says how many ids its certificate has; a receiver
  * assembles the chunks of that owner and only then hands the revision to agree_accept. Every
- * chunk holds at most FLEET_CERT_PER_CHUNK ids.
+ * chunk holds at most FLEET_CERT_PER_CHUNK ids. The electorate (agree.h rule 0: every id of
+ * the roster in scope, 2 KiB at 128 nodes) travels the same way, in elect/ chunks.
+ * Version 2 (2026-12): electorates, vote rounds; version 1 records are refused.
  *
  * A deterministic rollback decided by several nodes is published by each of them as its own
  * records (owner = itself): receivers merge them with agree_accept (same decision, largest
@@ -42,7 +60,7 @@
 #include "store/store.h"
 
 #define FLEET_REC_MAGIC	     'S'
-#define FLEET_REC_VERSION    1
+#define FLEET_REC_VERSION    2
 #define FLEET_REC_VALUE_MAX  768	/* = GOSSIP_VALUE_MAX */
 #define FLEET_REC_KEY_MAX    128	/* = GOSSIP_KEY_MAX */
 #define FLEET_CERT_PER_CHUNK 40		/* 40 * 16 bytes + framing < 768 */
@@ -52,8 +70,11 @@
 enum fleet_rec_type {
 	FLEET_REC_REV = 'R',
 	FLEET_REC_CERT = 'C',
+	FLEET_REC_ELECT = 'E',
 	FLEET_REC_VOTE = 'V',
 	FLEET_REC_HEALTH = 'H',
+	FLEET_REC_ROSTER = 'M',
+	FLEET_REC_REMOVE = 'X',
 };
 
 /* What a key names. */
@@ -61,7 +82,8 @@ struct fleet_key {
 	enum fleet_rec_type type;
 	char service[65];
 	uint64_t rev;		/* REV, CERT, VOTE */
-	uint32_t chunk;		/* CERT */
+	uint32_t chunk;		/* CERT, ELECT */
+	uint8_t node[STORE_NODE_ID_LEN]; /* REMOVE */
 };
 
 /* Health of one (node, service), as the node publishes it. */
@@ -79,6 +101,22 @@ struct fleet_health {
 	bool diverged;			/* `rollback --local` marker active */
 	uint64_t local_base_rev;	/* the cluster rev this node diverged from */
 	uint64_t local_target_rev;	/* the rev whose artifact it runs instead */
+};
+
+/* A node's roster entry, as it publishes it. */
+struct fleet_roster {
+	char site[65];			/* its site label, "" if none */
+	bool left;			/* it left gracefully (agentctl leave) */
+	char addr[64];			/* its advertised gossip ADDR:PORT, "" if unknown */
+	uint64_t hlc;			/* when it published this */
+};
+
+/* An operator's removal of a node from the roster (audited: who and why). */
+struct fleet_remove {
+	uint64_t hlc;
+	uint32_t uid;			/* the operator (SO_PEERCRED), UINT32_MAX if unknown */
+	int32_t pid;
+	char reason[201];
 };
 
 /* Certificate chunk. */
@@ -103,8 +141,12 @@ int fleet_key_parse(const void *key, size_t klen, struct fleet_key *ret);
 int fleet_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len);
 int fleet_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
 		      size_t *ret_len);
-int fleet_vote_encode(const struct agree_vote *v, uint8_t **ret_buf, size_t *ret_len);
+int fleet_elect_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
+		       size_t *ret_len);
+int fleet_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret_len);
 int fleet_health_encode(const struct fleet_health *h, uint8_t **ret_buf, size_t *ret_len);
+int fleet_roster_encode(const struct fleet_roster *m, uint8_t **ret_buf, size_t *ret_len);
+int fleet_remove_encode(const struct fleet_remove *x, uint8_t **ret_buf, size_t *ret_len);
 /* Chunks needed for a certificate of @ncert ids (0 for none). */
 uint32_t fleet_cert_chunks(uint32_t ncert);
 
@@ -112,13 +154,19 @@ uint32_t fleet_cert_chunks(uint32_t ncert);
  * Decoders. The value's type byte must match the function. On success the outputs are filled
  * (fleet_rev_decode: ret->cert NULL, ret->ncert = the announced certificate size, which the
  * caller fills from the chunks). 0; -EBADMSG; -EPROTONOSUPPORT; -ENOMEM; outputs untouched on
- * failure. fleet_vote_decode does not know the voter (the record's owner): ret->v.voter is
- * zeroed; the caller sets it.
+ * failure. fleet_rev_decode likewise announces ret->nelect with ret->elect NULL.
+ * fleet_vote_decode does not know the voter (the record's owner): ret->voter is zeroed; the
+ * caller sets it. A vote without a subject is malformed.
  */
 int fleet_rev_decode(const uint8_t *buf, size_t len, struct store_revision *ret);
 int fleet_cert_decode(const uint8_t *buf, size_t len, struct fleet_cert_chunk *ret);
-int fleet_vote_decode(const uint8_t *buf, size_t len, struct agree_vote *ret);
+/* A certificate or electorate chunk (@t FLEET_REC_CERT or FLEET_REC_ELECT). */
+int fleet_ids_decode(const uint8_t *buf, size_t len, enum fleet_rec_type t,
+		     struct fleet_cert_chunk *ret);
+int fleet_vote_decode(const uint8_t *buf, size_t len, struct store_vote *ret);
 int fleet_health_decode(const uint8_t *buf, size_t len, struct fleet_health *ret);
+int fleet_roster_decode(const uint8_t *buf, size_t len, struct fleet_roster *ret);
+int fleet_remove_decode(const uint8_t *buf, size_t len, struct fleet_remove *ret);
 /* The type byte of a value (0 and *ret), -EBADMSG, -EPROTONOSUPPORT. */
 int fleet_value_type(const uint8_t *buf, size_t len, enum fleet_rec_type *ret);
 

@@ -51,12 +51,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fleet_cert_chunk c;
 	if (fleet_cert_decode(val, vlen, &c) == 0 && (c.n == 0 || c.n > FLEET_CERT_PER_CHUNK))
 		abort();
-	struct agree_vote v;
+	struct store_vote v;
 	if (fleet_vote_decode(val, vlen, &v) == 0) {
 		if (fleet_vote_encode(&v, &buf, &len) == 0) {
-			struct agree_vote v2;
-			if (fleet_vote_decode(buf, len, &v2) != 0 || v2.v.rev != v.v.rev ||
-			    v2.subject != v.subject || v2.target != v.target)
+			struct store_vote v2;
+			if (fleet_vote_decode(buf, len, &v2) != 0 || v2.rev != v.rev ||
+			    v2.subject != v.subject || v2.target != v.target || v2.round != v.round)
+				abort();
+			free(buf);
+		}
+	}
+	struct fleet_cert_chunk e;
+	if (fleet_ids_decode(val, vlen, FLEET_REC_ELECT, &e) == 0 &&
+	    (e.n == 0 || e.n > FLEET_CERT_PER_CHUNK))
+		abort();
+	struct fleet_roster ro;
+	if (fleet_roster_decode(val, vlen, &ro) == 0) {
+		if (!memchr(ro.site, 0, sizeof ro.site) || !memchr(ro.addr, 0, sizeof ro.addr))
+			abort();
+		if (fleet_roster_encode(&ro, &buf, &len) == 0) {
+			struct fleet_roster ro2;
+			if (fleet_roster_decode(buf, len, &ro2) != 0 || ro2.left != ro.left ||
+			    strcmp(ro2.site, ro.site) != 0 || strcmp(ro2.addr, ro.addr) != 0)
 				abort();
 			free(buf);
 		}

@@ -113,7 +113,7 @@ static void test_rev_and_cert(void **state)
 		EQ(c.n, i < 2 ? 40 : 15);
 		memcpy(ids[i * 40], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
 		/* a chunk is not a vote nor a revision */
-		struct agree_vote v;
+		struct store_vote v;
 		EQ(fleet_vote_decode(buf, len, &v), -EBADMSG);
 		EQ(fleet_rev_decode(buf, len, &d), -EBADMSG);
 		free(buf);
@@ -127,20 +127,21 @@ static void test_rev_and_cert(void **state)
 static void test_vote_health(void **state)
 {
 	(void)state;
-	struct agree_vote v = {.subject = 77, .target = 3}, d;
+	struct store_vote v = {.subject = 77, .target = 3, .round = 2}, d;
 	uint8_t *buf;
 	size_t len;
-	strcpy(v.v.service, "api");
-	v.v.rev = 5;
-	v.v.reason = STORE_VOTE_OPERATOR;
-	v.v.hlc = 123456789;
+	strcpy(v.service, "api");
+	v.rev = 5;
+	v.reason = STORE_VOTE_OPERATOR;
+	v.hlc = 123456789;
 	EQ(fleet_vote_encode(&v, &buf, &len), 0);
 	EQ(fleet_vote_decode(buf, len, &d), 0);
-	EQ(d.v.rev, 5);
+	EQ(d.rev, 5);
 	EQ(d.subject, 77);
 	EQ(d.target, 3);
-	EQ(d.v.reason, STORE_VOTE_OPERATOR);
-	assert_string_equal(d.v.service, "api");
+	EQ(d.round, 2);
+	EQ(d.reason, STORE_VOTE_OPERATOR);
+	assert_string_equal(d.service, "api");
 	buf[1] = FLEET_REC_VERSION + 1;
 	EQ(fleet_vote_decode(buf, len, &d), -EPROTONOSUPPORT);
 	buf[1] = FLEET_REC_VERSION;

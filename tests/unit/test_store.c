@@ -779,6 +779,316 @@ static void test_revision_codec(void **state)
 	(void)state;
 }
 
+/* ---- revision format 2, vote re-casts ---------------------------------------------------- */
+
+/* Find the @n-byte @needle in @buf (the tests patch encoded bytes in place). */
+static uint8_t *find_bytes(uint8_t *buf, size_t len, const void *needle, size_t n)
+{
+	for (size_t i = 0; i + n <= len; i++)
+		if (!memcmp(buf + i, needle, n))
+			return buf + i;
+	return NULL;
+}
+
+/* A format-2 rollback with an electorate of 3, a count rule and a condemned artifact. */
+static void rev2_init(struct store_revision *r)
+{
+	struct store_id art = { { 5, 6 } };
+	rev_init(r, "web", 7, &art);
+	r->kind = STORE_REV_ROLLBACK;
+	r->operator_uid = UINT32_MAX;
+	r->ncert = 2;
+	r->cert = calloc(2, STORE_NODE_ID_LEN);
+	r->nelect = 3;
+	r->elect = calloc(3, STORE_NODE_ID_LEN);
+	assert_non_null(r->cert);
+	assert_non_null(r->elect);
+	for (int i = 0; i < 3; i++) {
+		memset(r->elect[i], 0x40 + i, STORE_NODE_ID_LEN);
+		if (i < 2)
+			memcpy(r->cert[i], r->elect[i + 1], STORE_NODE_ID_LEN);
+	}
+	r->quorum.kind = STORE_QUORUM_COUNT;
+	r->quorum.count = 2;
+	memset(r->condemns.b, 0xc3, STORE_ID_LEN);
+}
+
+static void test_revision_codec_format2(void **state)
+{
+	struct store_revision r, d;
+	uint8_t *buf, *buf2;
+	size_t len, len2;
+	rev2_init(&r);
+	assert_int_equal(store_revision_encode(&r, &buf, &len), 0);
+	assert_int_equal(buf[1], 2); /* [ 2 (format), ... ] */
+	assert_int_equal(store_revision_decode(buf, len, &d), 0);
+	assert_int_equal(d.nelect, 3);
+	assert_memory_equal(d.elect, r.elect, 3 * STORE_NODE_ID_LEN);
+	assert_int_equal(d.ncert, 2);
+	assert_memory_equal(d.cert, r.cert, 2 * STORE_NODE_ID_LEN);
+	assert_memory_equal(&d.quorum, &r.quorum, sizeof(r.quorum));
+	assert_memory_equal(d.condemns.b, r.condemns.b, STORE_ID_LEN);
+	/* canonical: re-encoding gives the same bytes */
+	assert_int_equal(store_revision_encode(&d, &buf2, &len2), 0);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, buf2, len);
+	free(buf2);
+	/* a deep copy is independent of its source */
+	struct store_revision c;
+	assert_int_equal(store_revision_copy(&c, &d), 0);
+	assert_ptr_not_equal(c.elect, d.elect);
+	assert_ptr_not_equal(c.cert, d.cert);
+	store_revision_release(&d);
+	assert_int_equal(c.nelect, 3);
+	assert_memory_equal(c.elect, r.elect, 3 * STORE_NODE_ID_LEN);
+	store_revision_release(&c);
+	assert_null(c.elect);
+	assert_int_equal(c.nelect, 0);
+	/* every truncation is refused */
+	for (size_t n = 0; n < len; n++)
+		assert_int_equal(store_revision_decode(buf, n, &d), -EBADMSG);
+	/* format 1 is refused: its electorate is unknown */
+	buf[1] = 1;
+	assert_int_equal(store_revision_decode(buf, len, &d), -EBADMSG);
+	buf[1] = 2;
+	/* an unsorted electorate on the wire (two members swapped) is refused */
+	{
+		uint8_t *e0 = find_bytes(buf, len, r.elect[0], STORE_NODE_ID_LEN);
+		uint8_t *e2 = find_bytes(buf, len, r.elect[2], STORE_NODE_ID_LEN);
+		assert_non_null(e0);
+		assert_non_null(e2);
+		/* elect[2] also appears in the certificate first: take the last occurrence */
+		for (uint8_t *p; (p = find_bytes(e2 + 1, len - (size_t)(e2 + 1 - buf), r.elect[2],
+						 STORE_NODE_ID_LEN));)
+			e2 = p;
+		for (uint8_t *p; (p = find_bytes(e0 + 1, len - (size_t)(e0 + 1 - buf), r.elect[0],
+						 STORE_NODE_ID_LEN));)
+			e0 = p;
+		assert_true(e0 < e2);
+		memset(e0, 0x42, STORE_NODE_ID_LEN); /* [42, 41, 42]: unsorted and duplicated */
+		assert_int_equal(store_revision_decode(buf, len, &d), -EBADMSG);
+		memset(e0, 0x40, STORE_NODE_ID_LEN);
+		assert_int_equal(store_revision_decode(buf, len, &d), 0);
+		store_revision_release(&d);
+	}
+	/* a bad rule on the wire: the count is the byte right after the kind */
+	{
+		uint8_t rule[3] = { 0x94, STORE_QUORUM_COUNT, 2 }; /* [ kind, count, num, den ] */
+		uint8_t *p = find_bytes(buf, len, rule, sizeof(rule));
+		assert_non_null(p);
+		p[2] = 0; /* count 0 */
+		assert_int_equal(store_revision_decode(buf, len, &d), -EBADMSG);
+		p[2] = 2;
+		p[1] = 9; /* unknown kind */
+		assert_int_equal(store_revision_decode(buf, len, &d), -EBADMSG);
+		p[1] = STORE_QUORUM_COUNT;
+	}
+	free(buf);
+
+	/* the encoder refuses what the decoder would */
+	uint8_t tmp[STORE_NODE_ID_LEN];
+	memcpy(tmp, r.elect[0], STORE_NODE_ID_LEN);
+	memcpy(r.elect[0], r.elect[1], STORE_NODE_ID_LEN);
+	memcpy(r.elect[1], tmp, STORE_NODE_ID_LEN);
+	assert_int_equal(store_revision_encode(&r, &buf, &len), -EINVAL); /* unsorted */
+	memcpy(r.elect[0], r.elect[1], STORE_NODE_ID_LEN);
+	assert_int_equal(store_revision_encode(&r, &buf, &len), -EINVAL); /* duplicate */
+	memset(r.elect[0], 0x40, STORE_NODE_ID_LEN);
+	memset(r.elect[1], 0x41, STORE_NODE_ID_LEN);
+	assert_int_equal(store_revision_encode(&r, &buf, &len), 0);
+	free(buf);
+	const struct store_quorum bad[] = {
+		{ .kind = STORE_QUORUM_COUNT, .count = 0 },
+		{ .kind = STORE_QUORUM_COUNT, .count = 2, .num = 1 },
+		{ .kind = STORE_QUORUM_MAJORITY, .count = 1 },
+		{ .kind = STORE_QUORUM_MAJORITY, .den = 1 },
+		{ .kind = STORE_QUORUM_FRACTION, .num = 0, .den = 3 },
+		{ .kind = STORE_QUORUM_FRACTION, .num = 4, .den = 3 },
+		{ .kind = STORE_QUORUM_FRACTION, .num = 1, .den = 0 },
+		{ .kind = STORE_QUORUM_FRACTION, .num = 1, .den = 2, .count = 1 },
+		{ .kind = 3 },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r.quorum = bad[i];
+		assert_int_equal(store_revision_encode(&r, &buf, &len), -EINVAL);
+	}
+	r.quorum = (struct store_quorum){ .kind = STORE_QUORUM_FRACTION, .num = 2, .den = 3 };
+	assert_int_equal(store_revision_encode(&r, &buf, &len), 0);
+	assert_int_equal(store_revision_decode(buf, len, &d), 0);
+	assert_int_equal(d.quorum.num, 2);
+	assert_int_equal(d.quorum.den, 3);
+	store_revision_release(&d);
+	free(buf);
+	/* an electorate pointer missing for a non-zero count */
+	uint8_t(*e)[STORE_NODE_ID_LEN] = r.elect;
+	r.elect = NULL;
+	assert_int_equal(store_revision_encode(&r, &buf, &len), -EINVAL);
+	r.elect = e;
+	/* one larger than the maximum */
+	r.nelect = STORE_ELECT_MAX + 1;
+	assert_int_equal(store_revision_encode(&r, &buf, &len), -EINVAL);
+	r.nelect = 3;
+	store_revision_release(&r);
+	(void)state;
+}
+
+/* Through the store: put, get back with electorate, rule and condemned artifact; reopen. */
+static void test_revision_format2_stored(void **state)
+{
+	struct fx *f = *state;
+	struct store_revision r, d;
+	rev2_init(&r);
+	assert_int_equal(store_revision_put(f->s, &r), 0);
+	reopen(f);
+	assert_int_equal(store_revision_get(f->s, "web", 7, &d), 0);
+	assert_int_equal(d.nelect, 3);
+	assert_memory_equal(d.elect, r.elect, 3 * STORE_NODE_ID_LEN);
+	assert_memory_equal(&d.quorum, &r.quorum, sizeof(r.quorum));
+	assert_memory_equal(d.condemns.b, r.condemns.b, STORE_ID_LEN);
+	assert_int_equal(d.ncert, 2);
+	store_revision_release(&d);
+	/* an unsorted electorate is not stored */
+	memset(r.elect[2], 0x01, STORE_NODE_ID_LEN);
+	r.rev = 8;
+	assert_int_equal(store_revision_put(f->s, &r), -EINVAL);
+	assert_int_equal(store_revision_get(f->s, "web", 8, &d), -ENOENT);
+	store_revision_release(&r);
+}
+
+struct vote_got {
+	struct store_vote v[8];
+	int n;
+};
+
+static int vote_collect(const struct store_vote *v, void *ud)
+{
+	struct vote_got *g = ud;
+	if (g->n < 8)
+		g->v[g->n] = *v;
+	g->n++;
+	return 0;
+}
+
+static struct store_vote vote_rt(uint8_t voter, uint32_t round, uint64_t hlc, uint64_t target)
+{
+	struct store_vote v;
+	memset(&v, 0, sizeof(v));
+	snprintf(v.service, sizeof(v.service), "web");
+	v.rev = 4;
+	v.voter[0] = voter;
+	v.reason = STORE_VOTE_OPERATOR;
+	v.hlc = hlc;
+	v.subject = 0x4000 + hlc; /* a different subject per call: the stored one is visible */
+	v.target = target;
+	v.round = round;
+	return v;
+}
+
+static struct store_vote vote_get1(struct store *s)
+{
+	struct vote_got g = { .n = 0 };
+	assert_int_equal(store_vote_foreach(s, "web", 4, vote_collect, &g), 0);
+	assert_int_equal(g.n, 1);
+	return g.v[0];
+}
+
+/* Re-cast: the newest (round, hlc) of a voter is kept; an older one is a no-op returning 1. */
+static void test_vote_recast(void **state)
+{
+	struct fx *f = *state;
+	struct store_vote v = vote_rt(1, 0, 100, 3), got;
+
+	assert_false(store_vote_newer(&v, &v));
+	assert_int_equal(store_vote_put(f->s, &v), 0);
+	got = vote_get1(f->s);
+	assert_int_equal(got.subject, 0x4000 + 100);
+	assert_int_equal(got.target, 3);
+	assert_int_equal(got.round, 0);
+	assert_int_equal(got.reason, STORE_VOTE_OPERATOR);
+	/* the same vote again, and an older hlc in the same round: no-ops */
+	assert_int_equal(store_vote_put(f->s, &v), 1);
+	struct store_vote older = vote_rt(1, 0, 99, 0);
+	assert_int_equal(store_vote_put(f->s, &older), 1);
+	got = vote_get1(f->s);
+	assert_int_equal(got.hlc, 100);
+	assert_int_equal(got.target, 3);
+	/* a newer hlc in the same round replaces it */
+	struct store_vote newer = vote_rt(1, 0, 101, 0);
+	assert_true(store_vote_newer(&newer, &v));
+	assert_int_equal(store_vote_put(f->s, &newer), 0);
+	got = vote_get1(f->s);
+	assert_int_equal(got.hlc, 101);
+	assert_int_equal(got.target, 0);
+	/* a later round beats any hlc of an earlier one, both ways */
+	struct store_vote r1 = vote_rt(1, 1, 50, 2);
+	assert_true(store_vote_newer(&r1, &newer));
+	assert_false(store_vote_newer(&newer, &r1));
+	assert_int_equal(store_vote_put(f->s, &r1), 0);
+	struct store_vote late_r0 = vote_rt(1, 0, 9999, 0);
+	assert_int_equal(store_vote_put(f->s, &late_r0), 1);
+	got = vote_get1(f->s);
+	assert_int_equal(got.round, 1);
+	assert_int_equal(got.hlc, 50);
+	assert_int_equal(got.target, 2);
+	assert_int_equal(got.subject, 0x4000 + 50);
+	/* survives a reopen (a restart keeps what the vote meant) */
+	reopen(f);
+	got = vote_get1(f->s);
+	assert_int_equal(got.round, 1);
+	assert_int_equal(got.target, 2);
+	assert_int_equal(got.subject, 0x4000 + 50);
+	/* the batch writer follows the same rule, per vote: an older round of voter 1 is
+	 * skipped, voter 2's two votes keep the newer whatever their order in the batch */
+	struct store_vote b[3] = { vote_rt(1, 0, 10000, 0), vote_rt(2, 2, 7, 1),
+				   vote_rt(2, 1, 8, 0) };
+	assert_int_equal(store_vote_put_many(f->s, b, 3), 0);
+	struct vote_got g = { .n = 0 };
+	assert_int_equal(store_vote_foreach(f->s, "web", 4, vote_collect, &g), 0);
+	assert_int_equal(g.n, 2);
+	assert_int_equal(g.v[0].voter[0], 1);
+	assert_int_equal(g.v[0].round, 1);
+	assert_int_equal(g.v[0].hlc, 50);
+	assert_int_equal(g.v[1].voter[0], 2);
+	assert_int_equal(g.v[1].round, 2);
+	assert_int_equal(g.v[1].target, 1);
+}
+
+/* A format-1 vote value (9 bytes: reason, hlc) as an older agentd stored it. */
+static int put_v1_vote(MDB_txn *txn, MDB_dbi dbi, void *ud)
+{
+	uint8_t k[4 + 8 + STORE_NODE_ID_LEN] = { 'w', 'e', 'b', 0 }, v[9] = { STORE_VOTE_HEALTH };
+	k[4 + 7] = 4; /* rev 4, big-endian */
+	k[4 + 8] = *(uint8_t *)ud;
+	v[8] = 77; /* hlc 77 */
+	MDB_val kv = { sizeof(k), k }, dv = { sizeof(v), v };
+	return mdb_put(txn, dbi, &kv, &dv, 0);
+}
+
+static void test_vote_format1_reads_subject0(void **state)
+{
+	struct fx *f = *state;
+	uint8_t voter = 5;
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(tu_raw(f->path, "votes", put_v1_vote, &voter), 0);
+	assert_int_equal(store_open(&f->opts, &f->s), 0);
+	struct store_vote got = vote_get1(f->s);
+	assert_int_equal(got.voter[0], 5);
+	assert_int_equal(got.hlc, 77);
+	assert_int_equal(got.reason, STORE_VOTE_HEALTH);
+	assert_int_equal(got.subject, 0); /* meaning unknown: never counted */
+	assert_int_equal(got.target, 0);
+	assert_int_equal(got.round, 0);
+	/* an older format-2 vote does not replace it; a newer one does, with its meaning */
+	struct store_vote old = vote_rt(5, 0, 76, 0), now = vote_rt(5, 0, 78, 1);
+	assert_int_equal(store_vote_put(f->s, &old), 1);
+	assert_int_equal(vote_get1(f->s).subject, 0);
+	assert_int_equal(store_vote_put(f->s, &now), 0);
+	got = vote_get1(f->s);
+	assert_int_equal(got.subject, 0x4000 + 78);
+	assert_int_equal(got.target, 1);
+}
+
 struct revlist {
 	uint64_t revs[64];
 	int n;
@@ -875,7 +1185,7 @@ static void test_votes_state_journal_kv(void **state)
 		assert_int_equal(store_vote_put(f->s, &v), 0);
 	}
 	v.reason = STORE_VOTE_OPERATOR;
-	assert_int_equal(store_vote_put(f->s, &v), 1); /* grow-only */
+	assert_int_equal(store_vote_put(f->s, &v), 1); /* not newer (same round, same hlc) */
 	v.rev = 5;
 	assert_int_equal(store_vote_put(f->s, &v), 0);
 	v.reason = 9;
@@ -953,7 +1263,7 @@ static void test_batches(void **state)
 	assert_int_equal(n, 0);
 	v[2].reason = STORE_VOTE_HEALTH;
 	assert_int_equal(store_vote_put(f->s, &v[0]), 0);
-	/* an existing vote in the batch is skipped (grow-only), the others are stored */
+	/* a vote not newer than the held one is skipped, the others are stored */
 	assert_int_equal(store_vote_put_many(f->s, v, 3), 0);
 	n = 0;
 	assert_int_equal(store_vote_foreach(f->s, "web", 4, vote_cb, &n), 0);
@@ -1306,6 +1616,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_find_foreach_condemn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_materialize_and_corruption, setup, teardown),
 		cmocka_unit_test(test_revision_codec),
+		cmocka_unit_test(test_revision_codec_format2),
+		cmocka_unit_test_setup_teardown(test_revision_format2_stored, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vote_recast, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vote_format1_reads_subject0, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revisions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_votes_state_journal_kv, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
