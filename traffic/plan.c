@@ -330,7 +330,9 @@ static int slot_cmds(struct planner *pl, size_t s, int pass)
 	bool lower = cur && (int)want->mode > cur_mode;
 	bool raise = !cur || (int)want->mode < cur_mode;
 	bool weight = want->mode == TRAFFIC_READY && (!cur || cur->uweight != want->weight);
-	bool weight_down = weight && cur && want->weight < cur->uweight;
+	/* A lower weight takes capacity away only from a slot that serves now. */
+	bool weight_down = weight && cur && cur_mode == TRAFFIC_READY &&
+			   want->weight < cur->uweight;
 	/* Pass 0 takes slots whose commands only add capacity; pass 1 every other slot. */
 	bool adds_only = !lower && !weight_down && !(addr_change && cur && cur_mode != TRAFFIC_MAINT);
 	if ((pass == 0) != adds_only)
