@@ -583,9 +583,10 @@ int traffic_answer_check(const char *cmd, const char *answer, size_t len)
 		if (!has_prefix(a, n, "IP changed from") &&
 		    !has_prefix(a, n, "no need to change the addr"))
 			return -EPROTO;
-		/* An accepted address with a refused port reads "..., Invalid port ...". */
+		/* An accepted address with a refused port reads "..., Invalid port ..." or
+		 * "no need to change the addr, can't change <port> to port map ...". */
 		for (size_t k = 0; k + 7 <= n; k++)
-			if (memcmp(a + k, "Invalid", 7) == 0 || memcmp(a + k, "Can't ", 6) == 0)
+			if (memcmp(a + k, "nvalid", 6) == 0 || memcmp(a + k, "an't ", 5) == 0)
 				return -EPROTO;
 		return 0;
 	}

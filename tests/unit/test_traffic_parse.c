@@ -243,6 +243,12 @@ static void test_answer_check(void **state)
 		{ addr, "No such server.\n", -EPROTO },
 		{ addr, "IP changed from 'a' to 'b', Invalid port 'x'\n", -EPROTO },
 		{ addr, "\n", -EPROTO },
+		{ addr, "no need to change the addr, can't change <port> to port map because it is "
+			"incompatible with current health check port configuration (use 'port' "
+			"statement from the 'server' directive. by 'stats socket command'\n",
+		  -EPROTO },
+		{ "set weight st/t1 10", "Backend is using a static LB algorithm and only "
+					 "accepts weights '0%' and '100%'.\n", -EPROTO },
 		{ "set weight web/s1 10", "\n", 0 },
 		{ "set weight web/s1 10", "", 0 },
 		{ "set weight web/s9 10", "No such server.\n", -EPROTO },
