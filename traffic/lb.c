@@ -258,16 +258,17 @@ static void op_fail(struct traffic_lb *lb, int err, const char *fmt, ...)
 		lb->stats.passes++;
 		lb->stats.failed++;
 		lb->reported_ok = false;
-		if (strcmp(msg, lb->last_err) != 0) {
-			snprintf(lb->last_err, sizeof lb->last_err, "%s", msg);
-			emit(lb, TRAFFIC_EV_ERROR, err, 0, NULL, msg);
-		}
 		/* Redo the pass after a backoff (an update cuts it short). */
 		lb->dirty = true;
 		lb->retry_wait = true;
 		lb->backoff_ms = lb->backoff_ms ? lb->backoff_ms * 2 : lb->retry_ms;
 		if (lb->backoff_ms > lb->resync_ms)
 			lb->backoff_ms = lb->resync_ms;
+		/* Report last: the callback may call back into the driver. */
+		if (strcmp(msg, lb->last_err) != 0) {
+			snprintf(lb->last_err, sizeof lb->last_err, "%s", msg);
+			emit(lb, TRAFFIC_EV_ERROR, err, 0, NULL, msg);
+		}
 	} else if (op == OP_QUERY) {
 		query_done(lb, err, 0, NULL);
 	}
@@ -588,6 +589,8 @@ static void on_answer(struct traffic_lb *lb, const char *a, size_t len)
 			return;
 		}
 		report_plan(lb);
+		if (lb->closing)
+			return;	/* closed from the event callback */
 		lb->cmd_i = 0;
 		lb->nrefused = 0;
 		next_cmd(lb);
@@ -609,6 +612,8 @@ static void on_answer(struct traffic_lb *lb, const char *a, size_t len)
 			lb->stats.refused++;
 			lb->nrefused++;
 			emit(lb, TRAFFIC_EV_COMMAND, -EPROTO, 0, NULL, msg);
+			if (lb->closing)
+				return;
 		}
 		lb->cmd_i++;
 		next_cmd(lb);
@@ -888,13 +893,20 @@ void traffic_lb_close(struct traffic_lb *lb, void (*close_cb)(void *ud), void *u
 {
 	if (!lb || lb->closing)
 		return;
-	/* Cancel queries while callbacks are still allowed, then go quiet. */
-	while (lb->qhead)
-		query_done(lb, -ECANCELED, 0, NULL);
+	struct query *q = lb->qhead;
+	lb->qhead = lb->qtail = NULL;
 	lb->closing = true;
 	lb->close_cb = close_cb;
 	lb->close_ud = ud;
 	op_end(lb);
 	uv_close((uv_handle_t *)&lb->t_op, lb_free_closed);
 	uv_close((uv_handle_t *)&lb->t_resync, lb_free_closed);
+	/* The handles close on a later loop turn, so @lb is still valid here; a callback that
+	 * calls traffic_lb_close again finds it closing. */
+	while (q) {
+		struct query *next = q->next;
+		q->cb(-ECANCELED, 0, NULL, q->ud);
+		free(q);
+		q = next;
+	}
 }

@@ -473,9 +473,11 @@ struct traffic_lb_stats {
 void traffic_lb_stats(const struct traffic_lb *lb, struct traffic_lb_stats *ret);
 
 /*
- * Stop: cancel the pass in flight (pending traffic_lb_sessions callbacks get -ECANCELED),
- * close the connection and timers, and free @lb once every handle is closed; then call
- * @close_cb(@ud) (may be NULL). No event is reported after this call. NULL is fine.
+ * Stop: cancel the pass in flight, close the connection and timers, and free @lb once every
+ * handle is closed (a later loop turn); then call @close_cb(@ud) (may be NULL). Pending
+ * traffic_lb_sessions callbacks get -ECANCELED before this function returns. No event is
+ * reported after this call. NULL is fine. May be called from inside any callback of @lb
+ * (event or sessions); so may traffic_lb_update and traffic_lb_sessions.
  */
 void traffic_lb_close(struct traffic_lb *lb, void (*close_cb)(void *ud), void *ud);
 
