@@ -20,6 +20,8 @@
  *   6. errors:    a socket path with nothing behind it, a socket that never answers, a
  *                 backend that refuses weights (balance source): each reported in words
  *   7. TCP:       a sessions query over the TCP stats socket
+ *   8. load:      wrk through the frontend while the driver drains, fails over and back
+ *                 (backends up): no failed response, no socket error
  *
  * Prints "SKIP: <reason>" and exits 77 when haproxy or busybox is missing.
  */
@@ -672,6 +674,60 @@ int main(void)
 		(unsigned long long)(now_ms() - t0));
 	CHECK_INT(spray(20, hits), ==, 0);
 	CHECK_INT(hits[2], ==, 0);
+
+	/* 8. Under load: wrk through the frontend while the driver drains, fails over and
+	 *    back (the backends stay up): the runtime API changes nothing a client sees. */
+	if (which("wrk")) {
+		fprintf(stderr, "8. wrk -t1 -c4 -d5s while the driver drains, fails over and back\n");
+		char url[128], wlog[300];
+		snprintf(url, sizeof url, "http://%s:%u/", fe_addr, fe_port);
+		snprintf(wlog, sizeof wlog, "%s/wrk.out", dir);
+		unlink(wlog);
+		char *argv[] = { "wrk", "-t1", "-c4", "-d5s", url, NULL };
+		pid_t w = spawn(argv, wlog);
+		run_for(700);
+		enum traffic_state seq[][3] = {
+			{ TRAFFIC_DRAINING, TRAFFIC_HEALTHY, TRAFFIC_HEALTHY },
+			{ TRAFFIC_HEALTHY, TRAFFIC_HEALTHY, TRAFFIC_HEALTHY },
+			{ TRAFFIC_UNHEALTHY, TRAFFIC_UNHEALTHY, TRAFFIC_HEALTHY },
+			{ TRAFFIC_HEALTHY, TRAFFIC_DRAINING, TRAFFIC_HEALTHY },
+			{ TRAFFIC_HEALTHY, TRAFFIC_HEALTHY, TRAFFIC_HEALTHY },
+		};
+		for (size_t k = 0; k < sizeof seq / sizeof seq[0]; k++) {
+			memcpy(states, seq[k], sizeof states);
+			update_synced(lb);
+			run_for(700);
+		}
+		int st = 0;
+		uint64_t end = now_ms() + 10000;
+		while (waitpid(w, &st, WNOHANG) == 0) {
+			if (now_ms() > end)
+				FAIL("wrk did not end");
+			run_for(50);
+		}
+		char *wout = NULL;
+		{
+			FILE *f = fopen(wlog, "r");
+			CHECK(f, "no wrk output");
+			wout = calloc(1, 8192);
+			size_t n = fread(wout, 1, 8191, f);
+			wout[n] = 0;
+			fclose(f);
+		}
+		fprintf(stderr, "%s", wout);
+		long reqs = 0;
+		char *p = strstr(wout, " requests in ");
+		while (p && p > wout && p[-1] >= '0' && p[-1] <= '9')
+			p--;
+		if (p)
+			reqs = strtol(p, NULL, 10);
+		CHECK_INT(reqs, >, 100);
+		CHECK(!strstr(wout, "Non-2xx"), "wrk saw failed responses");
+		CHECK(!strstr(wout, "Socket errors"), "wrk saw socket errors");
+		free(wout);
+	} else {
+		fprintf(stderr, "8. skipped: wrk is not installed\n");
+	}
 
 	/* 7. TCP stats socket */
 	fprintf(stderr, "7. sessions over the TCP stats socket\n");
