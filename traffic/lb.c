@@ -348,8 +348,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	if (nread < 0) {
 		if (nread == UV_EOF)
-			op_fail(lb, -ECONNRESET, "haproxy at %s closed the connection after '%s' "
-				"(is the socket at level admin?)", lb->sock_text, lb->last_cmd);
+			op_fail(lb, -ECONNRESET, "haproxy at %s closed the connection after '%s'",
+				lb->sock_text, lb->last_cmd);
 		else
 			op_fail(lb, (int)nread, "read from %s: %s", lb->sock_text,
 				errtext((int)nread));
@@ -605,7 +605,11 @@ static void on_answer(struct traffic_lb *lb, const char *a, size_t len)
 				n--;
 			if (n > 200)
 				n = 200;
-			snprintf(msg, sizeof msg, "haproxy refused '%s': %.*s", cmd, (int)n, a);
+			/* HAProxy answers "Permission denied" to a set command on a socket below
+			 * level admin: say what to change. */
+			bool perm = n >= 17 && memcmp(a, "Permission denied", 17) == 0;
+			snprintf(msg, sizeof msg, "haproxy refused '%s': %.*s%s", cmd, (int)n, a,
+				 perm ? " (the stats socket needs 'level admin')" : "");
 			for (char *p = msg; *p; p++)
 				if (*p == '\n' || (unsigned char)*p < 0x20)
 					*p = ' ';

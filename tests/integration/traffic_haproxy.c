@@ -18,7 +18,8 @@
  *   5. resync:    HAProxy killed and restarted (slots back to maint): the driver refills them
  *                 with no update, through its resync pass
  *   6. errors:    a socket path with nothing behind it, a socket that never answers, a
- *                 backend that refuses weights (balance source): each reported in words
+ *                 backend that refuses weights (balance source), a socket at level user,
+ *                 a socket the driver's user may not open (as nobody): each in words
  *   7. TCP:       a sessions query over the TCP stats socket
  *   8. load:      wrk through the frontend while the driver drains, fails over and back
  *                 (backends up): no failed response, no socket error
@@ -494,6 +495,7 @@ int main(void)
 		 "global\n"
 		 "    stats socket %s mode 600 level admin\n"
 		 "    stats socket %s level admin\n"
+		 "    stats socket %s/user.sock mode 666 level user\n"
 		 "defaults\n"
 		 "    mode http\n"
 		 "    timeout connect 1s\n"
@@ -511,7 +513,7 @@ int main(void)
 		 "backend st\n"
 		 "    balance source\n"
 		 "    server-template t 1-2 127.0.0.1:1 disabled\n",
-		 sock_unix, sock_tcp, fe_addr, fe_port);
+		 sock_unix, sock_tcp, dir, fe_addr, fe_port);
 	snprintf(path, sizeof path, "%s/haproxy.cfg", dir);
 	write_file(path, cfg, 0644);
 	for (int i = 0; i < 3; i++)
@@ -798,6 +800,52 @@ int main(void)
 	CHECK(run_until(&n_error, err0, 3000), "no 'not in step' error");
 	CHECK(strstr(last_error, "backend st not in step"), "message: %s", last_error);
 	lb_close(lbe);
+
+	/* A socket below level admin: HAProxy answers "Permission denied"; the event says what
+	 * to change. */
+	char usock[100];
+	snprintf(usock, sizeof usock, "%s/user.sock", dir);
+	struct traffic_lb_config cu = c;
+	cu.socket = usock;
+	CHECK_INT(traffic_lb_new(&loop, &cu, on_event, "user", &lbe), ==, 0);
+	cmd0 = n_command;
+	states[0] = TRAFFIC_DRAINING;	/* something to change */
+	update(lbe);
+	CHECK(run_until(&n_command, cmd0, 3000), "no refusal on a level user socket");
+	CHECK(strstr(last_command, "haproxy refused 'set server web/s1 state drain': Permission "
+		     "denied (the stats socket needs 'level admin')"), "message: %s", last_command);
+	lb_close(lbe);
+	states[0] = TRAFFIC_HEALTHY;
+
+	/* A socket the agent's user may not open (mode 600, root's): a child as nobody. */
+	if (geteuid() == 0) {
+		pid_t child = fork();
+		CHECK(child >= 0, "fork");
+		if (child == 0) {
+			if (setgid(65534) != 0 || setuid(65534) != 0)
+				_exit(3);
+			uv_loop_t l2;
+			uv_loop_init(&l2);
+			struct traffic_lb *lbn;
+			if (traffic_lb_new(&l2, &c, on_event, "nobody", &lbn) != 0)
+				_exit(4);
+			int e0 = n_error;
+			update(lbn);
+			uv_timer_t t;
+			uv_timer_init(&l2, &t);
+			uv_timer_start(&t, tick_cb, 10, 10);
+			uint64_t end = now_ms() + 3000;
+			while (n_error == e0 && now_ms() < end)
+				uv_run(&l2, UV_RUN_ONCE);
+			_exit(n_error > e0 && strstr(last_error, ": permission denied") ? 0 : 5);
+		}
+		int cst = 0;
+		waitpid(child, &cst, 0);
+		CHECK(WIFEXITED(cst) && WEXITSTATUS(cst) == 0, "nobody's driver: exit %d",
+		      WEXITSTATUS(cst));
+	} else {
+		fprintf(stderr, "  (not root: the permission-denied case is not run)\n");
+	}
 
 	struct traffic_lb_stats st;
 	traffic_lb_stats(lb, &st);
