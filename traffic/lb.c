@@ -327,6 +327,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	struct traffic_lb *lb = c->lb;
 	if (lb->rcap - lb->rlen < 16384 && lb->rcap < RBUF_MAX + 16384) {
 		size_t nc = lb->rcap ? lb->rcap * 2 : 65536;
+		if (nc > RBUF_MAX + 65536)
+			nc = RBUF_MAX + 65536;	/* room to see that an answer is too big */
 		char *t = realloc(lb->rbuf, nc);
 		if (t) {
 			lb->rbuf = t;
