@@ -122,9 +122,17 @@
  * Order of the commands
  * ---------------------
  * Per slot: first the state change if it lowers the slot (ready -> drain -> maint), then the
- * address, then the weight, then the state change if it raises it. Across slots: first every
- * slot whose commands only add capacity (fills, raises, weight ups), then the others; so in a
- * fail-back the local slots are serving before the remote ones go to weight 0.
+ * address, then the weight, then the state change if it raises it. A serving slot that
+ * changes endpoint (its endpoint left and another takes the slot) goes to maint first, so
+ * neither address gets traffic at the other's weight. Across slots: first every slot whose
+ * commands only add capacity (fills of slots in maint, raises, weight ups on serving slots),
+ * then the others; so in a fail-back the local slots are serving before the remote ones go to
+ * weight 0. Example (unit test test_failover_both_ways):
+ *
+ *     set server web/s1 state ready        local a1 back
+ *     set server web/s2 state ready        local a2 back
+ *     set weight web/s3 0                  remote b1 to standby
+ *     set weight web/s4 0                  remote b2 to standby
  *
  * The runtime API, and how the driver talks to it
  * -----------------------------------------------
@@ -142,10 +150,19 @@
  *
  * An answer is an error when it is not what the command prints on success: `set weight` and
  * `set server state` print nothing; `set server addr` prints "IP changed from ..." or "no need
- * to change the addr ..." (HAProxy 2.6 sends its refusals, "Invalid addr", with the same
- * severity as its successes, so the text is what counts). After the commands the driver reads
- * `show servers state` again and checks every slot against the plan; a difference is reported
- * too, so a command HAProxy accepted but did not apply does not go unnoticed.
+ * to change the addr ..." without an "Invalid ..." or "can't ..." after it (HAProxy 2.6 sends
+ * its refusals, "Invalid addr", with the same severity as its successes, and answers "no need
+ * to change the addr, can't change <port> ..." to a port it refuses, so the text is what
+ * counts). A refused command is reported (TRAFFIC_EV_COMMAND) and the pass goes on. After the
+ * commands the driver reads `show servers state` again and plans against it: any command still
+ * to do fails the pass ("backend web not in step ...", retried), so a command HAProxy refused,
+ * or accepted and did not apply, does not go unnoticed. Refusals seen on real HAProxy 2.6:
+ * "Permission denied" (a socket below level admin: the event says so), "Backend is using a
+ * static LB algorithm and only accepts weights '0%' and '100%'." (balance source/uri/...
+ * without hash-type consistent: use roundrobin, leastconn or a consistent hash).
+ *
+ * Reports are not repeated: the same error, the same unplaced list, the same failover state
+ * are reported once, until they change or a pass succeeds.
  *
  * Resync: every pass starts with `show servers state BACKEND`; the plan is made against what
  * HAProxy says NOW, not against what the driver sent last time. A pass runs when the endpoints
