@@ -109,6 +109,8 @@ struct traffic_lb {
 	char last_err[MSG_MAX];
 	char last_unplaced[MSG_MAX];
 	int last_failover;	/* -1 unknown */
+	uint64_t refused_seen[64];	/* hashes of refusals reported since the last good pass */
+	size_t nrefused_seen;
 	bool reported_ok;
 	struct traffic_lb_stats stats;
 	/* lifetime */
@@ -525,6 +527,21 @@ static void report_plan(struct traffic_lb *lb)
 	}
 }
 
+/* A refusal not reported since the last good pass? (A failed pass is retried every few
+ * seconds: the same refusal each time is one report, not one per retry.) */
+static bool refusal_new(struct traffic_lb *lb, const char *msg)
+{
+	uint64_t h = 1469598103934665603ull;	/* FNV-1a */
+	for (const char *p = msg; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	for (size_t i = 0; i < lb->nrefused_seen; i++)
+		if (lb->refused_seen[i] == h)
+			return false;
+	if (lb->nrefused_seen < sizeof lb->refused_seen / sizeof lb->refused_seen[0])
+		lb->refused_seen[lb->nrefused_seen++] = h;
+	return true;
+}
+
 static void next_cmd(struct traffic_lb *lb)
 {
 	if (lb->cmd_i < lb->plan.ncmds) {
@@ -547,6 +564,7 @@ static void pass_done(struct traffic_lb *lb)
 	lb->backoff_ms = 0;
 	lb->retry_wait = false;
 	lb->last_err[0] = '\0';
+	lb->nrefused_seen = 0;
 	if (ncmds > 0 || !lb->reported_ok) {
 		char msg[MSG_MAX];
 		snprintf(msg, sizeof msg, "backend %s in step: %zu commands, %zu slots, %zu "
@@ -617,9 +635,11 @@ static void on_answer(struct traffic_lb *lb, const char *a, size_t len)
 					*p = ' ';
 			lb->stats.refused++;
 			lb->nrefused++;
-			emit(lb, TRAFFIC_EV_COMMAND, -EPROTO, 0, NULL, msg);
-			if (lb->closing)
-				return;
+			if (refusal_new(lb, msg)) {
+				emit(lb, TRAFFIC_EV_COMMAND, -EPROTO, 0, NULL, msg);
+				if (lb->closing)
+					return;
+			}
 		}
 		lb->cmd_i++;
 		next_cmd(lb);

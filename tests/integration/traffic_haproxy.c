@@ -799,6 +799,13 @@ int main(void)
 		     "static LB algorithm"), "message: %s", last_command);
 	CHECK(run_until(&n_error, err0, 3000), "no 'not in step' error");
 	CHECK(strstr(last_error, "backend st not in step"), "message: %s", last_error);
+	/* Retried (100, 200, 400 ms ...), refused again each time, reported once. */
+	struct traffic_lb_stats sst;
+	run_for(1000);
+	traffic_lb_stats(lbe, &sst);
+	CHECK_INT(sst.failed, >=, 3);
+	CHECK_INT(sst.refused, >=, 6);
+	CHECK_INT(n_command, ==, cmd0 + 2);
 	lb_close(lbe);
 
 	/* A socket below level admin: HAProxy answers "Permission denied"; the event says what
