@@ -18,7 +18,8 @@
  *   5. resync:    HAProxy killed and restarted (slots back to maint): the driver refills them
  *                 with no update, through its resync pass
  *   6. errors:    a socket path with nothing behind it, a socket that never answers, a
- *                 backend that refuses weights (balance source), a socket at level user,
+ *                 stale socket file and a closed TCP port (refused), a backend that
+ *                 refuses weights (balance source), a socket at level user,
  *                 a socket the driver's user may not open (as nobody): each in words
  *   7. TCP:       a sessions query over the TCP stats socket
  *   8. load:      wrk through the frontend while the driver drains, fails over and back
@@ -759,6 +760,30 @@ int main(void)
 	run_for(600);
 	CHECK_INT(n_error, ==, err0 + 1);
 	lb_close(lbe);
+
+	/* A socket file with no HAProxy behind it (what a stopped HAProxy leaves), and a TCP
+	 * port nobody listens on: connection refused. */
+	char stale[100];
+	snprintf(stale, sizeof stale, "%s/stale.sock", dir);
+	{
+		int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
+		struct sockaddr_un ss = { .sun_family = AF_UNIX };
+		snprintf(ss.sun_path, sizeof ss.sun_path, "%s", stale);
+		CHECK_INT(bind(sfd, (struct sockaddr *)&ss, sizeof ss), ==, 0);
+		close(sfd);
+	}
+	char refused_tcp[64];
+	snprintf(refused_tcp, sizeof refused_tcp, "tcp:%s.1:18098", net);
+	const char *refusing[] = { stale, refused_tcp };
+	for (int k = 0; k < 2; k++) {
+		ce.socket = refusing[k];
+		CHECK_INT(traffic_lb_new(&loop, &ce, on_event, "refused", &lbe), ==, 0);
+		err0 = n_error;
+		update(lbe);
+		CHECK(run_until(&n_error, err0, 3000), "no error event for %s", refusing[k]);
+		CHECK(strstr(last_error, ": connection refused"), "message: %s", last_error);
+		lb_close(lbe);
+	}
 
 	/* A socket that accepts and never answers: a timeout, in words. */
 	char mute[100];
