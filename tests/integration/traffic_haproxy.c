@@ -566,7 +566,19 @@ int main(void)
 		snprintf(log, sizeof log, "%s/curl.log", dir);
 		slow[i] = spawn(argv, log);
 	}
-	run_for(500);	/* let them reach the backends (round robin: a1 a2 a1 a2) */
+	/* Let them reach the backends (round robin: a1 a2 a1 a2): wait until a1 has sessions
+	 * (each lasts 2 s), however slowly curl starts on a loaded machine. */
+	for (uint64_t end = now_ms() + 5000;;) {
+		size_t n;
+		struct traffic_stat *s = stat_rows(&n);
+		uint32_t scur = stat_of(s, n, &be[0])->scur;
+		free(s);
+		if (scur >= 1)
+			break;
+		if (now_ms() > end)
+			FAIL("no slow request reached a1 within 5 s");
+		run_for(20);
+	}
 	states[0] = TRAFFIC_DRAINING;
 	update_synced(lb);
 	{
