@@ -456,7 +456,7 @@ static char *absolute(const char *p)
 	return r;
 }
 
-enum { OPT_JSON = 1000, OPT_TIMEOUT, OPT_VERSION, OPT_GIT, OPT_REF, OPT_PATH, OPT_FROM };
+enum { OPT_JSON = 1000, OPT_TIMEOUT, OPT_VERSION, OPT_GIT, OPT_REF, OPT_PATH, OPT_FROM, OPT_REASON };
 
 static const struct option global_opts[] = {
 	{"socket", required_argument, NULL, 's'},
@@ -753,6 +753,41 @@ static int cmd_join(struct ctl_client *c, int argc, char **argv)
 	return x;
 }
 
+static void print_removed(struct ctl_client *c, const msgpack_object *r)
+{
+	char n[80], id[40];
+	printf("%s (%s) is off the roster: later revisions no longer count it\n",
+	       field(r, "node", "?", n, sizeof n), field(r, "id", "?", id, sizeof id));
+}
+
+static void on_reason(int o, const char *arg, void *ud)
+{
+	(void)o;
+	*(const char **)ud = arg;
+}
+
+/* members remove NODE --reason TEXT */
+static int cmd_members_remove(struct ctl_client *c, int argc, char **argv)
+{
+	static const struct option extra[] = {{"reason", required_argument, NULL, OPT_REASON},
+					       {NULL, 0, NULL, 0}};
+	const char *reason = NULL;
+	char *pos[1];
+	if (sub_args(c, argc, argv, extra, on_reason, &reason, pos, 1, "members remove") != 1)
+		die_usage("members remove: NODE (a name or id) is required");
+	if (!reason)
+		die_usage("members remove: --reason TEXT is required (it is recorded)");
+	struct ctl_enc e;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "members.remove", true);
+	ctl_enc_map(&e, 2);
+	ctl_kv_str(&e, "node", pos[0]);
+	ctl_kv_str(&e, "reason", reason);
+	int x = finish(c, ctl_client_call(c, &e, c->timeout_ms), print_removed);
+	ctl_enc_release(&e);
+	return x;
+}
+
 /* The first key line of a key file (base64; blank and '#' lines skipped). */
 static int read_key_file(const char *path, char *ret, size_t cap)
 {
@@ -863,6 +898,8 @@ int main(int argc, char **argv)
 	} else if (strcmp(cmd, "ping") == 0) {
 		sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 0, "ping");
 		x = simple(&c, "ping", NULL, NULL, print_ping);
+	} else if (strcmp(cmd, "members") == 0 && sargc > 1 && strcmp(sargv[1], "remove") == 0) {
+		x = cmd_members_remove(&c, sargc - 1, sargv + 1);
 	} else if (strcmp(cmd, "members") == 0) {
 		sub_args(&c, sargc, sargv, NULL, NULL, NULL, pos, 0, "members");
 		x = simple(&c, "members", NULL, NULL, print_members);

@@ -100,11 +100,11 @@ static void fmt_date(uint64_t ms, char *buf, size_t cap)
 /* ---- Options --------------------------------------------------------------------------------- */
 
 enum { O_SCOPE = 2000, O_REASON, O_WAIT, O_FORCE, O_TO, O_LOCAL, O_FOLLOW, O_SINCE, O_REV,
-       O_JSON, O_TIMEOUT, O_SOCKET };
+       O_JSON, O_TIMEOUT, O_SOCKET, O_OVERRIDE };
 
 struct args {
 	const char *scope, *reason;
-	bool wait, force, local, follow;
+	bool wait, force, local, follow, override;
 	uint64_t to, since, rev;
 	char *pos[3];
 	int npos;
@@ -120,6 +120,7 @@ static int parse(struct ctl_client *c, int argc, char **argv, const char *what, 
 		{"force", no_argument, NULL, O_FORCE},
 		{"to", required_argument, NULL, O_TO},
 		{"local", no_argument, NULL, O_LOCAL},
+		{"override", no_argument, NULL, O_OVERRIDE},
 		{"follow", no_argument, NULL, O_FOLLOW},
 		{"since", required_argument, NULL, O_SINCE},
 		{"rev", required_argument, NULL, O_REV},
@@ -142,6 +143,7 @@ static int parse(struct ctl_client *c, int argc, char **argv, const char *what, 
 		case O_FOLLOW: a->follow = true; break;
 		case O_FORCE: a->force = true; break;
 		case O_LOCAL: a->local = true; break;
+		case O_OVERRIDE: a->override = true; break;
 		case O_JSON: c->json = true; break;
 		case 's':
 		case O_SOCKET: c->socket = optarg; break;
@@ -329,11 +331,13 @@ static int cmd_rollback(struct ctl_client *c, int argc, char **argv)
 		ctl_client_errf("rollback: SERVICE is required");
 		return EXIT_USAGE;
 	}
-	enc_change(&e, "rollback", &a, NULL, (a.to != 0) + a.local);
+	enc_change(&e, "rollback", &a, NULL, (a.to != 0) + a.local + a.override);
 	if (a.to)
 		ctl_kv_uint(&e, "to", a.to);
 	if (a.local)
 		ctl_kv_bool(&e, "local", true);
+	if (a.override)
+		ctl_kv_bool(&e, "override", true);
 	int x = bc_check(c, bc_call(c, &e));
 	ctl_enc_release(&e);
 	if (x)
@@ -344,6 +348,12 @@ static int cmd_rollback(struct ctl_client *c, int argc, char **argv)
 	else if (a.local)
 		printf("%s: this node diverges from rev %" PRIu64 " (local rollback)\n", a.pos[0],
 		       bad);
+	else if (a.override)
+		printf("%s: override: rev %" PRIu64 " deploys rev %" PRIu64 "'s artifact instead of "
+		       "rev %" PRIu64 " (no quorum; recorded with your uid)\n", a.pos[0],
+		       u(c->resp.result, "override_rev"), u(c->resp.result, "to"), bad);
+	if (a.override)
+		return EXIT_DONE;
 	else
 		printf("%s: voted to roll back rev %" PRIu64 "\n", a.pos[0], bad);
 	if (!a.wait)

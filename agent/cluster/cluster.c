@@ -1012,6 +1012,8 @@ int cluster_new(uv_loop_t *loop, const struct agent_config *cfg, struct store *s
 		tc.core.gossip_interval_ms = tuning->gossip_interval_ms;
 	if (tuning->sync_interval_ms)
 		tc.sync_interval_ms = tuning->sync_interval_ms;
+	if (cfg->reap_after_ms)
+		tc.core.reap_ms = cfg->reap_after_ms;
 	tc.cluster = cfg->cluster ? cfg->cluster : "";
 	tc.keyring = c->kr;
 	tc.on_member = on_member;

@@ -21,6 +21,7 @@ enum cfg_key {
 	K_CLUSTER, K_LABEL, K_METRICS, K_MAX_FILE_SIZE, K_MAX_SIZE, K_MAX_FILES, K_RETAIN,
 	K_MAP_MAX, K_SOCKET_GROUP, K_SOCKET_MODE, K_MAX_FRAME, K_MAX_CLIENTS, K_CLIENT_TIMEOUT,
 	K_QUORUM, K_MAX_PAR_SWAPS, /* cluster brain (agent/fleet/fleet.h) */
+	K_REAP_AFTER, K_RECONNECT, /* membership (agent/cluster, agent/fleet) */
 	K_DOCKER_HOST, K_UNIT_DIR, K_SYSTEMD_BUS, /* runtime plugins */
 	K__COUNT
 };
@@ -49,6 +50,8 @@ static const char *const cfg_keys[K__COUNT] = {
 	[K_CLIENT_TIMEOUT] = "client-timeout",
 	[K_QUORUM] = "quorum",
 	[K_MAX_PAR_SWAPS] = "max-parallel-swaps-per-site",
+	[K_REAP_AFTER] = "reap-after",
+	[K_RECONNECT] = "reconnect-interval",
 	[K_DOCKER_HOST] = "docker-host",
 	[K_UNIT_DIR] = "unit-dir",
 	[K_SYSTEMD_BUS] = "systemd-bus",
@@ -103,7 +106,13 @@ static const char usage_text[] =
 	"                              off; use a loopback address, e.g. 127.0.0.1:9464)\n"
 	"  --quorum SERVICE=SPEC       votes that decide a rollback of SERVICE: majority\n"
 	"                              (default), a count N, or a fraction N/D; repeatable;\n"
-	"                              must be the same on every node\n"
+	"                              written into each deploy made here: every node follows\n"
+	"                              the rule of the revision, whatever it is configured with\n"
+	"  --reap-after DURATION       forget a dead member after this long (default 72h, like\n"
+	"                              Serf's reconnect_timeout); it stays on the roster and keeps\n"
+	"                              its vote: only agentctl leave or members remove end that\n"
+	"  --reconnect-interval DURATION  try to reach one unreachable roster member this often\n"
+	"                              (default 30s, +-25%), so split halves meet again\n"
 	"  --max-parallel-swaps-per-site N  nodes of one site swapping a service at once\n"
 	"                              (best effort; default 0 = unlimited)\n"
 	"\n"
@@ -443,6 +452,18 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 		else
 			c->max_parallel_swaps_per_site = (unsigned)u;
 		break;
+	case K_REAP_AFTER:
+		if (ctl_parse_duration_ms(v, &u) < 0 || u < 1000 || u > 365ull * 86400000)
+			why = "must be a duration from 1s to 365 days, e.g. 72h";
+		else
+			c->reap_after_ms = u;
+		break;
+	case K_RECONNECT:
+		if (ctl_parse_duration_ms(v, &u) < 0 || u < 100 || u > 86400000)
+			why = "must be a duration from 100ms to 24h, e.g. 30s";
+		else
+			c->reconnect_ms = u;
+		break;
 	case K__COUNT:
 		break;
 	}
@@ -493,6 +514,8 @@ static int defaults(struct agent_config *c)
 	c->max_frame_size = CTL_FRAME_MAX_DEFAULT;
 	c->max_clients = 64;
 	c->client_timeout_ms = 30000;
+	c->reap_after_ms = 72ull * 3600 * 1000;
+	c->reconnect_ms = 30000;
 	if (!(c->node_name = strdup(host)) || !(c->state_dir = strdup(AGENT_DEFAULT_STATE_DIR)) ||
 	    !(c->socket_path = strdup(AGENT_DEFAULT_SOCKET)) ||
 	    !(c->cluster = strdup(AGENT_DEFAULT_CLUSTER)) ||

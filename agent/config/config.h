@@ -63,6 +63,10 @@ struct agent_config {
 	size_t nquorums;
 	unsigned max_parallel_swaps_per_site; /* 0 = unlimited */
 
+	/* Membership. */
+	uint64_t reap_after_ms;		/* forget dead members after this; default 72 h */
+	uint64_t reconnect_ms;		/* reach an unreachable roster member; default 30 s */
+
 	/* Runtime plugins (struct plugin_config). */
 	char *docker_host;		/* container: Docker API unix socket path (absolute) */
 	char *unit_dir;			/* systemd: where unit files are written (absolute) */

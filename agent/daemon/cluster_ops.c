@@ -26,6 +26,7 @@
 
 #include "agent/daemon/agent.h"
 #include "agent/ctl/ctl_proto.h"
+#include "agent/fleet/fleet.h"
 #include "agent/base/log.h"
 #include "gossip/transport.h"
 
@@ -187,6 +188,13 @@ void cluster_op_leave(void *ud, const struct ctl_request *req, const struct ctl_
 	struct agent *a = ud;
 	if (!ready(a, out))
 		return;
+	/* a decommission: off the roster first, so later revisions no longer count this node
+	 * (a stop, a restart or an upgrade is not a leave: only this is) */
+	if (a->fleet) {
+		int e = fleet_roster_leave(a->fleet);
+		if (e < 0)
+			log_warning("leave: cannot publish the roster record: %s", strerror(-e));
+	}
 	int r = cluster_leave(a->cluster, left_then_stop, a);
 	if (r < 0) {
 		ctl_enc_fail(out, r == -EALREADY ? CTL_E_SHUTTING_DOWN : CTL_E_INTERNAL,

@@ -130,9 +130,7 @@ int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 		cluster_summary(a->cluster, &cs);
 		o.advertise = cs.advertise;
 	}
-	const char *rc = getenv("SHOAL_RECONNECT_MS");	/* tests: a shorter reconnect interval */
-	if (rc && atoi(rc) > 0)
-		o.reconnect_ms = (uint32_t)atoi(rc);
+	o.reconnect_ms = (uint32_t)a->cfg.reconnect_ms;
 	const char *env = getenv("SHOAL_RETRY_MS");	/* tests: shorter back-off */
 	if (env && atoi(env) > 0) {
 		o.retry_min_ms = (uint32_t)atoi(env);

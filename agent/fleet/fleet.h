@@ -230,6 +230,15 @@ uint64_t fleet_event_seq(const struct fleet *b);
  *   services        -                                               [service summary]
  *   brain.status    -                                               {node, cluster, services}
  *   events          {since?, max?}                                  {events[], next, dropped}
+ *   members.remove  {node, reason}                                  {node, id}
+ *
+ * `rollback --override` (override: true, reason required) is the documented, audited exit for
+ * a revision whose electorate has lost its majority for good (electors removed or gone): it
+ * writes a new DEPLOY of the rollback's target (--to, or the previous good revision) with the
+ * current roster as its electorate and "override: REASON" as its reason, logged at notice
+ * with the operator's uid. It is never implied: a plain rollback only votes. The bad
+ * artifact is not condemned by it (no quorum decided that). `members.remove` takes a node off
+ * the roster (fleet_roster_remove); reason is required.
  *   brain.history   {service, limit?}                               [revision + good,
  *                                                                    condemned, version]
  *
@@ -259,6 +268,11 @@ struct fleet_rollback_args {
 	char *service, *reason, *scope;
 	uint64_t to;
 	bool local;
+	bool override;		/* the liveness exit: a new deploy of the target, see below */
+};
+struct fleet_remove_args {
+	char *node;		/* a roster member's name or id (hex, unique prefix >= 4) */
+	char *reason;
 };
 struct fleet_votes_args {
 	char *service;
@@ -288,6 +302,8 @@ void fleet_op_events(void *fleet, const void *args, const struct ctl_peer *peer,
 		     struct ctl_enc *out);
 void fleet_op_history(void *fleet, const void *args, const struct ctl_peer *peer,
 		      struct ctl_enc *out);
+void fleet_op_members_remove(void *fleet, const void *args, const struct ctl_peer *peer,
+			     struct ctl_enc *out);
 
 /* The rows above, in this order, with no @of: their target is the server's ud. */
 const struct ctl_op *fleet_ctl_ops(size_t *ret_count);

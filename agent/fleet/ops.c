@@ -4,6 +4,7 @@
 #include "agent/fleet/fleet_int.h"
 
 #include <stddef.h>
+#include <strings.h>
 
 #include "agent/config/config.h"
 #include "agent/ctl/ctl_server.h"
@@ -60,6 +61,15 @@ static const struct ctl_arg rollback_args[] = {
 	SCOPE_ARG(struct fleet_rollback_args),
 	{"to", CTL_ARG_UINT, .offset = offsetof(struct fleet_rollback_args, to)},
 	{"local", CTL_ARG_FLAG, .offset = offsetof(struct fleet_rollback_args, local)},
+	{"override", CTL_ARG_FLAG, .offset = offsetof(struct fleet_rollback_args, override)},
+};
+static const struct ctl_arg remove_args[] = {
+	{"node", CTL_ARG_STR, .required = true, .offset = offsetof(struct fleet_remove_args, node),
+	 .bad = "\"node\" (a member's name or id) is required"},
+	{"reason", CTL_ARG_STR, .required = true,
+	 .offset = offsetof(struct fleet_remove_args, reason), .max_len = 200,
+	 .bad = "a removal needs a reason (--reason TEXT): it is recorded with who asked",
+	 .invalid = "\"reason\" is limited to 200 bytes"},
 };
 static const struct ctl_arg votes_args[] = {
 	SERVICE_ARG(struct fleet_votes_args),
@@ -82,6 +92,8 @@ static const struct ctl_args_spec events_spec =
 	CTL_ARGS_SPEC(struct fleet_events_args, events_args);
 static const struct ctl_args_spec history_spec =
 	CTL_ARGS_SPEC(struct fleet_history_args, history_args);
+static const struct ctl_args_spec remove_spec =
+	CTL_ARGS_SPEC(struct fleet_remove_args, remove_args);
 static const struct ctl_args_spec no_args = {NULL, 0, 0};
 
 /* The fleet that serves, or NULL after answering that none does. */
@@ -93,6 +105,63 @@ static struct fleet *serving(void *fleet, struct ctl_enc *out)
 		return NULL;
 	}
 	return b;
+}
+
+/*
+ * Write and publish a new deploy of @id at the next rev, with the roster in @scope as its
+ * electorate and our configured rule (agree.h rule 0): deploy and rollback --override.
+ * 0 and *ret_rev; <0 after writing the error into @out.
+ */
+static int new_deploy(struct fleet *b, struct svc *v, const struct store_id *id,
+		      const char *scope, const char *reason, const struct ctl_peer *peer,
+		      uint64_t *ret_rev, struct ctl_enc *out)
+{
+	const char *service = v->name;
+	struct store_revision rv;
+	int r;
+
+	if (!fleet__synced(b)) {
+		ctl_enc_fail(out, CTL_E_BUSY,
+			     "this node has not completed its first anti-entropy exchange with the "
+			     "cluster yet, so its roster and log may be partial; retry in a few "
+			     "seconds (or check that it can reach a peer: agentctl members)");
+		return -EAGAIN;
+	}
+	memset(&rv, 0, sizeof rv);
+	snprintf(rv.service, sizeof rv.service, "%s", service);
+	uint64_t latest = 0;
+	store_revision_latest(b->s, service, &latest);
+	rv.rev = (fleet__svc_max_rev(v) > latest ? fleet__svc_max_rev(v) : latest) + 1;
+	rv.artifact = *id;
+	rv.kind = STORE_REV_DEPLOY;
+	snprintf(rv.scope, sizeof rv.scope, "%s", scope);
+	memcpy(rv.origin, b->id, STORE_NODE_ID_LEN);
+	rv.hlc = fleet__stamp(b);
+	rv.operator_uid = peer && peer->known ? peer->uid : UINT32_MAX;
+	rv.operator_pid = peer && peer->known ? peer->pid : 0;
+	snprintf(rv.reason, sizeof rv.reason, "%s", reason ? reason : "");
+	rv.quorum = *fleet__quorum_of(b, service);
+	r = agree_electorate(b->roster, b->nroster, scope, &rv.elect, &rv.nelect);
+	if (r < 0) {
+		ctl_enc_fail(out, CTL_E_INTERNAL, "cannot compute the electorate: %s",
+			     agree_strerror(r));
+		return r;
+	}
+	if (!rv.nelect)
+		fleet__event(b, "config", service, rv.rev,
+			     "no node on the roster is in scope %s: nobody can vote on rev %" PRIu64
+			     " (only a new deploy replaces it)", scope, rv.rev);
+	r = fleet__accept_rev(b, v, &rv, true);
+	if (r < 0) {
+		store_revision_release(&rv);
+		ctl_enc_fail(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
+			     "cannot create revision %" PRIu64 ": %s", rv.rev, agree_strerror(r));
+		return r;
+	}
+	fleet__publish_rev(b, &rv);
+	*ret_rev = rv.rev;
+	store_revision_release(&rv);
+	return 0;
 }
 
 /* ---- The operations ------------------------------------------------------------------------ */
@@ -145,54 +214,15 @@ void fleet_op_deploy(void *fleet, const void *args, const struct ctl_peer *peer,
 			     art, service);
 		goto out;
 	}
-	struct store_revision rv;
-	memset(&rv, 0, sizeof rv);
-	snprintf(rv.service, sizeof rv.service, "%s", service);
-	uint64_t latest = 0;
-	store_revision_latest(b->s, service, &latest);
-	rv.rev = (fleet__svc_max_rev(v) > latest ? fleet__svc_max_rev(v) : latest) + 1;
-	rv.artifact = id;
-	rv.kind = STORE_REV_DEPLOY;
-	snprintf(rv.scope, sizeof rv.scope, "%s", scope);
-	memcpy(rv.origin, b->id, STORE_NODE_ID_LEN);
-	rv.hlc = fleet__stamp(b);
-	rv.operator_uid = peer && peer->known ? peer->uid : UINT32_MAX;
-	rv.operator_pid = peer && peer->known ? peer->pid : 0;
-	snprintf(rv.reason, sizeof rv.reason, "%s", reason ? reason : "");
-	if (!fleet__synced(b)) {
-		ctl_enc_fail(out, CTL_E_BUSY,
-			     "this node has not completed its first anti-entropy exchange with the "
-			     "cluster yet, so its roster and log may be partial; retry in a few "
-			     "seconds (or check that it can reach a peer: agentctl members)");
+	uint64_t rev;
+	if (new_deploy(b, v, &id, scope, reason, peer, &rev, out) < 0)
 		goto out;
-	}
-	/* The electorate and rule are written into the revision (agree.h rule 0). */
-	rv.quorum = *fleet__quorum_of(b, service);
-	r = agree_electorate(b->roster, b->nroster, scope, &rv.elect, &rv.nelect);
-	if (r < 0) {
-		ctl_enc_fail(out, CTL_E_INTERNAL, "cannot compute the electorate: %s",
-			     agree_strerror(r));
-		goto out;
-	}
-	if (!rv.nelect)
-		fleet__event(b, "config", service, rv.rev,
-			     "no node on the roster is in scope %s: nobody can vote on rev %" PRIu64
-			     " (only a new deploy replaces it)", scope, rv.rev);
 	if (force && info.condemned)
 		store_artifact_set_condemned(b->s, &id, false);
-	r = fleet__accept_rev(b, v, &rv, true);
-	if (r < 0) {
-		store_revision_release(&rv);
-		ctl_enc_fail(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
-			     "cannot create revision %" PRIu64 ": %s", rv.rev, agree_strerror(r));
-		goto out;
-	}
-	fleet__publish_rev(b, &rv);
-	store_revision_release(&rv);
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 4);
 	ctl_kv_str(out, "service", service);
-	ctl_kv_uint(out, "rev", rv.rev);
+	ctl_kv_uint(out, "rev", rev);
 	kv_id(out, "artifact", &id);
 	ctl_kv_str(out, "version", info.manifest.version ? info.manifest.version : "");
 out:
@@ -242,6 +272,45 @@ void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *pee
 		}
 	}
 	uint64_t bad = d->rev;
+	if (a->override) {
+		const struct store_revision *t = NULL;
+		if (local || !reason) {
+			ctl_enc_fail(out, CTL_E_BAD_REQUEST, "--override %s",
+				     local ? "and --local do not go together"
+					   : "needs --reason TEXT: it is recorded with who asked");
+			return;
+		}
+		r = to ? ((t = agree_at(v->log, v->nlog, to)) ? 0 : -AGREE_ENOREV)
+		       : agree_previous_good(v->log, v->nlog, bad, &t);
+		if (r < 0) {
+			ctl_enc_fail(out, CTL_E_NO_REVISION, "cannot override: %s",
+				     agree_strerror(r));
+			return;
+		}
+		char why[201], hex[STORE_ID_HEXLEN + 1];
+		struct store_id target = t->artifact;
+		uint64_t rev, from = t->rev;
+		snprintf(why, sizeof why, "override: %s", reason);
+		if (new_deploy(b, v, &target, d->scope, why, peer, &rev, out) < 0)
+			return;
+		store_id_hex(&target, hex);
+		log_notice("ctl: rollback OVERRIDE of %s rev %" PRIu64 " by uid %" PRIu32
+			   " pid %" PRId32 ": rev %" PRIu64 " deploys %.12s (from rev %" PRIu64
+			   ") without a quorum: %s",
+			   service, bad, peer ? peer->uid : UINT32_MAX, peer ? peer->pid : -1, rev,
+			   hex, from, reason);
+		fleet__event(b, "override", service, rev,
+			     "operator override of rev %" PRIu64 ": deploys rev %" PRIu64
+			     "'s artifact without a quorum: %s", bad, from, reason);
+		ctl_enc_ok(out);
+		ctl_enc_map(out, 5);
+		ctl_kv_str(out, "service", service);
+		ctl_kv_uint(out, "rev", bad);
+		ctl_kv_uint(out, "to", from);
+		ctl_kv_bool(out, "local", false);
+		ctl_kv_uint(out, "override_rev", rev);
+		return;
+	}
 	if (local) {
 		struct agree_local l;
 		r = agree_local_rollback(v->log, v->nlog, service, b->has_site ? b->site : NULL,
@@ -579,6 +648,58 @@ out:
 	ctl_enc_release(&h.items);
 }
 
+void fleet_op_members_remove(void *fleet, const void *args, const struct ctl_peer *peer,
+			     struct ctl_enc *out)
+{
+	const struct fleet_remove_args *a = args;
+	struct fleet *b = serving(fleet, out);
+	const uint8_t *found = NULL;
+	uint8_t id[STORE_NODE_ID_LEN];	/* the roster array is rebuilt by the removal */
+	size_t plen = strlen(a->node);
+	char hex[2 * STORE_NODE_ID_LEN + 1], who[2 * STORE_NODE_ID_LEN + 1];
+
+	if (!b)
+		return;
+	/* a name, or an id prefix of at least 4 hex digits; several matches are refused */
+	for (size_t i = 0; i < b->nroster; i++) {
+		fleet__hex_id(b->roster[i].id, STORE_NODE_ID_LEN, hex);
+		const char *name = fleet__member_name(b, b->roster[i].id, who);
+		bool match = strcmp(name, a->node) == 0 ||
+			     (plen >= 4 && plen <= 32 && strncasecmp(hex, a->node, plen) == 0);
+		if (!match)
+			continue;
+		if (found) {
+			ctl_enc_fail(out, CTL_E_AMBIGUOUS, "%s names several roster members: give "
+				     "more of the id", a->node);
+			return;
+		}
+		found = b->roster[i].id;
+	}
+	if (!found) {
+		ctl_enc_fail(out, CTL_E_NOT_FOUND, "no roster member named %s (agentctl members)",
+			     a->node);
+		return;
+	}
+	memcpy(id, found, sizeof id);
+	found = id;
+	int r = fleet_roster_remove(b, found, peer, a->reason);
+	if (r == -EPERM) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
+			     "a node does not remove itself: run agentctl leave on it");
+		return;
+	}
+	if (r < 0) {
+		ctl_enc_fail(out, agent_ctl_err_from_errno(r), "cannot remove %s: %s", a->node,
+			     strerror(-r));
+		return;
+	}
+	fleet__hex_id(found, STORE_NODE_ID_LEN, hex);
+	ctl_enc_ok(out);
+	ctl_enc_map(out, 2);
+	ctl_kv_str(out, "node", fleet__member_name(b, found, who));
+	ctl_kv_str(out, "id", hex);
+}
+
 /* The rows the agent serves (daemon/ops.c adds them to its table with the agent's fleet as
  * their target). */
 static const struct ctl_op fleet_ops[] = {
@@ -589,6 +710,7 @@ static const struct ctl_op fleet_ops[] = {
 	{"events", .args = &events_spec, .run = fleet_op_events},
 	{"brain.status", .args = &no_args, .run = fleet_op_status},
 	{"brain.history", .args = &history_spec, .run = fleet_op_history},
+	{"members.remove", .args = &remove_spec, .run = fleet_op_members_remove},
 };
 
 const struct ctl_op *fleet_ctl_ops(size_t *ret_count)
