@@ -11,8 +11,10 @@
 #  3. systemctl stop agentd; systemctl start agentd  -> same PID, no failed request
 #  4. kill -9 of agentd, systemd restarts it (Restart=on-failure) -> same PID, no failed request
 #     (after each: the agent reports rev 1 running and healthy again, without a swap)
-#  5. deploy v2: the old process is gone, a new one answers "web v2"
-#  6. agentctl rollback: the v2 process is gone, a new one answers "web v1"
+#     and agentd's log shows no swap since the first deploy (it adopted the process)
+#  5. the adopted process is killed: agentd sees it (pidfd) and starts a new one, in the scope
+#  6. deploy v2: the old process is gone, a new one answers "web v2"
+#  7. agentctl rollback: the v2 process is gone, a new one answers "web v1"
 # Under systemd each exec service runs in a transient scope of its own (shoal-exec-web.scope),
 # outside agentd's cgroup; the test checks that too.
 # Cleanup (trap): the poller is stopped by PID, agentd stops with the sandbox, which is stopped
@@ -163,12 +165,14 @@ esac
 		out=$(curl -sSf --max-time 2 "http://127.0.0.1:$WPORT/" 2>&1) ||
 			echo "$(date -u +%T.%N) failed: $out" >>"$SH/poll.fail"
 		n=$((n + 1))
-		echo "$n" >"$SH/poll.n"
+		echo "$n" >"$SH/poll.n.tmp" && mv "$SH/poll.n.tmp" "$SH/poll.n"	# never read half-written
 		sleep 0.1
 	done
 ) &
 POLLER=$!
-polls() { cat "$SH/poll.n" 2>/dev/null || echo 0; }
+polls() { local n; n=$(cat "$SH/poll.n" 2>/dev/null); echo "${n:-0}"; }
+swaps() { grep -c 'event swap-start web' "$SH/agentd.log"; }
+in_scope() { grep -Eq '^(0::|1:name=systemd:).*/shoal-exec-web\.scope$' "/proc/$1/cgroup"; }
 # after STEP: the agent converged on rev 1 healthy, same PID, the poller saw no failure
 same_service() {
 	local step=$1 before now f f0
@@ -184,10 +188,12 @@ same_service() {
 	[ "$f" = 0 ] || fail "$step: $((f - f0)) failed requests in this step, $f in all;" \
 		"first: $(head -n2 "$SH/poll.fail")"
 	[ "$(polls)" -gt "$before" ] || fail "$step: the client loop made no request"
+	[ "$(swaps)" = "$SWAPS" ] || fail "$step: agentd swapped again: $(grep 'swap-start' "$SH/agentd.log")"
 	[ "$f" = 0 ] && [ "$now" = "$PID1" ] &&
 		ok "$step: pid $PID1 kept running, $(polls) requests so far, none failed"
 }
 
+SWAPS=$(swaps)
 # --- 2. systemctl restart
 a=$(agent_pid)
 X systemctl restart shoal-agentd.service || die "systemctl restart agentd"
@@ -214,7 +220,19 @@ wait "$POLLER"
 POLLER=
 note "client loop: $(polls) requests, $(grep -c . "$SH/poll.fail") failed"
 
-# --- 5. a real swap still replaces the process
+# --- 5. the adopted process dies: the agent notices and starts a new one (same revision)
+kill -KILL "$PID1"
+end=$((SECONDS + 30))
+until n=$(listeners) && [ -n "$n" ] && [ "$n" != "$PID1" ] && [ "$(answer)" = "web v1" ]; do
+	[ $SECONDS -lt $end ] || die "no new v1 process within 30 s after kill -9 of the adopted $PID1"
+	sleep 0.2
+done
+in_scope "$n" || fail "the restarted process $n is not in shoal-exec-web.scope"
+ok "the adopted pid $PID1 killed: agentd started pid $n (in shoal-exec-web.scope)," \
+	"$(svc | jq -r '"\(.running_rev) \(.health)"')"
+wait_state 60 1 1 healthy
+
+# --- 6. a real swap still replaces the process
 PID1=$(listeners)
 ctl deploy web "${ID[v2]}" --reason "v2" >/dev/null || die "deploy v2"
 wait_state 60 2 2 healthy
@@ -224,7 +242,7 @@ PID2=$(listeners)
 [ -e "/proc/$PID1" ] && fail "after deploy v2: the v1 process $PID1 is still alive"
 ok "rev 2: v1 (pid $PID1) stopped, v2 answers (pid $PID2)"
 
-# --- 6. and a rollback too
+# --- 7. and a rollback too
 out=$(ctl rollback web --reason "system test" --wait --timeout 60s 2>&1) ||
 	die "rollback --wait: $out"
 wait_state 60 3 3 healthy
