@@ -69,6 +69,7 @@ static char leftover_dirs[32][PATH_MAX];
 static int nleftover_dirs;
 static pid_t leftover_pids[512];
 static int nleftover_pids;
+static char leftover_cgroup[2][PATH_MAX + 32];	/* test_adopt's scope cgroup, its parent */
 
 static void leftovers_cleanup(void)
 {
@@ -87,6 +88,9 @@ static void leftovers_cleanup(void)
 		if (q && sscanf(q + 1, " %*c %d", &ppid) == 1 && ppid == (int)getpid())
 			kill(-leftover_pids[i], SIGKILL);
 	}
+	for (int i = 0; i < 2; i++)
+		if (leftover_cgroup[i][0] && rmdir(leftover_cgroup[i]) < 0)
+			fprintf(stderr, "could not remove cgroup %s\n", leftover_cgroup[i]);
 	for (int i = 0; i < nleftover_dirs; i++) {
 		if (!leftover_dirs[i][0])
 			continue;
@@ -966,6 +970,8 @@ static bool scope_cgroup_make(char *base, size_t n, char *scope, size_t sn)
 		rmdir(base);
 		return false;
 	}
+	snprintf(leftover_cgroup[0], sizeof(leftover_cgroup[0]), "%s", scope);
+	snprintf(leftover_cgroup[1], sizeof(leftover_cgroup[1]), "%s", base);
 	return true;
 }
 
@@ -1052,6 +1058,7 @@ static void test_adopt(void **state)
 	teardown_ctx(&c);
 	assert_int_equal(rmdir(scope), 0);
 	assert_int_equal(rmdir(base), 0);
+	leftover_cgroup[0][0] = leftover_cgroup[1][0] = '\0';
 }
 
 int main(void)
