@@ -39,19 +39,45 @@
  * once that one is gone (so "gone" is always the answer of a full scan).
  *
  * Orphans of a killed agent: every spawn writes state_dir/run/<service>.pid ("pid
- * starttime rev"). A process cannot adopt children it did not fork (it cannot wait for them
- * or get their output), so the next agent run does not adopt: the first activate or
+ * starttime rev", more with scopes, see pidfile_write). Without scopes the next agent run does
+ * not adopt (the orphan lives in the agent's cgroup and, under systemd, is killed with it;
+ * without systemd nothing guarantees it was left running on purpose): the first activate or
  * deactivate of that service terminates the old group (same SIGTERM/SIGKILL sequence) before
  * starting fresh, and status reports it in its detail. The start time (field 22 of
  * /proc/PID/stat) guards against a recycled pid; a group whose leader is gone is still
  * recognised by its pgid (Linux never reuses an id that is still some group's id).
  *
+ * Scopes (ep->scope: under systemd, see plugin.h and exec_init). Restarting agentd.service
+ * must not take its workloads down, so each spawn goes into a transient scope of its own,
+ * shoal-exec-<service>.scope, outside agentd's cgroup:
+ *
+ *   spawn `sh -c 'read gate; exec sh -c COMMAND'` (stdin a pipe, stdout/stderr journal
+ *   streams) -> [pool] StartTransientUnit(PIDs=[pid]), wait until /proc/PID/cgroup shows
+ *   it -> write "\n" into the gate -> STARTING (the activate's 0)
+ *
+ * The gate keeps the command from forking before the move (its children would stay in
+ * agentd's cgroup and die with it). Output goes to the journal because a pipe to the agent
+ * would break when the agent goes. plugin_close() leaves these processes running, and the next
+ * run adopts them at the first status of their service (svc_adopt: pid, start time, process
+ * group and cgroup must all match, the pid file gives revision, directory and command), so the
+ * reconciler finds "running, this revision" and does not swap. An adopted process is not our
+ * child: a pidfd tells when it exits (no exit status), and it is then restarted like any
+ * other. Stopping is the same group SIGTERM/SIGKILL as without scopes; the emptied scope is
+ * collected by systemd (CollectMode=inactive-or-failed), and a leftover of that name is
+ * stopped before the next StartTransientUnit (scope.c). A scope that cannot be made fails the
+ * spawn (FAILED, the reason in words): running the service in agentd's cgroup instead would
+ * silently bring back the outage at the next agent restart.
+ *
  * Blocking: everything runs on the loop. The directory check is an async uv_fs_stat; the
  * pid file write and the /proc reads are small local-file operations done inline (no fsync:
  * after a host crash there is no orphan to find anyway).
  *
- * plugin_close() stops every child (the children's output pipes end with the agent, and an
- * unsupervised exec service is worse than a stopped one), then cancels pending operations.
+ * plugin_close() stops every child without scopes (the children's output pipes end with the
+ * agent, and an unsupervised exec service is worse than a stopped one); with scopes it leaves
+ * them to systemd and the next agent run. Then it cancels pending operations.
+ *
+ * Errors in words: s->err holds why the last operation failed (a missing directory, a spawn
+ * error, the scope's D-Bus error, a stop that timed out), for plugin_last_error().
  */
 #include "plugins/plugin.h"
 #include "plugins/proc.h"

@@ -101,7 +101,7 @@ service = web
 runtime = exec
 version = $2
 [exec]
-command = exec busybox httpd -f -p 127.0.0.1:$WPORT -h ./www
+command = echo "web $1 starting in \$SHOAL_DIR"; exec busybox httpd -f -p 127.0.0.1:$WPORT -h ./www
 [health]
 exec = ./check.sh
 interval = 300ms
@@ -155,6 +155,9 @@ case $cg in
 */shoal-exec-web.scope) ok "pid $PID1 runs in its own scope ($cg)" ;;
 *) fail "pid $PID1 is not in shoal-exec-web.scope: $cg" ;;
 esac
+journal_has() { X journalctl --no-pager -o cat -t shoal-exec-web | grep -q "$1"; }
+wait_for 10 "the service's output in the journal" journal_has "web v1 starting"
+ok "its output is in the journal (journalctl -t shoal-exec-web)"
 
 # --- the client loop: one request every 100 ms, each bounded, until $SH/poll.stop exists
 # (or 600 s); one line per failed request in $SH/poll.fail, a count of requests in poll.n
