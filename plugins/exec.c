@@ -1475,9 +1475,12 @@ static int exec_init(struct plugin *p)
 		ep->scope = true;
 		break;
 	default:
-		/* under systemd: a named bus, or the agent runs as a unit of a booted systemd
-		 * (INVOCATION_ID is set for every process systemd starts as a service) */
-		ep->scope = cfg->bus_address || (sd_booted() > 0 && getenv("INVOCATION_ID"));
+		/* under systemd: a named bus, or the agent IS a unit's process: systemd sets
+		 * INVOCATION_ID for what it starts and is its parent. The parent check keeps
+		 * programs that merely descend from a unit (tests run by a CI runner service,
+		 * which inherit its INVOCATION_ID) from leaving scopes behind on the host. */
+		ep->scope = cfg->bus_address ||
+			    (sd_booted() > 0 && getenv("INVOCATION_ID") && getppid() == 1);
 		break;
 	}
 	if (ep->scope) {

@@ -158,7 +158,8 @@ struct plugin_config {
 				   * job wait together); default 90000 */
 	/* exec: run each service in a transient systemd scope of its own (see the exec notes
 	 * at the top): PLUGIN_EXEC_SCOPE_AUTO (0) = when bus_address is set or the agent runs
-	 * as a unit of a booted systemd (sd_booted() and INVOCATION_ID); OFF; ON. */
+	 * as a unit of a booted systemd (sd_booted(), INVOCATION_ID set and systemd, PID 1, is
+	 * its parent); OFF; ON. */
 	int exec_scope;
 };
 
