@@ -225,8 +225,10 @@ void plugin_close(struct plugin *p, plugin_close_cb cb, void *ud);
  * otherwise be lost behind it (-EIO, -EPROTO). Call it from the callback that reported
  * status < 0 (or later, until the next operation on @service starts, which clears it).
  * Never NULL: "" when the driver knows nothing beyond the errno (or the plugin is NULL, the
- * service unknown, or the driver does not say). The string is the plugin's, valid until the
- * next operation on @service starts or the plugin is closed; copy it to keep it.
+ * service unknown, or the driver does not say). exec and systemd clear it when an operation
+ * starts; container keeps the engine's last message until an operation succeeds. The string
+ * is the plugin's, valid until the next operation on @service starts or the plugin is
+ * closed; copy it to keep it.
  */
 const char *plugin_last_error(struct plugin *p, const char *service);
 
