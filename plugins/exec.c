@@ -156,7 +156,6 @@ struct exec_svc {
 	bool nolog;			/* no journal stream: the instance's output is discarded */
 	/* an adopted process (a previous agent run's, found in its scope): exit via pidfd */
 	struct exec_apoll *apoll;
-	int apidfd;
 	uint64_t adopt_ms;
 
 	char err[320];			/* why the last operation failed (plugin_last_error) */
@@ -361,9 +360,10 @@ static int pidfile_path(struct exec_svc *s, char *buf, size_t n)
 static void pidfile_write(struct exec_svc *s, pid_t pid)
 {
 	char path[4096], tmp[4200], head[256], unit[SCOPE_UNIT_MAX];
-	bool full = s->ep->scope && !strchr(s->dir, '\n');
-	uint64_t start = 0;
 	size_t clen = strlen(s->command), dlen = strlen(s->dir);
+	/* the reader takes at most PIDFILE_MAX bytes: a longer file would restart a cut command */
+	bool full = s->ep->scope && !strchr(s->dir, '\n') && clen + dlen + 512 < PIDFILE_MAX;
+	uint64_t start = 0;
 	int fd, n;
 	bool ok;
 
@@ -446,7 +446,8 @@ static pid_t orphan_find(struct exec_svc *s, uint64_t *ret_rev)
  * cannot be recycled between them and the watch. The process is not our child: its exit is
  * seen through the pidfd (readable at exit), without an exit status; its output goes on
  * into the journal. From then on it is supervised like a child of ours (restart with
- * back-off after an exit, stop on activate/deactivate).
+ * back-off after an exit, stop on activate/deactivate). Without pidfd_open (Linux < 5.3) there
+ * is no adoption: the reconciler then starts the service afresh, as without scopes.
  */
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -524,6 +525,8 @@ static int pidfile_read_full(struct exec_svc *s, struct adoptee *a)
 		got += n;
 	close(fd);
 	buf[got] = '\0';
+	if (got == PIDFILE_MAX)
+		goto out;	/* not one we wrote (see pidfile_write) */
 	nl = strchr(buf, '\n');
 	nl2 = nl ? strchr(nl + 1, '\n') : NULL;
 	if (!nl2 || nl2[1] == '\0' || nl[1] != '/')
