@@ -10,11 +10,13 @@
 #  2. systemctl restart agentd                       -> same PID, no failed request
 #  3. systemctl stop agentd; systemctl start agentd  -> same PID, no failed request
 #  4. kill -9 of agentd, systemd restarts it (Restart=on-failure) -> same PID, no failed request
+#  5. an upgrade as the .deb does it: the binary replaced by rename, daemon-reload,
+#     systemctl try-restart                         -> same PID, no failed request
 #     (after each: the agent reports rev 1 running and healthy again, without a swap)
 #     and agentd's log shows no swap since the first deploy (it adopted the process)
-#  5. the adopted process is killed: agentd sees it (pidfd) and starts a new one, in the scope
-#  6. deploy v2: the old process is gone, a new one answers "web v2"
-#  7. agentctl rollback: the v2 process is gone, a new one answers "web v1"
+#  6. the adopted process is killed: agentd sees it (pidfd) and starts a new one, in the scope
+#  7. deploy v2: the old process is gone, a new one answers "web v2"
+#  8. agentctl rollback: the v2 process is gone, a new one answers "web v1"
 # Under systemd each exec service runs in a transient scope of its own (shoal-exec-web.scope),
 # outside agentd's cgroup; the test checks that too.
 # Cleanup (trap): the poller is stopped by PID, agentd stops with the sandbox, which is stopped
@@ -112,6 +114,9 @@ EOF
 }
 mk_release v1 1.0.0
 mk_release v2 2.0.0
+# the unit runs its own copy, which step 5 upgrades in place the way dpkg does (rename)
+mkdir -p "$SH/sbin"
+cp "$AGENTD" "$SH/sbin/agentd" || die "cannot copy agentd"
 ENVS="SHOAL_GOSSIP_PROBE_MS=200"
 for e in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
 	[ -n "${!e:-}" ] && ENVS="$ENVS $e=${!e}"
@@ -122,7 +127,7 @@ Description=Shoal agent (system test)
 [Service]
 Type=notify
 Environment=$ENVS
-ExecStart=$AGENTD --config /dev/null --node-name sbx1 --state-dir $SH/state \\
+ExecStart=$SH/sbin/agentd --config /dev/null --node-name sbx1 --state-dir $SH/state \\
 	--socket $SH/agentd.sock --socket-group "" --bind 127.0.0.1:$PORT \\
 	--keyring $SH/keyring --cluster exs$RUNID --log-level info
 StandardError=append:$SH/agentd.log
@@ -218,12 +223,21 @@ until b=$(agent_pid) && [ -n "$b" ] && [ "$b" != 0 ] && [ "$b" != "$a" ]; do
 	sleep 0.2
 done
 same_service "kill -9 of agentd (Restart=on-failure)"
+
+# --- 5. upgrade: new binary by rename (old inode stays with the running agentd), try-restart
+a=$(agent_pid)
+cp "$AGENTD" "$SH/sbin/agentd.dpkg-new" && printf 'upgrade %s' "$RUNID" >>"$SH/sbin/agentd.dpkg-new" &&
+	mv -f "$SH/sbin/agentd.dpkg-new" "$SH/sbin/agentd" || die "cannot replace agentd"
+X systemctl daemon-reload || die "daemon-reload"
+X systemctl try-restart shoal-agentd.service || die "systemctl try-restart agentd"
+[ "$(agent_pid)" != "$a" ] || die "agentd was not restarted by try-restart (MainPID $a)"
+same_service "upgrade (binary replaced, try-restart)"
 touch "$SH/poll.stop"
 wait "$POLLER"
 POLLER=
 note "client loop: $(polls) requests, $(grep -c . "$SH/poll.fail") failed"
 
-# --- 5. the adopted process dies: the agent notices and starts a new one (same revision)
+# --- 6. the adopted process dies: the agent notices and starts a new one (same revision)
 kill -KILL "$PID1"
 end=$((SECONDS + 30))
 until n=$(listeners) && [ -n "$n" ] && [ "$n" != "$PID1" ] && [ "$(answer)" = "web v1" ]; do
@@ -235,7 +249,7 @@ ok "the adopted pid $PID1 killed: agentd started pid $n (in shoal-exec-web.scope
 	"$(svc | jq -r '"\(.running_rev) \(.health)"')"
 wait_state 60 1 1 healthy
 
-# --- 6. a real swap still replaces the process
+# --- 7. a real swap still replaces the process
 PID1=$(listeners)
 ctl deploy web "${ID[v2]}" --reason "v2" >/dev/null || die "deploy v2"
 wait_state 60 2 2 healthy
@@ -245,7 +259,7 @@ PID2=$(listeners)
 [ -e "/proc/$PID1" ] && fail "after deploy v2: the v1 process $PID1 is still alive"
 ok "rev 2: v1 (pid $PID1) stopped, v2 answers (pid $PID2)"
 
-# --- 7. and a rollback too
+# --- 8. and a rollback too
 out=$(ctl rollback web --reason "system test" --wait --timeout 60s 2>&1) ||
 	die "rollback --wait: $out"
 wait_state 60 3 3 healthy
