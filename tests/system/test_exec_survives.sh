@@ -161,8 +161,16 @@ case $cg in
 *) fail "pid $PID1 is not in shoal-exec-web.scope: $cg" ;;
 esac
 journal_has() { X journalctl --no-pager -o cat -t shoal-exec-web | grep -q "$1"; }
-wait_for 10 "the service's output in the journal" journal_has "web v1 starting"
-ok "its output is in the journal (journalctl -t shoal-exec-web)"
+end=$((SECONDS + 10))
+until journal_has "web v1 starting"; do
+	[ $SECONDS -lt $end ] || break
+	sleep 0.3
+done
+if journal_has "web v1 starting"; then
+	ok "its output is in the journal (journalctl -t shoal-exec-web)"
+else
+	fail "the service's output is not in the journal (journalctl -t shoal-exec-web)"
+fi
 
 # --- the client loop: one request every 100 ms, each bounded, until $SH/poll.stop exists
 # (or 600 s); one line per failed request in $SH/poll.fail, a count of requests in poll.n
@@ -196,7 +204,7 @@ same_service() {
 	[ "$f" = 0 ] || fail "$step: $((f - f0)) failed requests in this step, $f in all;" \
 		"first: $(head -n2 "$SH/poll.fail")"
 	[ "$(polls)" -gt "$before" ] || fail "$step: the client loop made no request"
-	[ "$(swaps)" = "$SWAPS" ] || fail "$step: agentd swapped again: $(grep 'swap-start' "$SH/agentd.log")"
+	[ "$(swaps)" = "$SWAPS" ] || fail "$step: agentd swapped again: $(grep 'swap-start' "$SH/agentd.log" | tail -n1)"
 	[ "$f" = 0 ] && [ "$now" = "$PID1" ] &&
 		ok "$step: pid $PID1 kept running, $(polls) requests so far, none failed"
 }
@@ -238,6 +246,8 @@ POLLER=
 note "client loop: $(polls) requests, $(grep -c . "$SH/poll.fail") failed"
 
 # --- 6. the adopted process dies: the agent notices and starts a new one (same revision)
+# only the very process recorded at rev 1 (still listening), never a pid that may be recycled
+[ "$(listeners)" = "$PID1" ] || die "the adopted process $PID1 no longer listens: '$(listeners)'"
 kill -KILL "$PID1"
 end=$((SECONDS + 30))
 until n=$(listeners) && [ -n "$n" ] && [ "$n" != "$PID1" ] && [ "$(answer)" = "web v1" ]; do
