@@ -148,6 +148,7 @@ struct exec_svc {
 	/* scopes (ep->scope): the spawn in progress, waiting for its scope on the thread pool */
 	uv_work_t swork;
 	bool swork_busy;
+	bool swork_stop;		/* the work stops the scope (deactivate), not creates it */
 	struct exec_child *gating;	/* the child behind the gate; NULL once it exited */
 	pid_t swork_pid;
 	int swork_res;
@@ -1056,10 +1057,16 @@ static void scope_work_cb(uv_work_t *w)
 	char unit[SCOPE_UNIT_MAX];
 
 	scope__unit_name(s->name, unit);
-	s->swork_res = scope__start(ep->p->cfg.bus_address, unit, s->swork_pid, s->swork_desc,
-				    ep->stop_timeout, SCOPE_MS, s->swork_err,
-				    sizeof(s->swork_err));
+	if (s->swork_stop)
+		s->swork_res = scope__stop(ep->p->cfg.bus_address, unit, SCOPE_MS, s->swork_err,
+					   sizeof(s->swork_err));
+	else
+		s->swork_res = scope__start(ep->p->cfg.bus_address, unit, s->swork_pid,
+					    s->swork_desc, ep->stop_timeout, SCOPE_MS,
+					    s->swork_err, sizeof(s->swork_err));
 }
+
+static void deactivate_done(struct exec_svc *s, int err, const char *scope_err);
 
 static void scope_after_cb(uv_work_t *w, int status)
 {
@@ -1071,9 +1078,17 @@ static void scope_after_cb(uv_work_t *w, int status)
 
 	s->swork_busy = false;
 	ep->handles--;
-	s->gating = NULL;
 	if (status < 0)
 		snprintf(s->swork_err, sizeof(s->swork_err), "scope work: %s", uv_strerror(status));
+	if (s->swork_stop) {
+		s->swork_stop = false;
+		if (ep->closing)
+			check_close(ep);
+		else
+			deactivate_done(s, 0, r < 0 ? s->swork_err : NULL);
+		return;
+	}
+	s->gating = NULL;
 	if (ep->closing) {
 		/* the agent goes away: a process in its scope may run on (the next run adopts
 		 * it); one without a scope would die with the agent's cgroup anyway */
@@ -1327,13 +1342,42 @@ static int exec_activate(struct plugin *p, const struct plugin_instance *in, plu
 	return op_instance(p, in, OP_ACTIVATE, cb, ud);
 }
 
+static void deactivate_done(struct exec_svc *s, int err, const char *scope_err)
+{
+	char detail[160];
+
+	if (err == 0 && (s->st.state != PLUGIN_STOPPED || scope_err)) {
+		/* the process group is gone, which is what deactivate promises; a scope that
+		 * could not be stopped only keeps what left the group, and the next start
+		 * stops it first (scope__start) */
+		snprintf(detail, sizeof(detail), "deactivated%s%s", scope_err ? "; scope: " : "",
+			 scope_err ? scope_err : "");
+		set_state(s, PLUGIN_STOPPED, detail);
+	}
+	op_finish(s, err);
+}
+
 static void deactivate_stopped(struct exec_svc *s, int err)
 {
-	if (s->ep->closing)
+	struct exec_plugin *ep = s->ep;
+
+	if (ep->closing)
 		return;
-	if (err == 0 && s->st.state != PLUGIN_STOPPED)
-		set_state(s, PLUGIN_STOPPED, "deactivated");
-	op_finish(s, err);
+	if (err == 0 && ep->scope && s->have_inst) {
+		/* with scopes: also stop the scope, which ends whatever left the process group
+		 * (a daemon that called setsid); serialised with spawns through swork, so a
+		 * later start cannot be overtaken by this stop */
+		s->swork_stop = true;
+		s->swork_err[0] = '\0';
+		s->swork.data = s;
+		if (uv_queue_work(ep->p->loop, &s->swork, scope_work_cb, scope_after_cb) == 0) {
+			s->swork_busy = true;
+			ep->handles++;
+			return;
+		}
+		s->swork_stop = false;
+	}
+	deactivate_done(s, err, NULL);
 }
 
 static void op_timer_cb(uv_timer_t *t)

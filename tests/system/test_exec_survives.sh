@@ -22,7 +22,7 @@
 # Cleanup (trap): the poller is stopped by PID, agentd stops with the sandbox, which is stopped
 # by PID and its cgroups removed; a canary in the host's /tmp must survive.
 . "$(dirname "$0")/agentd_lib.sh"
-need_root_and jq unshare nsenter findmnt setsid systemctl curl busybox ss
+need_root_and jq unshare nsenter findmnt setsid systemctl curl busybox ss pgrep
 [ -x /lib/systemd/systemd ] || skip "systemd is not installed (/lib/systemd/systemd)"
 NAME=shoal-exs-$RUNID
 export SBX_BASE=$WORK/sbx SBX_OWNER=$$	# the sandbox stops itself if this script is SIGKILLed
@@ -103,7 +103,7 @@ service = web
 runtime = exec
 version = $2
 [exec]
-command = echo "web $1 starting in \$SHOAL_DIR"; exec busybox httpd -f -p 127.0.0.1:$WPORT -h ./www
+command = echo "web $1 starting in \$SHOAL_DIR"; setsid -f sleep $ESCAPEE; exec busybox httpd -f -p 127.0.0.1:$WPORT -h ./www
 [health]
 exec = ./check.sh
 interval = 300ms
@@ -112,6 +112,10 @@ failures = 3
 deadline = 30s
 EOF
 }
+# Each instance also leaves a daemon behind that escapes its process group (setsid), as
+# daemonising programs do: only the scope still holds it, and a swap must end it too.
+ESCAPEE=7$WPORT	# a sleep this long is ours (unique per run: the port)
+escapees() { pgrep -xf "sleep $ESCAPEE" | tr '\n' ' ' | sed 's/ $//'; }
 mk_release v1 1.0.0
 mk_release v2 2.0.0
 # the unit runs its own copy, which step 5 upgrades in place the way dpkg does (rename)
@@ -154,6 +158,8 @@ wait_state 60 1 1 healthy
 PID1=$(listeners)
 [ -n "$PID1" ] && [ "${PID1// /}" = "$PID1" ] || die "want one process on :$WPORT, have '$PID1'"
 ok "rev 1: web v1 answers on 127.0.0.1:$WPORT (pid $PID1 on the host)"
+E1=$(escapees)
+[ -n "$E1" ] && [ "${E1// /}" = "$E1" ] || fail "want one escaped daemon of v1, have '$E1'"
 # where systemd accounts it: a scope of its own, not agentd's service
 cg=$(grep -E '^(0::|1:name=systemd:)' "/proc/$PID1/cgroup" | head -n1)
 case $cg in
@@ -261,13 +267,18 @@ wait_state 60 1 1 healthy
 
 # --- 7. a real swap still replaces the process
 PID1=$(listeners)
+E1=$(escapees)
+[ -n "$E1" ] && [ "${E1// /}" = "$E1" ] || fail "before deploy v2: want one escaped daemon, have '$E1'"
 ctl deploy web "${ID[v2]}" --reason "v2" >/dev/null || die "deploy v2"
 wait_state 60 2 2 healthy
 PID2=$(listeners)
 [ "$(answer)" = "web v2" ] || fail "after deploy v2: answers '$(answer)'"
 [ -n "$PID2" ] && [ "$PID2" != "$PID1" ] || fail "after deploy v2: listener '$PID2' (v1 was $PID1)"
 [ -e "/proc/$PID1" ] && fail "after deploy v2: the v1 process $PID1 is still alive"
-ok "rev 2: v1 (pid $PID1) stopped, v2 answers (pid $PID2)"
+E2=$(escapees)
+[ -n "$E2" ] && [ "${E2// /}" = "$E2" ] && [ "$E2" != "$E1" ] ||
+	fail "after deploy v2: want one escaped daemon, v2's, have '$E2' (v1's was $E1)"
+ok "rev 2: v1 (pid $PID1) stopped with its escaped daemon, v2 answers (pid $PID2)"
 
 # --- 8. and a rollback too
 out=$(ctl rollback web --reason "system test" --wait --timeout 60s 2>&1) ||
@@ -277,6 +288,9 @@ PID3=$(listeners)
 [ "$(answer)" = "web v1" ] || fail "after rollback: answers '$(answer)'"
 [ -n "$PID3" ] && [ "$PID3" != "$PID2" ] || fail "after rollback: listener '$PID3' (v2 was $PID2)"
 [ -e "/proc/$PID2" ] && fail "after rollback: the v2 process $PID2 is still alive"
+E3=$(escapees)
+[ -n "$E3" ] && [ "${E3// /}" = "$E3" ] && [ "$E3" != "$E2" ] ||
+	fail "after rollback: want one escaped daemon, v1's, have '$E3' (v2's was $E2)"
 ok "rev 3 (rollback): v2 (pid $PID2) stopped, v1 answers again (pid $PID3)"
 n=$(X systemctl list-units --all --no-legend 'shoal-exec-*' | grep -c .)
 [ "$n" = 1 ] || fail "$n shoal-exec-* units, want 1: $(X systemctl list-units --all 'shoal-exec-*')"

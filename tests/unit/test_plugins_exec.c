@@ -1037,10 +1037,12 @@ static void test_adopt(void **state)
 	assert_int_equal(st.pid, o);
 	assert_non_null(strstr(st.detail, "adopted pid"));
 	assert_int_equal(c.nev, 1);
-	/* a deactivate stops it */
+	/* a deactivate stops it (and then its scope, which here cannot be reached: the
+	 * deactivate still succeeds, the group being gone, and the detail says why) */
 	deactivate_ok(&c);
 	assert_false(group_alive(o));
 	assert_int_equal(last_ev(&c)->state, PLUGIN_STOPPED);
+	assert_non_null(strstr(last_ev(&c)->detail, "deactivated; scope: cannot connect"));
 	reap(o);
 
 	/* the next agent run adopts another one; its exit is seen (pidfd) and it is
