@@ -69,7 +69,10 @@
  *           pid, start time, process group and cgroup (that scope) all match the pid file, and
  *           supervises it from then on. The activate callback's 0 then means "spawned and in
  *           its scope"; a scope that cannot be created fails the spawn (FAILED, the
- *           D-Bus error in the detail and in plugin_last_error()).
+ *           D-Bus error in the detail and in plugin_last_error()). deactivate stops the
+ *           process group, then the scope (StopUnit: ends what left the group); a scope
+ *           that cannot be stopped leaves deactivate's 0 (the group is gone) and says so in
+ *           the STOPPED detail. The next start of the service stops a leftover scope first.
  *  systemd  the unit name is the manifest's systemd_unit; the unit file and its drop-ins
  *           (<unit>.d/ *.conf in the artifact) are written atomically into unit_dir with a
  *           first line "# managed-by: shoal ..."; an existing unit file without that
