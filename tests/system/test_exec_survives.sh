@@ -195,11 +195,11 @@ POLLER=$!
 polls() { local n; n=$(cat "$SH/poll.n" 2>/dev/null); echo "${n:-0}"; }
 swaps() { grep -c 'event swap-start web' "$SH/agentd.log"; }
 in_scope() { grep -Eq '^(0::|1:name=systemd:).*/shoal-exec-web\.scope$' "/proc/$1/cgroup"; }
+# mark: before a step's action, what the poller has counted so far
+mark() { P0=$(polls); F0=$(grep -c . "$SH/poll.fail"); }
 # after STEP: the agent converged on rev 1 healthy, same PID, the poller saw no failure
 same_service() {
-	local step=$1 before now f f0
-	before=$(polls)
-	f0=$(grep -c . "$SH/poll.fail")
+	local step=$1 before=$P0 f0=$F0 now f
 	wait_for 60 "agentd to answer after $step" ctl ping
 	wait_state 60 1 1 healthy
 	now=$(listeners)
@@ -217,18 +217,21 @@ same_service() {
 
 SWAPS=$(swaps)
 # --- 2. systemctl restart
+mark
 a=$(agent_pid)
 X systemctl restart shoal-agentd.service || die "systemctl restart agentd"
 [ "$(agent_pid)" != "$a" ] || die "agentd was not restarted (MainPID $a)"
 same_service "systemctl restart agentd"
 
 # --- 3. stop, start
+mark
 X systemctl stop shoal-agentd.service || die "systemctl stop agentd"
 sleep 1	# stopped for a while: the service must keep answering on its own
 X systemctl start shoal-agentd.service || die "systemctl start agentd"
 same_service "systemctl stop + start agentd"
 
 # --- 4. kill -9, restarted by systemd
+mark
 a=$(agent_pid)
 X systemctl kill --kill-whom=main --signal=KILL shoal-agentd.service || die "kill -9 agentd"
 end=$((SECONDS + 30))
@@ -239,6 +242,7 @@ done
 same_service "kill -9 of agentd (Restart=on-failure)"
 
 # --- 5. upgrade: new binary by rename (old inode stays with the running agentd), try-restart
+mark
 a=$(agent_pid)
 cp "$AGENTD" "$SH/sbin/agentd.dpkg-new" && printf 'upgrade %s' "$RUNID" >>"$SH/sbin/agentd.dpkg-new" &&
 	mv -f "$SH/sbin/agentd.dpkg-new" "$SH/sbin/agentd" || die "cannot replace agentd"
