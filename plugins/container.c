@@ -67,8 +67,8 @@
  * Errors of operations: the engine's 404 -> -ENOENT, 409 and name conflicts -> -EEXIST,
  * 400 -> -EINVAL, other non-2xx -> -EIO; transport errors from http.h (-ECONNREFUSED,
  * -ENOENT for a missing socket, -ETIMEDOUT, ...); -EBADMSG for answers we cannot read. The
- * engine's message is kept and shown in the service's status detail ("error: ...") until the
- * next successful operation.
+ * engine's message is kept and shown in the service's status detail ("error: ...") and by
+ * plugin_last_error() until the next successful operation.
  */
 #include "plugins/plugin.h"
 
@@ -1376,6 +1376,14 @@ static void ct_close(struct plugin *p, plugin_close_cb cb, void *ud)
 	uv_close((uv_handle_t *)&ct->poll, on_poll_close);
 }
 
+/* The engine's words for the service's last failed operation (kept until one succeeds). */
+static const char *ct_last_error(struct plugin *p, const char *service)
+{
+	struct ct_svc *s = svc_get(p->priv, service, false);
+
+	return s ? s->error : "";
+}
+
 const struct plugin_ops plugin_container_ops = {
 	.name = "container",
 	.init = ct_init,
@@ -1385,4 +1393,5 @@ const struct plugin_ops plugin_container_ops = {
 	.status = ct_status,
 	.forget = ct_forget,
 	.close = ct_close,
+	.last_error = ct_last_error,
 };

@@ -131,6 +131,16 @@ static void plugin_closed(struct plugin *p, void *ud)
 	free(sh);
 }
 
+const char *plugin_last_error(struct plugin *p, const char *service)
+{
+	const char *e;
+
+	if (!p || !service || !p->ops->last_error)
+		return "";
+	e = p->ops->last_error(p, service);
+	return e ? e : "";
+}
+
 void plugin_close(struct plugin *p, plugin_close_cb cb, void *ud)
 {
 	struct plugin_shell *sh = (struct plugin_shell *)p;

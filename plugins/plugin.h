@@ -38,6 +38,12 @@
  *    "nothing": STOPPED, exit_status -1).
  *  - The driver's ops->close must call its callback with @p still valid; plugin.c frees @p
  *    after that and then calls the user's callback.
+ *  - plugin_last_error(p, service): why the last operation on @service failed, in words (a
+ *    D-Bus error name and message, the engine's message, "spawn failed: ..."), beside the
+ *    errno the callback gets; backed by the optional ops->last_error (NULL: "").
+ *  - [exec] struct plugin_config gained exec_scope (0 = auto): under systemd every exec
+ *    service runs in a transient scope of its own and survives restarts of the agent, which
+ *    adopts it again (see the exec notes below).
  *
  * Driver notes (the details live at the top of each driver's .c file):
  *  exec     activate = stop the old process group (SIGTERM, SIGKILL after stop_timeout_ms),
@@ -48,8 +54,25 @@
  *           restarts) when it exits unexpectedly and a restart is scheduled with exponential
  *           back-off, FAILED after restart_burst restarts within restart_window_ms, STOPPED
  *           after deactivate. A pid file state_dir/run/<service>.pid lets the next agent
- *           run find an orphaned process group of a killed agent: activate/deactivate of that
- *           service first terminate it (no adoption). plugin_close() stops every child.
+ *           run find an orphaned process group of a killed agent.
+ *           Without systemd (exec_scope OFF, or auto and not under systemd): no adoption:
+ *           activate/deactivate of that service first terminate the orphan;
+ *           plugin_close() stops every child. Output lines go to on_log.
+ *           Under systemd (exec_scope ON, or auto with bus_address set or the agent running
+ *           as a systemd unit): each spawn is moved into the transient scope
+ *           shoal-exec-<service>.scope (StartTransientUnit, before the command runs) so it
+ *           lives outside the agent's cgroup; its stdout/stderr go to the journal
+ *           (SYSLOG_IDENTIFIER=shoal-exec-<service>; on_log is not called: a pipe to the
+ *           agent would break when the agent restarts); plugin_close() leaves the services
+ *           running; the next run ADOPTS a still-running instance at the first status of its
+ *           service (state RUNNING, rev from the pid file, detail "adopted pid ...") when its
+ *           pid, start time, process group and cgroup (that scope) all match the pid file, and
+ *           supervises it from then on. The activate callback's 0 then means "spawned and in
+ *           its scope"; a scope that cannot be created fails the spawn (FAILED, the
+ *           D-Bus error in the detail and in plugin_last_error()). deactivate stops the
+ *           process group, then the scope (StopUnit: ends what left the group); a scope
+ *           that cannot be stopped leaves deactivate's 0 (the group is gone) and says so in
+ *           the STOPPED detail. The next start of the service stops a leftover scope first.
  *  systemd  the unit name is the manifest's systemd_unit; the unit file and its drop-ins
  *           (<unit>.d/ *.conf in the artifact) are written atomically into unit_dir with a
  *           first line "# managed-by: shoal ..."; an existing unit file without that
@@ -136,7 +159,14 @@ struct plugin_config {
 	uint32_t settle_ms;	  /* exec: STARTING -> RUNNING once up this long; default 1000 */
 	uint32_t op_timeout_ms;	  /* systemd: bound on the D-Bus part of each operation (calls and
 				   * job wait together); default 90000 */
+	/* exec: run each service in a transient systemd scope of its own (see the exec notes
+	 * at the top): PLUGIN_EXEC_SCOPE_AUTO (0) = when bus_address is set or the agent runs
+	 * as a unit of a booted systemd (sd_booted(), INVOCATION_ID set and systemd, PID 1, is
+	 * its parent); OFF; ON. */
+	int exec_scope;
 };
+
+enum { PLUGIN_EXEC_SCOPE_AUTO = 0, PLUGIN_EXEC_SCOPE_OFF = 1, PLUGIN_EXEC_SCOPE_ON = 2 };
 
 /* Output lines longer than this are cut (the rest of the line up to its newline is dropped). */
 #define PLUGIN_LOG_LINE_MAX 4096
@@ -159,6 +189,8 @@ struct plugin_ops {
 	/* Remove what belongs to revisions no longer retained (unit files, images, ...). */
 	int (*forget)(struct plugin *p, const char *service, uint64_t rev);
 	void (*close)(struct plugin *p, plugin_close_cb cb, void *ud);
+	/* Optional (NULL = never known): see plugin_last_error(). */
+	const char *(*last_error)(struct plugin *p, const char *service);
 };
 
 struct plugin {
@@ -187,6 +219,21 @@ int plugin_new(uv_loop_t *loop, const struct plugin_ops *ops, const struct plugi
  * after it.
  */
 void plugin_close(struct plugin *p, plugin_close_cb cb, void *ud);
+
+/*
+ * Why the last operation on @service failed, in the runtime's own words, for the operator:
+ * e.g. "systemd scope: StartTransientUnit: org.freedesktop.DBus.Error.AccessDenied: ...",
+ * "artifact directory /x: no such file or directory", the container engine's message. The
+ * errno the callback got stays the machine-readable part; this is the reason that would
+ * otherwise be lost behind it (-EIO, -EPROTO). Call it from the callback that reported
+ * status < 0 (or later, until the next operation on @service starts, which clears it).
+ * Never NULL: "" when the driver knows nothing beyond the errno (or the plugin is NULL, the
+ * service unknown, or the driver does not say). exec and systemd clear it when an operation
+ * starts; container keeps the engine's last message until an operation succeeds. The string
+ * is the plugin's, valid until the next operation on @service starts or the plugin is
+ * closed; copy it to keep it.
+ */
+const char *plugin_last_error(struct plugin *p, const char *service);
 
 /* ---- Internal: shared between the drivers of this directory (not for other modules) ------ */
 

@@ -64,27 +64,40 @@ void proc_env_free(char **env)
 	free(env);
 }
 
-int proc_spawn_sh(uv_loop_t *loop, uv_process_t *proc, uv_exit_cb exit_cb, const char *command,
-		  const char *dir, char **env, uv_pipe_t out[2])
+int proc_spawn_sh_stdio(uv_loop_t *loop, uv_process_t *proc, uv_exit_cb exit_cb,
+			const char *command, const char *dir, char **env,
+			uv_stdio_container_t stdio[3], bool gated)
 {
-	char *args[] = { "sh", "-c", (char *)command, NULL };
-	uv_stdio_container_t stdio[3];
+	/* The gate: `read` returns non-zero at EOF without a newline. The command goes in as
+	 * $1 of the outer shell and runs as `sh -c "$1"`, so it sees what it would see without
+	 * the gate ($0 "sh", no positional parameters). */
+	char *plain[] = { "sh", "-c", (char *)command, NULL };
+	char *gate[] = { "sh", "-c", "IFS= read -r _ || exit 0; exec /bin/sh -c \"$1\" </dev/null",
+			 "shoal-exec-gate", (char *)command, NULL };
 	uv_process_options_t o;
 
 	memset(&o, 0, sizeof(o));
-	memset(stdio, 0, sizeof(stdio));
-	stdio[0].flags = UV_IGNORE;
-	for (int i = 0; i < 2; i++) {
-		stdio[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-		stdio[i + 1].data.stream = (uv_stream_t *)&out[i];
-	}
 	o.exit_cb = exit_cb;
 	o.file = "/bin/sh";
-	o.args = args;
+	o.args = gated ? gate : plain;
 	o.env = env;
 	o.cwd = dir;
 	o.flags = UV_PROCESS_DETACHED;
 	o.stdio_count = 3;
 	o.stdio = stdio;
 	return uv_spawn(loop, proc, &o);
+}
+
+int proc_spawn_sh(uv_loop_t *loop, uv_process_t *proc, uv_exit_cb exit_cb, const char *command,
+		  const char *dir, char **env, uv_pipe_t out[2])
+{
+	uv_stdio_container_t stdio[3];
+
+	memset(stdio, 0, sizeof(stdio));
+	stdio[0].flags = UV_IGNORE;
+	for (int i = 0; i < 2; i++) {
+		stdio[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+		stdio[i + 1].data.stream = (uv_stream_t *)&out[i];
+	}
+	return proc_spawn_sh_stdio(loop, proc, exit_cb, command, dir, env, stdio, false);
 }

@@ -8,6 +8,7 @@
 #ifndef SHOAL_PLUGINS_PROC_H
 #define SHOAL_PLUGINS_PROC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -34,5 +35,18 @@ void proc_env_free(char **env);
  */
 int proc_spawn_sh(uv_loop_t *loop, uv_process_t *proc, uv_exit_cb exit_cb, const char *command,
 		  const char *dir, char **env, uv_pipe_t out[2]);
+
+/*
+ * Like proc_spawn_sh, with the caller's @stdio (three containers: stdin, stdout, stderr) and,
+ * with @gated, behind a gate: the process (same pid throughout, it execs) first reads one line
+ * from its stdin, which must then be a pipe (UV_CREATE_PIPE | UV_READABLE_PIPE), and only then
+ * runs `/bin/sh -c @command` with stdin /dev/null, exactly as proc_spawn_sh would. EOF before
+ * a whole line makes it exit 0 without running @command. The caller opens the gate by writing
+ * "\n" and closing the pipe; in between it may act on the pid (move it into another cgroup)
+ * before anything was forked from it.
+ */
+int proc_spawn_sh_stdio(uv_loop_t *loop, uv_process_t *proc, uv_exit_cb exit_cb,
+			const char *command, const char *dir, char **env,
+			uv_stdio_container_t stdio[3], bool gated);
 
 #endif

@@ -127,6 +127,7 @@ struct sd_svc {
 	char wunit[256];
 	uint64_t wrev;
 	char detail[160];
+	char err[160];			/* the detail of the last failed operation (last_error) */
 };
 
 struct sd_plugin {
@@ -627,6 +628,10 @@ static void op_finish(struct sd_svc *s, int status)
 	}
 	if (s->detail[0])
 		snprintf(st.detail, sizeof(st.detail), "%s", s->detail);
+	/* the reason behind an errno such as -EIO (job "failed"): the job result, the
+	 * unit's Result or the D-Bus error, for plugin_last_error() */
+	if (status < 0)
+		snprintf(s->err, sizeof(s->err), "%s", s->detail[0] ? s->detail : "");
 	op_clear(s);
 	if (dcb)
 		dcb(s->sp->p, s->name, status, ud);
@@ -1341,6 +1346,7 @@ static int op_start(struct sd_plugin *sp, enum sd_opkind kind, const char *servi
 	s->status_cb = scb;
 	s->op_ud = ud;
 	s->detail[0] = '\0';
+	s->err[0] = '\0';
 	r = uv_queue_work(sp->p->loop, &s->work, work_cb, after_work_cb);
 	if (r < 0) {
 		op_clear(s);
@@ -1509,6 +1515,16 @@ static void sd_close(struct plugin *p, plugin_close_cb cb, void *ud)
 	check_close(sp);
 }
 
+static const char *sd_last_error(struct plugin *p, const char *service)
+{
+	struct sd_plugin *sp = p->priv;
+
+	for (struct sd_svc *s = sp->svcs; s; s = s->next)
+		if (strcmp(s->name, service) == 0)
+			return s->err;
+	return "";
+}
+
 const struct plugin_ops plugin_systemd_ops = {
 	.name = "systemd",
 	.init = sd_init,
@@ -1518,4 +1534,5 @@ const struct plugin_ops plugin_systemd_ops = {
 	.status = sd_status,
 	.forget = sd_forget,
 	.close = sd_close,
+	.last_error = sd_last_error,
 };

@@ -406,6 +406,9 @@ int main(int argc, char **argv)
 		 NULL, NULL, af, sizeof(af));
 	r = activate("fail", 1, "fail.service", af);
 	CHECK_INT(r, -EIO);
+	/* -EIO alone says little: the job result and the unit's Result, in words */
+	CHECK_HAS(plugin_last_error(C.p, "fail"), "job failed");
+	CHECK_HAS(plugin_last_error(C.p, "fail"), "Result=exit-code");
 	st = status("fail");
 	CHECK_INT(st.state, PLUGIN_FAILED);
 	CHECK_HAS(st.detail, "Result=exit-code");

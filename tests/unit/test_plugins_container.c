@@ -379,6 +379,8 @@ static void test_error_in_detail(void **state)
 	assert_int_equal(plugin_activate(p, &in, done_cb, &d), 0);
 	run_until(&loop, &d.calls);
 	assert_int_equal(d.status, -EIO);
+	/* the reason behind -EIO, for the operator */
+	assert_string_equal(plugin_last_error(p, "web"), "create: HTTP 500: image not known");
 	if (logged(&e, "/stop") || logged(&e, "DELETE") || logged(&e, "/start")) {
 		dump_log(&e);
 		fail_msg("the old container was touched although create failed");

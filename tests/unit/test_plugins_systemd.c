@@ -294,6 +294,10 @@ static void test_files(void **state)
 	a = artifact(&c, "a4", "db.service", "[Service]\nExecStart=/bin/true\n", NULL, NULL);
 	assert_int_equal(op(&c, true, "db", 1, "db.service", a), -EEXIST);
 	assert_int_equal(op(&c, false, "db", 1, "db.service", a), -EEXIST);
+	/* the errno's reason, in words */
+	assert_non_null(strstr(plugin_last_error(c.p, "db"), "/db.service exists and is not "
+				"managed by shoal for db"));
+	assert_string_equal(plugin_last_error(c.p, "nope"), "");
 	assert_string_equal(get("%s/db.service", c.units), "[Service]\nExecStart=/usr/bin/db\n");
 	a = artifact(&c, "a5", "web.service", "[Service]\nExecStart=/bin/true\n", NULL, NULL);
 	assert_int_equal(op(&c, false, "other", 1, "web.service", a), -EEXIST);
