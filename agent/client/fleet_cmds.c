@@ -450,6 +450,9 @@ static void print_services(const msgpack_object *r)
 		       s(v, "service", name, sizeof name), u(v, "desired_rev"), u(v, "running_rev"),
 		       u(v, "latest_rev"), s(v, "health", h, sizeof h), hn,
 		       bo(v, "swapping") ? " (swapping)" : "", bo(v, "diverged") ? " (diverged)" : "");
+		char err[400];
+		if (s(v, "error", err, sizeof err)[0])
+			printf("%-16s last attempt failed: %s\n", "", err);
 	}
 }
 

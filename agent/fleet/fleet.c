@@ -995,8 +995,11 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 			v->fetch_announced = true;
 			return;
 		}
+		const char *why = b->rec ? reconcile_last_error(b->rec, service) : "";
 		fleet__event(b, "swap-failed", service, rev, "swap failed: %s (retrying)",
-		      status == -ENOENT ? "artifact not in the local store" : strerror(-status));
+			     status == -ENOENT ? "artifact not in the local store"
+			     : why[0]	       ? why
+					       : store_strerror(status));
 		return;
 	}
 	v->swapping = false;

@@ -443,8 +443,10 @@ static void enc_service(struct fleet *b, struct svc *v, struct ctl_enc *out, boo
 	uint32_t npeer = 0;
 	for (size_t i = 0; i < b->npeers; i++)
 		npeer += strcmp(b->peers[i].h.service, v->name) == 0;
-	ctl_enc_map(out, nodes ? 11 : 10);
+	ctl_enc_map(out, nodes ? 12 : 11);
 	ctl_kv_str(out, "service", v->name);
+	/* why the last swap attempt failed, in words ("" once a swap succeeds) */
+	ctl_kv_str(out, "error", b->rec && v->swapping ? reconcile_last_error(b->rec, v->name) : "");
 	ctl_kv_uint(out, "latest_rev", fleet__svc_max_rev(v));
 	ctl_kv_uint(out, "desired_rev", v->have_desired ? v->desired_rev : 0);
 	kv_id(out, "desired", &v->desired);

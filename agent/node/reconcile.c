@@ -82,6 +82,7 @@ struct rc_svc {
 	bool timer_on;
 	bool closing_timer;
 	int last_error;
+	char why[320];			/* the last failure in words (the runtime's reason) */
 	int bad_journal;		/* an undecodable entry to report at the next kick */
 	uv_timer_t timer;
 
@@ -601,6 +602,8 @@ static void step_failed(struct rc_svc *s, int err)
 {
 	uint32_t delay;
 
+	if (!s->why[0])
+		snprintf(s->why, sizeof s->why, "%s", store_strerror(err));
 	s->busy = false;
 	s->last_error = err;
 	/* a failed step is over: it no longer has to finish before the swap may be re-aimed */
@@ -712,7 +715,15 @@ static void step_done(struct rc_svc *s, int status)
 
 static void plugin_done(struct plugin *p, const char *service, int status, void *ud)
 {
-	step_done(ud, status);
+	struct rc_svc *s = ud;
+	/* the runtime's own reason (the engine's message, the D-Bus error, the job result):
+	 * errno alone says "Input/output error" */
+	const char *why = status < 0 ? plugin_last_error(p, service) : "";
+	if (status < 0 && why[0])
+		snprintf(s->why, sizeof s->why, "%s: %s", why, store_strerror(status));
+	else
+		s->why[0] = 0;
+	step_done(s, status);
 }
 
 /* Remove @fd's directory tree entry @name (recursively; no symlink is followed). */
@@ -1407,4 +1418,12 @@ void reconcile_close(struct reconcile *r, void (*cb)(void *ud), void *ud)
 	/* handles close asynchronously, so finishing (and @cb) always comes from the loop */
 	r->nclose++;
 	uv_close((uv_handle_t *)&r->close_handle, close_handle_closed);
+}
+
+const char *reconcile_last_error(struct reconcile *r, const char *service)
+{
+	for (struct rc_svc *s = r ? r->svcs : NULL; s; s = s->next)
+		if (strcmp(s->name, service) == 0)
+			return s->why;
+	return "";
 }

@@ -122,6 +122,14 @@ enum reconcile_event_kind {
 	RECONCILE_EV_PLUGIN,	 /* an unsolicited plugin event: st is set */
 	RECONCILE_EV_JOURNAL_BAD,/* a journal entry that does not decode (status) was ignored */
 };
+/*
+ * The last failure of @service's swap in words: the runtime's reason when it gave one
+ * (plugin_last_error: an engine's message, a D-Bus error, a job result) followed by the
+ * errno's text, else the error's text (store_strerror). "" when the last step succeeded or
+ * nothing is known. Borrowed until the next call into @r; loop thread.
+ */
+const char *reconcile_last_error(struct reconcile *r, const char *service);
+
 /* "step", "retry", "paced", "abandoned", "plugin", "journal-bad"; "unknown". */
 const char *reconcile_event_name(enum reconcile_event_kind k);
 
