@@ -56,6 +56,7 @@ def manifest(service="web", runtime="exec", version="1.0", command="bin/web", un
              image=None, archive=None, health=None, endpoint=None, recovery=(0, True),
              git=(None, None, None, None), files=(), fmt=2, fields=None):
     h = health or [None, None, None, 2000, 1000, 3, 60000]
+    files = sorted(files, key=lambda f: f[0].encode("utf-8", "surrogateescape"))
     body = [fmt, service, runtime, version, command, unit, image, archive, h, endpoint,
             list(recovery), *git, [list(f) for f in files]]
     if fields is not None:
@@ -98,9 +99,10 @@ def main():
                               archive="image.tar",
                               health=[None, "127.0.0.1:8080", None, 2000, 1000, 3, 60000],
                               files=[reg("image.tar", 5000, 4), reg("release.ini", 50, 2)]),
+        "endpoint_v6": manifest(endpoint=[8443, "fd00::5", 100, "tcp", 10000], files=base),
         "endpoint_full": manifest(endpoint=[8080, "10.0.0.5", 256, "http", 600000],
                                   recovery=(100, False), files=base),
-        "endpoint_v6_default_addr": manifest(endpoint=[443, None, 0, "tcp", 0], files=base),
+        "endpoint_minimal": manifest(endpoint=[443, None, 0, "tcp", 0], files=base),
         "truncated": manifest(files=base)[:-7],
         "format1": b"\x9f\x01" + manifest(files=base)[2:],
         "format3": manifest(fmt=3, files=base),
