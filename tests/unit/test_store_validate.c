@@ -714,6 +714,31 @@ static void test_corpus_names(void **state)
 	}
 	closedir(d);
 	assert_true(seen >= 10);
+
+	/* store_release: valid_*.ini parse, bad_*.ini are refused with a message. */
+	snprintf(dir, sizeof dir, "%s/tests/fuzz/corpus/store_release", src);
+	d = opendir(dir);
+	assert_non_null(d);
+	seen = 0;
+	while ((de = readdir(d))) {
+		bool valid = !strncmp(de->d_name, "valid_", 6), bad = !strncmp(de->d_name, "bad_", 4);
+		if (!valid && !bad)
+			continue;
+		char p[1024], err[256];
+		size_t len;
+		snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+		char *buf = slurp(p, &len);
+		struct store_manifest m;
+		int r = store_release_parse(buf, len, "release.ini", &m, err, sizeof err);
+		if (valid != (r == 0))
+			fail_msg("corpus store_release/%s: %d \"%s\"", de->d_name, r, err);
+		if (r == 0)
+			store_manifest_release(&m);
+		free(buf);
+		seen++;
+	}
+	closedir(d);
+	assert_true(seen >= 20);
 }
 
 int main(void)
