@@ -31,6 +31,13 @@
  *     refused with -STORE_EINVALID naming the path: an artifact must be self-contained.
  *   - Limits (struct store_import_limits) are checked before a byte is stored where the size is
  *     known up front, and again while streaming.
+ *   - Names and symlink targets are UTF-8 without control characters (C0, DEL, C1): a name
+ *     with a newline or an escape byte is refused (-STORE_EBADPATH, the name escaped in the
+ *     message). Commit metadata from git is text for humans instead: such bytes in the author
+ *     or message become '?'.
+ *   - All of the above that can be judged from the manifest and the symlink targets is
+ *     store_manifest_validate (store/store.h), which the importers call before streaming and
+ *     store_import_commit calls again: the same rules hold for artifacts fetched from peers.
  *
  * Errors: 0 or positive on success, negative errno or -STORE_E* (store/store.h) on failure.
  * Every function that can fail for a reason an operator can fix takes @err/@errlen and writes
@@ -182,7 +189,8 @@ int store_release_parse_files(const char *buf, size_t len, const char *filename,
  * @ret_id: the artifact id, set on success only.
  * @return 0 when the artifact is new, 1 when the same content was already stored (same id);
  *         -STORE_EINVALID (release.ini missing, invalid, or naming a missing file; unsupported
- *         file type); -STORE_ETOOBIG (a file, the total or the file count over the limit: the
+ *         file type); -STORE_EBADPATH (a name or symlink target with a control character or
+ *         invalid UTF-8); -STORE_ETOOBIG (a file, the total or the file count over the limit: the
  *         message names the file and the limit); -STORE_EESCAPE (a symlink leaving the tree;
  *         the message names it); -ENOENT/-ENOTDIR/-EACCES/... (@dir itself or a file in it;
  *         path in the message); -EAGAIN (a file changed during the import); -ENOMEM; any
