@@ -1158,7 +1158,9 @@ struct mat_ctx {
 	const char *tmp;
 };
 
-static int mat_file(struct store *s, MDB_txn *txn, const char *root, const struct store_file *f)
+/* A symlink's target, read and verified from its blob into @target (f->size + 1 bytes). */
+static int mat_link_target(struct store *s, MDB_txn *txn, const struct store_file *f,
+			   char *target)
 {
 	uint64_t size = 0;
 	const uint8_t *hashes = NULL;
@@ -1170,29 +1172,44 @@ static int mat_file(struct store *s, MDB_txn *txn, const char *root, const struc
 		return r;
 	if (size != f->size)
 		return -STORE_ECORRUPT;
+	size_t tl = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *c = NULL;
+		size_t cl = 0;
+		if ((r = chunk_load(s, txn, size, hashes, n, i, true, &c, &cl)) < 0)
+			return r;
+		if (tl + cl > f->size) /* @target holds f->size + 1 bytes */
+			return -STORE_ECORRUPT;
+		memcpy(target + tl, c, cl);
+		tl += cl;
+	}
+	target[tl] = '\0';
+	if (strlen(target) != tl)
+		return -STORE_ECORRUPT;
+	return 0;
+}
+
+static int mat_file(struct store *s, MDB_txn *txn, const char *root, const struct store_file *f,
+		    const char *target)
+{
+	uint64_t size = 0;
+	const uint8_t *hashes = NULL;
+	uint32_t n = 0;
+	int r;
 	if ((r = mkparents(root, f->path)) < 0)
 		return r;
 	char p[PATH_MAX];
 	if (snprintf(p, sizeof(p), "%s/%s", root, f->path) >= (int)sizeof(p))
 		return -ENAMETOOLONG;
-	if (f->mode == 0120000) {
-		char target[4097];
-		size_t tl = 0;
-		for (uint32_t i = 0; i < n; i++) {
-			const uint8_t *c = NULL;
-			size_t cl = 0;
-			if ((r = chunk_load(s, txn, size, hashes, n, i, true, &c, &cl)) < 0)
-				return r;
-			if (tl + cl > 4096)
-				return -STORE_ECORRUPT;
-			memcpy(target + tl, c, cl);
-			tl += cl;
-		}
-		target[tl] = '\0';
-		if (strlen(target) != tl)
-			return -STORE_ECORRUPT;
+	if (f->mode == 0120000)
 		return symlink(target, p) < 0 ? -errno : 0;
-	}
+	r = blob_load(s, txn, &f->blob, &size, &hashes, &n);
+	if (r == -ENOENT)
+		return -STORE_ECORRUPT;
+	if (r < 0)
+		return r;
+	if (size != f->size)
+		return -STORE_ECORRUPT;
 	int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
@@ -1219,8 +1236,29 @@ static int mat_fn(struct store *s, MDB_txn *txn, void *ud)
 	int r = info_load(s, txn, mc->id, &a);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < a.manifest.nfiles && r >= 0; i++)
-		r = mat_file(s, txn, mc->tmp, &a.manifest.files[i]);
+	/* Every symlink target first, then the validation every artifact passed at commit, once
+	 * more before anything is written: a store is a file, and what reaches the disk from it
+	 * must stay inside @dir whatever happened to that file. */
+	size_t n = a.manifest.nfiles;
+	char **targets = store__calloc(n ? n : 1, sizeof(*targets));
+	r = targets ? 0 : -ENOMEM;
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		const struct store_file *f = &a.manifest.files[i];
+		if (f->mode != 0120000)
+			continue;
+		/* decoding bounded a symlink's size to 1..4096 */
+		if (!(targets[i] = store__malloc(f->size + 1)))
+			r = -ENOMEM;
+		else
+			r = mat_link_target(s, txn, f, targets[i]);
+	}
+	if (r >= 0)
+		r = store__manifest_check(&a.manifest, (const char *const *)targets, NULL, NULL, 0);
+	for (size_t i = 0; i < n && r >= 0; i++)
+		r = mat_file(s, txn, mc->tmp, &a.manifest.files[i], targets[i]);
+	for (size_t i = 0; targets && i < n; i++)
+		store__free(targets[i]);
+	store__free(targets);
 	store_artifact_info_release(&a);
 	return r;
 }

@@ -409,7 +409,9 @@ int store_blob_stream(struct store *s, const struct store_id *blob, uint64_t off
  * renameat2(RENAME_EXCHANGE) and the old tree removed). Modes and symlinks restored; every chunk
  * verified against its hash. @dir's parent must exist. Holds a read transaction while writing
  * (a concurrent map growth waits for it). Returns 0, -EINVAL, -ENOENT (no such artifact),
- * -STORE_ECORRUPT (missing/damaged data; nothing changed at @dir), or a filesystem errno.
+ * -STORE_ECORRUPT (missing/damaged data; nothing changed at @dir), what store_manifest_validate
+ * returns for the stored manifest and its symlink targets (checked again before anything is
+ * written: nothing from a damaged or forged store lands outside @dir), or a filesystem errno.
  */
 int store_artifact_materialize(struct store *s, const struct store_id *id, const char *dir);
 

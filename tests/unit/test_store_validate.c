@@ -628,6 +628,79 @@ static void test_commit_gate(void **state)
 	assert_int_equal(store_import_set_limits(NULL, NULL), -EINVAL);
 }
 
+/* ---- materialize checks again -------------------------------------------------------------------- */
+
+struct forge {
+	struct store_id id;
+	uint8_t *buf;
+	size_t len;
+};
+
+static int put_manifest(MDB_txn *txn, MDB_dbi dbi, void *ud)
+{
+	struct forge *fg = ud;
+	MDB_val k = { STORE_ID_LEN, fg->id.b }, v = { fg->len, fg->buf };
+	return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+/*
+ * A store whose manifest record was replaced (a forged or damaged file, or a bug that let one
+ * through): its symlink now uses a blob holding "/etc/shadow". The manifest alone is valid, so
+ * only the targets show it; materialize must refuse before writing anything.
+ */
+static void test_materialize_forged(void **state)
+{
+	struct fx *f = *state;
+	struct entry a[] = { { "bin/web", 0755, "x" }, { "l", 0120000, "bin/web" } };
+	struct entry b[] = { { "bin/web", 0755, "/etc/shadow" } };
+	struct store_import *imp;
+	struct store_manifest m;
+	struct store_id ida, idb;
+
+	assert_int_equal(store_import_begin(f->s, &imp), 0);
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(store_import_file(imp, a[i].path, a[i].mode), 0);
+		assert_int_equal(store_import_write(imp, a[i].data, strlen(a[i].data)), 0);
+		assert_int_equal(store_import_file_end(imp), 0);
+	}
+	mk(&m, NULL, 0);
+	assert_int_equal(store_import_commit(imp, &m, 1, &ida), 0);
+	store_manifest_release(&m);
+	assert_int_equal(store_import_begin(f->s, &imp), 0);
+	assert_int_equal(store_import_file(imp, b[0].path, b[0].mode), 0);
+	assert_int_equal(store_import_write(imp, b[0].data, strlen(b[0].data)), 0);
+	assert_int_equal(store_import_file_end(imp), 0);
+	mk(&m, NULL, 0);
+	free(m.version);
+	m.version = strdup("2");
+	assert_int_equal(store_import_commit(imp, &m, 1, &idb), 0);
+	store_manifest_release(&m);
+
+	struct store_artifact_info ia, ib;
+	assert_int_equal(store_artifact_get(f->s, &ida, &ia), 0);
+	assert_int_equal(store_artifact_get(f->s, &idb, &ib), 0);
+	ia.manifest.files[1].blob = ib.manifest.files[0].blob;
+	ia.manifest.files[1].size = ib.manifest.files[0].size;
+	struct forge fg = { .id = ida };
+	assert_int_equal(store_manifest_encode(&ia.manifest, &fg.buf, &fg.len), 0);
+	store_artifact_info_release(&ia);
+	store_artifact_info_release(&ib);
+
+	char dir[512];
+	snprintf(dir, sizeof dir, "%s/out", f->path);
+	assert_int_equal(store_artifact_materialize(f->s, &ida, dir), 0); /* before: fine */
+	tu_rm_rf(dir);
+	store_close(f->s);
+	assert_int_equal(tu_raw(f->path, "artifacts", put_manifest, &fg), 0);
+	free(fg.buf);
+	struct store_opts o = { .path = f->path, .nosync = true };
+	assert_int_equal(store_open(&o, &f->s), 0);
+	assert_int_equal(store_artifact_materialize(f->s, &ida, dir), -STORE_EESCAPE);
+	struct stat st;
+	assert_int_equal(lstat(dir, &st), -1); /* nothing at all */
+	assert_int_equal(store_artifact_materialize(f->s, &idb, dir), 0);
+}
+
 /* ---- the seed corpora say what they are ---------------------------------------------------------- */
 
 static char *slurp(const char *path, size_t *len)
@@ -751,6 +824,7 @@ int main(void)
 		cmocka_unit_test(test_refused_fields),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test_setup_teardown(test_commit_gate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_materialize_forged, setup, teardown),
 		cmocka_unit_test(test_corpus_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
