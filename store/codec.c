@@ -251,31 +251,50 @@ int store_manifest_encode(const struct store_manifest *m, uint8_t **ret_buf, siz
 	msgpack_packer_init(&pk, &b, store__buf_write_cb);
 	const struct store_health_policy *h = &m->health;
 	const struct store_endpoint *ep = &m->endpoint;
-	int e = msgpack_pack_array(&pk, MANIFEST_FIELDS) | msgpack_pack_uint32(&pk, MANIFEST_FORMAT) |
-		pk_str(&pk, m->service) | pk_str(&pk, m->runtime) | pk_str(&pk, m->version) |
-		pk_str(&pk, m->exec_command) | pk_str(&pk, m->systemd_unit) |
-		pk_str(&pk, m->container_image) | pk_str(&pk, m->container_archive);
-	e |= msgpack_pack_array(&pk, HEALTH_FIELDS) | pk_str(&pk, h->http) | pk_str(&pk, h->tcp) |
-	     pk_str(&pk, h->exec) | msgpack_pack_uint32(&pk, h->interval_ms) |
-	     msgpack_pack_uint32(&pk, h->timeout_ms) | msgpack_pack_uint32(&pk, h->failures) |
-	     msgpack_pack_uint32(&pk, h->deadline_ms);
-	if (ep->port == 0)
+	/* One call per statement: the operands of '|' may be evaluated in any order, and the
+	 * order of the calls is the order of the bytes, so of the artifact id. */
+	int e = msgpack_pack_array(&pk, MANIFEST_FIELDS);
+	e |= msgpack_pack_uint32(&pk, MANIFEST_FORMAT);
+	e |= pk_str(&pk, m->service);
+	e |= pk_str(&pk, m->runtime);
+	e |= pk_str(&pk, m->version);
+	e |= pk_str(&pk, m->exec_command);
+	e |= pk_str(&pk, m->systemd_unit);
+	e |= pk_str(&pk, m->container_image);
+	e |= pk_str(&pk, m->container_archive);
+	e |= msgpack_pack_array(&pk, HEALTH_FIELDS);
+	e |= pk_str(&pk, h->http);
+	e |= pk_str(&pk, h->tcp);
+	e |= pk_str(&pk, h->exec);
+	e |= msgpack_pack_uint32(&pk, h->interval_ms);
+	e |= msgpack_pack_uint32(&pk, h->timeout_ms);
+	e |= msgpack_pack_uint32(&pk, h->failures);
+	e |= msgpack_pack_uint32(&pk, h->deadline_ms);
+	if (ep->port == 0) {
 		e |= msgpack_pack_nil(&pk); /* validation made every other field zero */
-	else
-		e |= msgpack_pack_array(&pk, ENDPOINT_FIELDS) | msgpack_pack_uint32(&pk, ep->port) |
-		     pk_str(&pk, ep->address) | msgpack_pack_uint32(&pk, ep->weight) |
-		     pk_str(&pk, ep->protocol == STORE_ENDPOINT_HTTP ? "http" : "tcp") |
-		     msgpack_pack_uint32(&pk, ep->drain_ms);
-	e |= msgpack_pack_array(&pk, RECOVERY_FIELDS) |
-	     msgpack_pack_uint32(&pk, m->recovery.restarts) |
-	     (m->recovery.remove_unhealthy ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk));
-	e |= pk_str(&pk, m->git_commit) | pk_str(&pk, m->git_tag) | pk_str(&pk, m->git_author) |
-	     pk_str(&pk, m->git_message) | msgpack_pack_array(&pk, m->nfiles);
+	} else {
+		e |= msgpack_pack_array(&pk, ENDPOINT_FIELDS);
+		e |= msgpack_pack_uint32(&pk, ep->port);
+		e |= pk_str(&pk, ep->address);
+		e |= msgpack_pack_uint32(&pk, ep->weight);
+		e |= pk_str(&pk, ep->protocol == STORE_ENDPOINT_HTTP ? "http" : "tcp");
+		e |= msgpack_pack_uint32(&pk, ep->drain_ms);
+	}
+	e |= msgpack_pack_array(&pk, RECOVERY_FIELDS);
+	e |= msgpack_pack_uint32(&pk, m->recovery.restarts);
+	e |= m->recovery.remove_unhealthy ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+	e |= pk_str(&pk, m->git_commit);
+	e |= pk_str(&pk, m->git_tag);
+	e |= pk_str(&pk, m->git_author);
+	e |= pk_str(&pk, m->git_message);
+	e |= msgpack_pack_array(&pk, m->nfiles);
 	for (size_t i = 0; i < m->nfiles && !e; i++) {
 		const struct store_file *f = &m->files[i];
-		e |= msgpack_pack_array(&pk, 4) | pk_str(&pk, f->path) |
-		     msgpack_pack_uint32(&pk, f->mode) | msgpack_pack_uint64(&pk, f->size) |
-		     pk_bin(&pk, f->blob.b, STORE_ID_LEN);
+		e |= msgpack_pack_array(&pk, 4);
+		e |= pk_str(&pk, f->path);
+		e |= msgpack_pack_uint32(&pk, f->mode);
+		e |= msgpack_pack_uint64(&pk, f->size);
+		e |= pk_bin(&pk, f->blob.b, STORE_ID_LEN);
 	}
 	if (e) {
 		store__free(b.data);
@@ -512,13 +531,20 @@ int store_revision_encode(const struct store_revision *r, uint8_t **ret_buf, siz
 	struct store__buf b = { 0 };
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, &b, store__buf_write_cb);
-	int e = msgpack_pack_array(&pk, REVISION_FIELDS) |
-		msgpack_pack_uint32(&pk, REVISION_FORMAT) | pk_str(&pk, r->service) |
-		msgpack_pack_uint64(&pk, r->rev) | pk_bin(&pk, r->artifact.b, STORE_ID_LEN) |
-		msgpack_pack_uint32(&pk, (uint32_t)r->kind) | pk_str(&pk, r->scope) |
-		pk_bin(&pk, r->origin, STORE_NODE_ID_LEN) | msgpack_pack_uint64(&pk, r->hlc) |
-		msgpack_pack_uint32(&pk, r->operator_uid) | msgpack_pack_int32(&pk, r->operator_pid) |
-		pk_str(&pk, r->reason) | msgpack_pack_array(&pk, r->ncert);
+	/* In sequence, as store_manifest_encode: the call order is the byte order. */
+	int e = msgpack_pack_array(&pk, REVISION_FIELDS);
+	e |= msgpack_pack_uint32(&pk, REVISION_FORMAT);
+	e |= pk_str(&pk, r->service);
+	e |= msgpack_pack_uint64(&pk, r->rev);
+	e |= pk_bin(&pk, r->artifact.b, STORE_ID_LEN);
+	e |= msgpack_pack_uint32(&pk, (uint32_t)r->kind);
+	e |= pk_str(&pk, r->scope);
+	e |= pk_bin(&pk, r->origin, STORE_NODE_ID_LEN);
+	e |= msgpack_pack_uint64(&pk, r->hlc);
+	e |= msgpack_pack_uint32(&pk, r->operator_uid);
+	e |= msgpack_pack_int32(&pk, r->operator_pid);
+	e |= pk_str(&pk, r->reason);
+	e |= msgpack_pack_array(&pk, r->ncert);
 	for (uint32_t i = 0; i < r->ncert && !e; i++)
 		e |= pk_bin(&pk, r->cert[i], STORE_NODE_ID_LEN);
 	if (e) {
