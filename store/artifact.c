@@ -36,6 +36,7 @@ struct imp_file {
 	char *path;
 	uint32_t mode;
 	uint64_t size;
+	char *target;			/* a symlink's bytes so far (NUL-terminated), for validation */
 	struct store_id blob;
 	struct store_id *chunks;
 	uint32_t nchunks, cap;
@@ -49,6 +50,7 @@ struct store_import {
 	bool in_file;
 	bool flushed;			/* some batch committed: orphans possible until commit */
 	int err;			/* sticky: once an import failed, it stays failed */
+	struct store_import_limits lim;	/* what commit enforces (zero fields: defaults) */
 	crypto_generichash_state blob_state;
 	uint8_t *batch;			/* IMPORT_BATCH slots of STORE_CHUNK_SIZE */
 	size_t batch_n;			/* complete chunks in the batch */
@@ -284,8 +286,17 @@ int store_import_write(struct store_import *imp, const void *buf, size_t len)
 	if (!imp->in_file || (!buf && len))
 		return -EINVAL;
 	struct imp_file *f = &imp->files[imp->nfiles - 1];
-	if (f->mode == 0120000 && f->size + len > 4096)
+	if (f->mode == 0120000 && f->size + len > STORE_IMPORT_MAX_TARGET)
 		return imp->err = -ENAMETOOLONG;
+	if (f->mode == 0120000 && len) {
+		/* Kept aside: commit resolves every target against the artifact's files. */
+		char *t = store__realloc(f->target, f->size + len + 1);
+		if (!t)
+			return imp->err = -ENOMEM;
+		memcpy(t + f->size, buf, len);
+		t[f->size + len] = '\0';
+		f->target = t;
+	}
 	const uint8_t *p = buf;
 	crypto_generichash_update(&imp->blob_state, p, len);
 	f->size += len;
@@ -338,6 +349,7 @@ static void import_free(struct store_import *imp)
 	pthread_mutex_unlock(&s->implock);
 	for (size_t i = 0; i < imp->nfiles; i++) {
 		store__free(imp->files[i].path);
+		store__free(imp->files[i].target);
 		store__free(imp->files[i].chunks);
 	}
 	store__free(imp->files);
@@ -518,9 +530,25 @@ out:
 	return r < 0 ? r : 0;
 }
 
+int store_import_set_limits(struct store_import *imp, const struct store_import_limits *lim)
+{
+	if (!imp)
+		return -EINVAL;
+	memset(&imp->lim, 0, sizeof imp->lim);
+	if (lim)
+		imp->lim = *lim;
+	return 0;
+}
+
+/* Sorting the import's files by path, keeping each symlink's target beside its entry. */
+struct file_ref {
+	struct store_file f;
+	const char *target;
+};
+
 static int file_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct store_file *)a)->path, ((const struct store_file *)b)->path);
+	return strcmp(((const struct file_ref *)a)->f.path, ((const struct file_ref *)b)->f.path);
 }
 
 int store_import_commit(struct store_import *imp, struct store_manifest *m, uint64_t now_ms,
@@ -530,6 +558,8 @@ int store_import_commit(struct store_import *imp, struct store_manifest *m, uint
 		return -EINVAL;
 	int r = imp->err;
 	struct store_file *files = NULL;
+	struct file_ref *refs = NULL;
+	const char **targets = NULL;
 	uint8_t *mbuf = NULL;
 	size_t mlen = 0;
 	if (r < 0)
@@ -538,26 +568,35 @@ int store_import_commit(struct store_import *imp, struct store_manifest *m, uint
 	if (!m || imp->in_file)
 		goto out;
 	r = -ENOMEM;
-	files = store__calloc(imp->nfiles ? imp->nfiles : 1, sizeof(*files));
-	if (!files)
+	size_t nf = imp->nfiles;
+	files = store__calloc(nf ? nf : 1, sizeof(*files));
+	refs = store__calloc(nf ? nf : 1, sizeof(*refs));
+	targets = store__calloc(nf ? nf : 1, sizeof(*targets));
+	if (!files || !refs || !targets)
 		goto out;
 	uint64_t total = 0;
-	for (size_t i = 0; i < imp->nfiles; i++) {
-		files[i].path = imp->files[i].path; /* borrowed until success */
-		files[i].mode = imp->files[i].mode;
-		files[i].size = imp->files[i].size;
-		files[i].blob = imp->files[i].blob;
+	for (size_t i = 0; i < nf; i++) {
+		refs[i].f.path = imp->files[i].path; /* borrowed until success */
+		refs[i].f.mode = imp->files[i].mode;
+		refs[i].f.size = imp->files[i].size;
+		refs[i].f.blob = imp->files[i].blob;
+		refs[i].target = imp->files[i].target;
 		total += imp->files[i].size;
 	}
-	qsort(files, imp->nfiles, sizeof(*files), file_cmp);
-	r = -EINVAL;
-	for (size_t i = 1; i < imp->nfiles; i++)
-		if (!strcmp(files[i - 1].path, files[i].path))
-			goto out;
-	/* Encode with the new file list, leaving *m as it was if anything fails. */
+	if (nf)
+		qsort(refs, nf, sizeof(*refs), file_cmp);
+	for (size_t i = 0; i < nf; i++) {
+		files[i] = refs[i].f;
+		targets[i] = refs[i].target;
+	}
+	/* The gate: every artifact, imported or fetched, passes this with its real targets. */
 	struct store_manifest tmp = *m;
 	tmp.files = files;
-	tmp.nfiles = imp->nfiles;
+	tmp.nfiles = nf;
+	r = store_manifest_validate(&tmp, targets, &imp->lim, NULL, 0);
+	if (r < 0)
+		goto out;
+	/* Encode with the new file list, leaving *m as it was if anything fails. */
 	r = store_manifest_encode(&tmp, &mbuf, &mlen);
 	if (r < 0)
 		goto out;
@@ -581,6 +620,8 @@ int store_import_commit(struct store_import *imp, struct store_manifest *m, uint
 out:
 	store__free(mbuf);
 	store__free(files);
+	store__free(refs);
+	store__free(targets);
 	if (r < 0)
 		store_import_abort(imp);
 	else
@@ -1117,7 +1158,9 @@ struct mat_ctx {
 	const char *tmp;
 };
 
-static int mat_file(struct store *s, MDB_txn *txn, const char *root, const struct store_file *f)
+/* A symlink's target, read and verified from its blob into @target (f->size + 1 bytes). */
+static int mat_link_target(struct store *s, MDB_txn *txn, const struct store_file *f,
+			   char *target)
 {
 	uint64_t size = 0;
 	const uint8_t *hashes = NULL;
@@ -1129,29 +1172,44 @@ static int mat_file(struct store *s, MDB_txn *txn, const char *root, const struc
 		return r;
 	if (size != f->size)
 		return -STORE_ECORRUPT;
+	size_t tl = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *c = NULL;
+		size_t cl = 0;
+		if ((r = chunk_load(s, txn, size, hashes, n, i, true, &c, &cl)) < 0)
+			return r;
+		if (tl + cl > f->size) /* @target holds f->size + 1 bytes */
+			return -STORE_ECORRUPT;
+		memcpy(target + tl, c, cl);
+		tl += cl;
+	}
+	target[tl] = '\0';
+	if (strlen(target) != tl)
+		return -STORE_ECORRUPT;
+	return 0;
+}
+
+static int mat_file(struct store *s, MDB_txn *txn, const char *root, const struct store_file *f,
+		    const char *target)
+{
+	uint64_t size = 0;
+	const uint8_t *hashes = NULL;
+	uint32_t n = 0;
+	int r;
 	if ((r = mkparents(root, f->path)) < 0)
 		return r;
 	char p[PATH_MAX];
 	if (snprintf(p, sizeof(p), "%s/%s", root, f->path) >= (int)sizeof(p))
 		return -ENAMETOOLONG;
-	if (f->mode == 0120000) {
-		char target[4097];
-		size_t tl = 0;
-		for (uint32_t i = 0; i < n; i++) {
-			const uint8_t *c = NULL;
-			size_t cl = 0;
-			if ((r = chunk_load(s, txn, size, hashes, n, i, true, &c, &cl)) < 0)
-				return r;
-			if (tl + cl > 4096)
-				return -STORE_ECORRUPT;
-			memcpy(target + tl, c, cl);
-			tl += cl;
-		}
-		target[tl] = '\0';
-		if (strlen(target) != tl)
-			return -STORE_ECORRUPT;
+	if (f->mode == 0120000)
 		return symlink(target, p) < 0 ? -errno : 0;
-	}
+	r = blob_load(s, txn, &f->blob, &size, &hashes, &n);
+	if (r == -ENOENT)
+		return -STORE_ECORRUPT;
+	if (r < 0)
+		return r;
+	if (size != f->size)
+		return -STORE_ECORRUPT;
 	int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
@@ -1178,8 +1236,29 @@ static int mat_fn(struct store *s, MDB_txn *txn, void *ud)
 	int r = info_load(s, txn, mc->id, &a);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < a.manifest.nfiles && r >= 0; i++)
-		r = mat_file(s, txn, mc->tmp, &a.manifest.files[i]);
+	/* Every symlink target first, then the validation every artifact passed at commit, once
+	 * more before anything is written: a store is a file, and what reaches the disk from it
+	 * must stay inside @dir whatever happened to that file. */
+	size_t n = a.manifest.nfiles;
+	char **targets = store__calloc(n ? n : 1, sizeof(*targets));
+	r = targets ? 0 : -ENOMEM;
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		const struct store_file *f = &a.manifest.files[i];
+		if (f->mode != 0120000)
+			continue;
+		/* decoding bounded a symlink's size to 1..4096 */
+		if (!(targets[i] = store__malloc(f->size + 1)))
+			r = -ENOMEM;
+		else
+			r = mat_link_target(s, txn, f, targets[i]);
+	}
+	if (r >= 0)
+		r = store__manifest_check(&a.manifest, (const char *const *)targets, NULL, NULL, 0);
+	for (size_t i = 0; i < n && r >= 0; i++)
+		r = mat_file(s, txn, mc->tmp, &a.manifest.files[i], targets[i]);
+	for (size_t i = 0; targets && i < n; i++)
+		store__free(targets[i]);
+	store__free(targets);
 	store_artifact_info_release(&a);
 	return r;
 }

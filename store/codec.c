@@ -8,13 +8,29 @@
  * disk, so a bad input is -EBADMSG, never a crash. Integers are accepted in any width msgpack
  * allows; the encoder always writes the shortest, which is what makes the encoding canonical.
  *
- * Manifest (an array, fields in this order; "s?" is a str or nil):
+ * Manifest, format 2 (one array of 16 elements, in this order; "s?" is a str or nil, "b" a
+ * bool):
  *
- *   [ 1 (format), service s, runtime s, version s?, exec_command s?, systemd_unit s?,
- *     container_image s?, container_archive s?,
- *     [ http s?, tcp s?, exec s?, interval_ms u, timeout_ms u, failures u, deadline_ms u ],
- *     git_commit s?, git_tag s?, git_author s?, git_message s?,
- *     [ [ path s, mode u, size u, blob bin32 ], ... sorted by path, unique ] ]
+ *    0  2 (the format version: always first, so a reader can refuse what it does not know)
+ *    1  service s            2  runtime s            3  version s?
+ *    4  exec_command s?      5  systemd_unit s?      6  container_image s?
+ *    7  container_archive s?
+ *    8  health    [ http s?, tcp s?, exec s?, interval_ms u, timeout_ms u, failures u,
+ *                   deadline_ms u ]
+ *    9  endpoint  nil (no [endpoint]) | [ port u, address s?, weight u, protocol s ("tcp" |
+ *                   "http"), drain_ms u ]
+ *   10  recovery  [ restarts u, remove_unhealthy b ]
+ *   11  git_commit s?        12  git_tag s?          13  git_author s?
+ *   14  git_message s?
+ *   15  files     [ [ path s, mode u, size u, blob bin32 ], ... sorted by path, unique ]
+ *
+ * MANIFEST_FIELDS below is that count; a unit test reads the encoding with msgpack-c's own
+ * unpacker to keep the header and the body in step (format 1 declared 15 elements and wrote
+ * 14, which only this file's reader accepted).
+ *
+ * A new field means a new format version (the decoder refuses versions it does not know with
+ * -STORE_EFORMAT) and new artifact ids: the id is the hash of these bytes, and a decoder that
+ * skipped unknown fields would make two different artifacts share one id.
  *
  * Revision:
  *
@@ -33,13 +49,16 @@
 
 #include "store/store_int.h"
 
-#define MANIFEST_FORMAT 1
-#define MANIFEST_FIELDS 15
+#define MANIFEST_FORMAT 2
+#define MANIFEST_FIELDS 16
+#define HEALTH_FIELDS	7
+#define ENDPOINT_FIELDS 5
+#define RECOVERY_FIELDS 2
 #define REVISION_FORMAT 2
 #define REVISION_FIELDS 15
 #define MAX_STR		4096
 #define MAX_MESSAGE	(1u << 20)
-#define MAX_FILES	(1u << 20)
+#define MAX_FILES	(1u << 20) /* a decoding bound; store_manifest_validate's limits are lower */
 #define MAX_CERT	STORE_ELECT_MAX
 
 /* ---- Reader -------------------------------------------------------------------------------- */
@@ -193,61 +212,20 @@ int store__rd_bin_exact(struct store__rd *r, void *out, size_t len)
 	return 0;
 }
 
-/* ---- Validation (shared by encode and decode) ------------------------------------------------ */
+/* ---- Reader additions ------------------------------------------------------------------------ */
 
-static bool str_ok(const char *s, size_t max)
+static int rd_bool(struct store__rd *r, bool *ret)
 {
-	return !s || strlen(s) <= max;
-}
-
-static bool path_valid(const char *p)
-{
-	size_t n = strlen(p);
-	if (n == 0 || n > MAX_STR || p[0] == '/')
-		return false;
-	/* Every '/'-separated component is non-empty and neither "." nor "..". */
-	const char *c = p;
-	for (;;) {
-		const char *e = strchr(c, '/');
-		size_t l = e ? (size_t)(e - c) : strlen(c);
-		if (l == 0 || (l == 1 && c[0] == '.') || (l == 2 && c[0] == '.' && c[1] == '.'))
-			return false;
-		if (!e)
-			return true;
-		c = e + 1;
-	}
-}
-
-static bool runtime_valid(const char *r)
-{
-	return r && (!strcmp(r, "exec") || !strcmp(r, "systemd") || !strcmp(r, "container"));
+	if (rd_need(r, 1) < 0 || (*r->p != 0xc2 && *r->p != 0xc3))
+		return -EBADMSG;
+	*ret = *r->p == 0xc3;
+	r->p++;
+	return 0;
 }
 
 static bool manifest_valid(const struct store_manifest *m)
 {
-	if (!store__service_valid(m->service) || !runtime_valid(m->runtime))
-		return false;
-	if (!str_ok(m->version, MAX_STR) || !str_ok(m->exec_command, MAX_STR) ||
-	    !str_ok(m->systemd_unit, MAX_STR) || !str_ok(m->container_image, MAX_STR) ||
-	    !str_ok(m->container_archive, MAX_STR) || !str_ok(m->health.http, MAX_STR) ||
-	    !str_ok(m->health.tcp, MAX_STR) || !str_ok(m->health.exec, MAX_STR) ||
-	    !str_ok(m->git_commit, MAX_STR) || !str_ok(m->git_tag, MAX_STR) ||
-	    !str_ok(m->git_author, MAX_STR) || !str_ok(m->git_message, MAX_MESSAGE))
-		return false;
-	if (m->nfiles > MAX_FILES || (m->nfiles && !m->files))
-		return false;
-	for (size_t i = 0; i < m->nfiles; i++) {
-		const struct store_file *f = &m->files[i];
-		if (!f->path || !path_valid(f->path))
-			return false;
-		if (f->mode != 0644 && f->mode != 0755 && f->mode != 0120000)
-			return false;
-		if (f->mode == 0120000 && (f->size == 0 || f->size > MAX_STR))
-			return false;
-		if (i > 0 && strcmp(m->files[i - 1].path, f->path) >= 0)
-			return false;
-	}
-	return true;
+	return m->nfiles <= MAX_FILES && store__manifest_check(m, NULL, NULL, NULL, 0) == 0;
 }
 
 /* ---- Manifest -------------------------------------------------------------------------------- */
@@ -277,21 +255,51 @@ int store_manifest_encode(const struct store_manifest *m, uint8_t **ret_buf, siz
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, &b, store__buf_write_cb);
 	const struct store_health_policy *h = &m->health;
-	int e = msgpack_pack_array(&pk, MANIFEST_FIELDS) | msgpack_pack_uint32(&pk, MANIFEST_FORMAT) |
-		pk_str(&pk, m->service) | pk_str(&pk, m->runtime) | pk_str(&pk, m->version) |
-		pk_str(&pk, m->exec_command) | pk_str(&pk, m->systemd_unit) |
-		pk_str(&pk, m->container_image) | pk_str(&pk, m->container_archive) |
-		msgpack_pack_array(&pk, 7) | pk_str(&pk, h->http) | pk_str(&pk, h->tcp) |
-		pk_str(&pk, h->exec) | msgpack_pack_uint32(&pk, h->interval_ms) |
-		msgpack_pack_uint32(&pk, h->timeout_ms) | msgpack_pack_uint32(&pk, h->failures) |
-		msgpack_pack_uint32(&pk, h->deadline_ms) | pk_str(&pk, m->git_commit) |
-		pk_str(&pk, m->git_tag) | pk_str(&pk, m->git_author) | pk_str(&pk, m->git_message) |
-		msgpack_pack_array(&pk, m->nfiles);
+	const struct store_endpoint *ep = &m->endpoint;
+	/* One call per statement: the operands of '|' may be evaluated in any order, and the
+	 * order of the calls is the order of the bytes, so of the artifact id. */
+	int e = msgpack_pack_array(&pk, MANIFEST_FIELDS);
+	e |= msgpack_pack_uint32(&pk, MANIFEST_FORMAT);
+	e |= pk_str(&pk, m->service);
+	e |= pk_str(&pk, m->runtime);
+	e |= pk_str(&pk, m->version);
+	e |= pk_str(&pk, m->exec_command);
+	e |= pk_str(&pk, m->systemd_unit);
+	e |= pk_str(&pk, m->container_image);
+	e |= pk_str(&pk, m->container_archive);
+	e |= msgpack_pack_array(&pk, HEALTH_FIELDS);
+	e |= pk_str(&pk, h->http);
+	e |= pk_str(&pk, h->tcp);
+	e |= pk_str(&pk, h->exec);
+	e |= msgpack_pack_uint32(&pk, h->interval_ms);
+	e |= msgpack_pack_uint32(&pk, h->timeout_ms);
+	e |= msgpack_pack_uint32(&pk, h->failures);
+	e |= msgpack_pack_uint32(&pk, h->deadline_ms);
+	if (ep->port == 0) {
+		e |= msgpack_pack_nil(&pk); /* validation made every other field zero */
+	} else {
+		e |= msgpack_pack_array(&pk, ENDPOINT_FIELDS);
+		e |= msgpack_pack_uint32(&pk, ep->port);
+		e |= pk_str(&pk, ep->address);
+		e |= msgpack_pack_uint32(&pk, ep->weight);
+		e |= pk_str(&pk, ep->protocol == STORE_ENDPOINT_HTTP ? "http" : "tcp");
+		e |= msgpack_pack_uint32(&pk, ep->drain_ms);
+	}
+	e |= msgpack_pack_array(&pk, RECOVERY_FIELDS);
+	e |= msgpack_pack_uint32(&pk, m->recovery.restarts);
+	e |= m->recovery.remove_unhealthy ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+	e |= pk_str(&pk, m->git_commit);
+	e |= pk_str(&pk, m->git_tag);
+	e |= pk_str(&pk, m->git_author);
+	e |= pk_str(&pk, m->git_message);
+	e |= msgpack_pack_array(&pk, m->nfiles);
 	for (size_t i = 0; i < m->nfiles && !e; i++) {
 		const struct store_file *f = &m->files[i];
-		e |= msgpack_pack_array(&pk, 4) | pk_str(&pk, f->path) |
-		     msgpack_pack_uint32(&pk, f->mode) | msgpack_pack_uint64(&pk, f->size) |
-		     pk_bin(&pk, f->blob.b, STORE_ID_LEN);
+		e |= msgpack_pack_array(&pk, 4);
+		e |= pk_str(&pk, f->path);
+		e |= msgpack_pack_uint32(&pk, f->mode);
+		e |= msgpack_pack_uint64(&pk, f->size);
+		e |= pk_bin(&pk, f->blob.b, STORE_ID_LEN);
 	}
 	if (e) {
 		store__free(b.data);
@@ -343,6 +351,7 @@ void store_manifest_release(struct store_manifest *m)
 	store__free(m->health.http);
 	store__free(m->health.tcp);
 	store__free(m->health.exec);
+	store__free(m->endpoint.address);
 	store__free(m->git_commit);
 	store__free(m->git_tag);
 	store__free(m->git_author);
@@ -353,6 +362,36 @@ void store_manifest_release(struct store_manifest *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/* The endpoint element: nil (no endpoint) or its array. Port 0 inside the array is refused by
+ * validation (it would encode as nil: two encodings for one manifest). */
+static int rd_endpoint(struct store__rd *r, struct store_endpoint *ep)
+{
+	int e = store__rd_nil(r);
+	if (e != 0)
+		return e < 0 ? e : 0;
+	uint32_t n, port, weight;
+	const char *p;
+	size_t pl;
+	if (store__rd_array(r, &n) < 0 || n != ENDPOINT_FIELDS || rd_u32(r, &port) < 0 ||
+	    port == 0 || port > 65535)
+		return -EBADMSG;
+	if ((e = rd_optstr(r, 64, &ep->address)) < 0)
+		return e;
+	if (rd_u32(r, &weight) < 0 || weight > UINT16_MAX || store__rd_str(r, &p, &pl) < 0)
+		return -EBADMSG;
+	if (pl == 3 && !memcmp(p, "tcp", 3))
+		ep->protocol = STORE_ENDPOINT_TCP;
+	else if (pl == 4 && !memcmp(p, "http", 4))
+		ep->protocol = STORE_ENDPOINT_HTTP;
+	else
+		return -EBADMSG;
+	if (rd_u32(r, &ep->drain_ms) < 0)
+		return -EBADMSG;
+	ep->port = (uint16_t)port;
+	ep->weight = (uint16_t)weight;
+	return 0;
+}
+
 int store_manifest_decode(const uint8_t *buf, size_t len, struct store_manifest *ret)
 {
 	if (!ret || (!buf && len))
@@ -361,12 +400,16 @@ int store_manifest_decode(const uint8_t *buf, size_t len, struct store_manifest 
 	struct store_manifest m = { 0 };
 	struct store_health_policy *h = &m.health;
 	uint32_t n, fmt;
-	int e;
-	if (store__rd_array(&r, &n) < 0 || n != MANIFEST_FIELDS || rd_u32(&r, &fmt) < 0 ||
-	    fmt != MANIFEST_FORMAT) {
-		e = -EBADMSG;
+	int e = -EBADMSG;
+	/* The version first: a manifest of another format is named as such, whatever its size. */
+	if (store__rd_array(&r, &n) < 0 || n == 0 || rd_u32(&r, &fmt) < 0)
+		goto fail;
+	if (fmt != MANIFEST_FORMAT) {
+		e = -STORE_EFORMAT;
 		goto fail;
 	}
+	if (n != MANIFEST_FIELDS)
+		goto fail;
 	if ((e = rd_optstr(&r, 64, &m.service)) < 0 || (e = rd_optstr(&r, 16, &m.runtime)) < 0 ||
 	    (e = rd_optstr(&r, MAX_STR, &m.version)) < 0 ||
 	    (e = rd_optstr(&r, MAX_STR, &m.exec_command)) < 0 ||
@@ -375,7 +418,7 @@ int store_manifest_decode(const uint8_t *buf, size_t len, struct store_manifest 
 	    (e = rd_optstr(&r, MAX_STR, &m.container_archive)) < 0)
 		goto fail;
 	e = -EBADMSG;
-	if (store__rd_array(&r, &n) < 0 || n != 7)
+	if (store__rd_array(&r, &n) < 0 || n != HEALTH_FIELDS)
 		goto fail;
 	if ((e = rd_optstr(&r, MAX_STR, &h->http)) < 0 || (e = rd_optstr(&r, MAX_STR, &h->tcp)) < 0 ||
 	    (e = rd_optstr(&r, MAX_STR, &h->exec)) < 0)
@@ -383,6 +426,12 @@ int store_manifest_decode(const uint8_t *buf, size_t len, struct store_manifest 
 	e = -EBADMSG;
 	if (rd_u32(&r, &h->interval_ms) < 0 || rd_u32(&r, &h->timeout_ms) < 0 ||
 	    rd_u32(&r, &h->failures) < 0 || rd_u32(&r, &h->deadline_ms) < 0)
+		goto fail;
+	if ((e = rd_endpoint(&r, &m.endpoint)) < 0)
+		goto fail;
+	e = -EBADMSG;
+	if (store__rd_array(&r, &n) < 0 || n != RECOVERY_FIELDS ||
+	    rd_u32(&r, &m.recovery.restarts) < 0 || rd_bool(&r, &m.recovery.remove_unhealthy) < 0)
 		goto fail;
 	if ((e = rd_optstr(&r, MAX_STR, &m.git_commit)) < 0 ||
 	    (e = rd_optstr(&r, MAX_STR, &m.git_tag)) < 0 ||
@@ -422,7 +471,11 @@ int store_manifest_decode(const uint8_t *buf, size_t len, struct store_manifest 
 	}
 	m.nfiles = n;
 	e = -EBADMSG;
-	if (r.p != r.end || !manifest_valid(&m))
+	if (r.p != r.end)
+		goto fail;
+	/* Decodes cleanly: now the rules every artifact passes (their code, not -EBADMSG, so
+	 * a refused peer manifest reaches the operator as words). */
+	if ((e = store__manifest_check(&m, NULL, NULL, NULL, 0)) < 0)
 		goto fail;
 	*ret = m;
 	return 0;
@@ -519,21 +572,31 @@ int store_revision_encode(const struct store_revision *r, uint8_t **ret_buf, siz
 	struct store__buf b = { 0 };
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, &b, store__buf_write_cb);
-	int e = msgpack_pack_array(&pk, REVISION_FIELDS) |
-		msgpack_pack_uint32(&pk, REVISION_FORMAT) | pk_str(&pk, r->service) |
-		msgpack_pack_uint64(&pk, r->rev) | pk_bin(&pk, r->artifact.b, STORE_ID_LEN) |
-		msgpack_pack_uint32(&pk, (uint32_t)r->kind) | pk_str(&pk, r->scope) |
-		pk_bin(&pk, r->origin, STORE_NODE_ID_LEN) | msgpack_pack_uint64(&pk, r->hlc) |
-		msgpack_pack_uint32(&pk, r->operator_uid) | msgpack_pack_int32(&pk, r->operator_pid) |
-		pk_str(&pk, r->reason) | msgpack_pack_array(&pk, r->ncert);
+	/* In sequence, as store_manifest_encode: the call order is the byte order. */
+	int e = msgpack_pack_array(&pk, REVISION_FIELDS);
+	e |= msgpack_pack_uint32(&pk, REVISION_FORMAT);
+	e |= pk_str(&pk, r->service);
+	e |= msgpack_pack_uint64(&pk, r->rev);
+	e |= pk_bin(&pk, r->artifact.b, STORE_ID_LEN);
+	e |= msgpack_pack_uint32(&pk, (uint32_t)r->kind);
+	e |= pk_str(&pk, r->scope);
+	e |= pk_bin(&pk, r->origin, STORE_NODE_ID_LEN);
+	e |= msgpack_pack_uint64(&pk, r->hlc);
+	e |= msgpack_pack_uint32(&pk, r->operator_uid);
+	e |= msgpack_pack_int32(&pk, r->operator_pid);
+	e |= pk_str(&pk, r->reason);
+	e |= msgpack_pack_array(&pk, r->ncert);
 	for (uint32_t i = 0; i < r->ncert && !e; i++)
 		e |= pk_bin(&pk, r->cert[i], STORE_NODE_ID_LEN);
 	e |= msgpack_pack_array(&pk, r->nelect);
 	for (uint32_t i = 0; i < r->nelect && !e; i++)
 		e |= pk_bin(&pk, r->elect[i], STORE_NODE_ID_LEN);
-	e |= msgpack_pack_array(&pk, 4) | msgpack_pack_uint32(&pk, r->quorum.kind) |
-	     msgpack_pack_uint32(&pk, r->quorum.count) | msgpack_pack_uint32(&pk, r->quorum.num) |
-	     msgpack_pack_uint32(&pk, r->quorum.den) | pk_bin(&pk, r->condemns.b, STORE_ID_LEN);
+	e |= msgpack_pack_array(&pk, 4);
+	e |= msgpack_pack_uint32(&pk, r->quorum.kind);
+	e |= msgpack_pack_uint32(&pk, r->quorum.count);
+	e |= msgpack_pack_uint32(&pk, r->quorum.num);
+	e |= msgpack_pack_uint32(&pk, r->quorum.den);
+	e |= pk_bin(&pk, r->condemns.b, STORE_ID_LEN);
 	if (e) {
 		store__free(b.data);
 		return -ENOMEM;

@@ -172,7 +172,8 @@ const char *store_strerror(int err)
 	case 0:
 		return "success";
 	case STORE_ESCHEMA:
-		return "store was written by a newer version of shoal";
+		return "store was written by another version of shoal (its schema differs; there is "
+		       "no migration: move the state directory aside)";
 	case STORE_EINVALID:
 		return "artifact or release.ini invalid";
 	case STORE_ENOTREPO:
@@ -187,6 +188,11 @@ const char *store_strerror(int err)
 		return "artifact is condemned (use --force)";
 	case STORE_ECORRUPT:
 		return "stored data does not match its hash";
+	case STORE_EBADPATH:
+		return "unsafe path in the artifact (absolute, \"..\", empty component, control "
+		       "character, duplicate, or a file where a directory must be)";
+	case STORE_EFORMAT:
+		return "artifact manifest in a format version this build does not know";
 	case ENOSPC:
 		return "store is full (map_max reached)";
 	default:
@@ -310,10 +316,12 @@ static int open_fn(struct store *s, MDB_txn *txn, void *ud)
 		if (v.mv_size != 4)
 			return -EIO;
 		uint32_t ver = store__be32_get(v.mv_data);
-		if (ver > STORE_SCHEMA_VERSION)
-			return -STORE_ESCHEMA;
 		if (ver == 0)
 			return -EIO;
+		/* Older too: schema 1 holds manifests in format 1, which this build cannot read
+		 * (and the ids of format 2 differ), so its artifacts would all look damaged. */
+		if (ver != STORE_SCHEMA_VERSION)
+			return -STORE_ESCHEMA;
 	} else if (rc == MDB_NOTFOUND) {
 		uint8_t b[4];
 		store__be32_put(b, STORE_SCHEMA_VERSION);

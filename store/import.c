@@ -8,14 +8,15 @@
  *      imp_tree, enforcing the file-type rules and the limits as it goes (sizes are known up
  *      front: fstatat for a directory, the object header for git), never reading contents;
  *   2. check: sort by path, read and parse release.ini (which may then ask whether the files
- *      it names exist), and resolve every symlink against the tree (imp_resolve);
+ *      it names exist), then store_manifest_validate on the manifest to be committed, with
+ *      every symlink's target (store/validate.c resolves them against the tree);
  *   3. stream: store_import_begin, then each file in path order through store_import_write
  *      in 64 KiB pieces, then store_import_commit.
  *
  * Why symlinks are resolved against the tree rather than only lexically: the artifact will be
  * materialized as real files and symlinks, and the kernel resolves ".." after a symlink from
  * the symlink's target, not from the link. With "s -> ." and "x -> s/..", "x" is lexically the
- * root but really the root's parent. imp_resolve follows symlinks found in the tree (as the
+ * root but really the root's parent. The validator follows symlinks found in the tree (as the
  * kernel would) and treats every other component lexically (a component that does not exist
  * yet might be created later by the service), so a target is accepted only if no way of
  * resolving it can leave the tree.
@@ -44,7 +45,7 @@
 #include "store/store_int.h"
 
 #define IMP_IOBUF	 (64 * 1024)
-#define IMP_MAX_DEPTH	 64	     /* directories nested deeper are refused */
+#define IMP_MAX_DEPTH	 STORE_IMPORT_MAX_DEPTH /* directories nested deeper are refused */
 #define IMP_MAX_MESSAGE	 (64 * 1024) /* a commit message is cut (at a UTF-8 boundary) here */
 #define IMP_MAX_AUTHOR	 1024
 #define IMP_MODE_SYMLINK 0120000
@@ -216,124 +217,44 @@ static bool imp_has_file(const char *path, void *ud)
 	return imp_tree_find(ud, path, strlen(path)) != NULL;
 }
 
-/*
- * Can the symlink @l escape the tree? See the essay at the top. Returns 0 (stays inside),
- * -STORE_EESCAPE (absolute, escaping, or more than STORE_IMPORT_MAX_SYMLINKS links to follow:
- * message set), -ENOMEM.
- */
-static int imp_resolve(struct imp_tree *t, const struct imp_entry *l)
+/* store_manifest_validate on @m with the (sorted) tree as its files. */
+static int imp_validate(struct imp_tree *t, const struct store_manifest *m)
 {
-	/* cur: the directory reached so far, as a path ("" = root); rest: what is left to walk. */
-	size_t curcap = STORE_IMPORT_MAX_PATH + 1;
-	size_t restcap = strlen(l->target) + 1;
-	char *cur = store__malloc(curcap), *rest = store__malloc(restcap);
+	size_t n = t->n ? t->n : 1;
+	struct store_file *files = store__calloc(n, sizeof *files);
+	const char **targets = store__calloc(n, sizeof *targets);
 	int r = -ENOMEM;
-	if (!cur || !rest)
+	if (!files || !targets)
 		goto out;
-	const char *slash = strrchr(l->path, '/');
-	size_t curlen = slash ? (size_t)(slash - l->path) : 0;
-	memcpy(cur, l->path, curlen);
-	cur[curlen] = '\0';
-	memcpy(rest, l->target, restcap);
-	size_t pos = 0;
-	unsigned follows = 1;
-
-	r = -STORE_EESCAPE;
-	if (rest[0] == '/') {
-		imp_seterr(t, "%s -> %s: absolute symlink target (must stay inside the tree)",
-			   l->path, l->target);
-		goto out;
+	for (size_t i = 0; i < t->n; i++) {
+		files[i].path = t->v[i].path;
+		files[i].mode = t->v[i].mode;
+		files[i].size = t->v[i].size;
+		targets[i] = t->v[i].target;
 	}
-	for (;;) {
-		while (rest[pos] == '/')
-			pos++;
-		if (!rest[pos])
-			break;
-		size_t n = strcspn(rest + pos, "/");
-		const char *name = rest + pos;
-		pos += n;
-		if (n == 1 && name[0] == '.')
-			continue;
-		if (n == 2 && name[0] == '.' && name[1] == '.') {
-			if (curlen == 0) {
-				imp_seterr(t, "%s -> %s: symlink points outside the tree", l->path,
-					   l->target);
-				goto out;
-			}
-			while (curlen && cur[curlen - 1] != '/')
-				curlen--;
-			if (curlen)
-				curlen--; /* the '/' before the last component */
-			cur[curlen] = '\0';
-			continue;
-		}
-		size_t need = curlen + (curlen ? 1 : 0) + n;
-		if (need >= curcap) {
-			/* Past any real path (nonexistent components after followed links): such a
-			 * position is not in the tree, but ".." may still come back, so keep it. */
-			size_t nc = need * 2 + 1;
-			char *nb = store__realloc(cur, nc);
-			if (!nb) {
-				r = -ENOMEM;
-				goto out;
-			}
-			cur = nb;
-			curcap = nc;
-		}
-		size_t save = curlen;
-		if (curlen)
-			cur[curlen++] = '/';
-		memcpy(cur + curlen, name, n);
-		curlen += n;
-		cur[curlen] = '\0';
-		const struct imp_entry *e = imp_tree_find(t, cur, curlen);
-		if (!e || !e->target)
-			continue; /* a directory, a file or nothing: lexical from here */
-		/* A symlink in the tree: the kernel continues from its target, in its directory. */
-		if (++follows > STORE_IMPORT_MAX_SYMLINKS) {
-			imp_seterr(t, "%s -> %s: too many levels of symlinks", l->path, l->target);
-			goto out;
-		}
-		if (e->target[0] == '/') {
-			imp_seterr(t, "%s -> %s: leads to %s -> %s, an absolute target", l->path,
-				   l->target, e->path, e->target);
-			goto out;
-		}
-		size_t tl = strlen(e->target), rl = strlen(rest + pos);
-		char *nr = store__malloc(tl + 1 + rl + 1);
-		if (!nr) {
-			r = -ENOMEM;
-			goto out;
-		}
-		memcpy(nr, e->target, tl);
-		nr[tl] = '/';
-		memcpy(nr + tl + 1, rest + pos, rl + 1);
-		store__free(rest);
-		rest = nr;
-		pos = 0;
-		curlen = save;
-		cur[curlen] = '\0';
-	}
-	r = 0;
+	struct store_manifest tmp = *m;
+	tmp.files = files;
+	tmp.nfiles = t->n;
+	r = store_manifest_validate(&tmp, targets, &t->lim, t->err, t->errlen);
 out:
-	store__free(cur);
-	store__free(rest);
+	store__free(files);
+	store__free(targets);
 	return r;
 }
 
-/* Phase 2 for both importers: release.ini (bytes in @ini) and symlinks. */
+/*
+ * Phase 2 for both importers: release.ini (bytes in @ini), then store_manifest_validate on the
+ * manifest as it will be committed (the tree's paths, modes, sizes and symlink targets, the
+ * limits), so everything commit would refuse is refused before a byte is streamed, with words.
+ */
 static int imp_check(struct imp_tree *t, const char *ini, size_t inilen,
 		     struct store_manifest *ret)
 {
-	for (size_t i = 0; i < t->n; i++) {
-		if (!t->v[i].target)
-			continue;
-		int r = imp_resolve(t, &t->v[i]);
-		if (r < 0)
-			return r;
-	}
-	return store_release_parse_files(ini, inilen, STORE_RELEASE_FILE, imp_has_file, t, ret,
-					 t->err, t->errlen);
+	int r = store_release_parse_files(ini, inilen, STORE_RELEASE_FILE, imp_has_file, t, ret,
+					  t->err, t->errlen);
+	if (r < 0)
+		return r;
+	return imp_validate(t, ret);
 }
 
 /* The root's release.ini entry, which must be a regular file of sane size. */
@@ -411,7 +332,7 @@ static int imp_walk_dir(struct imp_tree *t, int fd, const char *rel, unsigned de
 	DIR *d = NULL;
 
 	if (depth > IMP_MAX_DEPTH) {
-		imp_seterr(t, "%s: directories nested deeper than %d", rel, IMP_MAX_DEPTH);
+		imp_seterr(t, "%s: directories nested deeper than %u", rel, IMP_MAX_DEPTH);
 		r = -STORE_ETOOBIG;
 		goto out;
 	}
@@ -612,6 +533,7 @@ static int imp_stream(struct store *s, struct imp_tree *t, struct store_manifest
 		imp_seterr(t, "import: %s", store_strerror(r));
 		return r;
 	}
+	(void)store_import_set_limits(imp, &t->lim); /* commit checks them again */
 	for (size_t i = 0; i < t->n; i++) {
 		const struct imp_entry *e = &t->v[i];
 		if ((r = store_import_file(imp, e->path, e->mode)) < 0) {
@@ -732,7 +654,7 @@ static int imp_walk_git(struct imp_tree *t, struct imp_git *g, const git_tree *t
 			const char *rel, unsigned depth)
 {
 	if (depth > IMP_MAX_DEPTH) {
-		imp_seterr(t, "%s: directories nested deeper than %d", rel, IMP_MAX_DEPTH);
+		imp_seterr(t, "%s: directories nested deeper than %u", rel, IMP_MAX_DEPTH);
 		return -STORE_ETOOBIG;
 	}
 	size_t n = git_tree_entrycount(tree);
@@ -915,6 +837,11 @@ static int imp_git_fields(struct imp_tree *t, const git_commit *c, const char *t
 	if (!(m->git_commit = store__strdup(hex)) || !(m->git_author = store__strdup(author)) ||
 	    !(m->git_message = imp_trimdup(msg ? msg : "", IMP_MAX_MESSAGE)))
 		return -ENOMEM;
+	/* Commit metadata is text for humans, not something an operator can fix in release.ini:
+	 * what the manifest rules refuse (an escape byte, Latin-1) becomes '?' instead of an
+	 * import failure. */
+	store__text_sanitize(m->git_author, 0);
+	store__text_sanitize(m->git_message, STORE__TEXT_TAB | STORE__TEXT_NL);
 	if (tag && !(m->git_tag = store__strdup(tag)))
 		return -ENOMEM;
 	if (tag && !m->version && !(m->version = store__strdup(tag)))

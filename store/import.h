@@ -31,6 +31,13 @@
  *     refused with -STORE_EINVALID naming the path: an artifact must be self-contained.
  *   - Limits (struct store_import_limits) are checked before a byte is stored where the size is
  *     known up front, and again while streaming.
+ *   - Names and symlink targets are UTF-8 without control characters (C0, DEL, C1): a name
+ *     with a newline or an escape byte is refused (-STORE_EBADPATH, the name escaped in the
+ *     message). Commit metadata from git is text for humans instead: such bytes in the author
+ *     or message become '?'.
+ *   - All of the above that can be judged from the manifest and the symlink targets is
+ *     store_manifest_validate (store/store.h), which the importers call before streaming and
+ *     store_import_commit calls again: the same rules hold for artifacts fetched from peers.
  *
  * Errors: 0 or positive on success, negative errno or -STORE_E* (store/store.h) on failure.
  * Every function that can fail for a reason an operator can fix takes @err/@errlen and writes
@@ -76,6 +83,12 @@
 /* Bounds: failures in 1..STORE_HEALTH_FAILURES_MAX; durations in 1ms..UINT32_MAX ms. */
 #define STORE_HEALTH_FAILURES_MAX 1000
 
+/* Defaults of [endpoint] (when the section is present) and [recovery] (always). */
+#define STORE_ENDPOINT_WEIGHT	 100
+#define STORE_ENDPOINT_DRAIN_MS	 10000
+#define STORE_RECOVERY_RESTARTS 0
+#define STORE_RECOVERY_REMOVE_UNHEALTHY true
+
 /*
  * Parse a duration: one or more groups of decimal digits followed by a unit, "ms", "s", "m"
  * or "h" ("500ms", "2s", "1m30s", "1h"). No sign, no fraction, no spaces, no bare number.
@@ -100,15 +113,15 @@ typedef bool (*store_release_has_file_cb)(const char *path, void *ud);
  * comment too; values trimmed and otherwise taken verbatim: no quoting, no escapes; no
  * continuation lines: leading whitespace is ignored; CRLF and a UTF-8 BOM accepted). A line
  * may hold at most 198 bytes after its leading whitespace (inih's line buffer). Keys and
- * section names are case-sensitive; a section may appear more than once. Values hold no
- * control characters (commands may hold tabs).
+ * section names are case-sensitive; a section may appear more than once. Values are valid
+ * UTF-8 and hold no control characters (C0, DEL, C1; commands may hold tabs).
  *
  * The stored values: strings as written, except [systemd] unit and [container] archive,
  * which are stored normalised (leading "./" removed). Commands are not split or interpreted
  * here (the exec plugin runs [exec] command with /bin/sh -c in the artifact directory).
  *
  * Sections and keys (any other section or key, a key outside a section, a key given twice or
- * an empty value is an error, for typo safety):
+ * an empty value ([endpoint] address excepted) is an error, for typo safety):
  *   [release]   service (required, [a-zA-Z0-9._-]{1,64}, not "." or ".."),
  *               runtime (required: exec | systemd | container), version (printable, <= 128)
  *   [exec]      command                      (required when runtime = exec)
@@ -120,6 +133,17 @@ typedef bool (*store_release_has_file_cb)(const char *path, void *ud);
  *               exec (a command run from the artifact directory): at most one of the three;
  *               interval, timeout, deadline (durations, see store_duration_parse, > 0);
  *               failures (1..STORE_HEALTH_FAILURES_MAX). Absent ones take the defaults above.
+ *   [endpoint]  where a load balancer reaches the service (struct store_endpoint):
+ *               port (required in the section: 1..65535); address (an IPv4 or IPv6 literal
+ *               such as 10.0.0.5 or fd00::5, no brackets; absent or empty = the node's
+ *               advertise address); weight (0..256, HAProxy's range, default 100); protocol
+ *               (tcp | http, default tcp); drain (duration 0..10m, default 10s: how long a
+ *               swap waits for connections to leave the instance). Without the section the
+ *               service has no endpoint (all zero).
+ *   [recovery]  restarts (local restarts before the node counts the instance as failed:
+ *               0..100, default 0); remove_unhealthy (true | false, also yes/no, on/off, 1/0;
+ *               default true: an unhealthy instance leaves the load balancer at once, while
+ *               the cluster decides). Defaults apply whether or not the section is present.
  * The sections of the other runtimes ([systemd] with runtime = exec, ...) are errors too.
  * Relative paths never start with '/' and contain no "." or ".." component ("./x" is taken
  * as "x").
@@ -133,6 +157,8 @@ typedef bool (*store_release_has_file_cb)(const char *path, void *ud);
  * @filename: used as the prefix of error messages only (e.g. "release.ini").
  * @ret: on success, filled with heap-owned strings (free with store_manifest_release());
  *       health defaults applied; git_* fields NULL; no files. Untouched on failure.
+ * The result passes store_manifest_validate (without files); a rule only that function knows
+ * would be reported as "file: manifest: ...", which a parser bug would be.
  * @return 0; -STORE_EINVALID (message in @err, naming "file:line: [section] key: problem",
  *         or "file: [section] key: problem" for a missing key; among errors of single
  *         lines the first by line wins, inih's "file:line: syntax error (...)" included;
@@ -148,19 +174,7 @@ int store_release_parse_files(const char *buf, size_t len, const char *filename,
 
 /* ---- Importing ---------------------------------------------------------------------------- */
 
-/* Defaults of the limits, used for every zero field (and for a NULL limits pointer). */
-#define STORE_IMPORT_MAX_FILE_SIZE  (256ULL << 20) /* 256 MiB per file */
-#define STORE_IMPORT_MAX_TOTAL_SIZE (1ULL << 30)   /* 1 GiB per artifact */
-#define STORE_IMPORT_MAX_FILES	    10000u
-/* Fixed limits: a relative path's length, and symlinks followed while resolving one target. */
-#define STORE_IMPORT_MAX_PATH	    4095u
-#define STORE_IMPORT_MAX_SYMLINKS   40u
-
-struct store_import_limits {
-	uint64_t max_file_size;	 /* bytes of one file (a symlink counts its target's length) */
-	uint64_t max_total_size; /* bytes of all files together */
-	uint32_t max_files;	 /* files and symlinks, release.ini included */
-};
+/* The limits (struct store_import_limits, STORE_IMPORT_MAX_*) are in store/store.h. */
 
 /*
  * Import the directory @dir as an artifact.
@@ -175,7 +189,8 @@ struct store_import_limits {
  * @ret_id: the artifact id, set on success only.
  * @return 0 when the artifact is new, 1 when the same content was already stored (same id);
  *         -STORE_EINVALID (release.ini missing, invalid, or naming a missing file; unsupported
- *         file type); -STORE_ETOOBIG (a file, the total or the file count over the limit: the
+ *         file type); -STORE_EBADPATH (a name or symlink target with a control character or
+ *         invalid UTF-8); -STORE_ETOOBIG (a file, the total or the file count over the limit: the
  *         message names the file and the limit); -STORE_EESCAPE (a symlink leaving the tree;
  *         the message names it); -ENOENT/-ENOTDIR/-EACCES/... (@dir itself or a file in it;
  *         path in the message); -EAGAIN (a file changed during the import); -ENOMEM; any

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
 #include <ini.h>
 
 #include "store/import.h"
@@ -36,12 +37,15 @@ enum rel_section {
 	SEC_SYSTEMD,
 	SEC_CONTAINER,
 	SEC_HEALTH,
+	SEC_ENDPOINT,
+	SEC_RECOVERY,
 	SEC__COUNT,
 };
 
 static const char *const rel_section_names[SEC__COUNT] = {
 	[SEC_RELEASE] = "release",	[SEC_EXEC] = "exec",	 [SEC_SYSTEMD] = "systemd",
 	[SEC_CONTAINER] = "container", [SEC_HEALTH] = "health",
+	[SEC_ENDPOINT] = "endpoint",	[SEC_RECOVERY] = "recovery",
 };
 
 enum rel_key {
@@ -59,6 +63,13 @@ enum rel_key {
 	KEY_TIMEOUT,
 	KEY_FAILURES,
 	KEY_DEADLINE,
+	KEY_EP_PORT,
+	KEY_EP_ADDRESS,
+	KEY_EP_WEIGHT,
+	KEY_EP_PROTOCOL,
+	KEY_EP_DRAIN,
+	KEY_RC_RESTARTS,
+	KEY_RC_REMOVE,
 	KEY__COUNT,
 };
 
@@ -73,6 +84,11 @@ static const struct {
 	[KEY_TCP] = { SEC_HEALTH, "tcp" },	      [KEY_HEXEC] = { SEC_HEALTH, "exec" },
 	[KEY_INTERVAL] = { SEC_HEALTH, "interval" },  [KEY_TIMEOUT] = { SEC_HEALTH, "timeout" },
 	[KEY_FAILURES] = { SEC_HEALTH, "failures" },  [KEY_DEADLINE] = { SEC_HEALTH, "deadline" },
+	[KEY_EP_PORT] = { SEC_ENDPOINT, "port" },     [KEY_EP_ADDRESS] = { SEC_ENDPOINT, "address" },
+	[KEY_EP_WEIGHT] = { SEC_ENDPOINT, "weight" }, [KEY_EP_PROTOCOL] = { SEC_ENDPOINT, "protocol" },
+	[KEY_EP_DRAIN] = { SEC_ENDPOINT, "drain" },
+	[KEY_RC_RESTARTS] = { SEC_RECOVERY, "restarts" },
+	[KEY_RC_REMOVE] = { SEC_RECOVERY, "remove_unhealthy" },
 };
 
 #define REL_VERSION_MAX 128
@@ -242,16 +258,6 @@ static const char *rel_path_norm(const char *p)
 	return p;
 }
 
-static bool rel_has_ctl(const char *v, bool allow_tab)
-{
-	for (; *v; v++) {
-		unsigned char ch = (unsigned char)*v;
-		if ((ch < 0x20 && !(allow_tab && ch == '\t')) || ch == 0x7f)
-			return true;
-	}
-	return false;
-}
-
 static bool rel_valid_service(const char *v)
 {
 	size_t n = strlen(v);
@@ -391,6 +397,50 @@ static int rel_command_file(const char *cmd, char *out, size_t cap)
 	return 1;
 }
 
+bool store__release_valid_http(const char *v)
+{
+	return rel_valid_http(v);
+}
+
+bool store__release_valid_hostport(const char *v)
+{
+	return rel_valid_hostport(v, strlen(v));
+}
+
+bool store__release_valid_image(const char *v)
+{
+	return rel_valid_image(v);
+}
+
+bool store__release_valid_unit(const char *v)
+{
+	/* The manifest holds the normalised form: "./" prefixes are release.ini-only. */
+	return rel_valid_unit(v) && rel_path_norm(v) == v;
+}
+
+int store__release_command_file(const char *cmd, char *out, size_t cap)
+{
+	return rel_command_file(cmd, out, cap);
+}
+
+/* A decimal number in @lo..@hi: no sign, no leading '+', no spaces, at most 9 digits. */
+static bool rel_uint(const char *v, unsigned lo, unsigned hi, unsigned *ret)
+{
+	unsigned n = 0;
+	size_t len = strlen(v);
+	if (len == 0 || len > 9)
+		return false;
+	for (const char *p = v; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		n = n * 10 + (unsigned)(*p - '0');
+	}
+	if (n < lo || n > hi)
+		return false;
+	*ret = n;
+	return true;
+}
+
 static int rel_set_str(struct rel_ctx *c, char **field, const char *v)
 {
 	char *dup = store__strdup(v);
@@ -422,9 +472,15 @@ static void rel_set(struct rel_ctx *c, enum rel_key k, const char *v)
 {
 	struct store_manifest *m = &c->m;
 
-	/* Tabs only make sense inside commands; nothing else may hold a control character. */
-	if (rel_has_ctl(v, k == KEY_COMMAND || k == KEY_HEXEC)) {
-		rel_keyerr(c, k, "control character in value", v, NULL);
+	/* Tabs only make sense inside commands; nothing else may hold a control character. The
+	 * rule is store_manifest_validate's (C1 and invalid UTF-8 included), so what parses is
+	 * what the store accepts. */
+	int t = store__text_check(v, strlen(v),
+				  k == KEY_COMMAND || k == KEY_HEXEC ? STORE__TEXT_TAB : 0);
+	if (t) {
+		rel_keyerr(c, k, t == STORE__TEXT_CTL ? "control character in value"
+						      : "invalid UTF-8 in value",
+			   v, NULL);
 		return;
 	}
 	switch (k) {
@@ -513,6 +569,68 @@ static void rel_set(struct rel_ctx *c, enum rel_key k, const char *v)
 			m->health.failures = n;
 		break;
 	}
+	case KEY_EP_PORT: {
+		unsigned n;
+		if (!rel_uint(v, 1, 65535, &n))
+			rel_keyerr(c, k, "invalid port", v, "(want 1..65535)");
+		else
+			m->endpoint.port = (uint16_t)n;
+		break;
+	}
+	case KEY_EP_ADDRESS: {
+		uint8_t a[16];
+		if (inet_pton(AF_INET, v, a) != 1 && inet_pton(AF_INET6, v, a) != 1)
+			rel_keyerr(c, k, "invalid address", v,
+				   "(want an IPv4 or IPv6 address such as 10.0.0.5 or fd00::5, or "
+				   "nothing for the node's advertise address)");
+		else
+			rel_set_str(c, &m->endpoint.address, v);
+		break;
+	}
+	case KEY_EP_WEIGHT: {
+		unsigned n;
+		if (!rel_uint(v, 0, STORE_ENDPOINT_WEIGHT_MAX, &n))
+			rel_keyerr(c, k, "invalid weight", v, "(want 0..256, as HAProxy)");
+		else
+			m->endpoint.weight = (uint16_t)n;
+		break;
+	}
+	case KEY_EP_PROTOCOL:
+		if (!strcmp(v, "tcp"))
+			m->endpoint.protocol = STORE_ENDPOINT_TCP;
+		else if (!strcmp(v, "http"))
+			m->endpoint.protocol = STORE_ENDPOINT_HTTP;
+		else
+			rel_keyerr(c, k, "invalid protocol", v, "(want tcp or http)");
+		break;
+	case KEY_EP_DRAIN: {
+		uint64_t ms;
+		int r = store_duration_parse(v, &ms);
+		if (r == -EINVAL)
+			rel_keyerr(c, k, "invalid duration", v, NULL);
+		else if (r < 0 || ms > STORE_ENDPOINT_DRAIN_MAX_MS)
+			rel_keyerr(c, k, "duration out of range", v, "(max 10m)");
+		else
+			m->endpoint.drain_ms = (uint32_t)ms;
+		break;
+	}
+	case KEY_RC_RESTARTS: {
+		unsigned n;
+		if (!rel_uint(v, 0, STORE_RECOVERY_RESTARTS_MAX, &n))
+			rel_keyerr(c, k, "invalid count", v, "(want 0..100)");
+		else
+			m->recovery.restarts = n;
+		break;
+	}
+	case KEY_RC_REMOVE:
+		if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1"))
+			m->recovery.remove_unhealthy = true;
+		else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") ||
+			 !strcmp(v, "0"))
+			m->recovery.remove_unhealthy = false;
+		else
+			rel_keyerr(c, k, "invalid boolean", v, "(want true or false)");
+		break;
 	case KEY__COUNT:
 		break;
 	}
@@ -574,6 +692,8 @@ static int rel_handler(void *user, const char *section, const char *name, const 
 		v[n = 0] = '\0';
 	while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
 		v[--n] = '\0';
+	if (n == 0 && k == KEY_EP_ADDRESS)
+		return 1; /* documented: empty = the node's advertise address, as when absent */
 	if (n == 0) {
 		rel_keyerr(c, (enum rel_key)k, "empty value", NULL, NULL);
 		return 0;
@@ -612,8 +732,14 @@ static void rel_section_line(struct rel_ctx *c, const char *p, size_t n)
 			return;
 		}
 	}
-	if (!c->section_line[sec])
+	if (!c->section_line[sec]) {
 		c->section_line[sec] = c->lineno;
+		/* An endpoint's defaults exist only with the section: without it, all zero. */
+		if (sec == SEC_ENDPOINT) {
+			c->m.endpoint.weight = STORE_ENDPOINT_WEIGHT;
+			c->m.endpoint.drain_ms = STORE_ENDPOINT_DRAIN_MS;
+		}
+	}
 }
 
 /* inih's fgets: one line of the buffer per call, so c->lineno is inih's line number. */
@@ -726,6 +852,12 @@ static void rel_check(struct rel_ctx *c)
 		return;
 	}
 
+	/* [endpoint] without a port would mean nothing: no default port is sensible. */
+	if (c->section_line[SEC_ENDPOINT] && !m->endpoint.port) {
+		rel_missing(c, KEY_EP_PORT, "required in [endpoint]");
+		return;
+	}
+
 	/* Files the manifest names (key order: deterministic, first error wins). */
 	if (m->exec_command)
 		rel_check_command(c, KEY_COMMAND, m->exec_command);
@@ -756,6 +888,8 @@ int store_release_parse_files(const char *buf, size_t len, const char *filename,
 	c.m.health.timeout_ms = STORE_HEALTH_TIMEOUT_MS;
 	c.m.health.failures = STORE_HEALTH_FAILURES;
 	c.m.health.deadline_ms = STORE_HEALTH_DEADLINE_MS;
+	c.m.recovery.restarts = STORE_RECOVERY_RESTARTS;
+	c.m.recovery.remove_unhealthy = STORE_RECOVERY_REMOVE_UNHEALTHY;
 
 	if (c.len > STORE_RELEASE_MAX_SIZE) {
 		rel_seterr(&c, -STORE_EINVALID, 0, "too large (%zu bytes, max %d)", c.len,
@@ -775,6 +909,16 @@ int store_release_parse_files(const char *buf, size_t len, const char *filename,
 	}
 	if (!c.err)
 		rel_check(&c);
+	if (!c.err) {
+		/* The store's own rules, so that whatever parses can be imported (a refusal here
+		 * is a gap between the parser and store_manifest_validate: named as such). */
+		char why[256];
+		int r = store__manifest_check(&c.m, NULL, NULL, why, sizeof why);
+		if (r == -ENOMEM)
+			rel_seterr(&c, r, 0, "out of memory");
+		else if (r < 0)
+			rel_seterr(&c, -STORE_EINVALID, 0, "manifest: %s", why);
+	}
 out:
 	if (c.err) {
 		store_manifest_release(&c.m);

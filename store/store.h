@@ -26,7 +26,7 @@
  *    and a blob's id are BLAKE2b-256 of their bytes.
  *  - When the map fills up, the store doubles it (up to store_opts.map_max) and retries the
  *    transaction; beyond the maximum the caller gets -ENOSPC and the store stays usable.
- *  - A store whose schema version is newer than this code's is refused (-STORE_ESCHEMA).
+ *  - A store whose schema version is not this code's is refused (-STORE_ESCHEMA).
  *
  * Threads: a struct store may be used from several threads (LMDB serialises writers); each
  * call opens and ends its own transaction. Borrowed pointers are documented per function.
@@ -50,11 +50,13 @@
 #define STORE_ID_HEXLEN	 64
 #define STORE_NODE_ID_LEN 16
 #define STORE_CHUNK_SIZE (256 * 1024)
-#define STORE_SCHEMA_VERSION 1
+/* 2: manifests in format version 2 (codec.c). A store of another schema is refused: there is no
+ * migration (artifact ids are hashes of the encoding, so they would all change). */
+#define STORE_SCHEMA_VERSION 2
 
 /* Reserved error range: -(STORE_EBASE + n). */
 #define STORE_EBASE	 11000
-#define STORE_ESCHEMA	 (STORE_EBASE + 1) /* store written by a newer schema */
+#define STORE_ESCHEMA	 (STORE_EBASE + 1) /* store written by another schema version */
 #define STORE_EINVALID	 (STORE_EBASE + 2) /* release.ini or artifact invalid (see message) */
 #define STORE_ENOTREPO	 (STORE_EBASE + 3) /* git: not a repository */
 #define STORE_ENOREF	 (STORE_EBASE + 4) /* git: ref not found */
@@ -62,6 +64,8 @@
 #define STORE_EESCAPE	 (STORE_EBASE + 6) /* a symlink points outside the tree */
 #define STORE_ECONDEMNED (STORE_EBASE + 7) /* artifact is condemned; needs force */
 #define STORE_ECORRUPT	 (STORE_EBASE + 8) /* stored bytes do not match their hash */
+#define STORE_EBADPATH	 (STORE_EBASE + 9) /* an unsafe file path in an artifact (see message) */
+#define STORE_EFORMAT	 (STORE_EBASE + 10) /* a manifest in a format version this build lacks */
 
 /*
  * Human-readable text for any code this module returns (negative errno or STORE_E*, either
@@ -95,7 +99,8 @@ struct store_opts {
  * STORE_SCHEMA_VERSION. Chunks left by an import interrupted by a crash are collected here.
  * @ret: on success the handle, to be freed with store_close(); untouched on failure.
  * @return 0; -EINVAL (NULL opts/path/ret); -ENOMEM; -EACCES/-ENOENT/... from the filesystem;
- *         -STORE_ESCHEMA if the store was written by a newer schema; -EIO if it is corrupt;
+ *         -STORE_ESCHEMA if the store was written by another schema version (newer, or the
+ *         older one before manifest format 2: there is no migration); -EIO if it is corrupt;
  *         -ENOSPC if the map cannot hold even the initial records.
  */
 int store_open(const struct store_opts *opts, struct store **ret);
@@ -117,10 +122,37 @@ struct store_health_policy {
 	char *http;		/* URL, or NULL */
 	char *tcp;		/* host:port, or NULL */
 	char *exec;		/* command relative to the artifact dir, or NULL */
-	uint32_t interval_ms;	/* default 2000 */
-	uint32_t timeout_ms;	/* default 1000 */
-	uint32_t failures;	/* default 3 */
-	uint32_t deadline_ms;	/* default 60000 */
+	uint32_t interval_ms;	/* default 2000 (0: the agent's default) */
+	uint32_t timeout_ms;	/* default 1000 (0: the agent's default) */
+	uint32_t failures;	/* default 3; at most STORE_HEALTH_FAILURES_MAX (0: default) */
+	uint32_t deadline_ms;	/* default 60000 (0: the agent's default) */
+};
+
+/*
+ * release.ini [endpoint]: where a load balancer reaches one instance of the service. A manifest
+ * without the section has an all-zero endpoint (port 0 = "no endpoint"); validation refuses any
+ * other field set while port is 0, so the encoding stays canonical. Defaults (applied by the
+ * release parser when the section exists) in store/import.h.
+ */
+enum store_endpoint_protocol {
+	STORE_ENDPOINT_TCP = 0,
+	STORE_ENDPOINT_HTTP = 1,
+};
+#define STORE_ENDPOINT_WEIGHT_MAX 256	  /* HAProxy's range: 0..256 */
+#define STORE_ENDPOINT_DRAIN_MAX_MS 600000 /* 10 minutes */
+struct store_endpoint {
+	uint16_t port;		/* 1..65535; 0 = the service has no endpoint */
+	char *address;		/* IPv4 or IPv6 literal; NULL = the node's advertise address */
+	uint16_t weight;	/* 0..STORE_ENDPOINT_WEIGHT_MAX */
+	enum store_endpoint_protocol protocol;
+	uint32_t drain_ms;	/* 0..STORE_ENDPOINT_DRAIN_MAX_MS */
+};
+
+/* release.ini [recovery]: what the node does itself before the cluster decides. */
+#define STORE_RECOVERY_RESTARTS_MAX 100
+struct store_recovery {
+	uint32_t restarts;	/* local restarts before the instance counts as failed, 0..MAX */
+	bool remove_unhealthy;	/* take an unhealthy instance out of the load balancer at once */
 };
 
 struct store_file {
@@ -133,9 +165,10 @@ struct store_file {
 /*
  * A manifest: everything that identifies an artifact. All strings are heap-owned by the
  * manifest (store_manifest_release frees them); optional ones are NULL when absent.
+ * Every field is part of the canonical encoding, so of the artifact id.
  */
 struct store_manifest {
-	char *service;		/* required: [a-zA-Z0-9._-]{1,64} */
+	char *service;		/* required: [a-zA-Z0-9._-]{1,64}, not "." or ".." */
 	char *runtime;		/* required: "exec", "systemd" or "container" */
 	char *version;		/* label; defaults to the git tag when imported from git */
 	char *exec_command;	/* [exec] command */
@@ -143,6 +176,8 @@ struct store_manifest {
 	char *container_image;	/* [container] image */
 	char *container_archive;/* [container] archive */
 	struct store_health_policy health;
+	struct store_endpoint endpoint;	/* [endpoint]; all zero when absent */
+	struct store_recovery recovery;	/* [recovery] (the parser fills its defaults) */
 	char *git_commit;	/* hex commit id, when imported from git */
 	char *git_tag;		/* tag name, when the ref was a tag */
 	char *git_author;	/* "Name <email>" */
@@ -157,18 +192,81 @@ struct store_manifest {
  */
 void store_manifest_release(struct store_manifest *m);
 
+/* Defaults of the limits, used for every zero field (and for a NULL limits pointer). */
+#define STORE_IMPORT_MAX_FILE_SIZE  (256ULL << 20) /* 256 MiB per file */
+#define STORE_IMPORT_MAX_TOTAL_SIZE (1ULL << 30)   /* 1 GiB per artifact */
+#define STORE_IMPORT_MAX_FILES	    10000u
+/* Fixed limits: a relative path's length, directories nested in one path, symlinks followed
+ * while resolving one target, and a symlink target's length. */
+#define STORE_IMPORT_MAX_PATH	    4095u
+#define STORE_IMPORT_MAX_DEPTH	    64u
+#define STORE_IMPORT_MAX_SYMLINKS   40u
+#define STORE_IMPORT_MAX_TARGET	    4096u
+
+/* Per-artifact limits an operator may configure (agentd.conf max_artifact_*). */
+struct store_import_limits {
+	uint64_t max_file_size;	 /* bytes of one file (a symlink counts its target's length) */
+	uint64_t max_total_size; /* bytes of all files together */
+	uint32_t max_files;	 /* files and symlinks, release.ini included */
+};
+
 /*
- * Canonical encoding of a manifest (msgpack, fixed field order, files sorted by path; the
- * layout is drawn at the top of store/codec.c).
- * store_manifest_encode: validates first (service and runtime as documented above, strings
- *   without NUL up to 4096 bytes (git_message 1 MiB), files strictly sorted by path with unique
- *   valid paths, modes 0644/0755/0120000, symlink sizes 1..4096). *ret_buf is malloc'd, the
- *   caller frees it with free(3). Returns 0, -EINVAL (invalid manifest), -ENOMEM. Outputs
- *   untouched on failure.
+ * THE validation of an artifact's manifest: every artifact that enters the store, imported
+ * from a directory or a git tree or fetched from a peer, passes exactly this (the importers
+ * call it before streaming, store_import_commit calls it again with the symlink targets it
+ * received, the codec calls it without targets or limits), so a peer cannot hand a node
+ * anything a local import would refuse.
+ *
+ * Checks, in this order (the first failure is reported):
+ *  - fields (-STORE_EINVALID): service [a-zA-Z0-9._-]{1,64}, not "." or ".."; runtime exec,
+ *    systemd or container, with its own fields only ([exec] command with exec, ...) and the
+ *    one it requires (command; unit; image or archive); every string valid UTF-8 without
+ *    control characters (C0, DEL, C1; tab allowed in commands; tab, CR and LF in
+ *    git_message), at most 4096 bytes (git_message 1 MiB); health: at most one of http, tcp,
+ *    exec, each as release.ini wants it, failures <= STORE_HEALTH_FAILURES_MAX; systemd unit
+ *    and container archive relative paths; endpoint: all zero, or port 1..65535, address an
+ *    IPv4/IPv6 literal or NULL, weight <= STORE_ENDPOINT_WEIGHT_MAX, a known protocol,
+ *    drain_ms <= STORE_ENDPOINT_DRAIN_MAX_MS; recovery.restarts <= STORE_RECOVERY_RESTARTS_MAX;
+ *  - paths (-STORE_EBADPATH): each relative, 1..STORE_IMPORT_MAX_PATH bytes, no empty, "." or
+ *    ".." component, at most STORE_IMPORT_MAX_DEPTH directories deep, valid UTF-8 without
+ *    control characters (no newline, escape, DEL or C1 in a name); strictly sorted, no
+ *    duplicates, and no file where another one needs a directory ("a" and "a/b");
+ *  - files (-STORE_EINVALID): mode 0644, 0755 or 0120000; a symlink's size 1..4096;
+ *  - limits (-STORE_ETOOBIG), when @lim is given: file count, each size, total size;
+ *  - symlinks, when @targets is given (-STORE_EESCAPE, or -STORE_EBADPATH for a target with a
+ *    control character, NUL or a length other than the file's size): resolved against the
+ *    artifact's own files exactly as the kernel will resolve them once materialized (links
+ *    inside the artifact followed, ".." after a link from the link's target), a target must
+ *    not be absolute, leave the artifact, or need more than STORE_IMPORT_MAX_SYMLINKS links.
+ *
+ * @targets: NULL (symlink targets not known yet: store_import_commit checks them), or an array
+ *           of m->nfiles entries, targets[i] the NUL-terminated target of files[i] when that
+ *           is a symlink (other entries ignored). Borrowed for the call.
+ * @lim: NULL = the defaults above (a zero field = its default too).
+ * @err/@errlen: one lowercase line naming the field or the path, untrusted bytes escaped
+ *           (\xNN), e.g. `"etc\x0a": control character in path`; "" on success; may be NULL.
+ * @return 0; -EINVAL (@m NULL); -STORE_EINVALID; -STORE_EBADPATH; -STORE_ETOOBIG;
+ *         -STORE_EESCAPE; -ENOMEM (resolving symlinks allocates). Pure, thread-safe.
+ */
+int store_manifest_validate(const struct store_manifest *m, const char *const *targets,
+			    const struct store_import_limits *lim, char *err, size_t errlen);
+
+/*
+ * Canonical encoding of a manifest: one msgpack array whose first element is the format version
+ * (2 today; the layout is drawn at the top of store/codec.c), fixed field order, files sorted by
+ * path; any msgpack reader can parse it. The artifact id is the hash of these bytes, so a new
+ * format version changes every id (format 1, before this one, declared 15 elements and wrote
+ * 14; stores holding it are refused at open, see STORE_SCHEMA_VERSION).
+ * store_manifest_encode: runs store_manifest_validate(m, NULL, NULL) first. *ret_buf is
+ *   malloc'd, the caller frees it with free(3). Returns 0, -EINVAL (a manifest validation
+ *   refuses, whatever its reason), -ENOMEM. Outputs untouched on failure.
  * store_manifest_decode: for bytes from anywhere (disk, peers): bounds-checked, every field
- *   type-checked, the same validation as encode, no trailing bytes. On success *ret owns heap
- *   strings (store_manifest_release). Returns 0, -EINVAL (NULL args), -EBADMSG (@ret untouched),
- *   -ENOMEM (@ret untouched).
+ *   type-checked, no trailing bytes, then store_manifest_validate(m, NULL, NULL). On success
+ *   *ret owns heap strings (store_manifest_release). Returns 0; -EINVAL (NULL args);
+ *   -EBADMSG (not a manifest); -STORE_EFORMAT (a manifest array whose format version is not
+ *   2, e.g. from a newer or older build); what store_manifest_validate returns for a manifest
+ *   that decodes but is refused (-STORE_EBADPATH, -STORE_EINVALID); -ENOMEM. @ret untouched
+ *   on failure.
  */
 int store_manifest_encode(const struct store_manifest *m, uint8_t **ret_buf, size_t *ret_len);
 int store_manifest_decode(const uint8_t *buf, size_t len, struct store_manifest *ret);
@@ -216,16 +314,25 @@ int store_import_write(struct store_import *imp, const void *buf, size_t len);
 int store_import_file_end(struct store_import *imp);
 /*
  * Commit: sets m->files/nfiles (taking ownership of the file list it built, sorted by path;
- * any list @m had is freed), computes the id, stores blobs + manifest + meta
- * (imported_at = @now_ms) in one transaction and commits. Importing an artifact that already
+ * any list @m had is freed), runs store_manifest_validate on the result with the symlink
+ * targets written and the import's limits (store_import_set_limits), computes the id, stores
+ * blobs + manifest + meta (imported_at = @now_ms) in one transaction and commits. This is the
+ * gate every artifact passes, imported or fetched. Importing an artifact that already
  * exists is a success returning the same id (and 1 instead of 0; its meta is unchanged).
  * On any failure the import is aborted and freed and @m and @ret_id are untouched.
  * @imp is always consumed. @ret_id may be NULL.
- * @return 0 or 1; -EINVAL (a file still open, duplicate paths, or a manifest store_manifest_encode
- *         refuses); -ENOMEM; -ENOSPC; -EIO; or the import's sticky error.
+ * @return 0 or 1; -EINVAL (NULL @m, a file still open); what store_manifest_validate returns
+ *         (-STORE_EBADPATH for duplicate or unsafe paths, -STORE_EESCAPE, -STORE_EINVALID,
+ *         -STORE_ETOOBIG); -ENOMEM; -ENOSPC; -EIO; or the import's sticky error.
  */
 int store_import_commit(struct store_import *imp, struct store_manifest *m, uint64_t now_ms,
 			struct store_id *ret_id);
+/*
+ * The limits store_import_commit enforces (copied; NULL or zero fields = the defaults, which
+ * apply when this is never called). Call it before commit with the node's configured limits:
+ * the importers do, and so should a fetch. Returns 0; -EINVAL (NULL @imp).
+ */
+int store_import_set_limits(struct store_import *imp, const struct store_import_limits *lim);
 /* Abort and free; accepts NULL. Chunks written by the import and referenced by nothing else
  * are collected (best effort: if that fails, the next store_open does it). */
 void store_import_abort(struct store_import *imp);
@@ -302,7 +409,9 @@ int store_blob_stream(struct store *s, const struct store_id *blob, uint64_t off
  * renameat2(RENAME_EXCHANGE) and the old tree removed). Modes and symlinks restored; every chunk
  * verified against its hash. @dir's parent must exist. Holds a read transaction while writing
  * (a concurrent map growth waits for it). Returns 0, -EINVAL, -ENOENT (no such artifact),
- * -STORE_ECORRUPT (missing/damaged data; nothing changed at @dir), or a filesystem errno.
+ * -STORE_ECORRUPT (missing/damaged data; nothing changed at @dir), what store_manifest_validate
+ * returns for the stored manifest and its symlink targets (checked again before anything is
+ * written: nothing from a damaged or forged store lands outside @dir), or a filesystem errno.
  */
 int store_artifact_materialize(struct store *s, const struct store_id *id, const char *dir);
 

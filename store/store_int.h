@@ -122,4 +122,34 @@ int store__rd_nil(struct store__rd *r);
 /* A bin of exactly @len bytes. */
 int store__rd_bin_exact(struct store__rd *r, void *out, size_t len);
 
+/* ---- Validation (store/validate.c; the field syntax of release.ini in store/release.c) ---- */
+
+/*
+ * store_manifest_validate with @lim taken as given: NULL means no configured limits (the codec
+ * checks only what the format itself bounds).
+ */
+int store__manifest_check(const struct store_manifest *m, const char *const *targets,
+			  const struct store_import_limits *lim, char *err, size_t errlen);
+
+/* Text rules: @n bytes of @s are valid UTF-8 without C0, DEL or C1 controls, except those
+ * @allow lets through. Returns 0, STORE__TEXT_CTL or STORE__TEXT_UTF8. */
+#define STORE__TEXT_TAB 1u /* '\t' allowed */
+#define STORE__TEXT_NL	2u /* '\n' and '\r' allowed */
+#define STORE__TEXT_CTL	 1
+#define STORE__TEXT_UTF8 2
+int store__text_check(const char *s, size_t n, unsigned allow);
+/* Replace, in place, every byte of a character store__text_check refuses with '?'. */
+void store__text_sanitize(char *s, unsigned allow);
+/* @v for a message: printable ASCII kept, '"' and '\\' escaped, other bytes as \xNN, cut at 64
+ * bytes with "..."; @cap >= 264. Returns @out. */
+const char *store__esc(const char *v, char *out, size_t cap);
+
+/* release.ini's value syntax, shared with the validator (store/release.c). */
+bool store__release_valid_http(const char *v);
+bool store__release_valid_hostport(const char *v);
+bool store__release_valid_image(const char *v);
+bool store__release_valid_unit(const char *v);
+/* The artifact file a command runs, if any: 1 (path in @out), 0 (from the host), -1 (invalid). */
+int store__release_command_file(const char *cmd, char *out, size_t cap);
+
 #endif

@@ -109,7 +109,7 @@ void ctl_args_release(const struct ctl_args_spec *spec, void *args)
 enum ctl_err agent_ctl_err_from_errno(int err)
 {
 	switch (-err) {
-	case STORE_EINVALID: return CTL_E_INVALID_ARTIFACT;
+	case STORE_EINVALID: case STORE_EBADPATH: case STORE_EFORMAT: return CTL_E_INVALID_ARTIFACT;
 	case STORE_ENOTREPO: return CTL_E_NOT_A_REPO;
 	case STORE_ENOREF: return CTL_E_NO_SUCH_REF;
 	case STORE_ETOOBIG: return CTL_E_TOO_BIG;

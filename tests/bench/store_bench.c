@@ -57,6 +57,7 @@ static void import_one(struct store *s, const char *service, const char *version
 	struct store_manifest m = { 0 };
 	m.service = strdup(service);
 	m.runtime = strdup("exec");
+	m.exec_command = strdup("true"); /* runtime exec requires one */
 	m.version = strdup(version);
 	if ((r = store_import_commit(imp, &m, 1, ret)) < 0)
 		die("import_commit", r);

@@ -54,6 +54,7 @@ int main(int argc, char **argv)
 		snprintf(version, sizeof(version), "s%llu", (unsigned long long)seed);
 		m.service = strdup("crash");
 		m.runtime = strdup("exec");
+		m.exec_command = strdup("true"); /* runtime exec requires one */
 		m.version = strdup(version);
 		struct store_id id;
 		r = store_import_commit(imp, &m, seed, &id);

@@ -503,6 +503,49 @@ static void test_dir_symlink_escape(void **state)
 	assert_int_equal(nartifacts(f->s), 0);
 }
 
+/* Names an operator's terminal or a log line would interpret: refused, the name escaped. */
+static void test_dir_bad_names(void **state)
+{
+	static const struct {
+		const char *name, *msg;
+	} t[] = {
+		{ "a\nb", "\"a\\x0ab\": control character in path" },
+		{ "\x1b[2Jclear", "\"\\x1b[2Jclear\": control character in path" },
+		{ "d/del\x7f", "\"d/del\\x7f\": control character in path" },
+		{ "c1\xc2\x9b", "\"c1\\xc2\\x9b\": control character in path" },
+		{ "latin1-caf\xe9", "\"latin1-caf\\xe9\": invalid UTF-8 in path" },
+	};
+	struct fx *f = *state;
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		rm_rf(f->src);
+		mkdirs(f->src);
+		put_str(f->src, "release.ini", WEB_RELEASE, 0644);
+		put_str(f->src, "bin/web", "x", 0755);
+		put_str(f->src, "check.sh", "y", 0755);
+		put_str(f->src, t[i].name, "z", 0644);
+		expect_dir_fail(f, NULL, -STORE_EBADPATH, t[i].msg);
+	}
+	/* A symlink target with a control character, too. */
+	rm_rf(f->src);
+	mkdirs(f->src);
+	put_str(f->src, "release.ini", WEB_RELEASE, 0644);
+	put_str(f->src, "bin/web", "x", 0755);
+	put_str(f->src, "check.sh", "y", 0755);
+	put_link(f->src, "l", "bin/w\neb");
+	expect_dir_fail(f, NULL, -STORE_EBADPATH,
+			"l -> \"bin/w\\x0aeb\": control character in symlink target");
+	/* UTF-8 names are fine. */
+	rm_rf(f->src);
+	mkdirs(f->src);
+	put_str(f->src, "release.ini", WEB_RELEASE, 0644);
+	put_str(f->src, "bin/web", "x", 0755);
+	put_str(f->src, "check.sh", "y", 0755);
+	put_str(f->src, "caf\xc3\xa9.txt", "z", 0644);
+	struct store_id id;
+	char err[512];
+	assert_rc(store_import_dir(f->s, f->src, NULL, 1, &id, err, sizeof err), 0, err);
+}
+
 static void test_dir_special_files(void **state)
 {
 	struct fx *f = *state;
@@ -872,6 +915,16 @@ static void test_git_version_bare(void **state)
 	assert_int_equal(strlen(a.manifest.git_message), 65535);
 	store_artifact_info_release(&a);
 
+	/* Commit metadata with escape bytes and Latin-1: imported, those bytes as '?' (the
+	 * manifest rules refuse them, and an operator cannot fix a commit already made). */
+	git_oid c4;
+	commit_files(repo, "esc", fl, 1, "fix \x1b[31mred\x1b[0m caf\xe9\n\n\tbody\r\n", &c4);
+	struct store_id id4;
+	assert_rc(store_import_git(f->s, rp, "esc", NULL, NULL, 1, &id4, err, sizeof err), 0, err);
+	assert_int_equal(store_artifact_get(f->s, &id4, &a), 0);
+	assert_str(a.manifest.git_message, "fix ?[31mred?[0m caf?\n\n\tbody");
+	store_artifact_info_release(&a);
+
 	/* "main~1" is the first commit, without the tag. */
 	assert_rc(store_import_git(f->s, rp, "main~1", NULL, NULL, 1, &id2, err, sizeof err), 0,
 		  err);
@@ -1227,6 +1280,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dir_release_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_release_missing_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_symlink_escape, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dir_bad_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_special_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_not_found, setup, teardown),

@@ -151,6 +151,83 @@ static void test_defaults(void **state)
 	store_manifest_release(&m);
 }
 
+static void test_endpoint_recovery(void **state)
+{
+	struct store_manifest m = { 0 };
+	char err[256];
+	const char *base = "[release]\nservice=a\nruntime=exec\n[exec]\ncommand=true\n";
+	char text[512];
+
+	/* Neither section: no endpoint (all zero), recovery defaults. */
+	assert_int_equal(parse(base, &m, err, sizeof err), 0);
+	assert_int_equal(m.endpoint.port, 0);
+	assert_null(m.endpoint.address);
+	assert_int_equal(m.endpoint.weight, 0);
+	assert_int_equal(m.endpoint.drain_ms, 0);
+	assert_int_equal(m.recovery.restarts, STORE_RECOVERY_RESTARTS);
+	assert_true(m.recovery.remove_unhealthy);
+	struct store_id none_id, id;
+	assert_int_equal(store_manifest_id(&m, &none_id), 0);
+	store_manifest_release(&m);
+
+	/* Port alone: the other keys take their defaults. */
+	snprintf(text, sizeof text, "%s[endpoint]\nport = 8080\n", base);
+	assert_int_equal(parse(text, &m, err, sizeof err), 0);
+	assert_int_equal(m.endpoint.port, 8080);
+	assert_null(m.endpoint.address);
+	assert_int_equal(m.endpoint.weight, STORE_ENDPOINT_WEIGHT);
+	assert_int_equal(m.endpoint.protocol, STORE_ENDPOINT_TCP);
+	assert_int_equal(m.endpoint.drain_ms, STORE_ENDPOINT_DRAIN_MS);
+	assert_int_equal(STORE_ENDPOINT_WEIGHT, 100);
+	assert_int_equal(STORE_ENDPOINT_DRAIN_MS, 10000);
+	assert_int_equal(store_manifest_id(&m, &id), 0);
+	assert_memory_not_equal(&id, &none_id, sizeof id); /* part of the artifact's identity */
+	store_manifest_release(&m);
+
+	/* Everything, at the edges of each range; an empty address is the advertise address. */
+	snprintf(text, sizeof text,
+		 "%s[endpoint]\nport = 65535\naddress =\nweight = 256\nprotocol = http\n"
+		 "drain = 10m\n[recovery]\nrestarts = 100\nremove_unhealthy = false\n",
+		 base);
+	assert_int_equal(parse(text, &m, err, sizeof err), 0);
+	assert_str(err, "");
+	assert_int_equal(m.endpoint.port, 65535);
+	assert_null(m.endpoint.address);
+	assert_int_equal(m.endpoint.weight, 256);
+	assert_int_equal(m.endpoint.protocol, STORE_ENDPOINT_HTTP);
+	assert_int_equal(m.endpoint.drain_ms, 600000);
+	assert_int_equal(m.recovery.restarts, 100);
+	assert_false(m.recovery.remove_unhealthy);
+	store_manifest_release(&m);
+
+	snprintf(text, sizeof text,
+		 "%s[endpoint]\nport = 1\naddress = fd00::5\nweight = 0\ndrain = 0s\n"
+		 "[recovery]\nremove_unhealthy = yes\n",
+		 base);
+	assert_int_equal(parse(text, &m, err, sizeof err), 0);
+	assert_str(m.endpoint.address, "fd00::5");
+	assert_int_equal(m.endpoint.weight, 0);
+	assert_int_equal(m.endpoint.drain_ms, 0);
+	assert_true(m.recovery.remove_unhealthy);
+	store_manifest_release(&m);
+
+	snprintf(text, sizeof text, "%s[endpoint]\nport = 80\naddress = 10.0.0.5\n", base);
+	assert_int_equal(parse(text, &m, err, sizeof err), 0);
+	assert_str(m.endpoint.address, "10.0.0.5");
+	/* ... and it round-trips through the store's encoding. */
+	uint8_t *buf;
+	size_t len;
+	struct store_manifest d;
+	assert_int_equal(store_manifest_encode(&m, &buf, &len), 0);
+	assert_int_equal(store_manifest_decode(buf, len, &d), 0);
+	assert_str(d.endpoint.address, "10.0.0.5");
+	assert_int_equal(d.endpoint.port, 80);
+	assert_true(d.recovery.remove_unhealthy);
+	free(buf);
+	store_manifest_release(&d);
+	store_manifest_release(&m);
+}
+
 static void test_systemd_container(void **state)
 {
 	struct store_manifest m = { 0 };
@@ -337,6 +414,55 @@ static const struct bad_case {
 	  "release.ini:7: [health] exec: invalid program path in \"bin//check\" (want a relative "
 	  "path inside the artifact)" },
 	{ "[release]\nservice = web\x00\n", -STORE_EINVALID, "release.ini:2: NUL byte in line" },
+	/* Text rules shared with store_manifest_validate: C1 controls and invalid UTF-8. */
+	{ "[release]\nservice = web\nversion = 1\xc2\x9b" "2\n", -STORE_EINVALID,
+	  "release.ini:3: [release] version: control character in value \"1\\xc2\\x9b2\"" },
+	{ "[release]\nservice = web\nversion = caf\xe9\n", -STORE_EINVALID,
+	  "release.ini:3: [release] version: invalid UTF-8 in value \"caf\\xe9\"" },
+	/* [endpoint]: each key's range, by key and value. */
+	{ HDR "[endpoint]\naddress = 10.0.0.5\n", -STORE_EINVALID,
+	  "release.ini: [endpoint] port: missing (required in [endpoint])" },
+	{ HDR "[endpoint]\nport = 0\n", -STORE_EINVALID,
+	  "release.ini:7: [endpoint] port: invalid port \"0\" (want 1..65535)" },
+	{ HDR "[endpoint]\nport = 65536\n", -STORE_EINVALID,
+	  "release.ini:7: [endpoint] port: invalid port \"65536\" (want 1..65535)" },
+	{ HDR "[endpoint]\nport = -80\n", -STORE_EINVALID,
+	  "release.ini:7: [endpoint] port: invalid port \"-80\" (want 1..65535)" },
+	{ HDR "[endpoint]\nport = 80x\n", -STORE_EINVALID,
+	  "release.ini:7: [endpoint] port: invalid port \"80x\" (want 1..65535)" },
+	{ HDR "[endpoint]\nport = 80\nweight = 257\n", -STORE_EINVALID,
+	  "release.ini:8: [endpoint] weight: invalid weight \"257\" (want 0..256, as HAProxy)" },
+	{ HDR "[endpoint]\nport = 80\nweight = 1.5\n", -STORE_EINVALID,
+	  "release.ini:8: [endpoint] weight: invalid weight \"1.5\" (want 0..256, as HAProxy)" },
+	{ HDR "[endpoint]\nport = 80\nprotocol = udp\n", -STORE_EINVALID,
+	  "release.ini:8: [endpoint] protocol: invalid protocol \"udp\" (want tcp or http)" },
+	{ HDR "[endpoint]\nport = 80\nprotocol = HTTP\n", -STORE_EINVALID,
+	  "release.ini:8: [endpoint] protocol: invalid protocol \"HTTP\" (want tcp or http)" },
+	{ HDR "[endpoint]\nport = 80\ndrain = 11m\n", -STORE_EINVALID,
+	  "release.ini:8: [endpoint] drain: duration out of range \"11m\" (max 10m)" },
+	{ HDR "[endpoint]\nport = 80\ndrain = 10\n", -STORE_EINVALID,
+	  "release.ini:8: [endpoint] drain: invalid duration \"10\"" },
+	{ HDR "[endpoint]\nport = 80\naddress = example.org\n", -STORE_EINVALID,
+	  "release.ini:8: [endpoint] address: invalid address \"example.org\" (want an IPv4 or "
+	  "IPv6 address such as 10.0.0.5 or fd00::5, or nothing for the node's advertise "
+	  "address)" },
+	{ HDR "[endpoint]\nport = 80\naddress = [::1]\n", -STORE_EINVALID,
+	  "release.ini:8: [endpoint] address: invalid address \"[::1]\" (want an IPv4 or IPv6 "
+	  "address such as 10.0.0.5 or fd00::5, or nothing for the node's advertise address)" },
+	{ HDR "[endpoint]\nport = 80\nport = 81\n", -STORE_EINVALID,
+	  "release.ini:8: [endpoint] port: duplicate key (first on line 7)" },
+	{ HDR "[endpoint]\nport = 80\nhost = x\n", -STORE_EINVALID,
+	  "release.ini:8: [endpoint] host: unknown key" },
+	/* [recovery] */
+	{ HDR "[recovery]\nrestarts = 101\n", -STORE_EINVALID,
+	  "release.ini:7: [recovery] restarts: invalid count \"101\" (want 0..100)" },
+	{ HDR "[recovery]\nremove_unhealthy = maybe\n", -STORE_EINVALID,
+	  "release.ini:7: [recovery] remove_unhealthy: invalid boolean \"maybe\" (want true or "
+	  "false)" },
+	{ HDR "[recovery]\nremove_unhealthy =\n", -STORE_EINVALID,
+	  "release.ini:7: [recovery] remove_unhealthy: empty value" },
+	{ HDR "[recovery]\nrestart = 1\n", -STORE_EINVALID,
+	  "release.ini:7: [recovery] restart: unknown key" },
 };
 
 static void test_errors(void **state)
@@ -522,6 +648,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_duration_ok),	  cmocka_unit_test(test_duration_bad),
 		cmocka_unit_test(test_full_exec),	  cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_endpoint_recovery),
 		cmocka_unit_test(test_systemd_container), cmocka_unit_test(test_syntax_variants),
 		cmocka_unit_test(test_errors),		  cmocka_unit_test(test_line_too_long),
 		cmocka_unit_test(test_too_large),	  cmocka_unit_test(test_first_error_wins),
