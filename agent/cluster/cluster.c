@@ -768,6 +768,20 @@ static int keyring_open(struct cluster *c, const struct agent_config *cfg, char 
 			 strerror(-r), r == -ENOENT ? " (an explicit --keyring must exist)" : "");
 		return r;
 	}
+	/* The cluster key opens every packet and signs nothing: a copy readable by any local
+	 * user is a copy for any local user. Others: refused; the group: said loudly (a
+	 * deliberate 0640 with a dedicated group is the operator's call). */
+	struct stat st;
+	if (stat(c->keyring_path, &st) == 0 && (st.st_mode & 0007)) {
+		snprintf(err, errlen, "the keyring %s is accessible to every local user (mode %04o): "
+			 "chmod 600 it (and its copies on the other nodes)", c->keyring_path,
+			 (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	if (stat(c->keyring_path, &st) == 0 && (st.st_mode & 0070))
+		log_warning("cluster: the keyring %s is readable by its group (mode %04o): every "
+			    "member of that group can read the cluster key", c->keyring_path,
+			    (unsigned)(st.st_mode & 07777));
 	return 0;
 }
 

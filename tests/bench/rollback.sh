@@ -51,7 +51,7 @@ mk() { # NAME VERSION
 }
 mk v1 1.0.0
 mk v2 2.0.0
-head -c 32 /dev/urandom | base64 -w0 >"$WORK/keyring"; echo >>"$WORK/keyring"
+head -c 32 /dev/urandom | base64 -w0 >"$WORK/keyring"; echo >>"$WORK/keyring"; chmod 600 "$WORK/keyring"
 # gossip timings: probe 500 ms for the bigger clusters on a small machine
 export SHOAL_GOSSIP_PROBE_MS=${SHOAL_GOSSIP_PROBE_MS:-500} SHOAL_RETRY_MS=300
 ms_of() { # "HH:MM:SS.mmm" -> ms of the day

@@ -86,6 +86,13 @@ expect_exit 2 "agentd: bad address" -- "$AGENTD" --bind nowhere
 expect_exit 1 "agentd: missing explicit --config" -- "$AGENTD" --config "$tmp/missing.conf"
 grep -q "missing.conf" "$tmp/err" || fail "agentd does not name the missing config file"
 expect_exit 0 "agentd --version" -- "$AGENTD" --version
+# a cluster key every local user can read is refused at start, with the fix in words
+head -c 32 /dev/urandom | base64 -w0 >"$tmp/kr644"; echo >>"$tmp/kr644"; chmod 644 "$tmp/kr644"
+expect_exit 1 "agentd: world-readable keyring" -- "$AGENTD" --config /dev/null \
+	--socket "$tmp/kr.sock" --state-dir "$tmp/krstate" --socket-group "" \
+	--bind "127.0.0.1:$((20000 + RANDOM % 20000))" --keyring "$tmp/kr644"
+grep -q "is accessible to every local user (mode 0644): chmod 600 it" "$tmp/err" ||
+	fail "agentd does not say why a 0644 keyring is refused: $(head -c 300 "$tmp/err")"
 
 # ---- start the agent ------------------------------------------------------------------------
 cat >"$tmp/agentd.conf" <<EOF
