@@ -18,7 +18,8 @@
 # How: debootstrap bookworm into DIR; `git clone` REV into DIR/root/shoal; then, in a private
 # mount namespace (nothing below is visible to, or propagates back to, the host), a fresh /proc,
 # recursive binds of /sys (the cgroup hierarchies the systemd sandbox tests need) and /dev, a
-# tmpfs /run, and `chroot DIR make test` as root. Prints ctest's summary and the wall time, and
+# tmpfs /run, DIR made the namespace's root with pivot_root (the host's tree detached), and
+# `make test` as root. Prints ctest's summary and the wall time, and
 # exits with make's status.
 #
 # Differences from a real machine, on purpose:
@@ -70,15 +71,17 @@ fi
 DIR=$(readlink -f "$DIR")
 [ "$DIR" != / ] || die "refusing / as the root"
 
-# Processes left running inside the root (a daemon a test forgot): ended by pid.
+# Processes left running in the root's mount namespace (a daemon a test forgot): ended by pid.
 reap_root() {
-	local p r
+	local p ns
+	[ -s "$DIR.mntns" ] || return 0
+	ns=$(cat "$DIR.mntns")
 	for p in /proc/[0-9]*; do
-		r=$(readlink "$p/root" 2>/dev/null) || continue
-		[ "$r" = "$DIR" ] || continue
+		[ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] || continue
 		echo "fresh-root: ending leftover pid ${p#/proc/}: $(tr '\0' ' ' <"$p/cmdline" | cut -c1-80)"
 		kill -KILL "${p#/proc/}" 2>/dev/null || true
 	done
+	rm -f "$DIR.mntns"
 }
 cleanup() {
 	local rc=$?
@@ -120,14 +123,21 @@ T1=$SECONDS
 set +e
 unshare --mount --propagation private -- env -i DIR="$DIR" JOBS="${JOBS:-}" \
 	CTEST_ARGS="${CTEST_ARGS:-}" PATH=/usr/sbin:/usr/bin:/sbin:/bin bash -euo pipefail -c '
-	# the root must be a mount point: sbx.sh makes / rprivate, runc and systemd expect one
+	# The new root becomes the root of this mount namespace (pivot_root, not just chroot):
+	# tools that enter a namespace (nsenter, as the systemd sandbox tests do) get the root of
+	# the namespace, and systemctl compares its root with PID 1'"'"'s to detect a chroot.
+	readlink /proc/self/ns/mnt >"$DIR.mntns"
 	mount --bind "$DIR" "$DIR"
 	mount -t proc proc "$DIR/proc"
 	mount --rbind /sys "$DIR/sys"
 	mount --rbind /dev "$DIR/dev"
 	mount -t tmpfs -o mode=755 tmpfs "$DIR/run"
-	mkdir -p "$DIR/run/lock" && chmod 1777 "$DIR/run/lock"
-	exec chroot "$DIR" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+	mkdir -p "$DIR/run/lock" "$DIR/.oldroot" && chmod 1777 "$DIR/run/lock"
+	cd "$DIR"
+	pivot_root . .oldroot
+	umount -l /.oldroot
+	rmdir /.oldroot
+	exec chroot / /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		DEBIAN_FRONTEND=noninteractive CTEST_ARGS="$CTEST_ARGS" ${JOBS:+JOBS=$JOBS} \
 		bash -euo pipefail -c "
