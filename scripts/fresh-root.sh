@@ -70,6 +70,9 @@ else
 fi
 DIR=$(readlink -f "$DIR")
 [ "$DIR" != / ] || die "refusing / as the root"
+# It becomes /: mktemp's 0700 would lock every other user out (apt's _apt, the sandboxes'
+# dbus-daemon running as messagebus).
+chmod 755 "$DIR"
 
 # Processes left running in the root's mount namespace (a daemon a test forgot): ended by pid.
 reap_root() {
