@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages a make target needs, when missing.
-#   scripts/deps.sh build|test|fuzz
+#   scripts/deps.sh build|test|fuzz|deb
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 build=(gcc make cmake pkg-config git libuv1-dev libmsgpack-dev liblmdb-dev libgit2-dev
@@ -13,12 +13,16 @@ build=(gcc make cmake pkg-config git libuv1-dev libmsgpack-dev liblmdb-dev libgi
 # "container-init binary not found on the host").
 # haproxy (2.6) is the load balancer the traffic driver steers (integration_traffic_haproxy);
 # wrk is the load generator of the traffic system test and benchmark.
+# The .deb (make deb, and the package system test): dpkg-shlibdeps, file (CPack finds the
+# ELF files with it), objcopy/readelf (binutils; debug symbols), lintian.
+deb=(dpkg-dev file binutils lintian)
 test=(clang libclang-rt-14-dev systemd dbus podman catatonit runc busybox-static iproute2 nftables socat
-      lmdb-utils procps psmisc serf jq curl util-linux haproxy wrk)
+      lmdb-utils procps psmisc serf jq curl util-linux haproxy wrk "${deb[@]}")
 case "${1:-build}" in
 build) want=("${build[@]}") ;;
 test|fuzz) want=("${build[@]}" "${test[@]}") ;;
-*) echo "usage: $0 build|test|fuzz" >&2; exit 2 ;;
+deb) want=("${build[@]}" "${deb[@]}") ;;
+*) echo "usage: $0 build|test|fuzz|deb" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${want[@]}"; do
