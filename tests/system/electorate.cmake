@@ -1,0 +1,17 @@
+# tests/system/electorate.cmake: system tests of the electorate (issue 11), each with real
+# agentd processes in network namespaces (netlab.sh, helpers electorate_lib.sh). Each one
+# reproduces one of the issue's "What breaks today" behaviours and fails on the code before
+# the fix (4055f87). Root only: "SKIP: <reason>" and exit 77 otherwise.
+#  system_electorate_split_restart  (3) a 2 | 2 split between "previous" and --to 1; kill -9
+#                                   and restart: votes keep their targets, no forged quorum;
+#                                   the split then resolves into one decision everywhere
+#  system_electorate_split_resolve  (7) the same split resolves by re-cast rounds
+# el_test(NAME SCRIPT MODE): shoal_sh_test with an argument for the script (one script, two
+# behaviours)
+function(el_test name script mode)
+  add_test(NAME ${name} COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${script} ${mode})
+  set_tests_properties(${name} PROPERTIES TIMEOUT 120 ENVIRONMENT "${SHOAL_TEST_ENV}"
+                       SKIP_RETURN_CODE 77 LABELS system)
+endfunction()
+el_test(system_electorate_split_restart test_electorate_split.sh restart)
+el_test(system_electorate_split_resolve test_electorate_split.sh resolve)
