@@ -15,3 +15,9 @@ function(el_test name script mode)
 endfunction()
 el_test(system_electorate_split_restart test_electorate_split.sh restart)
 el_test(system_electorate_split_resolve test_electorate_split.sh resolve)
+#  system_electorate_joiners_decide (1) 3 new nodes join the minority of a 2 | 3 split; operator
+#                                   votes on both sides: no two decisions for one revision
+#  system_electorate_joiners_grown  (5) same lab, health votes on the majority: after healing,
+#                                   the side that grew accepts the majority's certificate
+el_test(system_electorate_joiners_decide test_electorate_joiners.sh decide)
+el_test(system_electorate_joiners_grown test_electorate_joiners.sh grown)
