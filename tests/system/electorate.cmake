@@ -21,3 +21,6 @@ el_test(system_electorate_split_resolve test_electorate_split.sh resolve)
 #                                   the side that grew accepts the majority's certificate
 el_test(system_electorate_joiners_decide test_electorate_joiners.sh decide)
 el_test(system_electorate_joiners_grown test_electorate_joiners.sh grown)
+#  system_electorate_condemn        (6) a minority deploy wins the rolled-back rev after healing:
+#                                   v2 (voted against) condemned and refused everywhere, v3 nowhere
+el_test(system_electorate_condemn test_electorate_condemn.sh -)
