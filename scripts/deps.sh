@@ -11,8 +11,10 @@ build=(gcc make cmake pkg-config git libuv1-dev libmsgpack-dev liblmdb-dev libgi
 # HostConfig.Init=true, and podman only *recommends* catatonit, which the
 # --no-install-recommends below would otherwise leave out (container create then fails with
 # "container-init binary not found on the host").
+# faketime: tests/system/test_electorate_reap.sh restarts agents with their clocks 73 h ahead
+# (a partition longer than the default reap time).
 test=(clang libclang-rt-14-dev systemd dbus podman catatonit runc busybox-static iproute2 nftables socat
-      lmdb-utils procps psmisc serf jq curl util-linux)
+      lmdb-utils procps psmisc serf jq curl util-linux faketime)
 case "${1:-build}" in
 build) want=("${build[@]}") ;;
 test|fuzz) want=("${build[@]}" "${test[@]}") ;;

@@ -1,6 +1,12 @@
+# shellcheck shell=bash
 # tests/integration/electorate_lib.sh: helpers of the electorate integration tests (issue 11;
 # sourced): brain_lib.sh (real agentd on loopback, keyring, cleanup by PID, waits) plus
 # artifacts whose health check fails on chosen nodes only, per-node stop, records and events.
+# SHOAL_TEST_AGENTD / SHOAL_TEST_AGENTCTL: run these tests against other binaries, also under
+# ctest (whose ENVIRONMENT sets AGENTD/AGENTCTL to its own build tree), e.g. the code before a
+# fix: SHOAL_TEST_AGENTD=/old/build-asan/agent/agentd SHOAL_TEST_AGENTCTL=... ctest -R electorate
+AGENTD=${SHOAL_TEST_AGENTD:-${AGENTD:-}}
+AGENTCTL=${SHOAL_TEST_AGENTCTL:-${AGENTCTL:-}}
 . "$(dirname "${BASH_SOURCE[0]}")/brain_lib.sh"
 
 # el_artifact NAME VERSION: like make_artifact, but the check fails on node nI once the file

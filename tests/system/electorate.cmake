@@ -1,7 +1,8 @@
 # tests/system/electorate.cmake: system tests of the electorate (issue 11), each with real
 # agentd processes in network namespaces (netlab.sh, helpers electorate_lib.sh). Each one
 # reproduces one of the issue's "What breaks today" behaviours and fails on the code before
-# the fix (4055f87). Root only: "SKIP: <reason>" and exit 77 otherwise.
+# the fix (4055f87). Root only: "SKIP: <reason>" and exit 77 otherwise. SHOAL_TEST_AGENTD and
+# SHOAL_TEST_AGENTCTL run them against other binaries (electorate_lib.sh).
 #  system_electorate_split_restart  (3) a 2 | 2 split between "previous" and --to 1; kill -9
 #                                   and restart: votes keep their targets, no forged quorum;
 #                                   the split then resolves into one decision everywhere
@@ -24,3 +25,8 @@ el_test(system_electorate_joiners_grown test_electorate_joiners.sh grown)
 #  system_electorate_condemn        (6) a minority deploy wins the rolled-back rev after healing:
 #                                   v2 (voted against) condemned and refused everywhere, v3 nowhere
 el_test(system_electorate_condemn test_electorate_condemn.sh -)
+#  system_electorate_reap           (2) a 2 | 3 split outlasting the reap time (--reap-after 3s
+#                                   when agentd has it; a restart with the clock 73 h ahead via
+#                                   libfaketime): the minority never decides; after healing the
+#                                   halves find each other unaided and converge
+el_test(system_electorate_reap test_electorate_reap.sh -)

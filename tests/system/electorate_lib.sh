@@ -5,6 +5,11 @@
 # service `web` and its artifacts, and a cleanup that ends every agent by PID and takes the lab
 # down. Hosts can be added later (lab_up makes MAXN of them; start only the first N).
 # The agents run under ASan/UBSan in the test build: a sanitizer report in a log fails the test.
+# SHOAL_TEST_AGENTD / SHOAL_TEST_AGENTCTL: run these tests against other binaries, also under
+# ctest (whose ENVIRONMENT sets AGENTD/AGENTCTL to its own build tree), e.g. the code before a
+# fix: SHOAL_TEST_AGENTD=/old/build-asan/agent/agentd SHOAL_TEST_AGENTCTL=... ctest -R electorate
+AGENTD=${SHOAL_TEST_AGENTD:-${AGENTD:-}}
+AGENTCTL=${SHOAL_TEST_AGENTCTL:-${AGENTCTL:-}}
 need_root_and ip nft jq
 
 PFX=el$RUNID
@@ -51,12 +56,13 @@ lab_up() {
 }
 
 # start_agent I [JOIN_HOST] [extra agentd args]: agentd nI in host I, joining host JOIN_HOST
-# (default 1)
+# (default 1), with the environment words in $AGENT_ENV if set
 start_agent() {
 	local i=$1 j=${2:-1}
 	shift; [ $# -gt 0 ] && shift
 	rm -f "$WORK/n$i.sock"
-	ip netns exec "$(ns "$i")" "$AGENTD" --config /dev/null --node-name "n$i" \
+	# shellcheck disable=SC2086 # AGENT_ENV: VAR=VALUE words for this start (e.g. faketime)
+	ip netns exec "$(ns "$i")" env ${AGENT_ENV:-} "$AGENTD" --config /dev/null --node-name "n$i" \
 		--state-dir "$WORK/n$i" --socket "$WORK/n$i.sock" --socket-group "" \
 		--bind "$NET.$i:7946" --join "$NET.$j:7946" --keyring "$WORK/keyring" \
 		--cluster "el$RUNID" --log-level info "$@" 2>>"$WORK/n$i.log" &
@@ -147,6 +153,7 @@ INI
 	done
 }
 # import_on "I...": import v1..v3 on these nodes; sets V1 V2 V3
+# shellcheck disable=SC2034 # V1..V3 are for the tests that source this file
 import_on() {
 	local i
 	for i in $1; do

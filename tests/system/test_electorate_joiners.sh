@@ -33,8 +33,9 @@ make_artifacts
 for i in $FIRST; do start_agent "$i"; done
 wait_up "$FIRST" 5
 import_on "$FIRST"
-for k in 1 2 3; do
-	eval "a=\$V$k"
+k=0
+for a in "$V1" "$V2" "$V3"; do
+	k=$((k + 1))
 	ctl 1 deploy web "$a" --wait --timeout 30s >/dev/null || die "deploy v$k"
 done
 wait_for 40 "rev 3 running on the first five" all_state "$FIRST" 3 3

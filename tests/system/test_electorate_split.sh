@@ -31,8 +31,9 @@ make_artifacts
 for i in $ALL; do start_agent "$i"; done
 wait_up "$ALL" $N
 import_on "$ALL"
-for k in 1 2 3; do
-	eval "a=\$V$k"
+k=0
+for a in "$V1" "$V2" "$V3"; do
+	k=$((k + 1))
 	ctl 1 deploy web "$a" --wait --timeout 30s >/dev/null || die "deploy v$k"
 done
 wait_for 40 "rev 3 running everywhere" all_state "$ALL" 3 3
