@@ -564,7 +564,10 @@ out:
 
 bool store_vote_newer(const struct store_vote *a, const struct store_vote *b)
 {
-	if (a->round != b->round)
+	/* Rounds belong to one subject (agent/agree.h rule 4): a voter that moved on to another
+	 * record at this rev (another subject) votes there from round 0, and that vote, later by
+	 * its clock, must replace a round-1 vote about the record it held before. */
+	if (a->subject == b->subject && a->round != b->round)
 		return a->round > b->round;
 	return a->hlc > b->hlc;
 }

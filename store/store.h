@@ -517,7 +517,8 @@ struct store_vote {
 	uint64_t target;	/* 0 = previous good; else --to REV */
 	uint32_t round;		/* 0, 1, ...: a re-cast is a vote in a later round */
 };
-/* Is @a a later vote of its voter than @b: (round, hlc) greater. */
+/* Is @a a later vote of its voter than @b: about the same subject, (round, hlc) greater;
+ * about different subjects (the voter moved on to another record at that rev), hlc greater. */
 bool store_vote_newer(const struct store_vote *a, const struct store_vote *b);
 /*
  * One vote per (service, rev, voter): putting a vote replaces the held one only if it is
