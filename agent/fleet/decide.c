@@ -188,12 +188,37 @@ bool fleet__decided(const struct svc *v, const struct store_revision *bad)
 	return n && n->kind == STORE_REV_ROLLBACK && n->hlc == bad->hlc + 1;
 }
 
+static bool has_vote(const struct svc *v, const uint8_t *voter, uint64_t rev);
+
+/*
+ * Echo an operator's vote against our desired revision that arrived while we could not vote
+ * (before our first anti-entropy exchange, or before we held the revision): fleet__on_vote
+ * echoes at receipt, this catches up at the next decide (every vote, every resync).
+ */
+static void echo_pending(struct fleet *b, struct svc *v)
+{
+	const struct store_revision *d =
+		agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
+	if (!d || has_vote(v, b->id, d->rev))
+		return;
+	uint64_t subject = agree_subject(d);
+	for (size_t i = 0; i < v->nvotes; i++) {
+		const struct store_vote *o = &v->votes[i];
+		if (o->rev == d->rev && o->reason == STORE_VOTE_OPERATOR && o->subject == subject &&
+		    fleet__can_carry_out(b, v, d, o->target)) {
+			fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, o->target);
+			return;
+		}
+	}
+}
+
 void fleet__decide(struct fleet *b, struct svc *v)
 {
 	/* A node that has not completed its first full anti-entropy exchange holds a partial
 	 * log: it does not decide (agree.h rule 0). */
 	if (!fleet__synced(b))
 		return;
+	echo_pending(b, v);
 	/* distinct revs with votes, ascending, each tried once */
 	uint64_t last = 0;
 	for (;;) {
