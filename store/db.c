@@ -242,6 +242,13 @@ static void adopt_map(struct store *s)
 	pthread_rwlock_unlock(&s->maplock);
 }
 
+/* store__mdb_err, except that MDB_PANIC says which system error caused it, if known. */
+static int panic_err(struct store *s, int rc)
+{
+	int e = __atomic_load_n(&s->panic_errno, __ATOMIC_RELAXED);
+	return rc == MDB_PANIC && e > 0 ? -e : store__mdb_err(rc);
+}
+
 int store__write(struct store *s, int (*fn)(struct store *s, MDB_txn *txn, void *ud), void *ud)
 {
 	for (;;) {
@@ -255,7 +262,7 @@ int store__write(struct store *s, int (*fn)(struct store *s, MDB_txn *txn, void 
 				adopt_map(s);
 				continue;
 			}
-			return store__mdb_err(rc);
+			return panic_err(s, rc);
 		}
 		int r = fn(s, txn, ud);
 		bool full = false;
@@ -265,6 +272,11 @@ int store__write(struct store *s, int (*fn)(struct store *s, MDB_txn *txn, void 
 				full = true;
 			else if (rc)
 				r = store__mdb_err(rc);
+			/* A write the disk refused (ENOSPC, EDQUOT, EIO) can leave the environment
+			 * refusing everything after it (MDB_PANIC): remember why, so that what
+			 * follows says "No space left on device", not "Input/output error". */
+			if (rc > 0)
+				__atomic_store_n(&s->panic_errno, rc, __ATOMIC_RELAXED);
 		} else {
 			mdb_txn_abort(txn);
 			/* Only LMDB's MDB_MAP_FULL becomes -ENOSPC inside a transaction function. */
@@ -292,7 +304,7 @@ int store__read(struct store *s, int (*fn)(struct store *s, MDB_txn *txn, void *
 				adopt_map(s);
 				continue;
 			}
-			return store__mdb_err(rc);
+			return panic_err(s, rc);
 		}
 		int r = fn(s, txn, ud);
 		mdb_txn_abort(txn);

@@ -46,6 +46,8 @@ struct store {
 	MDB_env *env;
 	MDB_dbi dbi[DB__COUNT];
 	size_t map_size;	/* current map size */
+	int panic_errno;	/* the system error of the commit after which LMDB refuses every
+				 * transaction (MDB_PANIC), e.g. ENOSPC; 0 if none (atomic) */
 	size_t map_max;
 	unsigned retain_revs;
 	/*
