@@ -11,4 +11,4 @@ if(NOT TARGET shoal_agree_core)
   target_link_libraries(shoal_agree_core PUBLIC shoal_store)
 endif()
 shoal_c_test(sim_agree_chaos SOURCES ${CMAKE_CURRENT_LIST_DIR}/sim_agree.c
-             LIB shoal_agree_core TIMEOUT 300 LABELS sim)
+             LIB shoal_agree_core TIMEOUT 600 LABELS sim)
