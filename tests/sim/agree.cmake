@@ -12,3 +12,11 @@ if(NOT TARGET shoal_agree_core)
 endif()
 shoal_c_test(sim_agree_chaos SOURCES ${CMAKE_CURRENT_LIST_DIR}/sim_agree.c
              LIB shoal_agree_core TIMEOUT 600 LABELS sim)
+# The same scenarios with dissemination by real gossip cores on the gossip harness (6 seeds).
+if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/sim_gossip_harness.c)
+  shoal_c_test(sim_agree_gossip SOURCES ${CMAKE_CURRENT_LIST_DIR}/sim_agree.c
+               ${CMAKE_CURRENT_LIST_DIR}/sim_gossip_harness.c LIB shoal_agree_core
+               TIMEOUT 600 LABELS sim)
+  target_compile_definitions(sim_agree_gossip PRIVATE SIM_AGREE_GOSSIP)
+  target_link_libraries(sim_agree_gossip PRIVATE shoal_gossip)
+endif()
