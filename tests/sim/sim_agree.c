@@ -73,7 +73,11 @@
  *      loses a member by a leave or a removal; the node away for 6 h catches up; every joiner
  *      ends synced.
  *
- * Usage: sim_agree_chaos [SEEDS] (default 1000); SEED=n replays one seed verbosely;
+ * Two builds: sim_agree_chaos (1,000 seeds, dissemination modelled as above) and
+ * sim_agree_gossip (-DSIM_AGREE_GOSSIP, 6 seeds, phase A 1 h: what nodes originate travels on
+ * real gossip cores on tests/sim/sim_gossip_harness.h; the full exchanges stay modelled).
+ *
+ * Usage: sim_agree_chaos|sim_agree_gossip [SEEDS]; SEED=n replays one seed verbosely;
  * SEED_BASE=n starts elsewhere; SIM_TABLE=1 prints the soak table (tests/bench/agree_soak.sh).
  * A failure prints the seed and how to replay it.
  */
