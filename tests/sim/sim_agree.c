@@ -73,7 +73,11 @@
  *      loses a member by a leave or a removal; the node away for 6 h catches up; every joiner
  *      ends synced.
  *
- * Usage: sim_agree_chaos [SEEDS] (default 1000); SEED=n replays one seed verbosely;
+ * Two builds: sim_agree_chaos (1,000 seeds, dissemination modelled as above) and
+ * sim_agree_gossip (-DSIM_AGREE_GOSSIP, 6 seeds, phase A 1 h: what nodes originate travels on
+ * real gossip cores on tests/sim/sim_gossip_harness.h; the full exchanges stay modelled).
+ *
+ * Usage: sim_agree_chaos|sim_agree_gossip [SEEDS]; SEED=n replays one seed verbosely;
  * SEED_BASE=n starts elsewhere; SIM_TABLE=1 prints the soak table (tests/bench/agree_soak.sh).
  * A failure prints the seed and how to replay it.
  */
@@ -89,6 +93,17 @@
 
 #include "agent/agree/agree.h"
 #include "agent/base/hlc.h"
+#ifdef SIM_AGREE_GOSSIP
+/*
+ * Gossip mode (sim_agree_gossip): every record, vote and roster change a node originates is
+ * published as its own record on a REAL gossip core (gossip/gossip.h) on the gossip simulator
+ * harness, which relays it (piggybacked dissemination, pushes, its own anti-entropy); joins,
+ * crashes, restarts, leaves and partitions are the cores'. The modelled full exchange stays:
+ * it is the agent's first full exchange and its periodic one.
+ */
+#include "tests/sim/sim_gossip_harness.h"
+static struct simg *G;
+#endif
 
 #define MAXN	  14	/* initial nodes + joiners */
 #define NSVC	  2
@@ -97,8 +112,13 @@
 #define SEC	  1000ULL
 #define MIN	  (60 * SEC)
 #define HOUR	  (60 * MIN)
+#ifdef SIM_AGREE_GOSSIP
+#define DEFAULT_SEEDS 6
+#define PHASE_A	  HOUR
+#else
 #define DEFAULT_SEEDS 1000
 #define PHASE_A	  (2 * HOUR)
+#endif
 #define PHASE_B	  (6 * HOUR)
 #define PHASE_C	  HOUR
 #define REAP	  (30 * MIN)	   /* --reap-after, scaled down: phase B's partition is longer */
@@ -187,6 +207,12 @@ struct pvote {
 enum ev_type {
 	EV_REC, EV_VOTE, EV_ROSTER, EV_HEALTH, EV_AE, EV_OP, EV_CHAOS, EV_PHASE, EV_SETTLE,
 	EV_SYNC, EV_RESTART, EV_SPLIT
+};
+
+enum { OP_RANDOM = 0, OP_FORGE = 1 };
+enum {
+	CH_PARTITION = 0, CH_CRASH = 1, CH_RESTART = 2, CH_LEAVE = 3, CH_JOIN = 4, CH_REMOVE = 5,
+	CH_LONG = 6, CH_STOP = 7, CH_KILLCORE = 8
 };
 
 struct event {
@@ -457,6 +483,10 @@ static bool safe_rule(const struct store_revision *r)
 
 static void send_to(int from, int to, enum ev_type type, int idx, uint64_t b)
 {
+#ifdef SIM_AGREE_GOSSIP
+	(void)from, (void)to, (void)type, (void)idx, (void)b;
+	return; /* the gossip cores carry what nodes publish */
+#endif
 	W.st.msgs++;
 	if (!connected(from, to) || chance(W.loss))
 		return;
@@ -479,6 +509,10 @@ static void push(int from, enum ev_type type, int idx, uint64_t b)
 {
 	int cand[MAXN], k = 0;
 
+#ifdef SIM_AGREE_GOSSIP
+	return;
+#endif
+
 	for (int j = 0; j < W.n; j++)
 		if (j != from && W.nodes[from].roster[j] == R_MEMBER && !reaped(from, j))
 			cand[k++] = j;
@@ -488,6 +522,23 @@ static void push(int from, enum ev_type type, int idx, uint64_t b)
 		send_to(from, cand[c], type, idx, b);
 		cand[c] = cand[--k];
 	}
+}
+
+/* A node originates a record, a vote or a roster change: in gossip mode it becomes a record
+ * of its own gossip core (key = kind/index, value = what the simulator needs). */
+static void publish(int n, enum ev_type type, int idx, uint64_t b)
+{
+#ifdef SIM_AGREE_GOSSIP
+	char key[32];
+	uint32_t v[2] = {(uint32_t)idx, (uint32_t)b};
+
+	snprintf(key, sizeof(key), "%c/%d/%u", type == EV_REC ? 'r' : type == EV_VOTE ? 'v' : 'm',
+		 idx, (unsigned)b);
+	if (simg_put(G, (unsigned)n, key, 1, v, sizeof(v)) < 0)
+		W.st.msgs++; /* a crashed core: the modelled exchanges carry it later */
+#else
+	(void)n, (void)type, (void)idx, (void)b;
+#endif
 }
 
 /* ---- checks against the ground truth ----------------------------------------------------- */
@@ -731,6 +782,7 @@ static void cast(int n, int svc, uint64_t rev, enum store_vote_reason reason, ui
 		return;
 	}
 	push(n, EV_VOTE, vidx, 0);
+	publish(n, EV_VOTE, vidx, 0);
 	vote_changed(n, svc, rev);
 }
 
@@ -922,6 +974,7 @@ static void try_decide(int n, int svc, uint64_t rev)
 	check_same_decision(svc, bad, pidx, n);
 	s->pending[rev] = false;
 	merge_rec(n, pidx, true);
+	publish(n, EV_REC, pidx, 0);
 }
 
 /* Rule 4 for our own vote on the record held at @rev: behind at once, stuck after SETTLE. */
@@ -1117,6 +1170,10 @@ static void crash(int n)
 	nd->up = false;
 	nd->down_since = W.now;
 	W.st.crashes++;
+#ifdef SIM_AGREE_GOSSIP
+	/* not from inside the core's own callback: at once, but as an event */
+	schedule(W.now, EV_CHAOS, n, CH_KILLCORE, 0, 0);
+#endif
 	vlog("node %d crashes", n);
 }
 
@@ -1127,6 +1184,10 @@ static void restart(int n)
 	if (!nd->exists || nd->gone || nd->up)
 		return;
 	nd->up = true;
+#ifdef SIM_AGREE_GOSSIP
+	if (simg_restart(G, (unsigned)n) < 0)
+		fail("node %d: its gossip core does not restart", n);
+#endif
 	/* the liveness view is volatile: start by probing every roster member again */
 	for (int j = 0; j < W.n; j++)
 		nd->heard[j] = W.now;
@@ -1212,6 +1273,14 @@ static void join(void)
 	W.n++;
 	init_node(j);
 	W.side[j] = W.side[c];
+#ifdef SIM_AGREE_GOSSIP
+	if (simg_spawn(G, c) != j) {
+		fail("gossip harness: spawn of node %d failed", j);
+		return;
+	}
+	memcpy(W.nodes[j].id, simg_id(G, (unsigned)j), STORE_NODE_ID_LEN);
+	simg_set_group(G, (unsigned)j, W.partitioned ? W.side[j] : 0);
+#endif
 	W.st.joins++;
 	if (W.partitioned && ups[W.side[c]] < ups[!W.side[c]])
 		W.st.joins_minority++;
@@ -1221,6 +1290,7 @@ static void join(void)
 	 * members from the join (SWIM's member list), to reach them if the contact dies, but
 	 * none of its state (that is the first full exchange) */
 	merge_roster(c, j, R_MEMBER, true);
+	publish(c, EV_ROSTER, j, R_MEMBER);
 	W.nodes[c].heard[j] = W.now;
 	for (int k = 0; k < W.n; k++)
 		if (W.nodes[c].roster[k] == R_MEMBER)
@@ -1244,6 +1314,7 @@ static bool leave(int n)
 	W.st.leaves++;
 	vlog("node %d leaves (agentctl leave) via node %d", n, p);
 	merge_roster(n, n, R_GONE, false);
+	publish(n, EV_ROSTER, n, R_GONE);
 	for (int j = 0; j < W.n; j++)
 		if (j != n && nd->roster[j] == R_MEMBER)
 			send_to(n, j, EV_ROSTER, n, R_GONE);
@@ -1253,6 +1324,10 @@ static bool leave(int n)
 		fail("node %d left but node %d does not know", n, p);
 	nd->gone = true;
 	nd->up = false;
+#ifdef SIM_AGREE_GOSSIP
+	simg_leave(G, (unsigned)n); /* the core announces it, then stops */
+	schedule(W.now + 10 * SEC, EV_CHAOS, n, CH_STOP, 0, 0);
+#endif
 	return true;
 }
 
@@ -1280,6 +1355,7 @@ static void op_remove(void)
 	W.st.removals++;
 	vlog("operator on node %d removes dead node %d", r, x);
 	merge_roster(r, x, R_GONE, true);
+	publish(r, EV_ROSTER, x, R_GONE);
 	for (int tries = 0; tries < 100 && !exchange(r, p); tries++)
 		;
 }
@@ -1295,6 +1371,10 @@ static void partition(bool long_one)
 	if (ones == 0 || ones == W.n)
 		W.side[0] ^= 1;
 	W.partitioned = true;
+#ifdef SIM_AGREE_GOSSIP
+	for (int i = 0; i < W.n; i++)
+		simg_set_group(G, (unsigned)i, W.side[i]);
+#endif
 	W.epoch++;
 	W.st.partitions++;
 	if (long_one)
@@ -1305,6 +1385,10 @@ static void partition(bool long_one)
 static void heal(void)
 {
 	W.partitioned = false;
+#ifdef SIM_AGREE_GOSSIP
+	for (int i = 0; i < W.n; i++)
+		simg_set_group(G, (unsigned)i, 0);
+#endif
 	vlog("heal");
 }
 
@@ -1382,6 +1466,7 @@ static void op_deploy(int n, int svc)
 	     force ? " --force" : "");
 	pidx = pool_add_rec(&r, false);
 	merge_rec(n, pidx, true);
+	publish(n, EV_REC, pidx, 0);
 }
 
 /* `agentctl rollback [--to T]` on node @n: its vote, if it may cast one. */
@@ -1565,11 +1650,6 @@ static void op_split(void)
 	op_rollback(b, svc, 1);
 }
 
-enum { OP_RANDOM = 0, OP_FORGE = 1 };
-enum {
-	CH_PARTITION = 0, CH_CRASH = 1, CH_RESTART = 2, CH_LEAVE = 3, CH_JOIN = 4, CH_REMOVE = 5,
-	CH_LONG = 6
-};
 
 static uint64_t op_interval(void)
 {
@@ -1654,6 +1734,17 @@ static void on_chaos(int kind, int n)
 		schedule(W.now + (W.phase == 0 ? rnd_range(5 * MIN, 40 * MIN)
 					       : rnd_range(20 * MIN, 2 * HOUR)),
 			 EV_CHAOS, -1, CH_JOIN, 0, 0);
+		break;
+	case CH_STOP:
+#ifdef SIM_AGREE_GOSSIP
+		simg_stop(G, (unsigned)n);
+#endif
+		break;
+	case CH_KILLCORE:
+#ifdef SIM_AGREE_GOSSIP
+		if (!W.nodes[n].up)
+			simg_crash(G, (unsigned)n);
+#endif
 		break;
 	case CH_REMOVE:
 		if (W.phase >= 2)
@@ -1892,6 +1983,84 @@ static bool deliverable(const struct event *e)
 	return alive(e->node) && (e->a == (uint64_t)e->node || connected((int)e->a, e->node));
 }
 
+#ifdef SIM_AGREE_GOSSIP
+static void follow_clock(struct simg *g)
+{
+	if (simg_now(g) > W.now)
+		W.now = simg_now(g);
+}
+
+/* A gossip record arrived at @obs: a revision, a vote or a roster change by its index. */
+static void hook_record(void *ud, struct simg *g, unsigned obs, const struct gossip_record *r)
+{
+	uint32_t v[2];
+
+	(void)ud;
+	follow_clock(g);
+	if (obs >= (unsigned)W.n || !alive((int)obs) || r->value_len != sizeof(v) ||
+	    r->key_len < 1)
+		return;
+	memcpy(v, r->value, sizeof(v));
+	if (r->key[0] == 'r' && v[0] < W.nrecs)
+		merge_rec((int)obs, (int)v[0], true);
+	else if (r->key[0] == 'v' && v[0] < W.nvotes)
+		merge_vote((int)obs, (int)v[0], true);
+	else if (r->key[0] == 'm' && v[0] < (uint32_t)W.n && v[1] <= R_GONE)
+		merge_roster((int)obs, (int)v[0], (uint8_t)v[1], true);
+	else
+		fail("node %u got a record it cannot read", obs);
+}
+
+/* The core of @obs sees a member alive: that is its liveness view (reaping, reconnects). */
+static void hook_member(void *ud, struct simg *g, unsigned obs, const struct gossip_member *m)
+{
+	int who = simg_index(g, m->id);
+
+	(void)ud;
+	follow_clock(g);
+	if (who < 0 || who >= W.n || obs >= (unsigned)W.n || m->self)
+		return;
+	if (m->state == GOSSIP_ALIVE)
+		W.nodes[obs].heard[who] = W.now;
+}
+
+/* Real gossip cores for the founding nodes; returns when their membership has converged. */
+static uint64_t gossip_start(uint64_t seed, int n0)
+{
+	struct simg_opts o;
+	struct simg_hooks h = {hook_member, hook_record, NULL};
+
+	memset(&o, 0, sizeof(o));
+	gossip_config_default(&o.cfg);
+	o.cfg.probe_interval_ms = 5000; /* coarse timers: hours of virtual time stay cheap */
+	o.cfg.probe_timeout_ms = 1000;
+	o.cfg.gossip_interval_ms = 1000;
+	o.max_nodes = MAXN;
+	o.seed = seed + 1;
+	o.delay_ms = 5;
+	o.jitter_ms = 300;
+	o.loss = W.loss;
+	o.sync_interval_ms = 30000;
+	o.quiet = true;
+	G = simg_new(&o);
+	if (!G) {
+		fprintf(stderr, "simg_new failed\n");
+		exit(2);
+	}
+	simg_set_hooks(G, &h);
+	for (int i = 0; i < n0; i++) {
+		if (simg_spawn(G, i ? 0 : -1) != i) {
+			fprintf(stderr, "simg_spawn failed\n");
+			exit(2);
+		}
+		memcpy(W.nodes[i].id, simg_id(G, (unsigned)i), STORE_NODE_ID_LEN);
+	}
+	if (!simg_run_until_pred(G, simg_converged, NULL, 100, 120000))
+		fail("gossip cores did not converge at start");
+	return simg_now(G);
+}
+#endif
+
 static void world_free(void)
 {
 	for (size_t i = 0; i < W.nrecs; i++) {
@@ -1901,6 +2070,10 @@ static void world_free(void)
 	free(W.recs);
 	free(W.votes);
 	free(W.heap);
+#ifdef SIM_AGREE_GOSSIP
+	simg_free(G);
+	G = NULL;
+#endif
 }
 
 static void add_stats(struct stats *t, const struct stats *s)
@@ -1936,6 +2109,12 @@ static int run_seed(uint64_t seed, bool verbose, struct stats *total)
 	W.n = n0;
 	for (int i = 0; i < n0; i++)
 		init_node(i);
+#ifdef SIM_AGREE_GOSSIP
+	W.now = gossip_start(seed, n0);
+	for (int i = 0; i < n0; i++)
+		for (int j = 0; j < MAXN; j++)
+			W.nodes[i].heard[j] = W.now;
+#endif
 	for (int i = 0; i < n0; i++) {
 		W.nodes[i].synced = true; /* the founding members bootstrap together */
 		for (int j = 0; j < n0; j++)
@@ -1962,7 +2141,13 @@ static int run_seed(uint64_t seed, bool verbose, struct stats *total)
 	schedule(5 * SEC, EV_AE, -1, 0, 0, 0);
 
 	while (W.nheap && W.phase < 3 && W.failed < 5) {
-		struct event e = pop();
+		struct event e;
+
+#ifdef SIM_AGREE_GOSSIP
+		/* the cores run up to our next event; their callbacks may schedule earlier ones */
+		simg_run_until(G, W.heap[0].t);
+#endif
+		e = pop();
 
 		if (++nevents > 5000000) {
 			fail("event storm: %llu events, the cluster does not settle", nevents);
