@@ -513,7 +513,7 @@ struct store_vote {
 	uint8_t voter[STORE_NODE_ID_LEN];
 	enum store_vote_reason reason;
 	uint64_t hlc;
-	uint64_t subject;	/* hlc of the record at rev the voter judged */
+	uint64_t subject;	/* agree_subject() of the record at rev the voter judged */
 	uint64_t target;	/* 0 = previous good; else --to REV */
 	uint32_t round;		/* 0, 1, ...: a re-cast is a vote in a later round */
 };

@@ -135,6 +135,12 @@ int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revisio
 			      memcmp(old->origin, b->id, STORE_NODE_ID_LEN) == 0 &&
 			      !agree_revision_same(old, r);
 	bool same_decision = old && agree_revision_same(old, r);
+	struct store_revision old_copy;	/* the displaced record's ids (log_set frees it) */
+	memset(&old_copy, 0, sizeof old_copy);
+	if (old) {
+		old_copy.artifact = old->artifact;
+		old_copy.condemns = old->condemns;
+	}
 	int e = store_revision_put(b->s, r);
 	if (e < 0) {
 		log_error("%s: cannot store revision %" PRIu64 ": %s", v->name, r->rev,
@@ -149,17 +155,34 @@ int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revisio
 		      r->rev, r->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy");
 	char hex[STORE_ID_HEXLEN + 1];
 	store_id_hex(&r->artifact, hex);
-	if (r->kind == STORE_REV_ROLLBACK) {
-		struct store_id bad;
-		/* the same decision with another certificate (in a large cluster, every node
-		 * that saw the quorum wrote its own copy) condemns what the first one did: no
-		 * second synchronous store write for it */
-		if (!same_decision && agree_condemned_by(v->log, v->nlog, r, &bad) == 0) {
-			int c = store_artifact_set_condemned(b->s, &bad, true);
+	/* Condemnation follows the decision records (agree.h rule 7), identically on every
+	 * node: the store's flag (which outlives pruned revisions) is recomputed from the log for
+	 * every artifact the new record and a record it displaced name, so a displaced rollback
+	 * and a forced deploy change it on every node, not only where they were made. The same
+	 * decision with another certificate changes nothing: no store write for it. */
+	if (!same_decision) {
+		const struct store_id *named[4] = {&r->artifact, &r->condemns,
+						   old && a == AGREE_REPLACE ? &old_copy.artifact : NULL,
+						   old && a == AGREE_REPLACE ? &old_copy.condemns : NULL};
+		static const struct store_id zero;
+		for (int i = 0; i < 4; i++) {
+			if (!named[i] || memcmp(named[i], &zero, sizeof zero) == 0)
+				continue;
+			bool want = agree_is_condemned(v->log, v->nlog, named[i], UINT64_MAX);
+			struct store_artifact_info ai;
+			if (store_artifact_get(b->s, named[i], &ai) < 0)
+				continue;	/* not held here: nothing to mark */
+			bool is = ai.condemned;
+			store_artifact_info_release(&ai);
+			if (is == want)
+				continue;
+			int c = store_artifact_set_condemned(b->s, named[i], want);
 			if (c < 0 && c != -ENOENT)
-				log_warning("%s: cannot mark the artifact condemned: %s", v->name,
-					    store_strerror(c));
+				log_warning("%s: cannot mark the artifact %scondemned: %s", v->name,
+					    want ? "" : "not ", store_strerror(c));
 		}
+	}
+	if (r->kind == STORE_REV_ROLLBACK) {
 		if (!same_decision)
 			fleet__event(b, "decision", v->name, r->rev,
 			      "rollback to %.12s decided (certificate of %" PRIu32 " voters%s)", hex,
@@ -316,13 +339,18 @@ int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision
 	av.target = tg;
 	av.round = round;
 	target = tg;
+	/* Stored before it counts or is published: a vote the others saw and this node forgot
+	 * at a restart could be followed by a second, different vote in the same round, which
+	 * agree.h rule 4 excludes. */
+	r = store_vote_put(b->s, &av);
+	if (r != 0) {
+		log_error("%s: our vote on rev %" PRIu64 " was not stored (%s): not cast", v->name,
+			  av.rev, r < 0 ? store_strerror(r) : "an as new vote is held");
+		return r < 0 ? r : -EEXIST;
+	}
 	r = fleet__vote_add(v, &av);
 	if (r < 0)
 		return r;
-	r = store_vote_put(b->s, &av);
-	if (r < 0)
-		log_warning("%s: cannot store our vote on rev %" PRIu64 ": %s", v->name, av.rev,
-			    store_strerror(r));
 	if (subject->rev > v->voted_rev)
 		v->voted_rev = subject->rev;
 	r = fleet_vote_encode(&av, &val, &len);

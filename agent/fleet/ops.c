@@ -215,10 +215,9 @@ void fleet_op_deploy(void *fleet, const void *args, const struct ctl_peer *peer,
 		goto out;
 	}
 	uint64_t rev;
+	/* a forced deploy absolves the artifact: accepting the record clears its flag (decide.c) */
 	if (new_deploy(b, v, &id, scope, reason, peer, &rev, out) < 0)
 		goto out;
-	if (force && info.condemned)
-		store_artifact_set_condemned(b->s, &id, false);
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 4);
 	ctl_kv_str(out, "service", service);
