@@ -91,6 +91,15 @@ void cluster_op_keyring_remove(void *ud, const struct ctl_request *req,
  * thread. */
 void cluster_status_encode(struct cluster *c, struct ctl_enc *out);
 
+/*
+ * `agentd --check-config` after a complete parse (check_config.c): what would make startup fail
+ * beyond the values' syntax (state directory and socket directory writable or creatable, the
+ * keyring readable and valid, an explicit socket group existing, a numeric metrics address, the
+ * event hook an executable file). Creates and changes nothing.
+ * @return 0; negative errno with one line in @err.
+ */
+int agent_check_config(const struct agent_config *cfg, char *err, size_t errlen);
+
 /* ---- Wiring of the rooms into the agent (fleet_wiring.c, fetch_wiring.c) ------------------ */
 
 /*

@@ -50,6 +50,15 @@ static int mkdir_p(const char *path, mode_t mode)
 	return r;
 }
 
+/* Was --check-config among the arguments? (when the parse itself failed) */
+static bool check_requested(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--check-config") == 0)
+			return true;
+	return false;
+}
+
 static void handle_closed(uv_handle_t *h)
 {
 	struct agent *a = h->data;
@@ -142,8 +151,9 @@ static void reload(struct agent *a)
 		log_warning("reload: settings other than log-level changed; they take effect after "
 			    "a restart");
 #undef CHANGED
-	log_notice("configuration reloaded from %s (log level %s)",
+	log_notice("configuration reloaded from %s%s (log level %s)",
 		   c.config_loaded ? c.config_path : "defaults and flags",
+		   c.nconfig_files > 1 ? " and its drop-ins" : "",
 		   agent_log_level_name(c.log_level));
 	agent_config_release(&c);
 	sd_notify(0, "READY=1\nSTATUS=serving");
@@ -190,7 +200,25 @@ int main(int argc, char **argv)
 		fprintf(stderr, "agentd: %s\n", err);
 		if (r == -EINVAL)
 			fprintf(stderr, "Try 'agentd --help'.\n");
-		return r == -EINVAL ? 2 : 1;
+		/* --check-config: any reason the configuration cannot start is a configuration
+		 * error (systemd's ExecReload and RestartPreventExitStatus= rely on 2) */
+		return r == -EINVAL || check_requested(argc, argv) ? 2 : 1;
+	}
+	if (r == AGENT_CONFIG_CHECK) {
+		r = agent_check_config(&a.cfg, err, sizeof err);
+		if (r < 0) {
+			fprintf(stderr, "agentd: %s\n", err);
+			exit_code = 2;
+		} else {
+			printf("configuration OK (");
+			if (!a.cfg.nconfig_files)
+				printf("no config file, defaults and flags");
+			for (size_t i = 0; i < a.cfg.nconfig_files; i++)
+				printf("%s%s", i ? ", " : "", a.cfg.config_files[i]);
+			printf(")\n");
+			exit_code = 0;
+		}
+		goto cleanup;
 	}
 	if (r == AGENT_CONFIG_HELP) {
 		fputs(agent_config_usage(), stdout);
@@ -351,8 +379,8 @@ int main(int argc, char **argv)
 		   a.cfg.socket_path, a.cfg.node_name, a.node_id_hex, a.cfg.state_dir);
 	if (!a.cfg.config_loaded)
 		log_info("no config file at %s; using defaults and flags", a.cfg.config_path);
-	else
-		log_info("config read from %s", a.cfg.config_path);
+	for (size_t i = 0; i < a.cfg.nconfig_files; i++)
+		log_info("config read from %s", a.cfg.config_files[i]);
 	sd_notifyf(0, "READY=1\nSTATUS=serving on %s\nMAINPID=%lu", a.cfg.socket_path,
 		   (unsigned long)getpid());
 
