@@ -189,6 +189,12 @@ void fleet_op_deploy(void *fleet, const void *args, const struct ctl_peer *peer,
 	}
 	fleet__publish_rev(b, &rv);
 	store_revision_release(&rv);
+	/* audit: once, here, where the change is made (agentd(8) "every change is logged") */
+	log_notice("ctl: deploy of %s artifact %.12s (version %s) as rev %" PRIu64 " scope %s%s by "
+		   "uid %" PRIu32 " pid %" PRId32 "%s%s", service, art,
+		   info.manifest.version ? info.manifest.version : "-", rv.rev,
+		   scope[0] ? scope : "cluster", force ? " (--force)" : "", peer ? peer->uid : 0,
+		   peer ? peer->pid : -1, reason ? ": " : "", reason ? reason : "");
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 4);
 	ctl_kv_str(out, "service", service);
@@ -282,6 +288,20 @@ void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *pee
 		}
 		if (reason)
 			fleet__event(b, "reason", service, bad, "operator: %s", reason);
+	}
+	if (local)
+		log_notice("ctl: local rollback of %s rev %" PRIu64 " on this node only (runs rev %"
+			   PRIu64 ") by uid %" PRIu32 " pid %" PRId32 "%s%s", service, bad,
+			   v->local.target_rev, peer ? peer->uid : 0, peer ? peer->pid : -1,
+			   reason ? ": " : "", reason ? reason : "");
+	else {
+		char tos[40] = "";
+		if (to)
+			snprintf(tos, sizeof tos, ", to rev %" PRIu64, to);
+		log_notice("ctl: rollback of %s rev %" PRIu64 "%s%s voted (operator vote%s) by uid %"
+			   PRIu32 " pid %" PRId32 "%s%s", service, bad, scope[0] ? " in " : "",
+			   scope, tos, peer ? peer->uid : 0, peer ? peer->pid : -1,
+			   reason ? ": " : "", reason ? reason : "");
 	}
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 4);
