@@ -35,6 +35,7 @@ struct cluster;
 struct fleet;
 struct metrics;
 struct fetch;
+struct hook;
 
 struct agent {
 	uv_loop_t loop;
@@ -55,6 +56,7 @@ struct agent {
 	struct metrics *metrics;	/* --metrics endpoint (agent/daemon/metrics.h) or NULL */
 	struct fleet *fleet;		/* replicated fleet state (fleet/fleet.h) or NULL; loop */
 	struct fetch *fetch;		/* peer-to-peer artifacts (agent/cluster/fetch.h) or NULL; loop */
+	struct hook *hook;		/* event-hook runner (agent/daemon/hook.h) or NULL; loop */
 	void (*stop)(struct agent *a, const char *why); /* set by main: begin a clean exit */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t watchdog;

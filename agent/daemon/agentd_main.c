@@ -21,6 +21,7 @@
 #include "agent/fleet/fleet.h"
 #include "agent/cluster/cluster.h"
 #include "agent/cluster/fetch.h"
+#include "agent/daemon/hook.h"
 #include "agent/daemon/metrics.h"
 #include "agent/config/config.h"
 #include "agent/ctl/ctl_server.h"
@@ -78,6 +79,12 @@ static void cluster_closed(void *ud)
 	a->cluster = NULL;
 }
 
+static void hook_closed(void *ud)
+{
+	struct agent *a = ud;
+	a->hook = NULL;
+}
+
 static void metrics_closed(void *ud)
 {
 	struct agent *a = ud;
@@ -113,6 +120,7 @@ static void agent_stop(struct agent *a, const char *why)
 	metrics_close(a->metrics, metrics_closed, a);
 	fetch_agent_stop(a);	/* before the cluster: its streams are the transport's */
 	fleet_agent_stop(a);	/* before the cluster: it publishes through it */
+	hook_close(a->hook, hook_closed, a);
 	/* Clean leave: gossip "left" for the drain time, then close (agent/cluster/cluster.h). After
 	 * `agentctl leave` the leave is already done (or draining): close now. */
 	if (a->cluster && (cluster_has_left(a->cluster) ||
@@ -309,6 +317,24 @@ int main(int argc, char **argv)
 	if (r < 0)
 		goto cleanup;
 
+	/* 4b''. Event hook (agent/daemon/hook.h), before the fleet: its first event is "start". */
+	if (a.cfg.event_hook) {
+		struct hook_opts ho = {
+			.path = a.cfg.event_hook,
+			.timeout_ms = a.cfg.event_hook_timeout_ms,
+			.max_running = a.cfg.event_hook_max_running,
+			.max_queue = a.cfg.event_hook_queue,
+		};
+		r = hook_new(&a.loop, &ho, &a.hook);
+		if (r < 0) {
+			log_error("cannot set up the event hook: %s", strerror(-r));
+			goto cleanup;
+		}
+		log_info("event hook %s (timeout %llu ms, %u at once, %u waiting at most)",
+			 a.cfg.event_hook, (unsigned long long)a.cfg.event_hook_timeout_ms,
+			 a.cfg.event_hook_max_running, a.cfg.event_hook_queue);
+	}
+
 	/* 4c. Cluster brain: replicated revisions, votes, health; reconciler (agent/fleet/fleet.h). */
 	r = fleet_agent_start(&a, err, sizeof err);
 	if (r < 0) {
@@ -398,6 +424,9 @@ cleanup:
 		fetch_agent_stop(&a);
 		fleet_agent_stop(&a);
 		while (a.fleet && uv_run(&a.loop, UV_RUN_ONCE) != 0)
+			;
+		hook_close(a.hook, hook_closed, &a);
+		while (a.hook && uv_run(&a.loop, UV_RUN_ONCE) != 0)
 			;
 		cluster_close(a.cluster, cluster_closed, &a);
 		while ((a.cluster || a.metrics) && uv_run(&a.loop, UV_RUN_ONCE) != 0)

@@ -937,7 +937,7 @@ void fleet_on_member(struct fleet *b, const struct gossip_member *m)
 {
 	if (!b || b->closing || !b->started)
 		return;
-	(void)m;
+	fleet__member_event(b, m);	/* events.c: joined, failed, left, back */
 	/* coalesce bursts of member updates (a join brings many) */
 	uv_timer_start(&b->resync, on_member_resync, DEBOUNCE_MS, 0);
 }
@@ -995,10 +995,12 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 			v->fetch_announced = true;
 			return;
 		}
+		fleet__swap_ended(b, v, status);
 		fleet__event(b, "swap-failed", service, rev, "swap failed: %s (retrying)",
 		      status == -ENOENT ? "artifact not in the local store" : strerror(-status));
 		return;
 	}
+	fleet__swap_ended(b, v, 0);
 	v->swapping = false;
 	v->swap_target = 0;
 	v->running_rev = rev;
@@ -1027,6 +1029,7 @@ static void on_rstate(void *ud, const struct reconcile_event *ev)
 		return;
 	if (ev->kind == RECONCILE_EV_STEP && v->swap_target != ev->rev) {
 		v->swap_target = ev->rev;
+		fleet__swap_began(b, v);
 		fleet__event(b, "swap-start", ev->service, ev->rev, "%s starts swapping to rev %" PRIu64,
 		      b->name, ev->rev);
 	}
@@ -1110,6 +1113,8 @@ int fleet_new(uv_loop_t *loop, struct store *store, const struct fleet_opts *opt
 	    (opts->bus_address && !(b->bus_address = strdup(opts->bus_address))) ||
 	    (opts->docker_host && !(b->docker_host = strdup(opts->docker_host))))
 		goto nomem;
+	b->on_event = opts->on_event;
+	b->on_event_ud = opts->on_event_ud;
 	if (opts->nquorums) {
 		b->quorums = calloc(opts->nquorums, sizeof *b->quorums);
 		if (!b->quorums)
@@ -1247,6 +1252,7 @@ void fleet__part_closed(struct fleet *b)
 	free(b->roster_sites);
 	free(b->roster_addrs);
 	free(b->ring);
+	free(b->mseen);
 	free(b->quorums);
 	free(b->state_dir);
 	free(b->unit_dir);

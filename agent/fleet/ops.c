@@ -266,6 +266,7 @@ void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *pee
 				     "cannot record the local rollback: %s", store_strerror(r));
 			return;
 		}
+		fleet__local_rollback_done(v);
 		fleet__event(b, "local-rollback", service, l.target_rev,
 		      "%s diverges: runs rev %" PRIu64 " instead of rev %" PRIu64 "%s%s", b->name,
 		      l.target_rev, l.base_rev, reason ? ": " : "", reason ? reason : "");
@@ -528,6 +529,8 @@ struct hist_ctx {
 	struct svc *v;
 	struct ctl_enc items;
 	uint32_t n;
+	uint64_t (*learned)[2];		/* rev, wall ms (events.c: fleet__learned_get) */
+	size_t nlearned;
 };
 
 static int hist_cb(const struct store_revision *rv, void *ud)
@@ -545,7 +548,7 @@ static int hist_cb(const struct store_revision *rv, void *ud)
 						     UINT64_MAX));
 	char origin[2 * STORE_NODE_ID_LEN + 1], who[2 * STORE_NODE_ID_LEN + 1];
 	fleet__hex_id(rv->origin, STORE_NODE_ID_LEN, origin);
-	ctl_enc_map(e, 14);
+	ctl_enc_map(e, 15);
 	ctl_kv_str(e, "service", rv->service);
 	ctl_kv_uint(e, "rev", rv->rev);
 	kv_id(e, "artifact", &rv->artifact);
@@ -571,6 +574,17 @@ static int hist_cb(const struct store_revision *rv, void *ud)
 	ctl_kv_uint(e, "certificate", rv->ncert);
 	ctl_kv_bool(e, "good", good);
 	ctl_kv_bool(e, "condemned", condemned);
+	/* when this node learned of a rollback decision (events.c); nil: unknown (learned
+	 * before this version recorded it) or a deploy */
+	ctl_enc_str(e, "learned_ms");
+	uint64_t learned = 0;
+	for (size_t i = 0; rv->kind == STORE_REV_ROLLBACK && i < h->nlearned; i++)
+		if (h->learned[i][0] == rv->rev)
+			learned = h->learned[i][1];
+	if (learned)
+		ctl_enc_uint(e, learned);
+	else
+		ctl_enc_nil(e);
 	if (have)
 		store_artifact_info_release(&info);
 	h->n++;
@@ -588,6 +602,9 @@ void fleet_op_history(void *fleet, const void *args, const struct ctl_peer *peer
 		return;
 	h.v = fleet__svc_find(b, a->service);
 	ctl_enc_init(&h.items);
+	if (fleet__learned_get(b, a->service, &h.learned, &h.nlearned) < 0)
+		log_warning("%s: cannot read when rollbacks were learned; history shows them as "
+			    "unknown", a->service);
 	unsigned limit = a->limit > 100000 ? 100000 : (unsigned)a->limit;
 	int r = store_revision_foreach(b->s, a->service, limit, hist_cb, &h);
 	if (r < 0 && r != -ENOENT) {
@@ -597,6 +614,7 @@ void fleet_op_history(void *fleet, const void *args, const struct ctl_peer *peer
 	ctl_enc_ok_array(out, &h.items, h.n);
 out:
 	ctl_enc_release(&h.items);
+	free(h.learned);
 }
 
 /* The rows the agent serves (daemon/ops.c adds them to its table with the agent's fleet as
