@@ -13,8 +13,10 @@ build=(gcc make cmake pkg-config git libuv1-dev libmsgpack-dev liblmdb-dev libgi
 # "container-init binary not found on the host").
 # haproxy (2.6) is the load balancer the traffic driver steers (integration_traffic_haproxy);
 # wrk is the load generator of the traffic system test and benchmark.
+# prometheus (its promtool too) scrapes a real cluster in integration_agent_prometheus and
+# lints the metrics and the example alerting rules.
 test=(clang libclang-rt-14-dev systemd dbus podman catatonit runc busybox-static iproute2 nftables socat
-      lmdb-utils procps psmisc serf jq curl util-linux haproxy wrk)
+      lmdb-utils procps psmisc serf jq curl util-linux haproxy wrk prometheus)
 case "${1:-build}" in
 build) want=("${build[@]}") ;;
 test|fuzz) want=("${build[@]}" "${test[@]}") ;;

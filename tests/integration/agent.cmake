@@ -12,3 +12,7 @@ endif()
 # bounds, audit lines, history's learn time; real agents on loopback.
 shoal_sh_test(integration_agent_ops ${CMAKE_CURRENT_SOURCE_DIR}/agent_ops.sh
               TIMEOUT 240 LABELS integration)
+# A real Prometheus scrapes a real cluster through a quorum rollback (no root needed; skips
+# without prometheus/promtool); also lints the exposition and examples/prometheus/alerts.yml.
+shoal_sh_test(integration_agent_prometheus ${CMAKE_CURRENT_SOURCE_DIR}/agent_prometheus.sh
+              TIMEOUT 240 LABELS integration)
