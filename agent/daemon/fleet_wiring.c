@@ -173,7 +173,7 @@ int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 	}
 	r = fleet_start(a->fleet);
 	if (r < 0) {
-		snprintf(err, errlen, "cannot start the cluster brain: %s", strerror(-r));
+		snprintf(err, errlen, "cannot start the cluster brain: %s", store_strerror(r));
 		return r;
 	}
 	return 0;

@@ -104,7 +104,8 @@ void fleet__recompute(struct fleet *b, struct svc *v)
 	if (b->rec) {
 		int e = reconcile_set_desired(b->rec, v->name, rev, &art);
 		if (e < 0)
-			log_warning("%s: cannot set the desired revision: %s", v->name, strerror(-e));
+			log_warning("%s: cannot set the desired revision: %s", v->name,
+				    fleet__strerror(e));
 	}
 	fleet__publish_health(b, v);
 }

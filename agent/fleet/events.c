@@ -35,6 +35,22 @@ void fleet__event(struct fleet *b, const char *kind, const char *service, uint64
 	}
 }
 
+/*
+ * Words for an error code that may be a system errno or one of the private ranges of the store
+ * (STORE_E*) or the agreement core (AGREE_E*): strerror shows the latter as "Unknown error
+ * 11008". A plain errno keeps strerror's text (store_strerror would call ENOSPC "map_max
+ * reached", which is wrong for a full disk under the state directory).
+ */
+const char *fleet__strerror(int err)
+{
+	int e = err < 0 ? -err : err;
+	if (e > STORE_EBASE && e < STORE_EBASE + 100)
+		return store_strerror(err);
+	if (e > AGREE_EBASE && e < AGREE_EBASE + 100)
+		return agree_strerror(-e);
+	return strerror(e);
+}
+
 uint64_t fleet_event_seq(const struct fleet *b)
 {
 	return b->seq;
@@ -56,7 +72,7 @@ uint64_t fleet_event_seq(const struct fleet *b)
 void fleet__member_event(struct fleet *b, const struct gossip_member *m)
 {
 	struct fleet_member_seen *s = NULL;
-	if (m->self || memcmp(m->id, b->id, STORE_NODE_ID_LEN) == 0)
+	if (!m || m->self || memcmp(m->id, b->id, STORE_NODE_ID_LEN) == 0)
 		return;
 	for (size_t i = 0; i < b->nmseen; i++)
 		if (memcmp(b->mseen[i].id, m->id, STORE_NODE_ID_LEN) == 0) {

@@ -183,6 +183,7 @@ int fleet__local_persist(struct fleet *b, struct svc *v);
 
 /* events.c */
 void fleet__member_event(struct fleet *b, const struct gossip_member *m);
+const char *fleet__strerror(int err);	/* errno, STORE_E* or AGREE_E*, either sign */
 /* Counting for metrics and the learn time of decisions (events.c). */
 void fleet__decision_learned(struct fleet *b, struct svc *v, const struct store_revision *r);
 void fleet__vote_cast(struct svc *v, enum store_vote_reason reason);

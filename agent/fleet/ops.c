@@ -184,7 +184,7 @@ void fleet_op_deploy(void *fleet, const void *args, const struct ctl_peer *peer,
 	if (r < 0) {
 		store_revision_release(&rv);
 		ctl_enc_fail(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
-			     "cannot create revision %" PRIu64 ": %s", rv.rev, agree_strerror(r));
+			     "cannot create revision %" PRIu64 ": %s", rv.rev, fleet__strerror(r));
 		goto out;
 	}
 	fleet__publish_rev(b, &rv);
@@ -254,7 +254,7 @@ void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *pee
 					 to, fleet__stamp(b), &l);
 		if (r < 0) {
 			ctl_enc_fail(out, CTL_E_NO_REVISION, "cannot roll back locally: %s",
-				     agree_strerror(r));
+				     fleet__strerror(r));
 			return;
 		}
 		v->local = l;
@@ -282,9 +282,10 @@ void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *pee
 		}
 		r = fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, to);
 		if (r < 0) {
+			/* agree_next_vote's -AGREE_E* codes come back here too */
 			ctl_enc_fail(out, agent_ctl_err_from_errno(r),
 				     "cannot publish the vote: %s",
-				     strerror(-r));
+				     fleet__strerror(r));
 			return;
 		}
 		if (reason)

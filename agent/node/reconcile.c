@@ -712,6 +712,13 @@ static void step_done(struct rc_svc *s, int status)
 
 static void plugin_done(struct plugin *p, const char *service, int status, void *ud)
 {
+	/* TODO(issue 13, plugin reason): this is where a runtime's failure reaches the
+	 * reconciler as a bare errno (the engine's own message, e.g. podman's "container-init
+	 * binary not found", is lost: operators see "Input/output error"). Once plugins/plugin.h
+	 * hands a reason string to this callback, keep it in the rc_svc with the status and pass
+	 * it through step_failed -> swapped -> reconcile_callbacks.on_swapped (a `const char
+	 * *reason` beside @status), where agent/fleet/fleet.c on_swapped puts it in the
+	 * swap-failed event and the log instead of store_strerror(status). */
 	step_done(ud, status);
 }
 
