@@ -217,12 +217,15 @@ fi
 for pair in "$AGENTD:$SRC/packaging/agentd.8" "$AGENTCTL:$SRC/packaging/agentctl.1"; do
 	bin=${pair%%:*} man=${pair#*:}
 	[ -f "$man" ] || continue
-	for opt in $("$bin" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+	# read once: `--help | grep -q` would end the writer with SIGPIPE once the text outgrows
+	# one pipe write (pipefail then fails the check)
+	help=$("$bin" --help)
+	for opt in $(printf '%s\n' "$help" | grep -o -- '--[a-z][a-z-]*' | sort -u); do
 		grep -q -- "$(printf '%s' "$opt" | sed 's/-/\\\\-/g')" "$man" ||
 			fail "$(basename "$bin") --help has $opt, $(basename "$man") does not"
 	done
 	for opt in $(grep -o -- '\\-\\-[a-z][a-z\\-]*' "$man" | sed 's/\\//g' | sort -u); do
-		"$bin" --help | grep -q -- "$opt" ||
+		printf '%s\n' "$help" | grep -q -- "$opt" ||
 			fail "$(basename "$man") documents $opt, $(basename "$bin") --help does not"
 	done
 done
