@@ -149,6 +149,9 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 	struct hook *h = j->h;
 	if (j->timed_out) {
 		h->st.timeout++;	/* logged when the timer fired */
+	} else if (h->closing) {
+		log_info("event hook %s: ended%s: the agent stops (event %" PRIu64 " %s)", h->path,
+			 sig == SIGKILL ? " by SIGKILL" : "", j->seq, j->kind);
 	} else if (sig) {
 		h->st.failed++;
 		log_warning("event hook %s: killed by signal %d (%s) (event %" PRIu64 " %s)",
