@@ -155,7 +155,10 @@ static void reload(struct agent *a)
 	    c.max_artifact_file_size != a->cfg.max_artifact_file_size ||
 	    c.max_artifact_size != a->cfg.max_artifact_size ||
 	    c.max_artifact_files != a->cfg.max_artifact_files ||
-	    c.retain_revisions != a->cfg.retain_revisions)
+	    c.retain_revisions != a->cfg.retain_revisions || CHANGED(event_hook) ||
+	    c.event_hook_timeout_ms != a->cfg.event_hook_timeout_ms ||
+	    c.event_hook_max_running != a->cfg.event_hook_max_running ||
+	    c.event_hook_queue != a->cfg.event_hook_queue)
 		log_warning("reload: settings other than log-level changed; they take effect after "
 			    "a restart");
 #undef CHANGED
