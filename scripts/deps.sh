@@ -15,11 +15,13 @@ build=(gcc make cmake pkg-config git libuv1-dev libmsgpack-dev liblmdb-dev libgi
 # wrk is the load generator of the traffic system test and benchmark.
 # The .deb (make deb, and the package system test): dpkg-shlibdeps, file (CPack finds the
 # ELF files with it), objcopy/readelf (binutils; debug symbols), lintian.
+# prometheus (its promtool too) scrapes a real cluster in integration_agent_prometheus and
+# lints the metrics and the example alerting rules.
 # faketime: tests/system/test_electorate_reap.sh can restart agents with their clocks 73 h
 # ahead (a partition longer than the default reap time, without --reap-after).
 deb=(dpkg-dev file binutils lintian)
 test=(clang libclang-rt-14-dev systemd dbus podman catatonit runc busybox-static iproute2 nftables socat
-      lmdb-utils procps psmisc serf jq curl util-linux haproxy wrk faketime "${deb[@]}")
+      lmdb-utils procps psmisc serf jq curl util-linux haproxy wrk faketime prometheus "${deb[@]}")
 case "${1:-build}" in
 build) want=("${build[@]}") ;;
 test|fuzz) want=("${build[@]}" "${test[@]}") ;;

@@ -548,8 +548,11 @@ static int cmd_history(struct ctl_client *c, int argc, char **argv)
 		fprintf(stderr, "no revisions of %s yet\n", a.pos[0]);
 		return EXIT_DONE;
 	}
-	printf("%-4s %-13s %-9s %-8s %-19s %-14s %-10s %s\n", "REV", "ARTIFACT", "VERSION", "KIND",
-	       "WHEN", "WHO", "STATE", "WHY");
+	/* WHEN is the revision's own time: a rollback carries the bad revision's (its hlc is
+	 * that + 1, by design of the record); LEARNED is when this node learned of a rollback
+	 * decision ("unknown" if it learned before agents recorded it). */
+	printf("%-4s %-13s %-9s %-8s %-19s %-19s %-14s %-10s %s\n", "REV", "ARTIFACT", "VERSION",
+	       "KIND", "WHEN", "LEARNED", "WHO", "STATE", "WHY");
 	for (uint32_t i = 0; i < r->via.array.size; i++) {
 		const msgpack_object *v = &r->via.array.ptr[i];
 		char art[80], ver[40], kind[16], when[32], who[128], why[300];
@@ -569,8 +572,15 @@ static int cmd_history(struct ctl_client *c, int argc, char **argv)
 		char cert[32] = "";
 		if (u(v, "certificate"))
 			snprintf(cert, sizeof cert, " [%" PRIu64 " votes]", u(v, "certificate"));
-		printf("%-4" PRIu64 " %-13s %-9s %-8s %-19s %-14s %-10s %s%s\n", u(v, "rev"), art,
-		       s(v, "version", ver, sizeof ver), s(v, "kind", kind, sizeof kind), when, who,
+		char learned[32] = "-";
+		if (strcmp(s(v, "kind", kind, sizeof kind), "rollback") == 0) {
+			if (u(v, "learned_ms"))
+				fmt_date(u(v, "learned_ms"), learned, sizeof learned);
+			else
+				snprintf(learned, sizeof learned, "unknown");
+		}
+		printf("%-4" PRIu64 " %-13s %-9s %-8s %-19s %-19s %-14s %-10s %s%s\n", u(v, "rev"),
+		       art, s(v, "version", ver, sizeof ver), kind, when, learned, who,
 		       state, s(v, "reason", why, sizeof why), cert);
 	}
 	return EXIT_DONE;

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -23,6 +25,7 @@ enum cfg_key {
 	K_QUORUM, K_MAX_PAR_SWAPS, /* cluster brain (agent/fleet/fleet.h) */
 	K_REAP_AFTER, K_RECONNECT, /* membership (agent/cluster, agent/fleet) */
 	K_DOCKER_HOST, K_UNIT_DIR, K_SYSTEMD_BUS, /* runtime plugins */
+	K_EVENT_HOOK, K_EVENT_HOOK_TIMEOUT, K_EVENT_HOOK_MAX_RUNNING, K_EVENT_HOOK_QUEUE,
 	K__COUNT
 };
 
@@ -55,18 +58,30 @@ static const char *const cfg_keys[K__COUNT] = {
 	[K_DOCKER_HOST] = "docker-host",
 	[K_UNIT_DIR] = "unit-dir",
 	[K_SYSTEMD_BUS] = "systemd-bus",
+	[K_EVENT_HOOK] = "event-hook",
+	[K_EVENT_HOOK_TIMEOUT] = "event-hook-timeout",
+	[K_EVENT_HOOK_MAX_RUNNING] = "event-hook-max-running",
+	[K_EVENT_HOOK_QUEUE] = "event-hook-queue",
 };
 
-enum { OPT_CONFIG = 1000, OPT_HELP, OPT_VERSION };
+enum { OPT_CONFIG = 1000, OPT_HELP, OPT_VERSION, OPT_CONFIG_DIR, OPT_CHECK };
 
 static const char usage_text[] =
 	"usage: agentd [OPTION]...\n"
 	"The Shoal node agent: keeps service artifacts in LMDB and serves agentctl over a unix\n"
-	"socket. Every option below (except --config, --help, --version) is also a key of the\n"
-	"config file; flags override the file.\n"
+	"socket. Every option below (except --config, --config-dir, --check-config, --help,\n"
+	"--version) is also a key of the config file; flags override the file.\n"
 	"\n"
 	"  --config FILE               config file (default " AGENT_DEFAULT_CONFIG ";\n"
 	"                              a missing default file is fine, a missing FILE is an error)\n"
+	"  --config-dir DIR            drop-in directory: every DIR/*.conf is read after FILE, in\n"
+	"                              lexical order, each overriding what came before (default\n"
+	"                              FILE.d, e.g. " AGENT_DEFAULT_CONFIG ".d; a missing default\n"
+	"                              directory is fine, a missing DIR is an error)\n"
+	"  --check-config              read and check the whole configuration (file, drop-ins,\n"
+	"                              flags, keyring, paths, event hook) without starting: print\n"
+	"                              \"configuration OK\" and exit 0, or the reason on stderr\n"
+	"                              and exit 2\n"
 	"  --node-name NAME            this node's name (default: the hostname)\n"
 	"  --state-dir DIR             persistent state (default " AGENT_DEFAULT_STATE_DIR ")\n"
 	"  --socket PATH               control socket (default " AGENT_DEFAULT_SOCKET ")\n"
@@ -116,13 +131,22 @@ static const char usage_text[] =
 	"  --max-parallel-swaps-per-site N  nodes of one site swapping a service at once\n"
 	"                              (best effort; default 0 = unlimited)\n"
 	"\n"
+	"Event hook:\n"
+	"  --event-hook FILE           executable run for every event (agentctl events), with\n"
+	"                              the event as one JSON object on stdin (default: none)\n"
+	"  --event-hook-timeout DURATION  a hook still running after this is killed (default 10s)\n"
+	"  --event-hook-max-running N  hooks running at once (default 4); further events wait\n"
+	"  --event-hook-queue N        events waiting at most (default 256); more are dropped,\n"
+	"                              counted and logged\n"
+	"\n"
 	"  --help                      show this help and exit\n"
 	"  --version                   show the version and exit\n"
 	"\n"
 	"SIZE: bytes, or with K, M, G, T (powers of 1024). DURATION: 500ms, 30s, 5m, 1h.\n"
 	"Signals: SIGTERM/SIGINT stop cleanly; SIGHUP re-reads the config file (the log level\n"
 	"takes effect at once; other changes need a restart).\n"
-	"Exit status: 0 clean stop, 1 startup failure, 2 usage or configuration error.\n";
+	"Exit status: 0 clean stop (or configuration OK), 1 startup failure, 2 usage or\n"
+	"configuration error.\n";
 
 const char *agent_config_usage(void)
 {
@@ -446,6 +470,33 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 			r = set_string(&c->systemd_bus, v);
 		}
 		break;
+	case K_EVENT_HOOK:
+		/* "" means: no hook (a drop-in or flag can turn off the file's hook). */
+		if (!*v) {
+			free(c->event_hook);
+			c->event_hook = NULL;
+			break;
+		}
+		r = set_path(&c->event_hook, v);
+		break;
+	case K_EVENT_HOOK_TIMEOUT:
+		if (ctl_parse_duration_ms(v, &u) < 0 || u < 10 || u > 3600000)
+			why = "must be a duration in 10ms..1h (e.g. 500ms, 10s, 5m)";
+		else
+			c->event_hook_timeout_ms = u;
+		break;
+	case K_EVENT_HOOK_MAX_RUNNING:
+		if (parse_uint(v, 1, 64, &u) < 0)
+			why = "must be a number in 1..64";
+		else
+			c->event_hook_max_running = (unsigned)u;
+		break;
+	case K_EVENT_HOOK_QUEUE:
+		if (parse_uint(v, 0, 100000, &u) < 0)
+			why = "must be a number in 0..100000";
+		else
+			c->event_hook_queue = (unsigned)u;
+		break;
 	case K_MAX_PAR_SWAPS:
 		if (parse_uint(v, 0, 100000, &u) < 0)
 			why = "must be a number in 0..100000 (0 = unlimited)";
@@ -495,6 +546,88 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 	return 0;
 }
 
+/*
+ * Read one config file into p->cfg. A scalar key given twice in one file is an error; a later
+ * file (a drop-in) overrides an earlier one, and repeatable keys accumulate across files.
+ * @required: a missing file is an error (else it is skipped and 0 returned).
+ */
+static int read_file(struct cfg_parse *p, const char *path, bool required)
+{
+	struct agent_config *c = p->cfg;
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		int r = -errno;
+		if (r == -ENOENT && !required)
+			return 0;
+		snprintf(p->err, sizeof p->err, "cannot read config file %.200s: %s", path,
+			 strerror(-r));
+		return r;
+	}
+	memset(p->seen, 0, sizeof p->seen);
+	int line = ini_parse_file(f, ini_cb, p);
+	fclose(f);
+	if (line != 0) {
+		char why[256];
+		snprintf(why, sizeof why, "%.200s", p->err[0] ? p->err : "syntax error");
+		snprintf(p->err, sizeof p->err, "%.150s:%d: %.200s", path, line > 0 ? line : 0,
+			 why);
+		return strstr(why, "out of memory") ? -ENOMEM : -EINVAL;
+	}
+	c->config_loaded = true;
+	int r = list_add(&c->config_files, &c->nconfig_files, path);
+	if (r < 0) {
+		snprintf(p->err, sizeof p->err, "%s", r == -E2BIG ? "more than 256 config files"
+								  : "out of memory");
+		return r == -E2BIG ? -EINVAL : r;
+	}
+	return 0;
+}
+
+static int dropin_filter(const struct dirent *d)
+{
+	size_t n = strlen(d->d_name);
+	return d->d_name[0] != '.' && n > 5 && strcmp(d->d_name + n - 5, ".conf") == 0;
+}
+
+/* Byte order, not the locale's: the order files are read in must not depend on LANG. */
+static int dropin_cmp(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* Every DIR/NAME.conf (NAME not starting with a dot) in byte order. @required: DIR must
+ * exist. */
+static int read_dropins(struct cfg_parse *p, const char *dir, bool required)
+{
+	struct dirent **names = NULL;
+	int n = scandir(dir, &names, dropin_filter, dropin_cmp);
+	int r = 0;
+	if (n < 0) {
+		r = -errno;
+		if ((r == -ENOENT || r == -ENOTDIR) && !required)
+			return 0;
+		snprintf(p->err, sizeof p->err, "cannot read config directory %.200s: %s", dir,
+			 strerror(-r));
+		return r == -ENOMEM ? r : -EINVAL;
+	}
+	for (int i = 0; i < n; i++) {
+		char path[PATH_MAX];
+		struct stat st;
+		if (r == 0) {
+			snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+			/* a directory or a socket named x.conf is not a drop-in: skip it, as
+			 * systemd does; a dangling symlink is an error (fopen says why) */
+			if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+				;
+			else
+				r = read_file(p, path, true);
+		}
+		free(names[i]);
+	}
+	free(names);
+	return r;
+}
+
 static int defaults(struct agent_config *c)
 {
 	char host[256] = "localhost";
@@ -516,6 +649,9 @@ static int defaults(struct agent_config *c)
 	c->client_timeout_ms = 30000;
 	c->reap_after_ms = 72ull * 3600 * 1000;
 	c->reconnect_ms = 30000;
+	c->event_hook_timeout_ms = 10000;
+	c->event_hook_max_running = 4;
+	c->event_hook_queue = 256;
 	if (!(c->node_name = strdup(host)) || !(c->state_dir = strdup(AGENT_DEFAULT_STATE_DIR)) ||
 	    !(c->socket_path = strdup(AGENT_DEFAULT_SOCKET)) ||
 	    !(c->cluster = strdup(AGENT_DEFAULT_CLUSTER)) ||
@@ -548,17 +684,21 @@ void agent_config_release(struct agent_config *c)
 	free(c->docker_host);
 	free(c->unit_dir);
 	free(c->systemd_bus);
+	free(c->event_hook);
+	list_free(&c->config_files, &c->nconfig_files);
+	free(c->config_dir);
 	memset(c, 0, sizeof *c);
 }
 
 int agent_config_load(int argc, char *const *argv, struct agent_config *ret, char *err,
 		      size_t errlen)
 {
-	struct option opts[K__COUNT + 4];
+	struct option opts[K__COUNT + 6];
 	struct cfg_parse p;
 	struct agent_config c;
 	char **args = NULL;
-	const char *config = NULL;
+	const char *config = NULL, *config_dir = NULL;
+	bool check = false;
 	int action = AGENT_CONFIG_RUN;
 	int r;
 
@@ -574,7 +714,9 @@ int agent_config_load(int argc, char *const *argv, struct agent_config *ret, cha
 	opts[K__COUNT] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
 	opts[K__COUNT + 1] = (struct option){"help", no_argument, NULL, OPT_HELP};
 	opts[K__COUNT + 2] = (struct option){"version", no_argument, NULL, OPT_VERSION};
-	opts[K__COUNT + 3] = (struct option){NULL, 0, NULL, 0};
+	opts[K__COUNT + 3] = (struct option){"config-dir", required_argument, NULL, OPT_CONFIG_DIR};
+	opts[K__COUNT + 4] = (struct option){"check-config", no_argument, NULL, OPT_CHECK};
+	opts[K__COUNT + 5] = (struct option){NULL, 0, NULL, 0};
 
 	/* getopt_long permutes argv: work on a copy so that a reload can parse it again. */
 	args = calloc((size_t)argc + 1, sizeof *args);
@@ -593,6 +735,10 @@ int agent_config_load(int argc, char *const *argv, struct agent_config *ret, cha
 	while ((o = getopt_long(argc, args, ":", opts, NULL)) != -1) {
 		if (o == OPT_CONFIG) {
 			config = optarg;
+		} else if (o == OPT_CONFIG_DIR) {
+			config_dir = optarg;
+		} else if (o == OPT_CHECK) {
+			check = true;
 		} else if (o == OPT_HELP) {
 			action = action ? action : AGENT_CONFIG_HELP;
 		} else if (o == OPT_VERSION) {
@@ -618,7 +764,7 @@ int agent_config_load(int argc, char *const *argv, struct agent_config *ret, cha
 		goto out;
 	}
 
-	/* The file. */
+	/* The file, then the drop-ins. */
 	if (config) {
 		r = set_path(&c.config_path, config);
 		if (r < 0) {
@@ -626,27 +772,26 @@ int agent_config_load(int argc, char *const *argv, struct agent_config *ret, cha
 			goto out;
 		}
 	}
-	FILE *f = fopen(c.config_path, "r");
-	if (!f) {
-		r = -errno;
-		if (r != -ENOENT || config) {
-			snprintf(p.err, sizeof p.err, "cannot read config file %.200s: %s",
-				 c.config_path, strerror(-r));
-			goto out;
-		}
+	r = read_file(&p, c.config_path, config != NULL);
+	if (r < 0)
+		goto out;
+	if (config_dir) {
+		r = set_path(&c.config_dir, config_dir);
 	} else {
-		int line = ini_parse_file(f, ini_cb, &p);
-		fclose(f);
-		if (line != 0) {
-			char why[256];
-			snprintf(why, sizeof why, "%.200s", p.err[0] ? p.err : "syntax error");
-			snprintf(p.err, sizeof p.err, "%.150s:%d: %.200s", c.config_path,
-				 line > 0 ? line : 0, why);
-			r = p.err[0] && strstr(why, "out of memory") ? -ENOMEM : -EINVAL;
-			goto out;
-		}
-		c.config_loaded = true;
+		size_t n = strlen(c.config_path) + 3;
+		c.config_dir = malloc(n);
+		r = c.config_dir ? 0 : -ENOMEM;
+		if (c.config_dir)
+			snprintf(c.config_dir, n, "%s.d", c.config_path);
 	}
+	if (r < 0) {
+		snprintf(p.err, sizeof p.err, r == -ENOMEM ? "out of memory"
+							   : "--config-dir: invalid path");
+		goto out;
+	}
+	r = read_dropins(&p, c.config_dir, config_dir != NULL);
+	if (r < 0)
+		goto out;
 
 	/* Pass 2: the flags override the file. */
 	memset(p.seen, 0, sizeof p.seen);
@@ -665,7 +810,7 @@ int agent_config_load(int argc, char *const *argv, struct agent_config *ret, cha
 			}
 		}
 	}
-	r = AGENT_CONFIG_RUN;
+	r = check ? AGENT_CONFIG_CHECK : AGENT_CONFIG_RUN;
 out:
 	free(args);
 	if (r < 0) {

@@ -4,8 +4,15 @@
  * Every key of the config file is also a long option with the same name (DESIGN.md
  * "Command-line contract"): `node-name = x` in the file is `--node-name x` on the command line.
  * Keys go at the top of the file or under an [agent] section. Precedence: built-in defaults,
- * then the file, then the flags. A repeatable key (join, label) accumulates within the file and
- * within the flags; any flag occurrence replaces the file's list.
+ * then the file, then the drop-ins, then the flags. A repeatable key (join, label, quorum)
+ * accumulates across the file and its drop-ins, and within the flags; any flag occurrence
+ * replaces the files' list.
+ *
+ * Drop-ins: every `*.conf` of the config directory (--config-dir DIR, default the config file's
+ * path with ".d" appended, e.g. /etc/shoal/agentd.conf.d), in byte order of their names, not
+ * starting with a dot, regular files only; each may set a scalar key the main file or an earlier
+ * drop-in set (the later one wins: that is what config management tools expect), but not twice
+ * within itself. A missing default directory is fine, a missing --config-dir is an error.
  *
  * The file is optional at its default path and required when given with --config. Unknown
  * sections and keys, bad values and duplicate scalar keys in the file are errors with the line
@@ -39,7 +46,10 @@
 
 struct agent_config {
 	char *config_path;		/* the file read (or the default that was absent) */
-	bool config_loaded;		/* false: default path absent, defaults + flags only */
+	bool config_loaded;		/* false: no file at all, defaults + flags only */
+	char *config_dir;		/* the drop-in directory (absolute; may not exist) */
+	char **config_files;		/* every file read, in order (main file, drop-ins) */
+	size_t nconfig_files;
 
 	/* Local node: used now. */
 	char *node_name;		/* default: the hostname */
@@ -73,6 +83,12 @@ struct agent_config {
 	char *systemd_bus;		/* systemd: NULL = the system bus; else a D-Bus address of
 					 * systemd itself, e.g. unix:path=/run/systemd/private */
 
+	/* Event hook (agent/daemon/hook.h): run for every event of `agentctl events`. */
+	char *event_hook;		/* absolute path of an executable, or NULL (none) */
+	uint64_t event_hook_timeout_ms;	/* default 10 s: killed (SIGKILL) after it */
+	unsigned event_hook_max_running; /* default 4 */
+	unsigned event_hook_queue;	/* default 256 events waiting; more are dropped */
+
 	/* Store and imports. */
 	uint64_t max_artifact_file_size; /* 0 = store default (256 MiB) */
 	uint64_t max_artifact_size;	 /* 0 = store default (1 GiB) */
@@ -93,6 +109,8 @@ enum agent_config_action {
 	AGENT_CONFIG_RUN = 0,	/* configuration complete: run the daemon */
 	AGENT_CONFIG_HELP = 1,	/* --help: print agent_config_usage() and exit 0 */
 	AGENT_CONFIG_VERSION = 2, /* --version: print the version and exit 0 */
+	AGENT_CONFIG_CHECK = 3,	/* --check-config: configuration complete (as RUN); check what
+				 * lies outside it (agentd's job) and exit, do not run */
 };
 
 /*

@@ -35,6 +35,7 @@ struct cluster;
 struct fleet;
 struct metrics;
 struct fetch;
+struct hook;
 
 struct agent {
 	uv_loop_t loop;
@@ -55,6 +56,7 @@ struct agent {
 	struct metrics *metrics;	/* --metrics endpoint (agent/daemon/metrics.h) or NULL */
 	struct fleet *fleet;		/* replicated fleet state (fleet/fleet.h) or NULL; loop */
 	struct fetch *fetch;		/* peer-to-peer artifacts (agent/cluster/fetch.h) or NULL; loop */
+	struct hook *hook;		/* event-hook runner (agent/daemon/hook.h) or NULL; loop */
 	void (*stop)(struct agent *a, const char *why); /* set by main: begin a clean exit */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t watchdog;
@@ -90,6 +92,15 @@ void cluster_op_keyring_remove(void *ud, const struct ctl_request *req,
 /* Encode one value (a map, or nil when @c is NULL) with the summary: for `status`, from any
  * thread. */
 void cluster_status_encode(struct cluster *c, struct ctl_enc *out);
+
+/*
+ * `agentd --check-config` after a complete parse (check_config.c): what would make startup fail
+ * beyond the values' syntax (state directory and socket directory writable or creatable, the
+ * keyring readable and valid, an explicit socket group existing, a numeric metrics address, the
+ * event hook an executable file). Creates and changes nothing.
+ * @return 0; negative errno with one line in @err.
+ */
+int agent_check_config(const struct agent_config *cfg, char *err, size_t errlen);
 
 /* ---- Wiring of the rooms into the agent (fleet_wiring.c, fetch_wiring.c) ------------------ */
 

@@ -21,6 +21,7 @@
 #include "agent/fleet/fleet.h"
 #include "agent/cluster/cluster.h"
 #include "agent/cluster/fetch.h"
+#include "agent/daemon/hook.h"
 #include "agent/daemon/metrics.h"
 #include "agent/config/config.h"
 #include "agent/ctl/ctl_server.h"
@@ -50,6 +51,15 @@ static int mkdir_p(const char *path, mode_t mode)
 	return r;
 }
 
+/* Was --check-config among the arguments? (when the parse itself failed) */
+static bool check_requested(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--check-config") == 0)
+			return true;
+	return false;
+}
+
 static void handle_closed(uv_handle_t *h)
 {
 	struct agent *a = h->data;
@@ -67,6 +77,12 @@ static void cluster_closed(void *ud)
 {
 	struct agent *a = ud;
 	a->cluster = NULL;
+}
+
+static void hook_closed(void *ud)
+{
+	struct agent *a = ud;
+	a->hook = NULL;
 }
 
 static void metrics_closed(void *ud)
@@ -104,6 +120,7 @@ static void agent_stop(struct agent *a, const char *why)
 	metrics_close(a->metrics, metrics_closed, a);
 	fetch_agent_stop(a);	/* before the cluster: its streams are the transport's */
 	fleet_agent_stop(a);	/* before the cluster: it publishes through it */
+	hook_close(a->hook, hook_closed, a);
 	/* Clean leave: gossip "left" for the drain time, then close (agent/cluster/cluster.h). After
 	 * `agentctl leave` the leave is already done (or draining): close now. */
 	if (a->cluster && (cluster_has_left(a->cluster) ||
@@ -138,12 +155,16 @@ static void reload(struct agent *a)
 	    c.max_artifact_file_size != a->cfg.max_artifact_file_size ||
 	    c.max_artifact_size != a->cfg.max_artifact_size ||
 	    c.max_artifact_files != a->cfg.max_artifact_files ||
-	    c.retain_revisions != a->cfg.retain_revisions)
+	    c.retain_revisions != a->cfg.retain_revisions || CHANGED(event_hook) ||
+	    c.event_hook_timeout_ms != a->cfg.event_hook_timeout_ms ||
+	    c.event_hook_max_running != a->cfg.event_hook_max_running ||
+	    c.event_hook_queue != a->cfg.event_hook_queue)
 		log_warning("reload: settings other than log-level changed; they take effect after "
 			    "a restart");
 #undef CHANGED
-	log_notice("configuration reloaded from %s (log level %s)",
+	log_notice("configuration reloaded from %s%s (log level %s)",
 		   c.config_loaded ? c.config_path : "defaults and flags",
+		   c.nconfig_files > 1 ? " and its drop-ins" : "",
 		   agent_log_level_name(c.log_level));
 	agent_config_release(&c);
 	sd_notify(0, "READY=1\nSTATUS=serving");
@@ -190,7 +211,25 @@ int main(int argc, char **argv)
 		fprintf(stderr, "agentd: %s\n", err);
 		if (r == -EINVAL)
 			fprintf(stderr, "Try 'agentd --help'.\n");
-		return r == -EINVAL ? 2 : 1;
+		/* --check-config: any reason the configuration cannot start is a configuration
+		 * error (systemd's ExecReload and RestartPreventExitStatus= rely on 2) */
+		return r == -EINVAL || check_requested(argc, argv) ? 2 : 1;
+	}
+	if (r == AGENT_CONFIG_CHECK) {
+		r = agent_check_config(&a.cfg, err, sizeof err);
+		if (r < 0) {
+			fprintf(stderr, "agentd: %s\n", err);
+			exit_code = 2;
+		} else {
+			printf("configuration OK (");
+			if (!a.cfg.nconfig_files)
+				printf("no config file, defaults and flags");
+			for (size_t i = 0; i < a.cfg.nconfig_files; i++)
+				printf("%s%s", i ? ", " : "", a.cfg.config_files[i]);
+			printf(")\n");
+			exit_code = 0;
+		}
+		goto cleanup;
 	}
 	if (r == AGENT_CONFIG_HELP) {
 		fputs(agent_config_usage(), stdout);
@@ -281,6 +320,24 @@ int main(int argc, char **argv)
 	if (r < 0)
 		goto cleanup;
 
+	/* 4b''. Event hook (agent/daemon/hook.h), before the fleet: its first event is "start". */
+	if (a.cfg.event_hook) {
+		struct hook_opts ho = {
+			.path = a.cfg.event_hook,
+			.timeout_ms = a.cfg.event_hook_timeout_ms,
+			.max_running = a.cfg.event_hook_max_running,
+			.max_queue = a.cfg.event_hook_queue,
+		};
+		r = hook_new(&a.loop, &ho, &a.hook);
+		if (r < 0) {
+			log_error("cannot set up the event hook: %s", strerror(-r));
+			goto cleanup;
+		}
+		log_info("event hook %s (timeout %llu ms, %u at once, %u waiting at most)",
+			 a.cfg.event_hook, (unsigned long long)a.cfg.event_hook_timeout_ms,
+			 a.cfg.event_hook_max_running, a.cfg.event_hook_queue);
+	}
+
 	/* 4c. Cluster brain: replicated revisions, votes, health; reconciler (agent/fleet/fleet.h). */
 	r = fleet_agent_start(&a, err, sizeof err);
 	if (r < 0) {
@@ -351,8 +408,8 @@ int main(int argc, char **argv)
 		   a.cfg.socket_path, a.cfg.node_name, a.node_id_hex, a.cfg.state_dir);
 	if (!a.cfg.config_loaded)
 		log_info("no config file at %s; using defaults and flags", a.cfg.config_path);
-	else
-		log_info("config read from %s", a.cfg.config_path);
+	for (size_t i = 0; i < a.cfg.nconfig_files; i++)
+		log_info("config read from %s", a.cfg.config_files[i]);
 	sd_notifyf(0, "READY=1\nSTATUS=serving on %s\nMAINPID=%lu", a.cfg.socket_path,
 		   (unsigned long)getpid());
 
@@ -370,6 +427,9 @@ cleanup:
 		fetch_agent_stop(&a);
 		fleet_agent_stop(&a);
 		while (a.fleet && uv_run(&a.loop, UV_RUN_ONCE) != 0)
+			;
+		hook_close(a.hook, hook_closed, &a);
+		while (a.hook && uv_run(&a.loop, UV_RUN_ONCE) != 0)
 			;
 		cluster_close(a.cluster, cluster_closed, &a);
 		while ((a.cluster || a.metrics) && uv_run(&a.loop, UV_RUN_ONCE) != 0)

@@ -168,8 +168,8 @@ void cluster_op_join(void *ud, const struct ctl_request *req, const struct ctl_p
 		ctl_enc_fail(out, CTL_E_INTERNAL, "join: %s", strerror(-r));
 		return;
 	}
-	log_notice("ctl: join through %zu address(es) (first %s) by uid %u", n, addrs[0],
-		   peer->uid);
+	log_notice("ctl: join through %zu address(es) (first %s) by uid %u pid %d", n, addrs[0],
+		   peer->uid, peer->pid);
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 1);
 	ctl_kv_uint(out, "contacted", (uint64_t)r);
@@ -274,7 +274,8 @@ static void keyring_result(struct agent *a, const char *what, int r, uint8_t id,
 {
 	switch (r) {
 	case 0:
-		log_notice("ctl: keyring %s %02x by uid %u", what, id, peer->uid);
+		log_notice("ctl: keyring %s %02x (%s) by uid %u pid %d", what, id,
+			   cluster_keyring_path(a->cluster), peer->uid, peer->pid);
 		ctl_enc_ok(out);
 		enc_keyring(out, a->cluster);
 		return;

@@ -12,6 +12,7 @@
 #include "agent/fleet/fleet.h"
 #include "agent/cluster/cluster.h"
 #include "agent/base/log.h"
+#include "agent/daemon/hook.h"
 
 static int net_put(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 {
@@ -86,6 +87,13 @@ static void on_record(void *ud, const struct gossip_record *r)
 		fleet_on_record(a->fleet, r);
 }
 
+/* Every event of the ring goes to the event hook, when one is configured (hook.h). */
+static void on_event(void *ud, const struct fleet_event *e)
+{
+	struct agent *a = ud;
+	hook_submit(a->hook, e);
+}
+
 int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 {
 	struct agree_quorum_rule *q = NULL;
@@ -124,6 +132,8 @@ int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 		.max_parallel_per_site = a->cfg.max_parallel_swaps_per_site,
 		.need_artifact = a->fetch ? agent_need_artifact : NULL,
 		.need_artifact_ud = a,
+		.on_event = a->hook ? on_event : NULL,
+		.on_event_ud = a,
 	};
 	struct cluster_summary cs;
 	if (a->cluster) {
@@ -161,7 +171,7 @@ int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 	}
 	r = fleet_start(a->fleet);
 	if (r < 0) {
-		snprintf(err, errlen, "cannot start the cluster brain: %s", strerror(-r));
+		snprintf(err, errlen, "cannot start the cluster brain: %s", store_strerror(r));
 		return r;
 	}
 	return 0;

@@ -16,8 +16,15 @@
 
 #include "agent/daemon/agent.h"
 #include "agent/cluster/cluster.h"
+#include "agent/cluster/fetch.h"
+#include "agent/daemon/hook.h"
+#include "agent/fleet/fleet.h"
 #include "agent/base/log.h"
 #include "gossip/transport.h"
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 struct mconn {
 	struct metrics *m;
@@ -94,10 +101,211 @@ static void metric(struct sbuf *b, const char *name, const char *type, const cha
 	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* ---- process, fleet, fetch, hook ------------------------------------------------------------ */
+
+/* Label values are service names ([A-Za-z0-9._-]) and fixed words: nothing to escape. */
+
+/* The standard process collector's metrics (Prometheus client libraries' names and units). */
+static void render_process(struct sbuf *b, struct agent *a)
+{
+	struct rusage ru;
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned long long vsz = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%llu %llu", &vsz, &rss) != 2)
+			vsz = rss = 0;
+		fclose(f);
+	}
+	metric(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+	sb_printf(b, "process_resident_memory_bytes %llu\n", rss * (unsigned long long)page);
+	metric(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+	sb_printf(b, "process_virtual_memory_bytes %llu\n", vsz * (unsigned long long)page);
+	if (getrusage(RUSAGE_SELF, &ru) == 0) {
+		metric(b, "process_cpu_seconds_total", "counter",
+		       "Total user and system CPU time spent in seconds.");
+		sb_printf(b, "process_cpu_seconds_total %.6f\n",
+			  (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+				  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+	}
+	DIR *d = opendir("/proc/self/fd");
+	if (d) {
+		long n = 0;
+		struct dirent *e;
+		while ((e = readdir(d)))
+			n += e->d_name[0] != '.';
+		closedir(d);
+		metric(b, "process_open_fds", "gauge", "Number of open file descriptors.");
+		sb_printf(b, "process_open_fds %ld\n", n - 1);	/* not the DIR's own */
+	}
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		metric(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+		sb_printf(b, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+	}
+	metric(b, "process_start_time_seconds", "gauge",
+	       "Start time of the process since unix epoch in seconds.");
+	sb_printf(b, "process_start_time_seconds %.3f\n", (double)a->start_wall_ms / 1000.0);
+}
+
+/* Each family needs all its series together: one pass over the services per family. */
+enum svc_family { F_DESIRED, F_RUNNING, F_HEALTHY, F_NODES_HEALTHY, F_NODES_REPORTING,
+		  F_ROLLBACKS, F_VOTES, F_SWAPS, F_SWAP_HIST, F__COUNT };
+
+struct svc_pass {
+	struct sbuf *b;
+	enum svc_family f;
+};
+
+static int svc_cb(void *ud, const struct fleet_service_stats *s)
+{
+	struct svc_pass *p = ud;
+	struct sbuf *b = p->b;
+	const struct fleet_svc_counts *c = s->counts;
+	const char *n = s->service;
+	switch (p->f) {
+	case F_DESIRED:
+		sb_printf(b, "shoal_service_desired_revision{service=\"%s\"} %" PRIu64 "\n", n,
+			  s->desired_rev);
+		break;
+	case F_RUNNING:
+		sb_printf(b, "shoal_service_running_revision{service=\"%s\"} %" PRIu64 "\n", n,
+			  s->running_rev);
+		break;
+	case F_HEALTHY:
+		sb_printf(b, "shoal_service_healthy{service=\"%s\"} %d\n", n, s->healthy);
+		break;
+	case F_NODES_HEALTHY:
+		sb_printf(b, "shoal_service_nodes_healthy{service=\"%s\"} %" PRIu32 "\n", n,
+			  s->nodes_healthy);
+		break;
+	case F_NODES_REPORTING:
+		sb_printf(b, "shoal_service_nodes_reporting{service=\"%s\"} %" PRIu32 "\n", n,
+			  s->nodes_reporting);
+		break;
+	case F_ROLLBACKS:
+		for (int r = 0; r < FLEET_ROLLBACK__COUNT; r++)
+			sb_printf(b, "shoal_rollbacks_total{service=\"%s\",reason=\"%s\"} %" PRIu64
+				  "\n", n, fleet_rollback_reason_name(r), c->rollbacks[r]);
+		break;
+	case F_VOTES:
+		sb_printf(b, "shoal_votes_cast_total{service=\"%s\",reason=\"health\"} %" PRIu64
+			  "\n", n, c->votes[0]);
+		sb_printf(b, "shoal_votes_cast_total{service=\"%s\",reason=\"operator\"} %"
+			  PRIu64 "\n", n, c->votes[1]);
+		break;
+	case F_SWAPS:
+		sb_printf(b, "shoal_swaps_total{service=\"%s\",result=\"ok\"} %" PRIu64 "\n", n,
+			  c->swaps_ok);
+		sb_printf(b, "shoal_swaps_total{service=\"%s\",result=\"failed\"} %" PRIu64
+			  "\n", n, c->swaps_failed);
+		break;
+	case F_SWAP_HIST: {
+		uint64_t cum = 0;
+		for (int i = 0; i < FLEET_SWAP_BUCKETS; i++) {
+			cum += c->swap_hist[i];
+			sb_printf(b, "shoal_swap_duration_seconds_bucket{service=\"%s\",le=\"%g\"} %"
+				  PRIu64 "\n", n, fleet_swap_buckets[i], cum);
+		}
+		cum += c->swap_hist[FLEET_SWAP_BUCKETS];
+		sb_printf(b, "shoal_swap_duration_seconds_bucket{service=\"%s\",le=\"+Inf\"} %"
+			  PRIu64 "\n", n, cum);
+		sb_printf(b, "shoal_swap_duration_seconds_sum{service=\"%s\"} %.3f\n", n,
+			  (double)c->swap_ms_sum / 1000.0);
+		sb_printf(b, "shoal_swap_duration_seconds_count{service=\"%s\"} %" PRIu64 "\n", n,
+			  cum);
+		break;
+	}
+	case F__COUNT:
+		break;
+	}
+	return 0;
+}
+
+static void render_fleet(struct sbuf *b, struct agent *a)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} fam[F__COUNT] = {
+		[F_DESIRED] = {"shoal_service_desired_revision", "gauge",
+			       "Revision of the service this node should run (0: none)."},
+		[F_RUNNING] = {"shoal_service_running_revision", "gauge",
+			       "Revision of the service this node runs (0: none)."},
+		[F_HEALTHY] = {"shoal_service_healthy", "gauge",
+			       "1 if the service passes its health checks on this node."},
+		[F_NODES_HEALTHY] = {"shoal_service_nodes_healthy", "gauge",
+				     "Nodes (this one included) where the service is healthy, as "
+				     "this node sees the cluster."},
+		[F_NODES_REPORTING] = {"shoal_service_nodes_reporting", "gauge",
+				       "Nodes (this one included) reporting the service's health."},
+		[F_ROLLBACKS] = {"shoal_rollbacks_total", "counter",
+				 "Rollbacks this node learned were decided, by reason (health "
+				 "votes, an operator's vote, or a local rollback here)."},
+		[F_VOTES] = {"shoal_votes_cast_total", "counter",
+			     "Votes this node cast against a revision, by reason."},
+		[F_SWAPS] = {"shoal_swaps_total", "counter",
+			     "Swap attempts that ended, by result (a failed one is retried)."},
+		[F_SWAP_HIST] = {"shoal_swap_duration_seconds", "histogram",
+				 "Duration of successful swaps, from the first attempt's start."},
+	};
+	if (!a->fleet)
+		return;
+	for (int f = 0; f < F__COUNT; f++) {
+		struct svc_pass p = {.b = b, .f = (enum svc_family)f};
+		metric(b, fam[f].name, fam[f].type, fam[f].help);
+		fleet_service_stats_foreach(a->fleet, svc_cb, &p);
+	}
+}
+
+static void render_fetch_hook(struct sbuf *b, struct agent *a)
+{
+	if (a->fetch) {
+		struct fetch_stats fs;
+		fetch_get_stats(a->fetch, &fs);
+		metric(b, "shoal_fetches_total", "counter",
+		       "Artifact fetches from peers that ended, by result.");
+		sb_printf(b, "shoal_fetches_total{result=\"ok\"} %" PRIu64 "\n", fs.ok);
+		sb_printf(b, "shoal_fetches_total{result=\"failed\"} %" PRIu64 "\n", fs.failed);
+		metric(b, "shoal_fetches_in_progress", "gauge", "Artifact fetches under way.");
+		sb_printf(b, "shoal_fetches_in_progress %" PRIu64 "\n",
+			  fs.started >= fs.ok + fs.failed ? fs.started - fs.ok - fs.failed : 0);
+		metric(b, "shoal_fetch_bytes_total", "counter",
+		       "Artifact bytes fetched: verified from peers, or copied from blobs held.");
+		sb_printf(b, "shoal_fetch_bytes_total{source=\"peer\"} %" PRIu64 "\n", fs.bytes_in);
+		sb_printf(b, "shoal_fetch_bytes_total{source=\"local\"} %" PRIu64 "\n",
+			  fs.bytes_local);
+		metric(b, "shoal_fetch_served_bytes_total", "counter",
+		       "Artifact bytes served to peers.");
+		sb_printf(b, "shoal_fetch_served_bytes_total %" PRIu64 "\n", fs.served_bytes);
+	}
+	if (a->hook) {
+		struct hook_stats hs;
+		hook_stats(a->hook, &hs);
+		metric(b, "shoal_event_hook_runs_total", "counter",
+		       "Event hook runs that ended, by result.");
+		sb_printf(b, "shoal_event_hook_runs_total{result=\"ok\"} %" PRIu64 "\n", hs.ok);
+		sb_printf(b, "shoal_event_hook_runs_total{result=\"failed\"} %" PRIu64 "\n",
+			  hs.failed);
+		sb_printf(b, "shoal_event_hook_runs_total{result=\"timeout\"} %" PRIu64 "\n",
+			  hs.timeout);
+		sb_printf(b, "shoal_event_hook_runs_total{result=\"spawn_error\"} %" PRIu64 "\n",
+			  hs.spawn_errors);
+		metric(b, "shoal_event_hook_dropped_total", "counter",
+		       "Events not given to the hook: its queue was full.");
+		sb_printf(b, "shoal_event_hook_dropped_total %" PRIu64 "\n", hs.dropped);
+		metric(b, "shoal_event_hook_running", "gauge", "Event hooks running now.");
+		sb_printf(b, "shoal_event_hook_running %u\n", hs.running);
+		metric(b, "shoal_event_hook_queued", "gauge", "Events waiting for a hook slot.");
+		sb_printf(b, "shoal_event_hook_queued %u\n", hs.queued);
+	}
+}
+
 char *metrics_render(struct agent *a)
 {
 	struct sbuf b = {0};
 	sb_printf(&b, "%s", "");
+	metric(&b, "shoal_build_info", "gauge", "Always 1; the labels say which agent this is.");
+	sb_printf(&b, "shoal_build_info{version=\"%s\"} 1\n", SHOAL_VERSION);
 	metric(&b, "shoal_up", "gauge", "1 while the agent serves.");
 	sb_printf(&b, "shoal_up 1\n");
 	metric(&b, "shoal_uptime_seconds", "gauge", "Seconds since the agent started.");
@@ -182,6 +390,9 @@ char *metrics_render(struct agent *a)
 		sb_printf(&b, "shoal_cluster_persist_errors_total %" PRIu64 "\n",
 			  cs.persist_errors);
 	}
+	render_process(&b, a);
+	render_fleet(&b, a);
+	render_fetch_hook(&b, a);
 	if (b.oom) {
 		free(b.p);
 		return NULL;

@@ -480,11 +480,30 @@ out:
 	ctl_args_release(&history_spec, &args);
 }
 
+/* Did the op answer ok? (ctl_enc_ok writes the map {ok: true, result: ...} first) */
+static bool answered_ok(const struct ctl_enc *out)
+{
+	size_t len;
+	const uint8_t *p = ctl_enc_payload(out, &len);
+	static const uint8_t head[] = {0x82, 0xa2, 'o', 'k', 0xc3};
+	return out->err == 0 && len >= sizeof head && memcmp(p, head, sizeof head) == 0;
+}
+
 static void op_fetch(void *ud, const struct ctl_request *req, const struct ctl_peer *peer,
 		     struct ctl_enc *out)
 {
 	struct agent *a = ud;
 	fetch_op_fetch(a->fetch, req, out);
+	/* audit: the fetch module answers ok (started, or already held) or an error; log the
+	 * request that was accepted, once, with who asked (cluster/fetch.c knows no peer) */
+	const msgpack_object *id = ctl_map_get(req->args, "id");
+	const msgpack_object *from = ctl_map_get(req->args, "from");
+	if (answered_ok(out) && id &&
+	    id->type == MSGPACK_OBJECT_STR)
+		log_notice("ctl: artifact fetch of %.*s (from %u address(es)) by uid %u pid %d",
+			   (int)(id->via.str.size < 64 ? id->via.str.size : 64), id->via.str.ptr,
+			   from && from->type == MSGPACK_OBJECT_ARRAY ? from->via.array.size : 0,
+			   peer->uid, peer->pid);
 }
 
 static const struct ctl_op agent_ops[] = {

@@ -104,7 +104,8 @@ void fleet__recompute(struct fleet *b, struct svc *v)
 	if (b->rec) {
 		int e = reconcile_set_desired(b->rec, v->name, rev, &art);
 		if (e < 0)
-			log_warning("%s: cannot set the desired revision: %s", v->name, strerror(-e));
+			log_warning("%s: cannot set the desired revision: %s", v->name,
+				    fleet__strerror(e));
 	}
 	fleet__publish_health(b, v);
 }
@@ -183,10 +184,12 @@ int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revisio
 		}
 	}
 	if (r->kind == STORE_REV_ROLLBACK) {
-		if (!same_decision)
+		if (!same_decision) {
+			fleet__decision_learned(b, v, r);	/* events.c: metrics, learn time */
 			fleet__event(b, "decision", v->name, r->rev,
 			      "rollback to %.12s decided (certificate of %" PRIu32 " voters%s)", hex,
 			      r->ncert, mine ? ", written here" : "");
+		}
 	} else {
 		char who[2 * STORE_NODE_ID_LEN + 1];
 		fleet__event(b, "revision", v->name, r->rev, "deploy of %.12s from %s%s%s", hex,
@@ -359,6 +362,7 @@ int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision
 	struct fleet_key k = {.type = FLEET_REC_VOTE, .rev = subject->rev};
 	snprintf(k.service, sizeof k.service, "%s", v->name);
 	r = fleet__put_value(b, &k, val, len);
+	fleet__vote_cast(v, reason);	/* events.c: metrics */
 	fleet__event(b, "vote", v->name, subject->rev, "%s votes against rev %" PRIu64 " (%s%s)",
 	      b->name, subject->rev, reason == STORE_VOTE_HEALTH ? "health" : "operator",
 	      target ? ", to an explicit rev" : "");

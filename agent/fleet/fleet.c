@@ -811,7 +811,7 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		if (r < 0) {
 			if (r != -EAGAIN)
 				log_debug("%s: revision record %" PRIu64 " refused: %s", k.service,
-					  k.rev, strerror(-r));
+					  k.rev, fleet__strerror(r));
 			return;
 		}
 		/* fast path for the replays: the same bytes held */
@@ -937,7 +937,7 @@ void fleet_on_member(struct fleet *b, const struct gossip_member *m)
 {
 	if (!b || b->closing || !b->started)
 		return;
-	(void)m;
+	fleet__member_event(b, m);	/* events.c: joined, failed, left, back */
 	/* coalesce bursts of member updates (a join brings many) */
 	uv_timer_start(&b->resync, on_member_resync, DEBOUNCE_MS, 0);
 }
@@ -967,7 +967,7 @@ static void start_health(struct fleet *b, struct svc *v, uint64_t rev,
 	};
 	int r = health_start(b->health, &t);
 	if (r < 0)
-		log_warning("%s: cannot start health checks: %s", v->name, strerror(-r));
+		log_warning("%s: cannot start health checks: %s", v->name, fleet__strerror(r));
 	v->hstate = r < 0 ? HSTATE_NONE : HEALTH_STARTING;
 	v->hsince = fleet__stamp(b);
 	v->missed = false;
@@ -995,13 +995,17 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 			v->fetch_announced = true;
 			return;
 		}
+		fleet__swap_ended(b, v, status);
+		/* the runtime's reason when it gave one (node/reconcile.h reconcile_last_error),
+		 * else the error in words: fleet__strerror knows the store's private codes */
 		const char *why = b->rec ? reconcile_last_error(b->rec, service) : "";
 		fleet__event(b, "swap-failed", service, rev, "swap failed: %s (retrying)",
 			     status == -ENOENT ? "artifact not in the local store"
 			     : why[0]	       ? why
-					       : store_strerror(status));
+					       : fleet__strerror(status));
 		return;
 	}
+	fleet__swap_ended(b, v, 0);
 	v->swapping = false;
 	v->swap_target = 0;
 	v->running_rev = rev;
@@ -1030,6 +1034,7 @@ static void on_rstate(void *ud, const struct reconcile_event *ev)
 		return;
 	if (ev->kind == RECONCILE_EV_STEP && v->swap_target != ev->rev) {
 		v->swap_target = ev->rev;
+		fleet__swap_began(b, v);
 		fleet__event(b, "swap-start", ev->service, ev->rev, "%s starts swapping to rev %" PRIu64,
 		      b->name, ev->rev);
 	}
@@ -1113,6 +1118,8 @@ int fleet_new(uv_loop_t *loop, struct store *store, const struct fleet_opts *opt
 	    (opts->bus_address && !(b->bus_address = strdup(opts->bus_address))) ||
 	    (opts->docker_host && !(b->docker_host = strdup(opts->docker_host))))
 		goto nomem;
+	b->on_event = opts->on_event;
+	b->on_event_ud = opts->on_event_ud;
 	if (opts->nquorums) {
 		b->quorums = calloc(opts->nquorums, sizeof *b->quorums);
 		if (!b->quorums)
@@ -1250,6 +1257,7 @@ void fleet__part_closed(struct fleet *b)
 	free(b->roster_sites);
 	free(b->roster_addrs);
 	free(b->ring);
+	free(b->mseen);
 	free(b->quorums);
 	free(b->state_dir);
 	free(b->unit_dir);

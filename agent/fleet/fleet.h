@@ -143,6 +143,55 @@ typedef void fleet_need_artifact_fn(void *ud, const char *service, uint64_t rev,
 				    const struct store_id *artifact,
 				    const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders);
 
+/* ---- Events and figures for operators (events.c) ----------------------------------------- */
+
+/* One event of `agentctl events`, as it happens (strings borrowed for the call). */
+struct fleet_event {
+	uint64_t seq;			/* 1, 2, ... since the agent started */
+	uint64_t wall_ms;		/* Unix ms */
+	const char *kind;		/* e.g. decision, swap-done, member-join (fleet.h list) */
+	const char *service;		/* "" when none */
+	uint64_t rev;			/* 0 when none */
+	const char *node;		/* this node's name */
+	const char *text;		/* one line for people */
+};
+typedef void fleet_event_fn(void *ud, const struct fleet_event *e);
+
+/* Reasons a rollback was decided (metrics label values, fleet_rollback_reason_name). */
+enum fleet_rollback_reason {
+	FLEET_ROLLBACK_HEALTH = 0,	/* a quorum of health votes */
+	FLEET_ROLLBACK_OPERATOR = 1,	/* at least one operator vote (agentctl rollback) */
+	FLEET_ROLLBACK_LOCAL = 2,	/* agentctl rollback --local on this node */
+	FLEET_ROLLBACK__COUNT
+};
+const char *fleet_rollback_reason_name(int reason);
+
+/* Upper bounds (seconds) of the swap duration histogram; +Inf is implied after the last. */
+#define FLEET_SWAP_BUCKETS 10
+extern const double fleet_swap_buckets[FLEET_SWAP_BUCKETS];
+
+/* What this node counted for one service since the agent started. */
+struct fleet_svc_counts {
+	uint64_t rollbacks[FLEET_ROLLBACK__COUNT]; /* decisions learned (each once) */
+	uint64_t votes[2];		/* cast by this node: [STORE_VOTE_HEALTH], [_OPERATOR] */
+	uint64_t swaps_ok, swaps_failed; /* attempts ended (a failed one is retried) */
+	uint64_t swap_hist[FLEET_SWAP_BUCKETS + 1]; /* ok swaps by duration, not cumulative */
+	uint64_t swap_ms_sum;		/* their total duration */
+};
+
+/* One service as this node sees it. */
+struct fleet_service_stats {
+	const char *service;
+	uint64_t desired_rev, running_rev; /* 0: none */
+	const char *health;		/* health_state_name, or "none" */
+	bool healthy;
+	uint32_t nodes_healthy, nodes_reporting; /* self included (as `agentctl services`) */
+	const struct fleet_svc_counts *counts;
+};
+/* Every service known, in no particular order. Loop thread. @cb non-zero stops. */
+int fleet_service_stats_foreach(struct fleet *b,
+				int (*cb)(void *ud, const struct fleet_service_stats *s), void *ud);
+
 struct fleet_opts {
 	const uint8_t *node_id;		/* 16 bytes, required */
 	const char *node_name;		/* for events */
@@ -165,6 +214,10 @@ struct fleet_opts {
 	fleet_need_artifact_fn *need_artifact; /* NULL: nothing is fetched, the reconciler
 					 * waits for an import */
 	void *need_artifact_ud;		/* borrowed: must outlive the brain */
+	fleet_event_fn *on_event;	/* every event as it is added to the ring (the agent's
+					 * event hook), or NULL; from the loop, must not call
+					 * back into the fleet */
+	void *on_event_ud;
 };
 
 /*

@@ -69,6 +69,8 @@ struct svc {
 	bool fetch_announced;		/* "fetching" was said for the desired rev */
 	uint64_t desired_since;		/* uv_now when the desired revision last changed */
 	bool health_dirty;		/* a health record is due (coalesced, see publish_health) */
+	struct fleet_svc_counts cnt;	/* for metrics (events.c, fleet_service_stats) */
+	uint64_t swap_began;		/* uv_now of the swap-start event, 0 if none seen */
 };
 
 struct peer_health {
@@ -84,6 +86,12 @@ struct fleet_ev {
 	uint64_t rev;
 	char node[65];
 	char text[200];
+};
+
+/* The last state a member was seen in, for the member-* events (events.c). */
+struct fleet_member_seen {
+	uint8_t id[STORE_NODE_ID_LEN];
+	uint8_t state;			/* enum gossip_state */
 };
 
 struct fleet {
@@ -130,6 +138,10 @@ struct fleet {
 
 	struct fleet_ev *ring;
 	uint64_t seq;
+	fleet_event_fn *on_event;	/* opts: every event as it happens, or NULL */
+	void *on_event_ud;
+	struct fleet_member_seen *mseen;	/* last state of every member seen (events.c) */
+	size_t nmseen, capmseen;
 
 	uv_timer_t resync;
 	bool resync_open;
@@ -170,6 +182,16 @@ const char *fleet__quorum_name(const struct store_quorum *q);
 int fleet__local_persist(struct fleet *b, struct svc *v);
 
 /* events.c */
+void fleet__member_event(struct fleet *b, const struct gossip_member *m);
+const char *fleet__strerror(int err);	/* errno, STORE_E* or AGREE_E*, either sign */
+/* Counting for metrics and the learn time of decisions (events.c). */
+void fleet__decision_learned(struct fleet *b, struct svc *v, const struct store_revision *r);
+void fleet__vote_cast(struct svc *v, enum store_vote_reason reason);
+void fleet__local_rollback_done(struct svc *v);
+void fleet__swap_began(struct fleet *b, struct svc *v);
+void fleet__swap_ended(struct fleet *b, struct svc *v, int status);
+/* The learn times recorded for @service: rev and wall ms pairs, malloc'd (*ret NULL if none). */
+int fleet__learned_get(struct fleet *b, const char *service, uint64_t (**ret)[2], size_t *n);
 void fleet__event(struct fleet *b, const char *kind, const char *service, uint64_t rev,
 		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 

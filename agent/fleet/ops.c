@@ -155,7 +155,7 @@ static int new_deploy(struct fleet *b, struct svc *v, const struct store_id *id,
 	if (r < 0) {
 		store_revision_release(&rv);
 		ctl_enc_fail(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
-			     "cannot create revision %" PRIu64 ": %s", rv.rev, agree_strerror(r));
+			     "cannot create revision %" PRIu64 ": %s", rv.rev, fleet__strerror(r));
 		return r;
 	}
 	fleet__publish_rev(b, &rv);
@@ -218,6 +218,12 @@ void fleet_op_deploy(void *fleet, const void *args, const struct ctl_peer *peer,
 	/* a forced deploy absolves the artifact: accepting the record clears its flag (decide.c) */
 	if (new_deploy(b, v, &id, scope, reason, peer, &rev, out) < 0)
 		goto out;
+	/* audit: once, here, where the change is made (agentd(8) "every change is logged") */
+	log_notice("ctl: deploy of %s artifact %.12s (version %s) as rev %" PRIu64 " scope %s%s by "
+		   "uid %" PRIu32 " pid %" PRId32 "%s%s", service, art,
+		   info.manifest.version ? info.manifest.version : "-", rev,
+		   scope[0] ? scope : "cluster", force ? " (--force)" : "", peer ? peer->uid : 0,
+		   peer ? peer->pid : -1, reason ? ": " : "", reason ? reason : "");
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 4);
 	ctl_kv_str(out, "service", service);
@@ -316,7 +322,7 @@ void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *pee
 					 to, fleet__stamp(b), &l);
 		if (r < 0) {
 			ctl_enc_fail(out, CTL_E_NO_REVISION, "cannot roll back locally: %s",
-				     agree_strerror(r));
+				     fleet__strerror(r));
 			return;
 		}
 		v->local = l;
@@ -328,6 +334,7 @@ void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *pee
 				     "cannot record the local rollback: %s", store_strerror(r));
 			return;
 		}
+		fleet__local_rollback_done(v);
 		fleet__event(b, "local-rollback", service, l.target_rev,
 		      "%s diverges: runs rev %" PRIu64 " instead of rev %" PRIu64 "%s%s", b->name,
 		      l.target_rev, l.base_rev, reason ? ": " : "", reason ? reason : "");
@@ -343,13 +350,28 @@ void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *pee
 		}
 		r = fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, to);
 		if (r < 0) {
+			/* agree_next_vote's -AGREE_E* codes come back here too */
 			ctl_enc_fail(out, agent_ctl_err_from_errno(r),
 				     "cannot publish the vote: %s",
-				     strerror(-r));
+				     fleet__strerror(r));
 			return;
 		}
 		if (reason)
 			fleet__event(b, "reason", service, bad, "operator: %s", reason);
+	}
+	if (local)
+		log_notice("ctl: local rollback of %s rev %" PRIu64 " on this node only (runs rev %"
+			   PRIu64 ") by uid %" PRIu32 " pid %" PRId32 "%s%s", service, bad,
+			   v->local.target_rev, peer ? peer->uid : 0, peer ? peer->pid : -1,
+			   reason ? ": " : "", reason ? reason : "");
+	else {
+		char tos[40] = "";
+		if (to)
+			snprintf(tos, sizeof tos, ", to rev %" PRIu64, to);
+		log_notice("ctl: rollback of %s rev %" PRIu64 "%s%s voted (operator vote%s) by uid %"
+			   PRIu32 " pid %" PRId32 "%s%s", service, bad, scope[0] ? " in " : "",
+			   scope, tos, peer ? peer->uid : 0, peer ? peer->pid : -1,
+			   reason ? ": " : "", reason ? reason : "");
 	}
 	ctl_enc_ok(out);
 	ctl_enc_map(out, 4);
@@ -578,6 +600,8 @@ struct hist_ctx {
 	struct svc *v;
 	struct ctl_enc items;
 	uint32_t n;
+	uint64_t (*learned)[2];		/* rev, wall ms (events.c: fleet__learned_get) */
+	size_t nlearned;
 };
 
 static int hist_cb(const struct store_revision *rv, void *ud)
@@ -595,7 +619,7 @@ static int hist_cb(const struct store_revision *rv, void *ud)
 						     UINT64_MAX));
 	char origin[2 * STORE_NODE_ID_LEN + 1], who[2 * STORE_NODE_ID_LEN + 1];
 	fleet__hex_id(rv->origin, STORE_NODE_ID_LEN, origin);
-	ctl_enc_map(e, 14);
+	ctl_enc_map(e, 15);
 	ctl_kv_str(e, "service", rv->service);
 	ctl_kv_uint(e, "rev", rv->rev);
 	kv_id(e, "artifact", &rv->artifact);
@@ -621,6 +645,17 @@ static int hist_cb(const struct store_revision *rv, void *ud)
 	ctl_kv_uint(e, "certificate", rv->ncert);
 	ctl_kv_bool(e, "good", good);
 	ctl_kv_bool(e, "condemned", condemned);
+	/* when this node learned of a rollback decision (events.c); nil: unknown (learned
+	 * before this version recorded it) or a deploy */
+	ctl_enc_str(e, "learned_ms");
+	uint64_t learned = 0;
+	for (size_t i = 0; rv->kind == STORE_REV_ROLLBACK && i < h->nlearned; i++)
+		if (h->learned[i][0] == rv->rev)
+			learned = h->learned[i][1];
+	if (learned)
+		ctl_enc_uint(e, learned);
+	else
+		ctl_enc_nil(e);
 	if (have)
 		store_artifact_info_release(&info);
 	h->n++;
@@ -638,6 +673,9 @@ void fleet_op_history(void *fleet, const void *args, const struct ctl_peer *peer
 		return;
 	h.v = fleet__svc_find(b, a->service);
 	ctl_enc_init(&h.items);
+	if (fleet__learned_get(b, a->service, &h.learned, &h.nlearned) < 0)
+		log_warning("%s: cannot read when rollbacks were learned; history shows them as "
+			    "unknown", a->service);
 	unsigned limit = a->limit > 100000 ? 100000 : (unsigned)a->limit;
 	int r = store_revision_foreach(b->s, a->service, limit, hist_cb, &h);
 	if (r < 0 && r != -ENOENT) {
@@ -647,6 +685,7 @@ void fleet_op_history(void *fleet, const void *args, const struct ctl_peer *peer
 	ctl_enc_ok_array(out, &h.items, h.n);
 out:
 	ctl_enc_release(&h.items);
+	free(h.learned);
 }
 
 void fleet_op_members_remove(void *fleet, const void *args, const struct ctl_peer *peer,

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "agent/fleet/fleet.h"
+#include "agent/fleet/fleet_int.h"	/* fleet__strerror */
 #include "agent/fleet/records.h"
 #include "agent/ctl/ctl_proto.h"
 #include "store/import.h"
@@ -492,6 +493,50 @@ static void expect_desired(int i, uint64_t rev, const struct store_id *art)
 		fail_msg("b%d: desired rev %" PRIu64 " (err %d), want %" PRIu64, i, r, e, rev);
 }
 
+struct stats_seen {
+	size_t n;
+	uint64_t rollbacks[FLEET_ROLLBACK__COUNT], desired;
+};
+
+static int stats_cb(void *ud, const struct fleet_service_stats *s)
+{
+	struct stats_seen *st = ud;
+	st->n++;
+	memcpy(st->rollbacks, s->counts->rollbacks, sizeof st->rollbacks);
+	st->desired = s->desired_rev;
+	return 0;
+}
+
+static unsigned count_events(struct node *n, const char *kind)
+{
+	struct ctl_response resp;
+	uint8_t *keep;
+	unsigned c = 0;
+	call(n, "events", &resp, &keep, "since=u:0;max=u:512");
+	const msgpack_object *evs = ctl_map_get(resp.result, "events");
+	for (uint32_t i = 0; evs && i < evs->via.array.size; i++) {
+		const msgpack_object *k = ctl_map_get(&evs->via.array.ptr[i], "kind");
+		c += k && k->via.str.size == strlen(kind) &&
+		     memcmp(k->via.str.ptr, kind, strlen(kind)) == 0;
+	}
+	ctl_response_release(&resp);
+	free(keep);
+	return c;
+}
+
+/* Errors reach events and the journal as words, whichever range their code is in. */
+static void test_error_words(void **state)
+{
+	(void)state;
+	assert_string_equal(fleet__strerror(-STORE_ECORRUPT), store_strerror(-STORE_ECORRUPT));
+	assert_null(strstr(fleet__strerror(-STORE_ECORRUPT), "Unknown error"));
+	assert_null(strstr(fleet__strerror(-(AGREE_EBASE + 4)), "Unknown error"));
+	assert_string_equal(fleet__strerror(-(AGREE_EBASE + 4)), agree_strerror(-(AGREE_EBASE + 4)));
+	/* a full disk is not the store's map_max */
+	assert_string_equal(fleet__strerror(-ENOSPC), strerror(ENOSPC));
+	assert_string_equal(fleet__strerror(-EIO), strerror(EIO));
+}
+
 static void test_cluster_rollback(void **state)
 {
 	(void)state;
@@ -553,6 +598,33 @@ static void test_cluster_rollback(void **state)
 		assert_true(info.condemned);
 		store_artifact_info_release(&info);
 	}
+
+	/* every node counted the decision once, as an operator's (b4's vote), and recorded when
+	 * it learned of it (history's learned_ms); deploys have none */
+	for (int i = 0; i < NB; i++) {
+		struct stats_seen st = {0};
+		EQ(fleet_service_stats_foreach(N[i].b, stats_cb, &st), 0);
+		EQ(st.n, 1);
+		EQ(st.rollbacks[FLEET_ROLLBACK_OPERATOR], 1);
+		EQ(st.rollbacks[FLEET_ROLLBACK_HEALTH], 0);
+		EQ(st.desired, 3);
+		call(&N[i], "history", &resp, &keep, "service=s:web");
+		assert_true(resp.ok);
+		for (uint32_t k = 0; k < resp.result->via.array.size; k++) {
+			const msgpack_object *h = &resp.result->via.array.ptr[k];
+			const msgpack_object *l = ctl_map_get(h, "learned_ms");
+			const msgpack_object *rv = ctl_map_get(h, "rev");
+			assert_non_null(l);
+			if (rv->via.u64 == 3)
+				assert_true(l->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+					    l->via.u64 > 1700000000000ull);
+			else
+				EQ(l->type, MSGPACK_OBJECT_NIL);
+		}
+		ctl_response_release(&resp);
+		free(keep);
+	}
+	EQ(count_events(&N[0], "decision"), 1);
 
 	/* condemned: refused without force, accepted with it */
 	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s",
@@ -620,6 +692,7 @@ int main(void)
 		cmocka_unit_test(test_rev_and_cert),
 		cmocka_unit_test(test_vote_health),
 		cmocka_unit_test(test_quorum_parse),
+		cmocka_unit_test(test_error_words),
 		cmocka_unit_test_setup_teardown(test_cluster_rollback, setup_cluster,
 						teardown_cluster),
 	};

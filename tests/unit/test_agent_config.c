@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -258,6 +259,97 @@ static void test_validators(void **state)
 	assert_int_equal(agent_config_check_name(n65), 0);
 }
 
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Drop-ins: CONFIG.d/NAME.conf after the file, in byte order, each overriding the one before;
+ * repeatable keys accumulate; flags still win; a bad drop-in names its file and line. */
+static void test_dropins(void **state)
+{
+	struct agent_config c;
+	char err[512] = "";
+	char d[192], p1[256], p2[256], p3[256], p4[256], other[192], p5[256];
+	snprintf(d, sizeof d, "%s.d", conf);
+	snprintf(p1, sizeof p1, "%s/10-site.conf", d);
+	snprintf(p2, sizeof p2, "%s/20-hook.conf", d);
+	snprintf(p3, sizeof p3, "%s/Z.conf.disabled", d);	/* not *.conf: ignored */
+	snprintf(p4, sizeof p4, "%s/.hidden.conf", d);		/* hidden: ignored */
+	assert_int_equal(mkdir(d, 0755), 0);
+	write_conf("node-name = base\nlabel = a=1\nlog-level = error\n");
+	write_file(p2, "node-name = second\nevent-hook = /bin/true\nevent-hook-timeout = 2s\n"
+		       "event-hook-max-running = 2\nevent-hook-queue = 0\n");
+	write_file(p1, "node-name = first\nlabel = site=par1\nlog-level = warning\n");
+	write_file(p3, "bogus = 1\n");
+	write_file(p4, "bogus = 1\n");
+
+	int r = load(&c, err, sizeof err, NULL);
+	if (r != AGENT_CONFIG_RUN)
+		fail_msg("load: %d (%s)", r, err);
+	assert_string_equal(c.node_name, "second");	/* 20- after 10- after the file */
+	assert_int_equal(c.log_level, AGENT_LOG_WARNING);
+	assert_int_equal(c.nlabels, 2);
+	assert_string_equal(c.labels[1], "site=par1");
+	assert_string_equal(c.event_hook, "/bin/true");
+	assert_int_equal(c.event_hook_timeout_ms, 2000);
+	assert_int_equal(c.event_hook_max_running, 2);
+	assert_int_equal(c.event_hook_queue, 0);
+	assert_int_equal(c.nconfig_files, 3);
+	assert_string_equal(c.config_files[0], conf);
+	assert_string_equal(c.config_files[1], p1);
+	assert_string_equal(c.config_files[2], p2);
+	assert_string_equal(c.config_dir, d);
+	agent_config_release(&c);
+
+	/* flags over drop-ins; --check-config parses everything and says so */
+	r = load(&c, err, sizeof err, "--node-name", "flag", "--check-config", NULL);
+	assert_int_equal(r, AGENT_CONFIG_CHECK);
+	assert_string_equal(c.node_name, "flag");
+	agent_config_release(&c);
+
+	/* a scalar twice within one drop-in is an error, with its file and line */
+	write_file(p1, "node-name = x\nnode-name = y\n");
+	r = load(&c, err, sizeof err, NULL);
+	assert_int_equal(r, -EINVAL);
+	assert_non_null(strstr(err, "10-site.conf:2: node-name: given twice"));
+	write_file(p1, "event-hook-max-running = 0\n");
+	r = load(&c, err, sizeof err, NULL);
+	assert_int_equal(r, -EINVAL);
+	assert_non_null(strstr(err, "10-site.conf:1: event-hook-max-running"));
+	unlink(p1);
+
+	/* --config-dir replaces the default; a missing explicit one is an error, a missing
+	 * default one is not */
+	snprintf(other, sizeof other, "%s/other", dir);
+	snprintf(p5, sizeof p5, "%s/a.conf", other);
+	assert_int_equal(mkdir(other, 0755), 0);
+	write_file(p5, "node-name = other\n");
+	r = load(&c, err, sizeof err, "--config-dir", other, NULL);
+	if (r != AGENT_CONFIG_RUN)
+		fail_msg("load: %d (%s)", r, err);
+	assert_string_equal(c.node_name, "other");
+	agent_config_release(&c);
+	unlink(p5);
+	rmdir(other);
+	r = load(&c, err, sizeof err, "--config-dir", other, NULL);
+	assert_int_equal(r, -EINVAL);
+	assert_non_null(strstr(err, "cannot read config directory"));
+	unlink(p2);
+	unlink(p3);
+	unlink(p4);
+	rmdir(d);
+	r = load(&c, err, sizeof err, NULL);
+	assert_int_equal(r, AGENT_CONFIG_RUN);
+	assert_string_equal(c.node_name, "base");
+	assert_int_equal(c.nconfig_files, 1);
+	agent_config_release(&c);
+}
+
 static void test_log_levels(void **state)
 {
 	enum agent_log_level l = AGENT_LOG_INFO;
@@ -279,6 +371,7 @@ int main(void)
 		cmocka_unit_test(test_flag_errors),
 		cmocka_unit_test(test_validators),
 		cmocka_unit_test(test_log_levels),
+		cmocka_unit_test(test_dropins),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -18,6 +18,8 @@
 #include <cmocka.h>
 
 #include "agent/daemon/agent.h"
+#include "agent/daemon/hook.h"
+#include "agent/fleet/fleet.h"
 #include "agent/ctl/ctl_proto.h"
 #include "store/import.h"
 
@@ -352,6 +354,23 @@ static void test_error_mapping(void **state)
 	}
 }
 
+/* The event hook's stdin: one JSON object, every field, strings escaped. */
+static void test_hook_json(void **state)
+{
+	(void)state;
+	struct fleet_event e = {
+		.seq = 7, .wall_ms = 1796556600123ull, .kind = "decision", .service = "web",
+		.rev = 3, .node = "n1", .text = "a \"quoted\" \\ text\nwith a tab\t",
+	};
+	char *j = hook_event_json(&e);
+	assert_non_null(j);
+	assert_string_equal(j, "{\"seq\":7,\"time\":\"2026-12-06T11:30:00.123Z\","
+			       "\"time_ms\":1796556600123,\"kind\":\"decision\",\"service\":"
+			       "\"web\",\"rev\":3,\"node\":\"n1\",\"text\":\"a \\\"quoted\\\" "
+			       "\\\\ text\\u000awith a tab\\u0009\"}");
+	free(j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -359,6 +378,7 @@ int main(void)
 		cmocka_unit_test(test_import_errors),
 		cmocka_unit_test(test_history),
 		cmocka_unit_test(test_error_mapping),
+		cmocka_unit_test(test_hook_json),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
