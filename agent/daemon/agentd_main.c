@@ -269,11 +269,21 @@ int main(int argc, char **argv)
 			log_error("cannot open %s: %s", lock, strerror(errno));
 			goto cleanup;
 		}
-		if (flock(a.lock_fd, LOCK_EX | LOCK_NB) < 0) {
-			log_error("state directory %s is in use by another agentd (%s is locked)",
-				  a.cfg.state_dir, lock);
-			goto cleanup;
+		/* A predecessor killed with -9 can hold the lock a moment longer through a child
+		 * it forked and that has not exec'd yet (the descriptor is close-on-exec, not
+		 * close-on-fork): wait up to 3 s before calling it another agentd. */
+		int tries = 0;
+		while (flock(a.lock_fd, LOCK_EX | LOCK_NB) < 0) {
+			if (errno != EWOULDBLOCK || ++tries > 60) {
+				log_error("state directory %s is in use by another agentd (%s is "
+					  "locked)", a.cfg.state_dir, lock);
+				goto cleanup;
+			}
+			usleep(50 * 1000);
 		}
+		if (tries)
+			log_notice("state directory %s: waited %d ms for the lock of a previous "
+				   "agentd", a.cfg.state_dir, tries * 50);
 	}
 
 	/* 4. Store. */
