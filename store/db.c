@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "store/store_int.h"
 
@@ -193,8 +194,10 @@ const char *store_strerror(int err)
 		       "character, duplicate, or a file where a directory must be)";
 	case STORE_EFORMAT:
 		return "artifact manifest in a format version this build does not know";
-	case ENOSPC:
+	case EFBIG:
 		return "store is full (map_max reached)";
+	case ENOSPC:
+		return "no space left on the filesystem of the state directory";
 	default:
 		if (err > STORE_EBASE && err < STORE_EBASE + 100)
 			return "unknown store error";
@@ -204,7 +207,8 @@ const char *store_strerror(int err)
 
 /* ---- Transactions ---------------------------------------------------------------------------- */
 
-/* Grow the map: double it, capped at map_max. -ENOSPC when already at the maximum. */
+/* Grow the map: double it, capped at map_max. -EFBIG when already at the maximum (the disk
+ * itself being full is -ENOSPC: two different fixes for an operator). */
 static int grow_map(struct store *s, size_t seen)
 {
 	int r = 0;
@@ -213,7 +217,7 @@ static int grow_map(struct store *s, size_t seen)
 	if (s->map_size > seen)
 		goto out;
 	if (s->map_size >= s->map_max) {
-		r = -ENOSPC;
+		r = -EFBIG;
 		goto out;
 	}
 	size_t want = s->map_size > s->map_max / 2 ? s->map_max : s->map_size * 2;
@@ -240,6 +244,20 @@ static void adopt_map(struct store *s)
 		s->map_size = info.me_mapsize;
 	}
 	pthread_rwlock_unlock(&s->maplock);
+}
+
+/*
+ * LMDB reports a short write as EIO ("which error code?" says its source): that is what a
+ * full filesystem gives (tmpfs, ext4 near full). A commit that failed with EIO on a
+ * filesystem with less than 1 MiB left is reported as ENOSPC, which an operator can act on.
+ */
+static bool disk_full(struct store *s)
+{
+	int fd;
+	struct statvfs st;
+	if (mdb_env_get_fd(s->env, &fd) != 0 || fstatvfs(fd, &st) != 0)
+		return false;
+	return (uint64_t)st.f_bavail * st.f_frsize < ((uint64_t)1 << 20);
 }
 
 /* store__mdb_err, except that MDB_PANIC says which system error caused it, if known. */
@@ -271,12 +289,12 @@ int store__write(struct store *s, int (*fn)(struct store *s, MDB_txn *txn, void 
 			if (rc == MDB_MAP_FULL)
 				full = true;
 			else if (rc)
-				r = store__mdb_err(rc);
+				r = rc == EIO && disk_full(s) ? -ENOSPC : store__mdb_err(rc);
 			/* A write the disk refused (ENOSPC, EDQUOT, EIO) can leave the environment
 			 * refusing everything after it (MDB_PANIC): remember why, so that what
 			 * follows says "No space left on device", not "Input/output error". */
 			if (rc > 0)
-				__atomic_store_n(&s->panic_errno, rc, __ATOMIC_RELAXED);
+				__atomic_store_n(&s->panic_errno, -r, __ATOMIC_RELAXED);
 		} else {
 			mdb_txn_abort(txn);
 			/* Only LMDB's MDB_MAP_FULL becomes -ENOSPC inside a transaction function. */

@@ -25,7 +25,11 @@
  *    msgpack encoding (manifest fields in a fixed order, files sorted by path); a chunk's hash
  *    and a blob's id are BLAKE2b-256 of their bytes.
  *  - When the map fills up, the store doubles it (up to store_opts.map_max) and retries the
- *    transaction; beyond the maximum the caller gets -ENOSPC and the store stays usable.
+ *    transaction; beyond the maximum the caller gets -EFBIG ("store is full (map_max
+ *    reached)") and the store stays usable. A full FILESYSTEM is -ENOSPC: LMDB reports the
+ *    short write of a commit as EIO, and a commit that failed so on a filesystem with less
+ *    than 1 MiB left is reported as -ENOSPC (after it LMDB refuses every transaction until the
+ *    agent restarts; those calls return -ENOSPC too, not -EIO).
  *  - A store whose schema version is not this code's is refused (-STORE_ESCHEMA).
  *
  * Threads: a struct store may be used from several threads (LMDB serialises writers); each
@@ -35,7 +39,7 @@
  * Only one struct store per environment per process (an LMDB rule).
  *
  * Errors: 0 or positive on success, negative errno on failure. LMDB errors are translated at
- * this boundary (MDB_MAP_FULL beyond map_max -> -ENOSPC, MDB_NOTFOUND -> -ENOENT,
+ * this boundary (MDB_MAP_FULL beyond map_max -> -EFBIG, MDB_NOTFOUND -> -ENOENT,
  * MDB_CORRUPTED/MDB_PAGE_NOTFOUND -> -EIO, ...). Store-specific codes live in the reserved
  * range below; store_strerror() names every code. This module never logs.
  */
@@ -306,7 +310,7 @@ int store_import_begin(struct store *s, struct store_import **ret);
 int store_import_file(struct store_import *imp, const char *path, uint32_t mode);
 /*
  * Append bytes to the open file (any number of calls, any sizes). Returns 0; -EINVAL (no file
- * open); -ENAMETOOLONG (symlink target over 4096 bytes); -ENOMEM; -ENOSPC (map_max reached
+ * open); -ENAMETOOLONG (symlink target over 4096 bytes); -ENOMEM; -EFBIG (map_max reached
  * while writing a batch of chunks); -EIO.
  */
 int store_import_write(struct store_import *imp, const void *buf, size_t len);

@@ -1476,8 +1476,8 @@ static void test_enospc_then_usable(void **state)
 	struct store_id small, id;
 	assert_int_equal(import_simple(f->s, "web", "1", 1000, 1, &small), 0);
 	/* too big for the map even at its maximum; both in one batch and across batches */
-	assert_int_equal(import_simple(f->s, "web", "2", 3 << 20, 2, &id), -ENOSPC);
-	assert_int_equal(import_simple(f->s, "web", "3", 12 << 20, 3, &id), -ENOSPC);
+	assert_int_equal(import_simple(f->s, "web", "2", 3 << 20, 2, &id), -EFBIG);
+	assert_int_equal(import_simple(f->s, "web", "3", 12 << 20, 3, &id), -EFBIG);
 	struct store_stats st;
 	assert_int_equal(store_stats(f->s, &st), 0);
 	assert_int_equal(st.map_size, 2 << 20);
@@ -1492,7 +1492,7 @@ static void test_enospc_then_usable(void **state)
 	/* a single value bigger than the map */
 	size_t huge = 3 << 20;
 	void *hb = calloc(1, huge);
-	assert_int_equal(store_journal_put(f->s, "web", hb, huge), -ENOSPC);
+	assert_int_equal(store_journal_put(f->s, "web", hb, huge), -EFBIG);
 	free(hb);
 	assert_int_equal(store_journal_put(f->s, "web", "ok", 2), 0);
 	reopen(f);
