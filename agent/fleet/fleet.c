@@ -430,6 +430,7 @@ static int members_refresh(struct fleet *b)
 	b->member_sites = c.sites;
 	b->member_names = c.names;
 	b->nmembers = c.n;
+	fleet__ep_members(b);	/* a dead member's endpoints leave the catalog's healthy set */
 	return roster_refresh(b);
 }
 
@@ -696,6 +697,7 @@ static void publish_health_now(struct fleet *b, struct svc *v)
 	struct fleet_key k = {.type = FLEET_REC_HEALTH};
 	snprintf(k.service, sizeof k.service, "%s", v->name);
 	fleet__put_value(b, &k, val, len);
+	fleet__ep_publish(b, v);	/* its endpoint follows the same changes */
 }
 
 /* ---- Records ------------------------------------------------------------------------------- */
@@ -786,6 +788,10 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 {
 	struct fleet_key k;
 	int r = fleet_key_parse(g->key, g->key_len, &k);
+	if (r == -ENOENT) {
+		fleet__ep_record(b, g);	/* ep/<service> (endpoints.h), or not ours */
+		return;
+	}
 	if (r < 0) {
 		if (r != -ENOENT)
 			log_debug("record with a malformed key ignored");
@@ -1004,6 +1010,7 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 	}
 	v->swapping = false;
 	v->swap_target = 0;
+	fleet__ep_swapped(b, v);	/* the drained instance is gone */
 	v->running_rev = rev;
 	if (artifact)
 		v->running = *artifact;
@@ -1215,6 +1222,7 @@ int fleet_start(struct fleet *b)
 			.may_start = fleet__may_start,
 			.on_swapped = on_swapped,
 			.on_state = on_rstate,
+			.before_stop = fleet__ep_before_stop,
 			.ud = b,
 		};
 		r = reconcile_new(b->loop, b->s, &b->pcfg, &cbs, &b->ropts, &b->rec);
@@ -1229,6 +1237,9 @@ int fleet_start(struct fleet *b)
 	b->started = true;
 	fleet__event(b, "start", NULL, 0, "%s started (%zu service(s) known)", b->name, b->nsvcs);
 	resync(b, true);
+	/* our endpoints as this run sees them (a copy from before a restart may be stale) */
+	for (size_t i = 0; i < b->nsvcs; i++)
+		fleet__ep_publish(b, b->svcs[i]);
 	uv_timer_start(&b->resync, on_resync, RESYNC_MS, 0);
 	return 0;
 }
@@ -1284,6 +1295,7 @@ void fleet_close(struct fleet *b, void (*cb)(void *ud), void *ud)
 	b->closing = true;
 	b->close_cb = cb;
 	b->close_ud = ud;
+	fleet__ep_close(b);	/* drains cancelled: the reconciler closes too */
 	b->closing_parts = 3; /* the timers */
 	/* the votes still queued are written now; a job in flight ends the close when done */
 	if (b->nvq) {
