@@ -24,6 +24,7 @@ struct ep_local {
 	struct store_endpoint ep;	/* address NULL: see addr */
 	struct store_recovery rec;
 	bool draining;
+	bool settling;			/* holds the pacing slot until the new instance is healthy */
 	bool published;
 	struct fleet_endpoint last;	/* last published (hlc ignored in comparisons) */
 	struct drain *drain;
@@ -34,6 +35,7 @@ struct drain {
 	char service[65];
 	char addr[FLEET_EP_ADDR_MAX];
 	uint16_t port;
+	uint64_t rev;			/* of the instance drained */
 	uv_timer_t timer;
 	uint64_t start, deadline;
 	uint32_t drain_ms;
@@ -599,13 +601,13 @@ static void drain_finish(struct drain *d, bool timed_out)
 	double secs = (double)(uv_now(b->loop) - d->start) / 1000.0;
 	snprintf(service, sizeof service, "%s", d->service);
 	if (timed_out && d->no_lb)
-		fleet__event(b, "drain", service, 0, "drain %s: %.1f s drain time over (no local "
+		fleet__event(b, "drain", service, d->rev, "drain %s: %.1f s drain time over (no local "
 			     "load balancer to ask for sessions)", service, secs);
 	else if (timed_out)
-		fleet__event(b, "drain", service, 0, "drain %s: timed out after %.1f s with %" PRIu32
+		fleet__event(b, "drain", service, d->rev, "drain %s: timed out after %.1f s with %" PRIu32
 			     " session(s) left", service, secs, d->scur);
 	else
-		fleet__event(b, "drain", service, 0, "drain %s: drained in %.1f s", service, secs);
+		fleet__event(b, "drain", service, d->rev, "drain %s: drained in %.1f s", service, secs);
 	drain_drop(d);
 	if (b->rec)
 		reconcile_drained(b->rec, service);
@@ -637,7 +639,7 @@ static void sessions_done(void *cbud, int err, uint32_t scur)
 	}
 	if (err < 0) {
 		if (!d->said_error)
-			fleet__event(d->b, "drain", d->service, 0, "drain %s: cannot ask the load "
+			fleet__event(d->b, "drain", d->service, d->rev, "drain %s: cannot ask the load "
 				     "balancer for sessions (%s): waiting the drain time",
 				     d->service, strerror(-err));
 		d->said_error = true;
@@ -674,7 +676,7 @@ static void drain_tick(uv_timer_t *t)
 		return;
 	}
 	if (r != -ENOENT && !d->said_error) {
-		fleet__event(b, "drain", d->service, 0, "drain %s: cannot ask the load balancer "
+		fleet__event(b, "drain", d->service, d->rev, "drain %s: cannot ask the load balancer "
 			     "for sessions (%s): waiting the drain time", d->service, strerror(-r));
 		d->said_error = true;
 	}
@@ -688,7 +690,6 @@ bool fleet__ep_before_stop(void *ud, const char *service, uint64_t rev,
 	struct fleet *b = ud;
 	struct svc *v = fleet__svc_find(b, service);
 	struct ep_local *l;
-	(void)rev;
 	if (b->closing || !v || !artifact || !(l = loc_get(b, service)))
 		return false;
 	if (load_art(b, l, artifact) < 0 || !l->has_ep)
@@ -698,7 +699,7 @@ bool fleet__ep_before_stop(void *ud, const char *service, uint64_t rev,
 	l->draining = true;
 	fleet__ep_publish(b, v);	/* at once: not coalesced like health */
 	if (l->ep.drain_ms == 0) {
-		fleet__event(b, "drain", service, 0, "drain %s: drain time 0, not waiting", service);
+		fleet__event(b, "drain", service, rev, "drain %s: drain time 0, not waiting", service);
 		return false;
 	}
 	struct drain *d = calloc(1, sizeof *d);
@@ -708,6 +709,7 @@ bool fleet__ep_before_stop(void *ud, const char *service, uint64_t rev,
 	snprintf(d->service, sizeof d->service, "%s", service);
 	snprintf(d->addr, sizeof d->addr, "%s", l->last.addr);
 	d->port = l->last.port;
+	d->rev = rev;
 	d->start = uv_now(b->loop);
 	d->drain_ms = l->ep.drain_ms;
 	d->deadline = d->start + l->ep.drain_ms;
@@ -715,7 +717,7 @@ bool fleet__ep_before_stop(void *ud, const char *service, uint64_t rev,
 	d->timer.data = d;
 	d->timer_open = true;
 	l->drain = d;
-	fleet__event(b, "drain", service, 0, "drain %s: %s:%u draining before the swap, up to "
+	fleet__event(b, "drain", service, rev, "drain %s: %s:%u draining before the swap, up to "
 		     "%.1f s", service, d->addr, d->port, (double)d->drain_ms / 1000.0);
 	drain_arm(d, l->ep.drain_ms < FLEET_EP_DRAIN_SETTLE_MS ? l->ep.drain_ms
 							      : FLEET_EP_DRAIN_SETTLE_MS);
@@ -730,6 +732,29 @@ void fleet__ep_swapped(struct fleet *b, struct svc *v)
 	if (l->drain)
 		drain_drop(l->drain);
 	l->draining = false;
+}
+
+bool fleet__ep_settle(struct fleet *b, struct svc *v)
+{
+	struct ep_local *l = loc_get(b, v->name);
+	if (!l || !v->running_rev || v->hstate != HEALTH_STARTING ||
+	    load_art(b, l, &v->running) < 0 || !l->has_ep)
+		return false;
+	l->settling = true;
+	return true;
+}
+
+void fleet__ep_health(struct fleet *b, struct svc *v)
+{
+	struct ep_local *l = b->eps ? loc_get(b, v->name) : NULL;
+	if (!l || !l->settling || v->hstate != HEALTH_HEALTHY)
+		return;
+	l->settling = false;
+	if (v->swapping && v->swap_target == 0) {	/* no new swap started meanwhile */
+		v->swapping = false;
+		fleet__event(b, "ready", v->name, v->running_rev, "%s: rev %" PRIu64 " healthy and "
+			     "ready: the next node of the site may swap", v->name, v->running_rev);
+	}
 }
 
 void fleet__ep_close(struct fleet *b)

@@ -1022,6 +1022,11 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 	      hex);
 	if (rev && artifact) {
 		start_health(b, v, rev, artifact);
+		/* a service with an endpoint keeps its pacing slot until the new instance is
+		 * healthy (endpoints.h): a rollout waits for each node to serve again, and a bad
+		 * revision stops at the first node of each site */
+		if (fleet__ep_settle(b, v))
+			v->swapping = true;
 	} else if (b->health) {
 		health_stop(b->health, service);
 		v->hstate = HSTATE_NONE;
@@ -1071,6 +1076,7 @@ static void on_health(void *ud, const char *service, uint64_t rev, const struct 
 	v->missed = st->missed;
 	fleet__event(b, "health", service, rev, "%s: rev %" PRIu64 " %s%s%s", b->name, rev,
 	      health_state_name(st->state), st->detail[0] ? ": " : "", st->detail);
+	fleet__ep_health(b, v);
 	fleet__publish_health(b, v);
 	if (st->state == HEALTH_HEALTHY && !st->missed && b->rec)
 		reconcile_mark_good(b->rec, service, rev, &v->running);

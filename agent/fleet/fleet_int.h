@@ -194,6 +194,8 @@ void fleet__ep_members(struct fleet *b);
 bool fleet__ep_before_stop(void *ud, const char *service, uint64_t rev,
 			   const struct store_id *artifact);
 void fleet__ep_swapped(struct fleet *b, struct svc *v);
+bool fleet__ep_settle(struct fleet *b, struct svc *v);
+void fleet__ep_health(struct fleet *b, struct svc *v);
 void fleet__ep_close(struct fleet *b);
 
 /* pacing.c */
