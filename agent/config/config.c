@@ -161,7 +161,7 @@ int agent_config_check_backend(const char *s)
 			return -EINVAL;
 	n = 0;
 	bool colon = false;
-	for (const char *p = eq + 1; *p; p++, n++) {
+	for (const char *p = eq + 1; *p; p++) {
 		if (*p == ':' && !colon && n > 0) {
 			colon = true;
 			n = 0;
@@ -169,6 +169,7 @@ int agent_config_check_backend(const char *s)
 		}
 		if (!name_char((unsigned char)*p) || n >= 63)
 			return -EINVAL;
+		n++;
 	}
 	return n > 0 ? 0 : -EINVAL;
 }
