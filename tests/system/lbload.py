@@ -4,11 +4,11 @@
 usage: lbload.py URL OUT.csv [--threads N] [--interval-ms MS] [--max-s S] [--stop FILE]
 
 Each thread sends GET URL over a keep-alive connection (reconnecting after any error), one
-request per interval, and appends "t_ms,ok,status,body" lines to OUT.csv (t_ms: wall clock
-milliseconds; ok: 1 for a 200, 0 otherwise, with status "ERR:<reason>" for a connection or
-timeout error; body: the first line of the answer, which names the revision and the host
-that served it). Stops when FILE exists or after --max-s seconds (always bounded), then
-prints "requests N failed M".
+request per interval, and appends "t_ms,ok,status,body,lat_ms" lines to OUT.csv (t_ms: wall
+clock milliseconds; ok: 1 for a 200, 0 otherwise, with status "ERR:<reason>" for a connection
+or timeout error; body: the first line of the answer, which names the revision and the host
+that served it; lat_ms: the request's latency). Stops when FILE exists or after --max-s
+seconds (always bounded), then prints "requests N failed M".
 """
 import argparse
 import http.client
@@ -41,7 +41,8 @@ def worker(url, interval, deadline, stop, out, lock, counts):
             if conn is not None:
                 conn.close()
             conn = None
-        line = "%d,%d,%s,%s\n" % (int(t0 * 1000), ok, status, body.replace(",", " "))
+        lat = (time.time() - t0) * 1000.0
+        line = "%d,%d,%s,%s,%.3f\n" % (int(t0 * 1000), ok, status, body.replace(",", " "), lat)
         with lock:
             out.write(line)
             counts[0] += 1

@@ -18,6 +18,9 @@
 #     under the share's 2, so site b takes traffic; back to site a only when they return.
 #  4. kill -9 of h2's agent and service: no request served by h2 after the failure-detection
 #     time (HAProxy's own check, then gossip), failures only within it.
+#  6. a real Prometheus (http_sd_configs on /v1/http_sd) lists the healthy instances, drops
+#     one whose host is cut off and finds it again; a long-poll (?index=N&wait=30s) waits and
+#     answers at the change (another host cut off) with a larger X-Shoal-Index.
 #  5. v3 (bad: its health check fails) rolled out, then the cluster's rollback to v2 (quorum
 #     web=2): a node keeps its site's pacing slot until its new instance is healthy, so v3
 #     stops at the first node of each site; those two vote, the rollback follows. No failed
@@ -27,7 +30,7 @@
 # Root only; prints "SKIP: <reason>" and exits 77 without root, ip, nft, jq, haproxy, socat,
 # busybox, python3 or curl.
 . "$(dirname "$0")/agentd_lib.sh"
-need_root_and ip nft jq haproxy socat busybox python3 curl
+need_root_and ip nft jq haproxy socat busybox python3 curl prometheus
 
 N=5
 PFX=tr$RUNID
@@ -37,6 +40,7 @@ export SHOAL_GOSSIP_PROBE_MS=${SHOAL_GOSSIP_PROBE_MS:-200} SHOAL_RETRY_MS=${SHOA
 declare -a PID=()
 HAPID=""
 LOADPID=""
+PROMPID=""
 site_of() { case $1 in 1 | 2 | 5) echo a ;; *) echo b ;; esac; }
 
 cleanup() {
@@ -50,6 +54,7 @@ cleanup() {
 		kill -KILL "${PID[$i]}" 2>/dev/null
 		wait "${PID[$i]}" 2>/dev/null
 	done
+	[ -n "$PROMPID" ] && { kill -TERM "$PROMPID" 2>/dev/null; wait "$PROMPID" 2>/dev/null; }
 	[ -n "$HAPID" ] && { kill -TERM "$HAPID" 2>/dev/null; wait "$HAPID" 2>/dev/null; }
 	bash "$HERE/netlab.sh" down
 	if [ "$rc" != 0 ] || [ "$FAILS" != 0 ]; then
@@ -150,7 +155,7 @@ version = $2
 command = ./run.sh
 
 [health]
-http = http://127.0.0.1:8080/
+http = http://127.0.0.1:8080/health
 interval = 300ms
 timeout = 1s
 failures = 2
@@ -164,10 +169,13 @@ drain = 2s
 EOF
 	cat >"$1/run.sh" <<EOF
 #!/bin/sh
-# serve a page naming the version and this host's address (busybox httpd, foreground)
-d=\$(mktemp -d "$WORK/www.XXXXXX")
+# serve a page naming the version and this host's address, and /health (busybox httpd, in the
+# foreground); the directory is per host so that the test can take /health away
 ip=\$(ip -4 -o addr show dev eth0 | awk '{print \$4}' | cut -d/ -f1)
-[ "$3" = good ] && echo "$2 \$ip" >"\$d/index.html"
+d="$WORK/www-\$ip"
+mkdir -p "\$d"
+if [ "$3" = good ]; then echo "$2 \$ip" >"\$d/index.html"; echo ok >"\$d/health"
+else rm -f "\$d/index.html" "\$d/health"; fi
 exec busybox httpd -f -p 8080 -h "\$d"
 EOF
 	chmod +x "$1/run.sh"
@@ -285,6 +293,55 @@ other=$((failed - bad_served))
 
 touch "$WORK/stop-load"
 wait "$LOADPID"; LOADPID=""
+
+# --- 6. a real Prometheus discovers the healthy instances through /v1/http_sd
+cat >"$WORK/prom.yml" <<EOF
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: web
+    http_sd_configs:
+      - url: http://127.0.0.1:9465/v1/http_sd
+        refresh_interval: 1s
+EOF
+inns 5 prometheus --config.file="$WORK/prom.yml" --storage.tsdb.path="$WORK/prom" \
+	--web.listen-address=127.0.0.1:9090 >"$WORK/prometheus.log" 2>&1 &
+PROMPID=$!
+targets() { # Prometheus' active targets of job web: COUNT, each labelled service=web and a site
+	inns 5 curl -fsS --max-time 3 http://127.0.0.1:9090/api/v1/targets | jq -e --argjson n "$1" \
+		'[.data.activeTargets[] | select(.labels.job == "web" and .labels.service == "web" and
+		  (.labels.site == "a" or .labels.site == "b") and .labels.revision == "4")] | length == $n'
+}
+wait_for 60 "Prometheus to discover the 4 healthy instances" targets 4
+ok "prometheus (pid $PROMPID) discovered 4 targets from /v1/http_sd (n2 is down: not listed)"
+# (a node is taken away by cutting its link: making its instance unhealthy would make it vote
+# against the revision, and two such votes are a rollback here)
+bash "$HERE/netlab.sh" cut 4 || die "cut 4"
+wait_for 30 "Prometheus to drop n4 once it is cut off" targets 3
+ok "h4 cut off: Prometheus dropped its target"
+bash "$HERE/netlab.sh" uncut 4 || die "uncut 4"
+wait_for 60 "Prometheus to find n4 again" targets 4
+ok "h4 back: Prometheus lists it again"
+kill -TERM "$PROMPID" 2>/dev/null; wait "$PROMPID" 2>/dev/null; PROMPID=""
+# long-poll: a request at the current index waits for the next change, then answers at once
+idx=$(inns 5 curl -fsS -D - -o /dev/null http://127.0.0.1:9465/v1/catalog | tr -d '\r' |
+	awk -F': ' 'tolower($1) == "x-shoal-index" { print $2 }')
+[ -n "$idx" ] || die "no X-Shoal-Index header"
+t0=$(now_ms)
+inns 5 curl -fsS --max-time 40 "http://127.0.0.1:9465/v1/catalog?index=$idx&wait=30s" \
+	-o "$WORK/lp.json" -D "$WORK/lp.hdr" &
+LPPID=$!
+sleep 1
+kill -0 "$LPPID" 2>/dev/null || fail "the long-poll at index $idx answered before any change"
+bash "$HERE/netlab.sh" cut 3 || die "cut 3"
+wait "$LPPID" || fail "long-poll failed"
+t1=$(now_ms)
+nidx=$(tr -d '\r' <"$WORK/lp.hdr" | awk -F': ' 'tolower($1) == "x-shoal-index" { print $2 }')
+[ "${nidx:-0}" -gt "$idx" ] || fail "long-poll answered index '$nidx', want > $idx"
+ok "long-poll at index $idx answered after $((t1 - t0)) ms with index $nidx (h3 cut off)"
+jq -e '.services.web | map(select(.node == "n3")) | .[0].state == "unhealthy" and .[0].down' \
+	"$WORK/lp.json" >/dev/null || fail "long-poll answer: n3 not down: $(cat "$WORK/lp.json")"
+bash "$HERE/netlab.sh" uncut 3
 ok "load: $(cat "$WORK/load.out")"
 grep -h "event drain web" "$WORK"/n*.log | sed 's/^.*event /   /' | head -12
 [ "$FAILS" = 0 ] && echo "PASS: test_agentd_traffic"
