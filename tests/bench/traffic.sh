@@ -157,9 +157,10 @@ rollout() { # rollout ARTIFACT REV LABEL: deploy, wait, print a row
 	wait_for 30 local_ready
 	sleep 0.5
 	t1=$(now_ms)
+	[ -n "$3" ] || return 0
 	r=$(window "$t0" "$t1")
-	[ -n "$3" ] && printf "%4d  %-9s %8.1f %9s %7s %8s %8s\n" "$N" "$3" "$(((t1 - t0) / 100))e-1" \
-		$r
+	# shellcheck disable=SC2086 # four numbers
+	printf "%4d  %-9s %8.1f %9s %7s %8s %8s\n" "$N" "$3" "$(((t1 - t0) / 100))e-1" $r
 }
 
 echo "# rollout behind HAProxy (retries 0), one node per site at a time; latency in ms"
@@ -209,7 +210,7 @@ EOF
 	for i in $(seq 1 "$N"); do wait_for 30 ctl "$i" ping || { echo "n$i down" >&2; exit 1; }; done
 	for i in $(seq 1 "$N"); do
 		for v in A B C D; do
-			id=$(ctl "$i" artifact import "$WORK/$v") || { echo "import" >&2; exit 1; }
+			id=$(ctl "$i" artifact import "$WORK/$v" 2>/dev/null) || { echo "import" >&2; exit 1; }
 			eval "ID_$v=$id"
 		done
 	done
