@@ -231,6 +231,8 @@ out:
 
 static struct fleet_eps *eps_of(struct fleet *b)
 {
+	if (b->closing)
+		return b->eps;	/* freed by fleet__ep_close: never made again */
 	if (!b->eps) {
 		b->eps = calloc(1, sizeof *b->eps);
 		if (b->eps)
