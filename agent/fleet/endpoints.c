@@ -25,6 +25,8 @@ struct ep_local {
 	struct store_recovery rec;
 	bool draining;
 	bool settling;			/* holds the pacing slot until the new instance is healthy */
+	uint64_t restarts_rev;		/* local restarts ([recovery] restarts) of this rev ... */
+	uint32_t restarts_done;		/* ... so far */
 	bool published;
 	struct fleet_endpoint last;	/* last published (hlc ignored in comparisons) */
 	struct drain *drain;
@@ -757,6 +759,30 @@ void fleet__ep_health(struct fleet *b, struct svc *v)
 		fleet__event(b, "ready", v->name, v->running_rev, "%s: rev %" PRIu64 " healthy and "
 			     "ready: the next node of the site may swap", v->name, v->running_rev);
 	}
+}
+
+bool fleet__ep_restart(struct fleet *b, struct svc *v, const char *why)
+{
+	struct ep_local *l = loc_get(b, v->name);
+	if (!l || !b->rec || !v->running_rev || load_art(b, l, &v->running) < 0)
+		return false;
+	if (l->restarts_rev != v->running_rev) {
+		l->restarts_rev = v->running_rev;
+		l->restarts_done = 0;
+	}
+	if (l->restarts_done >= l->rec.restarts)
+		return false;
+	int r = reconcile_restart(b->rec, v->name, v->running_rev);
+	if (r < 0) {
+		log_info("%s: cannot restart rev %" PRIu64 " locally: %s", v->name, v->running_rev,
+			 strerror(-r));
+		return false;
+	}
+	l->restarts_done++;
+	fleet__event(b, "restart", v->name, v->running_rev, "%s: rev %" PRIu64 " missed its "
+		     "health policy (%s): local restart %" PRIu32 " of %" PRIu32 " before it counts "
+		     "as failed", v->name, v->running_rev, why, l->restarts_done, l->rec.restarts);
+	return true;
 }
 
 void fleet__ep_close(struct fleet *b)

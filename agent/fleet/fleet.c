@@ -1080,6 +1080,10 @@ static void on_health(void *ud, const char *service, uint64_t rev, const struct 
 	fleet__publish_health(b, v);
 	if (st->state == HEALTH_HEALTHY && !st->missed && b->rec)
 		reconcile_mark_good(b->rec, service, rev, &v->running);
+	/* [recovery] restarts: restart locally that many times before the node counts the
+	 * instance as failed (and votes) */
+	if (st->missed && !was_missed && fleet__ep_restart(b, v, health_miss_name(st->miss_reason)))
+		return;
 	if (st->missed && !was_missed && !v->diverged) {
 		const struct store_revision *d =
 			agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);

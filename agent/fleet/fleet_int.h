@@ -196,6 +196,7 @@ bool fleet__ep_before_stop(void *ud, const char *service, uint64_t rev,
 void fleet__ep_swapped(struct fleet *b, struct svc *v);
 bool fleet__ep_settle(struct fleet *b, struct svc *v);
 void fleet__ep_health(struct fleet *b, struct svc *v);
+bool fleet__ep_restart(struct fleet *b, struct svc *v, const char *why);
 void fleet__ep_close(struct fleet *b);
 
 /* pacing.c */

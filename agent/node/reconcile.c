@@ -81,6 +81,7 @@ struct rc_svc {
 	bool verified;			/* what the store says runs was activated/confirmed */
 	bool swept;			/* a previous run's orphans ended (exec; step_start) */
 	bool paced;
+	bool restart;			/* reconcile_restart asked: re-activate what runs */
 	uint64_t forgot_below;		/* revisions below this were forgotten by the plugins */
 	bool timer_on;
 	bool closing_timer;
@@ -1131,6 +1132,16 @@ static void kick(struct rc_svc *s)
 	}
 	same = s->want_rev == st.running_rev &&
 	       (s->want_rev == 0 || id_eq(&s->want, &st.running));
+	if (same && s->restart) {
+		/* a local restart ([recovery] restarts): the same swap as a re-activation, with
+		 * the drain, and without pacing (it is not a new revision) */
+		s->restart = false;
+		if (s->want_rev) {
+			start_swap(s, &st);
+			return;
+		}
+	}
+	s->restart = false;
 	if (same) {
 		if (s->verified || s->want_rev == 0) {
 			s->verified = true;
@@ -1310,6 +1321,28 @@ int reconcile_drained(struct reconcile *r, const char *service)
 	s->busy = false;
 	if (!r->closing)
 		schedule(s, 0);	/* kick -> swap_continue: re-aimed if the desire moved */
+	return 0;
+}
+
+int reconcile_restart(struct reconcile *r, const char *service, uint64_t rev)
+{
+	struct store_service_state st;
+	struct rc_svc *s;
+
+	if (!r || !service)
+		return -EINVAL;
+	if (r->closing)
+		return -ECANCELED;
+	s = svc_find(r, service);
+	if (!s || !s->have_desired)
+		return -ENOENT;
+	if (s->swapping || s->busy || s->restart)
+		return -EBUSY;
+	if (store_service_state_get(r->s, service, &st) < 0 || st.running_rev == 0 ||
+	    st.running_rev != rev || s->want_rev != rev)
+		return -ESTALE;
+	s->restart = true;
+	schedule(s, 0);
 	return 0;
 }
 

@@ -240,6 +240,14 @@ void reconcile_artifact_arrived(struct reconcile *r, const struct store_id *arti
 int reconcile_drained(struct reconcile *r, const char *service);
 
 /*
+ * Restart @service's running instance of @rev (release.ini [recovery] restarts): a swap to what
+ * runs, from the loop after this call, with the drain (before_stop) and without may_start.
+ * @return 0; -ENOENT (unknown service); -EBUSY (a swap or a restart is under way); -ESTALE
+ *         (@rev is not what runs and is desired); -ECANCELED (closing); -EINVAL.
+ */
+int reconcile_restart(struct reconcile *r, const char *service, uint64_t rev);
+
+/*
  * Record that @service at @rev/@artifact was found healthy: store_service_state.last_good
  * = @artifact (in one store write).
  * @return 0; -EINVAL (bad arguments, rev 0); -ESTALE (that is not what runs any more: the

@@ -654,13 +654,30 @@ static void test_drain_hook(void **state)
 	assert_int_equal(c->stops_asked, 1);
 	assert_int_equal(c->steps[RECONCILE_STEP_ACTIVATE][2], 0);
 
-	/* a stop drains too; a hook that does not hold lets it go on at once */
+	/* a local restart ([recovery] restarts) of what runs: drained, a new process, same rev */
 	c->hold = false;
-	assert_int_equal(reconcile_set_desired(c->r, "drained", 0, NULL), 0);
-	RUN_UNTIL(c, c->nsw > 0 && c->sw[(c->nsw - 1) % 128].rev == 0);
-	assert_int_equal(c->stops_asked, 2);
+	int asked = c->asked;
+	assert_int_equal(reconcile_restart(c->r, "drained", 2), -ESTALE);
+	assert_int_equal(reconcile_restart(c->r, "nosuch", 3), -ENOENT);
+	assert_int_equal(reconcile_restart(c->r, "drained", 3), 0);
+	assert_int_equal(reconcile_restart(c->r, "drained", 3), -EBUSY);
+	RUN_UNTIL(c, c->stops_asked == 2);
 	assert_int_equal(c->stop_rev, 3);
 	RUN_UNTIL(c, !rh_alive(p2));
+	long p3 = wait_marker(c, 3);
+	assert_int_not_equal(p3, p2);
+	RUN_UNTIL(c, !reconcile_idle(c->r) || last_ok_rev(c, 3));
+	RUN_UNTIL(c, reconcile_idle(c->r));
+	check_state(c, 3, &a3);
+	check_one_instance(c, 3, p3);
+	assert_int_equal(c->asked, asked);	/* a restart is not paced */
+
+	/* a stop drains too; a hook that does not hold lets it go on at once */
+	assert_int_equal(reconcile_set_desired(c->r, "drained", 0, NULL), 0);
+	RUN_UNTIL(c, c->nsw > 0 && c->sw[(c->nsw - 1) % 128].rev == 0);
+	assert_int_equal(c->stops_asked, 3);
+	assert_int_equal(c->stop_rev, 3);
+	RUN_UNTIL(c, !rh_alive(p3));
 	ctx_free(c);
 }
 
