@@ -131,7 +131,7 @@ static const char usage_text[] =
 	"  --haproxy-backend SERVICE=BACKEND[:SLOTPREFIX]  keep the server-template slots of\n"
 	"                              BACKEND in step with SERVICE's endpoints (repeatable)\n"
 	"  --failover-share SHARE      send traffic to other sites when fewer than SHARE of\n"
-	"                              this site's endpoints are healthy (0..1 or N%%; default 0.5)\n"
+	"                              this site's endpoints are healthy (0..1 or N%; default 0.5)\n"
 	"\n"
 	"  --help                      show this help and exit\n"
 	"  --version                   show the version and exit\n"

@@ -217,12 +217,15 @@ fi
 for pair in "$AGENTD:$SRC/packaging/agentd.8" "$AGENTCTL:$SRC/packaging/agentctl.1"; do
 	bin=${pair%%:*} man=${pair#*:}
 	[ -f "$man" ] || continue
-	for opt in $("$bin" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+	# the help is read once: `--help | grep -q` under pipefail fails with SIGPIPE as soon as
+	# the text is longer than one pipe write (4 KiB) and grep stops reading early
+	help=$("$bin" --help)
+	for opt in $(grep -o -- '--[a-z][a-z-]*' <<<"$help" | sort -u); do
 		grep -q -- "$(printf '%s' "$opt" | sed 's/-/\\\\-/g')" "$man" ||
 			fail "$(basename "$bin") --help has $opt, $(basename "$man") does not"
 	done
 	for opt in $(grep -o -- '\\-\\-[a-z][a-z\\-]*' "$man" | sed 's/\\//g' | sort -u); do
-		"$bin" --help | grep -q -- "$opt" ||
+		grep -q -- "$opt" <<<"$help" ||
 			fail "$(basename "$man") documents $opt, $(basename "$bin") --help does not"
 	done
 done
