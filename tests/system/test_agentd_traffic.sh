@@ -21,6 +21,8 @@
 #  6. a real Prometheus (http_sd_configs on /v1/http_sd) lists the healthy instances, drops
 #     one whose host is cut off and finds it again; a long-poll (?index=N&wait=30s) waits and
 #     answers at the change (another host cut off) with a larger X-Shoal-Index.
+#  7. v4 with [recovery] restarts = 1 whose first start on each host never turns healthy:
+#     each node restarts it locally once (event "restart"), it turns healthy, and nobody votes.
 #  5. v3 (bad: its health check fails) rolled out, then the cluster's rollback to v2 (quorum
 #     web=2): a node keeps its site's pacing slot until its new instance is healthy, so v3
 #     stops at the first node of each site; those two vote, the rollback follows. No failed
@@ -343,6 +345,24 @@ jq -e '.services.web | map(select(.node == "n3")) | .[0].state == "unhealthy" an
 	"$WORK/lp.json" >/dev/null || fail "long-poll answer: n3 not down: $(cat "$WORK/lp.json")"
 bash "$HERE/netlab.sh" uncut 3
 ok "load: $(cat "$WORK/load.out")"
+# --- 7. [recovery] restarts = 1: an instance that misses its start deadline is restarted
+# locally once instead of being voted against; v4's first start on each host never gets its
+# health file, the second does
+mk "$WORK/v4" v4 good
+sed -i 's/^\[endpoint\]/[recovery]\nrestarts = 1\n\n[endpoint]/' "$WORK/v4/release.ini"
+sed -i 's|^exec busybox|[ -e "$d/v4-started" ] \|\| { touch "$d/v4-started"; rm -f "$d/health"; }\nexec busybox|' "$WORK/v4/run.sh"
+grep -q 'v4-started' "$WORK/v4/run.sh" || die "v4's run.sh was not patched: $(cat "$WORK/v4/run.sh")"
+LEFT="1 3 4 5"
+for i in $LEFT; do V4=$(ctl "$i" artifact import "$WORK/v4") || die "import v4 on n$i"; done
+rev=$(($(svc 5 | jq .desired_rev) + 1))
+ctl 5 deploy web "$V4" --reason "traffic test v4 (restarts = 1)" >/dev/null || die "deploy v4"
+wait_for 180 "rev $rev healthy on the four nodes left" all_state "$LEFT" "$rev" "$rev" healthy
+restarts=$(cat "$WORK"/n[1345].log | grep -c "event restart web rev $rev: .*local restart 1 of 1")
+votes=$(ctl 5 --json votes web --rev "$rev" | jq '[.. | objects | select(.reason? == "health")] | length')
+ok "v4 (rev $rev) healthy everywhere after $restarts local restart(s), $votes health vote(s)"
+[ "$restarts" -ge 4 ] || fail "want a local restart on each of the 4 nodes, saw $restarts"
+[ "$votes" = 0 ] || fail "a local restart must come before any vote: $votes vote(s) against rev $rev"
+
 grep -h "event drain web" "$WORK"/n*.log | sed 's/^.*event /   /' | head -12
 [ "$FAILS" = 0 ] && echo "PASS: test_agentd_traffic"
 exit 0
