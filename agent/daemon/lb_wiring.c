@@ -41,7 +41,8 @@ struct lb_entry {
 	char prefix[64];
 	struct traffic_lb *lb;
 	struct lb_set *set;
-	bool in_error;
+	bool in_error;		/* the last pass failed */
+	bool synced_once;	/* a pass succeeded since start */
 	uint64_t updates;
 };
 
@@ -58,6 +59,7 @@ struct lb_set {
 struct sess_ctx {
 	fleet_ep_sessions_done *done;
 	void *cbud;
+	struct lb_entry *e;
 };
 
 /* ---- Feeding the drivers --------------------------------------------------------------------- */
@@ -143,6 +145,10 @@ static void sessions_cb(int err, uint32_t scur, const char *slot, void *ud)
 {
 	struct sess_ctx *x = ud;
 	(void)slot;
+	/* -ENOENT is both "no slot holds that address" (nothing to wait for) and "no such
+	 * socket": only a driver in step with HAProxy can mean the first */
+	if (err == -ENOENT && (!x->e->synced_once || x->e->in_error))
+		err = -ENOTCONN;
 	x->done(x->cbud, err, scur);
 	free(x);
 }
@@ -160,6 +166,7 @@ static int on_sessions(void *ud, const char *service, const char *addr, uint16_t
 			return -ENOMEM;
 		x->done = done;
 		x->cbud = cbud;
+		x->e = &set->v[i];
 		int r = traffic_lb_sessions(set->v[i].lb, addr, port, sessions_cb, x);
 		if (r < 0)
 			free(x);
@@ -185,6 +192,7 @@ static void on_lb_event(const struct traffic_event *ev, void *ud)
 				 e->backend, ev->ncmds);
 		}
 		e->in_error = false;
+		e->synced_once = true;
 		break;
 	case TRAFFIC_EV_ERROR:
 		e->in_error = true;

@@ -7,7 +7,8 @@
 # answered by a deploy with a larger X-Shoal-Index; a long-poll with nothing changing answers
 # after its wait with the same index; every swap drains (events on both nodes); the request
 # parser's refusals (405, 404, 400 for a body or a bad query); the bound of waiting requests
-# (the 257th gets 429 with Retry-After).
+# (the 257th gets 429 with Retry-After); a HAProxy driver whose stats socket is missing says
+# so in `agentctl events` and the drain falls back to the drain time.
 . "$(dirname "$0")/brain_lib.sh"
 command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
 command -v python3 >/dev/null || { echo "SKIP: python3 is not installed"; exit 77; }
@@ -20,7 +21,9 @@ index_of() { curl -fsS --max-time 10 -D - -o /dev/null "http://$(api "$1")/v1/ca
 
 new_keyring
 start_agent 1 --label site=a --http-api "$(api 1)"
-start_agent 2 --label site=b --http-api "$(api 2)"
+# n2 is also given a HAProxy that is not there: its driver reports it in words, in events
+start_agent 2 --label site=b --http-api "$(api 2)" --haproxy-socket "$WORK/no-haproxy.sock" \
+	--haproxy-backend web=web:s
 wait_cluster 2
 
 EPPORT=$((BASE + 50))
@@ -87,6 +90,13 @@ for i in 1 2; do
 		fail "n$i: the drain did not end: $(echo "$ev" | grep -i drain)"
 done
 ok "every swap to rev 2 drained (events on n1 and n2)"
+
+# n2's HAProxy driver: the missing stats socket, in words, in events
+lb_error() { ctl 2 events --since 0 | grep -E "lb +web.*haproxy web: .*no-haproxy.sock.*(retrying)"; }
+wait_for 20 "n2's lb error event" lb_error
+ok "unreachable stats socket reported: $(lb_error | head -1 | sed 's/^.*haproxy web: /haproxy web: /')"
+ctl 2 events --since 0 | grep -q "drain web: cannot ask the load balancer for sessions" ||
+	fail "n2's drain did not say that it could not ask HAProxy: $(ctl 2 events --since 0 | grep drain)"
 
 # the parser's refusals
 [ "$(status_of -X POST "http://$(api 1)/v1/catalog")" = 405 ] || fail "POST: not 405"
