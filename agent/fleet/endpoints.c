@@ -548,6 +548,20 @@ void fleet__ep_publish(struct fleet *b, struct svc *v)
 		else
 			e.state = FLEET_EP_STARTING;
 	}
+	n = fleet_ep_key_format(v->name, key, sizeof key);
+	if (!l->published && n > 0 && b->net.get) {
+		/* what we published before a restart (the transport keeps our records): others
+		 * still see it, so it must be replaced or withdrawn */
+		const struct gossip_record *g = b->net.get(b->net.ud, b->id, key, (size_t)n);
+		struct fleet_endpoint old;
+		if (g && fleet_endpoint_decode(g->value, g->value_len, &old) == 0) {
+			memcpy(old.node_id, b->id, STORE_NODE_ID_LEN);
+			l->last = old;
+			l->published = true;
+			if (old.port && b->eps)
+				cat_put(b->eps, &old);
+		}
+	}
 	if (!e.port) {
 		e.site[0] = 0;	/* a withdrawal carries no site */
 		if (!l->published || !l->last.port)
@@ -561,7 +575,6 @@ void fleet__ep_publish(struct fleet *b, struct svc *v)
 		log_warning("%s: cannot encode the endpoint record: %s", v->name, strerror(-r));
 		return;
 	}
-	n = fleet_ep_key_format(v->name, key, sizeof key);
 	r = n < 0 ? n : b->net.put ? b->net.put(b->net.ud, key, (size_t)n, val, len) : 0;
 	free(val);
 	if (r < 0)

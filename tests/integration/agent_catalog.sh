@@ -7,7 +7,8 @@
 # answered by a deploy with a larger X-Shoal-Index; a long-poll with nothing changing answers
 # after its wait with the same index; every swap drains (events on both nodes); the request
 # parser's refusals (405, 404, 400 for a body or a bad query); the bound of waiting requests
-# (the 257th gets 429 with Retry-After); a HAProxy driver whose stats socket is missing says
+# (the 257th gets 429 with Retry-After); an agent restart; a revision without [endpoint]
+# withdraws every endpoint; a HAProxy driver whose stats socket is missing says
 # so in `agentctl events` and the drain falls back to the drain time.
 . "$(dirname "$0")/brain_lib.sh"
 command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
@@ -35,7 +36,8 @@ for v in 1 2; do
 	eval "V$v=$ID"
 done
 
-ctl 1 deploy web "$V1" --reason "catalog test v1" >/dev/null || die "deploy v1"
+# (a deploy is refused until the node has had its first anti-entropy exchange)
+wait_for 30 "deploy v1 to be accepted" ctl 1 deploy web "$V1" --reason "catalog test v1"
 wait_for 60 "rev 1 healthy on both" all_healthy 1
 both_healthy() { # node I's catalog: both endpoints healthy at rev REV
 	get "$1" /v1/catalog/web | jq -e --argjson r "$2" --argjson p "$EPPORT" \
@@ -138,5 +140,24 @@ PYEND
 [ "$res" = "HTTP/1.1 429 Too Many Requests; retry-after" ] || fail "the 257th waiting request: '$res'"
 get 1 /v1/catalog >/dev/null || fail "the API does not answer after the burst"
 ok "256 requests waiting, the next one: $res; the API answers afterwards"
+# an agent restart: its endpoint comes back as it runs now (starting, then healthy)
+kill -TERM "${PID[2]}"
+wait "${PID[2]}" 2>/dev/null
+PID[2]=""
+start_agent 2 --label site=b --http-api "$(api 2)"
+wait_for 20 "n2 to answer again" ctl 2 ping
+wait_for 60 "rev 2 healthy on both after n2's restart" all_healthy 2
+wait_for 30 "n1's catalog: both healthy after n2's restart" both_healthy 1 2
+ok "n2 restarted: both endpoints healthy again in n1's catalog"
+
+# a revision without [endpoint]: every node withdraws its endpoint
+make_artifact v3 3.0.0 1
+import_all v3
+ctl 1 deploy web "$ID" --reason "catalog test v3, no endpoint" >/dev/null || die "deploy v3"
+wait_for 60 "rev 3 healthy on both" all_healthy 3
+empty() { get "$1" /v1/catalog/web | jq -e '.endpoints == []' && get "$1" /v1/http_sd | jq -e '. == []'; }
+wait_for 20 "n1's catalog to be empty" empty 1
+wait_for 20 "n2's catalog to be empty" empty 2
+ok "v3 has no [endpoint]: both endpoints withdrawn (catalog and http_sd empty)"
 [ "$FAILS" = 0 ] && echo "PASS: agent_catalog"
 exit 0
