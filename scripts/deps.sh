@@ -12,7 +12,9 @@ build=(gcc make cmake pkg-config git libuv1-dev libmsgpack-dev liblmdb-dev libgi
 # --no-install-recommends below would otherwise leave out (container create then fails with
 # "container-init binary not found on the host").
 # haproxy (2.6) is the load balancer the traffic driver steers (integration_traffic_haproxy);
-# wrk is the load generator of the traffic system test and benchmark.
+# wrk is a load generator; system_agentd_traffic and tests/bench/traffic.sh use their own
+# bounded client (python3, tests/system/lbload.py), which records every request; prometheus
+# also scrapes the read API's http_sd in system_agentd_traffic.
 # The .deb (make deb, and the package system test): dpkg-shlibdeps, file (CPack finds the
 # ELF files with it), objcopy/readelf (binutils; debug symbols), lintian.
 # prometheus (its promtool too) scrapes a real cluster in integration_agent_prometheus and
@@ -21,7 +23,7 @@ build=(gcc make cmake pkg-config git libuv1-dev libmsgpack-dev liblmdb-dev libgi
 # ahead (a partition longer than the default reap time, without --reap-after).
 deb=(dpkg-dev file binutils lintian)
 test=(clang libclang-rt-14-dev systemd dbus podman catatonit runc busybox-static iproute2 nftables socat
-      lmdb-utils procps psmisc serf jq curl util-linux haproxy wrk faketime prometheus "${deb[@]}")
+      lmdb-utils procps psmisc serf jq curl util-linux haproxy wrk faketime prometheus python3 "${deb[@]}")
 case "${1:-build}" in
 build) want=("${build[@]}") ;;
 test|fuzz) want=("${build[@]}" "${test[@]}") ;;

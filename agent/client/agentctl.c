@@ -59,6 +59,8 @@ static const char usage_text[] =
 	"  votes SERVICE [--rev REV]      votes, eligible voters and quorum of a revision\n"
 	"  services                       desired and running revision and health per service\n"
 	"  events [--follow] [--since N]  what the agent saw and did (a bounded ring)\n"
+	"  endpoints [SERVICE]            the cluster's endpoints (node, site, address, port,\n"
+	"                                 weight, state, revision), as load balancers see them\n"
 	"\n"
 	"Options:\n"
 	"  -s, --socket PATH     agent socket (default $SHOAL_SOCKET, else " AGENT_DEFAULT_SOCKET ")\n"

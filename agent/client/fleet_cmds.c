@@ -475,6 +475,46 @@ static int cmd_services(struct ctl_client *c, int argc, char **argv)
 	return EXIT_DONE;
 }
 
+static int cmd_endpoints(struct ctl_client *c, int argc, char **argv)
+{
+	struct args a;
+	struct ctl_enc e;
+	if (parse(c, argc, argv, "endpoints", 1, &a) < 0)
+		return EXIT_USAGE;
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "endpoints", true);
+	if (a.npos) {
+		ctl_enc_map(&e, 1);
+		ctl_kv_str(&e, "service", a.pos[0]);
+	} else {
+		ctl_enc_map(&e, 0);
+	}
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	if (x)
+		return x;
+	if (c->json) {
+		print_json(c);
+		return EXIT_DONE;
+	}
+	const msgpack_object *r = c->resp.result;
+	printf("%-16s %-16s %-10s %-22s %-6s %-10s %s\n", "SERVICE", "NODE", "SITE", "ADDRESS",
+	       "WEIGHT", "STATE", "REV");
+	for (uint32_t i = 0; r && r->type == MSGPACK_OBJECT_ARRAY && i < r->via.array.size; i++) {
+		const msgpack_object *v = &r->via.array.ptr[i];
+		char sv[80], nd[80], st[80], ad[64], hp[80], state[32];
+		s(v, "address", ad, sizeof ad);
+		snprintf(hp, sizeof hp, strchr(ad, ':') ? "[%s]:%" PRIu64 : "%s:%" PRIu64, ad,
+			 u(v, "port"));
+		s(v, "site", st, sizeof st);
+		printf("%-16s %-16s %-10s %-22s %-6" PRIu64 " %-10s %" PRIu64 "%s\n",
+		       s(v, "service", sv, sizeof sv), s(v, "node", nd, sizeof nd),
+		       st[0] ? st : "-", hp, u(v, "weight"), s(v, "state", state, sizeof state),
+		       u(v, "rev"), bo(v, "down") ? " (node down)" : "");
+	}
+	return EXIT_DONE;
+}
+
 static int cmd_events(struct ctl_client *c, int argc, char **argv)
 {
 	struct args a;
@@ -649,6 +689,8 @@ int fleet_cmds_main(const char *socket, bool json, uint64_t timeout_ms, const ch
 		x = cmd_events(&c, argc, argv);
 	else if (strcmp(cmd, "history") == 0)
 		x = cmd_history(&c, argc, argv);
+	else if (strcmp(cmd, "endpoints") == 0)
+		x = cmd_endpoints(&c, argc, argv);
 	else
 		return -1;
 	fflush(stdout);

@@ -26,6 +26,7 @@ enum cfg_key {
 	K_REAP_AFTER, K_RECONNECT, /* membership (agent/cluster, agent/fleet) */
 	K_DOCKER_HOST, K_UNIT_DIR, K_SYSTEMD_BUS, /* runtime plugins */
 	K_EVENT_HOOK, K_EVENT_HOOK_TIMEOUT, K_EVENT_HOOK_MAX_RUNNING, K_EVENT_HOOK_QUEUE,
+	K_HTTP_API, K_HAPROXY_SOCKET, K_HAPROXY_BACKEND, K_FAILOVER_SHARE, /* traffic (issue 14) */
 	K__COUNT
 };
 
@@ -62,6 +63,10 @@ static const char *const cfg_keys[K__COUNT] = {
 	[K_EVENT_HOOK_TIMEOUT] = "event-hook-timeout",
 	[K_EVENT_HOOK_MAX_RUNNING] = "event-hook-max-running",
 	[K_EVENT_HOOK_QUEUE] = "event-hook-queue",
+	[K_HTTP_API] = "http-api",
+	[K_HAPROXY_SOCKET] = "haproxy-socket",
+	[K_HAPROXY_BACKEND] = "haproxy-backend",
+	[K_FAILOVER_SHARE] = "failover-share",
 };
 
 enum { OPT_CONFIG = 1000, OPT_HELP, OPT_VERSION, OPT_CONFIG_DIR, OPT_CHECK };
@@ -138,6 +143,17 @@ static const char usage_text[] =
 	"  --event-hook-max-running N  hooks running at once (default 4); further events wait\n"
 	"  --event-hook-queue N        events waiting at most (default 256); more are dropped,\n"
 	"                              counted and logged\n"
+	"Traffic (load balancers):\n"
+	"  --http-api ADDR:PORT        read API for load balancers: GET /v1/catalog,\n"
+	"                              /v1/catalog/SERVICE, /v1/http_sd (long-poll with\n"
+	"                              ?index=N&wait=30s); default off; no authentication: use\n"
+	"                              a loopback address, e.g. 127.0.0.1:9465\n"
+	"  --haproxy-socket ADDR       HAProxy's stats socket (level admin): /path, unix:/path or\n"
+	"                              tcp:IP:PORT; needed by --haproxy-backend\n"
+	"  --haproxy-backend SERVICE=BACKEND[:SLOTPREFIX]  keep the server-template slots of\n"
+	"                              BACKEND in step with SERVICE's endpoints (repeatable)\n"
+	"  --failover-share SHARE      send traffic to other sites when fewer than SHARE of\n"
+	"                              this site's endpoints are healthy (0..1 or N%; default 0.5)\n"
 	"\n"
 	"  --help                      show this help and exit\n"
 	"  --version                   show the version and exit\n"
@@ -154,6 +170,68 @@ const char *agent_config_usage(void)
 }
 
 /* ---- Validators ----------------------------------------------------------------------------- */
+
+static bool name_char(int c);
+
+int agent_config_check_backend(const char *s)
+{
+	const char *eq = strchr(s, '=');
+	size_t n;
+	if (!eq || eq == s || eq - s > 64)
+		return -EINVAL;
+	for (const char *p = s; p < eq; p++)
+		if (!name_char((unsigned char)*p))
+			return -EINVAL;
+	n = 0;
+	bool colon = false;
+	for (const char *p = eq + 1; *p; p++) {
+		if (*p == ':' && !colon && n > 0) {
+			colon = true;
+			n = 0;
+			continue;
+		}
+		if (!name_char((unsigned char)*p) || n >= 63)
+			return -EINVAL;
+		n++;
+	}
+	return n > 0 ? 0 : -EINVAL;
+}
+
+int agent_config_parse_share(const char *s, unsigned *ret_permille)
+{
+	/* "0.5", "1", "0", "50%", "12.5%": thousandths, rounded down past three decimals */
+	unsigned long ip = 0, frac = 0, scale = 1000;
+	const char *p = s;
+	bool pct, digits = false;
+	size_t len = strlen(s);
+	pct = len > 0 && s[len - 1] == '%';
+	while (*p >= '0' && *p <= '9' && ip < 1000) {
+		ip = ip * 10 + (unsigned long)(*p++ - '0');
+		digits = true;
+	}
+	if (*p == '.') {
+		p++;
+		unsigned long f = 0, div = 1;
+		while (*p >= '0' && *p <= '9') {
+			if (div < 100000) {
+				f = f * 10 + (unsigned long)(*p - '0');
+				div *= 10;
+			}
+			p++;
+			digits = true;
+		}
+		frac = f * scale / div;
+	}
+	if (!digits || (pct ? (*p != '%' || p[1]) : *p != 0))
+		return -EINVAL;
+	unsigned long pm = ip * 1000 + frac;	/* thousandths of the number written */
+	if (pct)
+		pm /= 100;
+	if (pm > 1000)
+		return -EINVAL;
+	*ret_permille = (unsigned)pm;
+	return 0;
+}
 
 static bool name_char(int c)
 {
@@ -309,6 +387,8 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 		list_free(&c->labels, &c->nlabels);
 	if (p->from_flags && !p->seen[k] && k == K_QUORUM)
 		list_free(&c->quorums, &c->nquorums);
+	if (p->from_flags && !p->seen[k] && k == K_HAPROXY_BACKEND)
+		list_free(&c->haproxy_backends, &c->nhaproxy_backends);
 	p->seen[k] = true;
 
 	switch (k) {
@@ -515,6 +595,29 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 		else
 			c->reconnect_ms = u;
 		break;
+	case K_HTTP_API:
+		if (agent_config_check_addr(v) < 0)
+			why = "must be HOST:PORT or [IPV6]:PORT with a port in 1..65535";
+		else
+			r = set_string(&c->http_api, v);
+		break;
+	case K_HAPROXY_SOCKET:
+		if (!*v || strlen(v) > 112)
+			why = "must be a path, unix:PATH or tcp:IP:PORT (at most 107 bytes of path)";
+		else
+			r = set_string(&c->haproxy_socket, v);
+		break;
+	case K_HAPROXY_BACKEND:
+		if (agent_config_check_backend(v) < 0)
+			why = "must be SERVICE=BACKEND or SERVICE=BACKEND:SLOTPREFIX (names of "
+			      "A-Z a-z 0-9 . _ -)";
+		else
+			r = list_add(&c->haproxy_backends, &c->nhaproxy_backends, v);
+		break;
+	case K_FAILOVER_SHARE:
+		if (agent_config_parse_share(v, &c->failover_permille) < 0)
+			why = "must be a share in 0..1 (e.g. 0.5) or a percentage (e.g. 50%)";
+		break;
 	case K__COUNT:
 		break;
 	}
@@ -652,6 +755,7 @@ static int defaults(struct agent_config *c)
 	c->event_hook_timeout_ms = 10000;
 	c->event_hook_max_running = 4;
 	c->event_hook_queue = 256;
+	c->failover_permille = 500;
 	if (!(c->node_name = strdup(host)) || !(c->state_dir = strdup(AGENT_DEFAULT_STATE_DIR)) ||
 	    !(c->socket_path = strdup(AGENT_DEFAULT_SOCKET)) ||
 	    !(c->cluster = strdup(AGENT_DEFAULT_CLUSTER)) ||
@@ -687,6 +791,9 @@ void agent_config_release(struct agent_config *c)
 	free(c->event_hook);
 	list_free(&c->config_files, &c->nconfig_files);
 	free(c->config_dir);
+	list_free(&c->haproxy_backends, &c->nhaproxy_backends);
+	free(c->http_api);
+	free(c->haproxy_socket);
 	memset(c, 0, sizeof *c);
 }
 

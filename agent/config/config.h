@@ -103,6 +103,13 @@ struct agent_config {
 	uint32_t max_frame_size;	/* default 1 MiB */
 	unsigned max_clients;		/* default 64 */
 	uint64_t client_timeout_ms;	/* default 30 s */
+
+	/* Traffic (issue 14: agent/daemon/catalog.h, lb_wiring.c). */
+	char *http_api;			/* ADDR:PORT of the read API, or NULL (off) */
+	char *haproxy_socket;		/* HAProxy stats socket, or NULL */
+	char **haproxy_backends;	/* "SERVICE=BACKEND[:SLOTPREFIX]" each (validated) */
+	size_t nhaproxy_backends;
+	unsigned failover_permille;	/* failover-share * 1000; default 500 */
 };
 
 enum agent_config_action {
@@ -136,5 +143,8 @@ const char *agent_config_usage(void);
 int agent_config_check_addr(const char *s);	/* HOST:PORT, [V6]:PORT, port 1..65535 */
 int agent_config_check_label(const char *s);	/* KEY=VALUE */
 int agent_config_check_name(const char *s);	/* [A-Za-z0-9._-]{1,64} */
+int agent_config_check_backend(const char *s);	/* SERVICE=BACKEND[:SLOTPREFIX] */
+/* "0.5", "50%": thousandths in 0..1000 (rounded down); 0 or -EINVAL. */
+int agent_config_parse_share(const char *s, unsigned *ret_permille);
 
 #endif

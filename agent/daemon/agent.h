@@ -36,6 +36,8 @@ struct fleet;
 struct metrics;
 struct fetch;
 struct hook;
+struct catalog_http;
+struct lb_set;
 
 struct agent {
 	uv_loop_t loop;
@@ -63,6 +65,8 @@ struct agent {
 	uint64_t watchdog_usec;		/* 0: no watchdog */
 	bool stopping;
 	unsigned handles_open;		/* signal/timer handles not yet closed */
+	struct catalog_http *http;	/* --http-api read API (catalog.h) or NULL; loop */
+	struct lb_set *lbs;		/* HAProxy drivers (lb_wiring.c) or NULL; loop */
 };
 
 /* The control operations of this version, for struct ctl_server_opts (ud = struct agent *). */
@@ -128,5 +132,15 @@ void fetch_agent_stop(struct agent *a);
 void agent_need_artifact(void *ud, const char *service, uint64_t rev,
 			 const struct store_id *artifact,
 			 const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders);
+
+/*
+ * Traffic (lb_wiring.c, issue 14): the read API (--http-api, catalog.h) and one HAProxy driver
+ * (traffic/traffic.h) per `haproxy-backend`, fed by the fleet's endpoint catalog; the drain of
+ * a swap asks the driver of its service for sessions. After fleet_agent_start. @return 0;
+ * negative errno with one line in @err (bad combination, bind error).
+ */
+int traffic_agent_start(struct agent *a, char *err, size_t errlen);
+/* Close the read API (a->http NULL once closed) and the drivers. NULL-safe, idempotent. */
+void traffic_agent_stop(struct agent *a);
 
 #endif

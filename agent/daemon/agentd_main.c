@@ -118,6 +118,7 @@ static void agent_stop(struct agent *a, const char *why)
 		uv_close((uv_handle_t *)&a->watchdog, handle_closed);
 	}
 	metrics_close(a->metrics, metrics_closed, a);
+	traffic_agent_stop(a);	/* before the fleet: it holds the fleet's hooks */
 	fetch_agent_stop(a);	/* before the cluster: its streams are the transport's */
 	fleet_agent_stop(a);	/* before the cluster: it publishes through it */
 	hook_close(a->hook, hook_closed, a);
@@ -355,6 +356,13 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 
+	/* 4d. Traffic: the read API and the HAProxy drivers (agent/daemon/lb_wiring.c). */
+	r = traffic_agent_start(&a, err, sizeof err);
+	if (r < 0) {
+		log_error("%s", err);
+		goto cleanup;
+	}
+
 	/* 5. Control socket. */
 	{
 		size_t nops;
@@ -434,6 +442,7 @@ cleanup:
 			ctl_server_close(a.ctl, ctl_closed, &a);
 		/* Their handles must close through their own callbacks, before the walk below. */
 		metrics_close(a.metrics, metrics_closed, &a);
+		traffic_agent_stop(&a);
 		fetch_agent_stop(&a);
 		fleet_agent_stop(&a);
 		while (a.fleet && uv_run(&a.loop, UV_RUN_ONCE) != 0)
@@ -442,7 +451,7 @@ cleanup:
 		while (a.hook && uv_run(&a.loop, UV_RUN_ONCE) != 0)
 			;
 		cluster_close(a.cluster, cluster_closed, &a);
-		while ((a.cluster || a.metrics) && uv_run(&a.loop, UV_RUN_ONCE) != 0)
+		while ((a.cluster || a.metrics || a.http) && uv_run(&a.loop, UV_RUN_ONCE) != 0)
 			;
 		uv_walk(&a.loop, close_walk_cb, NULL);
 		while (uv_run(&a.loop, UV_RUN_DEFAULT) != 0)

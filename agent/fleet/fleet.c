@@ -430,6 +430,7 @@ static int members_refresh(struct fleet *b)
 	b->member_sites = c.sites;
 	b->member_names = c.names;
 	b->nmembers = c.n;
+	fleet__ep_members(b);	/* a dead member's endpoints leave the catalog's healthy set */
 	return roster_refresh(b);
 }
 
@@ -696,6 +697,7 @@ static void publish_health_now(struct fleet *b, struct svc *v)
 	struct fleet_key k = {.type = FLEET_REC_HEALTH};
 	snprintf(k.service, sizeof k.service, "%s", v->name);
 	fleet__put_value(b, &k, val, len);
+	fleet__ep_publish(b, v);	/* its endpoint follows the same changes */
 }
 
 /* ---- Records ------------------------------------------------------------------------------- */
@@ -786,6 +788,10 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 {
 	struct fleet_key k;
 	int r = fleet_key_parse(g->key, g->key_len, &k);
+	if (r == -ENOENT) {
+		fleet__ep_record(b, g);	/* ep/<service> (endpoints.h), or not ours */
+		return;
+	}
 	if (r < 0) {
 		if (r != -ENOENT)
 			log_debug("record with a malformed key ignored");
@@ -1008,6 +1014,7 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 	fleet__swap_ended(b, v, 0);
 	v->swapping = false;
 	v->swap_target = 0;
+	fleet__ep_swapped(b, v);	/* the drained instance is gone */
 	v->running_rev = rev;
 	if (artifact)
 		v->running = *artifact;
@@ -1019,6 +1026,11 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 	      hex);
 	if (rev && artifact) {
 		start_health(b, v, rev, artifact);
+		/* a service with an endpoint keeps its pacing slot until the new instance is
+		 * healthy (endpoints.h): a rollout waits for each node to serve again, and a bad
+		 * revision stops at the first node of each site */
+		if (fleet__ep_settle(b, v))
+			v->swapping = true;
 	} else if (b->health) {
 		health_stop(b->health, service);
 		v->hstate = HSTATE_NONE;
@@ -1069,9 +1081,14 @@ static void on_health(void *ud, const char *service, uint64_t rev, const struct 
 	v->missed = st->missed;
 	fleet__event(b, "health", service, rev, "%s: rev %" PRIu64 " %s%s%s", b->name, rev,
 	      health_state_name(st->state), st->detail[0] ? ": " : "", st->detail);
+	fleet__ep_health(b, v);
 	fleet__publish_health(b, v);
 	if (st->state == HEALTH_HEALTHY && !st->missed && b->rec)
 		reconcile_mark_good(b->rec, service, rev, &v->running);
+	/* [recovery] restarts: restart locally that many times before the node counts the
+	 * instance as failed (and votes) */
+	if (st->missed && !was_missed && fleet__ep_restart(b, v, health_miss_name(st->miss_reason)))
+		return;
 	if (st->missed && !was_missed && !v->diverged) {
 		const struct store_revision *d =
 			agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
@@ -1222,6 +1239,7 @@ int fleet_start(struct fleet *b)
 			.may_start = fleet__may_start,
 			.on_swapped = on_swapped,
 			.on_state = on_rstate,
+			.before_stop = fleet__ep_before_stop,
 			.ud = b,
 		};
 		r = reconcile_new(b->loop, b->s, &b->pcfg, &cbs, &b->ropts, &b->rec);
@@ -1236,6 +1254,9 @@ int fleet_start(struct fleet *b)
 	b->started = true;
 	fleet__event(b, "start", NULL, 0, "%s started (%zu service(s) known)", b->name, b->nsvcs);
 	resync(b, true);
+	/* our endpoints as this run sees them (a copy from before a restart may be stale) */
+	for (size_t i = 0; i < b->nsvcs; i++)
+		fleet__ep_publish(b, b->svcs[i]);
 	uv_timer_start(&b->resync, on_resync, RESYNC_MS, 0);
 	return 0;
 }
@@ -1292,6 +1313,7 @@ void fleet_close(struct fleet *b, void (*cb)(void *ud), void *ud)
 	b->closing = true;
 	b->close_cb = cb;
 	b->close_ud = ud;
+	fleet__ep_close(b);	/* drains cancelled: the reconciler closes too */
 	b->closing_parts = 3; /* the timers */
 	/* the votes still queued are written now; a job in flight ends the close when done */
 	if (b->nvq) {

@@ -160,6 +160,7 @@ struct fleet {
 	int vjob_err;
 	bool need_replay;		/* a revision was refused (AGREE_ECERT): re-examine the
 					 * held records at the next membership change */
+	struct fleet_eps *eps;		/* endpoints.c: catalog, own endpoints, drains */
 };
 
 /* fleet.c */
@@ -207,6 +208,18 @@ void fleet__need_artifact(struct fleet *b, struct svc *v);
 void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av);
 const struct store_quorum *fleet__quorum_of(struct fleet *b, const char *service);
 void fleet__recompute(struct fleet *b, struct svc *v);
+
+/* endpoints.c (endpoints.h) */
+void fleet__ep_record(struct fleet *b, const struct gossip_record *g);
+void fleet__ep_publish(struct fleet *b, struct svc *v);
+void fleet__ep_members(struct fleet *b);
+bool fleet__ep_before_stop(void *ud, const char *service, uint64_t rev,
+			   const struct store_id *artifact);
+void fleet__ep_swapped(struct fleet *b, struct svc *v);
+bool fleet__ep_settle(struct fleet *b, struct svc *v);
+void fleet__ep_health(struct fleet *b, struct svc *v);
+bool fleet__ep_restart(struct fleet *b, struct svc *v, const char *why);
+void fleet__ep_close(struct fleet *b);
 
 /* pacing.c */
 bool fleet__may_start(void *ud, const char *service, uint64_t rev);

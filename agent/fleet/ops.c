@@ -2,6 +2,7 @@
  * agent/fleet/ops.c: the fleet's control operations (fleet.h "Control operations").
  */
 #include "agent/fleet/fleet_int.h"
+#include "agent/fleet/endpoints.h"
 
 #include <stddef.h>
 #include <strings.h>
@@ -751,6 +752,7 @@ static const struct ctl_op fleet_ops[] = {
 	{"brain.status", .args = &no_args, .run = fleet_op_status},
 	{"brain.history", .args = &history_spec, .run = fleet_op_history},
 	{"members.remove", .args = &remove_spec, .run = fleet_op_members_remove},
+	{"endpoints", .args = &fleet_endpoints_spec, .run = fleet_op_endpoints},
 };
 
 const struct ctl_op *fleet_ctl_ops(size_t *ret_count)

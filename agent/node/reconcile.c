@@ -73,11 +73,15 @@ struct rc_svc {
 	struct reconcile_journal j;
 	bool resumed_step;		/* j.step came from a previous run's journal: finish it */
 	bool touched;			/* this swap started a step that changes the runtime */
+	bool prev_live;			/* the previous instance was verified running at start */
+	bool drained;			/* before_stop was asked in this swap */
+	bool holding;			/* waiting for reconcile_drained */
 
 	bool busy;			/* one operation in flight */
 	bool verified;			/* what the store says runs was activated/confirmed */
 	bool swept;			/* a previous run's orphans ended (exec; step_start) */
 	bool paced;
+	bool restart;			/* reconcile_restart asked: re-activate what runs */
 	uint64_t forgot_below;		/* revisions below this were forgotten by the plugins */
 	bool timer_on;
 	bool closing_timer;
@@ -954,6 +958,16 @@ static void step_start(struct rc_svc *s)
 		    s->j.step != RECONCILE_STEP_STOP_PREV && stat(s->dir, &sb) < 0)
 			s->j.step = RECONCILE_STEP_MATERIALIZE;
 	}
+	/* drain (issue 14): the instance about to be stopped leaves its load balancers first */
+	if (step_touches(s->j.step) && s->j.prev_rev && s->prev_live && !s->drained &&
+	    !s->resumed_step && r->cbs.before_stop) {
+		s->drained = true;
+		if (r->cbs.before_stop(r->cbs.ud, s->name, s->j.prev_rev, &s->j.prev)) {
+			s->holding = true;
+			s->busy = true;
+			return;
+		}
+	}
 	err = journal_write(s);
 	if (err < 0)
 		goto fail;
@@ -1039,6 +1053,10 @@ static void start_swap(struct rc_svc *s, const struct store_service_state *st)
 	s->swapping = true;
 	s->resumed_step = false;
 	s->touched = false;
+	/* only an instance this run activated or confirmed has anything to drain */
+	s->prev_live = s->verified && st->running_rev != 0;
+	s->drained = false;
+	s->holding = false;
 	s->last_error = 0;
 	tinfo_drop(s);
 	step_start(s);
@@ -1114,6 +1132,16 @@ static void kick(struct rc_svc *s)
 	}
 	same = s->want_rev == st.running_rev &&
 	       (s->want_rev == 0 || id_eq(&s->want, &st.running));
+	if (same && s->restart) {
+		/* a local restart ([recovery] restarts): the same swap as a re-activation, with
+		 * the drain, and without pacing (it is not a new revision) */
+		s->restart = false;
+		if (s->want_rev) {
+			start_swap(s, &st);
+			return;
+		}
+	}
+	s->restart = false;
 	if (same) {
 		if (s->verified || s->want_rev == 0) {
 			s->verified = true;
@@ -1278,6 +1306,44 @@ void reconcile_artifact_arrived(struct reconcile *r, const struct store_id *arti
 	for (struct rc_svc *s = r->svcs; s; s = s->next)
 		if (s->have_desired && !s->busy && id_eq(&s->want, artifact))
 			schedule(s, 0);
+}
+
+int reconcile_drained(struct reconcile *r, const char *service)
+{
+	struct rc_svc *s;
+
+	if (!r || !service)
+		return -EINVAL;
+	s = svc_find(r, service);
+	if (!s || !s->holding)
+		return -ENOENT;
+	s->holding = false;
+	s->busy = false;
+	if (!r->closing)
+		schedule(s, 0);	/* kick -> swap_continue: re-aimed if the desire moved */
+	return 0;
+}
+
+int reconcile_restart(struct reconcile *r, const char *service, uint64_t rev)
+{
+	struct store_service_state st;
+	struct rc_svc *s;
+
+	if (!r || !service)
+		return -EINVAL;
+	if (r->closing)
+		return -ECANCELED;
+	s = svc_find(r, service);
+	if (!s || !s->have_desired)
+		return -ENOENT;
+	if (s->swapping || s->busy || s->restart)
+		return -EBUSY;
+	if (store_service_state_get(r->s, service, &st) < 0 || st.running_rev == 0 ||
+	    st.running_rev != rev || s->want_rev != rev)
+		return -ESTALE;
+	s->restart = true;
+	schedule(s, 0);
+	return 0;
 }
 
 int reconcile_mark_good(struct reconcile *r, const char *service, uint64_t rev,

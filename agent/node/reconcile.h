@@ -164,6 +164,19 @@ struct reconcile_callbacks {
 			   const struct store_id *artifact, int status);
 	/* Progress and events (see enum reconcile_event_kind). May be NULL. */
 	void (*on_state)(void *ud, const struct reconcile_event *ev);
+	/*
+	 * Drain (issue 14): called once per swap, before the first step that stops the running
+	 * instance @rev/@artifact (STOP_PREV, ACTIVATE or DEACTIVATE of a swap that has a
+	 * previous instance this run activated or confirmed running; not for an instance found
+	 * dead after a restart, nor for a swap resumed from the journal). Return false to go on at
+	 * once; true to hold the swap until reconcile_drained(@service) (the agent marks its
+	 * endpoint draining and waits for its load balancer, bounded). While held, a desired
+	 * change is noted and applied when the hold ends (the instance is drained already, so
+	 * the re-aimed swap does not drain again). Must not call reconcile_* functions. NULL:
+	 * never waits.
+	 */
+	bool (*before_stop)(void *ud, const char *service, uint64_t rev,
+			    const struct store_id *artifact);
 	void *ud;
 };
 
@@ -218,6 +231,21 @@ int reconcile_set_desired(struct reconcile *r, const char *service, uint64_t rev
  * instead of at the end of the back-off, which can be a minute. Loop thread. NULL @r is fine.
  */
 void reconcile_artifact_arrived(struct reconcile *r, const struct store_id *artifact);
+
+/*
+ * End the hold before_stop asked for on @service: the swap goes on (from the loop, after this
+ * call returns). @return 0; -ENOENT (no such service, or it is not held); -EINVAL. Loop thread;
+ * NULL @r is fine (-EINVAL).
+ */
+int reconcile_drained(struct reconcile *r, const char *service);
+
+/*
+ * Restart @service's running instance of @rev (release.ini [recovery] restarts): a swap to what
+ * runs, from the loop after this call, with the drain (before_stop) and without may_start.
+ * @return 0; -ENOENT (unknown service); -EBUSY (a swap or a restart is under way); -ESTALE
+ *         (@rev is not what runs and is desired); -ECANCELED (closing); -EINVAL.
+ */
+int reconcile_restart(struct reconcile *r, const char *service, uint64_t rev);
 
 /*
  * Record that @service at @rev/@artifact was found healthy: store_service_state.last_good

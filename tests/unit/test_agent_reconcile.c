@@ -64,6 +64,10 @@ struct ctx {
 	int sabotage_activate;			/* remove the dir at this many ACTIVATEs */
 	struct store_id ids[8];			/* artifacts by rev (coalesce test) */
 	int coalesce;				/* re-desire at MATERIALIZE of rev 1 and 2 */
+	bool hold;				/* before_stop holds the swap */
+	int stops_asked;			/* before_stop calls */
+	uint64_t stop_rev;			/* ... and the revision it named */
+	int steps_at_hold;			/* STEP events seen when before_stop was called */
 };
 
 static uint64_t now_ms(void)
@@ -87,6 +91,19 @@ static bool cb_may_start(void *ud, const char *service, uint64_t rev)
 	if (!c->first_allowed_ms)
 		c->first_allowed_ms = now_ms();
 	return true;
+}
+
+static bool cb_before_stop(void *ud, const char *service, uint64_t rev,
+			   const struct store_id *art)
+{
+	struct ctx *c = ud;
+
+	assert_string_equal(service, c->svc);
+	assert_non_null(art);
+	c->stops_asked++;
+	c->stop_rev = rev;
+	c->steps_at_hold = c->nev[RECONCILE_EV_STEP];
+	return c->hold;
 }
 
 static void cb_swapped(void *ud, const char *service, uint64_t rev, const struct store_id *art,
@@ -152,6 +169,7 @@ static void ctx_reconcile_new(struct ctx *c)
 	c->cbs.may_start = cb_may_start;
 	c->cbs.on_swapped = cb_swapped;
 	c->cbs.on_state = cb_state;
+	c->cbs.before_stop = cb_before_stop;
 	c->cbs.ud = c;
 	assert_int_equal(reconcile_new(&c->loop, c->s, &c->pcfg, &c->cbs, &c->opts, &c->r), 0);
 }
@@ -589,6 +607,81 @@ static void test_pacing(void **state)
 }
 
 /*
+ * Drain (issue 14): before_stop is asked once per swap that stops a running instance (not for
+ * the first activation, where nothing runs); while it holds, the old instance keeps running
+ * and no step that touches the runtime starts; reconcile_drained lets the swap go on. A
+ * desire that changes during the hold is applied after it without asking again.
+ */
+static void test_drain_hook(void **state)
+{
+	struct ctx *c = ctx_new("drained");
+	struct store_id a1, a2, a3;
+	long p1, p2;
+
+	(void)state;
+	assert_int_equal(rh_make_artifact(c->s, g_root, "drained", "1", NULL, &a1), 0);
+	assert_int_equal(rh_make_artifact(c->s, g_root, "drained", "2", NULL, &a2), 0);
+	assert_int_equal(rh_make_artifact(c->s, g_root, "drained", "3", NULL, &a3), 0);
+	assert_int_equal(reconcile_resume(c->r), 0);
+	assert_int_equal(reconcile_drained(c->r, "drained"), -ENOENT);	/* nothing held */
+	assert_int_equal(reconcile_set_desired(c->r, "drained", 1, &a1), 0);
+	RUN_UNTIL(c, last_ok_rev(c, 1));
+	p1 = wait_marker(c, 1);
+	assert_int_equal(c->stops_asked, 0);	/* nothing ran: nothing to drain */
+
+	c->hold = true;
+	assert_int_equal(reconcile_set_desired(c->r, "drained", 2, &a2), 0);
+	RUN_UNTIL(c, c->stops_asked == 1);
+	assert_int_equal(c->stop_rev, 1);
+	run_ms(c, 200);
+	/* held: rev 1 still runs, no ACTIVATE of rev 2 started, not idle */
+	assert_true(rh_alive(p1));
+	assert_int_equal(c->steps[RECONCILE_STEP_ACTIVATE][2], 0);
+	assert_int_equal(c->nev[RECONCILE_EV_STEP], c->steps_at_hold);
+	assert_false(reconcile_idle(c->r));
+	/* the desire moves on while held: applied once the hold ends, no second drain */
+	assert_int_equal(reconcile_set_desired(c->r, "drained", 3, &a3), 0);
+	run_ms(c, 100);
+	assert_int_equal(c->stops_asked, 1);
+	assert_true(rh_alive(p1));
+	assert_int_equal(reconcile_drained(c->r, "drained"), 0);
+	assert_int_equal(reconcile_drained(c->r, "drained"), -ENOENT);
+	RUN_UNTIL(c, last_ok_rev(c, 3));
+	p2 = wait_marker(c, 3);
+	RUN_UNTIL(c, !rh_alive(p1));
+	check_state(c, 3, &a3);
+	check_one_instance(c, 3, p2);
+	assert_int_equal(c->stops_asked, 1);
+	assert_int_equal(c->steps[RECONCILE_STEP_ACTIVATE][2], 0);
+
+	/* a local restart ([recovery] restarts) of what runs: drained, a new process, same rev */
+	c->hold = false;
+	int asked = c->asked;
+	assert_int_equal(reconcile_restart(c->r, "drained", 2), -ESTALE);
+	assert_int_equal(reconcile_restart(c->r, "nosuch", 3), -ENOENT);
+	assert_int_equal(reconcile_restart(c->r, "drained", 3), 0);
+	assert_int_equal(reconcile_restart(c->r, "drained", 3), -EBUSY);
+	RUN_UNTIL(c, c->stops_asked == 2);
+	assert_int_equal(c->stop_rev, 3);
+	RUN_UNTIL(c, !rh_alive(p2));
+	long p3 = wait_marker(c, 3);
+	assert_int_not_equal(p3, p2);
+	RUN_UNTIL(c, !reconcile_idle(c->r) || last_ok_rev(c, 3));
+	RUN_UNTIL(c, reconcile_idle(c->r));
+	check_state(c, 3, &a3);
+	check_one_instance(c, 3, p3);
+	assert_int_equal(c->asked, asked);	/* a restart is not paced */
+
+	/* a stop drains too; a hook that does not hold lets it go on at once */
+	assert_int_equal(reconcile_set_desired(c->r, "drained", 0, NULL), 0);
+	RUN_UNTIL(c, c->nsw > 0 && c->sw[(c->nsw - 1) % 128].rev == 0);
+	assert_int_equal(c->stops_asked, 3);
+	assert_int_equal(c->stop_rev, 3);
+	RUN_UNTIL(c, !rh_alive(p3));
+	ctx_free(c);
+}
+
+/*
  * Restart: a new reconciler over the same store resumes journaled swaps, re-activates what
  * the store says runs when the runtime does not run it, and reports bad journal entries.
  */
@@ -767,6 +860,7 @@ int main(void)
 		cmocka_unit_test(test_coalesce),
 		cmocka_unit_test(test_activate_retry),
 		cmocka_unit_test(test_pacing),
+		cmocka_unit_test(test_drain_hook),
 		cmocka_unit_test(test_rollback_during_backoff),
 		cmocka_unit_test(test_resume),
 		cmocka_unit_test(test_sweep_orphans),
