@@ -965,9 +965,10 @@ static bool scope_cgroup_make(char *base, size_t n, char *scope, size_t sn)
 	fclose(f);
 	if (!found)
 		return false;
-	snprintf(base, n, "%s%s/shoal-test-%d", mnt, strcmp(line + 3, "/") ? line + 3 : "",
-		 (int)getpid());
-	snprintf(scope, sn, "%s/shoal-exec-web.scope", base);
+	if ((size_t)snprintf(base, n, "%s%s/shoal-test-%d", mnt,
+			     strcmp(line + 3, "/") ? line + 3 : "", (int)getpid()) >= n ||
+	    (size_t)snprintf(scope, sn, "%s/shoal-exec-web.scope", base) >= sn)
+		return false;	/* a cgroup path longer than PATH_MAX: no test cgroup */
 	if (mkdir(base, 0755) < 0 && errno != EEXIST)
 		return false;
 	if (mkdir(scope, 0755) < 0 && errno != EEXIST) {
