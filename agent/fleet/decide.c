@@ -121,6 +121,16 @@ int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revisio
 	int a;
 
 	fleet__observe(b, r->hlc);
+	/* a rollback's certificate: every counted vote signed by its elector (sign.h) */
+	a = agree_verify_signatures(r);
+	if (a < 0) {
+		b->sig_refused++;
+		if ((b->sig_refused & (b->sig_refused - 1)) == 0 || mine)
+			log_warning("%s: %s rollback at rev %" PRIu64 " refused: %s (%" PRIu64
+				    " record(s) refused so far)", v->name, mine ? "own" : "a",
+				    r->rev, agree_strerror(a), b->sig_refused);
+		return a;
+	}
 	a = agree_accept(v->log, v->nlog, r);
 	if (a < 0) {
 		if (mine)
@@ -290,6 +300,8 @@ int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision
 	av.subject = agree_subject(subject);
 	av.target = tg;
 	av.round = round;
+	uint8_t msg[AGREE_VOTE_MSG_MAX];
+	sign_detached(&b->key, msg, agree_vote_msg(&av, msg), av.sig);
 	target = tg;
 	r = fleet__vote_add(v, &av);
 	if (r < 0)

@@ -64,6 +64,14 @@
  * unreachable member every reconnect_ms, so halves separated longer than the reap time find
  * each other again.
  *
+ * Identity (agent/base/sign.h has the trust model): the roster record carries this node's
+ * public key and is signed by it; the first key seen for a node id is bound to it (kept in
+ * the store, STORE_KV_AGENT "nodekey/<id hex>"), and a roster record with another key is
+ * refused and logged. Deploys carry the electors' keys; this node signs its votes, drops
+ * received votes whose signature does not verify against the key of the voter in the
+ * revision's electorate (or its bound key for a non-elector), and accepts a rollback only if
+ * agree_verify_signatures passes. Refusals are counted (fleet_sig_refused) and logged.
+ *
  * Until the node has completed a full anti-entropy exchange (fleet_net.synced) it neither
  * votes, decides nor deploys: its roster and log may be partial (agree.h rule 0).
  *
@@ -143,8 +151,12 @@ typedef void fleet_need_artifact_fn(void *ud, const char *service, uint64_t rev,
 				    const struct store_id *artifact,
 				    const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders);
 
+struct sign_key;
+
 struct fleet_opts {
 	const uint8_t *node_id;		/* 16 bytes, required */
+	const struct sign_key *node_key; /* this node's identity key (agent/base/sign.h), copied;
+					 * NULL: a fresh random one (tests) */
 	const char *node_name;		/* for events */
 	const char *site;		/* this node's site label, NULL if none */
 	const char *advertise;		/* our gossip ADDR:PORT for the roster record, or NULL */
@@ -215,6 +227,8 @@ int fleet_roster_remove(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
 
 int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
 		  struct store_id *ret_artifact);
+/* Records refused for a bad signature or a key that is not the bound one, so far. */
+uint64_t fleet_sig_refused(const struct fleet *b);
 /* Number of events so far (the sequence number of the last one). */
 uint64_t fleet_event_seq(const struct fleet *b);
 

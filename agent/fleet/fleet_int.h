@@ -28,6 +28,7 @@
 #include "agent/base/clock.h"
 #include "agent/base/hlc.h"
 #include "agent/base/log.h"
+#include "agent/base/sign.h"
 #include "agent/cluster/cluster.h"
 #include "agent/ctl/ctl_args.h"
 #include "agent/node/health.h"
@@ -86,8 +87,19 @@ struct fleet_ev {
 	char text[200];
 };
 
+/* A node id and the public key bound to it (trust on first join, sign.h). */
+struct nodekey {
+	uint8_t id[STORE_NODE_ID_LEN];
+	uint8_t key[STORE_KEY_LEN];
+	uint8_t refused[STORE_KEY_LEN];	/* the last other key refused for it (logged once) */
+};
+
 struct fleet {
 	uv_loop_t *loop;
+	struct sign_key key;		/* this node's identity */
+	struct nodekey *binds;		/* sorted by id */
+	size_t nbinds, capbinds;
+	uint64_t sig_refused;		/* records refused: signature or key */
 	struct store *s;
 	struct fleet_net net;
 	uint8_t id[STORE_NODE_ID_LEN];
@@ -168,6 +180,9 @@ bool fleet__voted(const struct svc *v, const uint8_t *voter, uint64_t rev);
 bool fleet__synced(struct fleet *b);
 const char *fleet__quorum_name(const struct store_quorum *q);
 int fleet__local_persist(struct fleet *b, struct svc *v);
+int fleet__members_refresh(struct fleet *b);
+const uint8_t *fleet__bound_key(const struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN]);
+bool fleet__vote_signed_ok(struct fleet *b, struct svc *v, const struct store_vote *av);
 
 /* events.c */
 void fleet__event(struct fleet *b, const char *kind, const char *service, uint64_t rev,

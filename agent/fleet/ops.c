@@ -141,7 +141,11 @@ static int new_deploy(struct fleet *b, struct svc *v, const struct store_id *id,
 	rv.operator_pid = peer && peer->known ? peer->pid : 0;
 	snprintf(rv.reason, sizeof rv.reason, "%s", reason ? reason : "");
 	rv.quorum = *fleet__quorum_of(b, service);
-	r = agree_electorate(b->roster, b->nroster, scope, &rv.elect, &rv.nelect);
+	/* the electors with their keys: votes on this revision are verified with these, so the
+	 * roster is read now (its refresh after a record arrives is debounced) */
+	fleet__members_refresh(b);
+	r = agree_electorate_keys(b->roster, b->nroster, scope, &rv.elect, &rv.elect_keys,
+				  &rv.nelect);
 	if (r < 0) {
 		ctl_enc_fail(out, CTL_E_INTERNAL, "cannot compute the electorate: %s",
 			     agree_strerror(r));

@@ -208,6 +208,20 @@ static void own(struct store_revision *r)
 		free(r->elect);
 		r->elect = e;
 	}
+	if (r->cert_sigs) {
+		void *g = tmalloc((size_t)r->ncert * sizeof(*r->cert_sigs));
+
+		memcpy(g, r->cert_sigs, (size_t)r->ncert * sizeof(*r->cert_sigs));
+		free(r->cert_sigs);
+		r->cert_sigs = g;
+	}
+	if (r->elect_keys) {
+		void *k = tmalloc((size_t)r->nelect * STORE_KEY_LEN);
+
+		memcpy(k, r->elect_keys, (size_t)r->nelect * STORE_KEY_LEN);
+		free(r->elect_keys);
+		r->elect_keys = k;
+	}
 }
 
 static int decide(const struct store_revision *log, size_t nl, uint64_t rev,

@@ -21,6 +21,7 @@
 
 #include "agent/fleet/fleet.h"
 #include "agent/fleet/records.h"
+#include "agent/base/sign.h"
 #include "agent/ctl/ctl_proto.h"
 #include "store/import.h"
 
@@ -72,9 +73,15 @@ static void fill_rev(struct store_revision *r, uint32_t ncert)
 	r->ncert = ncert;
 	if (ncert) {
 		r->cert = calloc(ncert, STORE_NODE_ID_LEN);
-		for (uint32_t i = 0; i < ncert; i++)
+		r->cert_sigs = calloc(ncert, sizeof *r->cert_sigs);
+		for (uint32_t i = 0; i < ncert; i++) {
 			for (int j = 0; j < STORE_NODE_ID_LEN; j++)
 				r->cert[i][j] = (uint8_t)(i * 7 + j);
+			r->cert_sigs[i].hlc = UINT64_MAX - i;
+			r->cert_sigs[i].reason = i & 1;
+			memset(r->cert_sigs[i].sig, (int)i, STORE_SIG_LEN);
+		}
+		r->cert_subject = 0x1234;
 	}
 }
 
@@ -85,7 +92,6 @@ static void test_rev_and_cert(void **state)
 	uint8_t *buf;
 	size_t len;
 	fill_rev(&r, 95);
-	EQ(fleet_cert_chunks(95), 3);
 	EQ(fleet_rev_encode(&r, &buf, &len), 0);
 	assert_true(len <= FLEET_REC_VALUE_MAX);
 	EQ(fleet_rev_decode(buf, len, &d), 0);
@@ -103,23 +109,53 @@ static void test_rev_and_cert(void **state)
 	}
 	free(buf);
 	uint8_t ids[95][STORE_NODE_ID_LEN];
-	for (uint32_t i = 0; i < 3; i++) {
+	struct store_cert_sig sigs[95];
+	EQ(fleet_cert_chunks(95), 14);
+	for (uint32_t i = 0; i < 14; i++) {
 		struct fleet_cert_chunk c;
 		EQ(fleet_cert_encode(&r, i, &buf, &len), 0);
 		assert_true(len <= FLEET_REC_VALUE_MAX);
 		EQ(fleet_cert_decode(buf, len, &c), 0);
 		EQ(c.ncert, 95);
 		EQ(c.index, i);
-		EQ(c.n, i < 2 ? 40 : 15);
-		memcpy(ids[i * 40], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
-		/* a chunk is not a vote nor a revision */
+		EQ(c.n, i < 13 ? FLEET_CERT_PER_CHUNK : 95 - 13 * FLEET_CERT_PER_CHUNK);
+		assert_true(c.extra);
+		memcpy(ids[i * FLEET_CERT_PER_CHUNK], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
+		memcpy(&sigs[i * FLEET_CERT_PER_CHUNK], c.sigs, (size_t)c.n * sizeof c.sigs[0]);
+		/* a chunk is not a vote nor a revision, nor an electorate chunk */
 		struct store_vote v;
 		EQ(fleet_vote_decode(buf, len, &v), -EBADMSG);
 		EQ(fleet_rev_decode(buf, len, &d), -EBADMSG);
+		EQ(fleet_ids_decode(buf, len, FLEET_REC_ELECT, &c), -EBADMSG);
+		for (size_t k = 0; k < len; k++)
+			if (fleet_cert_decode(buf, k, &c) == 0)
+				fail_msg("cert chunk prefix of %zu bytes decoded", k);
 		free(buf);
 	}
 	assert_memory_equal(ids, r.cert, sizeof ids);
-	EQ(fleet_cert_encode(&r, 3, &buf, &len), -EINVAL);
+	assert_memory_equal(sigs, r.cert_sigs, sizeof sigs);
+	EQ(fleet_cert_encode(&r, 14, &buf, &len), -EINVAL);
+	/* the electorate with its keys: FLEET_ELECT_PER_CHUNK per chunk, each under the limit */
+	r.nelect = 128;
+	r.elect = calloc(128, STORE_NODE_ID_LEN);
+	r.elect_keys = calloc(128, STORE_KEY_LEN);
+	for (uint32_t i = 0; i < 128; i++) {
+		r.elect[i][0] = (uint8_t)i;
+		memset(r.elect_keys[i], (int)(255 - i), STORE_KEY_LEN);
+	}
+	EQ(fleet_elect_chunks(128), 11);
+	for (uint32_t i = 0; i < 11; i++) {
+		struct fleet_cert_chunk c;
+		EQ(fleet_elect_encode(&r, i, &buf, &len), 0);
+		assert_true(len <= FLEET_REC_VALUE_MAX);
+		EQ(fleet_ids_decode(buf, len, FLEET_REC_ELECT, &c), 0);
+		EQ(c.ncert, 128);
+		EQ(c.n, i < 10 ? FLEET_ELECT_PER_CHUNK : 128 - 10 * FLEET_ELECT_PER_CHUNK);
+		assert_true(c.extra);
+		assert_memory_equal(c.keys, r.elect_keys[i * FLEET_ELECT_PER_CHUNK],
+				    (size_t)c.n * STORE_KEY_LEN);
+		free(buf);
+	}
 	store_revision_release(&r);
 	store_revision_release(&d);
 }
@@ -142,6 +178,31 @@ static void test_vote_health(void **state)
 	EQ(d.round, 2);
 	EQ(d.reason, STORE_VOTE_OPERATOR);
 	assert_string_equal(d.service, "api");
+	assert_memory_equal(d.sig, v.sig, STORE_SIG_LEN);
+	/* a signed vote verifies under its voter's key only, and only unchanged */
+	{
+		struct sign_key k1, k2;
+		uint8_t seed[32] = {1}, msg[AGREE_VOTE_MSG_MAX];
+		sign_key_from_seed(seed, &k1);
+		seed[0] = 2;
+		sign_key_from_seed(seed, &k2);
+		struct store_vote sv = v;
+		memset(sv.voter, 0x11, STORE_NODE_ID_LEN);
+		sign_detached(&k1, msg, agree_vote_msg(&sv, msg), sv.sig);
+		assert_true(agree_vote_verify(&sv, k1.pk));
+		assert_false(agree_vote_verify(&sv, k2.pk));
+		struct store_vote o = sv;
+		o.voter[0] ^= 1;	/* in another node's name */
+		assert_false(agree_vote_verify(&o, k1.pk));
+		o = sv;
+		o.target = 0;
+		assert_false(agree_vote_verify(&o, k1.pk));
+		o = sv;
+		o.round++;
+		assert_false(agree_vote_verify(&o, k1.pk));
+		static const uint8_t zero[32];
+		assert_false(agree_vote_verify(&sv, zero));
+	}
 	buf[1] = FLEET_REC_VERSION + 1;
 	EQ(fleet_vote_decode(buf, len, &d), -EPROTONOSUPPORT);
 	buf[1] = FLEET_REC_VERSION;
