@@ -24,7 +24,7 @@
  *     (quorum rule), condemns bin32,
  *     [ key bin32, ... ] (the electors' public keys, parallel to the electorate, or empty),
  *     [ [ hlc u, reason u, sig bin64 ], ... ] (the certificate's signed votes, parallel to
- *     it, or empty), cert_subject u, cert_target u, cert_round u ]
+ *     it, or empty), cert_subject u, cert_target u, cert_round u, origin_sig bin64 ]
  *
  * Formats 1 and 2 (without the electors' keys and the signed votes) are refused: a
  * certificate whose signatures cannot be checked proves nothing (agent/base/sign.h).
@@ -39,7 +39,7 @@
 #define MANIFEST_FORMAT 1
 #define MANIFEST_FIELDS 15
 #define REVISION_FORMAT 3
-#define REVISION_FIELDS 20
+#define REVISION_FIELDS 21
 #define MAX_STR		4096
 #define MAX_MESSAGE	(1u << 20)
 #define MAX_FILES	(1u << 20)
@@ -570,6 +570,7 @@ int store_revision_encode(const struct store_revision *r, uint8_t **ret_buf, siz
 	e |= msgpack_pack_uint64(&pk, r->cert_subject);
 	e |= msgpack_pack_uint64(&pk, r->cert_target);
 	e |= msgpack_pack_uint32(&pk, r->cert_round);
+	e |= pk_bin(&pk, r->origin_sig, STORE_SIG_LEN);
 	if (e) {
 		store__free(b.data);
 		return -ENOMEM;
@@ -672,7 +673,8 @@ int store_revision_decode(const uint8_t *buf, size_t len, struct store_revision 
 			goto fail;
 	}
 	if (store__rd_uint(&r, &v.cert_subject) < 0 || store__rd_uint(&r, &v.cert_target) < 0 ||
-	    rd_u32(&r, &v.cert_round) < 0)
+	    rd_u32(&r, &v.cert_round) < 0 ||
+	    store__rd_bin_exact(&r, v.origin_sig, STORE_SIG_LEN) < 0)
 		goto fail;
 	if (r.p != r.end || !revision_valid(&v))
 		goto fail;

@@ -364,6 +364,9 @@ struct store_revision {
 	 * key, so a vote is checked against the key the revision names (agent/base/sign.h). An
 	 * all-zero key is an elector whose key was unknown when the deploy was written. */
 	uint8_t (*elect_keys)[STORE_KEY_LEN];
+	/* A deploy: its origin node's signature over the record (agent/base/sign.h), zero for a
+	 * rollback (its certificate proves it). */
+	uint8_t origin_sig[STORE_SIG_LEN];
 	struct store_quorum quorum;	/* the rule the electorate decides by */
 	struct store_id condemns;	/* rollback: the bad record's artifact; deploy: zero */
 };

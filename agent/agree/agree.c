@@ -189,7 +189,11 @@ static int revision_cmp_identity(const struct store_revision *a, const struct st
 	c = memcmp(&a->quorum, &b->quorum, sizeof(a->quorum));
 	if (c)
 		return sign(c);
-	return sign(memcmp(a->condemns.b, b->condemns.b, STORE_ID_LEN));
+	c = memcmp(a->condemns.b, b->condemns.b, STORE_ID_LEN);
+	if (c)
+		return sign(c);
+	/* the origin's signature (deterministic: one per record) */
+	return sign(memcmp(a->origin_sig, b->origin_sig, STORE_SIG_LEN));
 }
 
 int agree_revision_cmp(const struct store_revision *a, const struct store_revision *b)
@@ -410,6 +414,40 @@ bool agree_vote_verify(const struct store_vote *v, const uint8_t key[STORE_KEY_L
 		return false;
 	n = agree_vote_msg(v, msg);
 	return crypto_sign_verify_detached(v->sig, msg, n, key) == 0;
+}
+
+int agree_deploy_msg(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len)
+{
+	struct store_revision c;
+
+	if (!r || !ret_buf || !ret_len || r->kind != STORE_REV_DEPLOY)
+		return -EINVAL;
+	/* the record without what is not the origin's statement: the certificate fields (a
+	 * deploy has none) and the signature itself */
+	c = *r;
+	c.ncert = 0;
+	c.cert = NULL;
+	c.cert_sigs = NULL;
+	c.cert_subject = c.cert_target = 0;
+	c.cert_round = 0;
+	memset(c.origin_sig, 0, sizeof(c.origin_sig));
+	return store_revision_encode(&c, ret_buf, ret_len);
+}
+
+bool agree_rollback_matches(const struct store_revision *bad, const struct store_revision *rb)
+{
+	if (!bad || !rb || rb->kind != STORE_REV_ROLLBACK || agree_subject(bad) != rb->cert_subject)
+		return true;	/* not about this record: nothing to compare */
+	if (rb->rev != bad->rev + 1 || rb->nelect != bad->nelect ||
+	    memcmp(&rb->quorum, &bad->quorum, sizeof(rb->quorum)) != 0 ||
+	    strncmp(rb->scope, bad->scope, sizeof(rb->scope)) != 0 ||
+	    memcmp(rb->condemns.b, bad->artifact.b, STORE_ID_LEN) != 0 ||
+	    (rb->elect_keys != NULL) != (bad->elect_keys != NULL))
+		return false;
+	if (rb->nelect && memcmp(rb->elect, bad->elect, (size_t)rb->nelect * STORE_NODE_ID_LEN))
+		return false;
+	return !rb->elect_keys ||
+	       memcmp(rb->elect_keys, bad->elect_keys, (size_t)rb->nelect * STORE_KEY_LEN) == 0;
 }
 
 int agree_verify_signatures(const struct store_revision *r)

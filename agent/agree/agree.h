@@ -346,6 +346,22 @@ bool agree_vote_verify(const struct store_vote *v, const uint8_t key[STORE_KEY_L
  */
 int agree_verify_signatures(const struct store_revision *r);
 
+/*
+ * The bytes the origin of a deploy signs (store_revision.origin_sig): the record's canonical
+ * encoding without its certificate fields and with a zero origin_sig. *ret_buf malloc'd.
+ * @return 0; -EINVAL (not a deploy, or invalid); -ENOMEM.
+ */
+int agree_deploy_msg(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len);
+
+/*
+ * Does rollback @rb carry what its bad record @bad says (electorate and keys, quorum rule,
+ * scope, condemned artifact, rev)? Only compared when @bad is the record @rb's votes judged
+ * (agree_subject(@bad) == rb->cert_subject); true otherwise (nothing to compare with). The
+ * agent refuses a rollback for which it is false: a forged electorate with keys of the
+ * forger's choosing would make any certificate verify.
+ */
+bool agree_rollback_matches(const struct store_revision *bad, const struct store_revision *rb);
+
 /* Is @id in @r's electorate? O(log E). */
 bool agree_in_electorate(const struct store_revision *r, const uint8_t id[STORE_NODE_ID_LEN]);
 

@@ -114,6 +114,54 @@ void fleet__recompute(struct fleet *b, struct svc *v)
 static void recast(struct fleet *b, struct svc *v, const struct store_revision *bad);
 
 
+/* The key bound to @id, reading the roster records again once if none is bound yet (a
+ * record can arrive before the debounced roster refresh has bound its writer's key). */
+static const uint8_t *key_of(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN])
+{
+	const uint8_t *k = fleet__bound_key(b, id);
+	if (!k && fleet__members_refresh(b) == 0)
+		k = fleet__bound_key(b, id);
+	return k;
+}
+
+/*
+ * The signatures of @r (sign.h). A deploy: its origin's signature under the key bound to the
+ * origin (-EAGAIN while none is bound: the record is examined again at the next roster
+ * change). A rollback: each certificate vote under the key the record's electorate names
+ * (agree_verify_signatures), those keys equal to the ones bound here for the same ids, and,
+ * when this node holds the judged record, the record's electorate, rule and condemned
+ * artifact equal to it: otherwise keys of a forger's choosing would make any certificate
+ * verify. 0; -EAGAIN; -AGREE_ESIG.
+ */
+int fleet__check_signed(struct fleet *b, struct svc *v, const struct store_revision *r)
+{
+	if (r->kind == STORE_REV_DEPLOY) {
+		const uint8_t *k = key_of(b, r->origin);
+		uint8_t *msg;
+		size_t len;
+		if (!k)
+			return -EAGAIN;
+		if (agree_deploy_msg(r, &msg, &len) < 0)
+			return -AGREE_ESIG;
+		bool ok = sign_verify(k, msg, len, r->origin_sig);
+		free(msg);
+		return ok ? 0 : -AGREE_ESIG;
+	}
+	int e = agree_verify_signatures(r);
+	if (e < 0)
+		return e;
+	for (uint32_t i = 0; i < r->ncert; i++) {
+		const uint8_t *k = fleet__bound_key(b, r->cert[i]);
+		const uint8_t *ek = agree_elector_key(r, r->cert[i]);
+		if (k && ek && memcmp(k, ek, STORE_KEY_LEN) != 0)
+			return -AGREE_ESIG;
+	}
+	const struct store_revision *bad = agree_at(v->log, v->nlog, r->rev - 1);
+	if (bad && !agree_rollback_matches(bad, r))
+		return -AGREE_ESIG;
+	return 0;
+}
+
 /* Merge @r (decoded, cert filled) into the log. @mine: we wrote it. Returns the agree result. */
 int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revision *r, bool mine)
 {
@@ -121,14 +169,20 @@ int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revisio
 	int a;
 
 	fleet__observe(b, r->hlc);
-	/* a rollback's certificate: every counted vote signed by its elector (sign.h) */
-	a = agree_verify_signatures(r);
+	/* who wrote it (sign.h): a deploy is signed by its origin node, a rollback's certificate
+	 * by each counted elector */
+	a = fleet__check_signed(b, v, r);
 	if (a < 0) {
+		if (a == -EAGAIN)
+			return a;
 		b->sig_refused++;
 		if ((b->sig_refused & (b->sig_refused - 1)) == 0 || mine)
-			log_warning("%s: %s rollback at rev %" PRIu64 " refused: %s (%" PRIu64
+			log_warning("%s: %s %s at rev %" PRIu64 " refused: %s (%" PRIu64
 				    " record(s) refused so far)", v->name, mine ? "own" : "a",
-				    r->rev, agree_strerror(a), b->sig_refused);
+				    r->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy", r->rev,
+				    r->kind == STORE_REV_ROLLBACK ? agree_strerror(a)
+				    : "its origin's signature does not verify against the key bound "
+				      "to that node", b->sig_refused);
 		return a;
 	}
 	a = agree_accept(v->log, v->nlog, r);

@@ -987,9 +987,13 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 			return;
 		}
 		/* fast path for the replays: the same bytes held */
-		if (!(held && agree_revision_cmp(held, &rv) == 0) &&
-		    fleet__accept_rev(b, v, &rv, own) == -AGREE_ECERT)
-			b->need_replay = true;
+		if (!(held && agree_revision_cmp(held, &rv) == 0)) {
+			r = fleet__accept_rev(b, v, &rv, own);
+			/* refused for want of known voters, or of its writer's key: again at the
+			 * next membership or roster change */
+			if (r == -AGREE_ECERT || r == -EAGAIN)
+				b->need_replay = true;
+		}
 		store_revision_release(&rv);
 		break;
 	}

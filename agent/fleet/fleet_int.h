@@ -189,6 +189,7 @@ void fleet__event(struct fleet *b, const char *kind, const char *service, uint64
 		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* decide.c */
+int fleet__check_signed(struct fleet *b, struct svc *v, const struct store_revision *r);
 int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revision *r, bool mine);
 bool fleet__can_carry_out(struct fleet *b, struct svc *v, const struct store_revision *bad,
 			  uint64_t target);

@@ -155,7 +155,15 @@ static int new_deploy(struct fleet *b, struct svc *v, const struct store_id *id,
 		fleet__event(b, "config", service, rv.rev,
 			     "no node on the roster is in scope %s: nobody can vote on rev %" PRIu64
 			     " (only a new deploy replaces it)", scope, rv.rev);
-	r = fleet__accept_rev(b, v, &rv, true);
+	/* signed by this node: receivers check it against the key bound to our id (sign.h) */
+	uint8_t *msg;
+	size_t mlen;
+	r = agree_deploy_msg(&rv, &msg, &mlen);
+	if (r == 0) {
+		sign_detached(&b->key, msg, mlen, rv.origin_sig);
+		free(msg);
+		r = fleet__accept_rev(b, v, &rv, true);
+	}
 	if (r < 0) {
 		store_revision_release(&rv);
 		ctl_enc_fail(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
