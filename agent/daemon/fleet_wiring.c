@@ -123,8 +123,8 @@ int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 	r = sign_node_key_load(kpath, &nk, &created);
 	if (r < 0) {
 		snprintf(err, errlen, "node key %s: %s%s", kpath, sign_strerror(r),
-			 r == -SIGN_EMODE ? "; it signs this node's votes, so agentd refuses it "
-					    "(run: chmod 600 it)" : "");
+			 r == -SIGN_EMODE ? "; it signs this node's votes, so agentd refuses it"
+					  : "");
 		free(q);
 		return r;
 	}

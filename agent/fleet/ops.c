@@ -383,7 +383,9 @@ static void enc_votes(struct fleet *b, struct svc *v, uint64_t rev, struct ctl_e
 	uint32_t n = 0;
 	for (size_t i = 0; i < v->nvotes; i++)
 		n += v->votes[i].rev == rev;
-	ctl_enc_map(out, 12);
+	ctl_enc_map(out, 13);
+	/* the digest a vote on this record names (agree_subject): what a signed vote covers */
+	ctl_kv_uint(out, "subject", rv ? agree_subject(rv) : 0);
 	ctl_kv_uint(out, "round", t.round);
 	ctl_kv_bool(out, "stuck", t.stuck);
 	ctl_kv_str(out, "service", v->name);
