@@ -253,6 +253,64 @@ static void test_vote_health(void **state)
 		fwrite(rb, 1, rl, f);
 		fclose(f);
 		free(rb);
+		/* version 3: a signed vote, a signed roster record, chunks with signed votes and
+		 * with keys */
+		struct sign_key sk;
+		uint8_t seed[32] = {7}, m[FLEET_ROSTER_MSG_MAX], owner[STORE_NODE_ID_LEN] = {9};
+		sign_key_from_seed(seed, &sk);
+		struct store_vote sv = v;
+		memcpy(sv.voter, owner, sizeof owner);
+		sign_detached(&sk, m, agree_vote_msg(&sv, m), sv.sig);
+		EQ(fleet_vote_encode(&sv, &rb, &rl), 0);
+		snprintf(p, sizeof p, "%s/vote_signed", dir);
+		f = fopen(p, "wb");
+		fwrite("vote/api/5", 1, 11, f);
+		fwrite(rb, 1, rl, f);
+		fclose(f);
+		free(rb);
+		struct fleet_roster ro = {.hlc = 77};
+		snprintf(ro.site, sizeof ro.site, "paris");
+		snprintf(ro.addr, sizeof ro.addr, "127.0.0.1:7946");
+		memcpy(ro.key, sk.pk, sizeof ro.key);
+		sign_detached(&sk, m, fleet_roster_msg(owner, &ro, m), ro.sig);
+		EQ(fleet_roster_encode(&ro, &rb, &rl), 0);
+		snprintf(p, sizeof p, "%s/roster_signed", dir);
+		f = fopen(p, "wb");
+		fwrite("roster", 1, 7, f);
+		fwrite(rb, 1, rl, f);
+		fclose(f);
+		free(rb);
+		store_revision_release(&r);
+		fill_rev(&r, 9);
+		r.nelect = 14;
+		r.elect = calloc(14, STORE_NODE_ID_LEN);
+		r.elect_keys = calloc(14, STORE_KEY_LEN);
+		for (int i = 0; i < 14; i++) {
+			r.elect[i][0] = (uint8_t)i;
+			memset(r.elect_keys[i], i + 1, STORE_KEY_LEN);
+		}
+		EQ(fleet_cert_encode(&r, 0, &rb, &rl), 0);
+		snprintf(p, sizeof p, "%s/cert_signed", dir);
+		f = fopen(p, "wb");
+		fwrite("cert/web/8/0", 1, 13, f);
+		fwrite(rb, 1, rl, f);
+		fclose(f);
+		free(rb);
+		EQ(fleet_elect_encode(&r, 1, &rb, &rl), 0);
+		snprintf(p, sizeof p, "%s/elect_keys", dir);
+		f = fopen(p, "wb");
+		fwrite("elect/web/8/1", 1, 14, f);
+		fwrite(rb, 1, rl, f);
+		fclose(f);
+		free(rb);
+		/* the whole revision in the store format (fuzz_store_revision's corpus) */
+		r.rev = 8;
+		EQ(store_revision_encode(&r, &rb, &rl), 0);
+		snprintf(p, sizeof p, "%s/store_revision_v3", dir);
+		f = fopen(p, "wb");
+		fwrite(rb, 1, rl, f);
+		fclose(f);
+		free(rb);
 	}
 	free(buf);
 }
