@@ -38,19 +38,28 @@
  *              for that voter (agree_verify_signatures) before it accepts the rollback.
  *              A certificate with a forged or missing signature is refused.
  *
- * So a node holding only the cluster key cannot vote in another's name nor forge a
- * certificate. What a compromised node (its node key AND the cluster key) can still do:
+ * Deploys are signed by the node that writes them (store_revision.origin_sig), checked
+ * against the key bound to that node; a rollback whose electorate keys differ from the bound
+ * ones, or from the judged record the receiver holds (agree_rollback_matches), is refused.
+ *
+ * So a node holding only the cluster key cannot vote in another's name, forge a certificate
+ * or deploy in another node's name. What a compromised node (its node key AND the cluster
+ * key) can still do (README "Security" has the same table):
  *
  *   | it can                                              | it cannot                         |
  *   |-----------------------------------------------------|-----------------------------------|
  *   | vote in its own name (one elector of the quorum)    | vote for another node             |
- *   | add new identities to the roster (trust on first    | forge a rollback certificate      |
- *   |   join): they vote on revisions deployed afterwards |                                   |
- *   | deploy (operator signatures are not done yet)       | change the key bound to an id     |
- *   | flood records, stall or drop gossip it relays       | count on earlier revisions' votes |
+ *   | deploy any artifact it holds (operator signatures   | forge a rollback certificate      |
+ *   |   are not built yet)                                | take over an id whose key is bound|
+ *   | add new identities to the roster (trust on first    | change an existing revision's     |
+ *   |   join): they vote on revisions deployed afterwards |   electorate                      |
+ *   | write a deploy whose electorate has keys of its     | make a vote count on a revision   |
+ *   |   choosing                                          |   it joined after                 |
+ *   | flood records, stall or drop gossip it relays       |                                   |
  *
- * Keys are not rotated yet: a node whose node.key is lost gets a new id only by starting
- * with an empty state directory (a new node), and the old id is removed by an operator.
+ * Not built yet: operator keys and operator-signed deploy/rollback/remove, enrolment
+ * (require-enrolment), key rotation. A node whose node.key is lost joins again as a new node
+ * (empty state directory) and an operator removes the old id.
  *
  * Signatures cost: signed are what changes (votes, roster records, the certificates that
  * carry them), never pings; a vote record grows by 66 bytes.
