@@ -24,7 +24,9 @@
  *     (quorum rule), condemns bin32,
  *     [ key bin32, ... ] (the electors' public keys, parallel to the electorate, or empty),
  *     [ [ hlc u, reason u, sig bin64 ], ... ] (the certificate's signed votes, parallel to
- *     it, or empty), cert_subject u, cert_target u, cert_round u, origin_sig bin64 ]
+ *     it, or empty), cert_subject u, cert_target u, cert_round u, origin_sig bin64,
+ *     nil | [ kind u, scope s, target u, ts u, nonce bin16, key bin32, sig bin64 ] (the
+ *     operator's signed statement) ]
  *
  * Formats 1 and 2 (without the electors' keys and the signed votes) are refused: a
  * certificate whose signatures cannot be checked proves nothing (agent/base/sign.h).
@@ -39,7 +41,7 @@
 #define MANIFEST_FORMAT 1
 #define MANIFEST_FIELDS 15
 #define REVISION_FORMAT 3
-#define REVISION_FIELDS 21
+#define REVISION_FIELDS 22
 #define MAX_STR		4096
 #define MAX_MESSAGE	(1u << 20)
 #define MAX_FILES	(1u << 20)
@@ -571,6 +573,18 @@ int store_revision_encode(const struct store_revision *r, uint8_t **ret_buf, siz
 	e |= msgpack_pack_uint64(&pk, r->cert_target);
 	e |= msgpack_pack_uint32(&pk, r->cert_round);
 	e |= pk_bin(&pk, r->origin_sig, STORE_SIG_LEN);
+	if (r->op.kind == 0) {
+		e |= msgpack_pack_nil(&pk);
+	} else {
+		e |= msgpack_pack_array(&pk, 7);
+		e |= msgpack_pack_uint32(&pk, r->op.kind);
+		e |= pk_str(&pk, r->op.scope);
+		e |= msgpack_pack_uint64(&pk, r->op.target);
+		e |= msgpack_pack_uint64(&pk, r->op.ts_ms);
+		e |= pk_bin(&pk, r->op.nonce, sizeof(r->op.nonce));
+		e |= pk_bin(&pk, r->op.key, STORE_KEY_LEN);
+		e |= pk_bin(&pk, r->op.sig, STORE_SIG_LEN);
+	}
 	if (e) {
 		store__free(b.data);
 		return -ENOMEM;
@@ -676,6 +690,21 @@ int store_revision_decode(const uint8_t *buf, size_t len, struct store_revision 
 	    rd_u32(&r, &v.cert_round) < 0 ||
 	    store__rd_bin_exact(&r, v.origin_sig, STORE_SIG_LEN) < 0)
 		goto fail;
+	int isnil = store__rd_nil(&r);
+	if (isnil < 0)
+		goto fail;
+	if (!isnil) {
+		uint32_t ok;
+		if (store__rd_array(&r, &n) < 0 || n != 7 || rd_u32(&r, &ok) < 0 || ok < 1 ||
+		    ok > 2 || rd_fixstr(&r, v.op.scope, sizeof(v.op.scope)) < 0 ||
+		    !scope_valid(v.op.scope) || store__rd_uint(&r, &v.op.target) < 0 ||
+		    store__rd_uint(&r, &v.op.ts_ms) < 0 ||
+		    store__rd_bin_exact(&r, v.op.nonce, sizeof(v.op.nonce)) < 0 ||
+		    store__rd_bin_exact(&r, v.op.key, STORE_KEY_LEN) < 0 ||
+		    store__rd_bin_exact(&r, v.op.sig, STORE_SIG_LEN) < 0)
+			goto fail;
+		v.op.kind = (uint8_t)ok;
+	}
 	if (r.p != r.end || !revision_valid(&v))
 		goto fail;
 	*ret = v;

@@ -337,6 +337,17 @@ struct store_cert_sig {
 	uint8_t sig[STORE_SIG_LEN];
 };
 
+/* An operator's signed statement (agent/base/sign.h struct sign_op): kind 0 = none. */
+struct store_opsig {
+	uint8_t kind;			/* 1 deploy, 2 rollback */
+	char scope[65];
+	uint64_t target;
+	uint64_t ts_ms;
+	uint8_t nonce[16];
+	uint8_t key[STORE_KEY_LEN];
+	uint8_t sig[STORE_SIG_LEN];
+};
+
 struct store_revision {
 	char service[65];
 	uint64_t rev;			/* 1, 2, ... per service */
@@ -367,6 +378,8 @@ struct store_revision {
 	/* A deploy: its origin node's signature over the record (agent/base/sign.h), zero for a
 	 * rollback (its certificate proves it). */
 	uint8_t origin_sig[STORE_SIG_LEN];
+	/* A deploy (and an override): the operator's signed statement that asked for it. */
+	struct store_opsig op;
 	struct store_quorum quorum;	/* the rule the electorate decides by */
 	struct store_id condemns;	/* rollback: the bad record's artifact; deploy: zero */
 };

@@ -192,7 +192,22 @@ static int revision_cmp_identity(const struct store_revision *a, const struct st
 	c = memcmp(a->condemns.b, b->condemns.b, STORE_ID_LEN);
 	if (c)
 		return sign(c);
-	/* the origin's signature (deterministic: one per record) */
+	/* the operator's statement and the origin's signature (deterministic: one per record) */
+	c = cmp_u64(a->op.kind, b->op.kind);
+	if (!c)
+		c = sign(strncmp(a->op.scope, b->op.scope, sizeof(a->op.scope)));
+	if (!c)
+		c = cmp_u64(a->op.target, b->op.target);
+	if (!c)
+		c = cmp_u64(a->op.ts_ms, b->op.ts_ms);
+	if (!c)
+		c = sign(memcmp(a->op.nonce, b->op.nonce, sizeof(a->op.nonce)));
+	if (!c)
+		c = sign(memcmp(a->op.key, b->op.key, sizeof(a->op.key)));
+	if (!c)
+		c = sign(memcmp(a->op.sig, b->op.sig, sizeof(a->op.sig)));
+	if (c)
+		return c;
 	return sign(memcmp(a->origin_sig, b->origin_sig, STORE_SIG_LEN));
 }
 

@@ -109,6 +109,74 @@ void sign_key_from_seed(const uint8_t seed[32], struct sign_key *ret);
 /* A fresh random key pair. */
 void sign_key_random(struct sign_key *ret);
 
+/* ---- Operator keys and operator-signed changes ---------------------------------------------
+ *
+ * An operator key pair: `agentctl keygen FILE` writes FILE ("shoal-operator-key-v1\n" + 64 hex
+ * digits of the seed, mode 0600) and FILE.pub ("shoal-operator-pub-v1\n" + 64 hex digits of
+ * the public key). Every node trusts the public keys in its operators directory
+ * (`operators-dir`, default /etc/shoal/operators, every *.pub file; reloaded on SIGHUP).
+ *
+ * A change asked by an operator carries a statement signed by the operator key
+ * (struct sign_op): what (deploy or rollback), the service, the artifact (a deploy: its full
+ * id, so the content is covered; a rollback: zero), the scope, the --to target, the time and
+ * a random nonce. The deploy record carries it, so every receiver checks it against its own
+ * trusted keys; an operator's rollback vote carries it, and other nodes echo that vote only
+ * if it verifies. Replays: a rollback statement applies only to revisions written before it
+ * was signed (its time is after the judged record's), a deploy statement's nonce may appear
+ * at one revision only among those a node holds.
+ */
+enum sign_op_kind { SIGN_OP_NONE = 0, SIGN_OP_DEPLOY = 1, SIGN_OP_ROLLBACK = 2 };
+
+struct sign_op {
+	uint8_t kind;			/* enum sign_op_kind; NONE = unsigned */
+	char scope[65];			/* "" = cluster, else "site:NAME" */
+	uint64_t target;		/* rollback --to; 0 */
+	uint64_t ts_ms;			/* wall clock of the signing, ms */
+	uint8_t nonce[16];
+	uint8_t key[SIGN_PUBLIC_LEN];	/* the operator's public key */
+	uint8_t sig[SIGN_SIG_LEN];
+};
+
+/* The bytes an operator signs: "shoal-op-v1\0", kind, len u8 + service, artifact (32 bytes,
+ * zero for a rollback), len u8 + scope, target be64, ts be64, nonce, key. */
+#define SIGN_OP_MSG_MAX (12 + 1 + 1 + 64 + 32 + 1 + 64 + 8 + 8 + 16 + SIGN_PUBLIC_LEN)
+size_t sign_op_msg(const struct sign_op *op, const char *service, const uint8_t artifact[32],
+		   uint8_t out[SIGN_OP_MSG_MAX]);
+/* Fill op->ts_ms (now), nonce and key, and sign. */
+void sign_op_sign(const struct sign_key *k, const char *service, const uint8_t artifact[32],
+		  struct sign_op *op);
+struct sign_trust;
+/* Does @op verify, under a key that @trust holds? */
+bool sign_op_verify(const struct sign_op *op, const char *service, const uint8_t artifact[32],
+		    const struct sign_trust *trust);
+
+/* The control-protocol form of a signed statement (the scope travels as the request's own
+ * "scope"): 258 hex digits of kind, target, ts, nonce, key, sig. */
+#define SIGN_OP_HEX_LEN 258
+void sign_op_hex(const struct sign_op *op, char out[SIGN_OP_HEX_LEN + 1]);
+/* 0 and *ret (scope ""); -EINVAL. */
+int sign_op_parse_hex(const char *hex, struct sign_op *ret);
+
+/* Make an operator key pair at @path and @path.pub (neither may exist). 0; -EEXIST; -errno. */
+int sign_operator_keygen(const char *path, struct sign_key *ret);
+/* Load an operator key (mode 0600 enforced, as the node key). 0; -SIGN_EMODE; -SIGN_EFORMAT;
+ * -errno. */
+int sign_operator_key_load(const char *path, struct sign_key *ret);
+
+/* The operator public keys a node trusts. */
+struct sign_trust {
+	size_t n;
+	uint8_t (*keys)[SIGN_PUBLIC_LEN];
+};
+/*
+ * Load every *.pub of @dir into *ret (replaced; freed with sign_trust_free). A missing
+ * directory is an empty set (0). A file that is not a public key is skipped and named in
+ * @bad (its first one, for the log). 0; -errno of opendir; -ENOMEM.
+ */
+int sign_trust_load(const char *dir, struct sign_trust *ret, char *bad, size_t badlen);
+void sign_trust_free(struct sign_trust *t);
+bool sign_trust_has(const struct sign_trust *t, const uint8_t key[SIGN_PUBLIC_LEN]);
+
 /* Text for errors of this module, else strerror. */
 const char *sign_strerror(int err);
 

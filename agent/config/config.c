@@ -23,6 +23,7 @@ enum cfg_key {
 	K_QUORUM, K_MAX_PAR_SWAPS, /* cluster brain (agent/fleet/fleet.h) */
 	K_REAP_AFTER, K_RECONNECT, /* membership (agent/cluster, agent/fleet) */
 	K_DOCKER_HOST, K_UNIT_DIR, K_SYSTEMD_BUS, /* runtime plugins */
+	K_OPERATORS_DIR, /* trust (agent/base/sign.h) */
 	K__COUNT
 };
 
@@ -55,6 +56,7 @@ static const char *const cfg_keys[K__COUNT] = {
 	[K_DOCKER_HOST] = "docker-host",
 	[K_UNIT_DIR] = "unit-dir",
 	[K_SYSTEMD_BUS] = "systemd-bus",
+	[K_OPERATORS_DIR] = "operators-dir",
 };
 
 enum { OPT_CONFIG = 1000, OPT_HELP, OPT_VERSION };
@@ -91,6 +93,11 @@ static const char usage_text[] =
 	"                              " AGENT_DEFAULT_UNIT_DIR ")\n"
 	"  --systemd-bus ADDRESS       systemd runtime: D-Bus address of systemd itself, e.g.\n"
 	"                              unix:path=/run/systemd/private (default: the system bus)\n"
+	"\n"
+	"Trust:\n"
+	"  --operators-dir DIR         the operator public keys (*.pub) whose signed deploys and\n"
+	"                              rollbacks this node accepts (default\n"
+	"                              " AGENT_DEFAULT_OPERATORS_DIR "; reloaded on SIGHUP)\n"
 	"\n"
 	"Cluster options:\n"
 	"  --bind ADDR:PORT            gossip address, UDP and TCP (default " AGENT_DEFAULT_BIND ")\n"
@@ -435,6 +442,11 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 		if (r == -EINVAL)
 			why = "empty path";
 		break;
+	case K_OPERATORS_DIR:
+		r = set_path(&c->operators_dir, v);
+		if (r == -EINVAL)
+			why = "empty path";
+		break;
 	case K_SYSTEMD_BUS:
 		/* "" means: the system bus. sd-bus validates the address when connecting. */
 		if (!*v) {
@@ -523,6 +535,7 @@ static int defaults(struct agent_config *c)
 	    !(c->socket_group = strdup(AGENT_DEFAULT_GROUP)) ||
 	    !(c->docker_host = strdup(AGENT_DEFAULT_DOCKER_HOST)) ||
 	    !(c->unit_dir = strdup(AGENT_DEFAULT_UNIT_DIR)) ||
+	    !(c->operators_dir = strdup(AGENT_DEFAULT_OPERATORS_DIR)) ||
 	    !(c->config_path = strdup(AGENT_DEFAULT_CONFIG)))
 		return -ENOMEM;
 	return 0;
@@ -547,6 +560,7 @@ void agent_config_release(struct agent_config *c)
 	free(c->socket_group);
 	free(c->docker_host);
 	free(c->unit_dir);
+	free(c->operators_dir);
 	free(c->systemd_bus);
 	memset(c, 0, sizeof *c);
 }

@@ -134,6 +134,7 @@ int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 	struct fleet_opts o = {
 		.node_id = a->node_id,
 		.node_key = &nk,
+		.operators_dir = a->cfg.operators_dir,
 		.node_name = a->cfg.node_name,
 		.site = site,
 		.state_dir = a->cfg.state_dir,

@@ -114,6 +114,48 @@ void fleet__recompute(struct fleet *b, struct svc *v)
 static void recast(struct fleet *b, struct svc *v, const struct store_revision *bad);
 
 
+bool fleet__op_ok(struct fleet *b, const struct store_opsig *op, int kind, const char *service,
+		  const uint8_t *artifact)
+{
+	struct sign_op so;
+	if (!op || op->kind != kind)
+		return false;
+	memset(&so, 0, sizeof so);
+	so.kind = op->kind;
+	memcpy(so.scope, op->scope, sizeof so.scope);
+	so.scope[sizeof so.scope - 1] = 0;
+	so.target = op->target;
+	so.ts_ms = op->ts_ms;
+	memcpy(so.nonce, op->nonce, sizeof so.nonce);
+	memcpy(so.key, op->key, sizeof so.key);
+	memcpy(so.sig, op->sig, sizeof so.sig);
+	return sign_op_verify(&so, service, artifact, &b->ops);
+}
+
+/*
+ * The operator behind a deploy (sign.h): a deploy statement about this very artifact and
+ * scope, or (an override) a rollback statement about its scope, under a trusted key, and a
+ * nonce no other revision held here carries (a captured statement is not replayed at a new
+ * rev while the first one is retained). 0 or -EPERM.
+ */
+static int deploy_op_check(struct fleet *b, struct svc *v, const struct store_revision *r)
+{
+	const struct store_opsig *op = &r->op;
+	bool ok = op->kind == SIGN_OP_DEPLOY
+			  ? fleet__op_ok(b, op, SIGN_OP_DEPLOY, r->service, r->artifact.b) &&
+				    strcmp(op->scope, r->scope) == 0
+			  : fleet__op_ok(b, op, SIGN_OP_ROLLBACK, r->service, NULL) &&
+				    (!op->scope[0] || strcmp(op->scope, r->scope) == 0);
+	if (!ok)
+		return -EPERM;
+	for (size_t i = 0; i < v->nlog; i++)
+		if (v->log[i].rev != r->rev && v->log[i].op.kind &&
+		    memcmp(v->log[i].op.nonce, op->nonce, sizeof op->nonce) == 0 &&
+		    memcmp(v->log[i].op.key, op->key, sizeof op->key) == 0)
+			return -EPERM;
+	return 0;
+}
+
 /* The key bound to @id, reading the roster records again once if none is bound yet (a
  * record can arrive before the debounced roster refresh has bound its writer's key). */
 static const uint8_t *key_of(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN])
@@ -145,7 +187,7 @@ int fleet__check_signed(struct fleet *b, struct svc *v, const struct store_revis
 			return -AGREE_ESIG;
 		bool ok = sign_verify(k, msg, len, r->origin_sig);
 		free(msg);
-		return ok ? 0 : -AGREE_ESIG;
+		return ok ? deploy_op_check(b, v, r) : -AGREE_ESIG;
 	}
 	int e = agree_verify_signatures(r);
 	if (e < 0)
@@ -176,11 +218,16 @@ int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revisio
 		if (a == -EAGAIN)
 			return a;
 		b->sig_refused++;
-		if ((b->sig_refused & (b->sig_refused - 1)) == 0 || mine)
+		b->rev_refused++;
+		/* a forged record stays in gossip and is replayed every resync: the first
+		 * refusals are logged, then every power of two */
+		if ((b->rev_refused & (b->rev_refused - 1)) == 0 || mine)
 			log_warning("%s: %s %s at rev %" PRIu64 " refused: %s (%" PRIu64
 				    " record(s) refused so far)", v->name, mine ? "own" : "a",
 				    r->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy", r->rev,
 				    r->kind == STORE_REV_ROLLBACK ? agree_strerror(a)
+				    : a == -EPERM ? "it carries no valid signature of a trusted operator "
+						    "key (operators-dir; agentctl keygen)"
 				    : "its origin's signature does not verify against the key bound "
 				      "to that node", b->sig_refused);
 		return a;
@@ -314,7 +361,7 @@ static bool has_vote(const struct svc *v, const uint8_t *voter, uint64_t rev)
  * the others saw and we forgot.
  */
 int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision *subject,
-		     enum store_vote_reason reason, uint64_t target)
+		     enum store_vote_reason reason, uint64_t target, const struct store_opsig *op)
 {
 	struct store_vote av;
 	uint8_t *val;
@@ -366,7 +413,8 @@ int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision
 			    store_strerror(r));
 	if (subject->rev > v->voted_rev)
 		v->voted_rev = subject->rev;
-	r = fleet_vote_encode(&av, &val, &len);
+	/* an operator vote carries the operator's statement, so that the others echo it */
+	r = fleet_vote_encode_op(&av, reason == STORE_VOTE_OPERATOR ? op : NULL, &val, &len);
 	if (r < 0)
 		return r;
 	struct fleet_key k = {.type = FLEET_REC_VOTE, .rev = subject->rev};
@@ -398,7 +446,7 @@ static void recast(struct fleet *b, struct svc *v, const struct store_revision *
 		return;
 	int r = agree_next_vote(bad, v->votes, v->nvotes, b->id, mine->target, &round, &tg);
 	if (r == AGREE_VOTE_BEHIND) {
-		fleet__cast_vote(b, v, bad, mine->reason, tg);
+		fleet__cast_vote(b, v, bad, mine->reason, tg, NULL);
 	} else if (r == AGREE_VOTE_STUCK) {
 		uint64_t now = uv_now(b->loop);
 		if (v->stuck_rev != bad->rev || v->stuck_round != mine->round) {
@@ -406,7 +454,7 @@ static void recast(struct fleet *b, struct svc *v, const struct store_revision *
 			v->stuck_round = mine->round;
 			v->stuck_since = now;
 		} else if (now - v->stuck_since >= RECAST_SETTLE_MS) {
-			fleet__cast_vote(b, v, bad, mine->reason, tg);
+			fleet__cast_vote(b, v, bad, mine->reason, tg, NULL);
 		}
 	}
 }
@@ -512,7 +560,29 @@ static void vote_queue(struct fleet *b, const struct store_vote *sv)
 		uv_timer_start(&b->vflush, on_vflush, VOTE_FLUSH_MS, 0);
 }
 
-void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av)
+/*
+ * May this node echo operator vote @av with statement @op against @d (sign.h)? A rollback
+ * statement of a trusted operator for this service, target and scope, signed after @d was
+ * written (60 s of clock skew allowed): an unsigned operator vote would let one compromised
+ * node roll the fleet back, and an old statement must not apply to a later revision.
+ */
+static bool echo_ok(struct fleet *b, struct svc *v, const struct store_vote *av,
+		    const struct store_opsig *op, const struct store_revision *d)
+{
+	char hex[2 * STORE_NODE_ID_LEN + 1];
+	if (op && fleet__op_ok(b, op, SIGN_OP_ROLLBACK, v->name, NULL) &&
+	    op->target == av->target && (!op->scope[0] || strcmp(op->scope, d->scope) == 0) &&
+	    op->ts_ms + 60000 >= (d->hlc >> 16))
+		return true;
+	fleet__hex_id(av->voter, STORE_NODE_ID_LEN, hex);
+	log_warning("%s: operator vote of node %s against rev %" PRIu64 " not echoed: it carries "
+		    "no valid statement of a trusted operator key for this revision", v->name, hex,
+		    av->rev);
+	return false;
+}
+
+void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av,
+		    const struct store_opsig *op)
 {
 	int r = fleet__vote_add(v, av);
 	if (r <= 0)
@@ -529,7 +599,8 @@ void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av)
 	const struct store_revision *d =
 		agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
 	if (av->reason == STORE_VOTE_OPERATOR && d && d->rev == av->rev &&
-	    av->subject == agree_subject(d) && fleet__can_carry_out(b, v, d, av->target))
-		fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, av->target);
+	    av->subject == agree_subject(d) && fleet__can_carry_out(b, v, d, av->target) &&
+	    echo_ok(b, v, av, op, d))
+		fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, av->target, op);
 	fleet__decide(b, v);
 }

@@ -402,16 +402,50 @@ bool fleet__vote_signed_ok(struct fleet *b, struct svc *v, const struct store_vo
 	if (key && agree_vote_verify(av, key))
 		return true;
 	b->sig_refused++;
+	b->vote_refused++;
 	fleet__hex_id(av->voter, STORE_NODE_ID_LEN, hex);
 	/* a forged record stays in gossip and is replayed every resync: say it on the first
 	 * refusals, then every power of two */
-	if ((b->sig_refused & (b->sig_refused - 1)) == 0)
+	if ((b->vote_refused & (b->vote_refused - 1)) == 0)
 		log_warning("%s: vote on rev %" PRIu64 " in the name of node %s refused: %s "
 			    "(%" PRIu64 " record(s) refused so far)", v->name, av->rev, hex,
 			    key ? "its signature does not verify against the node's key"
 				: "no key is known for that node",
 			    b->sig_refused);
 	return false;
+}
+
+static void on_member_resync(uv_timer_t *t);
+
+int fleet_operators_reload(struct fleet *b)
+{
+	struct sign_trust t = {0};
+	char bad[4200];
+	if (!b)
+		return -EINVAL;
+	if (!b->operators_dir) {
+		sign_trust_free(&b->ops);
+		return 0;
+	}
+	int r = sign_trust_load(b->operators_dir, &t, bad, sizeof bad);
+	if (r < 0) {
+		log_error("operators: cannot read %s: %s (keeping the %zu key(s) trusted so far)",
+			  b->operators_dir, strerror(-r), b->ops.n);
+		return r;
+	}
+	if (bad[0])
+		log_warning("operators: %s is not an operator public key (made by agentctl keygen): "
+			    "ignored", bad);
+	sign_trust_free(&b->ops);
+	b->ops = t;
+	log_notice("operators: %zu operator key(s) trusted from %s%s", t.n, b->operators_dir,
+		   t.n ? "" : " (none: deploys and operator rollbacks are refused; make a key "
+			      "with agentctl keygen and copy its .pub file there)");
+	/* records refused for want of a trusted key may pass now, and the others' not */
+	b->need_replay = true;
+	if (b->started && !b->closing)
+		uv_timer_start(&b->resync, on_member_resync, 0, 0);
+	return (int)t.n;
 }
 
 uint64_t fleet_sig_refused(const struct fleet *b)
@@ -999,7 +1033,8 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 	}
 	case FLEET_REC_VOTE: {
 		struct store_vote av;
-		if (fleet_vote_decode(g->value, g->value_len, &av) < 0 ||
+		struct store_opsig aop;
+		if (fleet_vote_decode_op(g->value, g->value_len, &av, &aop) < 0 ||
 		    strcmp(av.service, k.service) != 0 || av.rev != k.rev) {
 			log_debug("%s: malformed vote record ignored", k.service);
 			return;
@@ -1014,7 +1049,7 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 				v->voted_rev = av.rev;
 			fleet__observe(b, av.hlc);
 		} else {
-			fleet__on_vote(b, v, &av);
+			fleet__on_vote(b, v, &av, &aop);
 		}
 		break;
 	}
@@ -1251,7 +1286,7 @@ static void on_health(void *ud, const char *service, uint64_t rev, const struct 
 		const struct store_revision *d =
 			agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
 		if (d && d->rev == rev && memcmp(&d->artifact, &v->running, sizeof v->running) == 0)
-			fleet__cast_vote(b, v, d, STORE_VOTE_HEALTH, 0);
+			fleet__cast_vote(b, v, d, STORE_VOTE_HEALTH, 0, NULL);
 	}
 }
 
@@ -1272,6 +1307,8 @@ int fleet_new(uv_loop_t *loop, struct store *store, const struct fleet_opts *opt
 	b->s = store;
 	b->net = *net;
 	memcpy(b->id, opts->node_id, STORE_NODE_ID_LEN);
+	if (opts->operators_dir && !(b->operators_dir = strdup(opts->operators_dir)))
+		goto nomem;
 	if (opts->node_key)
 		b->key = *opts->node_key;
 	else
@@ -1318,6 +1355,7 @@ int fleet_new(uv_loop_t *loop, struct store *store, const struct fleet_opts *opt
 	*ret = b;
 	return 0;
 nomem:
+	free(b->operators_dir);
 	free(b->state_dir);
 	free(b->unit_dir);
 	free(b->bus_address);
@@ -1380,6 +1418,7 @@ int fleet_start(struct fleet *b)
 	r = store_kv_foreach(b->s, STORE_KV_AGENT, bind_load_cb, b);
 	if (r < 0)
 		return r;
+	fleet_operators_reload(b);
 	/* our own id is bound to our key: a roster record in our name with another is refused */
 	const uint8_t *own = fleet__bound_key(b, b->id);
 	if (own && sodium_memcmp(own, b->key.pk, STORE_KEY_LEN) != 0) {
@@ -1448,6 +1487,8 @@ void fleet__part_closed(struct fleet *b)
 	free(b->roster_sites);
 	free(b->roster_addrs);
 	free(b->binds);
+	sign_trust_free(&b->ops);
+	free(b->operators_dir);
 	sodium_memzero(&b->key, sizeof b->key);
 	free(b->ring);
 	free(b->quorums);

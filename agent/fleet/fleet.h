@@ -64,6 +64,12 @@
  * unreachable member every reconnect_ms, so halves separated longer than the reap time find
  * each other again.
  *
+ * Operators (agent/base/sign.h): a deploy, an override and an operator's rollback vote carry
+ * the operator's signed statement (the `opsig` argument of the control operations); this
+ * node accepts them only under a key of its operators directory, and so does every receiver
+ * of the records: a deploy without a valid trusted signature is refused everywhere, and an
+ * operator's vote is echoed only if its statement verifies.
+ *
  * Identity (agent/base/sign.h has the trust model): the roster record carries this node's
  * public key and is signed by it; the first key seen for a node id is bound to it (kept in
  * the store, STORE_KV_AGENT "nodekey/<id hex>"), and a roster record with another key is
@@ -157,6 +163,8 @@ struct fleet_opts {
 	const uint8_t *node_id;		/* 16 bytes, required */
 	const struct sign_key *node_key; /* this node's identity key (agent/base/sign.h), copied;
 					 * NULL: a fresh random one (tests) */
+	const char *operators_dir;	/* trusted operator public keys (*.pub); NULL: none is
+					 * trusted, so no deploy or operator rollback is accepted */
 	const char *node_name;		/* for events */
 	const char *site;		/* this node's site label, NULL if none */
 	const char *advertise;		/* our gossip ADDR:PORT for the roster record, or NULL */
@@ -227,6 +235,12 @@ int fleet_roster_remove(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
 
 int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
 		  struct store_id *ret_artifact);
+/*
+ * Read the trusted operator keys again (SIGHUP): a key removed from the directory stops
+ * working at once; records refused for want of a trusted key are examined again.
+ * @return the number of keys trusted, or -errno (the previous set is kept).
+ */
+int fleet_operators_reload(struct fleet *b);
 /* Records refused for a bad signature or a key that is not the bound one, so far. */
 uint64_t fleet_sig_refused(const struct fleet *b);
 /* Number of events so far (the sequence number of the last one). */
@@ -277,9 +291,11 @@ uint64_t fleet_event_seq(const struct fleet *b);
 struct fleet_deploy_args {
 	char *service, *artifact, *reason, *scope;
 	bool force;
+	char *opsig;		/* the operator's signed statement (sign_op_hex) */
 };
 struct fleet_rollback_args {
 	char *service, *reason, *scope;
+	char *opsig;		/* required unless local */
 	uint64_t to;
 	bool local;
 	bool override;		/* the liveness exit: a new deploy of the target, see below */

@@ -100,6 +100,9 @@ struct fleet {
 	struct nodekey *binds;		/* sorted by id */
 	size_t nbinds, capbinds;
 	uint64_t sig_refused;		/* records refused: signature or key */
+	uint64_t rev_refused, vote_refused; /* of which revisions, votes (the log's rate) */
+	struct sign_trust ops;		/* trusted operator keys */
+	char *operators_dir;
 	struct store *s;
 	struct fleet_net net;
 	uint8_t id[STORE_NODE_ID_LEN];
@@ -194,11 +197,16 @@ int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revisio
 bool fleet__can_carry_out(struct fleet *b, struct svc *v, const struct store_revision *bad,
 			  uint64_t target);
 int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision *subject,
-		     enum store_vote_reason reason, uint64_t target);
+		     enum store_vote_reason reason, uint64_t target, const struct store_opsig *op);
 void fleet__decide(struct fleet *b, struct svc *v);
 bool fleet__decided(const struct svc *v, const struct store_revision *bad);
 void fleet__need_artifact(struct fleet *b, struct svc *v);
-void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av);
+void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av,
+		    const struct store_opsig *op);
+/* Does @op, a statement of @kind about @service and @artifact (NULL: none), verify under a
+ * trusted operator key? */
+bool fleet__op_ok(struct fleet *b, const struct store_opsig *op, int kind, const char *service,
+		  const uint8_t *artifact);
 const struct store_quorum *fleet__quorum_of(struct fleet *b, const char *service);
 void fleet__recompute(struct fleet *b, struct svc *v);
 

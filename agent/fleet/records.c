@@ -383,7 +383,32 @@ int fleet_elect_encode(const struct store_revision *r, uint32_t index, uint8_t *
 	return ids_encode(FLEET_REC_ELECT, r, index, ret_buf, ret_len);
 }
 
+static void pk_op(msgpack_packer *pk, const struct store_opsig *op)
+{
+	if (!op || !op->kind) {
+		msgpack_pack_nil(pk);
+		return;
+	}
+	msgpack_pack_array(pk, 7);
+	msgpack_pack_uint8(pk, op->kind);
+	pk_str(pk, op->scope);
+	msgpack_pack_uint64(pk, op->target);
+	msgpack_pack_uint64(pk, op->ts_ms);
+	msgpack_pack_bin(pk, sizeof op->nonce);
+	msgpack_pack_bin_body(pk, op->nonce, sizeof op->nonce);
+	msgpack_pack_bin(pk, STORE_KEY_LEN);
+	msgpack_pack_bin_body(pk, op->key, STORE_KEY_LEN);
+	msgpack_pack_bin(pk, STORE_SIG_LEN);
+	msgpack_pack_bin_body(pk, op->sig, STORE_SIG_LEN);
+}
+
 int fleet_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret_len)
+{
+	return fleet_vote_encode_op(v, NULL, ret_buf, ret_len);
+}
+
+int fleet_vote_encode_op(const struct store_vote *v, const struct store_opsig *op,
+			 uint8_t **ret_buf, size_t *ret_len)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -396,7 +421,11 @@ int fleet_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	msgpack_pack_array(&pk, 8);
+	if (op && op->kind && (op->kind > 2 || !memchr(op->scope, 0, sizeof op->scope))) {
+		msgpack_sbuffer_destroy(&sb);
+		return -EINVAL;
+	}
+	msgpack_pack_array(&pk, 9);
 	pk_str(&pk, v->service);
 	msgpack_pack_uint64(&pk, v->rev);
 	msgpack_pack_uint8(&pk, (uint8_t)v->reason);
@@ -406,6 +435,7 @@ int fleet_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret
 	msgpack_pack_uint32(&pk, v->round);
 	msgpack_pack_bin(&pk, STORE_SIG_LEN);
 	msgpack_pack_bin_body(&pk, v->sig, STORE_SIG_LEN);
+	pk_op(&pk, op);
 	return finish(&sb, FLEET_REC_VOTE, ret_buf, ret_len);
 }
 
@@ -678,7 +708,32 @@ int fleet_cert_decode(const uint8_t *buf, size_t len, struct fleet_cert_chunk *r
 
 int fleet_vote_decode(const uint8_t *buf, size_t len, struct store_vote *ret)
 {
+	return fleet_vote_decode_op(buf, len, ret, NULL);
+}
+
+static bool get_op(const msgpack_object *o, struct store_opsig *op)
+{
+	uint64_t kind;
+	memset(op, 0, sizeof *op);
+	if (o->type == MSGPACK_OBJECT_NIL)
+		return true;
+	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7)
+		return false;
+	const msgpack_object *f = o->via.array.ptr;
+	if (!get_u64(&f[0], &kind) || kind < 1 || kind > 2 ||
+	    !get_str(&f[1], op->scope, sizeof op->scope) || !get_u64(&f[2], &op->target) ||
+	    !get_u64(&f[3], &op->ts_ms) || !get_bin(&f[4], op->nonce, sizeof op->nonce) ||
+	    !get_bin(&f[5], op->key, STORE_KEY_LEN) || !get_bin(&f[6], op->sig, STORE_SIG_LEN))
+		return false;
+	op->kind = (uint8_t)kind;
+	return true;
+}
+
+int fleet_vote_decode_op(const uint8_t *buf, size_t len, struct store_vote *ret,
+			 struct store_opsig *ret_op)
+{
 	struct dec d;
+	struct store_opsig op;
 	struct store_vote v;
 	uint64_t reason, round;
 	int err;
@@ -698,6 +753,11 @@ int fleet_vote_decode(const uint8_t *buf, size_t len, struct store_vote *ret)
 	    !get_u64(field(&d, 6), &round) || round > UINT32_MAX ||
 	    !get_bin(field(&d, 7), v.sig, STORE_SIG_LEN))
 		goto out;
+	memset(&op, 0, sizeof op);
+	if (d.root->via.array.size > 8 && !get_op(field(&d, 8), &op))
+		goto out;
+	if (ret_op)
+		*ret_op = op;
 	v.reason = (enum store_vote_reason)reason;
 	v.round = (uint32_t)round;
 	*ret = v;

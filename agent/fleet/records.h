@@ -16,7 +16,10 @@
  *     elect/<service>/<rev>/<i>   writer    'S' 3 | 'E' | msgpack [nelect, i, [bin16 ...],
  *                                                [key bin32 ...] or []]
  *     vote/<service>/<rev>        voter     'S' 3 | 'V' | msgpack [service, rev, reason, hlc,
- *                                                subject, target, round, sig bin64]
+ *                                                subject, target, round, sig bin64, op]
+ *                                   op: nil, or the operator's signed statement of an operator
+ *                                   vote: [kind u, scope s, target u, ts u, nonce bin16,
+ *                                   key bin32, sig bin64] (sign.h)
  *     health/<service>            node      'S' 3 | 'H' | msgpack [see struct fleet_health]
  *     roster                      node      'S' 3 | 'M' | msgpack [site s, left bool, addr s,
  *                                                hlc u, key bin32, sig bin64]
@@ -169,6 +172,9 @@ int fleet_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **
 int fleet_elect_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
 		       size_t *ret_len);
 int fleet_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret_len);
+/* A vote with the operator's statement @op (NULL or kind 0: none). */
+int fleet_vote_encode_op(const struct store_vote *v, const struct store_opsig *op,
+			 uint8_t **ret_buf, size_t *ret_len);
 int fleet_health_encode(const struct fleet_health *h, uint8_t **ret_buf, size_t *ret_len);
 int fleet_roster_encode(const struct fleet_roster *m, uint8_t **ret_buf, size_t *ret_len);
 int fleet_remove_encode(const struct fleet_remove *x, uint8_t **ret_buf, size_t *ret_len);
@@ -190,6 +196,9 @@ int fleet_cert_decode(const uint8_t *buf, size_t len, struct fleet_cert_chunk *r
 int fleet_ids_decode(const uint8_t *buf, size_t len, enum fleet_rec_type t,
 		     struct fleet_cert_chunk *ret);
 int fleet_vote_decode(const uint8_t *buf, size_t len, struct store_vote *ret);
+/* fleet_vote_decode, and the operator's statement into *ret_op (kind 0 when none). */
+int fleet_vote_decode_op(const uint8_t *buf, size_t len, struct store_vote *ret,
+			 struct store_opsig *ret_op);
 int fleet_health_decode(const uint8_t *buf, size_t len, struct fleet_health *ret);
 int fleet_roster_decode(const uint8_t *buf, size_t len, struct fleet_roster *ret);
 int fleet_remove_decode(const uint8_t *buf, size_t len, struct fleet_remove *ret);

@@ -74,6 +74,15 @@ expect_exit 2 "unknown option" -- ctl status --frob
 for c in votes deploy rollback keyring join; do
 	expect_exit 2 "'$c' without arguments" -- ctl "$c"
 done
+# a change without an operator key says how to make one, before it contacts anyone
+out=$(SHOAL_OPERATOR_KEY= "$AGENTCTL" --socket "$tmp/none.sock" deploy web 0123abcd 2>&1)
+rc=$?
+[ "$rc" = 1 ] || fail "deploy without an operator key: exit $rc, want 1"
+echo "$out" | grep -q "agentctl keygen FILE" || fail "deploy without a key does not say how: $out"
+"$AGENTCTL" keygen "$tmp/op.key" >/dev/null || fail "agentctl keygen"
+[ "$(stat -c %a "$tmp/op.key")" = 600 ] || fail "operator key is not mode 600"
+"$AGENTCTL" keygen "$tmp/op.key" >/dev/null 2>&1 && fail "keygen overwrote an existing key"
+export SHOAL_OPERATOR_KEY=$tmp/op.key
 for c in members services events leave "votes web" "deploy web 0123abcd" "rollback web" \
 	"keyring list" "join 127.0.0.1:7946"; do
 	# shellcheck disable=SC2086 # the command's words are meant to split
@@ -217,12 +226,14 @@ fi
 for pair in "$AGENTD:$SRC/packaging/agentd.8" "$AGENTCTL:$SRC/packaging/agentctl.1"; do
 	bin=${pair%%:*} man=${pair#*:}
 	[ -f "$man" ] || continue
-	for opt in $("$bin" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+	# the help into a file first: `--help | grep -q` can end agentd with SIGPIPE mid-write
+	"$bin" --help >"$tmp/help.txt"
+	for opt in $(grep -o -- '--[a-z][a-z-]*' "$tmp/help.txt" | sort -u); do
 		grep -q -- "$(printf '%s' "$opt" | sed 's/-/\\\\-/g')" "$man" ||
 			fail "$(basename "$bin") --help has $opt, $(basename "$man") does not"
 	done
 	for opt in $(grep -o -- '\\-\\-[a-z][a-z\\-]*' "$man" | sed 's/\\//g' | sort -u); do
-		"$bin" --help | grep -q -- "$opt" ||
+		grep -q -- "$opt" "$tmp/help.txt" ||
 			fail "$(basename "$man") documents $opt, $(basename "$bin") --help does not"
 	done
 done

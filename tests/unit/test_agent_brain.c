@@ -478,7 +478,7 @@ static void call(struct node *n, const char *op, struct ctl_response *resp, uint
 	/* fmt: sequence of "k=s:VALUE" / "k=u:N" / "k=b" separated by ';' */
 	struct ctl_enc e, out;
 	struct ctl_request req;
-	char args[512], err[128];
+	char args[1024], err[128];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(args, sizeof args, fmt, ap);
@@ -523,6 +523,19 @@ static uint64_t resp_u(const struct ctl_response *r, const char *k)
 	return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
 }
 
+/* The test operator (agent/base/sign.h): its key signs every change, its .pub is trusted. */
+static struct sign_key OPK;
+static char OPSIG[SIGN_OP_HEX_LEN + 1];
+
+/* OPSIG := a statement of @kind about web, @art (NULL: none), the cluster scope, @to */
+static const char *opsig(int kind, const struct store_id *art, uint64_t to)
+{
+	struct sign_op op = {.kind = (uint8_t)kind, .target = to};
+	sign_op_sign(&OPK, "web", art ? art->b : NULL, &op);
+	sign_op_hex(&op, OPSIG);
+	return OPSIG;
+}
+
 static void make_artifact(const char *dir, const char *version, bool good)
 {
 	char p[512];
@@ -548,6 +561,11 @@ static int setup_cluster(void **state)
 	make_artifact(d2, "2.0.0", false);
 	EQ(uv_loop_init(&loop), 0);
 	memset(&NET, 0, sizeof NET);
+	char opdir[128], opkey[160];
+	snprintf(opdir, sizeof opdir, "%s/operators", base);
+	mkdir(opdir, 0755);
+	snprintf(opkey, sizeof opkey, "%s/test", opdir);	/* test.pub is what is trusted */
+	EQ(sign_operator_keygen(opkey, &OPK), 0);
 	for (int i = 0; i < NB; i++) {
 		struct node *n = &N[i];
 		memset(n, 0, sizeof *n);
@@ -567,7 +585,8 @@ static int setup_cluster(void **state)
 		struct node *n = &N[i];
 		char name[8];
 		snprintf(name, sizeof name, "b%d", i);
-		struct fleet_opts o = {.node_id = n->id, .node_name = name, .no_runtime = true};
+		struct fleet_opts o = {.node_id = n->id, .node_name = name, .no_runtime = true,
+				       .operators_dir = opdir};
 		struct fleet_net bn = {.put = fput, .get = fget, .record_foreach = frecords,
 				       .member_foreach = fmembers, .ud = n};
 		EQ(fleet_new(&loop, n->s, &o, &bn, &n->b), 0);
@@ -619,8 +638,34 @@ static void test_cluster_rollback(void **state)
 	char hex[STORE_ID_HEXLEN + 1];
 
 	/* deploy v1 on b0, v2 on b3: every brain desires what was deployed last */
-	call(&N[0], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;reason=s:first",
+	/* unsigned, or signed by an untrusted key, or for another artifact: refused */
+	call(&N[0], "deploy", &resp, &keep, "service=s:web;artifact=s:%s",
 	     store_id_hex(&N[0].v1, hex));
+	assert_false(resp.ok);
+	assert_string_equal(resp.error, "permission_denied");
+	ctl_response_release(&resp);
+	free(keep);
+	{
+		struct sign_key other;
+		sign_key_random(&other);
+		struct sign_op op = {.kind = SIGN_OP_DEPLOY};
+		sign_op_sign(&other, "web", N[0].v1.b, &op);
+		sign_op_hex(&op, OPSIG);
+	}
+	call(&N[0], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;opsig=s:%s",
+	     store_id_hex(&N[0].v1, hex), OPSIG);
+	assert_false(resp.ok);
+	assert_string_equal(resp.error, "permission_denied");
+	ctl_response_release(&resp);
+	free(keep);
+	call(&N[0], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;opsig=s:%s",
+	     store_id_hex(&N[0].v1, hex), opsig(SIGN_OP_DEPLOY, &N[0].v2, 0));
+	assert_false(resp.ok);
+	ctl_response_release(&resp);
+	free(keep);
+	call(&N[0], "deploy", &resp, &keep,
+	     "service=s:web;artifact=s:%s;reason=s:first;opsig=s:%s",
+	     store_id_hex(&N[0].v1, hex), opsig(SIGN_OP_DEPLOY, &N[0].v1, 0));
 	assert_true(resp.ok);
 	EQ(resp_u(&resp, "rev"), 1);
 	ctl_response_release(&resp);
@@ -628,8 +673,8 @@ static void test_cluster_rollback(void **state)
 	pump();
 	for (int i = 0; i < NB; i++)
 		expect_desired(i, 1, &N[0].v1);
-	call(&N[3], "deploy", &resp, &keep, "service=s:web;artifact=s:%.16s",
-	     store_id_hex(&N[0].v2, hex));
+	call(&N[3], "deploy", &resp, &keep, "service=s:web;artifact=s:%.16s;opsig=s:%s",
+	     store_id_hex(&N[0].v2, hex), opsig(SIGN_OP_DEPLOY, &N[0].v2, 0));
 	assert_true(resp.ok);
 	EQ(resp_u(&resp, "rev"), 2);
 	ctl_response_release(&resp);
@@ -640,7 +685,8 @@ static void test_cluster_rollback(void **state)
 
 	/* an operator rollback on b4 alone: one vote, no quorum yet when nobody echoes */
 	NET.blocked[4] = true;
-	call(&N[4], "rollback", &resp, &keep, "service=s:web;reason=s:bad");
+	call(&N[4], "rollback", &resp, &keep, "service=s:web;reason=s:bad;opsig=s:%s",
+	     opsig(SIGN_OP_ROLLBACK, NULL, 0));
 	assert_true(resp.ok);
 	EQ(resp_u(&resp, "rev"), 2);
 	ctl_response_release(&resp);
@@ -674,14 +720,14 @@ static void test_cluster_rollback(void **state)
 	}
 
 	/* condemned: refused without force, accepted with it */
-	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s",
-	     store_id_hex(&N[0].v2, hex));
+	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;opsig=s:%s",
+	     store_id_hex(&N[0].v2, hex), opsig(SIGN_OP_DEPLOY, &N[0].v2, 0));
 	assert_false(resp.ok);
 	assert_string_equal(resp.error, "condemned");
 	ctl_response_release(&resp);
 	free(keep);
-	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;force=b",
-	     store_id_hex(&N[0].v2, hex));
+	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;force=b;opsig=s:%s",
+	     store_id_hex(&N[0].v2, hex), opsig(SIGN_OP_DEPLOY, &N[0].v2, 0));
 	assert_true(resp.ok);
 	EQ(resp_u(&resp, "rev"), 4);
 	ctl_response_release(&resp);
@@ -695,7 +741,8 @@ static void test_cluster_rollback(void **state)
 	NET.blocked[0] = NET.blocked[1] = true;
 	for (int i = 2; i < NB; i++)
 		fleet_on_member(N[i].b, NULL);
-	call(&N[2], "rollback", &resp, &keep, "service=s:web;to=u:1");
+	call(&N[2], "rollback", &resp, &keep, "service=s:web;to=u:1;opsig=s:%s",
+	     opsig(SIGN_OP_ROLLBACK, NULL, 1));
 	assert_true(resp.ok);
 	ctl_response_release(&resp);
 	free(keep);
@@ -705,7 +752,8 @@ static void test_cluster_rollback(void **state)
 	expect_desired(0, 4, &N[0].v2); /* cut off: not decided there */
 
 	/* --to a missing rev, and to the running artifact, are refused */
-	call(&N[2], "rollback", &resp, &keep, "service=s:web;to=u:99");
+	call(&N[2], "rollback", &resp, &keep, "service=s:web;to=u:99;opsig=s:%s",
+	     opsig(SIGN_OP_ROLLBACK, NULL, 99));
 	assert_false(resp.ok);
 	ctl_response_release(&resp);
 	free(keep);

@@ -835,7 +835,7 @@ static void test_revision_codec_format2(void **state)
 	size_t len, len2;
 	rev2_init(&r);
 	assert_int_equal(store_revision_encode(&r, &buf, &len), 0);
-	/* [ 3 (format), ... ]: 21 fields, an array16 header (3 bytes) */
+	/* [ 3 (format), ... ]: 22 fields, an array16 header (3 bytes) */
 	assert_int_equal(buf[0], 0xdc);
 	assert_int_equal(buf[3], 3);
 	assert_int_equal(store_revision_decode(buf, len, &d), 0);
