@@ -149,7 +149,15 @@
  *    counted voter's signed vote (cert_sigs; the subject, target and round they share are
  *    the record's cert_subject, cert_target, cert_round). agree_verify_signatures checks each
  *    against the key the record's electorate gives, so a node holding only the cluster key
- *    can neither vote for another nor forge a certificate. Residual risk: a certificate
+ *    can neither vote for another nor forge a certificate. The agent also requires, before
+ *    it adopts a rollback, that its electorate (ids, keys, rule) be the one of the record it
+ *    holds at rev - 1 (the judged record, or another record of that rev with the same
+ *    electorate; none held yet: ask again later): with trust on first join a cluster key
+ *    holder can make new identities, and a certificate of those for an electorate of its
+ *    own would otherwise verify. This consults the held record, unlike the count above, but
+ *    only its electorate, which two records of one rev share unless the roster changed in
+ *    between, so the logs still converge in the case seed 933 found. Residual risk: a
+ *    certificate
  *    proves that a quorum voted against the record with subject cert_subject toward
  *    cert_target; the rollback's artifact is not signed by the voters (rule 5 derives it
  *    from the log), so an elector's key holder replaying real votes could write a rollback

@@ -49,17 +49,18 @@
  *   | it can                                              | it cannot                         |
  *   |-----------------------------------------------------|-----------------------------------|
  *   | vote in its own name (one elector of the quorum)    | vote for another node             |
- *   | deploy any artifact it holds (operator signatures   | forge a rollback certificate      |
- *   |   are not built yet)                                | take over an id whose key is bound|
+ *   | choose the electorate keys of the deploys an        | forge a rollback certificate      |
+ *   |   operator makes through it                         | deploy or roll back without an    |
+ *   | replay an old signed deploy once its revision has   |   operator's signature            |
+ *   |   left the retained log                             | take over an id whose key is bound|
  *   | add new identities to the roster (trust on first    | change an existing revision's     |
  *   |   join): they vote on revisions deployed afterwards |   electorate                      |
- *   | write a deploy whose electorate has keys of its     | make a vote count on a revision   |
- *   |   choosing                                          |   it joined after                 |
- *   | flood records, stall or drop gossip it relays       |                                   |
+ *   | remove members (members remove is not signed yet)   | make a vote count on a revision   |
+ *   | flood records, stall or drop gossip it relays       |   it joined after                 |
  *
- * Not built yet: operator keys and operator-signed deploy/rollback/remove, enrolment
- * (require-enrolment), key rotation. A node whose node.key is lost joins again as a new node
- * (empty state directory) and an operator removes the old id.
+ * Not built yet: an operator signature on members remove, enrolment (require-enrolment),
+ * key rotation. A node whose node.key is lost joins again as a new node (empty state
+ * directory) and an operator removes the old id.
  *
  * Signatures cost: signed are what changes (votes, roster records, the certificates that
  * carry them), never pings; a vote record grows by 66 bytes.

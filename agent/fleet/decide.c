@@ -170,10 +170,9 @@ static const uint8_t *key_of(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN
  * The signatures of @r (sign.h). A deploy: its origin's signature under the key bound to the
  * origin (-EAGAIN while none is bound: the record is examined again at the next roster
  * change). A rollback: each certificate vote under the key the record's electorate names
- * (agree_verify_signatures), those keys equal to the ones bound here for the same ids, and,
- * when this node holds the judged record, the record's electorate, rule and condemned
- * artifact equal to it: otherwise keys of a forger's choosing would make any certificate
- * verify. 0; -EAGAIN; -AGREE_ESIG.
+ * (agree_verify_signatures), those keys equal to the ones bound here for the same ids, and
+ * its electorate that of the record held at rev - 1 (below): otherwise keys or identities of
+ * a forger's choosing would make a certificate verify. 0; -EAGAIN; -AGREE_ESIG.
  */
 int fleet__check_signed(struct fleet *b, struct svc *v, const struct store_revision *r)
 {
@@ -198,10 +197,24 @@ int fleet__check_signed(struct fleet *b, struct svc *v, const struct store_revis
 		if (k && ek && memcmp(k, ek, STORE_KEY_LEN) != 0)
 			return -AGREE_ESIG;
 	}
+	/* The electorate must be the one of the record held at rev - 1: the judged record
+	 * itself (everything it says must match), or, when this node holds another record at
+	 * that rev (two deploys of one rev made on two sides of a partition; rule 1 will make
+	 * every node hold the same one), one with the same electors, keys and rule, so that
+	 * the logs still converge. Otherwise identities joined by a cluster key holder (trust
+	 * on first join) could sign a certificate for an electorate of their own. Without a
+	 * record at rev - 1 yet: examined again at the next resync. */
 	const struct store_revision *bad = agree_at(v->log, v->nlog, r->rev - 1);
-	if (bad && !agree_rollback_matches(bad, r))
-		return -AGREE_ESIG;
-	return 0;
+	if (!bad)
+		return -EAGAIN;
+	if (agree_subject(bad) == r->cert_subject)
+		return agree_rollback_matches(bad, r) ? 0 : -AGREE_ESIG;
+	bool same = bad->nelect == r->nelect && bad->elect_keys && r->elect_keys &&
+		    memcmp(&bad->quorum, &r->quorum, sizeof bad->quorum) == 0 &&
+		    (!r->nelect ||
+		     (memcmp(bad->elect, r->elect, (size_t)r->nelect * STORE_NODE_ID_LEN) == 0 &&
+		      memcmp(bad->elect_keys, r->elect_keys, (size_t)r->nelect * STORE_KEY_LEN) == 0));
+	return same ? 0 : -AGREE_ESIG;
 }
 
 /* Merge @r (decoded, cert filled) into the log. @mine: we wrote it. Returns the agree result. */
