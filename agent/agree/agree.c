@@ -364,6 +364,10 @@ int agree_electorate_keys(const struct agree_member *roster, size_t n, const cha
 			memcpy(keys[i], ik[i].key, STORE_KEY_LEN);
 	}
 	free(ik);
+	if (!u) {	/* nobody in scope: no keys (a store revision has none without electors) */
+		free(keys);
+		keys = NULL;
+	}
 	*ret_ids = ids;
 	if (ret_keys)
 		*ret_keys = keys;

@@ -322,7 +322,8 @@ uint64_t agree_subject(const struct store_revision *r);
 
 /*
  * agree_electorate, with each elector's key (agree_member.key) in *ret_keys, parallel to
- * *ret_ids (malloc'd; NULL @ret_keys: not wanted). A roster listing one id twice with two
+ * *ret_ids (malloc'd, NULL for an empty electorate; NULL @ret_keys: not wanted). A roster
+ * listing one id twice with two
  * keys keeps the larger key (the same choice on every node).
  */
 int agree_electorate_keys(const struct agree_member *roster, size_t n, const char *scope,

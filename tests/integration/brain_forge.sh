@@ -51,7 +51,14 @@ sleep 2
 no_rev3 || fail "a certificate signed with the forger's keys was accepted"
 n=$(grep -c "rollback at rev 3 refused" "$WORK/n3.log")
 [ "$n" -ge 2 ] || fail "n3 refused $n forged rollback(s), want 2"
-ok "rollback certificates with missing or forged signatures are refused"
+# two identities of the forger's own, joined first (trust on first join binds them), as the
+# whole electorate of a rollback with a made-up subject
+forge rollback sybil web 2 "$SUBJ" "$V1" "$V2" "$ID1" || die "forge rollback sybil"
+sleep 3
+no_rev3 || fail "a certificate of an electorate of the forger's own identities was accepted"
+n=$(grep -c "rollback at rev 3 refused" "$WORK/n3.log")
+[ "$n" -ge 3 ] || fail "n3 refused $n forged rollback(s), want 3"
+ok "rollback certificates with missing or forged signatures, or of a made-up electorate, are refused"
 
 # 3. a roster record in n1's name with another key, saying it left
 forge roster "$ID1" || die "forge roster"

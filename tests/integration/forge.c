@@ -13,7 +13,9 @@
  *       a cluster rollback of BAD_REV to artifact GOOD (condemning BAD) whose electorate and
  *       certificate are the given node ids. MODE nosig: the certificate carries no signed
  *       votes; forged: each voter's vote is signed with a key of the forger's choosing and the
- *       electorate carries those keys (so the record is consistent in itself).
+ *       electorate carries those keys (so the record is consistent in itself); sybil: the
+ *       electorate is two fresh identities the forger first joins with roster records of its
+ *       own keys (trust on first join binds them), and the subject is random.
  *
  *   forge KEYRING CLUSTER ADDR:PORT roster OWNER_HEX
  *       a roster record in OWNER's name saying it left, self-signed with a key of the
@@ -148,9 +150,11 @@ static int forge_roster(char **a)
 
 static int forge_rollback(char **a)
 {
-	bool sigs = strcmp(a[0], "forged") == 0;
+	bool sybil = strcmp(a[0], "sybil") == 0;
+	bool sigs = sybil || strcmp(a[0], "forged") == 0;
 	struct store_revision r;
-	struct sign_key keys[16];
+	static struct sign_key keys[16];
+	static bool have_keys;
 	uint8_t writer[16], *val;
 	size_t len;
 	uint32_t n = 0;
@@ -167,17 +171,49 @@ static int forge_rollback(char **a)
 	r.elect_keys = calloc(16, STORE_KEY_LEN);
 	r.cert_sigs = sigs ? calloc(16, sizeof *r.cert_sigs) : NULL;
 	char ids[16 * 33 + 1];
+	static uint8_t fresh[2][16];
 	snprintf(ids, sizeof ids, "%s", a[6]);	/* called once per send: keep a[6] intact */
-	for (char *t = strtok(ids, ","); t && n < 16; t = strtok(NULL, ","), n++)
+	if (!have_keys) {
+		for (int i = 0; i < 16; i++)
+			sign_key_random(&keys[i]);
+		randombytes_buf(fresh, sizeof fresh);
+		have_keys = true;
+	}
+	struct sign_key kk[16];	/* sorted with the ids below; keys[] stays as made */
+	memcpy(kk, keys, sizeof kk);
+	if (sybil) {
+		/* two identities of its own, joined by self-signed roster records (trust on
+		 * first join binds them), as the whole electorate of the rollback */
+		for (int i = 0; i < 2; i++) {
+			struct fleet_roster ro;
+			uint8_t m[FLEET_ROSTER_MSG_MAX], *rv;
+			size_t rl;
+			memset(&ro, 0, sizeof ro);
+			ro.hlc = ((uint64_t)time(NULL) * 1000) << 16;
+			memcpy(ro.key, keys[i].pk, STORE_KEY_LEN);
+			sign_detached(&keys[i], m, fleet_roster_msg(fresh[i], &ro, m), ro.sig);
+			struct fleet_key rk = {.type = FLEET_REC_ROSTER};
+			if (fleet_roster_encode(&ro, &rv, &rl) < 0 || put(fresh[i], &rk, rv, rl) < 0)
+				return 1;
+			memcpy(r.elect[n++], fresh[i], 16);
+		}
+		usleep(300000);	/* the roster first */
+		randombytes_buf(&r.cert_subject, sizeof r.cert_subject);
+	}
+	for (char *t = strtok(ids, ","); t && n < 16 && !sybil; t = strtok(NULL, ","), n++)
 		if (hex_id(t, r.elect[n], 16) < 0)
 			return 2;
-	/* sorted, as every electorate */
+	/* sorted, as every electorate (each id keeps its key) */
 	for (uint32_t i = 1; i < n; i++)
 		for (uint32_t j = i; j > 0 && memcmp(r.elect[j - 1], r.elect[j], 16) > 0; j--) {
 			uint8_t t[16];
+			struct sign_key tk;
 			memcpy(t, r.elect[j], 16);
 			memcpy(r.elect[j], r.elect[j - 1], 16);
 			memcpy(r.elect[j - 1], t, 16);
+			tk = kk[j];
+			kk[j] = kk[j - 1];
+			kk[j - 1] = tk;
 		}
 	r.nelect = r.ncert = n;
 	memcpy(r.cert, r.elect, (size_t)n * 16);
@@ -186,8 +222,7 @@ static int forge_rollback(char **a)
 	snprintf(r.reason, sizeof r.reason, "cluster rollback of rev %llu (quorum)",
 		 (unsigned long long)bad);
 	for (uint32_t i = 0; i < n; i++) {
-		sign_key_random(&keys[i]);
-		memcpy(r.elect_keys[i], keys[i].pk, STORE_KEY_LEN);
+		memcpy(r.elect_keys[i], kk[i].pk, STORE_KEY_LEN);
 		if (!sigs)
 			continue;
 		struct store_vote v;
@@ -201,7 +236,7 @@ static int forge_rollback(char **a)
 		v.subject = r.cert_subject;
 		r.cert_sigs[i].hlc = v.hlc;
 		r.cert_sigs[i].reason = STORE_VOTE_OPERATOR;
-		sign_detached(&keys[i], msg, agree_vote_msg(&v, msg), r.cert_sigs[i].sig);
+		sign_detached(&kk[i], msg, agree_vote_msg(&v, msg), r.cert_sigs[i].sig);
 	}
 	/* the forger writes it as its own record, like every node that decides a rollback */
 	randombytes_buf(writer, sizeof writer);

@@ -1891,6 +1891,28 @@ static void test_signed_certificate(void **state)
 	assert_int_equal(agree_decide(log, 2, "web", 2, v, 3, &rb), 0);
 	own(&rb);
 	assert_int_equal(agree_verify_signatures(&rb), -AGREE_ESIG);
+	/* the electorate's keys follow the roster's; nobody in scope: no keys at all (a store
+	 * revision without electors has none) */
+	{
+		struct agree_member ro[2] = {{.state = AGREE_ALIVE, .site = "a"},
+					     {.state = AGREE_DEAD, .site = "b"}};
+		uint8_t(*ids)[STORE_NODE_ID_LEN], (*ks)[STORE_KEY_LEN];
+		uint32_t n;
+		node_id(ro[0].id, 2);
+		node_id(ro[1].id, 1);
+		memcpy(ro[0].key, pk[1], 32);
+		memcpy(ro[1].key, pk[0], 32);
+		assert_int_equal(agree_electorate_keys(ro, 2, "", &ids, &ks, &n), 0);
+		assert_int_equal(n, 2);
+		assert_memory_equal(ks[0], pk[0], 32);	/* sorted with their ids */
+		assert_memory_equal(ks[1], pk[1], 32);
+		free(ids);
+		free(ks);
+		assert_int_equal(agree_electorate_keys(ro, 2, "site:c", &ids, &ks, &n), 0);
+		assert_int_equal(n, 0);
+		assert_null(ks);
+		free(ids);
+	}
 	/* a deploy: nothing to check here (its origin signs it, the agent checks that) */
 	assert_int_equal(agree_verify_signatures(&log[1]), 0);
 	/* the origin's message covers the record but not its signature */
