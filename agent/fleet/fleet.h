@@ -249,8 +249,9 @@ uint64_t fleet_event_seq(const struct fleet *b);
 /* ---- Control operations (INLINE: they run on the loop thread) ------------------------------ */
 /*
  *   op              args                                            result
- *   deploy          {service, artifact, scope?, reason?, force?}    {service, rev, artifact}
- *   rollback        {service, to?, scope?, reason?, local?}         {service, rev (the bad
+ *   deploy          {service, artifact, scope?, reason?, force?,    {service, rev, artifact}
+ *                    opsig}
+ *   rollback        {service, to?, scope?, reason?, local?, opsig?} {service, rev (the bad
  *                                                                    one), target, local}
  *   votes           {service, rev?}                                 {service, rev, eligible,
  *                                                                    quorum, votes[], decided,
@@ -281,6 +282,9 @@ uint64_t fleet_event_seq(const struct fleet *b);
  * ring, a client asks for those after its cursor `since` and gets `next` for its next call;
  * `dropped` counts the events that fell out of the ring before it asked (a slow follower loses
  * events, and is told, but never holds the agent up). `agentctl events --follow` polls.
+ * `opsig` is the operator's signed statement (agent/base/sign.h, sign_op_hex: agentctl makes
+ * it with --key); deploy and rollback (but --local) without one that verifies under a key of
+ * the operators directory answer permission_denied, with how to make and trust a key.
  * Errors (stable names, ctl_proto.h): bad_request, not_found (no such artifact or service;
  * rollback: the target artifact is not held here), ambiguous (artifact prefix), condemned
  * (deploy of a condemned artifact without force), no_revision (nothing to roll back, --to a
