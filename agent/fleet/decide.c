@@ -339,6 +339,8 @@ bool fleet__decided(const struct svc *v, const struct store_revision *bad)
 }
 
 static bool has_vote(const struct svc *v, const uint8_t *voter, uint64_t rev);
+static bool echo_ok(struct fleet *b, struct svc *v, const struct store_vote *av,
+		    const struct store_opsig *op, const struct store_revision *d);
 
 /*
  * Echo an operator's vote against our desired revision that arrived while we could not vote
@@ -354,11 +356,24 @@ static void echo_pending(struct fleet *b, struct svc *v)
 	uint64_t subject = agree_subject(d);
 	for (size_t i = 0; i < v->nvotes; i++) {
 		const struct store_vote *o = &v->votes[i];
-		if (o->rev == d->rev && o->reason == STORE_VOTE_OPERATOR && o->subject == subject &&
-		    fleet__can_carry_out(b, v, d, o->target)) {
-			fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, o->target);
-			return;
-		}
+		if (o->rev != d->rev || o->reason != STORE_VOTE_OPERATOR || o->subject != subject ||
+		    !fleet__can_carry_out(b, v, d, o->target) || !b->net.get)
+			continue;
+		/* the operator's statement travels with its vote record only: read it again */
+		char key[FLEET_REC_KEY_MAX + 1];
+		struct fleet_key k = {.type = FLEET_REC_VOTE, .rev = d->rev};
+		snprintf(k.service, sizeof k.service, "%s", v->name);
+		int n = fleet_key_format(&k, key, sizeof key);
+		const struct gossip_record *g =
+			n < 0 ? NULL : b->net.get(b->net.ud, o->voter, key, (size_t)n);
+		struct store_vote rv;
+		struct store_opsig op;
+		memset(&op, 0, sizeof op);
+		if (!g || fleet_vote_decode_op(g->value, g->value_len, &rv, &op) < 0 ||
+		    !echo_ok(b, v, o, &op, d))
+			continue;
+		fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, o->target, NULL);
+		return;
 	}
 }
 
