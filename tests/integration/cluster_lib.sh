@@ -65,7 +65,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-new_key() { head -c 32 /dev/urandom | base64 > "$1"; }
+new_key() { head -c 32 /dev/urandom | base64 > "$1"; chmod 600 "$1"; }
 
 # start_agent I [extra agentd flags...]: state in $ROOT/nI, log appended to $ROOT/nI/log.
 start_agent() {
