@@ -3,3 +3,5 @@ shoal_sh_test(integration_agent_fetch_op ${CMAKE_CURRENT_SOURCE_DIR}/fetch_op.sh
               TIMEOUT 180 LABELS integration)
 shoal_sh_test(integration_agent_fetch_deploy ${CMAKE_CURRENT_SOURCE_DIR}/fetch_deploy.sh
               TIMEOUT 180 LABELS integration)
+shoal_sh_test(integration_agent_fetch_retry ${CMAKE_CURRENT_SOURCE_DIR}/fetch_retry.sh
+              TIMEOUT 240 LABELS integration)
