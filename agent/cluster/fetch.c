@@ -297,6 +297,7 @@ struct job {
 	struct waiter *waiters;
 	uint64_t serial;	/* attempt number for artifact.fetch (never 0) */
 	bool op_waiter;		/* an artifact.fetch request waits on it */
+	bool dynamic;		/* candidates from the holders: refreshed at each reconnect */
 	uv_timer_t timer;
 	struct gossip_stream *stream;
 	bool awaiting;	/* a GET_MANIFEST or GET_BLOB is outstanding on the stream */
@@ -753,6 +754,8 @@ static void job_schedule(struct job *j, uint64_t delay_ms)
 	uv_timer_start(&j->timer, job_step, delay_ms, 0);
 }
 
+static void job_refresh(struct job *j);
+
 /* The stream broke (or we broke it): keep the transfer state, try the next peer. */
 static void job_broken(struct job *j, int err)
 {
@@ -777,9 +780,13 @@ static void job_broken(struct job *j, int err)
 		return;
 	}
 	j->cur = (j->cur + 1) % j->npeers;
+	/* a crowd refused by a busy holder: the nodes that fetched meanwhile hold it too */
+	if (err != -ENOENT)
+		job_refresh(j);
 	f->stats.reconnects++;
-	/* a short back-off: a peer that just cut us is likely restarting */
-	job_schedule(j, 50u * j->attempts);
+	/* a short back-off (a peer that just cut us is likely restarting), jittered so a crowd
+	 * cut at once does not come back at once */
+	job_schedule(j, 25u * j->attempts + randombytes_uniform(50u * j->attempts + 1));
 }
 
 static void job_pumped(struct job *j, int r)
@@ -1181,7 +1188,37 @@ static int from_nodes(struct fetch *f, const struct store_id *id,
 		*ret_had_holders = had;
 	if (np == 0)
 		return -ENOENT;
-	return fetch_artifact(f, id, peers, np, cb, ud);
+	int r = fetch_artifact(f, id, peers, np, cb, ud);
+	if (r == 0) {
+		struct job *j = job_find(f, id);
+
+		if (j && had)
+			j->dynamic = true;
+	}
+	return r;
+}
+
+/* A dynamic job's candidates become the current live holders, in a new random order (the
+ * transfer state is kept: any holder serves the same verified bytes). */
+static void job_refresh(struct job *j)
+{
+	struct fetch *f = j->f;
+	struct gossip_addr peers[FETCH_PEERS_MAX];
+	uint8_t(*h)[STORE_NODE_ID_LEN] = NULL;
+	size_t nh, np;
+	bool had = false;
+
+	if (!j->dynamic || !f->hooks.holders)
+		return;
+	nh = current_holders(f, &j->id, NULL, 0, &h);
+	np = pick_candidates(f, (const uint8_t(*)[STORE_NODE_ID_LEN])h, nh, peers, &had);
+	free(h);
+	if (!had || np == 0)
+		return;
+	memcpy(j->peers, peers, np * sizeof(peers[0]));
+	memset(j->peer_absent, 0, sizeof(j->peer_absent));
+	j->npeers = np;
+	j->cur = 0;
 }
 
 int fetch_artifact_from_nodes(struct fetch *f, const struct store_id *id,
