@@ -6,7 +6,8 @@
  *
  * Holds PER_ADDR connections from each of ADDRS source addresses 127.0.0.2, 127.0.0.3, ...
  * (bound before connecting), sends nothing, and re-opens each one as soon as the other side
- * closes it, for SECONDS. Prints what it did: connections opened, and cut by the other side.
+ * closes it, for SECONDS (or until SIGTERM). Prints what it did: connections opened, and cut
+ * by the other side.
  * Loopback only. Exit 0; 2 on usage or socket errors.
  */
 #include <arpa/inet.h>
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,14 @@
 #include <unistd.h>
 
 #define MAXC 1024
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
 
 static int open_one(const struct sockaddr_in *dst, unsigned k)
 {
@@ -86,7 +96,8 @@ int main(int argc, char **argv)
 			owner[n++] = k;
 			opened++;
 		}
-	while (now_s() < end) {
+	signal(SIGTERM, on_term);
+	while (!stop && now_s() < end) {
 		if (poll(pfd, n, 50) < 0 && errno != EINTR)
 			return 2;
 		for (unsigned i = 0; i < n; i++) {
