@@ -204,6 +204,7 @@ struct member_core {
 	uint32_t rtt_ms;
 	uint8_t state;		/* enum gossip_state, or MSTATE_FREE */
 	uint8_t name_len;	/* <= NAME_INLINE: in member.name; longer: aux->name */
+	uint8_t heard;		/* a packet came from it (its id, its IP): see probe_start */
 	uint32_t hnext;		/* hash chain: next slot + 1 (0 = end); free slots: next free */
 };
 
@@ -290,6 +291,7 @@ struct gossip {
 	size_t nob;
 	struct rec **rbuckets;
 	size_t nrb, nrecs;
+	size_t rec_bytes;	/* key + value bytes of every record held (records_bytes_max) */
 
 	struct bq mq, rq;
 	uint64_t pkt_serial;
@@ -312,6 +314,7 @@ struct gossip {
 	uint64_t grace_until;
 	bool graced;
 	bool urgent;		/* probe urgent_id next, out of turn */
+	bool flood_flip;	/* flood_cover: every other scheduled probe */
 	uint8_t urgent_id[GOSSIP_ID_LEN];
 
 	/* anti-entropy summaries: XOR of digest hashes per bucket (see gossip_sync_digest);
@@ -490,6 +493,10 @@ void gossip_config_default(struct gossip_config *cfg)
 	cfg->gossip_dead_ms = 30000;
 	cfg->reap_ms = 72ull * 3600 * 1000;
 	cfg->reserve_pct = 40;
+	cfg->members_max = GOSSIP_MEMBERS_MAX_DEFAULT;
+	cfg->records_max = GOSSIP_RECORDS_MAX_DEFAULT;
+	cfg->records_owner_max = GOSSIP_RECORDS_OWNER_MAX_DEFAULT;
+	cfg->records_bytes_max = GOSSIP_RECORDS_BYTES_MAX_DEFAULT;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1078,8 +1085,10 @@ static struct rec *rec_set(struct gossip *g, const uint8_t *owner, const uint8_t
 		g->nrecs++;
 	} else {
 		g->rdig[r->kh & (DIG_BUCKETS - 1)] ^= r->h;
+		g->rec_bytes -= r->pub.key_len + r->pub.value_len;
 		free(r->data);
 	}
+	g->rec_bytes += klen + vlen;
 	r->data = data;
 	r->pub.key = data;
 	r->pub.key_len = klen;
@@ -1375,6 +1384,31 @@ static bool suspect_confirm(struct member *m, const uint8_t *from)
 	return true;
 }
 
+/*
+ * Bounds (gossip.h "Bounds"): room for one more member? A full table drops newcomers (counted)
+ * and keeps every member it has: a key holder flooding invented members can fill it, not grow
+ * it.
+ */
+static bool member_room(struct gossip *g)
+{
+	if (g->nmembers < g->cfg.members_max)
+		return true;
+	g->st.members_dropped++;
+	return false;
+}
+
+/* Room for a NEW record (@owner, @klen + @vlen bytes)? Updates of held records are not asked. */
+static bool rec_room(struct gossip *g, const uint8_t *owner, size_t klen, size_t vlen)
+{
+	const struct owner *o = owner_find(g, owner);
+
+	if (g->nrecs < g->cfg.records_max && (!o || o->n < g->cfg.records_owner_max) &&
+	    g->rec_bytes + klen + vlen <= g->cfg.records_bytes_max)
+		return true;
+	g->st.records_dropped++;
+	return false;
+}
+
 /* ALIVE(id, inc, name, addr, labels). @bcast: enqueue what we learned. */
 static int on_alive(struct gossip *g, const struct gossip_msg *msg, uint64_t now, bool bcast)
 {
@@ -1387,6 +1421,8 @@ static int on_alive(struct gossip *g, const struct gossip_msg *msg, uint64_t now
 		return 0;
 	}
 	if (!m) {
+		if (!member_room(g))
+			return 0;
 		m = member_add(g, msg->id, msg->num, GOSSIP_ALIVE, now);
 		if (!m)
 			return -ENOMEM;
@@ -1485,6 +1521,8 @@ static int on_record(struct gossip *g, const struct gossip_msg *msg, bool bcast)
 	struct rec *r = rec_find(g, msg->id, msg->blob, msg->blob_len);
 	if (r && r->pub.version >= msg->num)
 		return 0;
+	if (!r && !rec_room(g, msg->id, msg->blob_len, msg->value_len))
+		return 0;
 	r = rec_set(g, msg->id, msg->blob, msg->blob_len, msg->num, msg->value, msg->value_len);
 	if (!r)
 		return -ENOMEM;
@@ -1518,6 +1556,14 @@ int gossip_new(const struct gossip_config *cfg, const struct gossip_env *env,
 	g->cfg = *cfg;
 	g->cfg.name = NULL;
 	g->cfg.labels = NULL;
+	if (!g->cfg.members_max)
+		g->cfg.members_max = GOSSIP_MEMBERS_MAX_DEFAULT;
+	if (!g->cfg.records_max)
+		g->cfg.records_max = GOSSIP_RECORDS_MAX_DEFAULT;
+	if (!g->cfg.records_owner_max)
+		g->cfg.records_owner_max = GOSSIP_RECORDS_OWNER_MAX_DEFAULT;
+	if (!g->cfg.records_bytes_max)
+		g->cfg.records_bytes_max = GOSSIP_RECORDS_BYTES_MAX_DEFAULT;
 	g->env = *env;
 	g->pkt_cap = cfg->mtu - GOSSIP_SEAL_OVERHEAD;
 	g->pkt = malloc(g->pkt_cap);
@@ -1635,6 +1681,43 @@ static struct member *probe_scheduled(const struct gossip *g, uint64_t now)
 	return mat(g, g->probe[at < self ? at : at - 1]);
 }
 
+/*
+ * Flood cover. A key holder can invent live members that never send anything: in the shared
+ * schedule, the slots of those members probe no one, so the members they should have probed
+ * go unprobed and a real failure is seen late. When this node has heard directly from fewer
+ * live members than it holds unheard ones (and the unheard are over FLOOD_MIN), every other
+ * scheduled probe of an unheard member goes instead to a member drawn at random among those
+ * heard from: SWIM's random probing for the real members, and the schedule still gets through
+ * the invented ones (each probe of one brings it closer to dead). In a normal cluster every
+ * member is heard within a round or two of joining (its pings, acks and gossip), so this only
+ * ever acts in a flood. @return the substitute, or NULL to keep @t.
+ */
+#define FLOOD_MIN 16
+static struct member *flood_cover(struct gossip *g, const struct member *t)
+{
+	size_t heard = 0, unheard = 0;
+	struct member *pick = NULL;
+
+	if (t->pub.heard)
+		return NULL;
+	g->flood_flip = !g->flood_flip;
+	if (!g->flood_flip)
+		return NULL;
+	for (size_t i = 0; i < g->nprobe; i++) {
+		struct member *m = mat(g, g->probe[i]);
+
+		if (!m->pub.heard) {
+			unheard++;
+		} else if (rnd_below(g, ++heard) == 0) {
+			pick = m;
+		}
+	}
+	if (unheard <= FLOOD_MIN || unheard <= heard)
+		return NULL;
+	g->st.flood_cover_probes++;
+	return pick;
+}
+
 /* Probe the member scheduled now, or (@urgent, out of turn) the suspect asked for. */
 static void probe_start(struct gossip *g, uint64_t now, bool urgent)
 {
@@ -1646,6 +1729,9 @@ static void probe_start(struct gossip *g, uint64_t now, bool urgent)
 			t = NULL;
 	} else {
 		t = probe_scheduled(g, now);
+		struct member *c = t ? flood_cover(g, t) : NULL;
+		if (c)
+			t = c;
 	}
 	if (!t)
 		return;
@@ -2072,6 +2158,12 @@ int gossip_recv(struct gossip *g, uint64_t now, const struct gossip_addr *from,
 			ret = r;
 		r = 0;
 	}
+	/* Heard from directly: the packet names it as sender and comes from its IP. Members only
+	 * ever named by others (e.g. invented by a flood) are never "heard" (see probe_start). */
+	struct member *sm = member_find(g, sender);
+	if (sm && sm != g->self && from && sm->pub.addr.family == from->family &&
+	    memcmp(sm->pub.addr.ip, from->ip, sizeof(from->ip)) == 0)
+		sm->pub.heard = 1;
 	return ret;
 }
 
@@ -2215,6 +2307,8 @@ int gossip_member_restore(struct gossip *g, const struct gossip_member *in)
 		return 0;
 	bool added = false;
 	if (!m) {
+		if (!member_room(g))
+			return 0;
 		m = member_add(g, in->id, in->incarnation, in->state, in->state_change);
 		if (!m)
 			return -ENOMEM;
@@ -2284,6 +2378,8 @@ int gossip_record_restore(struct gossip *g, const struct gossip_record *in)
 		return -EMSGSIZE;
 	struct rec *r = rec_find(g, in->owner, in->key, in->key_len);
 	if (r && r->pub.version >= in->version)
+		return 0;
+	if (!r && !rec_room(g, in->owner, in->key_len, in->value_len))
 		return 0;
 	if (!rec_set(g, in->owner, in->key, in->key_len, in->version, in->value, in->value_len))
 		return -ENOMEM;
@@ -2608,6 +2704,8 @@ static int merge_member(struct gossip *g, const struct gossip_msg *msg, int stat
 		 * we have no timer for is taken as alive: our own probes will decide. */
 		int st = state == GOSSIP_SUSPECT ? GOSSIP_ALIVE : state;
 		uint64_t since = is_live(st) || age > now ? now : now - age;
+		if (!member_room(g))
+			return 0;
 		m = member_add(g, msg->id, msg->num, st, since);
 		if (!m)
 			return -ENOMEM;
