@@ -262,14 +262,15 @@ struct gossip_config {
  * many are alive they would dilute the shared probe schedule; binding members to node keys
  * (a signed "alive") is the cure, not a cap. Meanwhile, a member that never sent this node a
  * packet from its own IP is "unheard"; while the unheard live
- * members outnumber the heard ones (and are more than 16), every other probe the schedule
- * gives to an unheard one goes to a random heard member instead (flood_cover_probes), so real
- * failures are still seen about as fast while the invented members are probed to death.
+ * members outnumber the heard ones (and are more than 16), three of four probes the schedule
+ * gives to unheard ones go to a random heard member instead (flood_cover_probes), and the
+ * out-of-turn probes of a suspect are drawn among the heard, so real failures are still seen
+ * about as fast while the invented members are probed to death.
  */
 #define GOSSIP_MEMBERS_MAX_DEFAULT	 4096
-#define GOSSIP_RECORDS_MAX_DEFAULT	 32768
-#define GOSSIP_RECORDS_OWNER_MAX_DEFAULT 4096
-#define GOSSIP_RECORDS_BYTES_MAX_DEFAULT (16u * 1024 * 1024)
+#define GOSSIP_RECORDS_MAX_DEFAULT	 16384
+#define GOSSIP_RECORDS_OWNER_MAX_DEFAULT 2048
+#define GOSSIP_RECORDS_BYTES_MAX_DEFAULT (6u * 1024 * 1024)
 
 void gossip_config_default(struct gossip_config *cfg);
 

@@ -314,7 +314,7 @@ struct gossip {
 	uint64_t grace_until;
 	bool graced;
 	bool urgent;		/* probe urgent_id next, out of turn */
-	bool flood_flip;	/* flood_cover: every other scheduled probe */
+	unsigned flood_turn;	/* flood_cover: one scheduled probe in four is kept */
 	uint8_t urgent_id[GOSSIP_ID_LEN];
 
 	/* anti-entropy summaries: XOR of digest hashes per bucket (see gossip_sync_digest);
@@ -1409,6 +1409,51 @@ static bool rec_room(struct gossip *g, const uint8_t *owner, size_t klen, size_t
 	return false;
 }
 
+#define FLOOD_MIN 16
+
+/* Live members (the probe ring) heard from directly, the rest in *ret_unheard; with @ret_pick,
+ * one of the heard drawn at random (NULL if none). O(ring). */
+static size_t heard_scan(struct gossip *g, size_t *ret_unheard, struct member **ret_pick)
+{
+	size_t heard = 0, unheard = 0;
+	struct member *pick = NULL;
+
+	for (size_t i = 0; i < g->nprobe; i++) {
+		struct member *m = mat(g, g->probe[i]);
+
+		if (!m->pub.heard)
+			unheard++;
+		else if (++heard && ret_pick && rnd_below(g, heard) == 0)
+			pick = m;
+	}
+	*ret_unheard = unheard;
+	if (ret_pick)
+		*ret_pick = pick;
+	return heard;
+}
+
+/* Up to @k distinct alive members heard from, other than @excl, at random. O(ring). */
+static size_t pick_heard(struct gossip *g, const uint8_t *excl, struct member **out, size_t k)
+{
+	size_t n = 0, seen = 0;
+
+	for (size_t i = 0; i < g->nprobe; i++) {
+		struct member *m = mat(g, g->probe[i]);
+
+		if (!m->pub.heard || m->pub.state != GOSSIP_ALIVE || id_eq(m->pub.id, excl))
+			continue;
+		seen++;
+		if (n < k) {
+			out[n++] = m;
+		} else {
+			size_t j = rnd_below(g, seen); /* reservoir: each kept with odds k/seen */
+			if (j < k)
+				out[j] = m;
+		}
+	}
+	return n;
+}
+
 /* ALIVE(id, inc, name, addr, labels). @bcast: enqueue what we learned. */
 static int on_alive(struct gossip *g, const struct gossip_msg *msg, uint64_t now, bool bcast)
 {
@@ -1480,8 +1525,13 @@ static int on_suspect(struct gossip *g, const uint8_t *id, uint64_t inc, const u
 	}
 	member_enqueue(g, m);
 	notify_member(g, m);
-	/* Someone else's accusation: maybe check for ourselves, out of turn (see top). */
-	size_t live = g->cnt[GOSSIP_ALIVE] + g->cnt[GOSSIP_SUSPECT];
+	/* Someone else's accusation: maybe check for ourselves, out of turn (see top). In a
+	 * flood (flood_cover) the invented members would dilute the odds to nothing: count
+	 * only the members heard from, who are the ones that could confirm. */
+	size_t live = g->cnt[GOSSIP_ALIVE] + g->cnt[GOSSIP_SUSPECT], unheard = 0;
+	size_t heard = heard_scan(g, &unheard, NULL);
+	if (unheard > FLOOD_MIN && unheard > heard)
+		live = heard + 1;
 	if (!id_eq(accuser, g->self->pub.id) && !g->urgent &&
 	    (live <= URGENT_PROBERS + 1 || rnd_below(g, live) < URGENT_PROBERS)) {
 		g->urgent = true;
@@ -1685,33 +1735,23 @@ static struct member *probe_scheduled(const struct gossip *g, uint64_t now)
  * Flood cover. A key holder can invent live members that never send anything: in the shared
  * schedule, the slots of those members probe no one, so the members they should have probed
  * go unprobed and a real failure is seen late. When this node has heard directly from fewer
- * live members than it holds unheard ones (and the unheard are over FLOOD_MIN), every other
- * scheduled probe of an unheard member goes instead to a member drawn at random among those
+ * live members than it holds unheard ones (and the unheard are over FLOOD_MIN), three of four
+ * scheduled probes of an unheard member go instead to a member drawn at random among those
  * heard from: SWIM's random probing for the real members, and the schedule still gets through
  * the invented ones (each probe of one brings it closer to dead). In a normal cluster every
  * member is heard within a round or two of joining (its pings, acks and gossip), so this only
  * ever acts in a flood. @return the substitute, or NULL to keep @t.
  */
-#define FLOOD_MIN 16
 static struct member *flood_cover(struct gossip *g, const struct member *t)
 {
-	size_t heard = 0, unheard = 0;
+	size_t heard, unheard = 0;
 	struct member *pick = NULL;
 
 	if (t->pub.heard)
 		return NULL;
-	g->flood_flip = !g->flood_flip;
-	if (!g->flood_flip)
+	if (++g->flood_turn % 4 == 0)
 		return NULL;
-	for (size_t i = 0; i < g->nprobe; i++) {
-		struct member *m = mat(g, g->probe[i]);
-
-		if (!m->pub.heard) {
-			unheard++;
-		} else if (rnd_below(g, ++heard) == 0) {
-			pick = m;
-		}
-	}
+	heard = heard_scan(g, &unheard, &pick);
 	if (unheard <= FLOOD_MIN || unheard <= heard)
 		return NULL;
 	g->st.flood_cover_probes++;
@@ -1771,12 +1811,16 @@ static void probe_done(struct gossip *g, bool ok, uint64_t now)
 		return;
 	}
 	g->st.probes_failed++;
-	/* Lifeguard: missing nacks mean our own path is bad, not (only) the target's. */
+	struct member *t = member_find(g, pr->id);
+	/* Lifeguard: missing nacks mean our own path is bad, not (only) the target's. But a
+	 * member we never heard from says nothing about our health when it stays silent (it
+	 * may be invented: gossip.h "Bounds"), nor do relays asked about it. */
 	int delta = 1;
 	if (pr->expected_nacks)
 		delta = pr->nacks < pr->expected_nacks ? (int)(pr->expected_nacks - pr->nacks) : 0;
+	if (t && !t->pub.heard)
+		delta = 0;
 	awareness_add(g, delta);
-	struct member *t = member_find(g, pr->id);
 	if (t && t->pub.state == GOSSIP_ALIVE &&
 	    on_suspect(g, t->pub.id, t->pub.incarnation, g->self->pub.id, now) == 1 && t->susp) {
 		/* Our suspicion runs from the probe's start, not from its end: a member that
@@ -1809,7 +1853,14 @@ static void probe_timeout(struct gossip *g, uint64_t now)
 	}
 	struct member *relays[16];
 	unsigned k = g->cfg.indirect_checks < 16 ? g->cfg.indirect_checks : 16;
-	size_t n = pick(g, PICK_ALIVE, pr->id, relays, k);
+	size_t unheard = 0, heard = heard_scan(g, &unheard, NULL), n;
+	/* In a flood (flood_cover), relays drawn among all members would mostly be invented
+	 * ones: no nack would come back, and Lifeguard would take the silence for our own
+	 * poor health and slow every probe down. Ask members heard from. */
+	if (unheard > FLOOD_MIN && unheard > heard)
+		n = pick_heard(g, pr->id, relays, k);
+	else
+		n = pick(g, PICK_ALIVE, pr->id, relays, k);
 	struct gossip_msg m = { .type = GOSSIP_MSG_PINGREQ, .seq = pr->seq, .id = pr->id,
 				.addr = t->pub.addr };
 	for (size_t i = 0; i < n; i++) {
