@@ -255,9 +255,12 @@ struct gossip_config {
  * node's own records are never refused. Dropped: a new member (from a packet, a sync or a
  * restore) while members_max are held; a new (owner, key) while records_max records are held,
  * or records_owner_max of that owner, or when its bytes would take the total over
- * records_bytes_max. Defaults: 4096 members (~2 MiB at most with names and labels), 32,768
- * records, 4,096 per owner, 16 MiB of keys and values (~21 MiB with their entries): raise
- * them for larger clusters (the simulators do). Known limit: invented members that fit are
+ * records_bytes_max. Defaults: 4096 members (~2 MiB at most with names and labels), 16,384
+ * records, 2,048 per owner, 6 MiB of keys and values (~9 MiB with their entries; a 128-node
+ * cluster with ten services and a few hundred deploys holds ~2 MiB); measured: a flood of
+ * 20,000 members and 100,000 600-byte records raises an agent's RSS by ~26 MiB, its persisted
+ * copy included (tests/integration/flood.sh). Raise them for larger clusters (the simulators
+ * do). Known limit: invented members that fit are
  * probed like real ones until declared dead (a few seconds each, a few at a time), and while
  * many are alive they would dilute the shared probe schedule; binding members to node keys
  * (a signed "alive") is the cure, not a cap. Meanwhile, a member that never sent this node a

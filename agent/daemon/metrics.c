@@ -182,11 +182,11 @@ char *metrics_render(struct agent *a)
 			  "\n", ts.stream_unproven_closed);
 		sb_printf(&b, "shoal_gossip_unproven_streams_total{fate=\"refused\"} %" PRIu64
 			  "\n", ts.stream_unproven_refused);
-		metric(&b, "shoal_gossip_dropped_total", "counter",
+		metric(&b, "shoal_gossip_table_drops_total", "counter",
 		       "New members and records refused at the table bounds.");
-		sb_printf(&b, "shoal_gossip_dropped_total{kind=\"member\"} %" PRIu64 "\n",
+		sb_printf(&b, "shoal_gossip_table_drops_total{kind=\"member\"} %" PRIu64 "\n",
 			  gs.members_dropped);
-		sb_printf(&b, "shoal_gossip_dropped_total{kind=\"record\"} %" PRIu64 "\n",
+		sb_printf(&b, "shoal_gossip_table_drops_total{kind=\"record\"} %" PRIu64 "\n",
 			  gs.records_dropped);
 		metric(&b, "shoal_gossip_flood_cover_probes_total", "counter",
 		       "Probes moved off never-heard members to heard ones.");

@@ -72,8 +72,8 @@ ok "n1 after the flood: $(rss_parts "${PID[1]}")"
 
 grow=$(( (rss1 - rss0) / 1024 ))
 members=$(ctl 1 --json members | jq length)
-mdrop=$(metric 'shoal_gossip_dropped_total{kind="member"}')
-rdrop=$(metric 'shoal_gossip_dropped_total{kind="record"}')
+mdrop=$(metric 'shoal_gossip_table_drops_total{kind="member"}')
+rdrop=$(metric 'shoal_gossip_table_drops_total{kind="record"}')
 ok "n1 counted ${mdrop:-?} members and ${rdrop:-?} records dropped at its bounds"
 [ "${mdrop:-0}" -gt 0 ] && [ "${rdrop:-0}" -gt 0 ] || fail "the drops are not counted in the metrics"
 ok "n1: RSS ${rss0} KiB -> ${rss1} KiB (+${grow} MiB, bound ${limit} MiB); ${members} members held"
