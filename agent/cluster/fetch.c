@@ -333,6 +333,7 @@ struct retry {
 	bool running;		/* an attempt is in flight */
 	bool had_holders;	/* the last attempt knew a live holder (else: a random draw) */
 	uint64_t last_start;	/* uv_now of the last attempt */
+	uint64_t last_check;	/* uv_now of fetch_member_alive's last look */
 };
 
 struct fetch {
@@ -1089,14 +1090,11 @@ static int pick_cb(void *ud, const struct gossip_member *m)
 {
 	struct pick *pk = ud;
 
-	if (m->self || m->state != GOSSIP_ALIVE)
+	if (m->self || m->state != GOSSIP_ALIVE ||
+	    (!pk->all && !id_in(pk->holders, pk->nholders, m->id)))
 		return 0;
-	if (!pk->all) {
-		if (id_in(pk->holders, pk->nholders, m->id) && pk->nout < FETCH_PEERS_MAX)
-			pk->out[pk->nout++] = m->addr;
-		return 0;
-	}
-	/* reservoir sampling: every live member equally likely, whatever the table order */
+	/* reservoir sampling: every live member (holder) equally likely, whatever the table
+	 * order */
 	pk->seen++;
 	if (pk->nout < FETCH_PEERS_MAX) {
 		pk->out[pk->nout++] = m->addr;
@@ -1353,16 +1351,24 @@ void fetch_member_alive(struct fetch *f, const uint8_t id[STORE_NODE_ID_LEN])
 	now = uv_now(f->loop);
 	for (struct retry *rt = f->retries; rt; rt = rt->next) {
 		uint8_t(*h)[STORE_NODE_ID_LEN] = NULL;
+		struct gossip_addr peers[FETCH_PEERS_MAX];
+		bool holder, live = false;
 		size_t nh;
-		bool holder;
 
-		if (rt->running || now - rt->last_start < FETCH_RETRY_QUICK_MS)
+		/* at most one look per retry every FETCH_RETRY_QUICK_MS (a flood of member
+		 * events must not turn into a flood of record scans); an event skipped here is
+		 * caught by the next look, which also asks whether any holder is live now */
+		if (rt->running || now - rt->last_start < FETCH_RETRY_QUICK_MS ||
+		    now - rt->last_check < FETCH_RETRY_QUICK_MS)
 			continue;
+		rt->last_check = now;
 		nh = current_holders(f, &rt->id, (const uint8_t(*)[STORE_NODE_ID_LEN])rt->nodes,
 				     rt->n, &h);
 		holder = nh == 0 || id_in((const uint8_t(*)[STORE_NODE_ID_LEN])h, nh, id);
+		if (!holder && !rt->had_holders)
+			pick_candidates(f, (const uint8_t(*)[STORE_NODE_ID_LEN])h, nh, peers, &live);
 		free(h);
-		if (holder) /* a holder (or, with none known, anyone) is reachable again: now */
+		if (holder || live) /* a holder (or, with none known, anyone) is back: now */
 			uv_timer_start(&rt->timer, retry_fire, 0, 0);
 	}
 }

@@ -8,5 +8,5 @@ shoal_sh_test(integration_gossip_cluster ${CMAKE_CURRENT_SOURCE_DIR}/gossip_clus
 # failure detection still working.
 add_executable(flood ${CMAKE_CURRENT_SOURCE_DIR}/flood.c)
 target_link_libraries(flood PRIVATE shoal_gossip)
-shoal_sh_test(integration_agent_flood ${CMAKE_CURRENT_SOURCE_DIR}/flood.sh
+shoal_sh_test(integration_cluster_flood ${CMAKE_CURRENT_SOURCE_DIR}/flood.sh
               TIMEOUT 300 LABELS integration)
