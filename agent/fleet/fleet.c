@@ -1583,8 +1583,18 @@ void fleet_close(struct fleet *b, void (*cb)(void *ud), void *ud)
 
 void fleet_artifact_arrived(struct fleet *b, const struct store_id *artifact)
 {
-	if (b)
-		reconcile_artifact_arrived(b->rec, artifact);
+	struct store_artifact_info info;
+	if (!b)
+		return;
+	reconcile_artifact_arrived(b->rec, artifact);
+	/* announce it now (the health record lists what this node holds): peers still fetching
+	 * it ask the current holders, so a deploy from one holder fans out */
+	if (store_artifact_get(b->s, artifact, &info) == 0) {
+		struct svc *v = fleet__svc_find(b, info.manifest.service);
+		if (v)
+			fleet__publish_health(b, v);
+		store_artifact_info_release(&info);
+	}
 }
 
 int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
