@@ -824,6 +824,8 @@ static void job_on_manifest(struct job *j, const struct fetch_msg *m)
 		return;
 	}
 	r = store_import_begin(j->f->store, &j->imp);
+	if (r >= 0)	/* the same limits as a local import (store_manifest_validate) */
+		r = store_import_set_limits(j->imp, &j->f->cfg.limits);
 	if (r < 0) {
 		store_manifest_release(&man);
 		job_finish(j, r);
@@ -1309,7 +1311,7 @@ static void retry_done(void *ud, const struct store_id *id, int err)
 			delay = FETCH_RETRY_QUICK_MS;
 	}
 	log_warning("fetch: artifact %.12s: %s (attempt %u; next in %" PRIu64 " ms)", hex,
-		    err == -ENOENT ? "no peer asked holds it" : strerror(-err), rt->tries, delay);
+		    err == -ENOENT ? "no peer asked holds it" : store_strerror(err), rt->tries, delay);
 	uv_timer_start(&rt->timer, retry_fire, delay, 0);
 }
 
@@ -1506,7 +1508,7 @@ static void op_done(void *ud, const struct store_id *id, int err)
 	if (err == 0)
 		log_notice("fetch: artifact %.12s received from a peer", hex);
 	else if (err != -ECANCELED)
-		log_warning("fetch: artifact %.12s: %s", hex, strerror(-err));
+		log_warning("fetch: artifact %.12s: %s", hex, store_strerror(err));
 }
 
 void fetch_op_fetch(struct fetch *f, const struct ctl_request *req, struct ctl_enc *out)
@@ -1579,7 +1581,7 @@ void fetch_op_fetch(struct fetch *f, const struct ctl_request *req, struct ctl_e
 		if (f->recent[i].valid && f->recent[i].serial == attempt &&
 		    memcmp(f->recent[i].id.b, id.b, STORE_ID_LEN) == 0) {
 			int err = f->recent[i].err;
-			const char *why = strerror(-err);
+			const char *why = store_strerror(err);
 
 			if (err == -ENOENT)
 				why = "no peer holds this artifact";
@@ -1603,7 +1605,7 @@ void fetch_op_fetch(struct fetch *f, const struct ctl_request *req, struct ctl_e
 		ctl_enc_error(out, CTL_E_NOT_FOUND, "no live member to fetch from");
 		return;
 	} else if (r < 0) {
-		ctl_enc_error(out, agent_ctl_err_from_errno(r), strerror(-r));
+		ctl_enc_error(out, agent_ctl_err_from_errno(r), store_strerror(r));
 		return;
 	} else {
 		j = job_find(f, &id);

@@ -121,6 +121,8 @@ struct fetch_config {
 				 * 0 = 4 per peer, >= 8 */
 	uint32_t retry_ms;	/* brain hook: first back-off after a failed attempt; 0 = 1000 */
 	uint32_t retry_max_ms;	/* brain hook: back-off cap; 0 = 60000 */
+	struct store_import_limits limits; /* what a fetched artifact may hold, as a local
+					 * import (agentd's max-artifact-*); zeros: the store's */
 };
 
 /*

@@ -97,6 +97,9 @@ int fetch_agent_start(struct agent *a)
 		/* tests: a shorter back-off (0: the defaults, 1 s .. 60 s) */
 		.retry_ms = env_ms("SHOAL_FETCH_RETRY_MS"),
 		.retry_max_ms = env_ms("SHOAL_FETCH_RETRY_MAX_MS"),
+		/* a fetched artifact meets the limits a local import would */
+		.limits = {a->cfg.max_artifact_file_size, a->cfg.max_artifact_size,
+			   a->cfg.max_artifact_files},
 	};
 	struct fetch_hooks hooks = {
 		.holders = agent_holders,
