@@ -12,6 +12,7 @@
 #include "gossip/antientropy.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,9 @@ struct gossip__ae_conn {
 	uint8_t *rbuf;
 	size_t rlen, rcap;
 	bool is_app;		/* counted in n_app_in / n_app_out instead of n_in / n_out */
+	/* accepted and not yet proven (no frame opened): holds a pending slot, not n_in */
+	bool pending, pend_member;
+	uint8_t src[17];	/* accepted: the source address (family byte, then 4 or 16) */
 	struct gossip_stream app;
 };
 
@@ -72,6 +76,7 @@ void gossip__ae_init(struct gossip__ae *ae)
 {
 	ae->conns = NULL;
 	ae->n_in = ae->n_out = ae->n_conns = 0;
+	ae->n_pend = ae->n_pend_member = 0;
 	ae->closing = false;
 }
 
@@ -88,7 +93,12 @@ static void conn_handle_closed(uv_handle_t *h)
 		ae->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	if (c->is_app) {
+	if (c->pending) {
+		if (c->pend_member)
+			ae->n_pend_member--;
+		else
+			ae->n_pend--;
+	} else if (c->is_app) {
 		if (c->initiator)
 			ae->n_app_out--;
 		else
@@ -162,6 +172,13 @@ static void conn_timeout(uv_timer_t *timer)
 {
 	struct gossip__ae_conn *c = timer->data;
 
+	if (c->pending) {
+		/* an unproven connection that did not show the key in time: no exchange, no
+		 * stream, nothing to report but the count */
+		c->ae->stats->stream_unproven_closed++;
+		conn_close_handles(c);
+		return;
+	}
 	if (c->is_app)
 		app_end(c, -ETIMEDOUT);
 	else
@@ -335,9 +352,6 @@ static int conn_to_app(struct gossip__ae_conn *c, const uint8_t *plain, size_t l
 
 	if (len != 2)
 		return -EPROTO;
-	/* leave the sync accounting: this is not an exchange */
-	ae->n_in--;
-	ae->stats->sync_accepted--;
 	c->counted_done = true;
 	c->is_app = true;
 	c->state = AE_APP;
@@ -429,6 +443,39 @@ static int conn_frame(struct gossip__ae_conn *c, const uint8_t *plain, size_t le
 	}
 }
 
+/* The first frame of an accepted connection opened: it holds the key. Leave the pending pool
+ * for a sync slot (refused beyond max_in) or, for an app stream, for conn_to_app's app slot.
+ * @return 0 to go on with the frame, 2 when refused (ended quietly). */
+static int conn_proven(struct gossip__ae_conn *c, const uint8_t *plain, size_t len)
+{
+	struct gossip__ae *ae = c->ae;
+
+	if (c->pend_member)
+		ae->n_pend_member--;
+	else
+		ae->n_pend--;
+	c->pending = false;
+	if (len >= 1 && plain[0] == GOSSIP__APP_MAGIC) {
+		/* conn_to_app (from conn_frame) takes an app slot or refuses; until then the
+		 * connection holds no slot ("refused" keeps it out of n_in on close) */
+		c->refused = true;
+		c->counted_done = true;
+		return 0;
+	}
+	if (ae->n_in >= ae->max_in) {
+		c->refused = true;
+		c->counted_done = true;
+		ae->stats->sync_refused++;
+		conn_close_handles(c);
+		return 2;
+	}
+	ae->n_in++;
+	ae->stats->sync_accepted++;
+	c->counted_done = false;
+	uv_timer_start(&c->timer, conn_timeout, ae->timeout_ms, 0);
+	return 0;
+}
+
 /* Open the whole frame at c->rbuf (@need bytes, prefix included) and act on it.
  * @return as conn_frame(). */
 static int conn_whole_frame(struct gossip__ae_conn *c, size_t need)
@@ -453,6 +500,11 @@ static int conn_whole_frame(struct gossip__ae_conn *c, size_t need)
 	memcpy(c->peer, sender, GOSSIP_SENDER_LEN);
 	c->have_peer = true;
 	c->rlen = 0;
+	if (c->pending) {
+		r = conn_proven(c, plain, plen);
+		if (r != 0)
+			goto out;
+	}
 	r = conn_frame(c, plain, plen);
 out:
 	free(plain);
@@ -563,7 +615,7 @@ static struct gossip__ae_conn *conn_new(struct gossip__ae *ae, bool initiator)
 	if (initiator)
 		ae->n_out++;
 	else
-		ae->n_in++;
+		c->pending = true; /* gossip__ae_accept picks the pool */
 	uv_timer_start(&c->timer, conn_timeout, ae->timeout_ms, 0);
 	return c;
 }
@@ -611,32 +663,81 @@ int gossip__ae_connect(struct gossip__ae *ae, const struct sockaddr *sa)
 	return 0;
 }
 
+/* The source address of an accepted connection as bytes (family, then 4 or 16): 0 or -errno. */
+static int conn_source(struct gossip__ae_conn *c, struct sockaddr_storage *ss)
+{
+	int len = sizeof(*ss);
+	int r = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)ss, &len);
+
+	if (r < 0)
+		return r;
+	memset(c->src, 0, sizeof(c->src));
+	if (ss->ss_family == AF_INET) {
+		c->src[0] = 4;
+		memcpy(c->src + 1, &((struct sockaddr_in *)ss)->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		const uint8_t *a = ((struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+		if (memcmp(a, mapped, 12) == 0) {
+			c->src[0] = 4;
+			memcpy(c->src + 1, a + 12, 4);
+		} else {
+			c->src[0] = 6;
+			memcpy(c->src + 1, a, 16);
+		}
+	}
+	return 0;
+}
+
 int gossip__ae_accept(struct gossip__ae *ae, uv_stream_t *server)
 {
 	struct gossip__ae_conn *c;
-	bool refuse = ae->closing || ae->n_in >= ae->max_in;
+	struct sockaddr_storage ss;
+	unsigned same = 0, pool, share;
+	bool member;
 	int r;
 
 	c = conn_new(ae, false);
 	if (!c)
 		return -ENOMEM;
+	c->counted_done = true; /* not an exchange until proven (conn_proven) */
 	r = uv_accept(server, (uv_stream_t *)&c->tcp);
-	if (refuse) {
-		ae->n_in--;
+	if (r >= 0)
+		r = conn_source(c, &ss);
+	if (r < 0 || ae->closing) {
+		c->pending = false;
 		c->refused = true;
-		ae->stats->sync_refused++;
-		conn_end(c, false);
+		conn_close_handles(c);
 		return r < 0 ? r : 0;
 	}
-	if (r < 0) {
-		conn_end(c, false);
-		return r;
+	member = ae->is_member_addr && ae->is_member_addr(ae->ud, (struct sockaddr *)&ss);
+	for (struct gossip__ae_conn *o = ae->conns; o; o = o->next)
+		if (o != c && o->pending && o->state != AE_DONE &&
+		    memcmp(o->src, c->src, sizeof(c->src)) == 0)
+			same++;
+	pool = member ? ae->n_pend_member : ae->n_pend;
+	share = member ? (ae->pend_member + 1) / 2 : ae->pend_per_addr;
+	if (pool >= (member ? ae->pend_member : ae->pend_max) || same >= share) {
+		/* the pool or this address's share is full: close at once (the backlog must
+		 * drain, so accept first); an outsider only ever competes with itself */
+		c->pending = false;
+		c->refused = true;
+		ae->stats->stream_unproven_refused++;
+		conn_close_handles(c);
+		return 0;
 	}
-	ae->stats->sync_accepted++;
+	c->pend_member = member;
+	if (member)
+		ae->n_pend_member++;
+	else
+		ae->n_pend++;
 	c->state = AE_WAIT_DIGEST;
+	uv_timer_start(&c->timer, conn_timeout, ae->auth_ms < ae->timeout_ms ? ae->auth_ms
+									   : ae->timeout_ms, 0);
 	r = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
 	if (r < 0) {
-		conn_end(c, false);
+		conn_close_handles(c);
 		return r;
 	}
 	return 0;

@@ -36,6 +36,9 @@
  * never the first byte of a DIGEST) followed by one protocol byte is an app stream. The accept
  * side converts the connection (it leaves the sync cap and enters the app cap, max_app) and
  * hands it to app_accept; from then on every frame is an opaque payload for the stream's ops.
+ * An accepted connection is first UNPROVEN: it holds a pending slot (per source address,
+ * members' addresses in a reserved pool) and must open its first frame within auth_ms; only
+ * then does it take a sync slot (max_in, checked then) or an app slot (max_app).
  * App streams have an idle deadline (app_idle_ms, re-armed by every frame read and every write
  * completed) instead of the exchange deadline, and count in the app_* stats, not the sync_*.
  */
@@ -78,10 +81,19 @@ struct gossip__ae {
 			  const uint8_t sender[GOSSIP_SENDER_LEN]);
 	uint32_t app_idle_ms;
 	unsigned max_app; /* concurrent app streams, each direction */
+	/* Unproven inbound connections (no frame opened yet; see "Unproven connections" in
+	 * transport.h): closed after auth_ms; at most pend_max from addresses of no known member,
+	 * at most pend_per_addr of them from one address; addresses of known members (as
+	 * @is_member_addr says) draw from their own pool of pend_member, at most half of it per
+	 * address, so outsiders cannot take the slots members need. */
+	uint32_t auth_ms;
+	unsigned pend_max, pend_per_addr, pend_member;
+	bool (*is_member_addr)(void *ud, const struct sockaddr *sa);
 	/* state */
 	struct gossip__ae_conn *conns; /* doubly linked */
 	unsigned n_in, n_out, n_conns;
 	unsigned n_app_in, n_app_out;
+	unsigned n_pend, n_pend_member;
 	bool closing;
 	uint8_t scratch[64 * 1024]; /* read buffer handed to libuv; copied out in read_cb */
 };

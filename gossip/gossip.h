@@ -238,7 +238,42 @@ struct gossip_config {
 	 * records) while the other class also has something to send; default 40, so neither
 	 * starves the other; unused space goes to whichever has more. */
 	unsigned reserve_pct;
+	/* Bounds (below): members held (any state, self included), records held in all, per
+	 * owner, and their key + value bytes in all. 0 is taken as the default. */
+	size_t members_max;
+	size_t records_max;
+	size_t records_owner_max;
+	size_t records_bytes_max;
 };
+
+/*
+ * Bounds. Any holder of the cluster key can invent members and records (an "alive" or a
+ * record names any id), so the tables are capped and what does not fit is dropped and counted
+ * (gossip_stats members_dropped, records_dropped), never grown: a flood of 20,000 invented
+ * members and 100,000 records costs at most these tables. What is already held is never
+ * evicted (a flood cannot push real members or records out) and is updated as usual; the local
+ * node's own records are never refused. Dropped: a new member (from a packet, a sync or a
+ * restore) while members_max are held; a new (owner, key) while records_max records are held,
+ * or records_owner_max of that owner, or when its bytes would take the total over
+ * records_bytes_max. Defaults: 4096 members (~2 MiB at most with names and labels), 16,384
+ * records, 2,048 per owner, 6 MiB of keys and values (~9 MiB with their entries; a 128-node
+ * cluster with ten services and a few hundred deploys holds ~2 MiB); measured: a flood of
+ * 20,000 members and 100,000 600-byte records raises an agent's RSS by ~26 MiB, its persisted
+ * copy included (tests/integration/flood.sh). Raise them for larger clusters (the simulators
+ * do). Known limit: invented members that fit are
+ * probed like real ones until declared dead (a few seconds each, a few at a time), and while
+ * many are alive they would dilute the shared probe schedule; binding members to node keys
+ * (a signed "alive") is the cure, not a cap. Meanwhile, a member that never sent this node a
+ * packet from its own IP is "unheard"; while the unheard live
+ * members outnumber the heard ones (and are more than 16), three of four probes the schedule
+ * gives to unheard ones go to a random heard member instead (flood_cover_probes), and the
+ * out-of-turn probes of a suspect are drawn among the heard, so real failures are still seen
+ * about as fast while the invented members are probed to death.
+ */
+#define GOSSIP_MEMBERS_MAX_DEFAULT	 4096
+#define GOSSIP_RECORDS_MAX_DEFAULT	 16384
+#define GOSSIP_RECORDS_OWNER_MAX_DEFAULT 2048
+#define GOSSIP_RECORDS_BYTES_MAX_DEFAULT (6u * 1024 * 1024)
 
 void gossip_config_default(struct gossip_config *cfg);
 
@@ -422,6 +457,9 @@ struct gossip_stats {
 	uint64_t suspicions, refutes, deaths_declared;
 	uint64_t member_updates_sent, record_updates_sent, records_recv_new;
 	uint64_t syncs_applied;
+	uint64_t members_dropped;	/* new members refused: members_max held (Bounds) */
+	uint64_t records_dropped;	/* new records refused: a records_* bound (Bounds) */
+	uint64_t flood_cover_probes;	/* probes moved off invented members (Bounds) */
 	unsigned awareness;		/* gauge: current LHM score, 0 = healthy */
 	unsigned pending_member_updates, pending_record_updates;	/* gauges */
 };

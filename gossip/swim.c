@@ -204,6 +204,7 @@ struct member_core {
 	uint32_t rtt_ms;
 	uint8_t state;		/* enum gossip_state, or MSTATE_FREE */
 	uint8_t name_len;	/* <= NAME_INLINE: in member.name; longer: aux->name */
+	uint8_t heard;		/* a packet came from it (its id, its IP): see probe_start */
 	uint32_t hnext;		/* hash chain: next slot + 1 (0 = end); free slots: next free */
 };
 
@@ -290,6 +291,7 @@ struct gossip {
 	size_t nob;
 	struct rec **rbuckets;
 	size_t nrb, nrecs;
+	size_t rec_bytes;	/* key + value bytes of every record held (records_bytes_max) */
 
 	struct bq mq, rq;
 	uint64_t pkt_serial;
@@ -312,6 +314,7 @@ struct gossip {
 	uint64_t grace_until;
 	bool graced;
 	bool urgent;		/* probe urgent_id next, out of turn */
+	unsigned flood_turn;	/* flood_cover: one scheduled probe in four is kept */
 	uint8_t urgent_id[GOSSIP_ID_LEN];
 
 	/* anti-entropy summaries: XOR of digest hashes per bucket (see gossip_sync_digest);
@@ -490,6 +493,10 @@ void gossip_config_default(struct gossip_config *cfg)
 	cfg->gossip_dead_ms = 30000;
 	cfg->reap_ms = 72ull * 3600 * 1000;
 	cfg->reserve_pct = 40;
+	cfg->members_max = GOSSIP_MEMBERS_MAX_DEFAULT;
+	cfg->records_max = GOSSIP_RECORDS_MAX_DEFAULT;
+	cfg->records_owner_max = GOSSIP_RECORDS_OWNER_MAX_DEFAULT;
+	cfg->records_bytes_max = GOSSIP_RECORDS_BYTES_MAX_DEFAULT;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1078,8 +1085,10 @@ static struct rec *rec_set(struct gossip *g, const uint8_t *owner, const uint8_t
 		g->nrecs++;
 	} else {
 		g->rdig[r->kh & (DIG_BUCKETS - 1)] ^= r->h;
+		g->rec_bytes -= r->pub.key_len + r->pub.value_len;
 		free(r->data);
 	}
+	g->rec_bytes += klen + vlen;
 	r->data = data;
 	r->pub.key = data;
 	r->pub.key_len = klen;
@@ -1375,6 +1384,76 @@ static bool suspect_confirm(struct member *m, const uint8_t *from)
 	return true;
 }
 
+/*
+ * Bounds (gossip.h "Bounds"): room for one more member? A full table drops newcomers (counted)
+ * and keeps every member it has: a key holder flooding invented members can fill it, not grow
+ * it.
+ */
+static bool member_room(struct gossip *g)
+{
+	if (g->nmembers < g->cfg.members_max)
+		return true;
+	g->st.members_dropped++;
+	return false;
+}
+
+/* Room for a NEW record (@owner, @klen + @vlen bytes)? Updates of held records are not asked. */
+static bool rec_room(struct gossip *g, const uint8_t *owner, size_t klen, size_t vlen)
+{
+	const struct owner *o = owner_find(g, owner);
+
+	if (g->nrecs < g->cfg.records_max && (!o || o->n < g->cfg.records_owner_max) &&
+	    g->rec_bytes + klen + vlen <= g->cfg.records_bytes_max)
+		return true;
+	g->st.records_dropped++;
+	return false;
+}
+
+#define FLOOD_MIN 16
+
+/* Live members (the probe ring) heard from directly, the rest in *ret_unheard; with @ret_pick,
+ * one of the heard drawn at random (NULL if none). O(ring). */
+static size_t heard_scan(struct gossip *g, size_t *ret_unheard, struct member **ret_pick)
+{
+	size_t heard = 0, unheard = 0;
+	struct member *pick = NULL;
+
+	for (size_t i = 0; i < g->nprobe; i++) {
+		struct member *m = mat(g, g->probe[i]);
+
+		if (!m->pub.heard)
+			unheard++;
+		else if (++heard && ret_pick && rnd_below(g, heard) == 0)
+			pick = m;
+	}
+	*ret_unheard = unheard;
+	if (ret_pick)
+		*ret_pick = pick;
+	return heard;
+}
+
+/* Up to @k distinct alive members heard from, other than @excl, at random. O(ring). */
+static size_t pick_heard(struct gossip *g, const uint8_t *excl, struct member **out, size_t k)
+{
+	size_t n = 0, seen = 0;
+
+	for (size_t i = 0; i < g->nprobe; i++) {
+		struct member *m = mat(g, g->probe[i]);
+
+		if (!m->pub.heard || m->pub.state != GOSSIP_ALIVE || id_eq(m->pub.id, excl))
+			continue;
+		seen++;
+		if (n < k) {
+			out[n++] = m;
+		} else {
+			size_t j = rnd_below(g, seen); /* reservoir: each kept with odds k/seen */
+			if (j < k)
+				out[j] = m;
+		}
+	}
+	return n;
+}
+
 /* ALIVE(id, inc, name, addr, labels). @bcast: enqueue what we learned. */
 static int on_alive(struct gossip *g, const struct gossip_msg *msg, uint64_t now, bool bcast)
 {
@@ -1387,6 +1466,8 @@ static int on_alive(struct gossip *g, const struct gossip_msg *msg, uint64_t now
 		return 0;
 	}
 	if (!m) {
+		if (!member_room(g))
+			return 0;
 		m = member_add(g, msg->id, msg->num, GOSSIP_ALIVE, now);
 		if (!m)
 			return -ENOMEM;
@@ -1444,8 +1525,13 @@ static int on_suspect(struct gossip *g, const uint8_t *id, uint64_t inc, const u
 	}
 	member_enqueue(g, m);
 	notify_member(g, m);
-	/* Someone else's accusation: maybe check for ourselves, out of turn (see top). */
-	size_t live = g->cnt[GOSSIP_ALIVE] + g->cnt[GOSSIP_SUSPECT];
+	/* Someone else's accusation: maybe check for ourselves, out of turn (see top). In a
+	 * flood (flood_cover) the invented members would dilute the odds to nothing: count
+	 * only the members heard from, who are the ones that could confirm. */
+	size_t live = g->cnt[GOSSIP_ALIVE] + g->cnt[GOSSIP_SUSPECT], unheard = 0;
+	size_t heard = heard_scan(g, &unheard, NULL);
+	if (unheard > FLOOD_MIN && unheard > heard)
+		live = heard + 1;
 	if (!id_eq(accuser, g->self->pub.id) && !g->urgent &&
 	    (live <= URGENT_PROBERS + 1 || rnd_below(g, live) < URGENT_PROBERS)) {
 		g->urgent = true;
@@ -1485,6 +1571,8 @@ static int on_record(struct gossip *g, const struct gossip_msg *msg, bool bcast)
 	struct rec *r = rec_find(g, msg->id, msg->blob, msg->blob_len);
 	if (r && r->pub.version >= msg->num)
 		return 0;
+	if (!r && !rec_room(g, msg->id, msg->blob_len, msg->value_len))
+		return 0;
 	r = rec_set(g, msg->id, msg->blob, msg->blob_len, msg->num, msg->value, msg->value_len);
 	if (!r)
 		return -ENOMEM;
@@ -1518,6 +1606,14 @@ int gossip_new(const struct gossip_config *cfg, const struct gossip_env *env,
 	g->cfg = *cfg;
 	g->cfg.name = NULL;
 	g->cfg.labels = NULL;
+	if (!g->cfg.members_max)
+		g->cfg.members_max = GOSSIP_MEMBERS_MAX_DEFAULT;
+	if (!g->cfg.records_max)
+		g->cfg.records_max = GOSSIP_RECORDS_MAX_DEFAULT;
+	if (!g->cfg.records_owner_max)
+		g->cfg.records_owner_max = GOSSIP_RECORDS_OWNER_MAX_DEFAULT;
+	if (!g->cfg.records_bytes_max)
+		g->cfg.records_bytes_max = GOSSIP_RECORDS_BYTES_MAX_DEFAULT;
 	g->env = *env;
 	g->pkt_cap = cfg->mtu - GOSSIP_SEAL_OVERHEAD;
 	g->pkt = malloc(g->pkt_cap);
@@ -1635,6 +1731,33 @@ static struct member *probe_scheduled(const struct gossip *g, uint64_t now)
 	return mat(g, g->probe[at < self ? at : at - 1]);
 }
 
+/*
+ * Flood cover. A key holder can invent live members that never send anything: in the shared
+ * schedule, the slots of those members probe no one, so the members they should have probed
+ * go unprobed and a real failure is seen late. When this node has heard directly from fewer
+ * live members than it holds unheard ones (and the unheard are over FLOOD_MIN), three of four
+ * scheduled probes of an unheard member go instead to a member drawn at random among those
+ * heard from: SWIM's random probing for the real members, and the schedule still gets through
+ * the invented ones (each probe of one brings it closer to dead). In a normal cluster every
+ * member is heard within a round or two of joining (its pings, acks and gossip), so this only
+ * ever acts in a flood. @return the substitute, or NULL to keep @t.
+ */
+static struct member *flood_cover(struct gossip *g, const struct member *t)
+{
+	size_t heard, unheard = 0;
+	struct member *pick = NULL;
+
+	if (t->pub.heard)
+		return NULL;
+	if (++g->flood_turn % 4 == 0)
+		return NULL;
+	heard = heard_scan(g, &unheard, &pick);
+	if (unheard <= FLOOD_MIN || unheard <= heard)
+		return NULL;
+	g->st.flood_cover_probes++;
+	return pick;
+}
+
 /* Probe the member scheduled now, or (@urgent, out of turn) the suspect asked for. */
 static void probe_start(struct gossip *g, uint64_t now, bool urgent)
 {
@@ -1646,6 +1769,9 @@ static void probe_start(struct gossip *g, uint64_t now, bool urgent)
 			t = NULL;
 	} else {
 		t = probe_scheduled(g, now);
+		struct member *c = t ? flood_cover(g, t) : NULL;
+		if (c)
+			t = c;
 	}
 	if (!t)
 		return;
@@ -1685,12 +1811,16 @@ static void probe_done(struct gossip *g, bool ok, uint64_t now)
 		return;
 	}
 	g->st.probes_failed++;
-	/* Lifeguard: missing nacks mean our own path is bad, not (only) the target's. */
+	struct member *t = member_find(g, pr->id);
+	/* Lifeguard: missing nacks mean our own path is bad, not (only) the target's. But a
+	 * member we never heard from says nothing about our health when it stays silent (it
+	 * may be invented: gossip.h "Bounds"), nor do relays asked about it. */
 	int delta = 1;
 	if (pr->expected_nacks)
 		delta = pr->nacks < pr->expected_nacks ? (int)(pr->expected_nacks - pr->nacks) : 0;
+	if (t && !t->pub.heard)
+		delta = 0;
 	awareness_add(g, delta);
-	struct member *t = member_find(g, pr->id);
 	if (t && t->pub.state == GOSSIP_ALIVE &&
 	    on_suspect(g, t->pub.id, t->pub.incarnation, g->self->pub.id, now) == 1 && t->susp) {
 		/* Our suspicion runs from the probe's start, not from its end: a member that
@@ -1723,7 +1853,14 @@ static void probe_timeout(struct gossip *g, uint64_t now)
 	}
 	struct member *relays[16];
 	unsigned k = g->cfg.indirect_checks < 16 ? g->cfg.indirect_checks : 16;
-	size_t n = pick(g, PICK_ALIVE, pr->id, relays, k);
+	size_t unheard = 0, heard = heard_scan(g, &unheard, NULL), n;
+	/* In a flood (flood_cover), relays drawn among all members would mostly be invented
+	 * ones: no nack would come back, and Lifeguard would take the silence for our own
+	 * poor health and slow every probe down. Ask members heard from. */
+	if (unheard > FLOOD_MIN && unheard > heard)
+		n = pick_heard(g, pr->id, relays, k);
+	else
+		n = pick(g, PICK_ALIVE, pr->id, relays, k);
 	struct gossip_msg m = { .type = GOSSIP_MSG_PINGREQ, .seq = pr->seq, .id = pr->id,
 				.addr = t->pub.addr };
 	for (size_t i = 0; i < n; i++) {
@@ -2072,6 +2209,12 @@ int gossip_recv(struct gossip *g, uint64_t now, const struct gossip_addr *from,
 			ret = r;
 		r = 0;
 	}
+	/* Heard from directly: the packet names it as sender and comes from its IP. Members only
+	 * ever named by others (e.g. invented by a flood) are never "heard" (see probe_start). */
+	struct member *sm = member_find(g, sender);
+	if (sm && sm != g->self && from && sm->pub.addr.family == from->family &&
+	    memcmp(sm->pub.addr.ip, from->ip, sizeof(from->ip)) == 0)
+		sm->pub.heard = 1;
 	return ret;
 }
 
@@ -2215,6 +2358,8 @@ int gossip_member_restore(struct gossip *g, const struct gossip_member *in)
 		return 0;
 	bool added = false;
 	if (!m) {
+		if (!member_room(g))
+			return 0;
 		m = member_add(g, in->id, in->incarnation, in->state, in->state_change);
 		if (!m)
 			return -ENOMEM;
@@ -2284,6 +2429,8 @@ int gossip_record_restore(struct gossip *g, const struct gossip_record *in)
 		return -EMSGSIZE;
 	struct rec *r = rec_find(g, in->owner, in->key, in->key_len);
 	if (r && r->pub.version >= in->version)
+		return 0;
+	if (!r && !rec_room(g, in->owner, in->key_len, in->value_len))
 		return 0;
 	if (!rec_set(g, in->owner, in->key, in->key_len, in->version, in->value, in->value_len))
 		return -ENOMEM;
@@ -2608,6 +2755,8 @@ static int merge_member(struct gossip *g, const struct gossip_msg *msg, int stat
 		 * we have no timer for is taken as alive: our own probes will decide. */
 		int st = state == GOSSIP_SUSPECT ? GOSSIP_ALIVE : state;
 		uint64_t since = is_live(st) || age > now ? now : now - age;
+		if (!member_room(g))
+			return 0;
 		m = member_add(g, msg->id, msg->num, st, since);
 		if (!m)
 			return -ENOMEM;

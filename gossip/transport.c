@@ -411,6 +411,34 @@ static int app_accept(void *ud, uint8_t proto, struct gossip_stream *s,
 	return -EPROTONOSUPPORT;
 }
 
+struct member_ip {
+	struct gossip_addr a;
+	bool found;
+};
+
+static int member_ip_cb(void *ud, const struct gossip_member *m)
+{
+	struct member_ip *mi = ud;
+
+	if (m->self || (m->state != GOSSIP_ALIVE && m->state != GOSSIP_SUSPECT) ||
+	    m->addr.family != mi->a.family || memcmp(m->addr.ip, mi->a.ip, 16) != 0)
+		return 0;
+	mi->found = true;
+	return 1;
+}
+
+/* Is @sa (an accepted connection's source) the IP of a known live member? A linear scan:
+ * connections are accepted at a bounded rate and the table is bounded (gossip.h). */
+static bool is_member_addr(void *ud, const struct sockaddr *sa)
+{
+	struct gossip_transport *t = ud;
+	struct member_ip mi = { .found = false };
+
+	addr_from_sockaddr(sa, &mi.a);
+	gossip_member_foreach(t->core, member_ip_cb, &mi);
+	return mi.found;
+}
+
 /* ---- periodic work ---------------------------------------------------------------------- */
 
 static void ae_kick(void *ud)
@@ -535,6 +563,10 @@ void gossip_transport_config_default(struct gossip_transport_config *cfg)
 	cfg->join_retry_ms = 1000;
 	cfg->app_max_streams = 32;
 	cfg->app_idle_ms = 30000;
+	cfg->stream_auth_ms = 1000;
+	cfg->stream_pending_max = 8;
+	cfg->stream_pending_per_addr = 2;
+	cfg->stream_pending_members = 32;
 }
 
 /* Open UDP and TCP sockets on the same address and port; retry ephemeral picks. */
@@ -710,6 +742,11 @@ int gossip_transport_new(uv_loop_t *loop, const struct gossip_transport_config *
 	t->ae.app_accept = app_accept;
 	t->ae.app_idle_ms = t->cfg.app_idle_ms ? t->cfg.app_idle_ms : 30000;
 	t->ae.max_app = t->cfg.app_max_streams ? t->cfg.app_max_streams : 32;
+	t->ae.auth_ms = t->cfg.stream_auth_ms ? t->cfg.stream_auth_ms : 1000;
+	t->ae.pend_max = t->cfg.stream_pending_max ? t->cfg.stream_pending_max : 8;
+	t->ae.pend_per_addr = t->cfg.stream_pending_per_addr ? t->cfg.stream_pending_per_addr : 2;
+	t->ae.pend_member = t->cfg.stream_pending_members ? t->cfg.stream_pending_members : 32;
+	t->ae.is_member_addr = is_member_addr;
 	gossip__ae_init(&t->ae);
 
 	r = uv_udp_open(&t->udp, ufd);

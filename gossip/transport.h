@@ -72,6 +72,11 @@ struct gossip_transport_config {
 	uint64_t counter_base;	   /* replay counter base, see gossip_crypto_new(); 0 = now */
 	unsigned app_max_streams;  /* concurrent app streams, per direction; default 32 */
 	uint32_t app_idle_ms;	   /* app stream idle deadline; default 30000 */
+	/* Unproven inbound connections (below): deadline to open a first frame (default 1000),
+	 * slots for addresses of no known member (default 8) and per such address (default 2),
+	 * and the pool reserved to addresses of known members (default 32; half per address). */
+	uint32_t stream_auth_ms;
+	unsigned stream_pending_max, stream_pending_per_addr, stream_pending_members;
 	/* Called from inside the core when it reports a member or record change (see
 	 * gossip_env); borrowed arguments valid for the call only. May be NULL. Like the core's
 	 * callbacks they must not mutate: only read-only accessors (gossip_member_get, ...) and
@@ -186,10 +191,30 @@ struct gossip_transport_stats {
 	uint64_t app_accepted;		  /* inbound app streams handed to a handler */
 	uint64_t app_refused;		  /* inbound app streams refused (cap, no handler) */
 	uint64_t app_connected;		  /* outbound app streams started */
+	uint64_t stream_unproven_closed;  /* inbound: no frame opened within stream_auth_ms */
+	uint64_t stream_unproven_refused; /* inbound: closed at accept (pending pool/share full) */
 };
 void gossip_transport_stats(const struct gossip_transport *t, struct gossip_transport_stats *ret);
 
 /*
+ * ---- Unproven connections ---------------------------------------------------------------
+ *
+ * Anyone who reaches the TCP port can open connections; only cluster members can seal a
+ * frame. So an accepted connection holds no exchange or stream slot until its first frame has
+ * opened (authenticated with the keyring): until then it is UNPROVEN, holds a pending slot,
+ * and is closed after stream_auth_ms (counted stream_unproven_closed). Pending slots are per
+ * source address: at most stream_pending_max unproven connections from addresses that are no
+ * known member's (alive or suspect, by IP, any port), and at most stream_pending_per_addr of
+ * them from any one address; addresses of known members have a reserved pool of
+ * stream_pending_members (at most half of it per address). A connection beyond its pool or
+ * share is accepted and closed at once (stream_unproven_refused). Idle connections from one
+ * or many outside addresses therefore never hold a slot that a member's exchange or artifact
+ * fetch needs, and each costs at most one frame buffer for stream_auth_ms. Once proven, the
+ * connection takes a sync slot (sync_max_streams; beyond: sync_refused) or an app slot
+ * (app_max_streams; beyond: app_refused). A member behind the same address as an attacker
+ * (NAT) shares the attacker's pool; a joiner not yet known uses the outsiders' pool (its UDP
+ * join goes on, and the transport retries its first exchange).
+ *
  * ---- Application streams ----------------------------------------------------------------
  *
  * Other protocols of the agent (e.g. artifact transfer) share the gossip TCP port. A TCP

@@ -71,6 +71,11 @@ step "start $N agents on 127.0.0.1:$((base + 1))..$((base + N)) (shared keyring,
 head -c 32 /dev/urandom | base64 -w0 >"$tmp/keyring"
 echo >>"$tmp/keyring"
 chmod 600 "$tmp/keyring"
+# the demo's own operator key, trusted by every agent: deploys and rollbacks are signed
+mkdir -p "$tmp/operators"
+"$agentctl" keygen "$tmp/operator.key" >/dev/null
+cp "$tmp/operator.key.pub" "$tmp/operators/demo.pub"
+export SHOAL_OPERATOR_KEY=$tmp/operator.key
 export SHOAL_GOSSIP_PROBE_MS=200 SHOAL_RETRY_MS=300
 for i in $(seq 1 "$N"); do
 	site=east
@@ -78,6 +83,7 @@ for i in $(seq 1 "$N"); do
 	"$agentd" --config /dev/null --node-name "n$i" --state-dir "$tmp/n$i" \
 		--socket "$tmp/n$i.sock" --socket-group "" --bind "127.0.0.1:$((base + i))" \
 		--join "127.0.0.1:$((base + 1))" --keyring "$tmp/keyring" --cluster demo \
+		--operators-dir "$tmp/operators" \
 		--label "site=$site" --log-level info 2>"$tmp/n$i.log" &
 	PIDS+=($!)
 done

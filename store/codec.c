@@ -34,13 +34,18 @@
  *
  * Revision:
  *
- *   [ 2 (format), service s, rev u, artifact bin32, kind u, scope s, origin bin16, hlc u,
+ *   [ 3 (format), service s, rev u, artifact bin32, kind u, scope s, origin bin16, hlc u,
  *     operator_uid u, operator_pid i, reason s, [ voter bin16, ... ] (certificate),
  *     [ member bin16, ... ] (electorate, sorted, unique), [ kind u, count u, num u, den u ]
- *     (quorum rule), condemns bin32 ]
+ *     (quorum rule), condemns bin32,
+ *     [ key bin32, ... ] (the electors' public keys, parallel to the electorate, or empty),
+ *     [ [ hlc u, reason u, sig bin64 ], ... ] (the certificate's signed votes, parallel to
+ *     it, or empty), cert_subject u, cert_target u, cert_round u, origin_sig bin64,
+ *     nil | [ kind u, scope s, target u, ts u, nonce bin16, key bin32, sig bin64 ] (the
+ *     operator's signed statement) ]
  *
- * Format 1 (without electorate, quorum and condemned artifact) is refused: a revision whose
- * electorate is unknown cannot be decided the same way on every node (agent/agree.h).
+ * Formats 1 and 2 (without the electors' keys and the signed votes) are refused: a
+ * certificate whose signatures cannot be checked proves nothing (agent/base/sign.h).
  */
 #include <errno.h>
 #include <msgpack.h>
@@ -54,8 +59,8 @@
 #define HEALTH_FIELDS	7
 #define ENDPOINT_FIELDS 5
 #define RECOVERY_FIELDS 2
-#define REVISION_FORMAT 2
-#define REVISION_FIELDS 15
+#define REVISION_FORMAT 3
+#define REVISION_FIELDS 22
 #define MAX_STR		4096
 #define MAX_MESSAGE	(1u << 20)
 #define MAX_FILES	(1u << 20) /* a decoding bound; store_manifest_validate's limits are lower */
@@ -519,6 +524,11 @@ static bool revision_valid(const struct store_revision *r)
 		return false;
 	if (r->nelect > MAX_CERT || (r->nelect && !r->elect))
 		return false;
+	if ((r->elect_keys && !r->nelect) || (r->cert_sigs && !r->ncert))
+		return false;
+	for (uint32_t i = 0; r->cert_sigs && i < r->ncert; i++)
+		if (r->cert_sigs[i].reason > STORE_VOTE_OPERATOR)
+			return false;
 	for (uint32_t i = 1; i < r->nelect; i++)
 		if (memcmp(r->elect[i - 1], r->elect[i], STORE_NODE_ID_LEN) >= 0)
 			return false;	/* sorted and unique: one canonical encoding */
@@ -544,6 +554,10 @@ void store_revision_release(struct store_revision *r)
 	store__free(r->elect);
 	r->elect = NULL;
 	r->nelect = 0;
+	store__free(r->cert_sigs);
+	r->cert_sigs = NULL;
+	store__free(r->elect_keys);
+	r->elect_keys = NULL;
 }
 
 int store_revision_copy(struct store_revision *dst, const struct store_revision *src)
@@ -551,16 +565,25 @@ int store_revision_copy(struct store_revision *dst, const struct store_revision 
 	struct store_revision c = *src;
 	c.cert = NULL;
 	c.elect = NULL;
-	if (src->ncert && !(c.cert = store__calloc(src->ncert, STORE_NODE_ID_LEN)))
-		return -ENOMEM;
-	if (src->nelect && !(c.elect = store__calloc(src->nelect, STORE_NODE_ID_LEN))) {
-		store__free(c.cert);
+	c.cert_sigs = NULL;
+	c.elect_keys = NULL;
+	if ((src->ncert && !(c.cert = store__calloc(src->ncert, STORE_NODE_ID_LEN))) ||
+	    (src->nelect && !(c.elect = store__calloc(src->nelect, STORE_NODE_ID_LEN))) ||
+	    (src->ncert && src->cert_sigs &&
+	     !(c.cert_sigs = store__calloc(src->ncert, sizeof *c.cert_sigs))) ||
+	    (src->nelect && src->elect_keys &&
+	     !(c.elect_keys = store__calloc(src->nelect, STORE_KEY_LEN)))) {
+		store_revision_release(&c);
 		return -ENOMEM;
 	}
 	if (src->ncert)
 		memcpy(c.cert, src->cert, (size_t)src->ncert * STORE_NODE_ID_LEN);
 	if (src->nelect)
 		memcpy(c.elect, src->elect, (size_t)src->nelect * STORE_NODE_ID_LEN);
+	if (c.cert_sigs)
+		memcpy(c.cert_sigs, src->cert_sigs, (size_t)src->ncert * sizeof *c.cert_sigs);
+	if (c.elect_keys)
+		memcpy(c.elect_keys, src->elect_keys, (size_t)src->nelect * STORE_KEY_LEN);
 	*dst = c;
 	return 0;
 }
@@ -597,6 +620,34 @@ int store_revision_encode(const struct store_revision *r, uint8_t **ret_buf, siz
 	e |= msgpack_pack_uint32(&pk, r->quorum.num);
 	e |= msgpack_pack_uint32(&pk, r->quorum.den);
 	e |= pk_bin(&pk, r->condemns.b, STORE_ID_LEN);
+	/* format 3: the electors' keys, the certificate's signed votes (in sequence: the call
+	 * order is the byte order) */
+	e |= msgpack_pack_array(&pk, r->elect_keys ? r->nelect : 0);
+	for (uint32_t i = 0; r->elect_keys && i < r->nelect && !e; i++)
+		e |= pk_bin(&pk, r->elect_keys[i], STORE_KEY_LEN);
+	e |= msgpack_pack_array(&pk, r->cert_sigs ? r->ncert : 0);
+	for (uint32_t i = 0; r->cert_sigs && i < r->ncert && !e; i++) {
+		e |= msgpack_pack_array(&pk, 3);
+		e |= msgpack_pack_uint64(&pk, r->cert_sigs[i].hlc);
+		e |= msgpack_pack_uint32(&pk, r->cert_sigs[i].reason);
+		e |= pk_bin(&pk, r->cert_sigs[i].sig, STORE_SIG_LEN);
+	}
+	e |= msgpack_pack_uint64(&pk, r->cert_subject);
+	e |= msgpack_pack_uint64(&pk, r->cert_target);
+	e |= msgpack_pack_uint32(&pk, r->cert_round);
+	e |= pk_bin(&pk, r->origin_sig, STORE_SIG_LEN);
+	if (r->op.kind == 0) {
+		e |= msgpack_pack_nil(&pk);
+	} else {
+		e |= msgpack_pack_array(&pk, 7);
+		e |= msgpack_pack_uint32(&pk, r->op.kind);
+		e |= pk_str(&pk, r->op.scope);
+		e |= msgpack_pack_uint64(&pk, r->op.target);
+		e |= msgpack_pack_uint64(&pk, r->op.ts_ms);
+		e |= pk_bin(&pk, r->op.nonce, sizeof(r->op.nonce));
+		e |= pk_bin(&pk, r->op.key, STORE_KEY_LEN);
+		e |= pk_bin(&pk, r->op.sig, STORE_SIG_LEN);
+	}
 	if (e) {
 		store__free(b.data);
 		return -ENOMEM;
@@ -671,6 +722,52 @@ int store_revision_decode(const uint8_t *buf, size_t len, struct store_revision 
 	    rd_u32(&r, &v.quorum.count) < 0 || rd_u32(&r, &v.quorum.num) < 0 ||
 	    rd_u32(&r, &v.quorum.den) < 0 || store__rd_bin_exact(&r, v.condemns.b, STORE_ID_LEN) < 0)
 		goto fail;
+	/* the electors' keys: none, or one per elector */
+	if (store__rd_array(&r, &n) < 0 || (n != 0 && n != v.nelect) ||
+	    (size_t)(r.end - r.p) / (2 + STORE_KEY_LEN) < n)
+		goto fail;
+	if (n && !(v.elect_keys = store__calloc(n, STORE_KEY_LEN))) {
+		e = -ENOMEM;
+		goto fail;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (store__rd_bin_exact(&r, v.elect_keys[i], STORE_KEY_LEN) < 0)
+			goto fail;
+	/* the certificate's signed votes: none, or one per voter */
+	if (store__rd_array(&r, &n) < 0 || (n != 0 && n != v.ncert) ||
+	    (size_t)(r.end - r.p) / (4 + STORE_SIG_LEN) < n)
+		goto fail;
+	if (n && !(v.cert_sigs = store__calloc(n, sizeof *v.cert_sigs))) {
+		e = -ENOMEM;
+		goto fail;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t f;
+		if (store__rd_array(&r, &f) < 0 || f != 3 ||
+		    store__rd_uint(&r, &v.cert_sigs[i].hlc) < 0 ||
+		    rd_u32(&r, &v.cert_sigs[i].reason) < 0 ||
+		    store__rd_bin_exact(&r, v.cert_sigs[i].sig, STORE_SIG_LEN) < 0)
+			goto fail;
+	}
+	if (store__rd_uint(&r, &v.cert_subject) < 0 || store__rd_uint(&r, &v.cert_target) < 0 ||
+	    rd_u32(&r, &v.cert_round) < 0 ||
+	    store__rd_bin_exact(&r, v.origin_sig, STORE_SIG_LEN) < 0)
+		goto fail;
+	int isnil = store__rd_nil(&r);
+	if (isnil < 0)
+		goto fail;
+	if (!isnil) {
+		uint32_t ok;
+		if (store__rd_array(&r, &n) < 0 || n != 7 || rd_u32(&r, &ok) < 0 || ok < 1 ||
+		    ok > 2 || rd_fixstr(&r, v.op.scope, sizeof(v.op.scope)) < 0 ||
+		    !scope_valid(v.op.scope) || store__rd_uint(&r, &v.op.target) < 0 ||
+		    store__rd_uint(&r, &v.op.ts_ms) < 0 ||
+		    store__rd_bin_exact(&r, v.op.nonce, sizeof(v.op.nonce)) < 0 ||
+		    store__rd_bin_exact(&r, v.op.key, STORE_KEY_LEN) < 0 ||
+		    store__rd_bin_exact(&r, v.op.sig, STORE_SIG_LEN) < 0)
+			goto fail;
+		v.op.kind = (uint8_t)ok;
+	}
 	if (r.p != r.end || !revision_valid(&v))
 		goto fail;
 	*ret = v;

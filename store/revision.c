@@ -556,10 +556,13 @@ out:
 
 /* ---- Votes ------------------------------------------------------------------------------------ */
 
-/* Value: format byte 2, reason, hlc, subject, target (be64 each), round (be32). Format 1 values
+/* Value: format byte 3, reason, hlc, subject, target (be64 each), round (be32), the voter's
+ * signature (64 bytes; agent/base/sign.h). Format 2 (30 bytes, no signature) reads back with
+ * a zero signature, which no certificate accepts. Format 1 values
  * (9 bytes: reason, hlc) predate subject and target: they read back with subject 0, which the
  * agreement core never counts. */
-#define VOTE_VAL_LEN 30
+#define VOTE_VAL_LEN (30 + STORE_SIG_LEN)
+#define VOTE_VAL_V2 30
 #define VOTE_VAL_V1 9
 
 bool store_vote_newer(const struct store_vote *a, const struct store_vote *b)
@@ -590,8 +593,13 @@ static int vote_val_get(const MDB_val *v, struct store_vote *out)
 		out->round = 0;
 		return 0;
 	}
-	if (v->mv_size != VOTE_VAL_LEN || vb[0] != 2 || vb[1] > STORE_VOTE_OPERATOR)
+	if (!((v->mv_size == VOTE_VAL_LEN && vb[0] == 3) ||
+	      (v->mv_size == VOTE_VAL_V2 && vb[0] == 2)) || vb[1] > STORE_VOTE_OPERATOR)
 		return -EIO;
+	if (v->mv_size == VOTE_VAL_LEN)
+		memcpy(out->sig, vb + 30, STORE_SIG_LEN);
+	else
+		memset(out->sig, 0, STORE_SIG_LEN);
 	out->reason = (enum store_vote_reason)vb[1];
 	out->hlc = store__be64_get(vb + 2);
 	out->subject = store__be64_get(vb + 10);
@@ -604,8 +612,9 @@ static int vote_put_fn(struct store *s, MDB_txn *txn, void *ud)
 {
 	const struct store_vote *vt = ud;
 	uint8_t kb[90], vb[VOTE_VAL_LEN];
-	vb[0] = 2;
+	vb[0] = 3;
 	vb[1] = (uint8_t)vt->reason;
+	memcpy(vb + 30, vt->sig, STORE_SIG_LEN);
 	store__be64_put(vb + 2, vt->hlc);
 	store__be64_put(vb + 10, vt->subject);
 	store__be64_put(vb + 18, vt->target);

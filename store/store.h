@@ -439,6 +439,27 @@ struct store_quorum {
 };
 
 #define STORE_ELECT_MAX 4096		/* electorate and certificate sizes */
+#define STORE_KEY_LEN	32		/* an Ed25519 public key (agent/base/sign.h) */
+#define STORE_SIG_LEN	64		/* an Ed25519 signature */
+
+/* The signed vote of one certificate voter (agent/base/sign.h): with the record's service,
+ * rev - 1, cert_subject, cert_target and cert_round it is the vote the voter signed. */
+struct store_cert_sig {
+	uint64_t hlc;
+	uint32_t reason;		/* enum store_vote_reason */
+	uint8_t sig[STORE_SIG_LEN];
+};
+
+/* An operator's signed statement (agent/base/sign.h struct sign_op): kind 0 = none. */
+struct store_opsig {
+	uint8_t kind;			/* 1 deploy, 2 rollback */
+	char scope[65];
+	uint64_t target;
+	uint64_t ts_ms;
+	uint8_t nonce[16];
+	uint8_t key[STORE_KEY_LEN];
+	uint8_t sig[STORE_SIG_LEN];
+};
 
 struct store_revision {
 	char service[65];
@@ -454,14 +475,28 @@ struct store_revision {
 	/* Quorum certificate of a rollback: the voters whose votes decided it. */
 	uint32_t ncert;
 	uint8_t (*cert)[STORE_NODE_ID_LEN]; /* heap-owned; store_revision_release frees */
+	/* Parallel to cert (NULL: unsigned, which the agent refuses): each voter's signed vote. */
+	struct store_cert_sig *cert_sigs;
+	uint64_t cert_subject;		/* what the certificate's votes judged ... */
+	uint64_t cert_target;		/* ... the target they named ... */
+	uint32_t cert_round;		/* ... and their round (0 for a deploy) */
 	/* The electorate: the roster members in scope when the deploy was written, sorted by
 	 * id, unique (a rollback carries its bad record's). Only they vote on this revision. */
 	uint32_t nelect;
 	uint8_t (*elect)[STORE_NODE_ID_LEN]; /* heap-owned; store_revision_release frees */
+	/* Parallel to elect (NULL: keys unknown, nobody's vote verifies): each elector's public
+	 * key, so a vote is checked against the key the revision names (agent/base/sign.h). An
+	 * all-zero key is an elector whose key was unknown when the deploy was written. */
+	uint8_t (*elect_keys)[STORE_KEY_LEN];
+	/* A deploy: its origin node's signature over the record (agent/base/sign.h), zero for a
+	 * rollback (its certificate proves it). */
+	uint8_t origin_sig[STORE_SIG_LEN];
+	/* A deploy (and an override): the operator's signed statement that asked for it. */
+	struct store_opsig op;
 	struct store_quorum quorum;	/* the rule the electorate decides by */
 	struct store_id condemns;	/* rollback: the bad record's artifact; deploy: zero */
 };
-/* Free r->cert and r->elect (with free(3)) and zero their counts; accepts NULL. */
+/* Free r->cert, cert_sigs, elect and elect_keys (with free(3)) and zero their counts; accepts NULL. */
 void store_revision_release(struct store_revision *r);
 /*
  * Deep copy of @src into @dst (caller memory, fully overwritten; owns its arrays: release with
@@ -520,6 +555,7 @@ struct store_vote {
 	uint64_t subject;	/* agree_subject() of the record at rev the voter judged */
 	uint64_t target;	/* 0 = previous good; else --to REV */
 	uint32_t round;		/* 0, 1, ...: a re-cast is a vote in a later round */
+	uint8_t sig[STORE_SIG_LEN];	/* the voter's signature (agree_vote_msg); zero: none */
 };
 /* Is @a a later vote of its voter than @b: about the same subject, (round, hlc) greater;
  * about different subjects (the voter moved on to another record at that rev), hlc greater. */

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 const uint8_t agree_cluster_origin[STORE_NODE_ID_LEN];
 
 const char *agree_strerror(int err)
@@ -29,6 +31,8 @@ const char *agree_strerror(int err)
 		return "no earlier good revision to roll back to";
 	case AGREE_EMISMATCH:
 		return "rollback target not usable for this revision";
+	case AGREE_ESIG:
+		return "a certificate vote's signature does not verify against the electorate's key";
 	case AGREE_ENOREV:
 		return "no such revision";
 	case STORE_ECONDEMNED:
@@ -172,11 +176,39 @@ static int revision_cmp_identity(const struct store_revision *a, const struct st
 		c = memcmp(a->elect, b->elect, (size_t)a->nelect * STORE_NODE_ID_LEN);
 		if (c)
 			return sign(c);
+		/* the keys the electorate is verified with are part of it (a NULL set first) */
+		c = cmp_u64(a->elect_keys != NULL, b->elect_keys != NULL);
+		if (c)
+			return c;
+		if (a->elect_keys) {
+			c = memcmp(a->elect_keys, b->elect_keys, (size_t)a->nelect * STORE_KEY_LEN);
+			if (c)
+				return sign(c);
+		}
 	}
 	c = memcmp(&a->quorum, &b->quorum, sizeof(a->quorum));
 	if (c)
 		return sign(c);
-	return sign(memcmp(a->condemns.b, b->condemns.b, STORE_ID_LEN));
+	c = memcmp(a->condemns.b, b->condemns.b, STORE_ID_LEN);
+	if (c)
+		return sign(c);
+	/* the operator's statement and the origin's signature (deterministic: one per record) */
+	c = cmp_u64(a->op.kind, b->op.kind);
+	if (!c)
+		c = sign(strncmp(a->op.scope, b->op.scope, sizeof(a->op.scope)));
+	if (!c)
+		c = cmp_u64(a->op.target, b->op.target);
+	if (!c)
+		c = cmp_u64(a->op.ts_ms, b->op.ts_ms);
+	if (!c)
+		c = sign(memcmp(a->op.nonce, b->op.nonce, sizeof(a->op.nonce)));
+	if (!c)
+		c = sign(memcmp(a->op.key, b->op.key, sizeof(a->op.key)));
+	if (!c)
+		c = sign(memcmp(a->op.sig, b->op.sig, sizeof(a->op.sig)));
+	if (c)
+		return c;
+	return sign(memcmp(a->origin_sig, b->origin_sig, STORE_SIG_LEN));
 }
 
 int agree_revision_cmp(const struct store_revision *a, const struct store_revision *b)
@@ -192,6 +224,30 @@ int agree_revision_cmp(const struct store_revision *a, const struct store_revisi
 		return c;
 	for (i = 0; i < a->ncert; i++) {
 		c = memcmp(a->cert[i], b->cert[i], STORE_NODE_ID_LEN);
+		if (c)
+			return sign(c);
+	}
+	/* then how it is signed: a signed certificate beats an unsigned one, then the bytes */
+	c = cmp_u64(a->cert_sigs != NULL, b->cert_sigs != NULL);
+	if (c)
+		return c;
+	c = cmp_u64(a->cert_subject, b->cert_subject);
+	if (c)
+		return c;
+	c = cmp_u64(a->cert_target, b->cert_target);
+	if (c)
+		return c;
+	c = cmp_u64(a->cert_round, b->cert_round);
+	if (c)
+		return c;
+	for (i = 0; a->cert_sigs && i < a->ncert; i++) {
+		c = cmp_u64(a->cert_sigs[i].hlc, b->cert_sigs[i].hlc);
+		if (c)
+			return c;
+		c = cmp_u64(a->cert_sigs[i].reason, b->cert_sigs[i].reason);
+		if (c)
+			return c;
+		c = memcmp(a->cert_sigs[i].sig, b->cert_sigs[i].sig, STORE_SIG_LEN);
 		if (c)
 			return sign(c);
 	}
@@ -249,32 +305,198 @@ static int id_cmp(const void *a, const void *b)
 	return memcmp(a, b, STORE_NODE_ID_LEN);
 }
 
-int agree_electorate(const struct agree_member *roster, size_t n, const char *scope,
-		     uint8_t (**ret_ids)[STORE_NODE_ID_LEN], uint32_t *ret_n)
+/* An elector and its key, sorted together. */
+struct idkey {
+	uint8_t id[STORE_NODE_ID_LEN];
+	uint8_t key[STORE_KEY_LEN];
+};
+
+static int idkey_cmp(const void *a, const void *b)
 {
-	uint8_t(*ids)[STORE_NODE_ID_LEN];
+	const struct idkey *x = a, *y = b;
+	int c = memcmp(x->id, y->id, STORE_NODE_ID_LEN);
+	/* one id listed twice with two keys: the larger key first, so the choice is the same
+	 * on every node whatever the roster's order */
+	return c ? c : -memcmp(x->key, y->key, STORE_KEY_LEN);
+}
+
+int agree_electorate_keys(const struct agree_member *roster, size_t n, const char *scope,
+			  uint8_t (**ret_ids)[STORE_NODE_ID_LEN],
+			  uint8_t (**ret_keys)[STORE_KEY_LEN], uint32_t *ret_n)
+{
+	uint8_t(*ids)[STORE_NODE_ID_LEN] = NULL;
+	uint8_t(*keys)[STORE_KEY_LEN] = NULL;
+	struct idkey *ik;
 	size_t i, k = 0, u;
 
 	if ((!roster && n) || !scope || !ret_ids || !ret_n || !agree_scope_valid(scope))
 		return -EINVAL;
-	ids = malloc((n ? n : 1) * sizeof(*ids));
-	if (!ids)
+	ik = malloc((n ? n : 1) * sizeof(*ik));
+	if (!ik)
 		return -ENOMEM;
 	for (i = 0; i < n; i++)
-		if (roster[i].state != AGREE_LEFT && agree_scope_includes(scope, roster[i].site))
-			memcpy(ids[k++], roster[i].id, STORE_NODE_ID_LEN);
+		if (roster[i].state != AGREE_LEFT && agree_scope_includes(scope, roster[i].site)) {
+			memcpy(ik[k].id, roster[i].id, STORE_NODE_ID_LEN);
+			memcpy(ik[k++].key, roster[i].key, STORE_KEY_LEN);
+		}
 	if (k > 1)
-		qsort(ids, k, sizeof(*ids), id_cmp);
+		qsort(ik, k, sizeof(*ik), idkey_cmp);
 	/* A roster listing one id twice must not double its weight. */
 	for (i = 0, u = 0; i < k; i++)
-		if (u == 0 || memcmp(ids[u - 1], ids[i], STORE_NODE_ID_LEN) != 0)
-			memmove(ids[u++], ids[i], STORE_NODE_ID_LEN);
+		if (u == 0 || memcmp(ik[u - 1].id, ik[i].id, STORE_NODE_ID_LEN) != 0)
+			memmove(&ik[u++], &ik[i], sizeof(*ik));
 	if (u > STORE_ELECT_MAX) {
-		free(ids);
+		free(ik);
 		return -E2BIG;
 	}
+	ids = malloc((u ? u : 1) * sizeof(*ids));
+	if (ret_keys)
+		keys = malloc((u ? u : 1) * sizeof(*keys));
+	if (!ids || (ret_keys && !keys)) {
+		free(ids);
+		free(keys);
+		free(ik);
+		return -ENOMEM;
+	}
+	for (i = 0; i < u; i++) {
+		memcpy(ids[i], ik[i].id, STORE_NODE_ID_LEN);
+		if (keys)
+			memcpy(keys[i], ik[i].key, STORE_KEY_LEN);
+	}
+	free(ik);
+	if (!u) {	/* nobody in scope: no keys (a store revision has none without electors) */
+		free(keys);
+		keys = NULL;
+	}
 	*ret_ids = ids;
+	if (ret_keys)
+		*ret_keys = keys;
 	*ret_n = (uint32_t)u;
+	return 0;
+}
+
+int agree_electorate(const struct agree_member *roster, size_t n, const char *scope,
+		     uint8_t (**ret_ids)[STORE_NODE_ID_LEN], uint32_t *ret_n)
+{
+	return agree_electorate_keys(roster, n, scope, ret_ids, NULL, ret_n);
+}
+
+const uint8_t *agree_elector_key(const struct store_revision *r,
+				 const uint8_t id[STORE_NODE_ID_LEN])
+{
+	const uint8_t(*hit)[STORE_NODE_ID_LEN];
+
+	if (!r || !r->nelect || !r->elect || !r->elect_keys)
+		return NULL;
+	hit = bsearch(id, r->elect, r->nelect, STORE_NODE_ID_LEN, id_cmp);
+	return hit ? r->elect_keys[hit - r->elect] : NULL;
+}
+
+/* ---- Signed votes ------------------------------------------------------------------------ */
+
+static uint8_t *put_be(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = n - 1; i >= 0; i--)
+		*p++ = (uint8_t)(v >> (8 * i));
+	return p;
+}
+
+size_t agree_vote_msg(const struct store_vote *v, uint8_t out[AGREE_VOTE_MSG_MAX])
+{
+	static const char tag[] = "shoal-vote-v1";
+	size_t sl = strnlen(v->service, sizeof(v->service));
+	uint8_t *p = out;
+
+	memcpy(p, tag, sizeof(tag));	/* with its NUL: a domain separator */
+	p += sizeof(tag);
+	*p++ = (uint8_t)sl;
+	memcpy(p, v->service, sl);
+	p += sl;
+	p = put_be(p, v->rev, 8);
+	memcpy(p, v->voter, STORE_NODE_ID_LEN);
+	p += STORE_NODE_ID_LEN;
+	*p++ = (uint8_t)v->reason;
+	p = put_be(p, v->hlc, 8);
+	p = put_be(p, v->subject, 8);
+	p = put_be(p, v->target, 8);
+	p = put_be(p, v->round, 4);
+	return (size_t)(p - out);
+}
+
+bool agree_vote_verify(const struct store_vote *v, const uint8_t key[STORE_KEY_LEN])
+{
+	static const uint8_t zero[STORE_KEY_LEN];
+	uint8_t msg[AGREE_VOTE_MSG_MAX];
+	size_t n;
+
+	if (!v || !key || memcmp(key, zero, STORE_KEY_LEN) == 0)
+		return false;
+	n = agree_vote_msg(v, msg);
+	return crypto_sign_verify_detached(v->sig, msg, n, key) == 0;
+}
+
+int agree_deploy_msg(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len)
+{
+	struct store_revision c;
+
+	if (!r || !ret_buf || !ret_len || r->kind != STORE_REV_DEPLOY)
+		return -EINVAL;
+	/* the record without what is not the origin's statement: the certificate fields (a
+	 * deploy has none) and the signature itself */
+	c = *r;
+	c.ncert = 0;
+	c.cert = NULL;
+	c.cert_sigs = NULL;
+	c.cert_subject = c.cert_target = 0;
+	c.cert_round = 0;
+	memset(c.origin_sig, 0, sizeof(c.origin_sig));
+	return store_revision_encode(&c, ret_buf, ret_len);
+}
+
+bool agree_rollback_matches(const struct store_revision *bad, const struct store_revision *rb)
+{
+	if (!bad || !rb || rb->kind != STORE_REV_ROLLBACK || agree_subject(bad) != rb->cert_subject)
+		return true;	/* not about this record: nothing to compare */
+	if (rb->rev != bad->rev + 1 || rb->nelect != bad->nelect ||
+	    memcmp(&rb->quorum, &bad->quorum, sizeof(rb->quorum)) != 0 ||
+	    strncmp(rb->scope, bad->scope, sizeof(rb->scope)) != 0 ||
+	    memcmp(rb->condemns.b, bad->artifact.b, STORE_ID_LEN) != 0 ||
+	    (rb->elect_keys != NULL) != (bad->elect_keys != NULL))
+		return false;
+	if (rb->nelect && memcmp(rb->elect, bad->elect, (size_t)rb->nelect * STORE_NODE_ID_LEN))
+		return false;
+	return !rb->elect_keys ||
+	       memcmp(rb->elect_keys, bad->elect_keys, (size_t)rb->nelect * STORE_KEY_LEN) == 0;
+}
+
+int agree_verify_signatures(const struct store_revision *r)
+{
+	struct store_vote v;
+
+	if (!r)
+		return -EINVAL;
+	if (r->kind != STORE_REV_ROLLBACK)
+		return 0;
+	if (!r->ncert || !r->cert_sigs || !r->elect_keys || r->rev < 2 || !r->cert_subject)
+		return -AGREE_ESIG;
+	memset(&v, 0, sizeof(v));
+	memcpy(v.service, r->service, sizeof(v.service));
+	v.service[sizeof(v.service) - 1] = '\0';
+	v.rev = r->rev - 1;
+	v.subject = r->cert_subject;
+	v.target = r->cert_target;
+	v.round = r->cert_round;
+	for (uint32_t i = 0; i < r->ncert; i++) {
+		const uint8_t *key = agree_elector_key(r, r->cert[i]);
+		if (r->cert_sigs[i].reason > STORE_VOTE_OPERATOR)
+			return -AGREE_ESIG;
+		memcpy(v.voter, r->cert[i], STORE_NODE_ID_LEN);
+		v.reason = (enum store_vote_reason)r->cert_sigs[i].reason;
+		v.hlc = r->cert_sigs[i].hlc;
+		memcpy(v.sig, r->cert_sigs[i].sig, STORE_SIG_LEN);
+		if (!key || !agree_vote_verify(&v, key))
+			return -AGREE_ESIG;
+	}
 	return 0;
 }
 
@@ -331,6 +553,8 @@ uint64_t agree_subject(const struct store_revision *r)
 	h = fnv_u64(h, r->nelect);
 	if (r->nelect && r->elect)
 		h = fnv(h, r->elect, (size_t)r->nelect * STORE_NODE_ID_LEN);
+	if (r->nelect && r->elect_keys)
+		h = fnv(h, r->elect_keys, (size_t)r->nelect * STORE_KEY_LEN);
 	h = fnv_u64(h, r->quorum.kind);
 	h = fnv_u64(h, r->quorum.count);
 	h = fnv_u64(h, r->quorum.num);
@@ -662,21 +886,36 @@ int agree_decide(const struct store_revision *log, size_t nlog, const char *serv
 
 	memset(&out, 0, sizeof(out));
 	out.cert = malloc((size_t)t.target_votes * sizeof(*out.cert));
+	out.cert_sigs = malloc((size_t)t.target_votes * sizeof(*out.cert_sigs));
 	out.elect = malloc((size_t)bad->nelect * sizeof(*out.elect));
-	if (!out.cert || !out.elect) {
+	if (bad->elect_keys)
+		out.elect_keys = malloc((size_t)bad->nelect * sizeof(*out.elect_keys));
+	if (!out.cert || !out.cert_sigs || !out.elect || (bad->elect_keys && !out.elect_keys)) {
 		free(out.cert);
+		free(out.cert_sigs);
 		free(out.elect);
+		free(out.elect_keys);
 		free(lv);
 		return -ENOMEM;
 	}
 	/* The certificate: the electors whose latest vote, in the deciding round, names the
-	 * decided target. latest_votes() yields them in voter order, so it is sorted. */
+	 * decided target, each with its signed vote (agree_verify_signatures). latest_votes()
+	 * yields them in voter order, so it is sorted. */
 	for (i = 0; i < nl; i++)
-		if (lv[i]->round == t.round && lv[i]->target == t.target)
+		if (lv[i]->round == t.round && lv[i]->target == t.target) {
+			out.cert_sigs[out.ncert].hlc = lv[i]->hlc;
+			out.cert_sigs[out.ncert].reason = (uint32_t)lv[i]->reason;
+			memcpy(out.cert_sigs[out.ncert].sig, lv[i]->sig, STORE_SIG_LEN);
 			memcpy(out.cert[out.ncert++], lv[i]->voter, STORE_NODE_ID_LEN);
+		}
 	free(lv);
+	out.cert_subject = agree_subject(bad);
+	out.cert_target = t.target;
+	out.cert_round = t.round;
 	out.nelect = bad->nelect;
 	memcpy(out.elect, bad->elect, (size_t)bad->nelect * sizeof(*out.elect));
+	if (out.elect_keys)
+		memcpy(out.elect_keys, bad->elect_keys, (size_t)bad->nelect * STORE_KEY_LEN);
 	out.quorum = bad->quorum;
 	out.condemns = bad->artifact;
 

@@ -144,9 +144,24 @@
  *    record then refused a valid rollback forever while the rest adopted it, and the logs
  *    never converged: tests/sim/sim_agree.c seed 933. It did not stop a forger either, who
  *    can pick any hlc.)
- *    Residual risk, stated plainly: the certificate lists voter ids; until votes are signed
- *    by their nodes, a node holding the cluster key could forge one naming real electors
- *    (the trust work adds signatures).
+ *    Signatures (agent/base/sign.h): a deploy's electorate carries each elector's public
+ *    key, every vote is signed by its voter, and a rollback's certificate carries each
+ *    counted voter's signed vote (cert_sigs; the subject, target and round they share are
+ *    the record's cert_subject, cert_target, cert_round). agree_verify_signatures checks each
+ *    against the key the record's electorate gives, so a node holding only the cluster key
+ *    can neither vote for another nor forge a certificate. The agent also requires, before
+ *    it adopts a rollback, that its electorate (ids, keys, rule) be the one of the record it
+ *    holds at rev - 1 (the judged record, or another record of that rev with the same
+ *    electorate; none held yet: ask again later): with trust on first join a cluster key
+ *    holder can make new identities, and a certificate of those for an electorate of its
+ *    own would otherwise verify. This consults the held record, unlike the count above, but
+ *    only its electorate, which two records of one rev share unless the roster changed in
+ *    between, so the logs still converge in the case seed 933 found. Residual risk: a
+ *    certificate
+ *    proves that a quorum voted against the record with subject cert_subject toward
+ *    cert_target; the rollback's artifact is not signed by the voters (rule 5 derives it
+ *    from the log), so an elector's key holder replaying real votes could write a rollback
+ *    record of that same decision naming another artifact that some revision ran.
  *    The previous good artifact depends on the log, and so does the artifact of an explicit
  *    target (the winner at rev T): two writers whose logs differ below N (concurrent deploys
  *    at some rev < N made on two sides of a partition and not yet merged when the votes on N
@@ -223,6 +238,7 @@
 #define AGREE_ENOTARGET	  (AGREE_EBASE + 4) /* no earlier good revision to roll back to */
 #define AGREE_EMISMATCH	  (AGREE_EBASE + 5) /* target not below, outside scope or same artifact */
 #define AGREE_ENOREV	  (AGREE_EBASE + 6) /* no such revision / nothing desired */
+#define AGREE_ESIG	  (AGREE_EBASE + 7) /* a certificate's signed vote does not verify */
 
 /* Human-readable text for a negative code returned here (negative errno or -AGREE_E*). */
 const char *agree_strerror(int err);
@@ -239,6 +255,7 @@ struct agree_member {
 	uint8_t id[STORE_NODE_ID_LEN];
 	enum agree_member_state state;
 	const char *site;	/* value of its site= label, NULL if none; borrowed */
+	uint8_t key[STORE_KEY_LEN]; /* its bound public key (agent/base/sign.h); zero: unknown */
 };
 
 /* The quorum rule kinds (struct store_quorum, carried by every revision). */
@@ -306,6 +323,57 @@ int agree_electorate(const struct agree_member *roster, size_t n, const char *sc
  * are the same decision have the same subject whatever their certificates.
  */
 uint64_t agree_subject(const struct store_revision *r);
+
+/*
+ * agree_electorate, with each elector's key (agree_member.key) in *ret_keys, parallel to
+ * *ret_ids (malloc'd, NULL for an empty electorate; NULL @ret_keys: not wanted). A roster
+ * listing one id twice with two
+ * keys keeps the larger key (the same choice on every node).
+ */
+int agree_electorate_keys(const struct agree_member *roster, size_t n, const char *scope,
+			  uint8_t (**ret_ids)[STORE_NODE_ID_LEN],
+			  uint8_t (**ret_keys)[STORE_KEY_LEN], uint32_t *ret_n);
+
+/* The key @r's electorate gives for elector @id, or NULL (not an elector, or no keys). */
+const uint8_t *agree_elector_key(const struct store_revision *r,
+				 const uint8_t id[STORE_NODE_ID_LEN]);
+
+/*
+ * Signed votes (agent/base/sign.h). agree_vote_msg writes the canonical bytes a voter signs:
+ * "shoal-vote-v1\0", len u8 + service, rev be64, voter (16), reason u8, hlc be64, subject
+ * be64, target be64, round be32; returns their length. agree_vote_verify: does v->sig verify
+ * over them under @key (false for an all-zero key)? Deterministic (Ed25519, libsodium).
+ */
+#define AGREE_VOTE_MSG_MAX (14 + 1 + 64 + 8 + STORE_NODE_ID_LEN + 1 + 8 + 8 + 8 + 4)
+size_t agree_vote_msg(const struct store_vote *v, uint8_t out[AGREE_VOTE_MSG_MAX]);
+bool agree_vote_verify(const struct store_vote *v, const uint8_t key[STORE_KEY_LEN]);
+
+/*
+ * The signatures of a rollback's certificate (rule 6): every voter's signed vote, rebuilt
+ * from the record (service, rev - 1, cert_subject, cert_target, cert_round) and its
+ * cert_sigs entry, must verify against the key the record's own electorate gives that voter.
+ * A deploy has nothing to check (0). Like agree_verify it consults nothing but the record,
+ * so every node gives the same answer. The agent calls it before agree_accept (kept apart
+ * so that the simulator and the unit tests of the counting rules need no keys).
+ * @return 0; -AGREE_ESIG (a missing, unknown or forged signature); -EINVAL.
+ */
+int agree_verify_signatures(const struct store_revision *r);
+
+/*
+ * The bytes the origin of a deploy signs (store_revision.origin_sig): the record's canonical
+ * encoding without its certificate fields and with a zero origin_sig. *ret_buf malloc'd.
+ * @return 0; -EINVAL (not a deploy, or invalid); -ENOMEM.
+ */
+int agree_deploy_msg(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len);
+
+/*
+ * Does rollback @rb carry what its bad record @bad says (electorate and keys, quorum rule,
+ * scope, condemned artifact, rev)? Only compared when @bad is the record @rb's votes judged
+ * (agree_subject(@bad) == rb->cert_subject); true otherwise (nothing to compare with). The
+ * agent refuses a rollback for which it is false: a forged electorate with keys of the
+ * forger's choosing would make any certificate verify.
+ */
+bool agree_rollback_matches(const struct store_revision *bad, const struct store_revision *rb);
 
 /* Is @id in @r's electorate? O(log E). */
 bool agree_in_electorate(const struct store_revision *r, const uint8_t id[STORE_NODE_ID_LEN]);

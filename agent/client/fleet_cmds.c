@@ -17,6 +17,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
+#include "agent/base/sign.h"
 #include "agent/client/fleet_cmds.h"
 #include "agent/ctl/ctl_client.h"
 #include "agent/ctl/ctl_proto.h"
@@ -100,10 +103,10 @@ static void fmt_date(uint64_t ms, char *buf, size_t cap)
 /* ---- Options --------------------------------------------------------------------------------- */
 
 enum { O_SCOPE = 2000, O_REASON, O_WAIT, O_FORCE, O_TO, O_LOCAL, O_FOLLOW, O_SINCE, O_REV,
-       O_JSON, O_TIMEOUT, O_SOCKET, O_OVERRIDE };
+       O_JSON, O_TIMEOUT, O_SOCKET, O_OVERRIDE, O_KEY };
 
 struct args {
-	const char *scope, *reason;
+	const char *scope, *reason, *key;
 	bool wait, force, local, follow, override;
 	uint64_t to, since, rev;
 	char *pos[3];
@@ -127,6 +130,7 @@ static int parse(struct ctl_client *c, int argc, char **argv, const char *what, 
 		{"json", no_argument, NULL, O_JSON},
 		{"timeout", required_argument, NULL, O_TIMEOUT},
 		{"socket", required_argument, NULL, O_SOCKET},
+		{"key", required_argument, NULL, O_KEY},
 		{NULL, 0, NULL, 0},
 	};
 	int o;
@@ -144,6 +148,7 @@ static int parse(struct ctl_client *c, int argc, char **argv, const char *what, 
 		case O_FORCE: a->force = true; break;
 		case O_LOCAL: a->local = true; break;
 		case O_OVERRIDE: a->override = true; break;
+		case O_KEY: a->key = optarg; break;
 		case O_JSON: c->json = true; break;
 		case 's':
 		case O_SOCKET: c->socket = optarg; break;
@@ -225,21 +230,84 @@ static void enc_change(struct ctl_enc *e, const char *op, const struct args *a,
 		ctl_kv_str(e, "reason", a->reason);
 }
 
-static int deploy_call(struct ctl_client *c, const struct args *a)
-{
-	struct ctl_enc e;
+/* How to get a usable operator key, in every error about one. */
+#define HOW_TO_KEY                                                                           \
+	"make one with `agentctl keygen FILE`, copy FILE.pub to /etc/shoal/operators/ on "    \
+	"every node and run `systemctl reload agentd` there"
 
-	enc_change(&e, "deploy", a, a->pos[1], a->force);
-	if (a->force)
-		ctl_kv_bool(&e, "force", true);
-	int x = bc_call(c, &e);
-	ctl_enc_release(&e);
-	return x;
+/*
+ * The operator key of a change (agent/base/sign.h): --key FILE, else $SHOAL_OPERATOR_KEY.
+ * 0 and *ret; -1 after saying what is missing and how to make one.
+ */
+static int op_key(const struct args *a, const char *what, struct sign_key *ret)
+{
+	const char *path = a->key ? a->key : getenv("SHOAL_OPERATOR_KEY");
+	if (!path || !*path) {
+		ctl_client_errf("%s is signed with an operator key: give it with --key FILE or "
+				"SHOAL_OPERATOR_KEY=FILE; to " HOW_TO_KEY, what);
+		return -1;
+	}
+	int r = sign_operator_key_load(path, ret);
+	if (r < 0) {
+		ctl_client_errf("operator key %s: %s%s", path, sign_strerror(r),
+				r == -ENOENT || r == -SIGN_EFORMAT ? "; to " HOW_TO_KEY : "");
+		return -1;
+	}
+	return 0;
+}
+
+/* "cluster" and no scope are the same: "" (as the agent reads it) */
+static const char *scope_norm(const char *s)
+{
+	return s && strcmp(s, "cluster") != 0 ? s : "";
 }
 
 static bool full_id(const char *id)
 {
 	return strlen(id) == 64 && strspn(id, "0123456789abcdef") == 64;
+}
+
+/*
+ * The deploy request, signed: the statement names the artifact's full id (so its content),
+ * resolved from a prefix through the agent's store first.
+ */
+static int deploy_call(struct ctl_client *c, const struct args *a, const struct sign_key *k)
+{
+	struct ctl_enc e;
+	char full[65], hex[SIGN_OP_HEX_LEN + 1];
+	uint8_t art[32];
+	struct sign_op op;
+
+	const char *id = a->pos[1];
+	if (!full_id(id)) {
+		ctl_enc_init(&e);
+		ctl_enc_request(&e, "artifact.show", false);
+		ctl_enc_map(&e, 1);
+		ctl_kv_str(&e, "id", a->pos[1]);
+		int x = bc_call(c, &e);
+		ctl_enc_release(&e);
+		if (x != EXIT_DONE || !c->resp.ok)
+			goto send;	/* the deploy itself says what is wrong with the id */
+		char got[80];
+		if (full_id(s(c->resp.result, "id", got, sizeof got))) {
+			memcpy(full, got, sizeof full);
+			id = full;
+		}
+	}
+send:
+	memset(&op, 0, sizeof op);
+	op.kind = SIGN_OP_DEPLOY;
+	snprintf(op.scope, sizeof op.scope, "%s", scope_norm(a->scope));
+	if (full_id(id) && sodium_hex2bin(art, sizeof art, id, 64, NULL, NULL, NULL) == 0)
+		sign_op_sign(k, a->pos[0], art, &op);
+	sign_op_hex(&op, hex);
+	enc_change(&e, "deploy", a, id, a->force + 1);
+	if (a->force)
+		ctl_kv_bool(&e, "force", true);
+	ctl_kv_str(&e, "opsig", hex);
+	int x = bc_call(c, &e);
+	ctl_enc_release(&e);
+	return x;
 }
 
 static int cmd_deploy(struct ctl_client *c, int argc, char **argv)
@@ -251,7 +319,10 @@ static int cmd_deploy(struct ctl_client *c, int argc, char **argv)
 		ctl_client_errf("deploy: SERVICE and ARTIFACT are required");
 		return EXIT_USAGE;
 	}
-	int x = deploy_call(c, &a);
+	struct sign_key k;
+	if (op_key(&a, "a deploy", &k) < 0)
+		return EXIT_FAILED;
+	int x = deploy_call(c, &a, &k);
 	if (x == EXIT_DONE && !c->resp.ok && strcmp(c->resp.error, "not_found") == 0 &&
 	    full_id(a.pos[1])) {
 		/* The node lacks the artifact; a full id names it without doubt: fetch it from the
@@ -266,7 +337,7 @@ static int cmd_deploy(struct ctl_client *c, int argc, char **argv)
 			return EXIT_TIMEOUT;
 		}
 		if (x == EXIT_DONE && c->resp.ok)
-			x = deploy_call(c, &a);
+			x = deploy_call(c, &a, &k);
 	}
 	x = bc_check(c, x);
 	if (x)
@@ -331,7 +402,24 @@ static int cmd_rollback(struct ctl_client *c, int argc, char **argv)
 		ctl_client_errf("rollback: SERVICE is required");
 		return EXIT_USAGE;
 	}
-	enc_change(&e, "rollback", &a, NULL, (a.to != 0) + a.local + a.override);
+	/* a cluster rollback (a vote the others echo, or an override) is the operator's signed
+	 * statement; --local is the node-local emergency exit and needs none */
+	struct sign_op op;
+	char hex[SIGN_OP_HEX_LEN + 1];
+	if (!a.local) {
+		struct sign_key k;
+		if (op_key(&a, "a rollback", &k) < 0)
+			return EXIT_FAILED;
+		memset(&op, 0, sizeof op);
+		op.kind = SIGN_OP_ROLLBACK;
+		snprintf(op.scope, sizeof op.scope, "%s", scope_norm(a.scope));
+		op.target = a.to;
+		sign_op_sign(&k, a.pos[0], NULL, &op);
+		sign_op_hex(&op, hex);
+	}
+	enc_change(&e, "rollback", &a, NULL, (a.to != 0) + a.local + a.override + !a.local);
+	if (!a.local)
+		ctl_kv_str(&e, "opsig", hex);
 	if (a.to)
 		ctl_kv_uint(&e, "to", a.to);
 	if (a.local)
@@ -671,13 +759,37 @@ out:
 	return x;
 }
 
+/* keygen [FILE]: an operator key pair (agent/base/sign.h); no agent needed. */
+static int cmd_keygen(int argc, char **argv)
+{
+	const char *path = argc > 1 ? argv[1] : "operator.key";
+	if (argc > 2) {
+		ctl_client_errf("keygen: unexpected argument '%s'", argv[2]);
+		return EXIT_USAGE;
+	}
+	int r = sign_operator_keygen(path, NULL);
+	if (r < 0) {
+		ctl_client_errf("keygen %s: %s", path,
+				r == -EEXIST ? "the file (or its .pub) exists already" : strerror(-r));
+		return EXIT_FAILED;
+	}
+	printf("operator key written to %s (secret, mode 0600) and %s.pub (public)\n"
+	       "trust it: copy %s.pub to /etc/shoal/operators/ on every node and run "
+	       "`systemctl reload agentd` there\n"
+	       "use it: agentctl deploy|rollback ... --key %s (or SHOAL_OPERATOR_KEY=%s)\n",
+	       path, path, path, path, path);
+	return EXIT_DONE;
+}
+
 int fleet_cmds_main(const char *socket, bool json, uint64_t timeout_ms, const char *cmd, int argc,
 		   char **argv)
 {
 	struct ctl_client c;
 	ctl_client_init(&c, socket, json, timeout_ms);
 	int x;
-	if (strcmp(cmd, "deploy") == 0)
+	if (strcmp(cmd, "keygen") == 0)
+		x = cmd_keygen(argc, argv);
+	else if (strcmp(cmd, "deploy") == 0)
 		x = cmd_deploy(&c, argc, argv);
 	else if (strcmp(cmd, "rollback") == 0)
 		x = cmd_rollback(&c, argc, argv);

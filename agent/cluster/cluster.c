@@ -220,6 +220,25 @@ int cluster_labels_format(const uint8_t *blob, size_t len, char *buf, size_t cap
 /* ---- persistence codec -------------------------------------------------------------------- */
 
 /* Member value: [1, name, family, port, ip(bin 16), labels(bin), incarnation, state, wall_ms] */
+/*
+ * The encoded bytes in an allocation of their own size: an sbuffer starts at 8 KiB, and these
+ * wait in the pending list (one per member and record changed) until the worker writes them:
+ * thousands at once in a flood or a catch-up, 8 KiB each would be tens of MiB for nothing.
+ */
+static int sb_take(msgpack_sbuffer *sb, uint8_t **ret, size_t *ret_len)
+{
+	uint8_t *p = sb->data ? malloc(sb->size ? sb->size : 1) : NULL;
+
+	if (p)
+		memcpy(p, sb->data, sb->size);
+	*ret_len = sb->size;
+	msgpack_sbuffer_destroy(sb);
+	if (!p)
+		return -ENOMEM;
+	*ret = p;
+	return 0;
+}
+
 static int member_encode(const struct gossip_member *m, uint64_t wall_ms, uint8_t **ret,
 			 size_t *ret_len)
 {
@@ -241,13 +260,7 @@ static int member_encode(const struct gossip_member *m, uint64_t wall_ms, uint8_
 	msgpack_pack_uint64(&pk, m->incarnation);
 	msgpack_pack_uint8(&pk, (uint8_t)m->state);
 	msgpack_pack_uint64(&pk, wall_ms);
-	if (!sb.data) {
-		msgpack_sbuffer_destroy(&sb);
-		return -ENOMEM;
-	}
-	*ret_len = sb.size;	/* before release, which resets it */
-	*ret = (uint8_t *)msgpack_sbuffer_release(&sb);
-	return 0;
+	return sb_take(&sb, ret, ret_len);
 }
 
 struct restored_member {
@@ -311,13 +324,7 @@ static int record_encode(uint64_t version, const uint8_t *value, size_t vlen, ui
 	msgpack_pack_uint64(&pk, version);
 	msgpack_pack_bin(&pk, vlen);
 	msgpack_pack_bin_body(&pk, value, vlen);
-	if (!sb.data) {
-		msgpack_sbuffer_destroy(&sb);
-		return -ENOMEM;
-	}
-	*ret_len = sb.size;
-	*ret = (uint8_t *)msgpack_sbuffer_release(&sb);
-	return 0;
+	return sb_take(&sb, ret, ret_len);
 }
 
 /* ---- pending writes ----------------------------------------------------------------------- */
@@ -534,7 +541,8 @@ static void on_member(void *ud, const struct gossip_member *m)
 	memset(e, 0, offsetof(struct event, labels));
 	e->is_member = true;
 	e->m = *m;
-	memcpy(e->labels, m->labels, m->labels_len);
+	if (m->labels_len) /* a member may have none: labels NULL (memcpy wants non-NULL) */
+		memcpy(e->labels, m->labels, m->labels_len);
 	e->m.labels = NULL;
 }
 

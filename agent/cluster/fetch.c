@@ -10,6 +10,8 @@
 #include "agent/cluster/fetch.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -293,6 +295,9 @@ struct job {
 	unsigned attempts;
 	int last_err;
 	struct waiter *waiters;
+	uint64_t serial;	/* attempt number for artifact.fetch (never 0) */
+	bool op_waiter;		/* an artifact.fetch request waits on it */
+	bool dynamic;		/* candidates from the holders: refreshed at each reconnect */
 	uv_timer_t timer;
 	struct gossip_stream *stream;
 	bool awaiting;	/* a GET_MANIFEST or GET_BLOB is outstanding on the stream */
@@ -321,10 +326,14 @@ struct retry {
 	struct retry *prev, *next;
 	uv_timer_t timer;
 	struct store_id id;
-	uint8_t (*nodes)[STORE_NODE_ID_LEN];
+	char service[65];
+	uint8_t (*nodes)[STORE_NODE_ID_LEN]; /* holders named by the need (without a hook) */
 	size_t n;
-	unsigned tries;
-	uint32_t delay_ms;
+	unsigned tries;		/* failed attempts so far (the back-off exponent) */
+	bool running;		/* an attempt is in flight */
+	bool had_holders;	/* the last attempt knew a live holder (else: a random draw) */
+	uint64_t last_start;	/* uv_now of the last attempt */
+	uint64_t last_check;	/* uv_now of fetch_member_alive's last look */
 };
 
 struct fetch {
@@ -343,10 +352,13 @@ struct fetch {
 	uint8_t *chunk_buf; /* STORE_CHUNK_SIZE: serving and local copies */
 	struct {
 		struct store_id id;
+		uint64_t serial;
 		int err;
 		bool valid;
-	} recent[FETCH_RECENT]; /* failed operator fetches, for the next poll */
+	} recent[FETCH_RECENT]; /* failed operator fetches, for the poll naming their attempt */
 	size_t recent_next;
+	uint64_t next_serial;
+	struct fetch_hooks hooks;
 };
 
 static const struct gossip_stream_ops job_ops;
@@ -582,6 +594,14 @@ static void job_finish(struct job *j, int err)
 	else
 		f->stats.failed++;
 	uv_close((uv_handle_t *)&j->timer, job_timer_closed);
+	if (j->op_waiter && err != 0) {
+		/* for the artifact.fetch polls of this attempt, and only those (fetch_op_fetch) */
+		f->recent[f->recent_next].id = j->id;
+		f->recent[f->recent_next].serial = j->serial;
+		f->recent[f->recent_next].err = err;
+		f->recent[f->recent_next].valid = true;
+		f->recent_next = (f->recent_next + 1) % FETCH_RECENT;
+	}
 	j->waiters = NULL;
 	while (w) {
 		struct waiter *next = w->next;
@@ -735,6 +755,8 @@ static void job_schedule(struct job *j, uint64_t delay_ms)
 	uv_timer_start(&j->timer, job_step, delay_ms, 0);
 }
 
+static void job_refresh(struct job *j);
+
 /* The stream broke (or we broke it): keep the transfer state, try the next peer. */
 static void job_broken(struct job *j, int err)
 {
@@ -759,9 +781,13 @@ static void job_broken(struct job *j, int err)
 		return;
 	}
 	j->cur = (j->cur + 1) % j->npeers;
+	/* a crowd refused by a busy holder: the nodes that fetched meanwhile hold it too */
+	if (err != -ENOENT)
+		job_refresh(j);
 	f->stats.reconnects++;
-	/* a short back-off: a peer that just cut us is likely restarting */
-	job_schedule(j, 50u * j->attempts);
+	/* a short back-off (a peer that just cut us is likely restarting), jittered so a crowd
+	 * cut at once does not come back at once */
+	job_schedule(j, 25u * j->attempts + randombytes_uniform(50u * j->attempts + 1));
 }
 
 static void job_pumped(struct job *j, int r)
@@ -798,6 +824,8 @@ static void job_on_manifest(struct job *j, const struct fetch_msg *m)
 		return;
 	}
 	r = store_import_begin(j->f->store, &j->imp);
+	if (r >= 0)	/* the same limits as a local import (store_manifest_validate) */
+		r = store_import_set_limits(j->imp, &j->f->cfg.limits);
 	if (r < 0) {
 		store_manifest_release(&man);
 		job_finish(j, r);
@@ -1026,6 +1054,7 @@ int fetch_artifact(struct fetch *f, const struct store_id *id, const struct goss
 	}
 	j->f = f;
 	j->id = *id;
+	j->serial = ++f->next_serial;
 	j->waiters = w;
 	job_add_peers(j, peers, n);
 	uv_timer_init(f->loop, &j->timer);
@@ -1040,47 +1069,171 @@ int fetch_artifact(struct fetch *f, const struct store_id *id, const struct goss
 	return 0;
 }
 
-struct resolve {
-	const uint8_t (*nodes)[STORE_NODE_ID_LEN];
-	size_t n;
+/* ---- candidates ---------------------------------------------------------------------------- */
+
+struct pick {
+	const uint8_t (*holders)[STORE_NODE_ID_LEN];
+	size_t nholders;
 	struct gossip_addr *out;
 	size_t nout;
+	size_t seen;	/* live members seen (the reservoir's count) */
 	bool all;
 };
 
-static int resolve_cb(void *ud, const struct gossip_member *m)
+static bool id_in(const uint8_t (*ids)[STORE_NODE_ID_LEN], size_t n, const uint8_t *id)
 {
-	struct resolve *rs = ud;
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(ids[i], id, STORE_NODE_ID_LEN) == 0)
+			return true;
+	return false;
+}
 
-	if (m->self || m->state != GOSSIP_ALIVE || rs->nout >= FETCH_PEERS_MAX)
+static int pick_cb(void *ud, const struct gossip_member *m)
+{
+	struct pick *pk = ud;
+
+	if (m->self || m->state != GOSSIP_ALIVE ||
+	    (!pk->all && !id_in(pk->holders, pk->nholders, m->id)))
 		return 0;
-	for (size_t i = 0; i < rs->n && !rs->all; i++)
-		if (memcmp(rs->nodes[i], m->id, STORE_NODE_ID_LEN) == 0) {
-			rs->out[rs->nout++] = m->addr;
-			return 0;
-		}
-	if (rs->all)
-		rs->out[rs->nout++] = m->addr;
+	/* reservoir sampling: every live member (holder) equally likely, whatever the table
+	 * order */
+	pk->seen++;
+	if (pk->nout < FETCH_PEERS_MAX) {
+		pk->out[pk->nout++] = m->addr;
+	} else {
+		uint32_t k = randombytes_uniform((uint32_t)(pk->seen > UINT32_MAX ? UINT32_MAX
+										    : pk->seen));
+
+		if (k < FETCH_PEERS_MAX)
+			pk->out[k] = m->addr;
+	}
 	return 0;
+}
+
+static void shuffle(struct gossip_addr *a, size_t n)
+{
+	for (size_t i = n; i > 1; i--) {
+		size_t k = randombytes_uniform((uint32_t)i);
+		struct gossip_addr t = a[i - 1];
+
+		a[i - 1] = a[k];
+		a[k] = t;
+	}
+}
+
+/*
+ * Candidates for @id, in random order: the live members among @holders; when none is alive
+ * (or @nholders is 0), a random draw of up to FETCH_PEERS_MAX live members. Random, so that
+ * many nodes asking at once spread over the holders, and retries rotate.
+ * @return the count; *ret_had_holders says whether they are known holders.
+ */
+static size_t pick_candidates(struct fetch *f, const uint8_t (*holders)[STORE_NODE_ID_LEN],
+			      size_t nholders, struct gossip_addr *out, bool *ret_had_holders)
+{
+	struct pick pk = { .holders = holders, .nholders = nholders, .out = out };
+	struct gossip *core = gossip_transport_core(f->t);
+
+	if (nholders > 0)
+		gossip_member_foreach(core, pick_cb, &pk);
+	*ret_had_holders = pk.nout > 0;
+	if (pk.nout == 0) {
+		pk.all = true;
+		gossip_member_foreach(core, pick_cb, &pk);
+	}
+	shuffle(out, pk.nout);
+	return pk.nout;
+}
+
+/* The current holders of @id by the hook (health records), else @given. malloc'd or NULL. */
+static size_t current_holders(struct fetch *f, const struct store_id *id,
+			      const uint8_t (*given)[STORE_NODE_ID_LEN], size_t ngiven,
+			      uint8_t (**ret)[STORE_NODE_ID_LEN])
+{
+	uint8_t(*buf)[STORE_NODE_ID_LEN] = NULL;
+	size_t n = 0;
+
+	if (f->hooks.holders) {
+		buf = calloc(FETCH_HOLDERS_MAX, STORE_NODE_ID_LEN);
+		if (buf)
+			n = f->hooks.holders(f->hooks.ud, id, buf, FETCH_HOLDERS_MAX);
+		if (n > FETCH_HOLDERS_MAX)
+			n = FETCH_HOLDERS_MAX;
+		/* the need's own list is as good as the records it was made from */
+		for (size_t i = 0; buf && i < ngiven && n < FETCH_HOLDERS_MAX; i++)
+			if (!id_in((const uint8_t(*)[STORE_NODE_ID_LEN])buf, n, given[i]))
+				memcpy(buf[n++], given[i], STORE_NODE_ID_LEN);
+	} else if (ngiven > 0) {
+		buf = malloc(ngiven * STORE_NODE_ID_LEN);
+		if (buf) {
+			memcpy(buf, given, ngiven * STORE_NODE_ID_LEN);
+			n = ngiven;
+		}
+	}
+	*ret = buf;
+	return buf ? n : 0;
+}
+
+static int from_nodes(struct fetch *f, const struct store_id *id,
+		      const uint8_t (*nodes)[STORE_NODE_ID_LEN], size_t n, fetch_cb cb, void *ud,
+		      bool *ret_had_holders)
+{
+	struct gossip_addr peers[FETCH_PEERS_MAX];
+	uint8_t(*holders)[STORE_NODE_ID_LEN] = NULL;
+	size_t nh = current_holders(f, id, nodes, n, &holders), np;
+	bool had = false;
+
+	np = pick_candidates(f, (const uint8_t(*)[STORE_NODE_ID_LEN])holders, nh, peers, &had);
+	free(holders);
+	if (ret_had_holders)
+		*ret_had_holders = had;
+	if (np == 0)
+		return -ENOENT;
+	int r = fetch_artifact(f, id, peers, np, cb, ud);
+	if (r == 0) {
+		struct job *j = job_find(f, id);
+
+		if (j && had)
+			j->dynamic = true;
+	}
+	return r;
+}
+
+/* A dynamic job's candidates become the current live holders, in a new random order (the
+ * transfer state is kept: any holder serves the same verified bytes). */
+static void job_refresh(struct job *j)
+{
+	struct fetch *f = j->f;
+	struct gossip_addr peers[FETCH_PEERS_MAX];
+	uint8_t(*h)[STORE_NODE_ID_LEN] = NULL;
+	size_t nh, np;
+	bool had = false;
+
+	if (!j->dynamic || !f->hooks.holders)
+		return;
+	nh = current_holders(f, &j->id, NULL, 0, &h);
+	np = pick_candidates(f, (const uint8_t(*)[STORE_NODE_ID_LEN])h, nh, peers, &had);
+	free(h);
+	if (!had || np == 0)
+		return;
+	memcpy(j->peers, peers, np * sizeof(peers[0]));
+	memset(j->peer_absent, 0, sizeof(j->peer_absent));
+	j->npeers = np;
+	j->cur = 0;
 }
 
 int fetch_artifact_from_nodes(struct fetch *f, const struct store_id *id,
 			      const uint8_t (*nodes)[STORE_NODE_ID_LEN], size_t n, fetch_cb cb,
 			      void *ud)
 {
-	struct gossip_addr peers[FETCH_PEERS_MAX];
-	struct resolve rs = { .nodes = nodes, .n = n, .out = peers };
-	struct gossip *core = gossip_transport_core(f->t);
+	return from_nodes(f, id, nodes, n, cb, ud, NULL);
+}
 
-	if (n > 0)
-		gossip_member_foreach(core, resolve_cb, &rs);
-	if (rs.nout == 0) {
-		rs.all = true;
-		gossip_member_foreach(core, resolve_cb, &rs);
-	}
-	if (rs.nout == 0)
-		return -ENOENT;
-	return fetch_artifact(f, id, peers, rs.nout, cb, ud);
+void fetch_set_hooks(struct fetch *f, const struct fetch_hooks *hooks)
+{
+	if (hooks)
+		f->hooks = *hooks;
+	else
+		memset(&f->hooks, 0, sizeof(f->hooks));
 }
 
 /* ---- the brain's hook -------------------------------------------------------------------- */
@@ -1109,24 +1262,57 @@ static void retry_end(struct retry *rt)
 static void retry_start(struct retry *rt);
 static void retry_fire(uv_timer_t *t);
 
+/* The delay after @tries failures: retry_ms doubled per failure up to retry_max_ms, +-25 %. */
+static uint64_t retry_delay(const struct fetch *f, unsigned tries)
+{
+	uint64_t d = f->cfg.retry_ms;
+
+	for (unsigned i = 1; i < tries && d < f->cfg.retry_max_ms; i++)
+		d *= 2;
+	if (d > f->cfg.retry_max_ms)
+		d = f->cfg.retry_max_ms;
+	return d - d / 4 + randombytes_uniform((uint32_t)(d / 2 + 1));
+}
+
 static void retry_done(void *ud, const struct store_id *id, int err)
 {
 	struct retry *rt = ud;
-
+	struct fetch *f = rt->f;
 	char hex[STORE_ID_HEXLEN + 1];
+	uint64_t delay;
 
+	rt->running = false;
 	store_id_hex(id, hex);
 	if (err == 0)
 		log_notice("fetch: artifact %.12s received from a peer", hex);
-	else if (!rt->f->closing)
-		log_warning("fetch: artifact %.12s: %s (attempt %u of 10)", hex, strerror(-err),
-			    rt->tries + 1);
-	if (err == 0 || rt->f->closing || ++rt->tries >= 10) {
+	if (err == 0 || f->closing) {
 		retry_end(rt);
 		return;
 	}
-	rt->delay_ms = rt->delay_ms >= 15000 ? 30000 : rt->delay_ms * 2;
-	uv_timer_start(&rt->timer, retry_fire, rt->delay_ms, 0);
+	if (f->hooks.wanted && !f->hooks.wanted(f->hooks.ud, rt->service, &rt->id)) {
+		log_info("fetch: artifact %.12s is no longer wanted: not retrying", hex);
+		retry_end(rt);
+		return;
+	}
+	rt->tries++;
+	delay = retry_delay(f, rt->tries);
+	if (err == -ENOENT && !rt->had_holders && rt->tries <= 3) {
+		/* nobody was known to hold it and the random draw missed: the holders' health
+		 * records are usually on their way (a deploy's revision travels first), so look
+		 * again soon rather than after a back-off meant for failing peers */
+		uint8_t(*h)[STORE_NODE_ID_LEN] = NULL;
+		struct gossip_addr peers[FETCH_PEERS_MAX];
+		bool had = false;
+		size_t nh = current_holders(f, &rt->id, NULL, 0, &h);
+
+		pick_candidates(f, (const uint8_t(*)[STORE_NODE_ID_LEN])h, nh, peers, &had);
+		free(h);
+		if (had)
+			delay = FETCH_RETRY_QUICK_MS;
+	}
+	log_warning("fetch: artifact %.12s: %s (attempt %u; next in %" PRIu64 " ms)", hex,
+		    err == -ENOENT ? "no peer asked holds it" : store_strerror(err), rt->tries, delay);
+	uv_timer_start(&rt->timer, retry_fire, delay, 0);
 }
 
 static void retry_fire(uv_timer_t *t)
@@ -1136,11 +1322,20 @@ static void retry_fire(uv_timer_t *t)
 
 static void retry_start(struct retry *rt)
 {
+	struct fetch *f = rt->f;
+	bool had = false;
 	int r;
 
-	r = fetch_artifact_from_nodes(rt->f, &rt->id,
-				      (const uint8_t(*)[STORE_NODE_ID_LEN])rt->nodes, rt->n,
-				      retry_done, rt);
+	if (f->hooks.wanted && !f->hooks.wanted(f->hooks.ud, rt->service, &rt->id)) {
+		retry_end(rt);
+		return;
+	}
+	rt->last_start = uv_now(f->loop);
+	rt->running = true;
+	/* the CURRENT holders at every attempt, never the list the need came with */
+	r = from_nodes(f, &rt->id, f->hooks.holders ? NULL : (const uint8_t(*)[STORE_NODE_ID_LEN])
+				rt->nodes, f->hooks.holders ? 0 : rt->n, retry_done, rt, &had);
+	rt->had_holders = had;
 	if (r == 1) {
 		retry_end(rt);
 		return;
@@ -1149,24 +1344,58 @@ static void retry_start(struct retry *rt)
 		retry_done(rt, &rt->id, r);
 }
 
+void fetch_member_alive(struct fetch *f, const uint8_t id[STORE_NODE_ID_LEN])
+{
+	uint64_t now;
+
+	if (!f || f->closing)
+		return;
+	now = uv_now(f->loop);
+	for (struct retry *rt = f->retries; rt; rt = rt->next) {
+		uint8_t(*h)[STORE_NODE_ID_LEN] = NULL;
+		struct gossip_addr peers[FETCH_PEERS_MAX];
+		bool holder, live = false;
+		size_t nh;
+
+		/* at most one look per retry every FETCH_RETRY_QUICK_MS (a flood of member
+		 * events must not turn into a flood of record scans); an event skipped here is
+		 * caught by the next look, which also asks whether any holder is live now */
+		if (rt->running || now - rt->last_start < FETCH_RETRY_QUICK_MS ||
+		    now - rt->last_check < FETCH_RETRY_QUICK_MS)
+			continue;
+		rt->last_check = now;
+		nh = current_holders(f, &rt->id, (const uint8_t(*)[STORE_NODE_ID_LEN])rt->nodes,
+				     rt->n, &h);
+		holder = nh == 0 || id_in((const uint8_t(*)[STORE_NODE_ID_LEN])h, nh, id);
+		if (!holder && !rt->had_holders)
+			pick_candidates(f, (const uint8_t(*)[STORE_NODE_ID_LEN])h, nh, peers, &live);
+		free(h);
+		if (holder || live) /* a holder (or, with none known, anyone) is back: now */
+			uv_timer_start(&rt->timer, retry_fire, 0, 0);
+	}
+}
+
 void fetch_brain_need(void *ud, const char *service, uint64_t rev, const struct store_id *artifact,
 		      const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders)
 {
 	struct fetch *f = ud;
 	struct retry *rt;
 
-	(void)service;
 	(void)rev;
 	if (!f || f->closing)
 		return;
 	for (rt = f->retries; rt; rt = rt->next)
-		if (memcmp(rt->id.b, artifact->b, STORE_ID_LEN) == 0)
-			return; /* already being fetched (and retried) */
+		if (memcmp(rt->id.b, artifact->b, STORE_ID_LEN) == 0) {
+			/* already being fetched: a waiting one goes now (new holders, perhaps) */
+			if (!rt->running)
+				uv_timer_start(&rt->timer, retry_fire, 0, 0);
+			return;
+		}
 	rt = calloc(1, sizeof(*rt));
 	if (!rt)
 		return;
-	if (nholders > FETCH_PEERS_MAX)
-		nholders = FETCH_PEERS_MAX;
+	if (nholders > FETCH_HOLDERS_MAX)
+		nholders = FETCH_HOLDERS_MAX;
 	if (nholders) {
 		rt->nodes = malloc(nholders * STORE_NODE_ID_LEN);
 		if (!rt->nodes) {
@@ -1178,7 +1407,7 @@ void fetch_brain_need(void *ud, const char *service, uint64_t rev, const struct 
 	rt->n = nholders;
 	rt->f = f;
 	rt->id = *artifact;
-	rt->delay_ms = f->cfg.retry_ms / 2;
+	snprintf(rt->service, sizeof(rt->service), "%s", service ? service : "");
 	uv_timer_init(f->loop, &rt->timer);
 	rt->timer.data = rt;
 	rt->next = f->retries;
@@ -1186,6 +1415,15 @@ void fetch_brain_need(void *ud, const char *service, uint64_t rev, const struct 
 		f->retries->prev = rt;
 	f->retries = rt;
 	retry_start(rt);
+}
+
+size_t fetch_retrying(const struct fetch *f)
+{
+	size_t n = 0;
+
+	for (const struct retry *rt = f->retries; rt; rt = rt->next)
+		n++;
+	return n;
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
@@ -1214,6 +1452,10 @@ int fetch_new(uv_loop_t *loop, struct store *store, struct gossip_transport *t,
 		f->cfg.window = FETCH_WINDOW_MAX;
 	if (f->cfg.retry_ms == 0)
 		f->cfg.retry_ms = 1000;
+	if (f->cfg.retry_max_ms == 0)
+		f->cfg.retry_max_ms = 60000;
+	if (f->cfg.retry_max_ms < f->cfg.retry_ms)
+		f->cfg.retry_max_ms = f->cfg.retry_ms;
 	r = gossip_transport_app_listen(t, FETCH_PROTO, serve_accept, f);
 	if (r < 0) {
 		free(f->chunk_buf);
@@ -1256,23 +1498,17 @@ size_t fetch_active(const struct fetch *f)
 
 /* ---- the control operation ------------------------------------------------------------ */
 
-/* Remember the outcome of an operator fetch, for the next artifact.fetch poll. */
+/* An operator fetch ended (its outcome is kept by job_finish for the polls of its attempt). */
 static void op_done(void *ud, const struct store_id *id, int err)
 {
-	struct fetch *f = ud;
 	char hex[STORE_ID_HEXLEN + 1];
 
+	(void)ud;
 	store_id_hex(id, hex);
-	if (err == 0) {
+	if (err == 0)
 		log_notice("fetch: artifact %.12s received from a peer", hex);
-		return;
-	}
-	if (err != -ECANCELED)
-		log_warning("fetch: artifact %.12s: %s", hex, strerror(-err));
-	f->recent[f->recent_next].id = *id;
-	f->recent[f->recent_next].err = err;
-	f->recent[f->recent_next].valid = true;
-	f->recent_next = (f->recent_next + 1) % FETCH_RECENT;
+	else if (err != -ECANCELED)
+		log_warning("fetch: artifact %.12s: %s", hex, store_strerror(err));
 }
 
 void fetch_op_fetch(struct fetch *f, const struct ctl_request *req, struct ctl_enc *out)
@@ -1283,6 +1519,8 @@ void fetch_op_fetch(struct fetch *f, const struct ctl_request *req, struct ctl_e
 	const msgpack_object *o, *from;
 	char hex[STORE_ID_HEXLEN + 1];
 	const char *state = "fetching";
+	uint64_t attempt, serial = 0;
+	struct job *j;
 	size_t n = 0;
 	int r;
 
@@ -1325,29 +1563,37 @@ void fetch_op_fetch(struct fetch *f, const struct ctl_request *req, struct ctl_e
 		}
 		n++;
 	}
+	o = ctl_map_get(req->args, "attempt");
+	if (o && o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		ctl_enc_error(out, CTL_E_BAD_REQUEST, "\"attempt\" must be a positive integer");
+		return;
+	}
+	attempt = o ? o->via.u64 : 0;
 	r = store_artifact_get(f->store, &id, &info);
 	if (r == 0) {
 		store_artifact_info_release(&info);
 		state = "present";
 		goto reply;
 	}
-	if (!job_find(f, &id)) {
-		/* no transfer running: report the outcome of the last one, once */
-		for (size_t i = 0; i < FETCH_RECENT; i++)
-			if (f->recent[i].valid &&
-			    memcmp(f->recent[i].id.b, id.b, STORE_ID_LEN) == 0) {
-				int err = f->recent[i].err;
-				const char *why = strerror(-err);
+	/* A failure goes only to the polls of the attempt that failed (they name it): a new
+	 * request never inherits an old error, it starts or joins a transfer. */
+	for (size_t i = 0; attempt && i < FETCH_RECENT; i++)
+		if (f->recent[i].valid && f->recent[i].serial == attempt &&
+		    memcmp(f->recent[i].id.b, id.b, STORE_ID_LEN) == 0) {
+			int err = f->recent[i].err;
+			const char *why = store_strerror(err);
 
-				if (err == -ENOENT)
-					why = "no peer holds this artifact";
-				else if (err == -EBADMSG)
-					why = "the peers sent data that does not verify";
-				f->recent[i].valid = false;
-				ctl_enc_error(out, err == -ENOENT ? CTL_E_NOT_FOUND : CTL_E_INTERNAL,
-					      why);
-				return;
-			}
+			if (err == -ENOENT)
+				why = "no peer holds this artifact";
+			else if (err == -EBADMSG)
+				why = "the peers sent data that does not verify";
+			ctl_enc_error(out, err == -ENOENT ? CTL_E_NOT_FOUND : CTL_E_INTERNAL, why);
+			return;
+		}
+	j = job_find(f, &id);
+	if (j && j->op_waiter && n == 0) {
+		serial = j->serial; /* joined: its waiter is there already */
+		goto reply;
 	}
 	if (n > 0)
 		r = fetch_artifact(f, &id, addrs, n, op_done, f);
@@ -1359,14 +1605,24 @@ void fetch_op_fetch(struct fetch *f, const struct ctl_request *req, struct ctl_e
 		ctl_enc_error(out, CTL_E_NOT_FOUND, "no live member to fetch from");
 		return;
 	} else if (r < 0) {
-		ctl_enc_error(out, agent_ctl_err_from_errno(r), strerror(-r));
+		ctl_enc_error(out, agent_ctl_err_from_errno(r), store_strerror(r));
 		return;
+	} else {
+		j = job_find(f, &id);
+		if (j) {
+			j->op_waiter = true;
+			serial = j->serial;
+		}
 	}
 reply:
 	ctl_enc_ok(out);
-	ctl_enc_map(out, 2);
+	ctl_enc_map(out, serial ? 3 : 2);
 	ctl_enc_str(out, "id");
 	ctl_enc_str(out, hex);
 	ctl_enc_str(out, "state");
 	ctl_enc_str(out, state);
+	if (serial) {
+		ctl_enc_str(out, "attempt");
+		ctl_enc_uint(out, serial);
+	}
 }

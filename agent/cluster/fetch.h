@@ -63,7 +63,9 @@
 #define FETCH_WINDOW_MAX      64
 #define FETCH_HASHES_MAX      30000	/* chunks of one blob in a BLOB answer (~7 GiB) */
 #define FETCH_SERVE_QUEUE_MAX ((FETCH_WINDOW_MAX + 4) * STORE_CHUNK_SIZE) /* ~17 MiB */
-#define FETCH_PEERS_MAX	      64
+#define FETCH_PEERS_MAX	      64	/* candidates of one transfer */
+#define FETCH_HOLDERS_MAX     1024	/* holders considered when picking candidates */
+#define FETCH_RETRY_QUICK_MS  100	/* see fetch_brain_need */
 
 enum fetch_msg_type {
 	FETCH_GET_MANIFEST = 1,
@@ -115,9 +117,26 @@ struct fetch;
 
 struct fetch_config {
 	unsigned window;	/* chunk requests in flight; 0 = FETCH_WINDOW_DEFAULT */
-	unsigned max_attempts;	/* broken connections before giving up; 0 = 4 per peer, >= 8 */
-	uint32_t retry_ms;	/* brain hook: re-try a failed fetch after this (doubling up to
-				 * 30 s, 10 times); 0 = 1000 */
+	unsigned max_attempts;	/* broken connections of one transfer before it fails;
+				 * 0 = 4 per peer, >= 8 */
+	uint32_t retry_ms;	/* brain hook: first back-off after a failed attempt; 0 = 1000 */
+	uint32_t retry_max_ms;	/* brain hook: back-off cap; 0 = 60000 */
+	struct store_import_limits limits; /* what a fetched artifact may hold, as a local
+					 * import (agentd's max-artifact-*); zeros: the store's */
+};
+
+/*
+ * What the agent tells the fetch about the cluster (fetch_set_hooks); any may be NULL.
+ *   holders: fill @ret with up to @max ids of nodes that announce holding @id (their health
+ *            records), return the count. Asked at every attempt, so candidates are current.
+ *   wanted:  does @service still need @id here (its desired artifact)? false ends the
+ *            brain hook's retries for it.
+ */
+struct fetch_hooks {
+	size_t (*holders)(void *ud, const struct store_id *id,
+			  uint8_t (*ret)[STORE_NODE_ID_LEN], size_t max);
+	bool (*wanted)(void *ud, const char *service, const struct store_id *id);
+	void *ud;
 };
 
 struct fetch_stats {
@@ -164,9 +183,11 @@ int fetch_artifact(struct fetch *f, const struct store_id *id, const struct goss
 		   size_t n, fetch_cb cb, void *ud);
 
 /*
- * The same with node ids (e.g. from health records): each is resolved to its gossip address
- * among the live members; when none resolves (or @n is 0), every live member but this node
- * is a candidate (those lacking it answer not_found).
+ * The same with node ids (e.g. from health records), to which the holders hook adds the
+ * current holders: the live ones among them, in random order, are the candidates; when none
+ * is live (or there are none), up to FETCH_PEERS_MAX live members drawn at random (not in
+ * table order; those lacking it answer not_found). Random, so a crowd asking at once spreads
+ * over the holders and a retry asks others.
  * @return as fetch_artifact; -ENOENT if there is no candidate at all.
  */
 int fetch_artifact_from_nodes(struct fetch *f, const struct store_id *id,
@@ -175,11 +196,32 @@ int fetch_artifact_from_nodes(struct fetch *f, const struct store_id *id,
 
 /*
  * A callback of the type fleet_need_artifact_fn (fleet/fleet.h), @ud = the struct fetch:
- * fetches @artifact from @holders (or every live member), and re-tries with back-off
- * (cfg.retry_ms) while it fails, up to 10 times. Results go to the stats; nothing is logged.
+ * fetches @artifact and never gives up while it is wanted (hooks.wanted; without that hook,
+ * until it lands). Every attempt picks its candidates afresh (fetch_artifact_from_nodes with
+ * the CURRENT holders from hooks.holders; without that hook, @holders), so a node that
+ * fetched it since, or a holder back from the dead, is asked. After a failed attempt it waits
+ * cfg.retry_ms doubled per failure up to cfg.retry_max_ms, +-25 % (1 s .. 60 s by default);
+ * sooner in two cases: an attempt that knew no holder, drew at random and missed, while the
+ * holders hook now names a live one (FETCH_RETRY_QUICK_MS, for the first 3 failures: a
+ * deploy's revision travels ahead of the holder's health record), and fetch_member_alive.
+ * A second need for the same artifact while one waits makes it try at once. Outcomes are
+ * logged (warning per failed attempt, notice on arrival).
  */
 void fetch_brain_need(void *ud, const char *service, uint64_t rev, const struct store_id *artifact,
 		      const uint8_t (*holders)[STORE_NODE_ID_LEN], size_t nholders);
+
+/* Set (copy) the hooks; NULL clears them. */
+void fetch_set_hooks(struct fetch *f, const struct fetch_hooks *hooks);
+
+/*
+ * Member @id became reachable (alive after suspect/dead, or new): every brain-hook retry
+ * waiting in back-off for which @id is a current holder (or that knows no holder) tries at
+ * once (at most once per FETCH_RETRY_QUICK_MS). NULL @f is fine.
+ */
+void fetch_member_alive(struct fetch *f, const uint8_t id[STORE_NODE_ID_LEN]);
+
+/* Artifacts the brain hook is fetching or waiting to retry. */
+size_t fetch_retrying(const struct fetch *f);
 
 /*
  * Call @cb(@ud, id) on the loop each time a transfer lands an artifact in the store (after its
@@ -201,11 +243,13 @@ struct ctl_enc;
 
 /*
  * Control operation "artifact.fetch" (INLINE: runs on the loop) on @f (NULL: gossip is off).
- *   args   {id: 64 hex, from?: ["IP:PORT", ...]}  (no from: every live member is a candidate)
- *   result {id, state: "present" | "fetching"}
- * Starts the transfer (or joins the one running); call again to poll. When the last transfer
- * for @id failed and none runs, the call reports that failure once (not_found: no peer holds
- * it; internal: with the reason) and the next call starts a new transfer.
+ *   args   {id: 64 hex, from?: ["IP:PORT", ...], attempt?: uint}
+ *          (no from: candidates as fetch_artifact_from_nodes)
+ *   result {id, state: "present" | "fetching", attempt?: uint (while fetching)}
+ * Starts the transfer (or joins the one running) and names it by its attempt number; poll
+ * with that attempt. A poll naming an attempt that failed gets that failure (not_found: no
+ * peer holds it; internal: with the reason); a call without an attempt, or naming one that
+ * did not fail, never gets an old failure: it starts a new transfer or joins the running one.
  * Errors: bad_request, not_found, shutting_down (gossip off), internal.
  */
 void fetch_op_fetch(struct fetch *f, const struct ctl_request *req, struct ctl_enc *out);

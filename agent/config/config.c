@@ -27,6 +27,7 @@ enum cfg_key {
 	K_DOCKER_HOST, K_UNIT_DIR, K_SYSTEMD_BUS, /* runtime plugins */
 	K_EVENT_HOOK, K_EVENT_HOOK_TIMEOUT, K_EVENT_HOOK_MAX_RUNNING, K_EVENT_HOOK_QUEUE,
 	K_HTTP_API, K_HAPROXY_SOCKET, K_HAPROXY_BACKEND, K_FAILOVER_SHARE, /* traffic (issue 14) */
+	K_OPERATORS_DIR, /* trust (agent/base/sign.h) */
 	K__COUNT
 };
 
@@ -67,6 +68,7 @@ static const char *const cfg_keys[K__COUNT] = {
 	[K_HAPROXY_SOCKET] = "haproxy-socket",
 	[K_HAPROXY_BACKEND] = "haproxy-backend",
 	[K_FAILOVER_SHARE] = "failover-share",
+	[K_OPERATORS_DIR] = "operators-dir",
 };
 
 enum { OPT_CONFIG = 1000, OPT_HELP, OPT_VERSION, OPT_CONFIG_DIR, OPT_CHECK };
@@ -111,6 +113,11 @@ static const char usage_text[] =
 	"                              " AGENT_DEFAULT_UNIT_DIR ")\n"
 	"  --systemd-bus ADDRESS       systemd runtime: D-Bus address of systemd itself, e.g.\n"
 	"                              unix:path=/run/systemd/private (default: the system bus)\n"
+	"\n"
+	"Trust:\n"
+	"  --operators-dir DIR         the operator public keys (*.pub) whose signed deploys and\n"
+	"                              rollbacks this node accepts (default\n"
+	"                              " AGENT_DEFAULT_OPERATORS_DIR "; reloaded on SIGHUP)\n"
 	"\n"
 	"Cluster options:\n"
 	"  --bind ADDR:PORT            gossip address, UDP and TCP (default " AGENT_DEFAULT_BIND ")\n"
@@ -539,6 +546,11 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 		if (r == -EINVAL)
 			why = "empty path";
 		break;
+	case K_OPERATORS_DIR:
+		r = set_path(&c->operators_dir, v);
+		if (r == -EINVAL)
+			why = "empty path";
+		break;
 	case K_SYSTEMD_BUS:
 		/* "" means: the system bus. sd-bus validates the address when connecting. */
 		if (!*v) {
@@ -763,6 +775,7 @@ static int defaults(struct agent_config *c)
 	    !(c->socket_group = strdup(AGENT_DEFAULT_GROUP)) ||
 	    !(c->docker_host = strdup(AGENT_DEFAULT_DOCKER_HOST)) ||
 	    !(c->unit_dir = strdup(AGENT_DEFAULT_UNIT_DIR)) ||
+	    !(c->operators_dir = strdup(AGENT_DEFAULT_OPERATORS_DIR)) ||
 	    !(c->config_path = strdup(AGENT_DEFAULT_CONFIG)))
 		return -ENOMEM;
 	return 0;
@@ -787,6 +800,7 @@ void agent_config_release(struct agent_config *c)
 	free(c->socket_group);
 	free(c->docker_host);
 	free(c->unit_dir);
+	free(c->operators_dir);
 	free(c->systemd_bus);
 	free(c->event_hook);
 	list_free(&c->config_files, &c->nconfig_files);

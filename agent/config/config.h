@@ -43,6 +43,7 @@
 #define AGENT_DEFAULT_BIND	"0.0.0.0:7946"
 #define AGENT_DEFAULT_DOCKER_HOST "/run/podman/podman.sock"
 #define AGENT_DEFAULT_UNIT_DIR	"/etc/systemd/system"
+#define AGENT_DEFAULT_OPERATORS_DIR "/etc/shoal/operators"
 
 struct agent_config {
 	char *config_path;		/* the file read (or the default that was absent) */
@@ -80,6 +81,7 @@ struct agent_config {
 	/* Runtime plugins (struct plugin_config). */
 	char *docker_host;		/* container: Docker API unix socket path (absolute) */
 	char *unit_dir;			/* systemd: where unit files are written (absolute) */
+	char *operators_dir;		/* trusted operator public keys (agent/base/sign.h) */
 	char *systemd_bus;		/* systemd: NULL = the system bus; else a D-Bus address of
 					 * systemd itself, e.g. unix:path=/run/systemd/private */
 

@@ -207,7 +207,7 @@ bool ctl_client_fetching(const struct ctl_client *c)
 
 int ctl_client_fetch(struct ctl_client *c, const char *id, const char *const *from, size_t nfrom)
 {
-	uint64_t deadline = ctl_client_now_ms() + c->timeout_ms;
+	uint64_t deadline = ctl_client_now_ms() + c->timeout_ms, attempt = 0;
 
 	for (;;) {
 		struct ctl_enc e;
@@ -215,8 +215,12 @@ int ctl_client_fetch(struct ctl_client *c, const char *id, const char *const *fr
 
 		ctl_enc_init(&e);
 		ctl_enc_request(&e, "artifact.fetch", true);
-		ctl_enc_map(&e, nfrom ? 2 : 1);
+		ctl_enc_map(&e, (nfrom ? 2 : 1) + (attempt ? 1 : 0));
 		ctl_kv_str(&e, "id", id);
+		if (attempt) { /* our transfer: its failure, and no one else's, comes back */
+			ctl_enc_str(&e, "attempt");
+			ctl_enc_uint(&e, attempt);
+		}
 		if (nfrom) {
 			ctl_enc_str(&e, "from");
 			ctl_enc_array(&e, (uint32_t)nfrom);
@@ -227,6 +231,9 @@ int ctl_client_fetch(struct ctl_client *c, const char *id, const char *const *fr
 		ctl_enc_release(&e);
 		if (x != EXIT_DONE || !ctl_client_fetching(c) || ctl_client_now_ms() >= deadline)
 			return x;
+		const msgpack_object *a = ctl_map_get(c->resp.result, "attempt");
+		if (a && a->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+			attempt = a->via.u64;
 		ctl_client_sleep_ms(100);
 	}
 }

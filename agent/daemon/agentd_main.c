@@ -147,6 +147,10 @@ static void reload(struct agent *a)
 	a->cfg.log_level = c.log_level;
 	if (a->cluster)
 		(void)cluster_keyring_reload(a->cluster);
+	/* the trusted operator keys are read again (a removed key stops working at once); the
+	 * directory itself is the one agentd started with */
+	if (a->fleet)
+		(void)fleet_operators_reload(a->fleet);
 	/* Only the log level can change while running; say so for the rest. */
 #define CHANGED(f) ((a->cfg.f == NULL) != (c.f == NULL) || (c.f && strcmp(a->cfg.f, c.f) != 0))
 	if (CHANGED(node_name) || CHANGED(state_dir) || CHANGED(socket_path) ||

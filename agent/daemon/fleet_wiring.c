@@ -13,6 +13,9 @@
 #include "agent/cluster/cluster.h"
 #include "agent/base/log.h"
 #include "agent/daemon/hook.h"
+#include "agent/base/sign.h"
+
+#include <sodium.h>
 
 static int net_put(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 {
@@ -119,8 +122,27 @@ int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 			return r;
 		}
 	}
+	/* the node's identity key (agent/base/sign.h): made at the first start, refused when
+	 * readable by others */
+	struct sign_key nk;
+	char kpath[4096];
+	bool created = false;
+	snprintf(kpath, sizeof kpath, "%s/node.key", a->cfg.state_dir);
+	r = sign_node_key_load(kpath, &nk, &created);
+	if (r < 0) {
+		snprintf(err, errlen, "node key %s: %s%s", kpath, sign_strerror(r),
+			 r == -SIGN_EMODE ? "; it signs this node's votes, so agentd refuses it"
+					  : "");
+		free(q);
+		return r;
+	}
+	if (created)
+		log_notice("created this node's identity key %s (it signs its votes and roster "
+			   "entry; keep it with the state directory)", kpath);
 	struct fleet_opts o = {
 		.node_id = a->node_id,
+		.node_key = &nk,
+		.operators_dir = a->cfg.operators_dir,
 		.node_name = a->cfg.node_name,
 		.site = site,
 		.state_dir = a->cfg.state_dir,
@@ -157,6 +179,7 @@ int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 		.ud = a,
 	};
 	r = fleet_new(&a->loop, a->store, &o, &net, &a->fleet);
+	sodium_memzero(&nk, sizeof nk);
 	free(q);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot create the cluster brain: %s", strerror(-r));

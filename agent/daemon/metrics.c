@@ -383,6 +383,23 @@ char *metrics_render(struct agent *a)
 		metric(&b, "shoal_gossip_health_awareness", "gauge",
 		       "Lifeguard local health multiplier score (0 = healthy).");
 		sb_printf(&b, "shoal_gossip_health_awareness %u\n", gs.awareness);
+		/* bounds against outsiders and floods (gossip/transport.h, gossip/gossip.h) */
+		metric(&b, "shoal_gossip_unproven_streams_total", "counter",
+		       "Inbound TCP connections that never proved the key, by fate.");
+		sb_printf(&b, "shoal_gossip_unproven_streams_total{fate=\"timed_out\"} %" PRIu64
+			  "\n", ts.stream_unproven_closed);
+		sb_printf(&b, "shoal_gossip_unproven_streams_total{fate=\"refused\"} %" PRIu64
+			  "\n", ts.stream_unproven_refused);
+		metric(&b, "shoal_gossip_table_drops_total", "counter",
+		       "New members and records refused at the table bounds.");
+		sb_printf(&b, "shoal_gossip_table_drops_total{kind=\"member\"} %" PRIu64 "\n",
+			  gs.members_dropped);
+		sb_printf(&b, "shoal_gossip_table_drops_total{kind=\"record\"} %" PRIu64 "\n",
+			  gs.records_dropped);
+		metric(&b, "shoal_gossip_flood_cover_probes_total", "counter",
+		       "Probes moved off never-heard members to heard ones.");
+		sb_printf(&b, "shoal_gossip_flood_cover_probes_total %" PRIu64 "\n",
+			  gs.flood_cover_probes);
 		metric(&b, "shoal_gossip_keys", "gauge", "Keys in the cluster keyring.");
 		sb_printf(&b, "shoal_gossip_keys %u\n", cs.keys);
 		metric(&b, "shoal_cluster_persist_errors_total", "counter",

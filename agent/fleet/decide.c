@@ -115,6 +115,109 @@ void fleet__recompute(struct fleet *b, struct svc *v)
 static void recast(struct fleet *b, struct svc *v, const struct store_revision *bad);
 
 
+bool fleet__op_ok(struct fleet *b, const struct store_opsig *op, int kind, const char *service,
+		  const uint8_t *artifact)
+{
+	struct sign_op so;
+	if (!op || op->kind != kind)
+		return false;
+	memset(&so, 0, sizeof so);
+	so.kind = op->kind;
+	memcpy(so.scope, op->scope, sizeof so.scope);
+	so.scope[sizeof so.scope - 1] = 0;
+	so.target = op->target;
+	so.ts_ms = op->ts_ms;
+	memcpy(so.nonce, op->nonce, sizeof so.nonce);
+	memcpy(so.key, op->key, sizeof so.key);
+	memcpy(so.sig, op->sig, sizeof so.sig);
+	return sign_op_verify(&so, service, artifact, &b->ops);
+}
+
+/*
+ * The operator behind a deploy (sign.h): a deploy statement about this very artifact and
+ * scope, or (an override) a rollback statement about its scope, under a trusted key, and a
+ * nonce no other revision held here carries (a captured statement is not replayed at a new
+ * rev while the first one is retained). 0 or -EPERM.
+ */
+static int deploy_op_check(struct fleet *b, struct svc *v, const struct store_revision *r)
+{
+	const struct store_opsig *op = &r->op;
+	bool ok = op->kind == SIGN_OP_DEPLOY
+			  ? fleet__op_ok(b, op, SIGN_OP_DEPLOY, r->service, r->artifact.b) &&
+				    strcmp(op->scope, r->scope) == 0
+			  : fleet__op_ok(b, op, SIGN_OP_ROLLBACK, r->service, NULL) &&
+				    (!op->scope[0] || strcmp(op->scope, r->scope) == 0);
+	if (!ok)
+		return -EPERM;
+	for (size_t i = 0; i < v->nlog; i++)
+		if (v->log[i].rev != r->rev && v->log[i].op.kind &&
+		    memcmp(v->log[i].op.nonce, op->nonce, sizeof op->nonce) == 0 &&
+		    memcmp(v->log[i].op.key, op->key, sizeof op->key) == 0)
+			return -EPERM;
+	return 0;
+}
+
+/* The key bound to @id, reading the roster records again once if none is bound yet (a
+ * record can arrive before the debounced roster refresh has bound its writer's key). */
+static const uint8_t *key_of(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN])
+{
+	const uint8_t *k = fleet__bound_key(b, id);
+	if (!k && fleet__members_refresh(b) == 0)
+		k = fleet__bound_key(b, id);
+	return k;
+}
+
+/*
+ * The signatures of @r (sign.h). A deploy: its origin's signature under the key bound to the
+ * origin (-EAGAIN while none is bound: the record is examined again at the next roster
+ * change). A rollback: each certificate vote under the key the record's electorate names
+ * (agree_verify_signatures), those keys equal to the ones bound here for the same ids, and
+ * its electorate that of the record held at rev - 1 (below): otherwise keys or identities of
+ * a forger's choosing would make a certificate verify. 0; -EAGAIN; -AGREE_ESIG.
+ */
+int fleet__check_signed(struct fleet *b, struct svc *v, const struct store_revision *r)
+{
+	if (r->kind == STORE_REV_DEPLOY) {
+		const uint8_t *k = key_of(b, r->origin);
+		uint8_t *msg;
+		size_t len;
+		if (!k)
+			return -EAGAIN;
+		if (agree_deploy_msg(r, &msg, &len) < 0)
+			return -AGREE_ESIG;
+		bool ok = sign_verify(k, msg, len, r->origin_sig);
+		free(msg);
+		return ok ? deploy_op_check(b, v, r) : -AGREE_ESIG;
+	}
+	int e = agree_verify_signatures(r);
+	if (e < 0)
+		return e;
+	for (uint32_t i = 0; i < r->ncert; i++) {
+		const uint8_t *k = fleet__bound_key(b, r->cert[i]);
+		const uint8_t *ek = agree_elector_key(r, r->cert[i]);
+		if (k && ek && memcmp(k, ek, STORE_KEY_LEN) != 0)
+			return -AGREE_ESIG;
+	}
+	/* The electorate must be the one of the record held at rev - 1: the judged record
+	 * itself (everything it says must match), or, when this node holds another record at
+	 * that rev (two deploys of one rev made on two sides of a partition; rule 1 will make
+	 * every node hold the same one), one with the same electors, keys and rule, so that
+	 * the logs still converge. Otherwise identities joined by a cluster key holder (trust
+	 * on first join) could sign a certificate for an electorate of their own. Without a
+	 * record at rev - 1 yet: examined again at the next resync. */
+	const struct store_revision *bad = agree_at(v->log, v->nlog, r->rev - 1);
+	if (!bad)
+		return -EAGAIN;
+	if (agree_subject(bad) == r->cert_subject)
+		return agree_rollback_matches(bad, r) ? 0 : -AGREE_ESIG;
+	bool same = bad->nelect == r->nelect && bad->elect_keys && r->elect_keys &&
+		    memcmp(&bad->quorum, &r->quorum, sizeof bad->quorum) == 0 &&
+		    (!r->nelect ||
+		     (memcmp(bad->elect, r->elect, (size_t)r->nelect * STORE_NODE_ID_LEN) == 0 &&
+		      memcmp(bad->elect_keys, r->elect_keys, (size_t)r->nelect * STORE_KEY_LEN) == 0));
+	return same ? 0 : -AGREE_ESIG;
+}
+
 /* Merge @r (decoded, cert filled) into the log. @mine: we wrote it. Returns the agree result. */
 int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revision *r, bool mine)
 {
@@ -122,6 +225,27 @@ int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revisio
 	int a;
 
 	fleet__observe(b, r->hlc);
+	/* who wrote it (sign.h): a deploy is signed by its origin node, a rollback's certificate
+	 * by each counted elector */
+	a = fleet__check_signed(b, v, r);
+	if (a < 0) {
+		if (a == -EAGAIN)
+			return a;
+		b->sig_refused++;
+		b->rev_refused++;
+		/* a forged record stays in gossip and is replayed every resync: the first
+		 * refusals are logged, then every power of two */
+		if ((b->rev_refused & (b->rev_refused - 1)) == 0 || mine)
+			log_warning("%s: %s %s at rev %" PRIu64 " refused: %s (%" PRIu64
+				    " record(s) refused so far)", v->name, mine ? "own" : "a",
+				    r->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy", r->rev,
+				    r->kind == STORE_REV_ROLLBACK ? agree_strerror(a)
+				    : a == -EPERM ? "it carries no valid signature of a trusted operator "
+						    "key (operators-dir; agentctl keygen)"
+				    : "its origin's signature does not verify against the key bound "
+				      "to that node", b->sig_refused);
+		return a;
+	}
 	a = agree_accept(v->log, v->nlog, r);
 	if (a < 0) {
 		if (mine)
@@ -215,6 +339,8 @@ bool fleet__decided(const struct svc *v, const struct store_revision *bad)
 }
 
 static bool has_vote(const struct svc *v, const uint8_t *voter, uint64_t rev);
+static bool echo_ok(struct fleet *b, struct svc *v, const struct store_vote *av,
+		    const struct store_opsig *op, const struct store_revision *d);
 
 /*
  * Echo an operator's vote against our desired revision that arrived while we could not vote
@@ -230,11 +356,24 @@ static void echo_pending(struct fleet *b, struct svc *v)
 	uint64_t subject = agree_subject(d);
 	for (size_t i = 0; i < v->nvotes; i++) {
 		const struct store_vote *o = &v->votes[i];
-		if (o->rev == d->rev && o->reason == STORE_VOTE_OPERATOR && o->subject == subject &&
-		    fleet__can_carry_out(b, v, d, o->target)) {
-			fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, o->target);
-			return;
-		}
+		if (o->rev != d->rev || o->reason != STORE_VOTE_OPERATOR || o->subject != subject ||
+		    !fleet__can_carry_out(b, v, d, o->target) || !b->net.get)
+			continue;
+		/* the operator's statement travels with its vote record only: read it again */
+		char key[FLEET_REC_KEY_MAX + 1];
+		struct fleet_key k = {.type = FLEET_REC_VOTE, .rev = d->rev};
+		snprintf(k.service, sizeof k.service, "%s", v->name);
+		int n = fleet_key_format(&k, key, sizeof key);
+		const struct gossip_record *g =
+			n < 0 ? NULL : b->net.get(b->net.ud, o->voter, key, (size_t)n);
+		struct store_vote rv;
+		struct store_opsig op;
+		memset(&op, 0, sizeof op);
+		if (!g || fleet_vote_decode_op(g->value, g->value_len, &rv, &op) < 0 ||
+		    !echo_ok(b, v, o, &op, d))
+			continue;
+		fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, o->target, NULL);
+		return;
 	}
 }
 
@@ -301,7 +440,7 @@ static bool has_vote(const struct svc *v, const uint8_t *voter, uint64_t rev)
  * the others saw and we forgot.
  */
 int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision *subject,
-		     enum store_vote_reason reason, uint64_t target)
+		     enum store_vote_reason reason, uint64_t target, const struct store_opsig *op)
 {
 	struct store_vote av;
 	uint8_t *val;
@@ -341,6 +480,8 @@ int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision
 	av.subject = agree_subject(subject);
 	av.target = tg;
 	av.round = round;
+	uint8_t msg[AGREE_VOTE_MSG_MAX];
+	sign_detached(&b->key, msg, agree_vote_msg(&av, msg), av.sig);
 	target = tg;
 	/* Stored before it counts or is published: a vote the others saw and this node forgot
 	 * at a restart could be followed by a second, different vote in the same round, which
@@ -356,7 +497,8 @@ int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision
 		return r;
 	if (subject->rev > v->voted_rev)
 		v->voted_rev = subject->rev;
-	r = fleet_vote_encode(&av, &val, &len);
+	/* an operator vote carries the operator's statement, so that the others echo it */
+	r = fleet_vote_encode_op(&av, reason == STORE_VOTE_OPERATOR ? op : NULL, &val, &len);
 	if (r < 0)
 		return r;
 	struct fleet_key k = {.type = FLEET_REC_VOTE, .rev = subject->rev};
@@ -389,7 +531,7 @@ static void recast(struct fleet *b, struct svc *v, const struct store_revision *
 		return;
 	int r = agree_next_vote(bad, v->votes, v->nvotes, b->id, mine->target, &round, &tg);
 	if (r == AGREE_VOTE_BEHIND) {
-		fleet__cast_vote(b, v, bad, mine->reason, tg);
+		fleet__cast_vote(b, v, bad, mine->reason, tg, NULL);
 	} else if (r == AGREE_VOTE_STUCK) {
 		uint64_t now = uv_now(b->loop);
 		if (v->stuck_rev != bad->rev || v->stuck_round != mine->round) {
@@ -397,7 +539,7 @@ static void recast(struct fleet *b, struct svc *v, const struct store_revision *
 			v->stuck_round = mine->round;
 			v->stuck_since = now;
 		} else if (now - v->stuck_since >= RECAST_SETTLE_MS) {
-			fleet__cast_vote(b, v, bad, mine->reason, tg);
+			fleet__cast_vote(b, v, bad, mine->reason, tg, NULL);
 		}
 	}
 }
@@ -503,7 +645,32 @@ static void vote_queue(struct fleet *b, const struct store_vote *sv)
 		uv_timer_start(&b->vflush, on_vflush, VOTE_FLUSH_MS, 0);
 }
 
-void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av)
+/*
+ * May this node echo operator vote @av with statement @op against @d (sign.h)? A rollback
+ * statement of a trusted operator for this service, target and scope, signed after @d was
+ * written (60 s of clock skew allowed): an unsigned operator vote would let one compromised
+ * node roll the fleet back, and an old statement must not apply to a later revision. Only
+ * the operator's own vote carries the statement; echoes are never echoed.
+ */
+static bool echo_ok(struct fleet *b, struct svc *v, const struct store_vote *av,
+		    const struct store_opsig *op, const struct store_revision *d)
+{
+	char hex[2 * STORE_NODE_ID_LEN + 1];
+	if (!op || !op->kind)
+		return false;	/* an echo (or an unsigned operator vote): never echoed */
+	if (fleet__op_ok(b, op, SIGN_OP_ROLLBACK, v->name, NULL) &&
+	    op->target == av->target && (!op->scope[0] || strcmp(op->scope, d->scope) == 0) &&
+	    op->ts_ms + 60000 >= (d->hlc >> 16))
+		return true;
+	fleet__hex_id(av->voter, STORE_NODE_ID_LEN, hex);
+	log_warning("%s: operator vote of node %s against rev %" PRIu64 " not echoed: it carries "
+		    "no valid statement of a trusted operator key for this revision", v->name, hex,
+		    av->rev);
+	return false;
+}
+
+void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av,
+		    const struct store_opsig *op)
 {
 	int r = fleet__vote_add(v, av);
 	if (r <= 0)
@@ -520,7 +687,11 @@ void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av)
 	const struct store_revision *d =
 		agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
 	if (av->reason == STORE_VOTE_OPERATOR && d && d->rev == av->rev &&
-	    av->subject == agree_subject(d) && fleet__can_carry_out(b, v, d, av->target))
-		fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, av->target);
+	    av->subject == agree_subject(d) && fleet__can_carry_out(b, v, d, av->target) &&
+	    echo_ok(b, v, av, op, d))
+		/* the echo does not carry the statement again: 140 bytes less per vote in a
+		 * burst of N echoes (the gossip of a rollback), and the operator's own vote,
+		 * which carries it, reaches every node by gossip and anti-entropy */
+		fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, av->target, NULL);
 	fleet__decide(b, v);
 }

@@ -227,6 +227,7 @@ nomem:
 
 /* Roster entries: one per id; a roster record decides over the member view. */
 struct rcollect {
+	struct fleet *b;
 	struct agree_member *m;
 	char (*sites)[65];
 	char (*addrs)[64];
@@ -274,6 +275,184 @@ static struct agree_member *rc_slot(struct rcollect *c, const uint8_t *id)
 	return &c->m[c->n++];
 }
 
+/* ---- Node keys (trust on first join, sign.h) ------------------------------------------------ */
+
+const uint8_t *fleet__bound_key(const struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN])
+{
+	size_t lo = 0, hi = b->nbinds;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = memcmp(b->binds[mid].id, id, STORE_NODE_ID_LEN);
+		if (c == 0)
+			return b->binds[mid].key;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static struct nodekey *bind_slot(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN])
+{
+	const uint8_t *k = fleet__bound_key(b, id);
+	return k ? (struct nodekey *)(k - offsetof(struct nodekey, key)) : NULL;
+}
+
+/* Bind @key to @id in memory (sorted insert); @persist: and in the store. 0 or -errno. */
+static int bind_key(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
+		    const uint8_t key[STORE_KEY_LEN], bool persist)
+{
+	size_t at = 0;
+	if (b->nbinds == b->capbinds) {
+		size_t cap = b->capbinds ? 2 * b->capbinds : 16;
+		struct nodekey *n = realloc(b->binds, cap * sizeof *n);
+		if (!n)
+			return -ENOMEM;
+		b->binds = n;
+		b->capbinds = cap;
+	}
+	while (at < b->nbinds && memcmp(b->binds[at].id, id, STORE_NODE_ID_LEN) < 0)
+		at++;
+	memmove(&b->binds[at + 1], &b->binds[at], (b->nbinds - at) * sizeof *b->binds);
+	memset(&b->binds[at], 0, sizeof *b->binds);
+	memcpy(b->binds[at].id, id, STORE_NODE_ID_LEN);
+	memcpy(b->binds[at].key, key, STORE_KEY_LEN);
+	b->nbinds++;
+	if (!persist)
+		return 0;
+	char kk[8 + 2 * STORE_NODE_ID_LEN + 1];
+	memcpy(kk, "nodekey/", 8);
+	fleet__hex_id(id, STORE_NODE_ID_LEN, kk + 8);
+	int r = store_kv_put(b->s, STORE_KV_AGENT, kk, sizeof kk - 1, key, STORE_KEY_LEN);
+	if (r < 0)
+		log_warning("cannot record the key of node %s: %s", kk + 8, store_strerror(r));
+	return 0;
+}
+
+static int bind_load_cb(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
+{
+	struct fleet *b = ud;
+	uint8_t id[STORE_NODE_ID_LEN];
+	const char *k = key;
+	if (klen != 8 + 2 * STORE_NODE_ID_LEN || memcmp(k, "nodekey/", 8) != 0)
+		return 0;
+	if (vlen != STORE_KEY_LEN || sodium_hex2bin(id, sizeof id, k + 8, 2 * STORE_NODE_ID_LEN,
+						    NULL, NULL, NULL) != 0)
+		return 0;
+	if (fleet__bound_key(b, id))
+		return 0;
+	return bind_key(b, id, val, false);
+}
+
+/*
+ * Check a roster record of @owner: its key's signature over it, then the binding (the first
+ * key seen for an id wins; another one is refused and logged once per key). true: use it.
+ */
+static bool roster_trusted(struct fleet *b, const uint8_t owner[STORE_NODE_ID_LEN],
+			   const struct fleet_roster *ro)
+{
+	uint8_t msg[FLEET_ROSTER_MSG_MAX];
+	char hex[2 * STORE_NODE_ID_LEN + 1];
+	size_t n = fleet_roster_msg(owner, ro, msg);
+	struct nodekey *nk;
+	if (!sign_verify(ro->key, msg, n, ro->sig)) {
+		b->sig_refused++;
+		log_debug("roster record of %s refused: its signature does not verify",
+			  (fleet__hex_id(owner, STORE_NODE_ID_LEN, hex), hex));
+		return false;
+	}
+	nk = bind_slot(b, owner);
+	if (!nk) {
+		fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
+		if (bind_key(b, owner, ro->key, true) < 0)
+			return false;
+		log_info("roster: node %s joins with key %02x%02x%02x%02x... (bound on first join)",
+			 hex, ro->key[0], ro->key[1], ro->key[2], ro->key[3]);
+		return true;
+	}
+	if (sodium_memcmp(nk->key, ro->key, STORE_KEY_LEN) == 0)
+		return true;
+	b->sig_refused++;
+	if (memcmp(nk->refused, ro->key, STORE_KEY_LEN) != 0) {
+		memcpy(nk->refused, ro->key, STORE_KEY_LEN);
+		fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
+		log_warning("roster: a roster record for node %s with another key "
+			    "(%02x%02x%02x%02x..., bound: %02x%02x%02x%02x...) refused: a node's "
+			    "key is bound at its first join (someone holding the cluster key may be "
+			    "impersonating it; if the node was rebuilt, remove the old id with "
+			    "agentctl members remove and join it with a new state directory)",
+			    hex, ro->key[0], ro->key[1], ro->key[2], ro->key[3], nk->key[0],
+			    nk->key[1], nk->key[2], nk->key[3]);
+		fleet__event(b, "security", "", 0, "roster record of %s with an unbound key refused",
+			     hex);
+	}
+	return false;
+}
+
+bool fleet__vote_signed_ok(struct fleet *b, struct svc *v, const struct store_vote *av)
+{
+	const struct store_revision *held = agree_at(v->log, v->nlog, av->rev);
+	const uint8_t *key = held ? agree_elector_key(held, av->voter) : NULL;
+	char hex[2 * STORE_NODE_ID_LEN + 1];
+	/* a non-elector's vote is never counted, but it may carry an operator's request: its
+	 * bound key; an elector's, the key the revision names (never the current view) */
+	if (!key && !(held && agree_in_electorate(held, av->voter)))
+		key = fleet__bound_key(b, av->voter);
+	if (key && agree_vote_verify(av, key))
+		return true;
+	b->sig_refused++;
+	b->vote_refused++;
+	fleet__hex_id(av->voter, STORE_NODE_ID_LEN, hex);
+	/* a forged record stays in gossip and is replayed every resync: say it on the first
+	 * refusals, then every power of two */
+	if ((b->vote_refused & (b->vote_refused - 1)) == 0)
+		log_warning("%s: vote on rev %" PRIu64 " in the name of node %s refused: %s "
+			    "(%" PRIu64 " record(s) refused so far)", v->name, av->rev, hex,
+			    key ? "its signature does not verify against the node's key"
+				: "no key is known for that node",
+			    b->sig_refused);
+	return false;
+}
+
+static void on_member_resync(uv_timer_t *t);
+
+int fleet_operators_reload(struct fleet *b)
+{
+	struct sign_trust t = {0};
+	char bad[4200];
+	if (!b)
+		return -EINVAL;
+	if (!b->operators_dir) {
+		sign_trust_free(&b->ops);
+		return 0;
+	}
+	int r = sign_trust_load(b->operators_dir, &t, bad, sizeof bad);
+	if (r < 0) {
+		log_error("operators: cannot read %s: %s (keeping the %zu key(s) trusted so far)",
+			  b->operators_dir, strerror(-r), b->ops.n);
+		return r;
+	}
+	if (bad[0])
+		log_warning("operators: %s is not an operator public key (made by agentctl keygen): "
+			    "ignored", bad);
+	sign_trust_free(&b->ops);
+	b->ops = t;
+	log_notice("operators: %zu operator key(s) trusted from %s%s", t.n, b->operators_dir,
+		   t.n ? "" : " (none: deploys and operator rollbacks are refused; make a key "
+			      "with agentctl keygen and copy its .pub file there)");
+	/* records refused for want of a trusted key may pass now, and the others' not */
+	b->need_replay = true;
+	if (b->started && !b->closing)
+		uv_timer_start(&b->resync, on_member_resync, 0, 0);
+	return (int)t.n;
+}
+
+uint64_t fleet_sig_refused(const struct fleet *b)
+{
+	return b ? b->sig_refused : 0;
+}
+
 static int roster_rec_cb(void *ud, const struct gossip_record *g)
 {
 	struct rcollect *c = ud;
@@ -292,8 +471,11 @@ static int roster_rec_cb(void *ud, const struct gossip_record *g)
 	}
 	if (k.type != FLEET_REC_ROSTER || fleet_roster_decode(g->value, g->value_len, &ro) < 0)
 		return 0;
+	if (!roster_trusted(c->b, g->owner, &ro))
+		return 0;
 	if (!(m = rc_slot(c, g->owner)))
 		goto nomem;
+	memcpy(m->key, ro.key, STORE_KEY_LEN);
 	m->state = ro.left ? AGREE_LEFT : AGREE_DEAD;	/* alive once seen as a member */
 	snprintf(c->sites[m - c->m], 65, "%s", ro.site);
 	snprintf(c->addrs[m - c->m], 64, "%s", ro.addr);
@@ -306,7 +488,7 @@ nomem:
 
 static int roster_refresh(struct fleet *b)
 {
-	struct rcollect c = {0};
+	struct rcollect c = {.b = b};
 	int r = b->net.record_foreach ? b->net.record_foreach(b->net.ud, roster_rec_cb, &c) : 0;
 	/* an operator's removal stands until the node publishes a newer roster record */
 	for (size_t i = 0; r >= 0 && !c.err && i < c.n; i++)
@@ -335,6 +517,10 @@ static int roster_refresh(struct fleet *b)
 		}
 		c.rhlc[m - c.m] = 1;	/* seen alive: on the roster until removed */
 		m->state = b->members[i].state;
+		/* its roster record has not arrived (or was refused): the key bound to it */
+		const uint8_t *bk = fleet__bound_key(b, m->id);
+		if (bk)
+			memcpy(m->key, bk, STORE_KEY_LEN);
 		snprintf(c.sites[m - c.m], 65, "%s", b->members[i].site ? b->members[i].site : "");
 	}
 	free(c.rhlc);
@@ -391,7 +577,7 @@ static void reconnect(struct fleet *b)
 	}
 }
 
-static int members_refresh(struct fleet *b)
+int fleet__members_refresh(struct fleet *b)
 {
 	struct mcollect c = {.b = b};
 	int r = b->net.member_foreach ? b->net.member_foreach(b->net.ud, member_cb, &c) : 0;
@@ -544,6 +730,9 @@ static int publish_roster(struct fleet *b, bool left)
 	snprintf(ro.addr, sizeof ro.addr, "%s", b->advertise);
 	ro.left = left;
 	ro.hlc = fleet__stamp(b);
+	memcpy(ro.key, b->key.pk, STORE_KEY_LEN);
+	uint8_t msg[FLEET_ROSTER_MSG_MAX];
+	sign_detached(&b->key, msg, fleet_roster_msg(b->id, &ro, msg), ro.sig);
 	int r = fleet_roster_encode(&ro, &val, &len);
 	if (r < 0)
 		return r;
@@ -581,7 +770,7 @@ int fleet_roster_remove(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
 		   x.reason[0] ? ": " : "", x.reason);
 	fleet__event(b, "roster", "", 0, "%s removed from the roster by uid %" PRIu32 "%s%s",
 	      fleet__member_name(b, id, who), x.uid, x.reason[0] ? ": " : "", x.reason);
-	members_refresh(b);
+	fleet__members_refresh(b);
 	return 0;
 }
 
@@ -612,7 +801,7 @@ int fleet__publish_rev(struct fleet *b, const struct store_revision *r)
 		if (err < 0)
 			return err;
 	}
-	for (uint32_t i = 0; i < fleet_cert_chunks(r->nelect); i++) {
+	for (uint32_t i = 0; i < fleet_elect_chunks(r->nelect); i++) {
 		err = fleet_elect_encode(r, i, &val, &len);
 		if (err < 0)
 			return err;
@@ -729,10 +918,12 @@ static int assemble(struct fleet *b, const uint8_t *owner, const char *service, 
 	if (r.ncert) {
 		uint32_t ncert = r.ncert;
 		r.cert = malloc((size_t)ncert * STORE_NODE_ID_LEN);
-		if (!r.cert) {
-			r.ncert = 0;
+		r.cert_sigs = calloc(ncert, sizeof *r.cert_sigs);
+		if (!r.cert || !r.cert_sigs) {
+			store_revision_release(&r);
 			return -ENOMEM;
 		}
+		bool sigs = true;
 		for (uint32_t i = 0; i < fleet_cert_chunks(ncert); i++) {
 			struct fleet_cert_chunk c;
 			k.type = FLEET_REC_CERT;
@@ -749,17 +940,25 @@ static int assemble(struct fleet *b, const uint8_t *owner, const char *service, 
 				return err < 0 ? err : -EAGAIN;
 			}
 			memcpy(r.cert[i * FLEET_CERT_PER_CHUNK], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
+			memcpy(&r.cert_sigs[i * FLEET_CERT_PER_CHUNK], c.sigs,
+			       (size_t)c.n * sizeof c.sigs[0]);
+			sigs = sigs && c.extra;
+		}
+		if (!sigs) {	/* unsigned (or partly): agree_verify_signatures refuses it */
+			free(r.cert_sigs);
+			r.cert_sigs = NULL;
 		}
 	}
 	if (r.nelect) {
 		uint32_t nelect = r.nelect;
 		r.elect = malloc((size_t)nelect * STORE_NODE_ID_LEN);
-		if (!r.elect) {
-			r.nelect = 0;
+		r.elect_keys = calloc(nelect, STORE_KEY_LEN);
+		if (!r.elect || !r.elect_keys) {
 			store_revision_release(&r);
 			return -ENOMEM;
 		}
-		for (uint32_t i = 0; i < fleet_cert_chunks(nelect); i++) {
+		bool keys = true;
+		for (uint32_t i = 0; i < fleet_elect_chunks(nelect); i++) {
 			struct fleet_cert_chunk c;
 			k.type = FLEET_REC_ELECT;
 			k.chunk = i;
@@ -774,8 +973,15 @@ static int assemble(struct fleet *b, const uint8_t *owner, const char *service, 
 				store_revision_release(&r);
 				return err < 0 ? err : -EAGAIN;
 			}
-			memcpy(r.elect[i * FLEET_CERT_PER_CHUNK], c.ids,
+			memcpy(r.elect[i * FLEET_ELECT_PER_CHUNK], c.ids,
 			       (size_t)c.n * STORE_NODE_ID_LEN);
+			memcpy(r.elect_keys[i * FLEET_ELECT_PER_CHUNK], c.keys,
+			       (size_t)c.n * STORE_KEY_LEN);
+			keys = keys && c.extra;
+		}
+		if (!keys) {
+			free(r.elect_keys);
+			r.elect_keys = NULL;
 		}
 	}
 	*ret = r;
@@ -821,26 +1027,35 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 			return;
 		}
 		/* fast path for the replays: the same bytes held */
-		if (!(held && agree_revision_cmp(held, &rv) == 0) &&
-		    fleet__accept_rev(b, v, &rv, own) == -AGREE_ECERT)
-			b->need_replay = true;
+		if (!(held && agree_revision_cmp(held, &rv) == 0)) {
+			r = fleet__accept_rev(b, v, &rv, own);
+			/* refused for want of known voters, or of its writer's key: again at the
+			 * next membership or roster change */
+			if (r == -AGREE_ECERT || r == -EAGAIN)
+				b->need_replay = true;
+		}
 		store_revision_release(&rv);
 		break;
 	}
 	case FLEET_REC_VOTE: {
 		struct store_vote av;
-		if (fleet_vote_decode(g->value, g->value_len, &av) < 0 ||
+		struct store_opsig aop;
+		if (fleet_vote_decode_op(g->value, g->value_len, &av, &aop) < 0 ||
 		    strcmp(av.service, k.service) != 0 || av.rev != k.rev) {
 			log_debug("%s: malformed vote record ignored", k.service);
 			return;
 		}
 		memcpy(av.voter, g->owner, STORE_NODE_ID_LEN);
+		/* the owner field is what any cluster key holder writes: the voter's signature
+		 * says who voted (sign.h) */
+		if (!own && !fleet__vote_signed_ok(b, v, &av))
+			return;
 		if (own) {
 			if (fleet__vote_add(v, &av) > 0 && av.rev > v->voted_rev)
 				v->voted_rev = av.rev;
 			fleet__observe(b, av.hlc);
 		} else {
-			fleet__on_vote(b, v, &av);
+			fleet__on_vote(b, v, &av, &aop);
 		}
 		break;
 	}
@@ -902,7 +1117,7 @@ static int replay_cb(void *ud, const struct gossip_record *r)
 
 static void resync(struct fleet *b, bool replay)
 {
-	if (members_refresh(b) < 0)
+	if (fleet__members_refresh(b) < 0)
 		return;
 	if (replay && b->net.record_foreach) {
 		b->need_replay = false;
@@ -1093,7 +1308,7 @@ static void on_health(void *ud, const char *service, uint64_t rev, const struct 
 		const struct store_revision *d =
 			agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
 		if (d && d->rev == rev && memcmp(&d->artifact, &v->running, sizeof v->running) == 0)
-			fleet__cast_vote(b, v, d, STORE_VOTE_HEALTH, 0);
+			fleet__cast_vote(b, v, d, STORE_VOTE_HEALTH, 0, NULL);
 	}
 }
 
@@ -1114,6 +1329,12 @@ int fleet_new(uv_loop_t *loop, struct store *store, const struct fleet_opts *opt
 	b->s = store;
 	b->net = *net;
 	memcpy(b->id, opts->node_id, STORE_NODE_ID_LEN);
+	if (opts->operators_dir && !(b->operators_dir = strdup(opts->operators_dir)))
+		goto nomem;
+	if (opts->node_key)
+		b->key = *opts->node_key;
+	else
+		sign_key_random(&b->key);
 	snprintf(b->name, sizeof b->name, "%s", opts->node_name ? opts->node_name : "?");
 	if (opts->site && *opts->site) {
 		b->has_site = true;
@@ -1158,6 +1379,7 @@ int fleet_new(uv_loop_t *loop, struct store *store, const struct fleet_opts *opt
 	*ret = b;
 	return 0;
 nomem:
+	free(b->operators_dir);
 	free(b->state_dir);
 	free(b->unit_dir);
 	free(b->bus_address);
@@ -1217,10 +1439,25 @@ int fleet_start(struct fleet *b)
 	r = store_kv_foreach(b->s, STORE_KV_AGENT, local_load_cb, b);
 	if (r < 0)
 		return r;
+	r = store_kv_foreach(b->s, STORE_KV_AGENT, bind_load_cb, b);
+	if (r < 0)
+		return r;
+	fleet_operators_reload(b);
+	/* our own id is bound to our key: a roster record in our name with another is refused */
+	const uint8_t *own = fleet__bound_key(b, b->id);
+	if (own && sodium_memcmp(own, b->key.pk, STORE_KEY_LEN) != 0) {
+		log_warning("this node's key differs from the one bound to its id in the store (the "
+			    "node key was replaced): the other nodes refuse its roster record and "
+			    "its votes until it is removed (agentctl members remove) and joins "
+			    "again with a new state directory");
+		memcpy(bind_slot(b, b->id)->key, b->key.pk, STORE_KEY_LEN);
+	} else if (!own && bind_key(b, b->id, b->key.pk, true) < 0) {
+		return -ENOMEM;
+	}
 	r = publish_roster(b, false);
 	if (r < 0)
 		log_warning("cannot publish this node's roster entry: %s", strerror(-r));
-	r = members_refresh(b);
+	r = fleet__members_refresh(b);
 	if (r < 0)
 		return r;
 	if (!b->no_runtime) {
@@ -1277,6 +1514,10 @@ void fleet__part_closed(struct fleet *b)
 	free(b->roster);
 	free(b->roster_sites);
 	free(b->roster_addrs);
+	free(b->binds);
+	sign_trust_free(&b->ops);
+	free(b->operators_dir);
+	sodium_memzero(&b->key, sizeof b->key);
 	free(b->ring);
 	free(b->mseen);
 	free(b->quorums);
@@ -1342,8 +1583,18 @@ void fleet_close(struct fleet *b, void (*cb)(void *ud), void *ud)
 
 void fleet_artifact_arrived(struct fleet *b, const struct store_id *artifact)
 {
-	if (b)
-		reconcile_artifact_arrived(b->rec, artifact);
+	struct store_artifact_info info;
+	if (!b)
+		return;
+	reconcile_artifact_arrived(b->rec, artifact);
+	/* announce it now (the health record lists what this node holds): peers still fetching
+	 * it ask the current holders, so a deploy from one holder fans out */
+	if (store_artifact_get(b->s, artifact, &info) == 0) {
+		struct svc *v = fleet__svc_find(b, info.manifest.service);
+		if (v)
+			fleet__publish_health(b, v);
+		store_artifact_info_release(&info);
+	}
 }
 
 int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,

@@ -64,6 +64,20 @@
  * unreachable member every reconnect_ms, so halves separated longer than the reap time find
  * each other again.
  *
+ * Operators (agent/base/sign.h): a deploy, an override and an operator's rollback vote carry
+ * the operator's signed statement (the `opsig` argument of the control operations); this
+ * node accepts them only under a key of its operators directory, and so does every receiver
+ * of the records: a deploy without a valid trusted signature is refused everywhere, and an
+ * operator's vote is echoed only if its statement verifies.
+ *
+ * Identity (agent/base/sign.h has the trust model): the roster record carries this node's
+ * public key and is signed by it; the first key seen for a node id is bound to it (kept in
+ * the store, STORE_KV_AGENT "nodekey/<id hex>"), and a roster record with another key is
+ * refused and logged. Deploys carry the electors' keys; this node signs its votes, drops
+ * received votes whose signature does not verify against the key of the voter in the
+ * revision's electorate (or its bound key for a non-elector), and accepts a rollback only if
+ * agree_verify_signatures passes. Refusals are counted (fleet_sig_refused) and logged.
+ *
  * Until the node has completed a full anti-entropy exchange (fleet_net.synced) it neither
  * votes, decides nor deploys: its roster and log may be partial (agree.h rule 0).
  *
@@ -191,9 +205,14 @@ struct fleet_service_stats {
 /* Every service known, in no particular order. Loop thread. @cb non-zero stops. */
 int fleet_service_stats_foreach(struct fleet *b,
 				int (*cb)(void *ud, const struct fleet_service_stats *s), void *ud);
+struct sign_key;
 
 struct fleet_opts {
 	const uint8_t *node_id;		/* 16 bytes, required */
+	const struct sign_key *node_key; /* this node's identity key (agent/base/sign.h), copied;
+					 * NULL: a fresh random one (tests) */
+	const char *operators_dir;	/* trusted operator public keys (*.pub); NULL: none is
+					 * trusted, so no deploy or operator rollback is accepted */
 	const char *node_name;		/* for events */
 	const char *site;		/* this node's site label, NULL if none */
 	const char *advertise;		/* our gossip ADDR:PORT for the roster record, or NULL */
@@ -268,14 +287,23 @@ int fleet_roster_remove(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
 
 int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
 		  struct store_id *ret_artifact);
+/*
+ * Read the trusted operator keys again (SIGHUP): a key removed from the directory stops
+ * working at once; records refused for want of a trusted key are examined again.
+ * @return the number of keys trusted, or -errno (the previous set is kept).
+ */
+int fleet_operators_reload(struct fleet *b);
+/* Records refused for a bad signature or a key that is not the bound one, so far. */
+uint64_t fleet_sig_refused(const struct fleet *b);
 /* Number of events so far (the sequence number of the last one). */
 uint64_t fleet_event_seq(const struct fleet *b);
 
 /* ---- Control operations (INLINE: they run on the loop thread) ------------------------------ */
 /*
  *   op              args                                            result
- *   deploy          {service, artifact, scope?, reason?, force?}    {service, rev, artifact}
- *   rollback        {service, to?, scope?, reason?, local?}         {service, rev (the bad
+ *   deploy          {service, artifact, scope?, reason?, force?,    {service, rev, artifact}
+ *                    opsig}
+ *   rollback        {service, to?, scope?, reason?, local?, opsig?} {service, rev (the bad
  *                                                                    one), target, local}
  *   votes           {service, rev?}                                 {service, rev, eligible,
  *                                                                    quorum, votes[], decided,
@@ -306,6 +334,9 @@ uint64_t fleet_event_seq(const struct fleet *b);
  * ring, a client asks for those after its cursor `since` and gets `next` for its next call;
  * `dropped` counts the events that fell out of the ring before it asked (a slow follower loses
  * events, and is told, but never holds the agent up). `agentctl events --follow` polls.
+ * `opsig` is the operator's signed statement (agent/base/sign.h, sign_op_hex: agentctl makes
+ * it with --key); deploy and rollback (but --local) without one that verifies under a key of
+ * the operators directory answer permission_denied, with how to make and trust a key.
  * Errors (stable names, ctl_proto.h): bad_request, not_found (no such artifact or service;
  * rollback: the target artifact is not held here), ambiguous (artifact prefix), condemned
  * (deploy of a condemned artifact without force), no_revision (nothing to roll back, --to a
@@ -316,9 +347,11 @@ uint64_t fleet_event_seq(const struct fleet *b);
 struct fleet_deploy_args {
 	char *service, *artifact, *reason, *scope;
 	bool force;
+	char *opsig;		/* the operator's signed statement (sign_op_hex) */
 };
 struct fleet_rollback_args {
 	char *service, *reason, *scope;
+	char *opsig;		/* required unless local */
 	uint64_t to;
 	bool local;
 	bool override;		/* the liveness exit: a new deploy of the target, see below */

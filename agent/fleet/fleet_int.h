@@ -28,6 +28,7 @@
 #include "agent/base/clock.h"
 #include "agent/base/hlc.h"
 #include "agent/base/log.h"
+#include "agent/base/sign.h"
 #include "agent/cluster/cluster.h"
 #include "agent/ctl/ctl_args.h"
 #include "agent/node/health.h"
@@ -94,8 +95,22 @@ struct fleet_member_seen {
 	uint8_t state;			/* enum gossip_state */
 };
 
+/* A node id and the public key bound to it (trust on first join, sign.h). */
+struct nodekey {
+	uint8_t id[STORE_NODE_ID_LEN];
+	uint8_t key[STORE_KEY_LEN];
+	uint8_t refused[STORE_KEY_LEN];	/* the last other key refused for it (logged once) */
+};
+
 struct fleet {
 	uv_loop_t *loop;
+	struct sign_key key;		/* this node's identity */
+	struct nodekey *binds;		/* sorted by id */
+	size_t nbinds, capbinds;
+	uint64_t sig_refused;		/* records refused: signature or key */
+	uint64_t rev_refused, vote_refused; /* of which revisions, votes (the log's rate) */
+	struct sign_trust ops;		/* trusted operator keys */
+	char *operators_dir;
 	struct store *s;
 	struct fleet_net net;
 	uint8_t id[STORE_NODE_ID_LEN];
@@ -181,6 +196,9 @@ bool fleet__voted(const struct svc *v, const uint8_t *voter, uint64_t rev);
 bool fleet__synced(struct fleet *b);
 const char *fleet__quorum_name(const struct store_quorum *q);
 int fleet__local_persist(struct fleet *b, struct svc *v);
+int fleet__members_refresh(struct fleet *b);
+const uint8_t *fleet__bound_key(const struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN]);
+bool fleet__vote_signed_ok(struct fleet *b, struct svc *v, const struct store_vote *av);
 
 /* events.c */
 void fleet__member_event(struct fleet *b, const struct gossip_member *m);
@@ -197,15 +215,21 @@ void fleet__event(struct fleet *b, const char *kind, const char *service, uint64
 		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* decide.c */
+int fleet__check_signed(struct fleet *b, struct svc *v, const struct store_revision *r);
 int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revision *r, bool mine);
 bool fleet__can_carry_out(struct fleet *b, struct svc *v, const struct store_revision *bad,
 			  uint64_t target);
 int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision *subject,
-		     enum store_vote_reason reason, uint64_t target);
+		     enum store_vote_reason reason, uint64_t target, const struct store_opsig *op);
 void fleet__decide(struct fleet *b, struct svc *v);
 bool fleet__decided(const struct svc *v, const struct store_revision *bad);
 void fleet__need_artifact(struct fleet *b, struct svc *v);
-void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av);
+void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av,
+		    const struct store_opsig *op);
+/* Does @op, a statement of @kind about @service and @artifact (NULL: none), verify under a
+ * trusted operator key? */
+bool fleet__op_ok(struct fleet *b, const struct store_opsig *op, int kind, const char *service,
+		  const uint8_t *artifact);
 const struct store_quorum *fleet__quorum_of(struct fleet *b, const char *service);
 void fleet__recompute(struct fleet *b, struct svc *v);
 

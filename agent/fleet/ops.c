@@ -55,6 +55,8 @@ static const struct ctl_arg deploy_args[] = {
 	REASON_ARG(struct fleet_deploy_args, 200),
 	SCOPE_ARG(struct fleet_deploy_args),
 	{"force", CTL_ARG_FLAG, .offset = offsetof(struct fleet_deploy_args, force)},
+	{"opsig", CTL_ARG_STR, .offset = offsetof(struct fleet_deploy_args, opsig),
+	 .bad = "\"opsig\" must be a signed statement (agentctl signs it with --key)"},
 };
 static const struct ctl_arg rollback_args[] = {
 	SERVICE_ARG(struct fleet_rollback_args),
@@ -63,6 +65,8 @@ static const struct ctl_arg rollback_args[] = {
 	{"to", CTL_ARG_UINT, .offset = offsetof(struct fleet_rollback_args, to)},
 	{"local", CTL_ARG_FLAG, .offset = offsetof(struct fleet_rollback_args, local)},
 	{"override", CTL_ARG_FLAG, .offset = offsetof(struct fleet_rollback_args, override)},
+	{"opsig", CTL_ARG_STR, .offset = offsetof(struct fleet_rollback_args, opsig),
+	 .bad = "\"opsig\" must be a signed statement (agentctl signs it with --key)"},
 };
 static const struct ctl_arg remove_args[] = {
 	{"node", CTL_ARG_STR, .required = true, .offset = offsetof(struct fleet_remove_args, node),
@@ -97,6 +101,60 @@ static const struct ctl_args_spec remove_spec =
 	CTL_ARGS_SPEC(struct fleet_remove_args, remove_args);
 static const struct ctl_args_spec no_args = {NULL, 0, 0};
 
+/* How an operator gets a usable key: in every refusal of an unsigned change. */
+#define HOW_TO_SIGN                                                                          \
+	"make an operator key with `agentctl keygen FILE`, copy FILE.pub to the operators "   \
+	"directory of every node (/etc/shoal/operators/ by default) and run `systemctl "      \
+	"reload agentd` there, then give the key with --key FILE or SHOAL_OPERATOR_KEY=FILE"
+
+/*
+ * The operator's statement of a change (sign.h) from the request's @hex, of @kind, about
+ * @service, @artifact (NULL: none) and @scope, checked against the keys this node trusts.
+ * 0 and *ret; -EPERM after writing the refusal (with how to sign) into @out.
+ */
+static int op_of(struct fleet *b, const char *hex, int kind, const char *service,
+		 const uint8_t *artifact, const char *scope, uint64_t target,
+		 struct store_opsig *ret, struct ctl_enc *out)
+{
+	struct sign_op so;
+	const char *what = kind == SIGN_OP_DEPLOY ? "a deploy" : "a rollback";
+	if (!hex) {
+		log_warning("ctl: %s of %s refused: the request carries no operator signature",
+			    what, service);
+		ctl_enc_fail(out, CTL_E_PERMISSION_DENIED,
+			     "%s needs an operator's signature and this request carries none: "
+			     HOW_TO_SIGN, what);
+		return -EPERM;
+	}
+	if (sign_op_parse_hex(hex, &so) < 0 || so.kind != kind) {
+		ctl_enc_fail(out, CTL_E_BAD_REQUEST, "\"opsig\" is not a signed statement of %s",
+			     what);
+		return -EPERM;
+	}
+	memset(ret, 0, sizeof *ret);
+	ret->kind = so.kind;
+	snprintf(ret->scope, sizeof ret->scope, "%s", scope);
+	ret->target = so.target;
+	ret->ts_ms = so.ts_ms;
+	memcpy(ret->nonce, so.nonce, sizeof ret->nonce);
+	memcpy(ret->key, so.key, sizeof ret->key);
+	memcpy(ret->sig, so.sig, sizeof ret->sig);
+	if (ret->target != target || !fleet__op_ok(b, ret, kind, service, artifact)) {
+		log_warning("ctl: %s of %s signed by operator key %02x%02x%02x%02x... refused: %s",
+			    what, service, so.key[0], so.key[1], so.key[2], so.key[3],
+			    !sign_trust_has(&b->ops, so.key) ? "the key is not trusted here"
+							      : "the signature does not cover it");
+		ctl_enc_fail(out, CTL_E_PERMISSION_DENIED,
+			     "%s signed by operator key %02x%02x%02x%02x... is refused: %s", what,
+			     so.key[0], so.key[1], so.key[2], so.key[3],
+			     !sign_trust_has(&b->ops, so.key)
+				     ? "this node does not trust that key (" HOW_TO_SIGN ")"
+				     : "the signature does not cover this request");
+		return -EPERM;
+	}
+	return 0;
+}
+
 /* The fleet that serves, or NULL after answering that none does. */
 static struct fleet *serving(void *fleet, struct ctl_enc *out)
 {
@@ -115,7 +173,7 @@ static struct fleet *serving(void *fleet, struct ctl_enc *out)
  */
 static int new_deploy(struct fleet *b, struct svc *v, const struct store_id *id,
 		      const char *scope, const char *reason, const struct ctl_peer *peer,
-		      uint64_t *ret_rev, struct ctl_enc *out)
+		      const struct store_opsig *op, uint64_t *ret_rev, struct ctl_enc *out)
 {
 	const char *service = v->name;
 	struct store_revision rv;
@@ -142,7 +200,12 @@ static int new_deploy(struct fleet *b, struct svc *v, const struct store_id *id,
 	rv.operator_pid = peer && peer->known ? peer->pid : 0;
 	snprintf(rv.reason, sizeof rv.reason, "%s", reason ? reason : "");
 	rv.quorum = *fleet__quorum_of(b, service);
-	r = agree_electorate(b->roster, b->nroster, scope, &rv.elect, &rv.nelect);
+	rv.op = *op;	/* every receiver checks it against its own trusted keys */
+	/* the electors with their keys: votes on this revision are verified with these, so the
+	 * roster is read now (its refresh after a record arrives is debounced) */
+	fleet__members_refresh(b);
+	r = agree_electorate_keys(b->roster, b->nroster, scope, &rv.elect, &rv.elect_keys,
+				  &rv.nelect);
 	if (r < 0) {
 		ctl_enc_fail(out, CTL_E_INTERNAL, "cannot compute the electorate: %s",
 			     agree_strerror(r));
@@ -152,7 +215,15 @@ static int new_deploy(struct fleet *b, struct svc *v, const struct store_id *id,
 		fleet__event(b, "config", service, rv.rev,
 			     "no node on the roster is in scope %s: nobody can vote on rev %" PRIu64
 			     " (only a new deploy replaces it)", scope, rv.rev);
-	r = fleet__accept_rev(b, v, &rv, true);
+	/* signed by this node: receivers check it against the key bound to our id (sign.h) */
+	uint8_t *msg;
+	size_t mlen;
+	r = agree_deploy_msg(&rv, &msg, &mlen);
+	if (r == 0) {
+		sign_detached(&b->key, msg, mlen, rv.origin_sig);
+		free(msg);
+		r = fleet__accept_rev(b, v, &rv, true);
+	}
 	if (r < 0) {
 		store_revision_release(&rv);
 		ctl_enc_fail(out, r == -EBADMSG ? CTL_E_BAD_REQUEST : agent_ctl_err_from_errno(r),
@@ -215,9 +286,12 @@ void fleet_op_deploy(void *fleet, const void *args, const struct ctl_peer *peer,
 			     art, service);
 		goto out;
 	}
+	struct store_opsig op;
+	if (op_of(b, a->opsig, SIGN_OP_DEPLOY, service, id.b, scope, 0, &op, out) < 0)
+		goto out;
 	uint64_t rev;
 	/* a forced deploy absolves the artifact: accepting the record clears its flag (decide.c) */
-	if (new_deploy(b, v, &id, scope, reason, peer, &rev, out) < 0)
+	if (new_deploy(b, v, &id, scope, reason, peer, &op, &rev, out) < 0)
 		goto out;
 	/* audit: once, here, where the change is made (agentd(8) "every change is logged") */
 	log_notice("ctl: deploy of %s artifact %.12s (version %s) as rev %" PRIu64 " scope %s%s by "
@@ -297,7 +371,10 @@ void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *pee
 		struct store_id target = t->artifact;
 		uint64_t rev, from = t->rev;
 		snprintf(why, sizeof why, "override: %s", reason);
-		if (new_deploy(b, v, &target, d->scope, why, peer, &rev, out) < 0)
+		struct store_opsig op;
+		if (op_of(b, a->opsig, SIGN_OP_ROLLBACK, service, NULL, scope, to, &op, out) < 0)
+			return;
+		if (new_deploy(b, v, &target, d->scope, why, peer, &op, &rev, out) < 0)
 			return;
 		store_id_hex(&target, hex);
 		log_notice("ctl: rollback OVERRIDE of %s rev %" PRIu64 " by uid %" PRIu32
@@ -349,7 +426,11 @@ void fleet_op_rollback(void *fleet, const void *args, const struct ctl_peer *pee
 				     bad);
 			return;
 		}
-		r = fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, to);
+		/* the statement travels with the vote: the others echo it only if it verifies */
+		struct store_opsig op;
+		if (op_of(b, a->opsig, SIGN_OP_ROLLBACK, service, NULL, scope, to, &op, out) < 0)
+			return;
+		r = fleet__cast_vote(b, v, d, STORE_VOTE_OPERATOR, to, &op);
 		if (r < 0) {
 			/* agree_next_vote's -AGREE_E* codes come back here too */
 			ctl_enc_fail(out, agent_ctl_err_from_errno(r),
@@ -393,7 +474,9 @@ static void enc_votes(struct fleet *b, struct svc *v, uint64_t rev, struct ctl_e
 	uint32_t n = 0;
 	for (size_t i = 0; i < v->nvotes; i++)
 		n += v->votes[i].rev == rev;
-	ctl_enc_map(out, 12);
+	ctl_enc_map(out, 13);
+	/* the digest a vote on this record names (agree_subject): what a signed vote covers */
+	ctl_kv_uint(out, "subject", rv ? agree_subject(rv) : 0);
 	ctl_kv_uint(out, "round", t.round);
 	ctl_kv_bool(out, "stuck", t.stuck);
 	ctl_kv_str(out, "service", v->name);

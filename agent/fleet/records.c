@@ -267,6 +267,8 @@ int fleet_rev_encode(const struct store_revision *r, uint8_t **ret_buf, size_t *
 	bare.cert = NULL;
 	bare.nelect = 0;
 	bare.elect = NULL;
+	bare.cert_sigs = NULL;
+	bare.elect_keys = NULL;
 	err = store_revision_encode(&bare, &enc, &enclen);
 	if (err < 0)
 		return err;
@@ -304,30 +306,63 @@ uint32_t fleet_cert_chunks(uint32_t ncert)
 	return (ncert + FLEET_CERT_PER_CHUNK - 1) / FLEET_CERT_PER_CHUNK;
 }
 
-static int ids_encode(enum fleet_rec_type t, const uint8_t (*ids)[STORE_NODE_ID_LEN],
-		      uint32_t total, uint32_t index, uint8_t **ret_buf, size_t *ret_len)
+uint32_t fleet_elect_chunks(uint32_t nelect)
+{
+	return (nelect + FLEET_ELECT_PER_CHUNK - 1) / FLEET_ELECT_PER_CHUNK;
+}
+
+static uint32_t per_chunk(enum fleet_rec_type t)
+{
+	return t == FLEET_REC_CERT ? FLEET_CERT_PER_CHUNK : FLEET_ELECT_PER_CHUNK;
+}
+
+static uint32_t chunks_of(enum fleet_rec_type t, uint32_t total)
+{
+	return t == FLEET_REC_CERT ? fleet_cert_chunks(total) : fleet_elect_chunks(total);
+}
+
+/* [total, index, [id ...], [extra ...]]: extra = signed votes (CERT) or keys (ELECT). */
+static int ids_encode(enum fleet_rec_type t, const struct store_revision *r, uint32_t index,
+		      uint8_t **ret_buf, size_t *ret_len)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
+	uint32_t total = t == FLEET_REC_CERT ? r->ncert : r->nelect;
+	const uint8_t(*ids)[STORE_NODE_ID_LEN] = t == FLEET_REC_CERT ? r->cert : r->elect;
+	bool extra = t == FLEET_REC_CERT ? r->cert_sigs != NULL : r->elect_keys != NULL;
 
 	if (!ret_buf || !ret_len || total > FLEET_CERT_MAX || !ids ||
-	    index >= fleet_cert_chunks(total))
+	    index >= chunks_of(t, total))
 		return -EINVAL;
 	if (begin(&sb, &pk) < 0) {
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	uint32_t first = index * FLEET_CERT_PER_CHUNK;
+	uint32_t first = index * per_chunk(t);
 	uint32_t n = total - first;
-	if (n > FLEET_CERT_PER_CHUNK)
-		n = FLEET_CERT_PER_CHUNK;
-	msgpack_pack_array(&pk, 3);
+	if (n > per_chunk(t))
+		n = per_chunk(t);
+	msgpack_pack_array(&pk, 4);
 	msgpack_pack_uint32(&pk, total);
 	msgpack_pack_uint32(&pk, index);
 	msgpack_pack_array(&pk, n);
 	for (uint32_t i = 0; i < n; i++) {
 		msgpack_pack_bin(&pk, STORE_NODE_ID_LEN);
 		msgpack_pack_bin_body(&pk, ids[first + i], STORE_NODE_ID_LEN);
+	}
+	msgpack_pack_array(&pk, extra ? n : 0);
+	for (uint32_t i = 0; extra && i < n; i++) {
+		if (t == FLEET_REC_CERT) {
+			const struct store_cert_sig *cs = &r->cert_sigs[first + i];
+			msgpack_pack_array(&pk, 3);
+			msgpack_pack_uint64(&pk, cs->hlc);
+			msgpack_pack_uint32(&pk, cs->reason);
+			msgpack_pack_bin(&pk, STORE_SIG_LEN);
+			msgpack_pack_bin_body(&pk, cs->sig, STORE_SIG_LEN);
+		} else {
+			msgpack_pack_bin(&pk, STORE_KEY_LEN);
+			msgpack_pack_bin_body(&pk, r->elect_keys[first + i], STORE_KEY_LEN);
+		}
 	}
 	return finish(&sb, t, ret_buf, ret_len);
 }
@@ -337,8 +372,7 @@ int fleet_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **
 {
 	if (!r)
 		return -EINVAL;
-	return ids_encode(FLEET_REC_CERT, (const uint8_t(*)[STORE_NODE_ID_LEN])r->cert, r->ncert,
-			  index, ret_buf, ret_len);
+	return ids_encode(FLEET_REC_CERT, r, index, ret_buf, ret_len);
 }
 
 int fleet_elect_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
@@ -346,11 +380,35 @@ int fleet_elect_encode(const struct store_revision *r, uint32_t index, uint8_t *
 {
 	if (!r)
 		return -EINVAL;
-	return ids_encode(FLEET_REC_ELECT, (const uint8_t(*)[STORE_NODE_ID_LEN])r->elect,
-			  r->nelect, index, ret_buf, ret_len);
+	return ids_encode(FLEET_REC_ELECT, r, index, ret_buf, ret_len);
+}
+
+static void pk_op(msgpack_packer *pk, const struct store_opsig *op)
+{
+	if (!op || !op->kind) {
+		msgpack_pack_nil(pk);
+		return;
+	}
+	msgpack_pack_array(pk, 7);
+	msgpack_pack_uint8(pk, op->kind);
+	pk_str(pk, op->scope);
+	msgpack_pack_uint64(pk, op->target);
+	msgpack_pack_uint64(pk, op->ts_ms);
+	msgpack_pack_bin(pk, sizeof op->nonce);
+	msgpack_pack_bin_body(pk, op->nonce, sizeof op->nonce);
+	msgpack_pack_bin(pk, STORE_KEY_LEN);
+	msgpack_pack_bin_body(pk, op->key, STORE_KEY_LEN);
+	msgpack_pack_bin(pk, STORE_SIG_LEN);
+	msgpack_pack_bin_body(pk, op->sig, STORE_SIG_LEN);
 }
 
 int fleet_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret_len)
+{
+	return fleet_vote_encode_op(v, NULL, ret_buf, ret_len);
+}
+
+int fleet_vote_encode_op(const struct store_vote *v, const struct store_opsig *op,
+			 uint8_t **ret_buf, size_t *ret_len)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -363,7 +421,11 @@ int fleet_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	msgpack_pack_array(&pk, 7);
+	if (op && op->kind && (op->kind > 2 || !memchr(op->scope, 0, sizeof op->scope))) {
+		msgpack_sbuffer_destroy(&sb);
+		return -EINVAL;
+	}
+	msgpack_pack_array(&pk, 9);
 	pk_str(&pk, v->service);
 	msgpack_pack_uint64(&pk, v->rev);
 	msgpack_pack_uint8(&pk, (uint8_t)v->reason);
@@ -371,6 +433,9 @@ int fleet_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret
 	msgpack_pack_uint64(&pk, v->subject);
 	msgpack_pack_uint64(&pk, v->target);
 	msgpack_pack_uint32(&pk, v->round);
+	msgpack_pack_bin(&pk, STORE_SIG_LEN);
+	msgpack_pack_bin_body(&pk, v->sig, STORE_SIG_LEN);
+	pk_op(&pk, op);
 	return finish(&sb, FLEET_REC_VOTE, ret_buf, ret_len);
 }
 
@@ -417,7 +482,7 @@ int fleet_roster_encode(const struct fleet_roster *m, uint8_t **ret_buf, size_t 
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	msgpack_pack_array(&pk, 4);
+	msgpack_pack_array(&pk, 6);
 	pk_str(&pk, m->site);
 	if (m->left)
 		msgpack_pack_true(&pk);
@@ -425,7 +490,35 @@ int fleet_roster_encode(const struct fleet_roster *m, uint8_t **ret_buf, size_t 
 		msgpack_pack_false(&pk);
 	pk_str(&pk, m->addr);
 	msgpack_pack_uint64(&pk, m->hlc);
+	msgpack_pack_bin(&pk, STORE_KEY_LEN);
+	msgpack_pack_bin_body(&pk, m->key, STORE_KEY_LEN);
+	msgpack_pack_bin(&pk, STORE_SIG_LEN);
+	msgpack_pack_bin_body(&pk, m->sig, STORE_SIG_LEN);
 	return finish(&sb, FLEET_REC_ROSTER, ret_buf, ret_len);
+}
+
+size_t fleet_roster_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fleet_roster *m,
+			uint8_t out[FLEET_ROSTER_MSG_MAX])
+{
+	static const char tag[] = "shoal-roster-v1";
+	size_t sl = strnlen(m->site, 64), al = strnlen(m->addr, 63);
+	uint8_t *p = out;
+	memcpy(p, tag, sizeof tag);	/* with its NUL */
+	p += sizeof tag;
+	memcpy(p, owner, STORE_NODE_ID_LEN);
+	p += STORE_NODE_ID_LEN;
+	*p++ = (uint8_t)sl;
+	memcpy(p, m->site, sl);
+	p += sl;
+	*p++ = m->left ? 1 : 0;
+	*p++ = (uint8_t)al;
+	memcpy(p, m->addr, al);
+	p += al;
+	for (int i = 7; i >= 0; i--)
+		*p++ = (uint8_t)(m->hlc >> (8 * i));
+	memcpy(p, m->key, STORE_KEY_LEN);
+	p += STORE_KEY_LEN;
+	return (size_t)(p - out);
 }
 
 int fleet_remove_encode(const struct fleet_remove *x, uint8_t **ret_buf, size_t *ret_len)
@@ -557,28 +650,52 @@ int fleet_ids_decode(const uint8_t *buf, size_t len, enum fleet_rec_type t,
 
 	if (!buf || !ret || (t != FLEET_REC_CERT && t != FLEET_REC_ELECT))
 		return -EINVAL;
-	err = dec_open(buf, len, t, 3, &d);
+	err = dec_open(buf, len, t, 4, &d);
 	if (err < 0)
 		return err;
 	err = -EBADMSG;
 	if (!get_u64(field(&d, 0), &ncert) || !get_u64(field(&d, 1), &idx) || ncert == 0 ||
-	    ncert > FLEET_CERT_MAX || idx >= fleet_cert_chunks((uint32_t)ncert))
+	    ncert > FLEET_CERT_MAX || idx >= chunks_of(t, (uint32_t)ncert))
 		goto out;
-	const msgpack_object *ids = field(&d, 2);
-	uint32_t want = (uint32_t)ncert - (uint32_t)idx * FLEET_CERT_PER_CHUNK;
-	if (want > FLEET_CERT_PER_CHUNK)
-		want = FLEET_CERT_PER_CHUNK;
-	if (ids->type != MSGPACK_OBJECT_ARRAY || ids->via.array.size != want)
+	const msgpack_object *ids = field(&d, 2), *ex = field(&d, 3);
+	uint32_t want = (uint32_t)ncert - (uint32_t)idx * per_chunk(t);
+	if (want > per_chunk(t))
+		want = per_chunk(t);
+	if (ids->type != MSGPACK_OBJECT_ARRAY || ids->via.array.size != want ||
+	    ex->type != MSGPACK_OBJECT_ARRAY ||
+	    (ex->via.array.size != 0 && ex->via.array.size != want))
 		goto out;
-	struct fleet_cert_chunk c;
-	c.ncert = (uint32_t)ncert;
-	c.index = (uint32_t)idx;
-	c.n = want;
+	struct fleet_cert_chunk *c = calloc(1, sizeof *c);
+	if (!c) {
+		err = -ENOMEM;
+		goto out;
+	}
+	c->ncert = (uint32_t)ncert;
+	c->index = (uint32_t)idx;
+	c->n = want;
+	c->extra = ex->via.array.size != 0;
 	for (uint32_t i = 0; i < want; i++)
-		if (!get_bin(&ids->via.array.ptr[i], c.ids[i], STORE_NODE_ID_LEN))
-			goto out;
-	*ret = c;
+		if (!get_bin(&ids->via.array.ptr[i], c->ids[i], STORE_NODE_ID_LEN))
+			goto bad;
+	for (uint32_t i = 0; c->extra && i < want; i++) {
+		const msgpack_object *o = &ex->via.array.ptr[i];
+		if (t == FLEET_REC_ELECT) {
+			if (!get_bin(o, c->keys[i], STORE_KEY_LEN))
+				goto bad;
+			continue;
+		}
+		uint64_t reason;
+		if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 3 ||
+		    !get_u64(&o->via.array.ptr[0], &c->sigs[i].hlc) ||
+		    !get_u64(&o->via.array.ptr[1], &reason) || reason > STORE_VOTE_OPERATOR ||
+		    !get_bin(&o->via.array.ptr[2], c->sigs[i].sig, STORE_SIG_LEN))
+			goto bad;
+		c->sigs[i].reason = (uint32_t)reason;
+	}
+	*ret = *c;
 	err = 0;
+bad:
+	free(c);
 out:
 	msgpack_unpacked_destroy(&d.up);
 	return err;
@@ -591,14 +708,39 @@ int fleet_cert_decode(const uint8_t *buf, size_t len, struct fleet_cert_chunk *r
 
 int fleet_vote_decode(const uint8_t *buf, size_t len, struct store_vote *ret)
 {
+	return fleet_vote_decode_op(buf, len, ret, NULL);
+}
+
+static bool get_op(const msgpack_object *o, struct store_opsig *op)
+{
+	uint64_t kind;
+	memset(op, 0, sizeof *op);
+	if (o->type == MSGPACK_OBJECT_NIL)
+		return true;
+	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7)
+		return false;
+	const msgpack_object *f = o->via.array.ptr;
+	if (!get_u64(&f[0], &kind) || kind < 1 || kind > 2 ||
+	    !get_str(&f[1], op->scope, sizeof op->scope) || !get_u64(&f[2], &op->target) ||
+	    !get_u64(&f[3], &op->ts_ms) || !get_bin(&f[4], op->nonce, sizeof op->nonce) ||
+	    !get_bin(&f[5], op->key, STORE_KEY_LEN) || !get_bin(&f[6], op->sig, STORE_SIG_LEN))
+		return false;
+	op->kind = (uint8_t)kind;
+	return true;
+}
+
+int fleet_vote_decode_op(const uint8_t *buf, size_t len, struct store_vote *ret,
+			 struct store_opsig *ret_op)
+{
 	struct dec d;
+	struct store_opsig op;
 	struct store_vote v;
 	uint64_t reason, round;
 	int err;
 
 	if (!buf || !ret)
 		return -EINVAL;
-	err = dec_open(buf, len, FLEET_REC_VOTE, 7, &d);
+	err = dec_open(buf, len, FLEET_REC_VOTE, 8, &d);
 	if (err < 0)
 		return err;
 	err = -EBADMSG;
@@ -608,8 +750,14 @@ int fleet_vote_decode(const uint8_t *buf, size_t len, struct store_vote *ret)
 	    v.rev == 0 || !get_u64(field(&d, 2), &reason) || reason > STORE_VOTE_OPERATOR ||
 	    !get_u64(field(&d, 3), &v.hlc) || !get_u64(field(&d, 4), &v.subject) ||
 	    v.subject == 0 || !get_u64(field(&d, 5), &v.target) ||
-	    !get_u64(field(&d, 6), &round) || round > UINT32_MAX)
+	    !get_u64(field(&d, 6), &round) || round > UINT32_MAX ||
+	    !get_bin(field(&d, 7), v.sig, STORE_SIG_LEN))
 		goto out;
+	memset(&op, 0, sizeof op);
+	if (d.root->via.array.size > 8 && !get_op(field(&d, 8), &op))
+		goto out;
+	if (ret_op)
+		*ret_op = op;
 	v.reason = (enum store_vote_reason)reason;
 	v.round = (uint32_t)round;
 	*ret = v;
@@ -667,14 +815,16 @@ int fleet_roster_decode(const uint8_t *buf, size_t len, struct fleet_roster *ret
 
 	if (!buf || !ret)
 		return -EINVAL;
-	err = dec_open(buf, len, FLEET_REC_ROSTER, 4, &d);
+	err = dec_open(buf, len, FLEET_REC_ROSTER, 6, &d);
 	if (err < 0)
 		return err;
 	err = -EBADMSG;
 	memset(&m, 0, sizeof m);
 	if (!get_str(field(&d, 0), m.site, sizeof m.site) ||
 	    field(&d, 1)->type != MSGPACK_OBJECT_BOOLEAN ||
-	    !get_str(field(&d, 2), m.addr, sizeof m.addr) || !get_u64(field(&d, 3), &m.hlc))
+	    !get_str(field(&d, 2), m.addr, sizeof m.addr) || !get_u64(field(&d, 3), &m.hlc) ||
+	    !get_bin(field(&d, 4), m.key, STORE_KEY_LEN) ||
+	    !get_bin(field(&d, 5), m.sig, STORE_SIG_LEN))
 		goto out;
 	m.left = field(&d, 1)->via.boolean;
 	*ret = m;

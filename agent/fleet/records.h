@@ -11,15 +11,26 @@
  *     key                         owner     value
  *     rev/<service>/<rev>         writer    'S' 2 | 'R' | ncert u32be | nelect u32be |
  *                                                store_revision_encode(r) (no cert, no elect)
- *     cert/<service>/<rev>/<i>    writer    'S' 2 | 'C' | msgpack [ncert, i, [bin16 ...]]
- *     elect/<service>/<rev>/<i>   writer    'S' 2 | 'E' | msgpack [nelect, i, [bin16 ...]]
- *     vote/<service>/<rev>        voter     'S' 2 | 'V' | msgpack [service, rev, reason, hlc,
- *                                                             subject, target, round]
- *     health/<service>            node      'S' 2 | 'H' | msgpack [see struct fleet_health]
- *     roster                      node      'S' 2 | 'M' | msgpack [site s, left bool, addr s,
- *                                                             hlc u]
- *     remove/<node id hex>        remover   'S' 2 | 'X' | msgpack [hlc u, uid u, pid i,
+ *     cert/<service>/<rev>/<i>    writer    'S' 3 | 'C' | msgpack [ncert, i, [bin16 ...],
+ *                                                [[hlc u, reason u, sig bin64] ...] or []]
+ *     elect/<service>/<rev>/<i>   writer    'S' 3 | 'E' | msgpack [nelect, i, [bin16 ...],
+ *                                                [key bin32 ...] or []]
+ *     vote/<service>/<rev>        voter     'S' 3 | 'V' | msgpack [service, rev, reason, hlc,
+ *                                                subject, target, round, sig bin64, op]
+ *                                   op: nil, or the operator's signed statement of an operator
+ *                                   vote: [kind u, scope s, target u, ts u, nonce bin16,
+ *                                   key bin32, sig bin64] (sign.h)
+ *     health/<service>            node      'S' 3 | 'H' | msgpack [see struct fleet_health]
+ *     roster                      node      'S' 3 | 'M' | msgpack [site s, left bool, addr s,
+ *                                                hlc u, key bin32, sig bin64]
+ *     remove/<node id hex>        remover   'S' 3 | 'X' | msgpack [hlc u, uid u, pid i,
  *                                                             reason s]
+ *
+ * Signatures (agent/base/sign.h): a vote's sig is its voter's over agree_vote_msg (the voter
+ * is the record's owner); a roster record's sig is its owner's key (the record's own key
+ * field) over fleet_roster_msg, and the first key seen for an id is bound to it. The
+ * certificate chunks carry each voter's signed vote, the electorate chunks each elector's
+ * key. Decoders only check the form; the fleet checks the signatures (it knows the owner).
  *
  * The roster (agree.h rule 0) is the set of owners of roster records that do not say "left":
  * every node publishes its own when it starts and marks it left only on `agentctl leave`.
@@ -37,9 +48,11 @@
  * GOSSIP_VALUE_MAX (768) bytes, and a rollback decided by 65 of 128 voters carries 1040 bytes
  * of voter ids. The revision record says how many ids its certificate has; a receiver
  * assembles the chunks of that owner and only then hands the revision to agree_accept. Every
- * chunk holds at most FLEET_CERT_PER_CHUNK ids. The electorate (agree.h rule 0: every id of
- * the roster in scope, 2 KiB at 128 nodes) travels the same way, in elect/ chunks.
- * Version 2 (2026-12): electorates, vote rounds; version 1 records are refused.
+ * chunk holds at most FLEET_CERT_PER_CHUNK voters (each with its 64-byte signature). The
+ * electorate (agree.h rule 0: every id of the roster in scope with its key, 6 KiB at 128
+ * nodes) travels the same way, in elect/ chunks of FLEET_ELECT_PER_CHUNK.
+ * Version 2 (2026-12): electorates, vote rounds. Version 3 (2026-12): signed votes, roster
+ * keys, signed certificates, electorate keys. Older records are refused.
  *
  * A deterministic rollback decided by several nodes is published by each of them as its own
  * records (owner = itself): receivers merge them with agree_accept (same decision, largest
@@ -60,10 +73,12 @@
 #include "store/store.h"
 
 #define FLEET_REC_MAGIC	     'S'
-#define FLEET_REC_VERSION    2
+#define FLEET_REC_VERSION    3
 #define FLEET_REC_VALUE_MAX  768	/* = GOSSIP_VALUE_MAX */
 #define FLEET_REC_KEY_MAX    128	/* = GOSSIP_KEY_MAX */
-#define FLEET_CERT_PER_CHUNK 40		/* 40 * 16 bytes + framing < 768 */
+#define FLEET_CERT_PER_CHUNK 7		/* 7 * (16 + 81) bytes + framing < 768 */
+#define FLEET_ELECT_PER_CHUNK 12	/* 12 * (18 + 34) bytes + framing < 768 */
+#define FLEET_CHUNK_MAX	     12		/* the larger of the two */
 #define FLEET_CERT_MAX	     4096	/* as store_revision_encode */
 #define FLEET_HELD_MAX	     8		/* artifacts listed in a health record */
 
@@ -109,6 +124,8 @@ struct fleet_roster {
 	bool left;			/* it left gracefully (agentctl leave) */
 	char addr[64];			/* its advertised gossip ADDR:PORT, "" if unknown */
 	uint64_t hlc;			/* when it published this */
+	uint8_t key[STORE_KEY_LEN];	/* its node public key */
+	uint8_t sig[STORE_SIG_LEN];	/* by that key, over fleet_roster_msg */
 };
 
 /* An operator's removal of a node from the roster (audited: who and why). */
@@ -119,13 +136,24 @@ struct fleet_remove {
 	char reason[201];
 };
 
-/* Certificate chunk. */
+/* Certificate or electorate chunk. */
 struct fleet_cert_chunk {
-	uint32_t ncert;			/* ids in the whole certificate */
+	uint32_t ncert;			/* ids in the whole certificate (electorate) */
 	uint32_t index;			/* chunk number: ids [index*PER, ...) */
 	uint32_t n;			/* ids in this chunk */
-	uint8_t ids[FLEET_CERT_PER_CHUNK][STORE_NODE_ID_LEN];
+	bool extra;			/* sigs (certificate) or keys (electorate) present */
+	uint8_t ids[FLEET_CHUNK_MAX][STORE_NODE_ID_LEN];
+	struct store_cert_sig sigs[FLEET_CERT_PER_CHUNK];	/* certificate */
+	uint8_t keys[FLEET_ELECT_PER_CHUNK][STORE_KEY_LEN];	/* electorate */
 };
+
+/*
+ * The bytes a roster record's key signs: "shoal-roster-v1\0", the owner's id, len u8 + site,
+ * left u8, len u8 + addr, hlc be64, key. Returns their length (<= FLEET_ROSTER_MSG_MAX).
+ */
+#define FLEET_ROSTER_MSG_MAX (16 + STORE_NODE_ID_LEN + 1 + 64 + 1 + 1 + 63 + 8 + STORE_KEY_LEN)
+size_t fleet_roster_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fleet_roster *m,
+			uint8_t out[FLEET_ROSTER_MSG_MAX]);
 
 /*
  * Keys. fleet_key_format: writes a NUL-terminated key into @buf (@len >= FLEET_REC_KEY_MAX + 1)
@@ -144,11 +172,15 @@ int fleet_cert_encode(const struct store_revision *r, uint32_t index, uint8_t **
 int fleet_elect_encode(const struct store_revision *r, uint32_t index, uint8_t **ret_buf,
 		       size_t *ret_len);
 int fleet_vote_encode(const struct store_vote *v, uint8_t **ret_buf, size_t *ret_len);
+/* A vote with the operator's statement @op (NULL or kind 0: none). */
+int fleet_vote_encode_op(const struct store_vote *v, const struct store_opsig *op,
+			 uint8_t **ret_buf, size_t *ret_len);
 int fleet_health_encode(const struct fleet_health *h, uint8_t **ret_buf, size_t *ret_len);
 int fleet_roster_encode(const struct fleet_roster *m, uint8_t **ret_buf, size_t *ret_len);
 int fleet_remove_encode(const struct fleet_remove *x, uint8_t **ret_buf, size_t *ret_len);
-/* Chunks needed for a certificate of @ncert ids (0 for none). */
+/* Chunks needed for a certificate of @ncert ids (0 for none), an electorate of @nelect. */
 uint32_t fleet_cert_chunks(uint32_t ncert);
+uint32_t fleet_elect_chunks(uint32_t nelect);
 
 /*
  * Decoders. The value's type byte must match the function. On success the outputs are filled
@@ -156,7 +188,7 @@ uint32_t fleet_cert_chunks(uint32_t ncert);
  * caller fills from the chunks). 0; -EBADMSG; -EPROTONOSUPPORT; -ENOMEM; outputs untouched on
  * failure. fleet_rev_decode likewise announces ret->nelect with ret->elect NULL.
  * fleet_vote_decode does not know the voter (the record's owner): ret->voter is zeroed; the
- * caller sets it. A vote without a subject is malformed.
+ * caller sets it, and checks ret->sig. A vote without a subject is malformed.
  */
 int fleet_rev_decode(const uint8_t *buf, size_t len, struct store_revision *ret);
 int fleet_cert_decode(const uint8_t *buf, size_t len, struct fleet_cert_chunk *ret);
@@ -164,6 +196,9 @@ int fleet_cert_decode(const uint8_t *buf, size_t len, struct fleet_cert_chunk *r
 int fleet_ids_decode(const uint8_t *buf, size_t len, enum fleet_rec_type t,
 		     struct fleet_cert_chunk *ret);
 int fleet_vote_decode(const uint8_t *buf, size_t len, struct store_vote *ret);
+/* fleet_vote_decode, and the operator's statement into *ret_op (kind 0 when none). */
+int fleet_vote_decode_op(const uint8_t *buf, size_t len, struct store_vote *ret,
+			 struct store_opsig *ret_op);
 int fleet_health_decode(const uint8_t *buf, size_t len, struct fleet_health *ret);
 int fleet_roster_decode(const uint8_t *buf, size_t len, struct fleet_roster *ret);
 int fleet_remove_decode(const uint8_t *buf, size_t len, struct fleet_remove *ret);

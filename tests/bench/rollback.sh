@@ -52,6 +52,17 @@ mk() { # NAME VERSION
 mk v1 1.0.0
 mk v2 2.0.0
 head -c 32 /dev/urandom | base64 -w0 >"$WORK/keyring"; echo >>"$WORK/keyring"; chmod 600 "$WORK/keyring"
+# an operator key trusted by every agent (agent/base/sign.h); builds from before operator
+# signatures (to compare) have no --operators-dir and sign nothing
+opargs=()
+"$AGENTD" --help >"$WORK/help" 2>/dev/null	# a file: `--help | grep -q` may SIGPIPE agentd
+if grep -q -- --operators-dir "$WORK/help"; then
+	mkdir -p "$WORK/operators"
+	"$AGENTCTL" keygen "$WORK/operator.key" >/dev/null
+	cp "$WORK/operator.key.pub" "$WORK/operators/bench.pub"
+	export SHOAL_OPERATOR_KEY=$WORK/operator.key
+	opargs=(--operators-dir "$WORK/operators")
+fi
 # gossip timings: probe 500 ms for the bigger clusters on a small machine
 export SHOAL_GOSSIP_PROBE_MS=${SHOAL_GOSSIP_PROBE_MS:-500} SHOAL_RETRY_MS=300
 ms_of() { # "HH:MM:SS.mmm" -> ms of the day
@@ -72,7 +83,7 @@ for N in "${sizes[@]}"; do
 		"$AGENTD" --config /dev/null --node-name "n$i" --state-dir "$WORK/s$N/n$i" \
 			--socket "$WORK/n$i.sock" --socket-group "" --bind "127.0.0.1:$((base + i))" \
 			--join "127.0.0.1:$((base + 1))" --join "127.0.0.1:$((base + 2))" \
-			--keyring "$WORK/keyring" --cluster bench$N --log-level warning \
+			--keyring "$WORK/keyring" --cluster bench$N --log-level warning "${opargs[@]}" \
 			2>>"$WORK/n$i.log" &
 		PID+=($!)
 	done

@@ -3,13 +3,15 @@
  * record comes from another node. The input is split at the first 0x00 byte into a record
  * KEY and a VALUE (no 0x00: key only); the key goes through fleet_key_parse, the value through
  * every decoder (each must reject the types that are not its own), and what decodes is
- * re-encoded and decoded again, which must give the same fields.
+ * re-encoded and decoded again, which must give the same fields (signatures and keys
+ * included); the signed-message builders run on what decodes.
  */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/agree/agree.h"
 #include "agent/fleet/records.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -49,21 +51,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		store_revision_release(&r);
 	}
 	struct fleet_cert_chunk c;
-	if (fleet_cert_decode(val, vlen, &c) == 0 && (c.n == 0 || c.n > FLEET_CERT_PER_CHUNK))
-		abort();
+	if (fleet_cert_decode(val, vlen, &c) == 0) {
+		if (c.n == 0 || c.n > FLEET_CERT_PER_CHUNK)
+			abort();
+		for (uint32_t i = 0; c.extra && i < c.n; i++)
+			if (c.sigs[i].reason > STORE_VOTE_OPERATOR)
+				abort();
+	}
 	struct store_vote v;
 	if (fleet_vote_decode(val, vlen, &v) == 0) {
 		if (fleet_vote_encode(&v, &buf, &len) == 0) {
 			struct store_vote v2;
 			if (fleet_vote_decode(buf, len, &v2) != 0 || v2.rev != v.rev ||
-			    v2.subject != v.subject || v2.target != v.target || v2.round != v.round)
+			    v2.subject != v.subject || v2.target != v.target || v2.round != v.round ||
+			    memcmp(v2.sig, v.sig, STORE_SIG_LEN) != 0)
 				abort();
 			free(buf);
 		}
+		/* the signature check on outside bytes: never more than the message buffer, a
+		 * random signature under a key taken from the input never verifies */
+		uint8_t msg[AGREE_VOTE_MSG_MAX], vk[STORE_KEY_LEN];
+		if (agree_vote_msg(&v, msg) > sizeof msg)
+			abort();
+		memcpy(vk, v.sig, sizeof vk);
+		(void)agree_vote_verify(&v, vk);
 	}
 	struct fleet_cert_chunk e;
 	if (fleet_ids_decode(val, vlen, FLEET_REC_ELECT, &e) == 0 &&
-	    (e.n == 0 || e.n > FLEET_CERT_PER_CHUNK))
+	    (e.n == 0 || e.n > FLEET_ELECT_PER_CHUNK))
 		abort();
 	struct fleet_roster ro;
 	if (fleet_roster_decode(val, vlen, &ro) == 0) {
@@ -72,10 +87,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (fleet_roster_encode(&ro, &buf, &len) == 0) {
 			struct fleet_roster ro2;
 			if (fleet_roster_decode(buf, len, &ro2) != 0 || ro2.left != ro.left ||
-			    strcmp(ro2.site, ro.site) != 0 || strcmp(ro2.addr, ro.addr) != 0)
+			    strcmp(ro2.site, ro.site) != 0 || strcmp(ro2.addr, ro.addr) != 0 ||
+			    memcmp(ro2.key, ro.key, STORE_KEY_LEN) != 0 ||
+			    memcmp(ro2.sig, ro.sig, STORE_SIG_LEN) != 0)
 				abort();
 			free(buf);
 		}
+	}
+	if (fleet_roster_decode(val, vlen, &ro) == 0) {
+		uint8_t msg[FLEET_ROSTER_MSG_MAX], owner[STORE_NODE_ID_LEN] = {0};
+		if (fleet_roster_msg(owner, &ro, msg) > sizeof msg)
+			abort();
 	}
 	struct fleet_health h;
 	if (fleet_health_decode(val, vlen, &h) == 0) {

@@ -1,7 +1,9 @@
 /*
  * tests/fuzz/fuzz_store_revision.c: store_revision_decode on arbitrary bytes (revisions are
  * gossiped between nodes and read back from disk). Refused input is a clean -EBADMSG; accepted
- * input re-encodes, and decoding that gives the same revision and the same bytes again.
+ * input re-encodes, and decoding that gives the same revision and the same bytes again
+ * (format 3: with the electors' keys, the certificate's signed votes and the origin's
+ * signature).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -20,7 +22,17 @@ static int revision_eq(const struct store_revision *a, const struct store_revisi
 	       a->hlc == b->hlc && a->operator_uid == b->operator_uid &&
 	       a->operator_pid == b->operator_pid && !strcmp(a->reason, b->reason) &&
 	       a->ncert == b->ncert &&
-	       (a->ncert == 0 || !memcmp(a->cert, b->cert, (size_t)a->ncert * STORE_NODE_ID_LEN));
+	       (a->ncert == 0 || !memcmp(a->cert, b->cert, (size_t)a->ncert * STORE_NODE_ID_LEN)) &&
+	       /* format 3: keys, signed votes, origin signature */
+	       (a->elect_keys != NULL) == (b->elect_keys != NULL) &&
+	       (!a->elect_keys ||
+		!memcmp(a->elect_keys, b->elect_keys, (size_t)a->nelect * STORE_KEY_LEN)) &&
+	       (a->cert_sigs != NULL) == (b->cert_sigs != NULL) &&
+	       (!a->cert_sigs ||
+		!memcmp(a->cert_sigs, b->cert_sigs, (size_t)a->ncert * sizeof(*a->cert_sigs))) &&
+	       a->cert_subject == b->cert_subject && a->cert_target == b->cert_target &&
+	       a->cert_round == b->cert_round &&
+	       !memcmp(a->origin_sig, b->origin_sig, STORE_SIG_LEN);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

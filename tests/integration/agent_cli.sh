@@ -74,6 +74,15 @@ expect_exit 2 "unknown option" -- ctl status --frob
 for c in votes deploy rollback keyring join; do
 	expect_exit 2 "'$c' without arguments" -- ctl "$c"
 done
+# a change without an operator key says how to make one, before it contacts anyone
+out=$(SHOAL_OPERATOR_KEY= "$AGENTCTL" --socket "$tmp/none.sock" deploy web 0123abcd 2>&1)
+rc=$?
+[ "$rc" = 1 ] || fail "deploy without an operator key: exit $rc, want 1"
+echo "$out" | grep -q "agentctl keygen FILE" || fail "deploy without a key does not say how: $out"
+"$AGENTCTL" keygen "$tmp/op.key" >/dev/null || fail "agentctl keygen"
+[ "$(stat -c %a "$tmp/op.key")" = 600 ] || fail "operator key is not mode 600"
+"$AGENTCTL" keygen "$tmp/op.key" >/dev/null 2>&1 && fail "keygen overwrote an existing key"
+export SHOAL_OPERATOR_KEY=$tmp/op.key
 for c in members services events leave "votes web" "deploy web 0123abcd" "rollback web" \
 	"keyring list" "join 127.0.0.1:7946"; do
 	# shellcheck disable=SC2086 # the command's words are meant to split

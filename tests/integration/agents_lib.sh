@@ -30,6 +30,7 @@ pick_base() {
 }
 BASE=$(pick_base)
 declare -a PID=()
+declare -a OPDIR=()	# a node's own operators directory (default: the shared one)
 FAILS=0
 export SHOAL_GOSSIP_PROBE_MS=${SHOAL_GOSSIP_PROBE_MS:-200} SHOAL_RETRY_MS=${SHOAL_RETRY_MS:-300}
 
@@ -110,12 +111,20 @@ new_keyring() {
 	chmod 600 "$WORK/keyring"
 }
 
+# One operator key per test cluster (agent/base/sign.h), trusted by every agent: deploys and
+# rollbacks through ctl are signed with it (SHOAL_OPERATOR_KEY).
+mkdir -p "$WORK/operators"
+"$AGENTCTL" keygen "$WORK/operator.key" >/dev/null || { echo "FAIL: agentctl keygen"; exit 1; }
+cp "$WORK/operator.key.pub" "$WORK/operators/test.pub"
+export SHOAL_OPERATOR_KEY=$WORK/operator.key
+
 start_agent() { # start_agent I [extra agentd args]: node nI on 127.0.0.1:BASE+I, joining n1
 	local i=$1; shift
 	rm -f "$WORK/n$i.sock"
 	"$AGENTD" --config /dev/null --node-name "n$i" --state-dir "$WORK/n$i" \
 		--socket "$WORK/n$i.sock" --socket-group "" --bind "$(addr_of "$i")" \
 		--join "$(addr_of 1)" --keyring "$WORK/keyring" --cluster "$LIB_NAME" \
+		--operators-dir "${OPDIR[$i]:-$WORK/operators}" \
 		--log-level info "$@" 2>>"$WORK/n$i.log" &
 	PID[$i]=$!
 }

@@ -6,6 +6,8 @@
 #  - n3 fetches it with no --from (every live member is a candidate; n2 and n1 hold it);
 #  - fetching an id nobody holds fails with not_found (exit 1), and n3's store is unchanged;
 #  - a bad id is a usage error of the agent (bad_request);
+#  - a failed fetch (from an address nobody listens on: ~20 polls of one failing transfer) is
+#    not handed to a later request: the next fetch on n3, from n1, succeeds;
 #  - `agentctl deploy` on a node lacking the artifact: with a prefix, not_found and a hint;
 #    with the full id, agentctl fetches it from a peer first and deploys (n4, joined late);
 #    a full id nobody holds: the fetch's not_found, and no revision.
@@ -38,6 +40,18 @@ has_artifact 3 "$NOPE" && die "n3 holds the unknown id"
 n=$(ctl 3 --json artifact list | jq length)
 [ "$n" = 1 ] || die "n3 holds $n artifacts, expected 1"
 ok "unknown id: not_found"
+
+make_artifact a2 2.0 1
+ID2=$(ctl 1 artifact import "$WORK/art/a2") || die "import a2 on n1"
+DEAD=127.0.0.1:$((BASE + 9)) # nobody listens there (pick_base checked)
+if err=$(ctl 3 --timeout 30s artifact fetch "$ID2" --from "$DEAD" 2>&1); then
+	die "fetch from a dead address succeeded: $err"
+fi
+ok "fetch from a dead address failed: $err"
+out=$(ctl 3 --timeout 60s artifact fetch "$ID2" --from "$(addr_of 1)" 2>&1) ||
+	die "a later fetch got an earlier request's failure: $out"
+same_artifact 1 3 "$ID2" || die "n3's copy of a2 differs"
+ok "a later request starts its own transfer"
 
 if err=$(ctl 3 artifact fetch 1234 2>&1); then die "a short id was accepted"; fi
 echo "$err" | grep -q "bad_request" || die "short id: '$err'"

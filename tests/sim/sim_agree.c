@@ -2066,6 +2066,8 @@ static void world_free(void)
 	for (size_t i = 0; i < W.nrecs; i++) {
 		free(W.recs[i].r.cert);
 		free(W.recs[i].r.elect);
+		free(W.recs[i].r.cert_sigs);
+		free(W.recs[i].r.elect_keys);
 	}
 	free(W.recs);
 	free(W.votes);

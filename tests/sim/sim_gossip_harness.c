@@ -378,6 +378,9 @@ static int start_core(struct simg *s, struct node *nd, uint64_t inc)
 	cfg.name = name;
 	cfg.addr = nd->addr;
 	cfg.incarnation = inc;
+	/* simulated clusters go past the default table bound (gossip.h "Bounds") */
+	if (cfg.members_max < (size_t)s->o.max_nodes + 16)
+		cfg.members_max = (size_t)s->o.max_nodes + 16;
 	struct gossip_env env = { .send = env_send, .random = env_random, .on_member = env_member,
 				  .on_record = env_record, .ud = nd };
 	int r = gossip_new(&cfg, &env, &nd->g);

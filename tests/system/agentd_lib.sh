@@ -59,6 +59,17 @@ agentd_lib_cleanup() {
 	if [ -n "${SHOAL_KEEP_TMP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 
+# make_operator DIR: an operator key DIR/operator.key (agentctl keygen), trusted through
+# DIR/operators/ (agent/base/sign.h): pass --operators-dir DIR/operators to agentd and
+# --key DIR/operator.key to every deploy and rollback
+make_operator() {
+	mkdir -p "$1/operators"
+	"$AGENTCTL" keygen "$1/operator.key" >/dev/null || die "agentctl keygen"
+	cp "$1/operator.key.pub" "$1/operators/test.pub"
+	chmod 755 "$1/operators"
+	chmod 644 "$1/operators/test.pub"
+}
+
 # make_keyring FILE: a fresh cluster key
 make_keyring() {
 	head -c 32 /dev/urandom | base64 -w0 >"$1"

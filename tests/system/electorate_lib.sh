@@ -53,6 +53,9 @@ ctl() { local i=$1; shift; ip netns exec "$(ns "$i")" "$AGENTCTL" --socket "$WOR
 lab_up() {
 	bash "$HERE/netlab.sh" up "$1" || die "netlab up"
 	make_keyring "$WORK/keyring"
+	# one operator key, trusted by every agent: deploys and rollbacks are signed with it
+	make_operator "$WORK"
+	export SHOAL_OPERATOR_KEY=$WORK/operator.key
 }
 
 # start_agent I [JOIN_HOST] [extra agentd args]: agentd nI in host I, joining host JOIN_HOST
@@ -65,7 +68,8 @@ start_agent() {
 	ip netns exec "$(ns "$i")" env ${AGENT_ENV:-} "$AGENTD" --config /dev/null --node-name "n$i" \
 		--state-dir "$WORK/n$i" --socket "$WORK/n$i.sock" --socket-group "" \
 		--bind "$NET.$i:7946" --join "$NET.$j:7946" --keyring "$WORK/keyring" \
-		--cluster "el$RUNID" --log-level info "$@" 2>>"$WORK/n$i.log" &
+		--cluster "el$RUNID" --operators-dir "$WORK/operators" --log-level info "$@" \
+		2>>"$WORK/n$i.log" &
 	PID[$i]=$!
 }
 # stop_agent I [SIGNAL]: end nI by PID (default SIGTERM; bounded), and forget it

@@ -160,12 +160,14 @@ UNMANAGED=$(P inspect -f '{{.Id}}' shoal-web-100) || die "inspect shoal-web-100"
 ok "Podman API on $SOCK (pid $SVCPID); unmanaged shoal-web-100 running (${UNMANAGED:0:12})"
 
 make_keyring "$WORK/keyring"
+make_operator "$WORK"
 start_agentd() {
 	local e
 	SHOAL_RETRY_MS=200 SHOAL_GOSSIP_PROBE_MS=200 "$AGENTD" --config /dev/null --node-name ct1 \
 		--state-dir "$WORK/state" --socket "$WORK/agentd.sock" --socket-group "" \
 		--bind "127.0.0.1:$GPORT" --keyring "$WORK/keyring" --cluster "ct$RUNID" \
-		--docker-host "$SOCK" --retain-revisions 4 --log-level info >>"$WORK/agentd.log" 2>&1 &
+		--docker-host "$SOCK" --retain-revisions 4 --log-level info \
+		--operators-dir "$WORK/operators" >>"$WORK/agentd.log" 2>&1 &
 	AGPID=$!
 	e=$((SECONDS + 30))
 	until ctl ping >/dev/null 2>&1; do
@@ -245,7 +247,7 @@ done
 
 # --- 1. v1
 t=$SECONDS
-ctl deploy web "${ID[v1]}" --reason v1 >/dev/null || die "deploy v1"
+ctl deploy web --key "$WORK/operator.key" "${ID[v1]}" --reason v1 >/dev/null || die "deploy v1"
 wait_state 60 1 1 healthy
 check "after deploy v1" runs_rev 1 v1
 C1=$(P inspect -f '{{.Id}}' shoal-web-1)
@@ -253,14 +255,14 @@ ok "rev 1: shoal-web-1 runs v1 (${C1:0:12}) after $((SECONDS - t))s"
 
 # --- 2. v2
 t=$SECONDS
-ctl deploy web "${ID[v2]}" --reason v2 >/dev/null || die "deploy v2"
+ctl deploy web --key "$WORK/operator.key" "${ID[v2]}" --reason v2 >/dev/null || die "deploy v2"
 wait_state 60 2 2 healthy
 check "after deploy v2" runs_rev 2 v2
 ok "rev 2: shoal-web-2 runs v2, shoal-web-1 removed, after $((SECONDS - t))s"
 
 # --- 3. operator rollback
 t=$SECONDS
-out=$(ctl rollback web --reason "system test" --wait --timeout 60s 2>&1) ||
+out=$(ctl rollback web --key "$WORK/operator.key" --reason "system test" --wait --timeout 60s 2>&1) ||
 	die "rollback --wait: $out"
 wait_state 60 3 3 healthy
 check "after rollback" runs_rev 3 v1
@@ -289,7 +291,7 @@ midswap=0
 for k in 1 2 3 4 5 6; do
 	case $((k % 2)) in 1) a=v3; force= ;; *) a=v2; force=--force ;; esac
 	t=$SECONDS
-	ctl deploy web "${ID[$a]}" $force --reason "swap $k" >/dev/null || die "deploy $a $force"
+	ctl deploy web --key "$WORK/operator.key" "${ID[$a]}" $force --reason "swap $k" >/dev/null || die "deploy $a $force"
 	rev=$((rev + 1))
 	if [ $k = 1 ]; then
 		wait_for 30 "the swap to rev $rev to be in progress" swapping

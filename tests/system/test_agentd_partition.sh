@@ -83,13 +83,15 @@ all_runs_proc() { local i; for i in $1; do runs_proc "$i" "$2" || return 1; done
 bash "$HERE/netlab.sh" up $N || die "netlab up"
 ok "netlab $PFX up: $N hosts on $NET.0/24"
 make_keyring "$WORK/keyring"
+make_operator "$WORK"
 start_agent() {
 	local i=$1
 	rm -f "$WORK/n$i.sock"
 	ip netns exec "$(ns "$i")" "$AGENTD" --config /dev/null --node-name "n$i" \
 		--state-dir "$WORK/n$i" --socket "$WORK/n$i.sock" --socket-group "" \
 		--bind "$NET.$i:7946" --join "$NET.1:7946" --keyring "$WORK/keyring" \
-		--cluster "sys$RUNID" --log-level info 2>>"$WORK/n$i.log" &
+		--cluster "sys$RUNID" --log-level info --operators-dir "$WORK/operators" \
+		2>>"$WORK/n$i.log" &
 	PID[$i]=$!
 }
 for i in $(seq 1 $N); do start_agent "$i"; done
@@ -105,13 +107,13 @@ done
 ok "v1 $V1 and v2 $V2 imported on every node"
 
 # --- v1 everywhere
-ctl 3 deploy web "$V1" --reason "system test v1" >/dev/null || die "deploy v1"
+ctl 3 deploy web --key "$WORK/operator.key" "$V1" --reason "system test v1" >/dev/null || die "deploy v1"
 wait_for 90 "rev 1 healthy on every node" all_state "$(seq 1 $N)" 1 1 healthy
 wait_for 30 "one web process of rev 1 per host" all_runs_proc "$(seq 1 $N)" 1
 ok "rev 1 (v1) healthy on all $N hosts, one process of rev 1 in each namespace"
 
 # --- v2 everywhere (healthy for now), deployed from a majority node
-ctl 3 deploy web "$V2" --reason "system test v2" >/dev/null || die "deploy v2"
+ctl 3 deploy web --key "$WORK/operator.key" "$V2" --reason "system test v2" >/dev/null || die "deploy v2"
 wait_for 90 "rev 2 healthy on every node" all_state "$(seq 1 $N)" 2 2 healthy
 wait_for 30 "one web process of rev 2 per host" all_runs_proc "$(seq 1 $N)" 2
 ok "rev 2 (v2) healthy on all $N hosts"

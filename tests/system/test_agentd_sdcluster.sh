@@ -107,6 +107,7 @@ done
 ok "$N hosts on $NET.0/24, each a systemd sandbox inside its network namespace"
 
 make_keyring "$WORK/keyring"
+make_operator "$WORK"
 ENVS="SHOAL_GOSSIP_PROBE_MS=200"
 for e in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
 	[ -n "${!e:-}" ] && ENVS="$ENVS $e=${!e}"
@@ -149,6 +150,8 @@ for i in $(seq 1 $N); do
 	S=$(sh_of "$i")
 	mkdir -p "$S/state" "$S/art"
 	cp "$WORK/keyring" "$S/keyring"
+	cp -r "$WORK/operators" "$S/operators"
+	cp -p "$WORK/operator.key" "$S/operator.key"
 	mk_release "$S/art" v1 1.0.0
 	mk_release "$S/art" v2 2.0.0
 	cat >"$SBX_BASE/$(sname "$i")/system/shoal-agentd.service" <<EOF
@@ -159,7 +162,7 @@ Type=notify
 Environment=$ENVS
 ExecStart=$(sandbox_bin "$S" "$AGENTD") --config /dev/null --node-name h$i --state-dir $S/state \\
 	--socket $S/agentd.sock --socket-group "" --bind $NET.$i:7946 --join $NET.1:7946 \\
-	--keyring $S/keyring --cluster sys$RUNID --log-level info
+	--keyring $S/keyring --cluster sys$RUNID --log-level info --operators-dir $S/operators
 StandardError=append:$S/agentd.log
 TimeoutStartSec=60
 EOF
@@ -175,11 +178,11 @@ done
 ok "agentd runs as a unit in each sandbox; $N members alive; v1 and v2 imported"
 
 # --- 1, 2: v1 then v2 in every systemd
-ctl 1 deploy web "$V1" >/dev/null || die "deploy v1"
+ctl 1 deploy web --key "$(sh_of 1)/operator.key" "$V1" >/dev/null || die "deploy v1"
 wait_for 90 "rev 1 healthy on every host" all_state "$(seq 1 $N)" 1 1 healthy
 wait_for 30 "every systemd to run v1" all_sd_runs "$(seq 1 $N)" v1
 ok "rev 1: the $N systemds run v1"
-ctl 2 deploy web "$V2" >/dev/null || die "deploy v2"
+ctl 2 deploy web --key "$(sh_of 2)/operator.key" "$V2" >/dev/null || die "deploy v2"
 wait_for 90 "rev 2 healthy on every host" all_state "$(seq 1 $N)" 2 2 healthy
 wait_for 30 "every systemd to run v2" all_sd_runs "$(seq 1 $N)" v2
 ok "rev 2: the $N systemds run v2"

@@ -108,6 +108,7 @@ timeout 90 bash "$HERE/sbx.sh" start "$NAME" || die "sandbox did not start"
 SH=$SBX_BASE/$NAME/share
 mkdir -p "$SH/art" "$SH/state"
 make_keyring "$SH/keyring"
+make_operator "$SH"
 # an artifact per release: the unit (Type=notify, status "web vN") and a health check that
 # asks systemd whether this release is the one running
 mk_release() { # NAME VERSION START_DELAY
@@ -159,7 +160,7 @@ Type=notify
 Environment=$ENVS
 ExecStart=$AGENTD --config /dev/null --node-name sbx1 --state-dir $SH/state \\
 	--socket $SH/agentd.sock --socket-group "" --bind 127.0.0.1:$PORT \\
-	--keyring $SH/keyring --cluster sys$RUNID --log-level info
+	--keyring $SH/keyring --cluster sys$RUNID --log-level info --operators-dir $SH/operators
 StandardError=append:$SH/agentd.log
 TimeoutStartSec=60
 TimeoutStopSec=30
@@ -180,7 +181,7 @@ for v in v1 v2 v3; do
 done
 
 # --- 1. v1
-ctl deploy web "${ID[v1]}" --reason "v1" >/dev/null || die "deploy v1"
+ctl deploy web --key "$SH/operator.key" "${ID[v1]}" --reason "v1" >/dev/null || die "deploy v1"
 wait_state 60 1 1 healthy
 check "after deploy v1" unit_is v1
 check "after deploy v1" no_tmp
@@ -188,7 +189,7 @@ pid1=$(show MainPID)
 ok "rev 1: systemd runs $UNIT v1 (active/running, MainPID $pid1, StatusText 'web v1')"
 
 # --- 2. v2
-ctl deploy web "${ID[v2]}" --reason "v2" >/dev/null || die "deploy v2"
+ctl deploy web --key "$SH/operator.key" "${ID[v2]}" --reason "v2" >/dev/null || die "deploy v2"
 wait_state 60 2 2 healthy
 check "after deploy v2" unit_is v2
 check "after deploy v2" no_tmp
@@ -197,7 +198,7 @@ pid2=$(show MainPID)
 ok "rev 2: systemd runs v2 (MainPID $pid2)"
 
 # --- 3. operator rollback
-out=$(ctl rollback web --reason "system test" --wait --timeout 60s 2>&1) ||
+out=$(ctl rollback web --key "$SH/operator.key" --reason "system test" --wait --timeout 60s 2>&1) ||
 	die "rollback --wait: $out"
 wait_state 60 3 3 healthy
 check "after rollback" unit_is v1
@@ -238,7 +239,7 @@ ok "rev 3: agentd killed at rest and restarted: the unit kept running (MainPID $
 wait_state 30 3 3 healthy soft && ok "rev 3 healthy again after the restart"
 
 # 4b. v3 starts slowly (2 s before READY): kill while the swap is observed in progress
-ctl deploy web "${ID[v3]}" --reason "v3" >/dev/null || die "deploy v3"
+ctl deploy web --key "$SH/operator.key" "${ID[v3]}" --reason "v3" >/dev/null || die "deploy v3"
 wait_for 30 "the swap to rev 4 to be in progress" swapping
 kill_agentd "during the swap to rev 4 ($(X systemctl show -p ActiveState,SubState,Job "$UNIT" |
 	tr '\n' ' '))"
@@ -251,12 +252,12 @@ check "after kill -9 + restart (rev 4)" no_tmp
 ok "rev 4: killed mid-swap, restarted: systemd runs v3, no temporary file"
 
 # 4c..: a condemned release needs --force; redeploys killed after random delays
-out=$(ctl deploy web "${ID[v2]}" 2>&1) &&
+out=$(ctl deploy web --key "$SH/operator.key" "${ID[v2]}" 2>&1) &&
 	fail "deploy of condemned v2 without --force succeeded: $out"
 rev=4
 for k in 1 2 3; do
 	case $((k % 2)) in 1) a=v2; aid=${ID[v2]} ;; 0) a=v3; aid=${ID[v3]} ;; esac
-	ctl deploy web "$aid" --force --reason "redeploy $k" >/dev/null || die "deploy $a --force"
+	ctl deploy web --key "$SH/operator.key" "$aid" --force --reason "redeploy $k" >/dev/null || die "deploy $a --force"
 	rev=$((rev + 1))
 	d=0.$((RANDOM % 10))$((RANDOM % 10))
 	sleep "$d"

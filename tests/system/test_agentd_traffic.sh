@@ -104,6 +104,8 @@ last_from() { awk -F, -v h="$1" '$2 == 1 { split($4, w, " "); if (w[2] == h) t =
 bash "$HERE/netlab.sh" up $N || die "netlab up"
 ok "netlab $PFX up: $N hosts on $NET.0/24 (site a: h1 h2 h5, site b: h3 h4)"
 make_keyring "$WORK/keyring"
+make_operator "$WORK"	# deploys and rollbacks are signed with it; every agent trusts it
+export SHOAL_OPERATOR_KEY=$WORK/operator.key
 
 cat >"$WORK/haproxy.cfg" <<EOF
 global
@@ -135,6 +137,7 @@ start_agent() {
 		--state-dir "$WORK/n$i" --socket "$WORK/n$i.sock" --socket-group "" \
 		--bind "$NET.$i:7946" --join "$NET.5:7946" --keyring "$WORK/keyring" \
 		--cluster "tr$RUNID" --label "site=$(site_of "$i")" --log-level info \
+		--operators-dir "$WORK/operators" \
 		--max-parallel-swaps-per-site 1 --quorum web=2 --http-api 127.0.0.1:9465 "${extra[@]}" \
 		2>>"$WORK/n$i.log" &
 	PID[$i]=$!

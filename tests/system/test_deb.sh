@@ -150,6 +150,9 @@ ok "installed $V: files, group shoal, unit loaded, disabled, inactive; exposure 
 PORT=$((20000 + RANDOM % 20000))
 X sh -c "printf '\n; system test: gossip on loopback only\nbind = 127.0.0.1:$PORT\nlog-level = debug\n' >> /etc/shoal/agentd.conf" ||
 	die "cannot edit the config"
+# an operator key for the deploy below, trusted the documented way (agentd(8) operators-dir)
+X sh -c 'mkdir -p /etc/shoal/operators && agentctl keygen /etc/shoal/test-op.key >/dev/null &&
+	cp /etc/shoal/test-op.key.pub /etc/shoal/operators/test.pub' || die "agentctl keygen"
 out=$(X systemctl enable --now agentd.service 2>&1) ||
 	die "enable --now: $out $(X systemctl status agentd --no-pager 2>&1 | tail -n 8)"
 wait_for 30 "agentctl status as root" ctl status
@@ -194,7 +197,7 @@ failures = 3
 deadline = 30s
 EOF
 id=$(ctl artifact import "$A" 2>/dev/null) || die "import: $(ctl artifact import "$A" 2>&1)"
-ctl deploy debweb "$id" --reason "deb test" >/dev/null || die "deploy"
+ctl deploy debweb "$id" --reason "deb test" --key /etc/shoal/test-op.key >/dev/null || die "deploy"
 healthy() {
 	ctl --json services | jq -e 'first(.. | objects | select(.service? == "debweb")) |
 		.health == "healthy" and .running_rev == 1'
@@ -259,6 +262,8 @@ ok "upgrade to $V2: agentd restarted (MainPID $PID1 -> $PID2), still enabled; $U
 
 # --- 6. purge
 files=$(X dpkg-query -L shoal) || die "dpkg-query -L"
+# the operator key files are the test's, not the package's: an operator removes such files
+X rm -f /etc/shoal/test-op.key /etc/shoal/test-op.key.pub /etc/shoal/operators/test.pub
 out=$(X env DEBIAN_FRONTEND=noninteractive dpkg --purge shoal 2>&1) || die "dpkg --purge: $out"
 [ "$(unit ActiveState)" = inactive ] || fail "agentd still $(unit ActiveState) after purge"
 left=""

@@ -82,6 +82,7 @@ timeout 90 bash "$HERE/sbx.sh" start "$NAME" || die "sandbox did not start"
 SH=$SBX_BASE/$NAME/share
 mkdir -p "$SH/art" "$SH/state"
 make_keyring "$SH/keyring"
+make_operator "$SH"
 PORT=$((20000 + RANDOM % 20000))
 WPORT=$((PORT + 1))
 for p in $PORT $WPORT; do
@@ -133,7 +134,7 @@ Type=notify
 Environment=$ENVS
 ExecStart=$SH/sbin/agentd --config /dev/null --node-name sbx1 --state-dir $SH/state \\
 	--socket $SH/agentd.sock --socket-group "" --bind 127.0.0.1:$PORT \\
-	--keyring $SH/keyring --cluster exs$RUNID --log-level info
+	--keyring $SH/keyring --cluster exs$RUNID --log-level info --operators-dir $SH/operators
 StandardError=append:$SH/agentd.log
 Restart=on-failure
 RestartSec=500ms
@@ -152,7 +153,7 @@ for v in v1 v2; do
 done
 
 # --- 1. v1
-ctl deploy web "${ID[v1]}" --reason "v1" >/dev/null || die "deploy v1"
+ctl deploy web --key "$SH/operator.key" "${ID[v1]}" --reason "v1" >/dev/null || die "deploy v1"
 wait_state 60 1 1 healthy
 [ "$(answer)" = "web v1" ] || die "v1 does not answer 'web v1': '$(answer)'"
 PID1=$(listeners)
@@ -273,7 +274,7 @@ wait_state 60 1 1 healthy
 PID1=$(listeners)
 E1=$(escapees)
 [ -n "$E1" ] && [ "${E1// /}" = "$E1" ] || fail "before deploy v2: want one escaped daemon, have '$E1'"
-ctl deploy web "${ID[v2]}" --reason "v2" >/dev/null || die "deploy v2"
+ctl deploy web --key "$SH/operator.key" "${ID[v2]}" --reason "v2" >/dev/null || die "deploy v2"
 wait_state 60 2 2 healthy
 PID2=$(listeners)
 [ "$(answer)" = "web v2" ] || fail "after deploy v2: answers '$(answer)'"
@@ -285,7 +286,7 @@ E2=$(escapees)
 ok "rev 2: v1 (pid $PID1) stopped with its escaped daemon, v2 answers (pid $PID2)"
 
 # --- 8. and a rollback too
-out=$(ctl rollback web --reason "system test" --wait --timeout 60s 2>&1) ||
+out=$(ctl rollback web --key "$SH/operator.key" --reason "system test" --wait --timeout 60s 2>&1) ||
 	die "rollback --wait: $out"
 wait_state 60 3 3 healthy
 PID3=$(listeners)

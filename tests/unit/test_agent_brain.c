@@ -22,6 +22,7 @@
 #include "agent/fleet/fleet.h"
 #include "agent/fleet/fleet_int.h"	/* fleet__strerror */
 #include "agent/fleet/records.h"
+#include "agent/base/sign.h"
 #include "agent/ctl/ctl_proto.h"
 #include "store/import.h"
 
@@ -73,9 +74,15 @@ static void fill_rev(struct store_revision *r, uint32_t ncert)
 	r->ncert = ncert;
 	if (ncert) {
 		r->cert = calloc(ncert, STORE_NODE_ID_LEN);
-		for (uint32_t i = 0; i < ncert; i++)
+		r->cert_sigs = calloc(ncert, sizeof *r->cert_sigs);
+		for (uint32_t i = 0; i < ncert; i++) {
 			for (int j = 0; j < STORE_NODE_ID_LEN; j++)
 				r->cert[i][j] = (uint8_t)(i * 7 + j);
+			r->cert_sigs[i].hlc = UINT64_MAX - i;
+			r->cert_sigs[i].reason = i & 1;
+			memset(r->cert_sigs[i].sig, (int)i, STORE_SIG_LEN);
+		}
+		r->cert_subject = 0x1234;
 	}
 }
 
@@ -86,7 +93,6 @@ static void test_rev_and_cert(void **state)
 	uint8_t *buf;
 	size_t len;
 	fill_rev(&r, 95);
-	EQ(fleet_cert_chunks(95), 3);
 	EQ(fleet_rev_encode(&r, &buf, &len), 0);
 	assert_true(len <= FLEET_REC_VALUE_MAX);
 	EQ(fleet_rev_decode(buf, len, &d), 0);
@@ -104,23 +110,53 @@ static void test_rev_and_cert(void **state)
 	}
 	free(buf);
 	uint8_t ids[95][STORE_NODE_ID_LEN];
-	for (uint32_t i = 0; i < 3; i++) {
+	struct store_cert_sig sigs[95];
+	EQ(fleet_cert_chunks(95), 14);
+	for (uint32_t i = 0; i < 14; i++) {
 		struct fleet_cert_chunk c;
 		EQ(fleet_cert_encode(&r, i, &buf, &len), 0);
 		assert_true(len <= FLEET_REC_VALUE_MAX);
 		EQ(fleet_cert_decode(buf, len, &c), 0);
 		EQ(c.ncert, 95);
 		EQ(c.index, i);
-		EQ(c.n, i < 2 ? 40 : 15);
-		memcpy(ids[i * 40], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
-		/* a chunk is not a vote nor a revision */
+		EQ(c.n, i < 13 ? FLEET_CERT_PER_CHUNK : 95 - 13 * FLEET_CERT_PER_CHUNK);
+		assert_true(c.extra);
+		memcpy(ids[i * FLEET_CERT_PER_CHUNK], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
+		memcpy(&sigs[i * FLEET_CERT_PER_CHUNK], c.sigs, (size_t)c.n * sizeof c.sigs[0]);
+		/* a chunk is not a vote nor a revision, nor an electorate chunk */
 		struct store_vote v;
 		EQ(fleet_vote_decode(buf, len, &v), -EBADMSG);
 		EQ(fleet_rev_decode(buf, len, &d), -EBADMSG);
+		EQ(fleet_ids_decode(buf, len, FLEET_REC_ELECT, &c), -EBADMSG);
+		for (size_t k = 0; k < len; k++)
+			if (fleet_cert_decode(buf, k, &c) == 0)
+				fail_msg("cert chunk prefix of %zu bytes decoded", k);
 		free(buf);
 	}
 	assert_memory_equal(ids, r.cert, sizeof ids);
-	EQ(fleet_cert_encode(&r, 3, &buf, &len), -EINVAL);
+	assert_memory_equal(sigs, r.cert_sigs, sizeof sigs);
+	EQ(fleet_cert_encode(&r, 14, &buf, &len), -EINVAL);
+	/* the electorate with its keys: FLEET_ELECT_PER_CHUNK per chunk, each under the limit */
+	r.nelect = 128;
+	r.elect = calloc(128, STORE_NODE_ID_LEN);
+	r.elect_keys = calloc(128, STORE_KEY_LEN);
+	for (uint32_t i = 0; i < 128; i++) {
+		r.elect[i][0] = (uint8_t)i;
+		memset(r.elect_keys[i], (int)(255 - i), STORE_KEY_LEN);
+	}
+	EQ(fleet_elect_chunks(128), 11);
+	for (uint32_t i = 0; i < 11; i++) {
+		struct fleet_cert_chunk c;
+		EQ(fleet_elect_encode(&r, i, &buf, &len), 0);
+		assert_true(len <= FLEET_REC_VALUE_MAX);
+		EQ(fleet_ids_decode(buf, len, FLEET_REC_ELECT, &c), 0);
+		EQ(c.ncert, 128);
+		EQ(c.n, i < 10 ? FLEET_ELECT_PER_CHUNK : 128 - 10 * FLEET_ELECT_PER_CHUNK);
+		assert_true(c.extra);
+		assert_memory_equal(c.keys, r.elect_keys[i * FLEET_ELECT_PER_CHUNK],
+				    (size_t)c.n * STORE_KEY_LEN);
+		free(buf);
+	}
 	store_revision_release(&r);
 	store_revision_release(&d);
 }
@@ -143,6 +179,31 @@ static void test_vote_health(void **state)
 	EQ(d.round, 2);
 	EQ(d.reason, STORE_VOTE_OPERATOR);
 	assert_string_equal(d.service, "api");
+	assert_memory_equal(d.sig, v.sig, STORE_SIG_LEN);
+	/* a signed vote verifies under its voter's key only, and only unchanged */
+	{
+		struct sign_key k1, k2;
+		uint8_t seed[32] = {1}, msg[AGREE_VOTE_MSG_MAX];
+		sign_key_from_seed(seed, &k1);
+		seed[0] = 2;
+		sign_key_from_seed(seed, &k2);
+		struct store_vote sv = v;
+		memset(sv.voter, 0x11, STORE_NODE_ID_LEN);
+		sign_detached(&k1, msg, agree_vote_msg(&sv, msg), sv.sig);
+		assert_true(agree_vote_verify(&sv, k1.pk));
+		assert_false(agree_vote_verify(&sv, k2.pk));
+		struct store_vote o = sv;
+		o.voter[0] ^= 1;	/* in another node's name */
+		assert_false(agree_vote_verify(&o, k1.pk));
+		o = sv;
+		o.target = 0;
+		assert_false(agree_vote_verify(&o, k1.pk));
+		o = sv;
+		o.round++;
+		assert_false(agree_vote_verify(&o, k1.pk));
+		static const uint8_t zero[32];
+		assert_false(agree_vote_verify(&sv, zero));
+	}
 	buf[1] = FLEET_REC_VERSION + 1;
 	EQ(fleet_vote_decode(buf, len, &d), -EPROTONOSUPPORT);
 	buf[1] = FLEET_REC_VERSION;
@@ -190,6 +251,64 @@ static void test_vote_health(void **state)
 		snprintf(p, sizeof p, "%s/rev_deploy", dir);
 		f = fopen(p, "wb");
 		fwrite("rev/web/7", 1, 10, f);
+		fwrite(rb, 1, rl, f);
+		fclose(f);
+		free(rb);
+		/* version 3: a signed vote, a signed roster record, chunks with signed votes and
+		 * with keys */
+		struct sign_key sk;
+		uint8_t seed[32] = {7}, m[FLEET_ROSTER_MSG_MAX], owner[STORE_NODE_ID_LEN] = {9};
+		sign_key_from_seed(seed, &sk);
+		struct store_vote sv = v;
+		memcpy(sv.voter, owner, sizeof owner);
+		sign_detached(&sk, m, agree_vote_msg(&sv, m), sv.sig);
+		EQ(fleet_vote_encode(&sv, &rb, &rl), 0);
+		snprintf(p, sizeof p, "%s/vote_signed", dir);
+		f = fopen(p, "wb");
+		fwrite("vote/api/5", 1, 11, f);
+		fwrite(rb, 1, rl, f);
+		fclose(f);
+		free(rb);
+		struct fleet_roster ro = {.hlc = 77};
+		snprintf(ro.site, sizeof ro.site, "paris");
+		snprintf(ro.addr, sizeof ro.addr, "127.0.0.1:7946");
+		memcpy(ro.key, sk.pk, sizeof ro.key);
+		sign_detached(&sk, m, fleet_roster_msg(owner, &ro, m), ro.sig);
+		EQ(fleet_roster_encode(&ro, &rb, &rl), 0);
+		snprintf(p, sizeof p, "%s/roster_signed", dir);
+		f = fopen(p, "wb");
+		fwrite("roster", 1, 7, f);
+		fwrite(rb, 1, rl, f);
+		fclose(f);
+		free(rb);
+		store_revision_release(&r);
+		fill_rev(&r, 9);
+		r.nelect = 14;
+		r.elect = calloc(14, STORE_NODE_ID_LEN);
+		r.elect_keys = calloc(14, STORE_KEY_LEN);
+		for (int i = 0; i < 14; i++) {
+			r.elect[i][0] = (uint8_t)i;
+			memset(r.elect_keys[i], i + 1, STORE_KEY_LEN);
+		}
+		EQ(fleet_cert_encode(&r, 0, &rb, &rl), 0);
+		snprintf(p, sizeof p, "%s/cert_signed", dir);
+		f = fopen(p, "wb");
+		fwrite("cert/web/8/0", 1, 13, f);
+		fwrite(rb, 1, rl, f);
+		fclose(f);
+		free(rb);
+		EQ(fleet_elect_encode(&r, 1, &rb, &rl), 0);
+		snprintf(p, sizeof p, "%s/elect_keys", dir);
+		f = fopen(p, "wb");
+		fwrite("elect/web/8/1", 1, 14, f);
+		fwrite(rb, 1, rl, f);
+		fclose(f);
+		free(rb);
+		/* the whole revision in the store format (fuzz_store_revision's corpus) */
+		r.rev = 8;
+		EQ(store_revision_encode(&r, &rb, &rl), 0);
+		snprintf(p, sizeof p, "%s/store_revision_v3", dir);
+		f = fopen(p, "wb");
 		fwrite(rb, 1, rl, f);
 		fclose(f);
 		free(rb);
@@ -360,7 +479,7 @@ static void call(struct node *n, const char *op, struct ctl_response *resp, uint
 	/* fmt: sequence of "k=s:VALUE" / "k=u:N" / "k=b" separated by ';' */
 	struct ctl_enc e, out;
 	struct ctl_request req;
-	char args[512], err[128];
+	char args[1024], err[128];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(args, sizeof args, fmt, ap);
@@ -405,6 +524,19 @@ static uint64_t resp_u(const struct ctl_response *r, const char *k)
 	return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
 }
 
+/* The test operator (agent/base/sign.h): its key signs every change, its .pub is trusted. */
+static struct sign_key OPK;
+static char OPSIG[SIGN_OP_HEX_LEN + 1];
+
+/* OPSIG := a statement of @kind about web, @art (NULL: none), the cluster scope, @to */
+static const char *opsig(int kind, const struct store_id *art, uint64_t to)
+{
+	struct sign_op op = {.kind = (uint8_t)kind, .target = to};
+	sign_op_sign(&OPK, "web", art ? art->b : NULL, &op);
+	sign_op_hex(&op, OPSIG);
+	return OPSIG;
+}
+
 static void make_artifact(const char *dir, const char *version, bool good)
 {
 	char p[512];
@@ -430,6 +562,11 @@ static int setup_cluster(void **state)
 	make_artifact(d2, "2.0.0", false);
 	EQ(uv_loop_init(&loop), 0);
 	memset(&NET, 0, sizeof NET);
+	char opdir[128], opkey[160];
+	snprintf(opdir, sizeof opdir, "%s/operators", base);
+	mkdir(opdir, 0755);
+	snprintf(opkey, sizeof opkey, "%s/test", opdir);	/* test.pub is what is trusted */
+	EQ(sign_operator_keygen(opkey, &OPK), 0);
 	for (int i = 0; i < NB; i++) {
 		struct node *n = &N[i];
 		memset(n, 0, sizeof *n);
@@ -449,7 +586,8 @@ static int setup_cluster(void **state)
 		struct node *n = &N[i];
 		char name[8];
 		snprintf(name, sizeof name, "b%d", i);
-		struct fleet_opts o = {.node_id = n->id, .node_name = name, .no_runtime = true};
+		struct fleet_opts o = {.node_id = n->id, .node_name = name, .no_runtime = true,
+				       .operators_dir = opdir};
 		struct fleet_net bn = {.put = fput, .get = fget, .record_foreach = frecords,
 				       .member_foreach = fmembers, .ud = n};
 		EQ(fleet_new(&loop, n->s, &o, &bn, &n->b), 0);
@@ -545,8 +683,34 @@ static void test_cluster_rollback(void **state)
 	char hex[STORE_ID_HEXLEN + 1];
 
 	/* deploy v1 on b0, v2 on b3: every brain desires what was deployed last */
-	call(&N[0], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;reason=s:first",
+	/* unsigned, or signed by an untrusted key, or for another artifact: refused */
+	call(&N[0], "deploy", &resp, &keep, "service=s:web;artifact=s:%s",
 	     store_id_hex(&N[0].v1, hex));
+	assert_false(resp.ok);
+	assert_string_equal(resp.error, "permission_denied");
+	ctl_response_release(&resp);
+	free(keep);
+	{
+		struct sign_key other;
+		sign_key_random(&other);
+		struct sign_op op = {.kind = SIGN_OP_DEPLOY};
+		sign_op_sign(&other, "web", N[0].v1.b, &op);
+		sign_op_hex(&op, OPSIG);
+	}
+	call(&N[0], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;opsig=s:%s",
+	     store_id_hex(&N[0].v1, hex), OPSIG);
+	assert_false(resp.ok);
+	assert_string_equal(resp.error, "permission_denied");
+	ctl_response_release(&resp);
+	free(keep);
+	call(&N[0], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;opsig=s:%s",
+	     store_id_hex(&N[0].v1, hex), opsig(SIGN_OP_DEPLOY, &N[0].v2, 0));
+	assert_false(resp.ok);
+	ctl_response_release(&resp);
+	free(keep);
+	call(&N[0], "deploy", &resp, &keep,
+	     "service=s:web;artifact=s:%s;reason=s:first;opsig=s:%s",
+	     store_id_hex(&N[0].v1, hex), opsig(SIGN_OP_DEPLOY, &N[0].v1, 0));
 	assert_true(resp.ok);
 	EQ(resp_u(&resp, "rev"), 1);
 	ctl_response_release(&resp);
@@ -554,8 +718,8 @@ static void test_cluster_rollback(void **state)
 	pump();
 	for (int i = 0; i < NB; i++)
 		expect_desired(i, 1, &N[0].v1);
-	call(&N[3], "deploy", &resp, &keep, "service=s:web;artifact=s:%.16s",
-	     store_id_hex(&N[0].v2, hex));
+	call(&N[3], "deploy", &resp, &keep, "service=s:web;artifact=s:%.16s;opsig=s:%s",
+	     store_id_hex(&N[0].v2, hex), opsig(SIGN_OP_DEPLOY, &N[0].v2, 0));
 	assert_true(resp.ok);
 	EQ(resp_u(&resp, "rev"), 2);
 	ctl_response_release(&resp);
@@ -566,7 +730,8 @@ static void test_cluster_rollback(void **state)
 
 	/* an operator rollback on b4 alone: one vote, no quorum yet when nobody echoes */
 	NET.blocked[4] = true;
-	call(&N[4], "rollback", &resp, &keep, "service=s:web;reason=s:bad");
+	call(&N[4], "rollback", &resp, &keep, "service=s:web;reason=s:bad;opsig=s:%s",
+	     opsig(SIGN_OP_ROLLBACK, NULL, 0));
 	assert_true(resp.ok);
 	EQ(resp_u(&resp, "rev"), 2);
 	ctl_response_release(&resp);
@@ -627,14 +792,14 @@ static void test_cluster_rollback(void **state)
 	EQ(count_events(&N[0], "decision"), 1);
 
 	/* condemned: refused without force, accepted with it */
-	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s",
-	     store_id_hex(&N[0].v2, hex));
+	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;opsig=s:%s",
+	     store_id_hex(&N[0].v2, hex), opsig(SIGN_OP_DEPLOY, &N[0].v2, 0));
 	assert_false(resp.ok);
 	assert_string_equal(resp.error, "condemned");
 	ctl_response_release(&resp);
 	free(keep);
-	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;force=b",
-	     store_id_hex(&N[0].v2, hex));
+	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;force=b;opsig=s:%s",
+	     store_id_hex(&N[0].v2, hex), opsig(SIGN_OP_DEPLOY, &N[0].v2, 0));
 	assert_true(resp.ok);
 	EQ(resp_u(&resp, "rev"), 4);
 	ctl_response_release(&resp);
@@ -648,7 +813,8 @@ static void test_cluster_rollback(void **state)
 	NET.blocked[0] = NET.blocked[1] = true;
 	for (int i = 2; i < NB; i++)
 		fleet_on_member(N[i].b, NULL);
-	call(&N[2], "rollback", &resp, &keep, "service=s:web;to=u:1");
+	call(&N[2], "rollback", &resp, &keep, "service=s:web;to=u:1;opsig=s:%s",
+	     opsig(SIGN_OP_ROLLBACK, NULL, 1));
 	assert_true(resp.ok);
 	ctl_response_release(&resp);
 	free(keep);
@@ -658,7 +824,8 @@ static void test_cluster_rollback(void **state)
 	expect_desired(0, 4, &N[0].v2); /* cut off: not decided there */
 
 	/* --to a missing rev, and to the running artifact, are refused */
-	call(&N[2], "rollback", &resp, &keep, "service=s:web;to=u:99");
+	call(&N[2], "rollback", &resp, &keep, "service=s:web;to=u:99;opsig=s:%s",
+	     opsig(SIGN_OP_ROLLBACK, NULL, 99));
 	assert_false(resp.ok);
 	ctl_response_release(&resp);
 	free(keep);

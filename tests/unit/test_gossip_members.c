@@ -343,6 +343,120 @@ static void test_views_independent(void **state)
 	gossip_free(b.g);
 }
 
+/* One packet from @sender carrying @n messages. */
+static void recv_msgs(struct core *c, uint64_t now, const uint8_t *sender, struct gossip_msg *m,
+		      unsigned n)
+{
+	uint8_t buf[1400];
+	struct gossip__w w;
+	struct gossip_addr from = { .family = GOSSIP_AF_INET, .ip = { 10, 9, 9, 9 }, .port = 1 };
+	gossip__w_init(&w, buf, sizeof(buf));
+	gossip__w_array(&w, 3);
+	gossip__w_uint(&w, GOSSIP_PROTO_VERSION);
+	gossip__w_bin(&w, sender, GOSSIP_ID_LEN);
+	gossip__w_array(&w, n);
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(gossip__msg_put(&w, &m[i]), 0);
+	assert_int_equal(gossip_recv(c->g, now, &from, buf, w.len), 0);
+}
+
+/* gossip.h "Bounds": a key holder inventing members and records fills the tables to their
+ * bounds and no further; what does not fit is counted; what is held is still updated; the
+ * node's own records are never refused. */
+static void test_bounds(void **state)
+{
+	struct core a;
+	memset(&a, 0, sizeof(a));
+	a.rng = 77;
+	struct gossip_config cfg;
+	gossip_config_default(&cfg);
+	cfg.id[0] = 0xc0;
+	cfg.name = "self";
+	cfg.addr.family = GOSSIP_AF_INET;
+	cfg.addr.ip[0] = 10;
+	cfg.incarnation = 1;
+	cfg.members_max = 50;
+	cfg.records_max = 120;
+	cfg.records_owner_max = 30;
+	cfg.records_bytes_max = 120 * 200;
+	struct gossip_env env = { env_send, env_random, env_member, NULL, &a };
+	assert_int_equal(gossip_new(&cfg, &env, &a.g), 0);
+	gossip_tick(a.g, 1000);
+	uint8_t sender[GOSSIP_ID_LEN] = { 0x66, 1 };
+	uint8_t ids[400][GOSSIP_ID_LEN];
+	/* 400 invented members, 20 to a packet */
+	for (unsigned i = 0; i < 400; i += 20) {
+		struct gossip_msg m[20];
+		for (unsigned k = 0; k < 20; k++) {
+			memset(ids[i + k], 0, GOSSIP_ID_LEN);
+			ids[i + k][0] = 0x99;
+			ids[i + k][1] = (uint8_t)((i + k) >> 8);
+			ids[i + k][2] = (uint8_t)(i + k);
+			memset(&m[k], 0, sizeof(m[k]));
+			m[k].type = GOSSIP_MSG_ALIVE;
+			m[k].id = ids[i + k];
+			m[k].num = 1;
+			m[k].addr.family = GOSSIP_AF_INET;
+			m[k].addr.ip[0] = 10;
+			m[k].addr.ip[2] = (uint8_t)((i + k) >> 8);
+			m[k].addr.ip[3] = (uint8_t)(i + k);
+		}
+		recv_msgs(&a, 2000, sender, m, 20);
+	}
+	struct gossip_stats st;
+	gossip_stats(a.g, &st);
+	assert_int_equal(gossip_member_count(a.g, -1), 50); /* self + 49 */
+	assert_int_equal(st.members_dropped, 400 - 49);
+	/* a held member is still updated (a dead about it) */
+	struct gossip_msg d = { .type = GOSSIP_MSG_DEAD, .id = ids[0], .num = 1,
+				.accuser = sender };
+	recv_msgs(&a, 2100, sender, &d, 1);
+	assert_int_equal(gossip_member_get(a.g, ids[0])->state, GOSSIP_DEAD);
+	/* records: one owner over its bound, then many owners over the total */
+	uint8_t val[100];
+	memset(val, 0xab, sizeof(val));
+	unsigned sent = 0;
+	for (unsigned i = 0; i < 300; i++) {
+		char key[32];
+		uint8_t owner[GOSSIP_ID_LEN] = { 0x44, (uint8_t)(i < 50 ? 0 : i / 10) };
+		int kl = snprintf(key, sizeof(key), "k/%u", i);
+		struct gossip_msg r = { .type = GOSSIP_MSG_RECORD, .id = owner,
+					.blob = (const uint8_t *)key, .blob_len = (size_t)kl,
+					.num = 1, .value = val, .value_len = sizeof(val) };
+		recv_msgs(&a, 2200, sender, &r, 1);
+		sent++;
+	}
+	gossip_stats(a.g, &st);
+	size_t held = gossip_record_count(a.g);
+	print_message("records: %zu held, %llu dropped of %u\n", held,
+		      (unsigned long long)st.records_dropped, sent);
+	assert_true(held <= 120);
+	/* the first owner stopped at 30; bytes (105 each: 24000 / 105 = 228) do not bind first */
+	assert_int_equal(held, 120);
+	assert_int_equal(st.records_dropped, sent - held);
+	size_t first = 0;
+	for (unsigned i = 0; i < 50; i++) {
+		char key[32];
+		uint8_t owner[GOSSIP_ID_LEN] = { 0x44, 0 };
+		int kl = snprintf(key, sizeof(key), "k/%u", i);
+		first += gossip_record_get(a.g, owner, (const uint8_t *)key, (size_t)kl) != NULL;
+	}
+	assert_int_equal(first, 30);
+	/* a held record still takes a newer version */
+	{
+		uint8_t owner[GOSSIP_ID_LEN] = { 0x44, 0 };
+		struct gossip_msg r = { .type = GOSSIP_MSG_RECORD, .id = owner,
+					.blob = (const uint8_t *)"k/0", .blob_len = 3, .num = 2,
+					.value = val, .value_len = 10 };
+		recv_msgs(&a, 2300, sender, &r, 1);
+		assert_int_equal(gossip_record_get(a.g, owner, (const uint8_t *)"k/0", 3)->version, 2);
+	}
+	/* our own records are never refused */
+	assert_int_equal(gossip_record_put(a.g, 2400, (const uint8_t *)"mine", 4, 1, val, 10), 0);
+	assert_non_null(gossip_record_get(a.g, cfg.id, (const uint8_t *)"mine", 4));
+	gossip_free(a.g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -351,6 +465,7 @@ int main(void)
 		cmocka_unit_test(test_wire_name),
 		cmocka_unit_test(test_reap_and_reuse),
 		cmocka_unit_test(test_views_independent),
+		cmocka_unit_test(test_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -636,8 +636,13 @@ static void test_garbage_and_caps(void **state)
 	assert_int_equal(sendto(u, junk, 100, 0, (struct sockaddr *)&sa, sizeof(sa)), 100);
 	close(u);
 
-	/* TCP: a bad frame length, then a forged frame, then two idle connections at once with a
-	 * cap of one stream: the second is refused, the first times out */
+	/* TCP: a bad frame length, then a forged frame, then three idle connections at once
+	 * from one outside address: two are allowed unproven (stream_pending_per_addr), the
+	 * third is closed at once, and the two are closed after stream_auth_ms (1 s): none
+	 * ever counts as an exchange */
+	int extra = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(extra >= 0);
 	for (int i = 0; i < 4; i++) {
 		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
 		assert_true(fds[i] >= 0);
@@ -664,7 +669,13 @@ static void test_garbage_and_caps(void **state)
 	run_until(NULL, NULL, 200);
 	assert_int_equal(connect(fds[2], (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(connect(fds[3], (struct sockaddr *)&sa, sizeof(sa)), 0);
-	run_until(NULL, NULL, 1000); /* > sync_timeout_ms */
+	run_until(NULL, NULL, 100);
+	assert_int_equal(connect(extra, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	run_until(NULL, NULL, 300);
+	gossip_transport_stats(nodes[0].t, &st);
+	assert_int_equal(st.stream_unproven_refused, 1);
+	assert_int_equal(st.stream_unproven_closed, 0);
+	run_until(NULL, NULL, 1000); /* > stream_auth_ms */
 	gossip_transport_stats(nodes[0].t, &st);
 	print_message("drops: too_short=%" PRIu64 " bad_version=%" PRIu64 " unknown_key=%" PRIu64
 		      " auth=%" PRIu64 " accepted=%" PRIu64 " refused=%" PRIu64 " failed=%" PRIu64
@@ -676,12 +687,15 @@ static void test_garbage_and_caps(void **state)
 	assert_int_equal(st.drops[GOSSIP_DROP_UNKNOWN_KEY], 1);
 	assert_int_equal(st.drops[GOSSIP_DROP_AUTH], 2);      /* forged datagram + frame */
 	assert_int_equal(st.drops[GOSSIP_DROP_TOO_SHORT], 2); /* short datagram + frame length */
-	assert_int_equal(st.sync_accepted, 3);
-	assert_int_equal(st.sync_refused, 1);
+	assert_int_equal(st.sync_accepted, 0); /* nothing proved the key */
+	assert_int_equal(st.sync_refused, 0);
 	assert_int_equal(st.sync_ok, 0);
-	assert_int_equal(st.sync_failed, 3); /* bad length, forged frame, timeout */
+	assert_int_equal(st.sync_failed, 0);
+	assert_int_equal(st.stream_unproven_closed, 2);
+	assert_int_equal(st.stream_unproven_refused, 1);
 	for (int i = 0; i < 4; i++)
 		close(fds[i]);
+	close(extra);
 	run_until(NULL, NULL, 100);
 }
 
@@ -696,6 +710,30 @@ static bool joiners_synced(void *p)
 			return false;
 	}
 	return true;
+}
+
+/* A connection that proves the key (a sealed SUMMARY the responder answers with DIFFER) and
+ * then idles: it holds one of the responder's sync slots until sync_timeout_ms. */
+static int hold_sync_slot(const struct sockaddr_in *sa)
+{
+	struct gossip_keyring *kr;
+	struct gossip_crypto *cr;
+	uint8_t id[GOSSIP_ID_LEN] = {0x5a, 0x5a}, plain[17] = {0xc2}, frame[4 + 17 + 64];
+	size_t sealed = 0;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(gossip_keyring_new(&kr), 0);
+	assert_int_equal(gossip_keyring_install(kr, cluster_key, NULL), 0);
+	assert_int_equal(gossip_crypto_new(kr, "unit", id, 0, &cr), 0);
+	assert_int_equal(gossip_crypto_seal(cr, GOSSIP_SEAL_STREAM, plain, sizeof(plain),
+					    frame + 4, sizeof(frame) - 4, &sealed), 0);
+	gossip_frame_put_len(frame, (uint32_t)sealed);
+	assert_int_equal(connect(fd, (const struct sockaddr *)sa, sizeof(*sa)), 0);
+	assert_int_equal(write(fd, frame, 4 + sealed), (ssize_t)(4 + sealed));
+	gossip_crypto_free(cr);
+	gossip_keyring_free(kr);
+	return fd;
 }
 
 /* Joiners whose initial full exchange is refused by a busy seed retry with other members. */
@@ -716,9 +754,7 @@ static void test_join_sync_retry(void **state)
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons(nodes[0].addr.port);
 	memcpy(&sa.sin_addr, nodes[0].addr.ip, 4);
-	idle = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(idle >= 0);
-	assert_int_equal(connect(idle, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	idle = hold_sync_slot(&sa);
 	run_until(NULL, NULL, 100);
 	for (int i = 1; i < 4; i++) {
 		node_start(i, cluster_key);
@@ -733,6 +769,76 @@ static void test_join_sync_retry(void **state)
 	assert_int_equal(st.sync_ok, 0); /* the slot stayed taken: nobody synced with the seed */
 	close(idle);
 	run_until(NULL, NULL, 100);
+}
+
+static bool synced_once(void *p)
+{
+	struct gossip_transport_stats st;
+
+	gossip_transport_stats(p, &st);
+	return st.sync_ok >= 1;
+}
+
+/* Outsiders holding idle connections from several source addresses (127.0.0.2 .. .7, more
+ * than sync_max_streams of them, re-opened as they are cut) cannot keep a member from an
+ * exchange: their connections stay in the outsiders' pending pool, capped per address, and
+ * are closed after stream_auth_ms; the member's address has a pool of its own. */
+static void test_outsiders_cannot_starve(void **state)
+{
+	struct count_arg a = {0, 2, 2};
+	struct gossip_transport_stats st;
+	struct sockaddr_in sa, src;
+	int fds[6][4];
+	uint64_t ok_before;
+
+	node_start(0, cluster_key);
+	node_start(1, cluster_key);
+	join_to(1, 0);
+	assert_true(run_until(all_see_alive, &a, 10000));
+	assert_true(run_until(synced_once, nodes[1].t, 5000)); /* the join's exchange */
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(nodes[0].addr.port);
+	memcpy(&sa.sin_addr, nodes[0].addr.ip, 4);
+	for (int round = 0; round < 2; round++) {
+		bool done = false;
+
+		for (int k = 0; k < 6; k++)
+			for (int i = 0; i < 4; i++) {
+				fds[k][i] = socket(AF_INET, SOCK_STREAM, 0);
+				assert_true(fds[k][i] >= 0);
+				memset(&src, 0, sizeof(src));
+				src.sin_family = AF_INET;
+				src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)k);
+				assert_int_equal(bind(fds[k][i], (struct sockaddr *)&src,
+						      sizeof(src)), 0);
+				assert_int_equal(connect(fds[k][i], (struct sockaddr *)&sa,
+							 sizeof(sa)), 0);
+			}
+		run_until(NULL, NULL, 100);
+		gossip_transport_stats(nodes[1].t, &st);
+		ok_before = st.sync_ok;
+		assert_int_equal(gossip_transport_sync(nodes[1].t, &nodes[0].addr), 0);
+		for (int k = 0; k < 100 && !done; k++) {
+			run_until(NULL, NULL, 20);
+			gossip_transport_stats(nodes[1].t, &st);
+			done = st.sync_ok > ok_before;
+		}
+		if (!done)
+			fail_msg("round %d: the member's exchange did not complete while outsiders "
+				 "held idle connections", round);
+		run_until(NULL, NULL, 1200); /* > stream_auth_ms: the outsiders are cut */
+		for (int k = 0; k < 6; k++)
+			for (int i = 0; i < 4; i++)
+				close(fds[k][i]);
+	}
+	gossip_transport_stats(nodes[0].t, &st);
+	print_message("outsiders: unproven closed %" PRIu64 ", refused %" PRIu64 "\n",
+		      st.stream_unproven_closed, st.stream_unproven_refused);
+	/* 24 a round: 8 pending (2 per address, 4 addresses fill the pool), 16 refused */
+	assert_int_equal(st.stream_unproven_closed, 16);
+	assert_int_equal(st.stream_unproven_refused, 32);
+	assert_int_equal(st.sync_refused, 0);
 }
 
 static void test_bad_config(void **state)
@@ -839,6 +945,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_accepted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_and_caps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_join_sync_retry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outsiders_cannot_starve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
 	};

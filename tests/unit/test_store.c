@@ -820,6 +820,21 @@ static void rev2_init(struct store_revision *r)
 	r->quorum.kind = STORE_QUORUM_COUNT;
 	r->quorum.count = 2;
 	memset(r->condemns.b, 0xc3, STORE_ID_LEN);
+	/* format 3: the electors' keys and the certificate's signed votes */
+	r->elect_keys = calloc(3, STORE_KEY_LEN);
+	r->cert_sigs = calloc(2, sizeof(*r->cert_sigs));
+	assert_non_null(r->elect_keys);
+	assert_non_null(r->cert_sigs);
+	for (int i = 0; i < 3; i++)
+		memset(r->elect_keys[i], 0x70 + i, STORE_KEY_LEN);
+	for (int i = 0; i < 2; i++) {
+		r->cert_sigs[i].hlc = 0x1234 + (uint64_t)i;
+		r->cert_sigs[i].reason = (uint32_t)i;
+		memset(r->cert_sigs[i].sig, 0xa0 + i, STORE_SIG_LEN);
+	}
+	r->cert_subject = 0xfeedULL;
+	r->cert_target = 3;
+	r->cert_round = 2;
 }
 
 static void test_revision_codec_format2(void **state)
@@ -829,8 +844,17 @@ static void test_revision_codec_format2(void **state)
 	size_t len, len2;
 	rev2_init(&r);
 	assert_int_equal(store_revision_encode(&r, &buf, &len), 0);
-	assert_int_equal(buf[1], 2); /* [ 2 (format), ... ] */
+	/* [ 3 (format), ... ]: 22 fields, an array16 header (3 bytes) */
+	assert_int_equal(buf[0], 0xdc);
+	assert_int_equal(buf[3], 3);
 	assert_int_equal(store_revision_decode(buf, len, &d), 0);
+	assert_non_null(d.elect_keys);
+	assert_memory_equal(d.elect_keys, r.elect_keys, 3 * STORE_KEY_LEN);
+	assert_non_null(d.cert_sigs);
+	assert_memory_equal(d.cert_sigs, r.cert_sigs, 2 * sizeof(*r.cert_sigs));
+	assert_int_equal(d.cert_subject, 0xfeed);
+	assert_int_equal(d.cert_target, 3);
+	assert_int_equal(d.cert_round, 2);
 	assert_int_equal(d.nelect, 3);
 	assert_memory_equal(d.elect, r.elect, 3 * STORE_NODE_ID_LEN);
 	assert_int_equal(d.ncert, 2);
@@ -847,6 +871,8 @@ static void test_revision_codec_format2(void **state)
 	assert_int_equal(store_revision_copy(&c, &d), 0);
 	assert_ptr_not_equal(c.elect, d.elect);
 	assert_ptr_not_equal(c.cert, d.cert);
+	assert_ptr_not_equal(c.elect_keys, d.elect_keys);
+	assert_memory_equal(c.cert_sigs, r.cert_sigs, 2 * sizeof(*r.cert_sigs));
 	store_revision_release(&d);
 	assert_int_equal(c.nelect, 3);
 	assert_memory_equal(c.elect, r.elect, 3 * STORE_NODE_ID_LEN);
@@ -857,9 +883,12 @@ static void test_revision_codec_format2(void **state)
 	for (size_t n = 0; n < len; n++)
 		assert_int_equal(store_revision_decode(buf, n, &d), -EBADMSG);
 	/* format 1 is refused: its electorate is unknown */
-	buf[1] = 1;
+	buf[3] = 1;
 	assert_int_equal(store_revision_decode(buf, len, &d), -EBADMSG);
-	buf[1] = 2;
+	/* so is format 2: its certificate carries no signatures, its electorate no keys */
+	buf[3] = 2;
+	assert_int_equal(store_revision_decode(buf, len, &d), -EBADMSG);
+	buf[3] = 3;
 	/* an unsorted electorate on the wire (two members swapped) is refused */
 	{
 		uint8_t *e0 = find_bytes(buf, len, r.elect[0], STORE_NODE_ID_LEN);

@@ -1,0 +1,184 @@
+/*
+ * agent/base/sign.h: node identity keys (Ed25519, libsodium crypto_sign), and the trust model
+ * they give the fleet.
+ *
+ * ===========================================================================================
+ * Trust model (README "Security" says the same for operators)
+ * ===========================================================================================
+ *
+ * The cluster key (gossip/crypto.h) keeps outsiders out: without it nothing a node sends is
+ * read. It does not say WHO inside wrote a record: a gossip record's owner is a field any key
+ * holder can set. So every statement that decides something for others is signed by the node
+ * that makes it, with its own key:
+ *
+ *   NODE KEY   Each node has an Ed25519 key pair, made at its first start in
+ *              STATE_DIR/node.key (mode 0600; a file readable by group or others is refused,
+ *              with the command that fixes it). Its public key is published in the node's
+ *              roster record, which is signed by that key (records.h).
+ *   BINDING    Trust on first join: the first public key a node sees for a node id (in a
+ *              roster record whose self-signature verifies) is bound to that id and kept in
+ *              the store (STORE_KV_AGENT "nodekey/<id hex>"); a later roster record for that
+ *              id with another key is refused and logged, and the member keeps its bound key.
+ *              Risk, stated plainly: whoever holds the cluster key can join new identities
+ *              (fresh ids, its own keys). They are on the roster from then on, so they vote on
+ *              revisions deployed AFTER they joined, never on earlier ones (the electorate is
+ *              in the revision, agree.h rule 0), and an operator can remove them
+ *              (`agentctl members remove`). It cannot take over an id already bound.
+ *   ELECTORATE A deploy record carries, for every elector, its id AND its public key
+ *              (store_revision.elect_keys), so a vote is verified against the key the
+ *              revision names, never against the receiver's current view.
+ *   VOTES      A vote record carries its voter's signature over a canonical encoding of
+ *              (service, rev, voter, reason, hlc, subject, target, round) (agree_vote_msg).
+ *              A receiver drops a vote that does not verify against the voter's key in the
+ *              revision's electorate (a non-elector's vote, which is never counted but carries
+ *              an operator's request, against its bound roster key).
+ *   CERTIFICATES  A rollback certificate carries each counted voter's signed vote (its hlc,
+ *              reason and signature; subject, target and round are the record's), and every
+ *              receiver checks each signature against the key the record's electorate gives
+ *              for that voter (agree_verify_signatures) before it accepts the rollback.
+ *              A certificate with a forged or missing signature is refused.
+ *
+ * Deploys are signed by the node that writes them (store_revision.origin_sig), checked
+ * against the key bound to that node; a rollback whose electorate keys differ from the bound
+ * ones, or from the judged record the receiver holds (agree_rollback_matches), is refused.
+ *
+ * So a node holding only the cluster key cannot vote in another's name, forge a certificate
+ * or deploy in another node's name. What a compromised node (its node key AND the cluster
+ * key) can still do (README "Security" has the same table):
+ *
+ *   | it can                                              | it cannot                         |
+ *   |-----------------------------------------------------|-----------------------------------|
+ *   | vote in its own name (one elector of the quorum)    | vote for another node             |
+ *   | choose the electorate keys of the deploys an        | forge a rollback certificate      |
+ *   |   operator makes through it                         | deploy or roll back without an    |
+ *   | replay an old signed deploy once its revision has   |   operator's signature            |
+ *   |   left the retained log                             | take over an id whose key is bound|
+ *   | add new identities to the roster (trust on first    | change an existing revision's     |
+ *   |   join): they vote on revisions deployed afterwards |   electorate                      |
+ *   | remove members (members remove is not signed yet)   | make a vote count on a revision   |
+ *   | flood records, stall or drop gossip it relays       |   it joined after                 |
+ *
+ * Not built yet: an operator signature on members remove, enrolment (require-enrolment),
+ * key rotation. A node whose node.key is lost joins again as a new node (empty state
+ * directory) and an operator removes the old id.
+ *
+ * Signatures cost: signed are what changes (votes, roster records, the certificates that
+ * carry them), never pings; a vote record grows by 66 bytes.
+ *
+ * Errors: 0 or negative errno. No logging (base): the caller says what went wrong, with
+ * sign_strerror for the codes below.
+ */
+#ifndef SHOAL_AGENT_SIGN_H
+#define SHOAL_AGENT_SIGN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SIGN_PUBLIC_LEN 32
+#define SIGN_SECRET_LEN 64	/* libsodium's seed || public key form */
+#define SIGN_SIG_LEN	64
+
+/* Reserved error range. */
+#define SIGN_EBASE	14000
+#define SIGN_EMODE	(SIGN_EBASE + 1)	/* key file readable by group or others */
+#define SIGN_EFORMAT	(SIGN_EBASE + 2)	/* key file is not a key of ours */
+
+struct sign_key {
+	uint8_t pk[SIGN_PUBLIC_LEN];
+	uint8_t sk[SIGN_SECRET_LEN];
+};
+
+/*
+ * Load the node key at @path, or create it (mode 0600, written to a temporary file, fsync'd
+ * and renamed) if it does not exist. File: "shoal-node-key-v1\n" then 64 hex digits of the
+ * Ed25519 seed and a newline. A file with any permission bit for group or others is refused
+ * (-SIGN_EMODE): `chmod 600 PATH` fixes it.
+ * @return 0 and *ret (1 in *ret_created if it was made now); -SIGN_EMODE; -SIGN_EFORMAT;
+ *         -errno of open/read/write/rename.
+ */
+int sign_node_key_load(const char *path, struct sign_key *ret, bool *ret_created);
+
+/* Detached signature of @msg with @k. */
+void sign_detached(const struct sign_key *k, const void *msg, size_t len,
+		   uint8_t sig[SIGN_SIG_LEN]);
+/* Does @sig verify for @msg under @pk? false for an all-zero @pk (an unknown key). */
+bool sign_verify(const uint8_t pk[SIGN_PUBLIC_LEN], const void *msg, size_t len,
+		 const uint8_t sig[SIGN_SIG_LEN]);
+/* A deterministic key pair from a 32-byte seed (tests, the simulator). */
+void sign_key_from_seed(const uint8_t seed[32], struct sign_key *ret);
+/* A fresh random key pair. */
+void sign_key_random(struct sign_key *ret);
+
+/* ---- Operator keys and operator-signed changes ---------------------------------------------
+ *
+ * An operator key pair: `agentctl keygen FILE` writes FILE ("shoal-operator-key-v1\n" + 64 hex
+ * digits of the seed, mode 0600) and FILE.pub ("shoal-operator-pub-v1\n" + 64 hex digits of
+ * the public key). Every node trusts the public keys in its operators directory
+ * (`operators-dir`, default /etc/shoal/operators, every *.pub file; reloaded on SIGHUP).
+ *
+ * A change asked by an operator carries a statement signed by the operator key
+ * (struct sign_op): what (deploy or rollback), the service, the artifact (a deploy: its full
+ * id, so the content is covered; a rollback: zero), the scope, the --to target, the time and
+ * a random nonce. The deploy record carries it, so every receiver checks it against its own
+ * trusted keys; an operator's rollback vote carries it, and other nodes echo that vote only
+ * if it verifies. Replays: a rollback statement applies only to revisions written before it
+ * was signed (its time is after the judged record's), a deploy statement's nonce may appear
+ * at one revision only among those a node holds.
+ */
+enum sign_op_kind { SIGN_OP_NONE = 0, SIGN_OP_DEPLOY = 1, SIGN_OP_ROLLBACK = 2 };
+
+struct sign_op {
+	uint8_t kind;			/* enum sign_op_kind; NONE = unsigned */
+	char scope[65];			/* "" = cluster, else "site:NAME" */
+	uint64_t target;		/* rollback --to; 0 */
+	uint64_t ts_ms;			/* wall clock of the signing, ms */
+	uint8_t nonce[16];
+	uint8_t key[SIGN_PUBLIC_LEN];	/* the operator's public key */
+	uint8_t sig[SIGN_SIG_LEN];
+};
+
+/* The bytes an operator signs: "shoal-op-v1\0", kind, len u8 + service, artifact (32 bytes,
+ * zero for a rollback), len u8 + scope, target be64, ts be64, nonce, key. */
+#define SIGN_OP_MSG_MAX (12 + 1 + 1 + 64 + 32 + 1 + 64 + 8 + 8 + 16 + SIGN_PUBLIC_LEN)
+size_t sign_op_msg(const struct sign_op *op, const char *service, const uint8_t artifact[32],
+		   uint8_t out[SIGN_OP_MSG_MAX]);
+/* Fill op->ts_ms (now), nonce and key, and sign. */
+void sign_op_sign(const struct sign_key *k, const char *service, const uint8_t artifact[32],
+		  struct sign_op *op);
+struct sign_trust;
+/* Does @op verify, under a key that @trust holds? */
+bool sign_op_verify(const struct sign_op *op, const char *service, const uint8_t artifact[32],
+		    const struct sign_trust *trust);
+
+/* The control-protocol form of a signed statement (the scope travels as the request's own
+ * "scope"): 258 hex digits of kind, target, ts, nonce, key, sig. */
+#define SIGN_OP_HEX_LEN 258
+void sign_op_hex(const struct sign_op *op, char out[SIGN_OP_HEX_LEN + 1]);
+/* 0 and *ret (scope ""); -EINVAL. */
+int sign_op_parse_hex(const char *hex, struct sign_op *ret);
+
+/* Make an operator key pair at @path and @path.pub (neither may exist). 0; -EEXIST; -errno. */
+int sign_operator_keygen(const char *path, struct sign_key *ret);
+/* Load an operator key (mode 0600 enforced, as the node key). 0; -SIGN_EMODE; -SIGN_EFORMAT;
+ * -errno. */
+int sign_operator_key_load(const char *path, struct sign_key *ret);
+
+/* The operator public keys a node trusts. */
+struct sign_trust {
+	size_t n;
+	uint8_t (*keys)[SIGN_PUBLIC_LEN];
+};
+/*
+ * Load every *.pub of @dir into *ret (replaced; freed with sign_trust_free). A missing
+ * directory is an empty set (0). A file that is not a public key is skipped and named in
+ * @bad (its first one, for the log). 0; -errno of opendir; -ENOMEM.
+ */
+int sign_trust_load(const char *dir, struct sign_trust *ret, char *bad, size_t badlen);
+void sign_trust_free(struct sign_trust *t);
+bool sign_trust_has(const struct sign_trust *t, const uint8_t key[SIGN_PUBLIC_LEN]);
+
+/* Text for errors of this module, else strerror. */
+const char *sign_strerror(int err);
+
+#endif

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Integration: an insider holding only the cluster key (tests/integration/forge.c seals its
+# own gossip packets) cannot vote in another node's name, forge a rollback certificate, or
+# take over a node id; a node key readable by others is refused (agent/base/sign.h).
+# 3 agents, quorum 2: two forged votes would be enough to roll back without signatures.
+. "$(dirname "$0")/brain_lib.sh"
+
+[ -n "${FORGE:-}" ] && [ -x "$FORGE" ] || { echo "SKIP: forge not built"; exit 77; }
+
+make_artifact v1 1.0.0 1
+make_artifact v2 2.0.0 1
+start_cluster 3
+for i in 1 2 3; do
+	m=$(stat -c %a "$WORK/n$i/node.key" 2>/dev/null) || fail "n$i has no node.key"
+	[ "$m" = 600 ] || fail "n$i/node.key has mode $m, want 600"
+done
+ok "every node made its identity key (mode 600)"
+import_all v1; V1=$ID
+import_all v2; V2=$ID
+ctl 1 deploy web "$V1" --wait --timeout 20s >/dev/null || die "deploy v1"
+ctl 2 deploy web "$V2" --wait --timeout 20s >/dev/null || die "deploy v2"
+wait_for 30 "v2 (rev 2) healthy everywhere" all_healthy 2
+
+id_of() { ctl "$1" --json status | jq -r .node_id; }
+ID1=$(id_of 1); ID2=$(id_of 2); ID3=$(id_of 3)
+SUBJ=$(ctl 3 --json votes web | jq -r .subject)
+[ -n "$SUBJ" ] && [ "$SUBJ" != 0 ] && [ "$SUBJ" != null ] || die "no subject for rev 2: $SUBJ"
+forge() { "$FORGE" "$WORK/keyring" "$LIB_NAME" "$(addr_of 3)" "$@"; }
+no_rev3() { local i; for i in 1 2 3; do [ "$(desired_of "$i")" = 2 ] || return 1; done; }
+
+# 1. votes in the names of n1 and n2 (a quorum of 2 of 3 if they counted)
+forge vote "$ID1" web 2 "$SUBJ" 0 || die "forge vote n1"
+forge vote "$ID2" web 2 "$SUBJ" 0 || die "forge vote n2"
+sleep 6	# more than a resync (5 s): the forged records are replayed too
+no_rev3 || fail "forged votes rolled rev 2 back: desired $(desired_of 1) $(desired_of 2) $(desired_of 3)"
+c=$(ctl 3 --json votes web | jq -r .counted)
+[ "$c" = 0 ] || fail "forged votes counted on n3: $c"
+grep -q "in the name of node $ID1 refused" "$WORK/n3.log" ||
+	fail "n3 does not say it refused the vote forged in n1's name"
+ok "votes forged in the names of n1 and n2 are refused and not counted"
+
+# 2. a rollback record whose certificate has no signatures, then one whose electorate and
+# signatures are all of the forger's own keys
+forge rollback nosig web 2 "$SUBJ" "$V1" "$V2" "$ID1,$ID2,$ID3" || die "forge rollback nosig"
+sleep 2
+no_rev3 || fail "an unsigned certificate was accepted"
+grep -q "rollback at rev 3 refused: a certificate vote's signature does not verify" \
+	"$WORK/n3.log" || fail "n3 does not say it refused the unsigned certificate"
+forge rollback forged web 2 "$SUBJ" "$V1" "$V2" "$ID1,$ID2,$ID3" || die "forge rollback forged"
+sleep 2
+no_rev3 || fail "a certificate signed with the forger's keys was accepted"
+n=$(grep -c "rollback at rev 3 refused" "$WORK/n3.log")
+[ "$n" -ge 2 ] || fail "n3 refused $n forged rollback(s), want 2"
+# two identities of the forger's own, joined first (trust on first join binds them), as the
+# whole electorate of a rollback with a made-up subject
+forge rollback sybil web 2 "$SUBJ" "$V1" "$V2" "$ID1" || die "forge rollback sybil"
+sleep 3
+no_rev3 || fail "a certificate of an electorate of the forger's own identities was accepted"
+n=$(grep -c "rollback at rev 3 refused" "$WORK/n3.log")
+[ "$n" -ge 3 ] || fail "n3 refused $n forged rollback(s), want 3"
+ok "rollback certificates with missing or forged signatures, or of a made-up electorate, are refused"
+
+# 3. a roster record in n1's name with another key, saying it left
+forge roster "$ID1" || die "forge roster"
+sleep 2
+grep -q "roster record for node $ID1 with another key" "$WORK/n3.log" ||
+	fail "n3 does not say it refused the roster record with n1's id and another key"
+ok "a roster record with another key than the one bound to the id is refused"
+
+# 4. the real thing still works: an operator rollback on n1, echoed by the others (signed
+# votes), decides rev 3 with a signed certificate on every node
+ctl 1 rollback web --reason "forge test" >/dev/null || die "rollback"
+wait_for 30 "rev 3 everywhere" all_run 3
+h=$(ctl 2 --json history web | tr -d ' \n')
+echo "$h" | grep -q '"rev":3,"artifact":"'"$V1"'"' || fail "rev 3 does not run v1: $h"
+ok "a genuine operator rollback is decided and adopted everywhere (signed votes)"
+
+# 5. a node key readable by others is refused at start, with the fix in the error
+kill -TERM "${PID[3]}"
+for _ in $(seq 1 100); do kill -0 "${PID[3]}" 2>/dev/null || break; sleep 0.1; done
+wait "${PID[3]}" 2>/dev/null
+chmod 644 "$WORK/n3/node.key"
+start_agent 3
+for _ in $(seq 1 100); do kill -0 "${PID[3]}" 2>/dev/null || break; sleep 0.1; done
+kill -0 "${PID[3]}" 2>/dev/null && fail "agentd started with a node key of mode 644"
+wait "${PID[3]}" 2>/dev/null
+PID[3]=""
+grep -q "node.key: key file is readable by group or others" "$WORK/n3.log" ||
+	fail "agentd does not say why it refused the node key"
+chmod 600 "$WORK/n3/node.key"
+start_agent 3
+wait_for 30 "n3 back" ctl 3 status
+ok "a node key readable by others is refused; agentd starts once it is mode 600"
