@@ -352,8 +352,24 @@ void fleet__ep_record(struct fleet *b, const struct gossip_record *g)
 		return;
 	fleet__observe(b, e.hlc);
 	memcpy(e.node_id, g->owner, STORE_NODE_ID_LEN);
-	if (cat_put(x, &e) == 0)
+	/* an endpoint that appears, changes state, address, weight or revision is an event
+	 * (agentctl events, and the event hook as JSON: a load balancer of another kind follows
+	 * them); a record republished unchanged is not, which is the debouncing */
+	const struct fleet_endpoint *old = NULL;
+	for (size_t i = 0; i < x->ncat && !old; i++)
+		if (memcmp(x->cat[i].node_id, e.node_id, STORE_NODE_ID_LEN) == 0 &&
+		    strcmp(x->cat[i].service, e.service) == 0)
+			old = &x->cat[i];
+	bool changed = !old || old->state != e.state || old->port != e.port ||
+		       old->weight != e.weight || old->rev != e.rev || strcmp(old->addr, e.addr);
+	if (cat_put(x, &e) == 0) {
+		if (changed && !b->closing)
+			fleet__event(b, "endpoint", e.service, e.rev,
+				     "%s %s:%u %s (weight %u, site %s)", e.node, e.addr, e.port,
+				     e.port ? fleet_ep_state_name(e.state) : "withdrawn", e.weight,
+				     e.site[0] ? e.site : "-");
 		recheck(b);
+	}
 }
 
 void fleet__ep_members(struct fleet *b)

@@ -92,6 +92,15 @@ for i in 1 2; do
 		fail "n$i: the drain did not end: $(echo "$ev" | grep -i drain)"
 done
 ok "every swap to rev 2 drained (events on n1 and n2)"
+# the other node's endpoint changes are events too (what an event hook forwards to a load
+# balancer of another kind): n1 saw n2's endpoint go draining and come back healthy at rev 2
+ev=$(ctl 1 events --since 0)
+echo "$ev" | grep -Eq "endpoint +web .*n2 127.0.0.1:$EPPORT draining" ||
+	fail "n1: no endpoint event for n2 draining: $(echo "$ev" | grep endpoint)"
+echo "$ev" | grep -A5 -E "endpoint +web .*n2 127.0.0.1:$EPPORT draining" |
+	grep -Eq "endpoint +web .*n2 127.0.0.1:$EPPORT healthy" ||
+	fail "n1: no endpoint event for n2 healthy again: $(echo "$ev" | grep endpoint)"
+ok "endpoint changes of other nodes are events (and so reach the event hook)"
 
 # n2's HAProxy driver: the missing stats socket, in words, in events
 lb_error() { ctl 2 events --since 0 | grep -E "lb +web.*haproxy web: .*no-haproxy.sock.*(retrying)"; }
