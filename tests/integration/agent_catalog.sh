@@ -97,7 +97,7 @@ ok "every swap to rev 2 drained (events on n1 and n2)"
 ev=$(ctl 1 events --since 0)
 echo "$ev" | grep -Eq "endpoint +web .*n2 127.0.0.1:$EPPORT draining" ||
 	fail "n1: no endpoint event for n2 draining: $(echo "$ev" | grep endpoint)"
-echo "$ev" | grep -A5 -E "endpoint +web .*n2 127.0.0.1:$EPPORT draining" |
+echo "$ev" | sed -n "/endpoint .*n2 127.0.0.1:$EPPORT draining/,\$p" |
 	grep -Eq "endpoint +web .*n2 127.0.0.1:$EPPORT healthy" ||
 	fail "n1: no endpoint event for n2 healthy again: $(echo "$ev" | grep endpoint)"
 ok "endpoint changes of other nodes are events (and so reach the event hook)"
