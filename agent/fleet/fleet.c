@@ -354,25 +354,32 @@ static bool roster_trusted(struct fleet *b, const uint8_t owner[STORE_NODE_ID_LE
 {
 	uint8_t msg[FLEET_ROSTER_MSG_MAX];
 	char hex[2 * STORE_NODE_ID_LEN + 1];
-	size_t n = fleet_roster_msg(owner, ro, msg);
-	struct nodekey *nk;
+	size_t n;
+	struct nodekey *nk = bind_slot(b, owner);
+	if (nk && sodium_memcmp(nk->key, ro->key, STORE_KEY_LEN) == 0 &&
+	    sodium_memcmp(nk->verified, ro->sig, STORE_SIG_LEN) == 0)
+		return true;	/* this very record verified before */
+	n = fleet_roster_msg(owner, ro, msg);
 	if (!sign_verify(ro->key, msg, n, ro->sig)) {
 		b->sig_refused++;
 		log_debug("roster record of %s refused: its signature does not verify",
 			  (fleet__hex_id(owner, STORE_NODE_ID_LEN, hex), hex));
 		return false;
 	}
-	nk = bind_slot(b, owner);
 	if (!nk) {
 		fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
 		if (bind_key(b, owner, ro->key, true) < 0)
 			return false;
 		log_info("roster: node %s joins with key %02x%02x%02x%02x... (bound on first join)",
 			 hex, ro->key[0], ro->key[1], ro->key[2], ro->key[3]);
+		if ((nk = bind_slot(b, owner)))
+			memcpy(nk->verified, ro->sig, STORE_SIG_LEN);
 		return true;
 	}
-	if (sodium_memcmp(nk->key, ro->key, STORE_KEY_LEN) == 0)
+	if (sodium_memcmp(nk->key, ro->key, STORE_KEY_LEN) == 0) {
+		memcpy(nk->verified, ro->sig, STORE_SIG_LEN);
 		return true;
+	}
 	b->sig_refused++;
 	if (memcmp(nk->refused, ro->key, STORE_KEY_LEN) != 0) {
 		memcpy(nk->refused, ro->key, STORE_KEY_LEN);
