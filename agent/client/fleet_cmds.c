@@ -24,11 +24,30 @@
 #include "agent/ctl/ctl_client.h"
 #include "agent/ctl/ctl_proto.h"
 
-/* One request: each call (also each poll of --wait and --follow) bounded by 10 s, or by
- * --timeout when that is shorter. */
+/*
+ * One request: each call (also each poll of --wait and --follow) bounded by 10 s, or by
+ * --timeout when that is shorter. An answer "busy" means "not now, try again" (a node that has
+ * not yet completed its first exchange with the cluster refuses changes, and a full control
+ * socket refuses clients): the same request is sent again every 250 ms until --timeout, so a
+ * deploy typed right after `systemctl start agentd` waits for the node instead of failing.
+ */
 static int bc_call(struct ctl_client *c, struct ctl_enc *e)
 {
-	return ctl_client_call(c, e, c->timeout_ms < 10000 ? c->timeout_ms : 10000);
+	uint64_t deadline = ctl_client_now_ms() + c->timeout_ms;
+	bool told = false;
+
+	for (;;) {
+		uint64_t now = ctl_client_now_ms(), left = deadline > now ? deadline - now : 1;
+		int x = ctl_client_call(c, e, left < 10000 ? left : 10000);
+		if (x != EXIT_DONE || c->resp.ok || strcmp(c->resp.error, "busy") != 0 ||
+		    ctl_client_now_ms() + 250 >= deadline)
+			return x;
+		if (!told && !c->json)
+			fprintf(stderr, "agentctl: %s; trying again until --timeout\n",
+				c->resp.message[0] ? c->resp.message : "the agent is busy");
+		told = true;
+		ctl_client_sleep_ms(250);
+	}
 }
 
 /* After bc_call: EXIT_DONE if ok; prints the agent's error (JSON too) and EXIT_FAILED otherwise. */

@@ -232,10 +232,8 @@ int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revisio
 		if (a == -EAGAIN)
 			return a;
 		b->sig_refused++;
-		b->rev_refused++;
-		/* a forged record stays in gossip and is replayed every resync: the first
-		 * refusals are logged, then every power of two */
-		if ((b->rev_refused & (b->rev_refused - 1)) == 0 || mine)
+		if (fleet__refusal_loud(b, &b->rev_refused, v->name, r->rev, r->hlc, r->origin) ||
+		    mine)
 			log_warning("%s: %s %s at rev %" PRIu64 " refused: %s (%" PRIu64
 				    " record(s) refused so far)", v->name, mine ? "own" : "a",
 				    r->kind == STORE_REV_ROLLBACK ? "rollback" : "deploy", r->rev,

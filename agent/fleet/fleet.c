@@ -409,17 +409,33 @@ bool fleet__vote_signed_ok(struct fleet *b, struct svc *v, const struct store_vo
 	if (key && agree_vote_verify(av, key))
 		return true;
 	b->sig_refused++;
-	b->vote_refused++;
 	fleet__hex_id(av->voter, STORE_NODE_ID_LEN, hex);
-	/* a forged record stays in gossip and is replayed every resync: say it on the first
-	 * refusals, then every power of two */
-	if ((b->vote_refused & (b->vote_refused - 1)) == 0)
+	if (fleet__refusal_loud(b, &b->vote_refused, v->name, av->rev, av->hlc, av->voter))
 		log_warning("%s: vote on rev %" PRIu64 " in the name of node %s refused: %s "
 			    "(%" PRIu64 " record(s) refused so far)", v->name, av->rev, hex,
 			    key ? "its signature does not verify against the node's key"
 				: "no key is known for that node",
 			    b->sig_refused);
 	return false;
+}
+
+bool fleet__refusal_loud(struct fleet *b, uint64_t *count, const char *service, uint64_t rev,
+			 uint64_t hlc, const uint8_t *who)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a over what names the record */
+	for (const char *p = service; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+	for (size_t i = 0; i < STORE_NODE_ID_LEN; i++)
+		h = (h ^ who[i]) * 1099511628211ULL;
+	h ^= rev * 0x9e3779b97f4a7c15ULL ^ hlc;
+	h += !h;	/* 0 marks an empty slot */
+
+	(*count)++;
+	for (size_t i = 0; i < sizeof b->refused_seen / sizeof b->refused_seen[0]; i++)
+		if (b->refused_seen[i] == h)
+			return (*count & (*count - 1)) == 0;
+	b->refused_seen[b->refused_next++ % (sizeof b->refused_seen / sizeof b->refused_seen[0])] = h;
+	return true;
 }
 
 static void on_member_resync(uv_timer_t *t);

@@ -113,6 +113,8 @@ struct fleet {
 	size_t nbinds, capbinds;
 	uint64_t sig_refused;		/* records refused: signature or key */
 	uint64_t rev_refused, vote_refused; /* of which revisions, votes (the log's rate) */
+	uint64_t refused_seen[16];	/* digests of the last refused records logged */
+	unsigned refused_next;
 	struct sign_trust ops;		/* trusted operator keys */
 	char *operators_dir;
 	struct store *s;
@@ -184,6 +186,10 @@ struct fleet {
 
 /* fleet.c */
 void fleet__hex_id(const uint8_t *id, size_t n, char *out);
+/* Is a refusal worth a log line: a record not among the last 16 logged, or the *count'th
+ * refusal with *count a power of two (a forged record is replayed at every resync). */
+bool fleet__refusal_loud(struct fleet *b, uint64_t *count, const char *service, uint64_t rev,
+			 uint64_t hlc, const uint8_t *who);
 int fleet__log_set(struct svc *v, const struct store_revision *r);
 const char *fleet__member_name(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN], char *buf);
 void fleet__observe(struct fleet *b, uint64_t remote);
