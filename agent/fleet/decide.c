@@ -375,6 +375,53 @@ static void echo_pending(struct fleet *b, struct svc *v)
 	}
 }
 
+/* The site of roster member @id ("" if it has none), NULL if it is not on the roster. */
+static const char *roster_site(const struct fleet *b, const uint8_t *id)
+{
+	for (size_t i = 0; i < b->nroster; i++)
+		if (memcmp(b->roster[i].id, id, STORE_NODE_ID_LEN) == 0)
+			return b->roster[i].site ? b->roster[i].site : "";
+	return NULL;
+}
+
+/*
+ * Pacing's wave (fleet.h "Pacing"): a node that pacing holds back has not run the desired
+ * revision, so its own health can never judge it; with a service whose endpoint keeps the
+ * pacing slot until the new instance is healthy, a bad revision stops at the first node of
+ * each site and, without this, could never gather a quorum of the electorate. So a node that
+ * does not run (nor is swapping to) its desired revision follows the first-round health vote
+ * against it of a node of its own site, which ran it: it casts a health vote of its own. The
+ * vote it follows is signed by its voter and was verified on receipt (a cluster-key holder
+ * cannot forge it); a compromised node of the first wave can thus stop a rollout in its site,
+ * which it could also do by never turning healthy.
+ */
+static void wave_follow(struct fleet *b, struct svc *v)
+{
+	if (!b->max_par || v->diverged || v->swapping)
+		return;
+	const char *mysite = b->has_site ? b->site : "";
+	const struct store_revision *d = agree_desired(v->log, v->nlog, b->has_site ? b->site : NULL);
+	if (!d || d->kind != STORE_REV_DEPLOY || fleet__decided(v, d) || has_vote(v, b->id, d->rev) ||
+	    (v->running_rev == d->rev && memcmp(&v->running, &d->artifact, sizeof v->running) == 0))
+		return;
+	uint64_t subject = agree_subject(d);
+	for (size_t i = 0; i < v->nvotes; i++) {
+		const struct store_vote *o = &v->votes[i];
+		const char *site;
+		if (o->rev != d->rev || o->reason != STORE_VOTE_HEALTH || o->subject != subject ||
+		    o->round != 0 || o->target != 0 ||
+		    memcmp(o->voter, b->id, STORE_NODE_ID_LEN) == 0 ||
+		    !(site = roster_site(b, o->voter)) || strcmp(site, mysite) != 0)
+			continue;
+		char who[2 * STORE_NODE_ID_LEN + 1];
+		fleet__event(b, "wave", v->name, d->rev, "%s follows the health vote of %s against "
+			     "rev %" PRIu64 ": it ran it first in this site, and pacing holds this "
+			     "node back", b->name, fleet__member_name(b, o->voter, who), d->rev);
+		fleet__cast_vote(b, v, d, STORE_VOTE_HEALTH, 0, NULL);
+		return;
+	}
+}
+
 void fleet__decide(struct fleet *b, struct svc *v)
 {
 	/* A node that has not completed its first full anti-entropy exchange holds a partial
@@ -382,6 +429,7 @@ void fleet__decide(struct fleet *b, struct svc *v)
 	if (!fleet__synced(b))
 		return;
 	echo_pending(b, v);
+	wave_follow(b, v);
 	/* distinct revs with votes, ascending, each tried once */
 	uint64_t last = 0;
 	for (;;) {

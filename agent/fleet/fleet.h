@@ -91,6 +91,9 @@
  * otherwise it sets its own `swapping` flag,
  * publishes it, and clears it when the swap ends. A refused swap is asked again every
  * pace_retry_ms.
+ * The wave: a node that does not run (nor swaps to) its desired revision follows a
+ * first-round health vote against it from a node of its own site (decide.c wave_follow), so
+ * that a revision stopped at each site's first node by a held slot can still be decided.
  * BEST EFFORT: two nodes deciding within one gossip round both see M - 1 and both start, and
  * during a partition a node cannot see the other side's flags. It bounds the blast radius of
  * a rollout in the common case; it is not a lock.
