@@ -546,9 +546,16 @@ int main(void)
 	CHECK(wait_state(p, "crash", PLUGIN_FAILED, 1, 30000, &st), "crash not FAILED");
 	CHECK_INT(st.exit_status, 3);
 	CHECK_INT(st.restarts, 3);
-	sh(out, sizeof out,
-	   "timeout 30 podman inspect shoal-crash-1 --format '{{.State.Status}} {{.State.ExitCode}} "
-	   "{{.RestartCount}}'");
+	/* Podman shows "stopped" between the exit and its cleanup (the plugin takes a "stopped"
+	 * with no retries left as final); under load the cleanup lags: wait for it, bounded */
+	for (int i = 0; i < 50; i++) {
+		sh(out, sizeof out,
+		   "timeout 30 podman inspect shoal-crash-1 --format '{{.State.Status}} "
+		   "{{.State.ExitCode}} {{.RestartCount}}'");
+		if (strcmp(out, "stopped 3 3") != 0)
+			break;
+		sleep_ms(200);
+	}
 	CHECK_STR(out, "exited 3 3");
 	/* the poller must report it without being asked: forget our own observation first by
 	 * waiting for an event that only the poller produces */
