@@ -240,11 +240,6 @@ void http_serve_foreach(struct http_serve *s, void (*fn)(struct http_conn *c, vo
 			fn(c, ud);
 }
 
-unsigned http_serve_conns(const struct http_serve *s)
-{
-	return s ? s->nconns : 0;
-}
-
 /* ---- Life cycle ------------------------------------------------------------------------------ */
 
 static void listener_closed(uv_handle_t *h)

@@ -93,9 +93,6 @@ void http_serve_close(struct http_serve *s, void (*cb)(void *ud), void *ud);
 void http_serve_foreach(struct http_serve *s, void (*fn)(struct http_conn *c, void *ud),
 			void *ud);
 
-/* Connections open now (closing ones included until freed). */
-unsigned http_serve_conns(const struct http_serve *s);
-
 /* The caller's cfg.conn_size bytes of this connection. */
 void *http_conn_data(struct http_conn *c);
 
