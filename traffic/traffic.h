@@ -117,7 +117,11 @@
  * roles and the rule above is the only place the policy lives. The cost: the switch to a
  * remote site happens when the agent learns that local endpoints are unhealthy (gossip) and
  * not at HAProxy's own check; HAProxy's checks still take a dead local server out at once,
- * and with `option redispatch` and `retries` a request in flight is re-sent elsewhere.
+ * and with `option redispatch` and `retries` a request in flight is re-sent elsewhere. When
+ * HAProxy takes EVERY local server out before the agent learns of it (a whole site cut off,
+ * and checks faster than gossip's failure detection, or `on-error mark-down`), the remote
+ * ones are still at weight 0 and requests get 503 until the agent fails over: keep HAProxy's
+ * checks no faster than needed (README, "the recommended backend").
  *
  * Order of the commands
  * ---------------------
