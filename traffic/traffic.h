@@ -117,7 +117,13 @@
  * roles and the rule above is the only place the policy lives. The cost: the switch to a
  * remote site happens when the agent learns that local endpoints are unhealthy (gossip) and
  * not at HAProxy's own check; HAProxy's checks still take a dead local server out at once,
- * and with `option redispatch` and `retries` a request in flight is re-sent elsewhere.
+ * and with `option redispatch` and `retries` a request in flight is re-sent elsewhere. When
+ * HAProxy takes EVERY local server out before the agent learns of it (a whole site cut off),
+ * the remote ones are still at weight 0 and requests get 503 until the agent fails over. With
+ * `check inter 500ms fall 2` and `timeout connect 1s` the checks of a cut-off server time out
+ * and take it out about when gossip declares its node dead (2-3 failed requests measured);
+ * `on-error mark-down` takes it out at its first failed request (22-58 failed). README: the
+ * recommended backend.
  *
  * Order of the commands
  * ---------------------

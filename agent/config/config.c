@@ -27,6 +27,7 @@ enum cfg_key {
 	K_DOCKER_HOST, K_UNIT_DIR, K_SYSTEMD_BUS, /* runtime plugins */
 	K_EVENT_HOOK, K_EVENT_HOOK_TIMEOUT, K_EVENT_HOOK_MAX_RUNNING, K_EVENT_HOOK_QUEUE,
 	K_HTTP_API, K_HAPROXY_SOCKET, K_HAPROXY_BACKEND, K_FAILOVER_SHARE, /* traffic (issue 14) */
+	K_HAPROXY_SITE,
 	K_OPERATORS_DIR, /* trust (agent/base/sign.h) */
 	K__COUNT
 };
@@ -68,6 +69,7 @@ static const char *const cfg_keys[K__COUNT] = {
 	[K_HAPROXY_SOCKET] = "haproxy-socket",
 	[K_HAPROXY_BACKEND] = "haproxy-backend",
 	[K_FAILOVER_SHARE] = "failover-share",
+	[K_HAPROXY_SITE] = "haproxy-site",
 	[K_OPERATORS_DIR] = "operators-dir",
 };
 
@@ -161,6 +163,8 @@ static const char usage_text[] =
 	"                              BACKEND in step with SERVICE's endpoints (repeatable)\n"
 	"  --failover-share SHARE      send traffic to other sites when fewer than SHARE of\n"
 	"                              this site's endpoints are healthy (0..1 or N%; default 0.5)\n"
+	"  --haproxy-site SITE         the site whose endpoints the HAProxy driver prefers\n"
+	"                              (default: this node's site= label)\n"
 	"\n"
 	"  --help                      show this help and exit\n"
 	"  --version                   show the version and exit\n"
@@ -630,6 +634,13 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 		if (agent_config_parse_share(v, &c->failover_permille) < 0)
 			why = "must be a share in 0..1 (e.g. 0.5) or a percentage (e.g. 50%)";
 		break;
+	case K_HAPROXY_SITE:
+		/* the planner takes site names of these bytes only (traffic/traffic.h) */
+		if (agent_config_check_name(v) < 0 || strlen(v) > 63)
+			why = "must be a site name (1 to 63 of A-Z a-z 0-9 . _ -)";
+		else
+			r = set_string(&c->haproxy_site, v);
+		break;
 	case K__COUNT:
 		break;
 	}
@@ -808,6 +819,7 @@ void agent_config_release(struct agent_config *c)
 	list_free(&c->haproxy_backends, &c->nhaproxy_backends);
 	free(c->http_api);
 	free(c->haproxy_socket);
+	free(c->haproxy_site);
 	memset(c, 0, sizeof *c);
 }
 

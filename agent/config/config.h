@@ -112,6 +112,7 @@ struct agent_config {
 	char **haproxy_backends;	/* "SERVICE=BACKEND[:SLOTPREFIX]" each (validated) */
 	size_t nhaproxy_backends;
 	unsigned failover_permille;	/* failover-share * 1000; default 500 */
+	char *haproxy_site;		/* the site the drivers prefer; NULL: the site= label */
 };
 
 enum agent_config_action {

@@ -1,10 +1,10 @@
 /*
  * agent/daemon/catalog.c: the read API for load balancers (see catalog.h).
  *
- * Each connection: READ (head up to CATALOG_HEAD_MAX within CATALOG_TIMEOUT_MS) -> parse ->
- * answer now, or PARK (a long-poll: the timer is re-armed to the request's wait) -> answer at
- * the next catalog change or at the end of the wait -> WRITE -> close. The connection is freed
- * when both its handles are closed.
+ * Each connection (agent/daemon/http_serve.h does the socket side: accept, limits, timers,
+ * reading the head, writing, closing): parse -> answer now, or PARK (a long-poll:
+ * http_conn_wait for the request's wait) -> answer at the next catalog change or at the end of
+ * the wait.
  */
 #include "agent/daemon/catalog.h"
 
@@ -17,6 +17,7 @@
 
 #include "agent/base/log.h"
 #include "agent/daemon/agent.h"
+#include "agent/daemon/http_serve.h"
 #include "agent/fleet/endpoints.h"
 #include "agent/fleet/fleet.h"
 
@@ -418,112 +419,42 @@ char *catalog_render(struct fleet *f, const struct catalog_req *req, uint64_t *r
 	return b.p;
 }
 
-/* ---- Connections ----------------------------------------------------------------------------- */
-
-struct cconn {
-	struct catalog_http *h;
-	uv_tcp_t tcp;
-	uv_timer_t timer;
-	uv_write_t wr;
-	char head[CATALOG_HEAD_MAX + 1];
-	size_t len;
-	struct catalog_req req;
-	bool parked, closing, answered;
-	unsigned open;
-	char *resp;
-	struct cconn *next;
-};
+/* ---- Connections (http_serve.h) ------------------------------------------------------------- */
 
 struct catalog_http {
-	uv_loop_t *loop;
 	struct agent *a;
-	uv_tcp_t listener;
-	bool listener_open, closing;
-	struct cconn *conns;
-	unsigned nconns, nparked;
+	struct http_serve *srv;
+	unsigned nparked;
 	void (*cb)(void *ud);
 	void *ud;
 };
 
-static void maybe_finish(struct catalog_http *h)
-{
-	if (!h->closing || h->listener_open || h->conns)
-		return;
-	void (*cb)(void *) = h->cb;
-	void *ud = h->ud;
-	free(h);
-	if (cb)
-		cb(ud);
-}
+/* Each connection's state (http_conn_data). */
+struct cconn {
+	struct catalog_req req;
+	bool parked;
+};
 
-static void conn_handle_closed(uv_handle_t *hd)
+static void unpark(struct catalog_http *h, struct cconn *cc)
 {
-	struct cconn *c = hd->data;
-	if (--c->open)
-		return;
-	struct catalog_http *h = c->h;
-	for (struct cconn **pp = &h->conns; *pp; pp = &(*pp)->next)
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	h->nconns--;
-	free(c->resp);
-	free(c);
-	maybe_finish(h);
-}
-
-static void conn_close(struct cconn *c)
-{
-	if (c->closing)
-		return;
-	c->closing = true;
-	if (c->parked) {
-		c->parked = false;
-		c->h->nparked--;
+	if (cc->parked) {
+		cc->parked = false;
+		h->nparked--;
 	}
-	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
-	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
 }
 
-static void written(uv_write_t *w, int status)
+static void respond(struct catalog_http *h, struct http_conn *c, int code, const char *reason,
+		    const char *extra, const char *ctype, const char *body, size_t blen)
 {
-	(void)status;
-	conn_close(w->data);
+	char hdr[160];
+	if (http_conn_done(c))
+		return;
+	unpark(h, http_conn_data(c));
+	snprintf(hdr, sizeof hdr, "%sCache-Control: no-store\r\n", extra ? extra : "");
+	http_conn_respond(c, code, reason, ctype, hdr, body, blen);
 }
 
-static void respond(struct cconn *c, int code, const char *reason, const char *extra,
-		    const char *ctype, const char *body, size_t blen)
-{
-	char hdr[512];
-	if (c->closing || c->answered)
-		return;
-	c->answered = true;
-	if (c->parked) {
-		c->parked = false;
-		c->h->nparked--;
-	}
-	uv_timer_stop(&c->timer);
-	uv_read_stop((uv_stream_t *)&c->tcp);
-	int n = snprintf(hdr, sizeof hdr,
-			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
-			 "Cache-Control: no-store\r\nConnection: close\r\n\r\n", code, reason,
-			 ctype, blen, extra ? extra : "");
-	c->resp = malloc((size_t)n + blen);
-	if (!c->resp) {
-		conn_close(c);
-		return;
-	}
-	memcpy(c->resp, hdr, (size_t)n);
-	if (blen)
-		memcpy(c->resp + n, body, blen);
-	uv_buf_t buf = uv_buf_init(c->resp, (unsigned)((size_t)n + blen));
-	c->wr.data = c;
-	if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &buf, 1, written) < 0)
-		conn_close(c);
-}
-
-static void answer_error(struct cconn *c, int status, const char *why)
+static void answer_error(struct catalog_http *h, struct http_conn *c, int status, const char *why)
 {
 	char body[300];
 	const char *reason = status == 404 ? "Not Found" : status == 405 ? "Method Not Allowed"
@@ -532,203 +463,144 @@ static void answer_error(struct cconn *c, int status, const char *why)
 			   : status == 503 ? "Service Unavailable"
 			   : status == 505 ? "HTTP Version Not Supported" : "Bad Request";
 	int n = snprintf(body, sizeof body, "%s\n", why);
-	respond(c, status, reason,
+	respond(h, c, status, reason,
 		status == 405 ? "Allow: GET\r\n" : status == 429 ? "Retry-After: 1\r\n" : NULL,
 		"text/plain; charset=utf-8", body, (size_t)n);
 }
 
-static void answer_now(struct cconn *c)
+static void answer_now(struct catalog_http *h, struct http_conn *c)
 {
-	struct fleet *f = c->h->a->fleet;
+	struct fleet *f = h->a->fleet;
+	struct cconn *cc = http_conn_data(c);
 	uint64_t index = 0;
 	char extra[64];
 	if (!f) {
-		answer_error(c, 503, "the cluster brain is not running");
+		answer_error(h, c, 503, "the cluster brain is not running");
 		return;
 	}
-	char *body = catalog_render(f, &c->req, &index);
+	char *body = catalog_render(f, &cc->req, &index);
 	if (!body) {
-		answer_error(c, 503, "out of memory");
+		answer_error(h, c, 503, "out of memory");
 		return;
 	}
 	snprintf(extra, sizeof extra, "X-Shoal-Index: %" PRIu64 "\r\n", index);
-	respond(c, 200, "OK", extra, "application/json", body, strlen(body));
+	respond(h, c, 200, "OK", extra, "application/json", body, strlen(body));
 	free(body);
 }
 
-static void conn_timeout(uv_timer_t *t)
+static void on_wait_over(struct http_conn *c, void *ud)
 {
-	struct cconn *c = t->data;
-	if (c->parked) {
-		answer_now(c);	/* the wait is over: the state as it is */
-		return;
-	}
-	conn_close(c);
+	answer_now(ud, c);	/* the wait is over: the state as it is */
 }
 
-static void handle(struct cconn *c)
+static void on_request(struct http_conn *c, const char *head, size_t len, void *ud)
 {
+	struct catalog_http *h = ud;
+	struct cconn *cc = http_conn_data(c);
 	char err[160];
-	int st = catalog_parse_request(c->head, c->len, &c->req, err, sizeof err);
+	int st = catalog_parse_request(head, len, &cc->req, err, sizeof err);
 	if (st) {
-		answer_error(c, st, err);
+		answer_error(h, c, st, err);
 		return;
 	}
-	struct fleet *f = c->h->a->fleet;
-	if (c->req.has_index && f && fleet_endpoints_index(f) == c->req.index &&
-	    c->req.wait_ms > 0) {
-		if (c->h->nparked >= CATALOG_PARKED_MAX) {
-			answer_error(c, 429, "too many waiting requests; retry");
+	struct fleet *f = h->a->fleet;
+	if (cc->req.has_index && f && fleet_endpoints_index(f) == cc->req.index &&
+	    cc->req.wait_ms > 0) {
+		if (h->nparked >= CATALOG_PARKED_MAX) {
+			answer_error(h, c, 429, "too many waiting requests; retry");
 			return;
 		}
-		c->parked = true;
-		c->h->nparked++;
-		uv_read_stop((uv_stream_t *)&c->tcp);
-		uv_timer_start(&c->timer, conn_timeout, c->req.wait_ms, 0);
+		cc->parked = true;
+		h->nparked++;
+		http_conn_wait(c, cc->req.wait_ms);
 		return;
 	}
-	answer_now(c);
+	answer_now(h, c);
 }
 
-static void conn_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
+static void on_overflow(struct http_conn *c, void *ud)
 {
-	struct cconn *c = hd->data;
-	(void)suggested;
-	*buf = uv_buf_init(c->head + c->len, (unsigned)(sizeof c->head - 1 - c->len));
+	answer_error(ud, c, 431, "request head too large");
 }
 
-static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_close(struct http_conn *c, void *ud)
 {
-	struct cconn *c = s->data;
-	(void)buf;
-	if (nread < 0) {
-		conn_close(c);
-		return;
-	}
-	c->len += (size_t)nread;
-	c->head[c->len] = 0;
-	size_t hl = catalog_head_len(c->head, c->len);
-	if (hl) {
-		handle(c);
-		return;
-	}
-	if (c->len > CATALOG_HEAD_MAX - 1)
-		answer_error(c, 431, "request head too large");
+	unpark(ud, http_conn_data(c));
 }
 
-static void on_connection(uv_stream_t *server, int status)
+struct changed_ctx {
+	struct catalog_http *h;
+	uint64_t index;
+};
+
+static void answer_if_changed(struct http_conn *c, void *ud)
 {
-	struct catalog_http *h = server->data;
-	if (status < 0 || h->closing)
-		return;
-	struct cconn *c = calloc(1, sizeof *c);
-	if (!c) {
-		uv_tcp_t *tmp = malloc(sizeof *tmp);
-		if (tmp && uv_tcp_init(h->loop, tmp) == 0) {
-			(void)uv_accept(server, (uv_stream_t *)tmp);
-			uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
-		} else {
-			free(tmp);
-		}
-		return;
-	}
-	c->h = h;
-	uv_tcp_init(h->loop, &c->tcp);
-	uv_timer_init(h->loop, &c->timer);
-	c->tcp.data = c->timer.data = c;
-	c->open = 2;
-	c->next = h->conns;
-	h->conns = c;
-	h->nconns++;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || h->nconns > CATALOG_CLIENTS ||
-	    uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read) < 0) {
-		conn_close(c);
-		return;
-	}
-	uv_timer_start(&c->timer, conn_timeout, CATALOG_TIMEOUT_MS, 0);
+	struct changed_ctx *x = ud;
+	struct cconn *cc = http_conn_data(c);
+	if (cc->parked && cc->req.index != x->index)
+		answer_now(x->h, c);
 }
 
 void catalog_http_changed(struct catalog_http *h, uint64_t index)
 {
-	if (!h || h->closing)
+	if (!h || !h->srv)
 		return;
-	for (struct cconn *c = h->conns; c; c = c->next)
-		if (c->parked && c->req.index != index)
-			answer_now(c);
+	struct changed_ctx x = {h, index};
+	http_serve_foreach(h->srv, answer_if_changed, &x);
 }
 
 /* ---- Life cycle ------------------------------------------------------------------------------ */
 
-static void listener_closed(uv_handle_t *hd)
-{
-	struct catalog_http *h = hd->data;
-	h->listener_open = false;
-	maybe_finish(h);
-}
-
-static void listener_closed_free(uv_handle_t *hd)
-{
-	free(hd->data);
-}
-
 int catalog_http_new(uv_loop_t *loop, struct agent *a, const char *addr,
 		     struct catalog_http **ret, char *err, size_t errlen)
 {
-	struct sockaddr_storage ss;
-	char host[128];
-	unsigned port = 0;
-	int r;
-	memset(&ss, 0, sizeof ss);
-	const char *colon = strrchr(addr, ':');
-	size_t hl = colon ? (size_t)(colon - addr) : 0;
-	if (!colon || hl == 0 || hl >= sizeof host || sscanf(colon + 1, "%u", &port) != 1 ||
-	    port == 0 || port > 65535) {
-		snprintf(err, errlen, "--http-api %s: expected IP:PORT", addr);
-		return -EINVAL;
-	}
-	memcpy(host, addr, hl);
-	host[hl] = 0;
-	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-		host[hl - 1] = 0;
-		r = uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)&ss);
-	} else {
-		r = uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss);
-	}
-	if (r < 0) {
-		snprintf(err, errlen, "--http-api %s: not a numeric IP:PORT", addr);
-		return -EINVAL;
-	}
 	struct catalog_http *h = calloc(1, sizeof *h);
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	h->loop = loop;
 	h->a = a;
-	uv_tcp_init(loop, &h->listener);
-	h->listener.data = h;
-	r = uv_tcp_bind(&h->listener, (struct sockaddr *)&ss, 0);
-	if (r == 0)
-		r = uv_listen((uv_stream_t *)&h->listener, 128, on_connection);
+	struct http_serve_config cfg = {
+		.flag = "--http-api",
+		.head_max = CATALOG_HEAD_MAX,
+		.timeout_ms = CATALOG_TIMEOUT_MS,
+		.clients = CATALOG_CLIENTS,
+		.backlog = 128,
+		.conn_size = sizeof(struct cconn),
+		.head_len = catalog_head_len,
+		.on_request = on_request,
+		.on_overflow = on_overflow,
+		.on_wait_over = on_wait_over,
+		.on_close = on_close,
+		.ud = h,
+	};
+	int r = http_serve_new(loop, addr, &cfg, &h->srv, err, errlen);
 	if (r < 0) {
-		snprintf(err, errlen, "--http-api %s: %s", addr, uv_strerror(r));
-		uv_close((uv_handle_t *)&h->listener, listener_closed_free);
+		free(h);
 		return r;
 	}
-	h->listener_open = true;
 	log_notice("http-api: serving http://%s/v1/catalog and /v1/http_sd", addr);
 	*ret = h;
 	return 0;
 }
 
+static void srv_closed(void *ud)
+{
+	struct catalog_http *h = ud;
+	void (*cb)(void *) = h->cb;
+	void *cud = h->ud;
+	free(h);
+	if (cb)
+		cb(cud);
+}
+
 void catalog_http_close(struct catalog_http *h, void (*cb)(void *ud), void *ud)
 {
-	if (!h || h->closing)
+	if (!h || !h->srv)
 		return;
-	h->closing = true;
+	struct http_serve *srv = h->srv;
+	h->srv = NULL;	/* closing: a second call, or a late change, is a no-op */
 	h->cb = cb;
 	h->ud = ud;
-	for (struct cconn *c = h->conns; c; c = c->next)
-		conn_close(c);
-	uv_close((uv_handle_t *)&h->listener, listener_closed);
+	http_serve_close(srv, srv_closed, h);
 }

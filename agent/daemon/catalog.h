@@ -26,8 +26,9 @@
  * service names as in release.ini), query keys index and wait only, each at most once, no
  * percent-encoding, no fragment, no request body (Content-Length other than 0 or any
  * Transfer-Encoding: 400), header lines "Name: value" with token names, the whole head at most
- * CATALOG_HEAD_MAX bytes (431 beyond) delivered within CATALOG_TIMEOUT_MS. One request per
- * connection (Connection: close). At most CATALOG_CLIENTS connections.
+ * CATALOG_HEAD_MAX bytes (431 beyond) delivered within CATALOG_TIMEOUT_MS, the answer written
+ * within CATALOG_TIMEOUT_MS too. One request per connection (Connection: close). At most
+ * CATALOG_CLIENTS connections. The socket side is agent/daemon/http_serve.h's.
  *
  * No authentication and no TLS: bind it to loopback (the documented choice) or a management
  * network. Loop thread only. Errors: negative errno.

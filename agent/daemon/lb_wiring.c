@@ -250,6 +250,10 @@ int traffic_agent_start(struct agent *a, char *err, size_t errlen)
 	for (size_t i = 0; i < a->cfg.nlabels; i++)
 		if (strncmp(a->cfg.labels[i], "site=", 5) == 0)
 			site = a->cfg.labels[i] + 5;
+	/* A load-balancer host may serve the clients of another site than the one its own
+	 * instances are in (or run none that matter): --haproxy-site names the preferred one. */
+	if (a->cfg.haproxy_site)
+		site = a->cfg.haproxy_site;
 	if (a->cfg.nhaproxy_backends && !a->cfg.haproxy_socket) {
 		snprintf(err, errlen, "haproxy-backend needs haproxy-socket (HAProxy's stats "
 			 "socket, level admin)");

@@ -1,15 +1,16 @@
 /*
  * agent/daemon/metrics.c: the Prometheus endpoint (see agent/daemon/metrics.h).
  *
- * Each connection: READ (head up to METRICS_REQUEST_MAX, within METRICS_TIMEOUT_MS) -> render
- * the loop-side figures -> threadpool: store_stats -> WRITE -> close. The connection struct is
- * freed when its handles are closed and no work is in flight.
+ * Each connection (agent/daemon/http_serve.h does the socket side: accept, limits, timers,
+ * reading the head, writing, closing): render the loop-side figures -> threadpool:
+ * store_stats (the connection is held meanwhile) -> answer.
  */
 #include "agent/daemon/metrics.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "agent/cluster/cluster.h"
 #include "agent/cluster/fetch.h"
 #include "agent/daemon/hook.h"
+#include "agent/daemon/http_serve.h"
 #include "agent/fleet/fleet.h"
 #include "agent/base/log.h"
 #include "gossip/transport.h"
@@ -26,31 +28,19 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+/* Each connection's state (http_conn_data). */
 struct mconn {
 	struct metrics *m;
-	uv_tcp_t tcp;
-	uv_timer_t timer;
-	uv_write_t wr;
 	uv_work_t work;
-	char head[METRICS_REQUEST_MAX];
-	size_t len;
 	char *body;		/* loop part, then the store part appended by the worker */
 	size_t body_len, body_cap;
-	char *resp;
 	int status;
-	bool working, closing;
-	unsigned open;		/* handles not yet closed */
-	struct mconn *next;
 };
 
 struct metrics {
-	uv_loop_t *loop;
 	struct agent *a;
-	uv_tcp_t listener;
-	struct mconn *conns;
-	unsigned nconns;
-	bool closing;
-	bool listener_open;
+	uv_loop_t *loop;
+	struct http_serve *srv;
 	void (*cb)(void *ud);
 	void *ud;
 	uint64_t requests;
@@ -417,71 +407,18 @@ char *metrics_render(struct agent *a)
 	return b.p;
 }
 
-/* ---- connections -------------------------------------------------------------------------- */
+/* ---- connections (http_serve.h) ------------------------------------------------------------ */
 
-static void maybe_finish(struct metrics *m);
-
-static void conn_free(struct mconn *c)
-{
-	struct metrics *m = c->m;
-	for (struct mconn **pp = &m->conns; *pp; pp = &(*pp)->next)
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	m->nconns--;
-	free(c->body);
-	free(c->resp);
-	free(c);
-	maybe_finish(m);
-}
-
-static void conn_handle_closed(uv_handle_t *h)
-{
-	struct mconn *c = h->data;
-	if (--c->open == 0 && !c->working)
-		conn_free(c);
-}
-
-static void conn_close(struct mconn *c)
-{
-	if (c->closing)
-		return;
-	c->closing = true;
-	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
-	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
-}
-
-static void written(uv_write_t *w, int status)
-{
-	conn_close(w->data);
-}
-
-static void respond(struct mconn *c, int code, const char *reason, const char *ctype,
+static void respond(struct http_conn *c, int code, const char *reason, const char *ctype,
 		    const char *body, size_t blen)
 {
-	char hdr[256];
-	int n = snprintf(hdr, sizeof hdr,
-			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			 "Connection: close\r\n\r\n", code, reason, ctype, blen);
-	c->resp = malloc((size_t)n + blen);
-	if (!c->resp) {
-		conn_close(c);
-		return;
-	}
-	memcpy(c->resp, hdr, (size_t)n);
-	if (blen)
-		memcpy(c->resp + n, body, blen);
-	uv_buf_t buf = uv_buf_init(c->resp, (unsigned)((size_t)n + blen));
-	c->wr.data = c;
-	uv_read_stop((uv_stream_t *)&c->tcp);
-	if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &buf, 1, written) < 0)
-		conn_close(c);
+	http_conn_respond(c, code, reason, ctype, NULL, body, blen);
 }
 
 static void store_work(uv_work_t *w)
 {
-	struct mconn *c = w->data;
+	/* a worker thread: only the connection's own data, never the connection */
+	struct mconn *c = (struct mconn *)(void *)((char *)w - offsetof(struct mconn, work));
 	struct store_stats st;
 	struct sbuf b = {.p = c->body, .len = c->body_len, .cap = c->body_cap};
 	if (store_stats(c->m->a->store, &st) == 0) {
@@ -506,174 +443,81 @@ static void store_work(uv_work_t *w)
 
 static void store_done(uv_work_t *w, int status)
 {
-	struct mconn *c = w->data;
-	c->working = false;
-	if (c->closing) {
-		if (c->open == 0)
-			conn_free(c);
-		return;
-	}
-	if (c->m->closing) {
-		conn_close(c);
-		return;
-	}
+	struct http_conn *hc = w->data;	/* set when queued */
+	struct mconn *c = http_conn_data(hc);
+	(void)status;
+	if (!http_conn_release(hc))
+		return;		/* closed meanwhile (the endpoint is closing, or a timeout) */
 	if (c->status < 0 || !c->body) {
-		respond(c, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
+		respond(hc, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
 		return;
 	}
-	respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", c->body, c->body_len);
+	respond(hc, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", c->body, c->body_len);
 }
 
-static void handle_request(struct mconn *c)
+static size_t head_len(const char *buf, size_t len)
 {
-	struct metrics *m = c->m;
+	(void)len;	/* buf is NUL-terminated */
+	return strstr(buf, "\r\n\r\n") || strstr(buf, "\n\n") ? len : 0;
+}
+
+static void on_request(struct http_conn *hc, const char *head, size_t len, void *ud)
+{
+	struct metrics *m = ud;
+	struct mconn *c = http_conn_data(hc);
 	char method[16], target[1024];
+	(void)len;
+	c->m = m;
 	m->requests++;
-	if (sscanf(c->head, "%15s %1023s HTTP/1.", method, target) != 2) {
-		respond(c, 400, "Bad Request", "text/plain", "bad request\n", 12);
+	if (sscanf(head, "%15s %1023s HTTP/1.", method, target) != 2) {
+		respond(hc, 400, "Bad Request", "text/plain", "bad request\n", 12);
 		return;
 	}
 	char *q = strchr(target, '?');
 	if (q)
 		*q = 0;
 	if (strcmp(target, "/metrics") != 0) {
-		respond(c, 404, "Not Found", "text/plain", "not found: try /metrics\n", 24);
+		respond(hc, 404, "Not Found", "text/plain", "not found: try /metrics\n", 24);
 		return;
 	}
 	if (strcmp(method, "GET") != 0) {
-		respond(c, 405, "Method Not Allowed", "text/plain", "GET only\n", 9);
+		respond(hc, 405, "Method Not Allowed", "text/plain", "GET only\n", 9);
 		return;
 	}
 	c->body = metrics_render(m->a);
 	if (!c->body) {
-		respond(c, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
+		respond(hc, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
 		return;
 	}
 	c->body_len = c->body_cap = strlen(c->body);
 	c->body_cap++;
-	c->work.data = c;
-	uv_read_stop((uv_stream_t *)&c->tcp);
-	uv_timer_stop(&c->timer);
-	if (uv_queue_work(m->loop, &c->work, store_work, store_done) == 0)
-		c->working = true;
-	else
-		respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", c->body,
+	c->work.data = hc;
+	http_conn_hold(hc);
+	if (uv_queue_work(m->loop, &c->work, store_work, store_done) < 0) {
+		http_conn_release(hc);	/* still open: nothing closed it in between */
+		respond(hc, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", c->body,
 			c->body_len);
+	}
 }
 
-static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_overflow(struct http_conn *hc, void *ud)
 {
-	struct mconn *c = h->data;
-	*buf = uv_buf_init(c->head + c->len, (unsigned)(sizeof c->head - 1 - c->len));
+	(void)ud;
+	respond(hc, 431, "Request Header Fields Too Large", "text/plain", "too large\n", 10);
 }
 
-static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_free(struct http_conn *hc, void *ud)
 {
-	struct mconn *c = s->data;
-	if (nread < 0) {
-		conn_close(c);
-		return;
-	}
-	c->len += (size_t)nread;
-	c->head[c->len] = 0;
-	if (strstr(c->head, "\r\n\r\n") || strstr(c->head, "\n\n")) {
-		handle_request(c);
-		return;
-	}
-	if (c->len >= sizeof c->head - 1)
-		respond(c, 431, "Request Header Fields Too Large", "text/plain", "too large\n", 10);
-}
-
-static void conn_timeout(uv_timer_t *t)
-{
-	conn_close(t->data);
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-	struct metrics *m = server->data;
-	if (status < 0 || m->closing)
-		return;
-	struct mconn *c = calloc(1, sizeof *c);
-	if (!c) {
-		/* Accept and drop, or the listener keeps firing. */
-		uv_tcp_t *tmp = malloc(sizeof *tmp);
-		if (tmp && uv_tcp_init(m->loop, tmp) == 0) {
-			(void)uv_accept(server, (uv_stream_t *)tmp);
-			uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
-		} else {
-			free(tmp);
-		}
-		return;
-	}
-	c->m = m;
-	uv_tcp_init(m->loop, &c->tcp);
-	uv_timer_init(m->loop, &c->timer);
-	c->tcp.data = c->timer.data = c;
-	c->open = 2;
-	c->next = m->conns;
-	m->conns = c;
-	m->nconns++;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || m->nconns > METRICS_CLIENTS ||
-	    uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read) < 0) {
-		conn_close(c);
-		return;
-	}
-	uv_timer_start(&c->timer, conn_timeout, METRICS_TIMEOUT_MS, 0);
+	struct mconn *c = http_conn_data(hc);
+	(void)ud;
+	free(c->body);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
-static void maybe_finish(struct metrics *m)
-{
-	if (!m->closing || m->listener_open || m->conns)
-		return;
-	void (*cb)(void *) = m->cb;
-	void *ud = m->ud;
-	free(m);
-	if (cb)
-		cb(ud);
-}
-
-static void listener_closed(uv_handle_t *h)
-{
-	struct metrics *m = h->data;
-	m->listener_open = false;
-	maybe_finish(m);
-}
-
-static void listener_closed_free(uv_handle_t *h)
-{
-	free(h->data);
-}
-
 int metrics_new(uv_loop_t *loop, struct agent *a, const char *addr, struct metrics **ret,
 		char *err, size_t errlen)
 {
-	struct sockaddr_storage ss;
-	char host[128];
-	unsigned port = 0;
-	int r;
-	memset(&ss, 0, sizeof ss);
-	const char *colon = strrchr(addr, ':');
-	size_t hl = colon ? (size_t)(colon - addr) : 0;
-	if (!colon || hl == 0 || hl >= sizeof host || sscanf(colon + 1, "%u", &port) != 1 ||
-	    port == 0 || port > 65535) {
-		snprintf(err, errlen, "--metrics %s: expected IP:PORT", addr);
-		return -EINVAL;
-	}
-	memcpy(host, addr, hl);
-	host[hl] = 0;
-	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-		host[hl - 1] = 0;
-		r = uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)&ss);
-	} else {
-		r = uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss);
-	}
-	if (r < 0) {
-		snprintf(err, errlen, "--metrics %s: not a numeric IP:PORT", addr);
-		return -EINVAL;
-	}
 	struct metrics *m = calloc(1, sizeof *m);
 	if (!m) {
 		snprintf(err, errlen, "out of memory");
@@ -681,30 +525,46 @@ int metrics_new(uv_loop_t *loop, struct agent *a, const char *addr, struct metri
 	}
 	m->loop = loop;
 	m->a = a;
-	uv_tcp_init(loop, &m->listener);
-	m->listener.data = m;
-	r = uv_tcp_bind(&m->listener, (struct sockaddr *)&ss, 0);
-	if (r == 0)
-		r = uv_listen((uv_stream_t *)&m->listener, 64, on_connection);
+	struct http_serve_config cfg = {
+		.flag = "--metrics",
+		.head_max = METRICS_REQUEST_MAX - 1,
+		.timeout_ms = METRICS_TIMEOUT_MS,
+		.clients = METRICS_CLIENTS,
+		.backlog = 64,
+		.conn_size = sizeof(struct mconn),
+		.head_len = head_len,
+		.on_request = on_request,
+		.on_overflow = on_overflow,
+		.on_free = on_free,
+		.ud = m,
+	};
+	int r = http_serve_new(loop, addr, &cfg, &m->srv, err, errlen);
 	if (r < 0) {
-		snprintf(err, errlen, "--metrics %s: %s", addr, uv_strerror(r));
-		uv_close((uv_handle_t *)&m->listener, listener_closed_free);
+		free(m);
 		return r;
 	}
-	m->listener_open = true;
 	log_notice("metrics: serving http://%s/metrics", addr);
 	*ret = m;
 	return 0;
 }
 
+static void srv_closed(void *ud)
+{
+	struct metrics *m = ud;
+	void (*cb)(void *) = m->cb;
+	void *cud = m->ud;
+	free(m);
+	if (cb)
+		cb(cud);
+}
+
 void metrics_close(struct metrics *m, void (*cb)(void *ud), void *ud)
 {
-	if (!m || m->closing)
+	if (!m || !m->srv)
 		return;
-	m->closing = true;
+	struct http_serve *srv = m->srv;
+	m->srv = NULL;	/* a second call is a no-op */
 	m->cb = cb;
 	m->ud = ud;
-	for (struct mconn *c = m->conns; c; c = c->next)
-		conn_close(c);
-	uv_close((uv_handle_t *)&m->listener, listener_closed);
+	http_serve_close(srv, srv_closed, m);
 }

@@ -1,13 +1,14 @@
 /*
  * agent/daemon/metrics.h: the Prometheus text endpoint of agentd (--metrics ADDR:PORT).
  *
- * A tiny HTTP/1.x server on the agent's loop: `GET /metrics` (query string ignored) answers the
- * text exposition format 0.0.4 with gossip counters (packets and bytes in/out, drops by reason,
- * members by state, probes, suspicions), store statistics and control-socket figures; any other
- * path is 404, any other method 405. One request per connection (Connection: close). Requests
- * are bounded (METRICS_REQUEST_MAX bytes of head, METRICS_TIMEOUT_MS to deliver it) and at most
- * METRICS_CLIENTS connections are served at once (more are closed at accept). The store figures
- * are read on the threadpool (store_stats walks the chunk table), everything else on the loop.
+ * A tiny HTTP/1.x server on the agent's loop (agent/daemon/http_serve.h): `GET /metrics` (query
+ * string ignored) answers the text exposition format 0.0.4 with gossip counters (packets and
+ * bytes in/out, drops by reason, members by state, probes, suspicions), store statistics and
+ * control-socket figures; any other path is 404, any other method 405. One request per
+ * connection (Connection: close). Requests are bounded (METRICS_REQUEST_MAX - 1 bytes of head,
+ * METRICS_TIMEOUT_MS to deliver it, and again to write the answer) and at most METRICS_CLIENTS
+ * connections are served at once (more are closed at accept). The store figures are read on
+ * the threadpool (store_stats walks the chunk table), everything else on the loop.
  *
  * The endpoint is off unless --metrics is given; it has no authentication, so bind it to a
  * loopback address (the documented default is 127.0.0.1:9464) or a management network.

@@ -25,7 +25,7 @@ shoal_sh_test(system_agentd_container ${CMAKE_CURRENT_LIST_DIR}/test_agentd_cont
 #  system_agentd_traffic    real HAProxy driven by agentd in front of five hosts in two sites
 #                           (netlab.sh), busybox httpd under the exec runtime, a load generator
 #                           through: a good rolling deploy (zero failed requests, every swap
-#                           drained), a site failover and back, kill -9 of a node, a bad deploy
-#                           and the cluster's rollback (issue 14)
+#                           drained), a whole site cut off for 36 s and back, kill -9 of a
+#                           node, a bad deploy and the cluster's rollback (issue 14)
 shoal_sh_test(system_agentd_traffic ${CMAKE_CURRENT_LIST_DIR}/test_agentd_traffic.sh
               TIMEOUT 400 LABELS system)

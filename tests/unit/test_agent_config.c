@@ -234,6 +234,33 @@ static void test_flag_errors(void **state)
 	assert_non_null(strstr(agent_config_usage(), "--client-timeout"));
 }
 
+/* --haproxy-site: the site the HAProxy drivers prefer (lb_wiring.c); unset by default, a site
+ * name the traffic planner accepts or an error naming the key. */
+static void test_haproxy_site(void **state)
+{
+	struct agent_config c;
+	char err[256] = "";
+	write_conf("label = site=b\nhaproxy-site = a\n");
+	int r = load(&c, err, sizeof err, NULL);
+	if (r != AGENT_CONFIG_RUN)
+		fail_msg("load: %d (%s)", r, err);
+	assert_string_equal(c.haproxy_site, "a");
+	agent_config_release(&c);
+	assert_int_equal(load(&c, err, sizeof err, "--haproxy-site", "par-1.x", NULL), AGENT_CONFIG_RUN);
+	assert_string_equal(c.haproxy_site, "par-1.x");
+	agent_config_release(&c);
+	write_conf("");
+	assert_int_equal(load(&c, err, sizeof err, NULL), AGENT_CONFIG_RUN);
+	assert_null(c.haproxy_site);
+	agent_config_release(&c);
+	static const char *const bad[] = {"", "a b", "site/a",
+		"a123456789012345678901234567890123456789012345678901234567890123"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		assert_int_equal(load(&c, err, sizeof err, "--haproxy-site", bad[i], NULL), -EINVAL);
+		assert_non_null(strstr(err, "haproxy-site"));
+	}
+}
+
 static void test_validators(void **state)
 {
 	static const char *const good_addr[] = {"1.2.3.4:1", "host-a.example:65535", "[::1]:7946",
@@ -369,6 +396,7 @@ int main(void)
 		cmocka_unit_test(test_file_and_flags),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_flag_errors),
+		cmocka_unit_test(test_haproxy_site),
 		cmocka_unit_test(test_validators),
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_dropins),
