@@ -31,9 +31,10 @@
 #     answers at the change (another host cut off) with a larger X-Shoal-Index.
 #  7. v4 with [recovery] restarts = 1 whose first start on each host never turns healthy:
 #     each node restarts it locally once (event "restart"), it turns healthy, and nobody votes.
-#  5. v3 (bad: its health check fails) rolled out, then the cluster's rollback to v2 (quorum
-#     web=2): a node keeps its site's pacing slot until its new instance is healthy, so v3
-#     stops at the first node of each site; those two vote, the rollback follows. No failed
+#  5. v3 (bad: its health check fails) rolled out, then the cluster's rollback to v2 (the
+#     default quorum, a majority: 3 of 5): a node keeps its site's pacing slot until its new
+#     instance is healthy, so v3 stops at the first node of each site; those two vote, the
+#     nodes held back follow their site's first node (the wave), the rollback follows. No failed
 #     request caused by a swap: a bad instance is `starting` (drained) until its start
 #     deadline, then unhealthy (maint); the run says how many failed and how.
 #
@@ -169,7 +170,7 @@ start_agent() {
 		--bind "$NET.$i:7946" --join "$NET.5:7946" --keyring "$WORK/keyring" \
 		--cluster "tr$RUNID" --label "site=$(site_of "$i")" --log-level info \
 		--operators-dir "$WORK/operators" \
-		--max-parallel-swaps-per-site 1 --quorum web=2 --reconnect-interval 3s \
+		--max-parallel-swaps-per-site 1 --reconnect-interval 3s \
 		--http-api 127.0.0.1:9465 "${extra[@]}" \
 		2>>"$WORK/n$i.log" &
 	PID[$i]=$!
@@ -379,7 +380,7 @@ targets() { # Prometheus' active targets of job web: COUNT, each labelled servic
 wait_for 60 "Prometheus to discover the 4 healthy instances" targets 4
 ok "prometheus (pid $PROMPID) discovered 4 targets from /v1/http_sd (n2 is down: not listed)"
 # (a node is taken away by cutting its link: making its instance unhealthy would make it vote
-# against the revision, and two such votes are a rollback here)
+# against the revision, and its site would follow it)
 bash "$HERE/netlab.sh" cut 4 || die "cut 4"
 wait_for 30 "Prometheus to drop n4 once it is cut off" targets 3
 ok "h4 cut off: Prometheus dropped its target"
