@@ -126,7 +126,18 @@ void sign_key_random(struct sign_key *ret);
  * was signed (its time is after the judged record's), a deploy statement's nonce may appear
  * at one revision only among those a node holds.
  */
-enum sign_op_kind { SIGN_OP_NONE = 0, SIGN_OP_DEPLOY = 1, SIGN_OP_ROLLBACK = 2 };
+enum sign_op_kind { SIGN_OP_NONE = 0, SIGN_OP_DEPLOY = 1, SIGN_OP_ROLLBACK = 2, SIGN_OP_REMOVE = 3 };
+#define SIGN_OP_KIND_MAX SIGN_OP_REMOVE
+
+/*
+ * A removal (`agentctl members remove`) is a statement of kind SIGN_OP_REMOVE whose "service"
+ * is the removed node's id in hex (32 digits) and whose "artifact" is the BLAKE2b-256 digest
+ * of the reason as recorded (the text, without its NUL); scope "" and target 0. So it names
+ * the node and the reason; its time (ts_ms) bounds what it removes: a roster record its node
+ * publishes after the statement was signed puts it back on, whoever replays the statement.
+ */
+void sign_op_remove_subject(const uint8_t id[16], const char *reason, char idhex[33],
+			    uint8_t digest[32]);
 
 struct sign_op {
 	uint8_t kind;			/* enum sign_op_kind; NONE = unsigned */

@@ -904,6 +904,26 @@ static void publish_health_now(struct fleet *b, struct svc *v)
 		h.local_target_rev = v->local.target_rev;
 	}
 	store_artifact_foreach(b->s, v->name, held_cb, &h);
+	/* signed with the node key (sign.h), once per content: the same content published again
+	 * (a swap's several changes that come back to where they were, a republication over a
+	 * forged copy) keeps the stamp and signature it had */
+	uint8_t msg[FLEET_HEALTH_MSG_MAX], last[FLEET_HEALTH_MSG_MAX];
+	size_t n = fleet_health_msg(b->id, &h, msg);
+	bool same = false;
+	if (v->hsigned) {
+		struct fleet_health o = v->hlast;
+		o.stamp = 0;
+		same = fleet_health_msg(b->id, &o, last) == n && memcmp(last, msg, n) == 0;
+	}
+	if (same) {
+		h.stamp = v->hlast.stamp;
+		memcpy(h.sig, v->hlast.sig, sizeof h.sig);
+	} else {
+		h.stamp = fleet__stamp(b);
+		sign_detached(&b->key, msg, fleet_health_msg(b->id, &h, msg), h.sig);
+		v->hlast = h;
+		v->hsigned = true;
+	}
 	if (fleet_health_encode(&h, &val, &len) < 0)
 		return;
 	struct fleet_key k = {.type = FLEET_REC_HEALTH};
@@ -1013,6 +1033,53 @@ static int assemble(struct fleet *b, const uint8_t *owner, const char *service, 
 
 static void on_member_resync(uv_timer_t *t);
 
+/*
+ * Is @h, a health record in the name of @owner, signed by the key bound to @owner (sign.h),
+ * and not older than the one held? A forged or stale record is refused and counted (and
+ * logged, fleet__refusal_loud). One whose owner's key is not bound yet (its roster record
+ * has not arrived) is dropped without a word: the periodic resync replays the held record
+ * once the key is bound, so a node that joins still learns its peers' health.
+ */
+static bool health_signed_ok(struct fleet *b, struct svc *v, const uint8_t *owner,
+			     const struct fleet_health *h)
+{
+	uint8_t msg[FLEET_HEALTH_MSG_MAX], held[FLEET_HEALTH_MSG_MAX];
+	char hex[2 * STORE_NODE_ID_LEN + 1];
+	const struct peer_health *p = NULL;
+	const char *why;
+	size_t n = fleet_health_msg(owner, h, msg);
+
+	for (size_t i = 0; i < b->npeers && !p; i++)
+		if (memcmp(b->peers[i].node, owner, STORE_NODE_ID_LEN) == 0 &&
+		    strcmp(b->peers[i].h.service, h->service) == 0)
+			p = &b->peers[i];
+	/* the very record verified before (every resync replays it): not verified again */
+	if (p && sodium_memcmp(p->h.sig, h->sig, STORE_SIG_LEN) == 0 &&
+	    fleet_health_msg(owner, &p->h, held) == n && memcmp(held, msg, n) == 0)
+		return true;
+	const uint8_t *key = fleet__bound_key(b, owner);
+	if (!key) {
+		log_debug("%s: health record of %s held back: its key is not bound yet", v->name,
+			  (fleet__hex_id(owner, STORE_NODE_ID_LEN, hex), hex));
+		return false;
+	}
+	if (!sign_verify(key, msg, n, h->sig))
+		why = sodium_is_zero(h->sig, STORE_SIG_LEN)
+			      ? "it is not signed"
+			      : "its signature does not verify against the node's key";
+	else if (p && h->stamp < p->h.stamp)
+		why = "it is older than the one held (a replay)";
+	else
+		return true;
+	b->sig_refused++;
+	fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
+	if (fleet__refusal_loud(b, &b->health_refused, v->name, h->running_rev, h->stamp, owner))
+		log_warning("%s: health record in the name of node %s refused: %s "
+			    "(%" PRIu64 " record(s) refused so far)", v->name, hex, why,
+			    b->sig_refused);
+	return false;
+}
+
 static void handle_record(struct fleet *b, const struct gossip_record *g, bool replay)
 {
 	struct fleet_key k;
@@ -1090,9 +1157,23 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		if (fleet_health_decode(g->value, g->value_len, &h) < 0 ||
 		    strcmp(h.service, k.service) != 0)
 			return;
-		fleet__observe(b, h.since_hlc);
-		if (own)
+		if (own) {
+			/* a health record in our name that we did not sign last: someone holding
+			 * the cluster key wrote it with a higher version, which displaces ours in
+			 * every gossip table; publish ours again (above it) so peers, and nodes
+			 * that join later, get the real one */
+			if (!replay && !(v->hsigned && sodium_memcmp(h.sig, v->hlast.sig,
+								     STORE_SIG_LEN) == 0)) {
+				log_notice("%s: a health record in this node's name that it did not "
+					   "write (forged by a cluster key holder?): publishing its own "
+					   "again", v->name);
+				fleet__publish_health(b, v);
+			}
 			return;
+		}
+		if (!health_signed_ok(b, v, g->owner, &h))
+			return;
+		fleet__observe(b, h.since_hlc);
 		struct peer_health *p = NULL;
 		for (size_t i = 0; i < b->npeers; i++)
 			if (memcmp(b->peers[i].node, g->owner, STORE_NODE_ID_LEN) == 0 &&

@@ -70,6 +70,9 @@ struct svc {
 	bool fetch_announced;		/* "fetching" was said for the desired rev */
 	uint64_t desired_since;		/* uv_now when the desired revision last changed */
 	bool health_dirty;		/* a health record is due (coalesced, see publish_health) */
+	bool hsigned;			/* hlast holds the last health record signed */
+	struct fleet_health hlast;	/* signed once per content: a re-publication of the same
+					 * content keeps its stamp and signature (sign.h) */
 	struct fleet_svc_counts cnt;	/* for metrics (events.c, fleet_service_stats) */
 	uint64_t swap_began;		/* uv_now of the swap-start event, 0 if none seen */
 };
@@ -113,6 +116,7 @@ struct fleet {
 	size_t nbinds, capbinds;
 	uint64_t sig_refused;		/* records refused: signature or key */
 	uint64_t rev_refused, vote_refused; /* of which revisions, votes (the log's rate) */
+	uint64_t health_refused, remove_refused; /* health records, remove records */
 	uint64_t refused_seen[16];	/* digests of the last refused records logged */
 	unsigned refused_next;
 	struct sign_trust ops;		/* trusted operator keys */

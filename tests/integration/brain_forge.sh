@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Integration: an insider holding only the cluster key (tests/integration/forge.c seals its
-# own gossip packets) cannot vote in another node's name, forge a rollback certificate, or
-# take over a node id; a node key readable by others is refused (agent/base/sign.h).
+# own gossip packets) cannot vote in another node's name, forge a rollback certificate,
+# take over a node id or forge another node's health; a node key readable by others is
+# refused (agent/base/sign.h).
 # 3 agents, quorum 2: two forged votes would be enough to roll back without signatures.
 . "$(dirname "$0")/brain_lib.sh"
 
@@ -91,3 +92,29 @@ chmod 600 "$WORK/n3/node.key"
 start_agent 3
 wait_for 30 "n3 back" ctl 3 status
 ok "a node key readable by others is refused; agentd starts once it is mode 600"
+
+# 6. a health record in n2's name (n2 "runs rev 99 and failed"), signed with the forger's key:
+# refused by every node, and the real health of n2 is what they show; n2 publishes its own
+# again over the forged copy, so a node that joins afterwards learns the real one
+node_health() { # node_health I NAME: "RUNNING HEALTH" of NAME in nI's status (web per node)
+	ctl "$1" status | awk -v n="$2" '/^web per node:/ { f = 1; next }
+		f && $1 == n { print $3 " " $4; exit }'
+}
+n2_real() { [ "$(node_health "$1" n2)" = "3 healthy" ]; }
+for i in 1 3; do wait_for 20 "n$i to show n2 healthy on rev 3" n2_real "$i"; done
+forge health "$ID2" web 99 || die "forge health"
+sleep 2
+for i in 1 3; do
+	grep -q "web: health record in the name of node $ID2 refused: its signature does not verify" \
+		"$WORK/n$i.log" || fail "n$i does not say it refused the health record forged in n2's name"
+	n2_real "$i" || fail "n$i shows the forged health of n2: $(node_health "$i" n2)"
+done
+grep -q "web: a health record in this node's name that it did not write" "$WORK/n2.log" ||
+	fail "n2 does not say it publishes its own health record again over the forged one"
+ok "a health record forged in n2's name is refused by n1 and n3; both still show n2's own"
+start_agent 4
+wait_for 30 "n4 to learn n2's real health (rev 3, healthy)" n2_real 4
+n4_seen() { [ -n "$(node_health "$1" n4)" ]; }
+for i in 1 3; do wait_for 20 "n4 in n$i's view of web" n4_seen "$i"; done
+ok "a node that joins after the forgery learns its peers' real health (signed, keys bound)"
+NODES=4
