@@ -531,7 +531,12 @@ static int roster_refresh(struct fleet *b)
 						       ? AGREE_DEAD : b->members[i].state;
 			continue;
 		}
-		if (b->members[i].state == AGREE_LEFT)
+		/* the gossip layer's "left" is not signed: any cluster key holder can send it in
+		 * another's name. It takes off only a member never bound to a key (one that never
+		 * published a roster record that verified); a member whose key is bound leaves
+		 * by its own signed roster record (left), whatever gossip says */
+		const uint8_t *bk = fleet__bound_key(b, b->members[i].id);
+		if (b->members[i].state == AGREE_LEFT && !bk)
 			continue;
 		struct agree_member *m = rc_slot(&c, b->members[i].id);
 		if (!m) {
@@ -539,9 +544,8 @@ static int roster_refresh(struct fleet *b)
 			break;
 		}
 		c.rhlc[m - c.m] = 1;	/* seen alive: on the roster until removed */
-		m->state = b->members[i].state;
+		m->state = b->members[i].state == AGREE_LEFT ? AGREE_DEAD : b->members[i].state;
 		/* its roster record has not arrived (or was refused): the key bound to it */
-		const uint8_t *bk = fleet__bound_key(b, m->id);
 		if (bk)
 			memcpy(m->key, bk, STORE_KEY_LEN);
 		snprintf(c.sites[m - c.m], 65, "%s", b->members[i].site ? b->members[i].site : "");
@@ -760,6 +764,8 @@ static int publish_roster(struct fleet *b, bool left)
 	if (r < 0)
 		return r;
 	struct fleet_key k = {.type = FLEET_REC_ROSTER};
+	b->roster_published = true;
+	b->roster_left = left;
 	return fleet__put_value(b, &k, val, len);
 }
 
@@ -1033,6 +1039,17 @@ static int assemble(struct fleet *b, const uint8_t *owner, const char *service, 
 
 static void on_member_resync(uv_timer_t *t);
 
+/* Is @g (a roster record of ours) one this node signed? */
+static bool roster_mine(struct fleet *b, const struct gossip_record *g)
+{
+	struct fleet_roster ro;
+	uint8_t msg[FLEET_ROSTER_MSG_MAX];
+	if (fleet_roster_decode(g->value, g->value_len, &ro) < 0)
+		return false;
+	return sodium_memcmp(ro.key, b->key.pk, STORE_KEY_LEN) == 0 &&
+	       sign_verify(b->key.pk, msg, fleet_roster_msg(b->id, &ro, msg), ro.sig);
+}
+
 /*
  * Is @h, a health record in the name of @owner, signed by the key bound to @owner (sign.h),
  * and not older than the one held? A forged or stale record is refused and counted (and
@@ -1094,6 +1111,15 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		return;
 	}
 	bool own = memcmp(g->owner, b->id, STORE_NODE_ID_LEN) == 0;
+	if (own && k.type == FLEET_REC_ROSTER && !replay && b->roster_published &&
+	    !roster_mine(b, g)) {
+		/* a roster record in our name that we did not sign (say, "left" under another
+		 * key): refused everywhere, but with a higher version it displaces ours in every
+		 * gossip table; publish ours again, above it */
+		log_notice("roster: a roster record in this node's name that it did not write "
+			   "(forged by a cluster key holder?): publishing its own again");
+		publish_roster(b, b->roster_left);
+	}
 	if (k.type == FLEET_REC_ROSTER || k.type == FLEET_REC_REMOVE) {
 		/* coalesced like member changes */
 		if (!replay && !b->closing)

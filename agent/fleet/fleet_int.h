@@ -117,6 +117,7 @@ struct fleet {
 	uint64_t sig_refused;		/* records refused: signature or key */
 	uint64_t rev_refused, vote_refused; /* of which revisions, votes (the log's rate) */
 	uint64_t health_refused, remove_refused; /* health records, remove records */
+	bool roster_published, roster_left;	/* our roster record, as last published */
 	uint64_t refused_seen[16];	/* digests of the last refused records logged */
 	unsigned refused_next;
 	struct sign_trust ops;		/* trusted operator keys */

@@ -21,6 +21,9 @@
  *       a roster record in OWNER's name saying it left, self-signed with a key of the
  *       forger's own (an impersonation of a node whose key is already bound)
  *
+ *   forge KEYRING CLUSTER ADDR:PORT leave OWNER_HEX
+ *       the gossip layer's "OWNER left the cluster" (unsigned: any key holder can send it)
+ *
  *   forge KEYRING CLUSTER ADDR:PORT health OWNER_HEX SERVICE REV
  *       a health record in OWNER's name saying it runs REV and failed, signed with a key of
  *       the forger's own and stamped an hour ahead
@@ -63,13 +66,12 @@ static int hex_id(const char *s, uint8_t *out, size_t n)
 		       : -1;
 }
 
+static int send_msg(const struct gossip_msg *mp);
+
 /* One packet with one RECORD message, sealed and sent. */
 static int send_record(const uint8_t owner[16], const char *key, const uint8_t *val, size_t vlen)
 {
 	static uint64_t version;
-	uint8_t plain[1400], sealed[1500];
-	struct gossip__w w;
-	size_t slen;
 	if (!version)
 		version = (uint64_t)time(NULL) << 24;
 	struct gossip_msg m = {
@@ -81,6 +83,27 @@ static int send_record(const uint8_t owner[16], const char *key, const uint8_t *
 		.value = val,
 		.value_len = vlen,
 	};
+	return send_msg(&m);
+}
+
+/* leave OWNER_HEX: the gossip layer's "OWNER left" (a DEAD message whose accuser is the
+ * member itself, as gossip_leave sends it), at an incarnation above anything real */
+static int forge_leave(char **a)
+{
+	uint8_t owner[16];
+	if (hex_id(a[0], owner, 16) < 0)
+		return 2;
+	struct gossip_msg m = {.type = GOSSIP_MSG_DEAD, .id = owner, .accuser = owner,
+			       .num = (uint64_t)time(NULL) << 20};
+	return send_msg(&m) < 0 ? 1 : 0;
+}
+
+static int send_msg(const struct gossip_msg *mp)
+{
+	uint8_t plain[1400], sealed[1500];
+	struct gossip__w w;
+	size_t slen;
+	struct gossip_msg m = *mp;
 	gossip__w_init(&w, plain, sizeof plain);
 	gossip__w_array(&w, 3);
 	gossip__w_uint(&w, GOSSIP_PROTO_VERSION);
@@ -371,6 +394,8 @@ int main(int argc, char **argv)
 			rc = forge_rollback(argv + 5);
 		else if (strcmp(argv[4], "roster") == 0 && argc == 6)
 			rc = forge_roster(argv + 5);
+		else if (strcmp(argv[4], "leave") == 0 && argc == 6)
+			rc = forge_leave(argv + 5);
 		else if (strcmp(argv[4], "health") == 0 && argc == 8)
 			rc = forge_health(argv + 5);
 		else if (strcmp(argv[4], "remove") == 0 && argc == 8)
