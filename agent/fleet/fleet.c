@@ -476,6 +476,39 @@ uint64_t fleet_sig_refused(const struct fleet *b)
 	return b ? b->sig_refused : 0;
 }
 
+/*
+ * A remove record of @node written by @writer: applied only with an operator's statement
+ * (sign.h SIGN_OP_REMOVE) about this node and this reason under a trusted key. Returns the
+ * time it stands against (hlc): the earlier of the record's stamp and the statement's
+ * signing, so a statement replayed later by anyone does not remove a node that published a
+ * roster record since; 0: refused (counted, logged as fleet__refusal_loud says).
+ */
+static uint64_t remove_trusted(struct fleet *b, const uint8_t *writer,
+			       const uint8_t node[STORE_NODE_ID_LEN], const struct fleet_remove *x)
+{
+	char idhex[33], who[2 * STORE_NODE_ID_LEN + 1], by[2 * STORE_NODE_ID_LEN + 1];
+	uint8_t digest[32];
+	sign_op_remove_subject(node, x->reason, idhex, digest);
+	if (fleet__op_ok(b, &x->op, SIGN_OP_REMOVE, idhex, digest) && x->op.scope[0] == 0 &&
+	    x->op.target == 0) {
+		uint64_t signed_at = x->op.ts_ms > HLC_PHYS_MAX ? UINT64_MAX
+					     : (x->op.ts_ms << HLC_LOGICAL_BITS) | HLC_LOGICAL_MASK;
+		return x->hlc < signed_at ? (x->hlc ? x->hlc : 1) : signed_at;
+	}
+	b->sig_refused++;
+	if (fleet__refusal_loud(b, &b->remove_refused, "", 0, x->hlc, writer))
+		log_warning("roster: a removal of node %s (%s) written by %s refused: %s "
+			    "(%" PRIu64 " record(s) refused so far)",
+			    fleet__member_name(b, node, who), idhex,
+			    fleet__member_name(b, writer, by),
+			    x->op.kind != SIGN_OP_REMOVE ? "it carries no operator signature"
+			    : !sign_trust_has(&b->ops, x->op.key)
+				    ? "its operator key is not trusted here"
+				    : "its operator signature does not cover it",
+			    b->sig_refused);
+	return 0;
+}
+
 static int roster_rec_cb(void *ud, const struct gossip_record *g)
 {
 	struct rcollect *c = ud;
@@ -486,10 +519,13 @@ static int roster_rec_cb(void *ud, const struct gossip_record *g)
 	if (fleet_key_parse(g->key, g->key_len, &k) < 0)
 		return 0;
 	if (k.type == FLEET_REC_REMOVE && fleet_remove_decode(g->value, g->value_len, &x) == 0) {
+		uint64_t at = remove_trusted(c->b, g->owner, k.node, &x);
+		if (!at)
+			return 0;
 		if (!(m = rc_slot(c, k.node)))
 			goto nomem;
-		if (x.hlc > c->xhlc[m - c->m])
-			c->xhlc[m - c->m] = x.hlc;
+		if (at > c->xhlc[m - c->m])
+			c->xhlc[m - c->m] = at;
 		return 0;
 	}
 	if (k.type != FLEET_REC_ROSTER || fleet_roster_decode(g->value, g->value_len, &ro) < 0)
@@ -770,7 +806,8 @@ static int publish_roster(struct fleet *b, bool left)
 }
 
 int fleet_roster_remove(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
-			const struct ctl_peer *peer, const char *reason)
+			const struct ctl_peer *peer, const char *reason,
+			const struct store_opsig *op)
 {
 	struct fleet_remove x;
 	struct fleet_key k = {.type = FLEET_REC_REMOVE};
@@ -786,6 +823,8 @@ int fleet_roster_remove(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
 	x.uid = peer && peer->known ? peer->uid : UINT32_MAX;
 	x.pid = peer && peer->known ? peer->pid : 0;
 	snprintf(x.reason, sizeof x.reason, "%s", reason ? reason : "");
+	if (op)
+		x.op = *op;
 	memcpy(k.node, id, STORE_NODE_ID_LEN);
 	int r = fleet_remove_encode(&x, &val, &len);
 	if (r < 0)

@@ -153,3 +153,48 @@ e=$(ctl 3 --json votes web --rev "$R5" | jq -r .eligible)
 	fail "rev $R5's electorate has $e nodes after a forged leave of n2, rev $R4's had $E4"
 echo "electorate before and after the forged leave of n2: $E4, $e"
 ok "a leave forged in n2's name (roster record under another key, gossip leave) does not take n2 off the next electorate"
+
+# 8. removals (sign.h SIGN_OP_REMOVE): remove records of n4 written without an operator
+# signature, and signed with an operator key of the forger's own, are refused by every node
+# and n4 stays on the roster; agentctl members remove without a key says how to make one,
+# with an untrusted key it is refused; signed with the trusted key it is applied everywhere
+ID4=$(id_of 4)
+make_artifact v5 5.0.0 1
+make_artifact v6 6.0.0 1
+V5=$(ctl 3 artifact import "$WORK/art/v5") || die "import v5 on n3"
+V6=$(ctl 3 artifact import "$WORK/art/v6") || die "import v6 on n3"
+forge remove nosig "$ID4" "forged removal" || die "forge remove nosig"
+forge remove rogue "$ID4" "forged removal" || die "forge remove rogue"
+sleep 2
+for i in 1 3 4; do
+	grep -q "roster: a removal of node n4 ($ID4) written by [0-9a-f]* refused: it carries no operator signature" \
+		"$WORK/n$i.log" || fail "n$i does not say it refused the unsigned removal of n4"
+	grep -q "roster: a removal of node n4 ($ID4) written by [0-9a-f]* refused: its operator key is not trusted here" \
+		"$WORK/n$i.log" || fail "n$i does not say it refused the removal of n4 signed by an untrusted key"
+done
+"$AGENTCTL" keygen "$WORK/rogue.key" >/dev/null || die "keygen rogue"
+out=$(SHOAL_OPERATOR_KEY= ctl 1 members remove n4 --reason "no key" 2>&1) &&
+	fail "members remove without an operator key was accepted: $out"
+echo "$out" | grep -q "agentctl keygen FILE" || fail "members remove without a key does not say how: $out"
+out=$(ctl 1 members remove n4 --reason "rogue key" --key "$WORK/rogue.key" 2>&1) &&
+	fail "members remove signed by an untrusted key was accepted: $out"
+echo "$out" | grep -q "does not trust that key" || fail "members remove with an untrusted key: $out"
+R6=$(ctl 3 --json deploy web "$V5" | jq -r .rev)
+[ -n "$R6" ] && [ "$R6" != null ] || die "deploy v5 on n3"
+e=$(ctl 3 --json votes web --rev "$R6" | jq -r .eligible)
+[ "$e" = "$E4" ] || fail "rev $R6's electorate has $e nodes after refused removals of n4, want $E4"
+ok "removals of n4 unsigned, or signed by an untrusted operator key, are refused by every node (electorate $e)"
+
+ctl 1 members remove "${ID4:0:8}" --reason "decommissioned" >/dev/null || die "members remove n4"
+grep -q "roster: node n4 ($ID4) removed by uid $(id -u) pid [0-9]*: decommissioned" "$WORK/n1.log" ||
+	fail "the removal of n4 is not in n1's log"
+sleep 2
+R7=$(ctl 3 --json deploy web "$V6" | jq -r .rev)
+[ -n "$R7" ] && [ "$R7" != null ] || die "deploy v6 on n3"
+e=$(ctl 3 --json votes web --rev "$R7" | jq -r .eligible)
+[ "$e" = $((E4 - 1)) ] || fail "rev $R7's electorate has $e nodes after the signed removal of n4, want $((E4 - 1))"
+for i in 1 3 4; do
+	grep -q "a removal of node n4 ($ID4) written by n1 refused" "$WORK/n$i.log" &&
+		fail "n$i refused the signed removal of n4"
+done
+ok "a removal signed with a trusted operator key is applied (electorate $e)"

@@ -982,6 +982,60 @@ static void test_cluster_rollback(void **state)
 	EQ(resp.result->via.array.size, 5);
 	ctl_response_release(&resp);
 	free(keep);
+
+	/* members remove: refused without the operator's statement, or with one about another
+	 * reason; resolve names the member; a signed removal is applied by every node */
+	for (int i = 0; i < NB; i++) {
+		NET.down[i] = NET.blocked[i] = false;
+		fleet_on_member(N[i].b, NULL);
+	}
+	call(&N[2], "members.remove", &resp, &keep, "node=s:b1;reason=s:gone");
+	assert_false(resp.ok);
+	assert_string_equal(resp.error, "permission_denied");
+	ctl_response_release(&resp);
+	free(keep);
+	call(&N[2], "members.remove", &resp, &keep, "node=s:b1;reason=s:gone;resolve=b");
+	assert_true(resp.ok);
+	{
+		char idhex[33], hexb1[33];
+		uint8_t dg[32];
+		const msgpack_object *o = ctl_map_get(resp.result, "id");
+		assert_non_null(o);
+		EQ(o->via.str.size, 32);
+		memcpy(hexb1, o->via.str.ptr, 32);
+		hexb1[32] = 0;
+		ctl_response_release(&resp);
+		free(keep);
+		struct sign_op op = {.kind = SIGN_OP_REMOVE};
+		sign_op_remove_subject(N[1].id, "other reason", idhex, dg);
+		assert_string_equal(idhex, hexb1);
+		sign_op_sign(&OPK, idhex, dg, &op);
+		sign_op_hex(&op, OPSIG);
+		call(&N[2], "members.remove", &resp, &keep, "node=s:b1;reason=s:gone;opsig=s:%s",
+		     OPSIG);
+		assert_false(resp.ok);
+		assert_string_equal(resp.error, "permission_denied");
+		ctl_response_release(&resp);
+		free(keep);
+		sign_op_remove_subject(N[1].id, "gone", idhex, dg);
+		sign_op_sign(&OPK, idhex, dg, &op);
+		sign_op_hex(&op, OPSIG);
+		call(&N[2], "members.remove", &resp, &keep, "node=s:%s;reason=s:gone;opsig=s:%s",
+		     idhex, OPSIG);
+		assert_true(resp.ok);
+		ctl_response_release(&resp);
+		free(keep);
+	}
+	pump();
+	for (int i = 0; i < NB; i++) {
+		struct fleet *b = N[i].b;
+		bool off = false;
+		EQ(fleet__members_refresh(b), 0);
+		for (size_t j = 0; j < b->nroster; j++)
+			if (memcmp(b->roster[j].id, N[1].id, STORE_NODE_ID_LEN) == 0)
+				off = b->roster[j].state == AGREE_LEFT;
+		assert_true(off);
+	}
 }
 
 int main(void)
