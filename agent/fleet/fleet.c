@@ -1078,6 +1078,19 @@ static int assemble(struct fleet *b, const uint8_t *owner, const char *service, 
 
 static void on_member_resync(uv_timer_t *t);
 
+/* Publish our roster record again over one in our name we did not sign, if one is due
+ * and the last such publication is REASSERT_MS old; else a later resync does it. */
+static void roster_reassert(struct fleet *b)
+{
+	uint64_t now = uv_now(b->loop);
+	if (!b->roster_reassert || b->closing ||
+	    (b->roster_reassert_at && now < b->roster_reassert_at + REASSERT_MS))
+		return;
+	b->roster_reassert = false;
+	b->roster_reassert_at = now;
+	publish_roster(b, b->roster_left);
+}
+
 /* Is @g (a roster record of ours) one this node signed? */
 static bool roster_mine(struct fleet *b, const struct gossip_record *g)
 {
@@ -1093,8 +1106,9 @@ static bool roster_mine(struct fleet *b, const struct gossip_record *g)
  * Is @h, a health record in the name of @owner, signed by the key bound to @owner (sign.h),
  * and not older than the one held? A forged or stale record is refused and counted (and
  * logged, fleet__refusal_loud). One whose owner's key is not bound yet (its roster record
- * has not arrived) is dropped without a word: the periodic resync replays the held record
- * once the key is bound, so a node that joins still learns its peers' health.
+ * has not arrived) is dropped without a word: the held records are replayed at the next
+ * roster change (need_replay) and at every periodic resync, so once the key is bound the
+ * record is taken, and a node that joins still learns its peers' health.
  */
 static bool health_signed_ok(struct fleet *b, struct svc *v, const uint8_t *owner,
 			     const struct fleet_health *h)
@@ -1115,6 +1129,10 @@ static bool health_signed_ok(struct fleet *b, struct svc *v, const uint8_t *owne
 		return true;
 	const uint8_t *key = fleet__bound_key(b, owner);
 	if (!key) {
+		/* examined again at the next roster change (the one that binds the key, usually
+		 * within 50 ms: pacing reads a peer's swapping flag from this record), else at
+		 * the periodic resync */
+		b->need_replay = true;
 		log_debug("%s: health record of %s held back: its key is not bound yet", v->name,
 			  (fleet__hex_id(owner, STORE_NODE_ID_LEN, hex), hex));
 		return false;
@@ -1154,10 +1172,11 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 	    !roster_mine(b, g)) {
 		/* a roster record in our name that we did not sign (say, "left" under another
 		 * key): refused everywhere, but with a higher version it displaces ours in every
-		 * gossip table; publish ours again, above it */
+		 * gossip table; publish ours again, above it (now, or at the next resync) */
 		log_notice("roster: a roster record in this node's name that it did not write "
 			   "(forged by a cluster key holder?): publishing its own again");
-		publish_roster(b, b->roster_left);
+		b->roster_reassert = true;
+		roster_reassert(b);
 	}
 	if (k.type == FLEET_REC_ROSTER || k.type == FLEET_REC_REMOVE) {
 		/* coalesced like member changes */
@@ -1227,12 +1246,21 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 			 * the cluster key wrote it with a higher version, which displaces ours in
 			 * every gossip table; publish ours again (above it) so peers, and nodes
 			 * that join later, get the real one */
-			if (!replay && !(v->hsigned && sodium_memcmp(h.sig, v->hlast.sig,
-								     STORE_SIG_LEN) == 0)) {
-				log_notice("%s: a health record in this node's name that it did not "
-					   "write (forged by a cluster key holder?): publishing its own "
-					   "again", v->name);
-				fleet__publish_health(b, v);
+			uint64_t now = uv_now(b->loop);
+			uint64_t due = v->hreassert_at ? v->hreassert_at + REASSERT_MS : 0;
+			if (!replay &&
+			    !(v->hsigned && sodium_memcmp(h.sig, v->hlast.sig, STORE_SIG_LEN) == 0)) {
+				if (now >= due) {
+					v->hreassert_at = now;
+					log_notice("%s: a health record in this node's name that it "
+						   "did not write (forged by a cluster key holder?): "
+						   "publishing its own again", v->name);
+					fleet__publish_health(b, v);
+				} else if (!b->closing) {	/* at the end of the window */
+					v->health_dirty = true;
+					if (!uv_is_active((uv_handle_t *)&b->pub))
+						uv_timer_start(&b->pub, on_publish, due - now, 0);
+				}
 			}
 			return;
 		}
@@ -1286,6 +1314,7 @@ static int replay_cb(void *ud, const struct gossip_record *r)
 
 static void resync(struct fleet *b, bool replay)
 {
+	roster_reassert(b);
 	if (fleet__members_refresh(b) < 0)
 		return;
 	if (replay && b->net.record_foreach) {
