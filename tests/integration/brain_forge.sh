@@ -198,3 +198,23 @@ for i in 1 3 4; do
 		fail "n$i refused the signed removal of n4"
 done
 ok "a removal signed with a trusted operator key is applied (electorate $e)"
+
+# 9. a removal stands while the operator key that signed it is trusted: n3 stops trusting it
+# (SIGHUP) and refuses the removal of n4 at its next roster refresh; trusted again, n3 applies
+# it again and its next deploy's electorate lacks n4
+mv "$WORK/operators/test.pub" "$WORK/test.pub.off"
+kill -HUP "${PID[3]}"
+wait_for 10 "n3 reloaded" grep -q "operators: 0 operator key(s) trusted" "$WORK/n3.log"
+wait_for 20 "n3 to refuse the removal signed by the key it no longer trusts" grep -q \
+	"a removal of node n4 ($ID4) written by n1 refused: its operator key is not trusted here" \
+	"$WORK/n3.log"
+mv "$WORK/test.pub.off" "$WORK/operators/test.pub"
+kill -HUP "${PID[3]}"
+wait_for 10 "n3 reloaded again" grep -q "operators: 1 operator key(s) trusted" "$WORK/n3.log"
+make_artifact v7 7.0.0 1
+V7=$(ctl 3 artifact import "$WORK/art/v7") || die "import v7 on n3"
+R8=$(ctl 3 --json deploy web "$V7" | jq -r .rev)
+[ -n "$R8" ] && [ "$R8" != null ] || die "deploy v7 on n3"
+e=$(ctl 3 --json votes web --rev "$R8" | jq -r .eligible)
+[ "$e" = $((E4 - 1)) ] || fail "rev $R8's electorate has $e nodes once the key is trusted again, want $((E4 - 1))"
+ok "a removal is refused while its operator key is not trusted, applied again once it is"
