@@ -383,6 +383,13 @@ bool sign_op_verify(const struct sign_op *op, const char *service, const uint8_t
 	return sign_verify(op->key, msg, sign_op_msg(op, service, artifact, msg), op->sig);
 }
 
+void sign_op_remove_subject(const uint8_t id[16], const char *reason, char idhex[33],
+			    uint8_t digest[32])
+{
+	sodium_bin2hex(idhex, 33, id, 16);
+	crypto_generichash(digest, 32, (const unsigned char *)reason, strlen(reason), NULL, 0);
+}
+
 void sign_op_hex(const struct sign_op *op, char out[SIGN_OP_HEX_LEN + 1])
 {
 	uint8_t b[SIGN_OP_HEX_LEN / 2], *p = b;
@@ -404,7 +411,7 @@ int sign_op_parse_hex(const char *hex, struct sign_op *ret)
 	struct sign_op op;
 	if (!hex || strlen(hex) != SIGN_OP_HEX_LEN ||
 	    sodium_hex2bin(b, sizeof b, hex, SIGN_OP_HEX_LEN, NULL, NULL, NULL) != 0 ||
-	    (b[0] != SIGN_OP_DEPLOY && b[0] != SIGN_OP_ROLLBACK))
+	    (b[0] != SIGN_OP_DEPLOY && b[0] != SIGN_OP_ROLLBACK && b[0] != SIGN_OP_REMOVE))
 		return -EINVAL;
 	memset(&op, 0, sizeof op);
 	op.kind = *p++;

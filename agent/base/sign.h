@@ -37,14 +37,22 @@
  *              receiver checks each signature against the key the record's electorate gives
  *              for that voter (agree_verify_signatures) before it accepts the rollback.
  *              A certificate with a forged or missing signature is refused.
+ *   HEALTH     A health record carries its node's signature over all its fields and a stamp
+ *              (fleet_health_msg), made once per content; a receiver drops one that does not
+ *              verify against the key bound to its owner, or is older than the one it holds.
+ *   LEAVES     A node leaves the roster only by its own roster record marked left (signed
+ *              like every roster record); the gossip layer's "left" is not signed and does
+ *              not take off a member whose key is bound. A node that sees a health or
+ *              roster record in its name that it did not sign publishes its own again.
  *
  * Deploys are signed by the node that writes them (store_revision.origin_sig), checked
  * against the key bound to that node; a rollback whose electorate keys differ from the bound
  * ones, or from the judged record the receiver holds (agree_rollback_matches), is refused.
  *
- * So a node holding only the cluster key cannot vote in another's name, forge a certificate
- * or deploy in another node's name. What a compromised node (its node key AND the cluster
- * key) can still do (README "Security" has the same table):
+ * So a node holding only the cluster key cannot vote in another's name, forge a certificate,
+ * deploy, report health or leave in another node's name, or remove a member. What a
+ * compromised node (its node key AND the cluster key) can still do (README "Security" has
+ * the same table):
  *
  *   | it can                                              | it cannot                         |
  *   |-----------------------------------------------------|-----------------------------------|
@@ -55,15 +63,20 @@
  *   |   left the retained log                             | take over an id whose key is bound|
  *   | add new identities to the roster (trust on first    | change an existing revision's     |
  *   |   join): they vote on revisions deployed afterwards |   electorate                      |
- *   | remove members (members remove is not signed yet)   | make a vote count on a revision   |
+ *   | report its own health falsely                       | make a vote count on a revision   |
  *   | flood records, stall or drop gossip it relays       |   it joined after                 |
+ *   |                                                     | remove a member without an        |
+ *   |                                                     |   operator's signature            |
+ *   |                                                     | report another's health or leave  |
  *
- * Not built yet: an operator signature on members remove, enrolment (require-enrolment),
- * key rotation. A node whose node.key is lost joins again as a new node (empty state
- * directory) and an operator removes the old id.
+ * Not built yet: enrolment (require-enrolment), key rotation. A node whose node.key is lost
+ * joins again as a new node (empty state directory) and an operator removes the old id.
+ * Gossip's record versions are not signed: a forged copy with a higher version displaces a
+ * node's record until the node publishes again above it (README "Security").
  *
- * Signatures cost: signed are what changes (votes, roster records, the certificates that
- * carry them), never pings; a vote record grows by 66 bytes.
+ * Signatures cost: signed are what changes (votes, roster and health records, the
+ * certificates that carry votes), never pings; a vote record grows by 66 bytes, a health
+ * record by 73 (signature and stamp).
  *
  * Errors: 0 or negative errno. No logging (base): the caller says what went wrong, with
  * sign_strerror for the codes below.
@@ -118,15 +131,27 @@ void sign_key_random(struct sign_key *ret);
  * (`operators-dir`, default /etc/shoal/operators, every *.pub file; reloaded on SIGHUP).
  *
  * A change asked by an operator carries a statement signed by the operator key
- * (struct sign_op): what (deploy or rollback), the service, the artifact (a deploy: its full
+ * (struct sign_op): what (deploy, rollback or removal: sign_op_remove_subject), the service, the artifact (a deploy: its full
  * id, so the content is covered; a rollback: zero), the scope, the --to target, the time and
  * a random nonce. The deploy record carries it, so every receiver checks it against its own
  * trusted keys; an operator's rollback vote carries it, and other nodes echo that vote only
- * if it verifies. Replays: a rollback statement applies only to revisions written before it
+ * if it verifies; a remove record carries it, and every node applies the removal only if it
+ * verifies. Replays: a rollback statement applies only to revisions written before it
  * was signed (its time is after the judged record's), a deploy statement's nonce may appear
  * at one revision only among those a node holds.
  */
-enum sign_op_kind { SIGN_OP_NONE = 0, SIGN_OP_DEPLOY = 1, SIGN_OP_ROLLBACK = 2 };
+enum sign_op_kind { SIGN_OP_NONE = 0, SIGN_OP_DEPLOY = 1, SIGN_OP_ROLLBACK = 2, SIGN_OP_REMOVE = 3 };
+#define SIGN_OP_KIND_MAX SIGN_OP_REMOVE
+
+/*
+ * A removal (`agentctl members remove`) is a statement of kind SIGN_OP_REMOVE whose "service"
+ * is the removed node's id in hex (32 digits) and whose "artifact" is the BLAKE2b-256 digest
+ * of the reason as recorded (the text, without its NUL); scope "" and target 0. So it names
+ * the node and the reason; its time (ts_ms) bounds what it removes: a roster record its node
+ * publishes after the statement was signed puts it back on, whoever replays the statement.
+ */
+void sign_op_remove_subject(const uint8_t id[16], const char *reason, char idhex[33],
+			    uint8_t digest[32]);
 
 struct sign_op {
 	uint8_t kind;			/* enum sign_op_kind; NONE = unsigned */

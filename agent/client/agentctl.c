@@ -14,6 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
+#include "agent/base/sign.h"
 #include "agent/client/fleet_cmds.h"
 #include "agent/config/config.h"
 #include "agent/ctl/ctl_client.h"
@@ -39,7 +42,9 @@ static const char usage_text[] =
 	"  members                        the cluster: name, address, state, incarnation,\n"
 	"                                 labels, round-trip time\n"
 	"  join ADDR:PORT...              contact these members (numeric; port default 7946)\n"
-	"  members remove NODE --reason TEXT  take a node off the roster for good (recorded)\n"
+	"  members remove NODE --reason TEXT [--key FILE]  take a node off the roster for good\n"
+	"                                 (recorded), signed with the operator key (--key, else\n"
+	"                                 $SHOAL_OPERATOR_KEY)\n"
 	"  leave                          leave the cluster and the roster (a decommission);\n"
 	"                                 the agent then exits\n"
 	"  keyring list                   installed cluster keys (ids), primary first\n"
@@ -466,7 +471,8 @@ static char *absolute(const char *p)
 	return r;
 }
 
-enum { OPT_JSON = 1000, OPT_TIMEOUT, OPT_VERSION, OPT_GIT, OPT_REF, OPT_PATH, OPT_FROM, OPT_REASON };
+enum { OPT_JSON = 1000, OPT_TIMEOUT, OPT_VERSION, OPT_GIT, OPT_REF, OPT_PATH, OPT_FROM, OPT_REASON,
+       OPT_KEY };
 
 static const struct option global_opts[] = {
 	{"socket", required_argument, NULL, 's'},
@@ -770,30 +776,67 @@ static void print_removed(struct ctl_client *c, const msgpack_object *r)
 	       field(r, "node", "?", n, sizeof n), field(r, "id", "?", id, sizeof id));
 }
 
-static void on_reason(int o, const char *arg, void *ud)
+struct remove_opts {
+	const char *reason, *key;
+};
+
+static void on_remove_opt(int o, const char *arg, void *ud)
 {
-	(void)o;
-	*(const char **)ud = arg;
+	struct remove_opts *ro = ud;
+	if (o == OPT_REASON)
+		ro->reason = arg;
+	else if (o == OPT_KEY)
+		ro->key = arg;
 }
 
-/* members remove NODE --reason TEXT */
+/*
+ * members remove NODE --reason TEXT [--key FILE]: signed with the operator key like a deploy
+ * (sign.h SIGN_OP_REMOVE: the member's full id and the reason), so the agent is asked first
+ * which member NODE names (resolve), then to remove that id with the statement.
+ */
 static int cmd_members_remove(struct ctl_client *c, int argc, char **argv)
 {
 	static const struct option extra[] = {{"reason", required_argument, NULL, OPT_REASON},
+					       {"key", required_argument, NULL, OPT_KEY},
 					       {NULL, 0, NULL, 0}};
-	const char *reason = NULL;
-	char *pos[1];
-	if (sub_args(c, argc, argv, extra, on_reason, &reason, pos, 1, "members remove") != 1)
-		die_usage("members remove: NODE (a name or id) is required");
-	if (!reason)
-		die_usage("members remove: --reason TEXT is required (it is recorded)");
+	struct remove_opts ro = {NULL, NULL};
+	char *pos[1], id[40], idhex[33], sighex[SIGN_OP_HEX_LEN + 1];
+	uint8_t bin[16], digest[32];
+	struct sign_key k;
 	struct ctl_enc e;
+	if (sub_args(c, argc, argv, extra, on_remove_opt, &ro, pos, 1, "members remove") != 1)
+		die_usage("members remove: NODE (a name or id) is required");
+	if (!ro.reason)
+		die_usage("members remove: --reason TEXT is required (it is recorded)");
+	if (fleet_cmds_op_key(ro.key, "a removal", &k) < 0)
+		return EXIT_FAILED;
 	ctl_enc_init(&e);
 	ctl_enc_request(&e, "members.remove", true);
-	ctl_enc_map(&e, 2);
+	ctl_enc_map(&e, 3);
 	ctl_kv_str(&e, "node", pos[0]);
-	ctl_kv_str(&e, "reason", reason);
-	int x = finish(c, ctl_client_call(c, &e, c->timeout_ms), print_removed);
+	ctl_kv_str(&e, "reason", ro.reason);
+	ctl_kv_bool(&e, "resolve", true);
+	int x = ctl_client_call(c, &e, c->timeout_ms);
+	ctl_enc_release(&e);
+	if (x != EXIT_DONE || !c->resp.ok)
+		return finish(c, x, print_removed);
+	field(c->resp.result, "id", "", id, sizeof id);
+	if (strlen(id) != 32 || sodium_hex2bin(bin, sizeof bin, id, 32, NULL, NULL, NULL) != 0) {
+		ctl_client_errf("members remove: the agent named no member id for %s", pos[0]);
+		return EXIT_FAILED;
+	}
+	struct sign_op op = {.kind = SIGN_OP_REMOVE};
+	sign_op_remove_subject(bin, ro.reason, idhex, digest);
+	sign_op_sign(&k, idhex, digest, &op);
+	sodium_memzero(&k, sizeof k);
+	sign_op_hex(&op, sighex);
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, "members.remove", true);
+	ctl_enc_map(&e, 3);
+	ctl_kv_str(&e, "node", idhex);
+	ctl_kv_str(&e, "reason", ro.reason);
+	ctl_kv_str(&e, "opsig", sighex);
+	x = finish(c, ctl_client_call(c, &e, c->timeout_ms), print_removed);
 	ctl_enc_release(&e);
 	return x;
 }

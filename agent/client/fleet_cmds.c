@@ -254,13 +254,9 @@ static void enc_change(struct ctl_enc *e, const char *op, const struct args *a,
 	"make one with `agentctl keygen FILE`, copy FILE.pub to /etc/shoal/operators/ on "    \
 	"every node and run `systemctl reload agentd` there"
 
-/*
- * The operator key of a change (agent/base/sign.h): --key FILE, else $SHOAL_OPERATOR_KEY.
- * 0 and *ret; -1 after saying what is missing and how to make one.
- */
-static int op_key(const struct args *a, const char *what, struct sign_key *ret)
+int fleet_cmds_op_key(const char *flag, const char *what, struct sign_key *ret)
 {
-	const char *path = a->key ? a->key : getenv("SHOAL_OPERATOR_KEY");
+	const char *path = flag ? flag : getenv("SHOAL_OPERATOR_KEY");
 	if (!path || !*path) {
 		ctl_client_errf("%s is signed with an operator key: give it with --key FILE or "
 				"SHOAL_OPERATOR_KEY=FILE; to " HOW_TO_KEY, what);
@@ -273,6 +269,12 @@ static int op_key(const struct args *a, const char *what, struct sign_key *ret)
 		return -1;
 	}
 	return 0;
+}
+
+/* The operator key of a change (fleet_cmds.h). */
+static int op_key(const struct args *a, const char *what, struct sign_key *ret)
+{
+	return fleet_cmds_op_key(a->key, what, ret);
 }
 
 /* "cluster" and no scope are the same: "" (as the agent reads it) */

@@ -18,4 +18,12 @@ int fleet_cmds_main(const char *socket, bool json, uint64_t timeout_ms, const ch
 		   char **argv);
 int fleet_cmds_status(const char *socket, bool json, uint64_t timeout_ms);
 
+/*
+ * The operator key of a change (agent/base/sign.h): the file @flag (--key), else
+ * $SHOAL_OPERATOR_KEY. @what names the change in the error ("a deploy"). 0 and *ret; -1 after
+ * saying what is missing and how to make and trust one (the same words for every change).
+ */
+struct sign_key;
+int fleet_cmds_op_key(const char *flag, const char *what, struct sign_key *ret);
+
 #endif

@@ -476,6 +476,39 @@ uint64_t fleet_sig_refused(const struct fleet *b)
 	return b ? b->sig_refused : 0;
 }
 
+/*
+ * A remove record of @node written by @writer: applied only with an operator's statement
+ * (sign.h SIGN_OP_REMOVE) about this node and this reason under a trusted key. Returns the
+ * time it stands against (hlc): the earlier of the record's stamp and the statement's
+ * signing, so a statement replayed later by anyone does not remove a node that published a
+ * roster record since; 0: refused (counted, logged as fleet__refusal_loud says).
+ */
+static uint64_t remove_trusted(struct fleet *b, const uint8_t *writer,
+			       const uint8_t node[STORE_NODE_ID_LEN], const struct fleet_remove *x)
+{
+	char idhex[33], who[2 * STORE_NODE_ID_LEN + 1], by[2 * STORE_NODE_ID_LEN + 1];
+	uint8_t digest[32];
+	sign_op_remove_subject(node, x->reason, idhex, digest);
+	if (fleet__op_ok(b, &x->op, SIGN_OP_REMOVE, idhex, digest) && x->op.scope[0] == 0 &&
+	    x->op.target == 0) {
+		uint64_t signed_at = x->op.ts_ms > HLC_PHYS_MAX ? UINT64_MAX
+					     : (x->op.ts_ms << HLC_LOGICAL_BITS) | HLC_LOGICAL_MASK;
+		return x->hlc < signed_at ? (x->hlc ? x->hlc : 1) : signed_at;
+	}
+	b->sig_refused++;
+	if (fleet__refusal_loud(b, &b->remove_refused, "", 0, x->hlc, writer))
+		log_warning("roster: a removal of node %s (%s) written by %s refused: %s "
+			    "(%" PRIu64 " record(s) refused so far)",
+			    fleet__member_name(b, node, who), idhex,
+			    fleet__member_name(b, writer, by),
+			    x->op.kind != SIGN_OP_REMOVE ? "it carries no operator signature"
+			    : !sign_trust_has(&b->ops, x->op.key)
+				    ? "its operator key is not trusted here"
+				    : "its operator signature does not cover it",
+			    b->sig_refused);
+	return 0;
+}
+
 static int roster_rec_cb(void *ud, const struct gossip_record *g)
 {
 	struct rcollect *c = ud;
@@ -486,10 +519,13 @@ static int roster_rec_cb(void *ud, const struct gossip_record *g)
 	if (fleet_key_parse(g->key, g->key_len, &k) < 0)
 		return 0;
 	if (k.type == FLEET_REC_REMOVE && fleet_remove_decode(g->value, g->value_len, &x) == 0) {
+		uint64_t at = remove_trusted(c->b, g->owner, k.node, &x);
+		if (!at)
+			return 0;
 		if (!(m = rc_slot(c, k.node)))
 			goto nomem;
-		if (x.hlc > c->xhlc[m - c->m])
-			c->xhlc[m - c->m] = x.hlc;
+		if (at > c->xhlc[m - c->m])
+			c->xhlc[m - c->m] = at;
 		return 0;
 	}
 	if (k.type != FLEET_REC_ROSTER || fleet_roster_decode(g->value, g->value_len, &ro) < 0)
@@ -531,7 +567,12 @@ static int roster_refresh(struct fleet *b)
 						       ? AGREE_DEAD : b->members[i].state;
 			continue;
 		}
-		if (b->members[i].state == AGREE_LEFT)
+		/* the gossip layer's "left" is not signed: any cluster key holder can send it in
+		 * another's name. It takes off only a member never bound to a key (one that never
+		 * published a roster record that verified); a member whose key is bound leaves
+		 * by its own signed roster record (left), whatever gossip says */
+		const uint8_t *bk = fleet__bound_key(b, b->members[i].id);
+		if (b->members[i].state == AGREE_LEFT && !bk)
 			continue;
 		struct agree_member *m = rc_slot(&c, b->members[i].id);
 		if (!m) {
@@ -539,9 +580,8 @@ static int roster_refresh(struct fleet *b)
 			break;
 		}
 		c.rhlc[m - c.m] = 1;	/* seen alive: on the roster until removed */
-		m->state = b->members[i].state;
+		m->state = b->members[i].state == AGREE_LEFT ? AGREE_DEAD : b->members[i].state;
 		/* its roster record has not arrived (or was refused): the key bound to it */
-		const uint8_t *bk = fleet__bound_key(b, m->id);
 		if (bk)
 			memcpy(m->key, bk, STORE_KEY_LEN);
 		snprintf(c.sites[m - c.m], 65, "%s", b->members[i].site ? b->members[i].site : "");
@@ -760,11 +800,14 @@ static int publish_roster(struct fleet *b, bool left)
 	if (r < 0)
 		return r;
 	struct fleet_key k = {.type = FLEET_REC_ROSTER};
+	b->roster_published = true;
+	b->roster_left = left;
 	return fleet__put_value(b, &k, val, len);
 }
 
 int fleet_roster_remove(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
-			const struct ctl_peer *peer, const char *reason)
+			const struct ctl_peer *peer, const char *reason,
+			const struct store_opsig *op)
 {
 	struct fleet_remove x;
 	struct fleet_key k = {.type = FLEET_REC_REMOVE};
@@ -780,6 +823,8 @@ int fleet_roster_remove(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
 	x.uid = peer && peer->known ? peer->uid : UINT32_MAX;
 	x.pid = peer && peer->known ? peer->pid : 0;
 	snprintf(x.reason, sizeof x.reason, "%s", reason ? reason : "");
+	if (op)
+		x.op = *op;
 	memcpy(k.node, id, STORE_NODE_ID_LEN);
 	int r = fleet_remove_encode(&x, &val, &len);
 	if (r < 0)
@@ -904,6 +949,26 @@ static void publish_health_now(struct fleet *b, struct svc *v)
 		h.local_target_rev = v->local.target_rev;
 	}
 	store_artifact_foreach(b->s, v->name, held_cb, &h);
+	/* signed with the node key (sign.h), once per content: the same content published again
+	 * (a swap's several changes that come back to where they were, a republication over a
+	 * forged copy) keeps the stamp and signature it had */
+	uint8_t msg[FLEET_HEALTH_MSG_MAX], last[FLEET_HEALTH_MSG_MAX];
+	size_t n = fleet_health_msg(b->id, &h, msg);
+	bool same = false;
+	if (v->hsigned) {
+		struct fleet_health o = v->hlast;
+		o.stamp = 0;
+		same = fleet_health_msg(b->id, &o, last) == n && memcmp(last, msg, n) == 0;
+	}
+	if (same) {
+		h.stamp = v->hlast.stamp;
+		memcpy(h.sig, v->hlast.sig, sizeof h.sig);
+	} else {
+		h.stamp = fleet__stamp(b);
+		sign_detached(&b->key, msg, fleet_health_msg(b->id, &h, msg), h.sig);
+		v->hlast = h;
+		v->hsigned = true;
+	}
 	if (fleet_health_encode(&h, &val, &len) < 0)
 		return;
 	struct fleet_key k = {.type = FLEET_REC_HEALTH};
@@ -1013,6 +1078,82 @@ static int assemble(struct fleet *b, const uint8_t *owner, const char *service, 
 
 static void on_member_resync(uv_timer_t *t);
 
+/* Publish our roster record again over one in our name we did not sign, if one is due
+ * and the last such publication is REASSERT_MS old; else a later resync does it. */
+static void roster_reassert(struct fleet *b)
+{
+	uint64_t now = uv_now(b->loop);
+	if (!b->roster_reassert || b->closing ||
+	    (b->roster_reassert_at && now < b->roster_reassert_at + REASSERT_MS))
+		return;
+	b->roster_reassert = false;
+	b->roster_reassert_at = now;
+	publish_roster(b, b->roster_left);
+}
+
+/* Is @g (a roster record of ours) one this node signed? */
+static bool roster_mine(struct fleet *b, const struct gossip_record *g)
+{
+	struct fleet_roster ro;
+	uint8_t msg[FLEET_ROSTER_MSG_MAX];
+	if (fleet_roster_decode(g->value, g->value_len, &ro) < 0)
+		return false;
+	return sodium_memcmp(ro.key, b->key.pk, STORE_KEY_LEN) == 0 &&
+	       sign_verify(b->key.pk, msg, fleet_roster_msg(b->id, &ro, msg), ro.sig);
+}
+
+/*
+ * Is @h, a health record in the name of @owner, signed by the key bound to @owner (sign.h),
+ * and not older than the one held? A forged or stale record is refused and counted (and
+ * logged, fleet__refusal_loud). One whose owner's key is not bound yet (its roster record
+ * has not arrived) is dropped without a word: the held records are replayed at the next
+ * roster change (need_replay) and at every periodic resync, so once the key is bound the
+ * record is taken, and a node that joins still learns its peers' health.
+ */
+static bool health_signed_ok(struct fleet *b, struct svc *v, const uint8_t *owner,
+			     const struct fleet_health *h)
+{
+	uint8_t msg[FLEET_HEALTH_MSG_MAX], held[FLEET_HEALTH_MSG_MAX];
+	char hex[2 * STORE_NODE_ID_LEN + 1];
+	const struct peer_health *p = NULL;
+	const char *why;
+	size_t n = fleet_health_msg(owner, h, msg);
+
+	for (size_t i = 0; i < b->npeers && !p; i++)
+		if (memcmp(b->peers[i].node, owner, STORE_NODE_ID_LEN) == 0 &&
+		    strcmp(b->peers[i].h.service, h->service) == 0)
+			p = &b->peers[i];
+	/* the very record verified before (every resync replays it): not verified again */
+	if (p && sodium_memcmp(p->h.sig, h->sig, STORE_SIG_LEN) == 0 &&
+	    fleet_health_msg(owner, &p->h, held) == n && memcmp(held, msg, n) == 0)
+		return true;
+	const uint8_t *key = fleet__bound_key(b, owner);
+	if (!key) {
+		/* examined again at the next roster change (the one that binds the key, usually
+		 * within 50 ms: pacing reads a peer's swapping flag from this record), else at
+		 * the periodic resync */
+		b->need_replay = true;
+		log_debug("%s: health record of %s held back: its key is not bound yet", v->name,
+			  (fleet__hex_id(owner, STORE_NODE_ID_LEN, hex), hex));
+		return false;
+	}
+	if (!sign_verify(key, msg, n, h->sig))
+		why = sodium_is_zero(h->sig, STORE_SIG_LEN)
+			      ? "it is not signed"
+			      : "its signature does not verify against the node's key";
+	else if (p && h->stamp < p->h.stamp)
+		why = "it is older than the one held (a replay)";
+	else
+		return true;
+	b->sig_refused++;
+	fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
+	if (fleet__refusal_loud(b, &b->health_refused, v->name, h->running_rev, h->stamp, owner))
+		log_warning("%s: health record in the name of node %s refused: %s "
+			    "(%" PRIu64 " record(s) refused so far)", v->name, hex, why,
+			    b->sig_refused);
+	return false;
+}
+
 static void handle_record(struct fleet *b, const struct gossip_record *g, bool replay)
 {
 	struct fleet_key k;
@@ -1027,6 +1168,16 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		return;
 	}
 	bool own = memcmp(g->owner, b->id, STORE_NODE_ID_LEN) == 0;
+	if (own && k.type == FLEET_REC_ROSTER && !replay && b->roster_published &&
+	    !roster_mine(b, g)) {
+		/* a roster record in our name that we did not sign (say, "left" under another
+		 * key): refused everywhere, but with a higher version it displaces ours in every
+		 * gossip table; publish ours again, above it (now, or at the next resync) */
+		log_notice("roster: a roster record in this node's name that it did not write "
+			   "(forged by a cluster key holder?): publishing its own again");
+		b->roster_reassert = true;
+		roster_reassert(b);
+	}
 	if (k.type == FLEET_REC_ROSTER || k.type == FLEET_REC_REMOVE) {
 		/* coalesced like member changes */
 		if (!replay && !b->closing)
@@ -1090,9 +1241,32 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		if (fleet_health_decode(g->value, g->value_len, &h) < 0 ||
 		    strcmp(h.service, k.service) != 0)
 			return;
-		fleet__observe(b, h.since_hlc);
-		if (own)
+		if (own) {
+			/* a health record in our name that we did not sign last: someone holding
+			 * the cluster key wrote it with a higher version, which displaces ours in
+			 * every gossip table; publish ours again (above it) so peers, and nodes
+			 * that join later, get the real one */
+			uint64_t now = uv_now(b->loop);
+			uint64_t due = v->hreassert_at ? v->hreassert_at + REASSERT_MS : 0;
+			if (!replay &&
+			    !(v->hsigned && sodium_memcmp(h.sig, v->hlast.sig, STORE_SIG_LEN) == 0)) {
+				if (now >= due) {
+					v->hreassert_at = now;
+					log_notice("%s: a health record in this node's name that it "
+						   "did not write (forged by a cluster key holder?): "
+						   "publishing its own again", v->name);
+					fleet__publish_health(b, v);
+				} else if (!b->closing) {	/* at the end of the window */
+					v->health_dirty = true;
+					if (!uv_is_active((uv_handle_t *)&b->pub))
+						uv_timer_start(&b->pub, on_publish, due - now, 0);
+				}
+			}
 			return;
+		}
+		if (!health_signed_ok(b, v, g->owner, &h))
+			return;
+		fleet__observe(b, h.since_hlc);
 		struct peer_health *p = NULL;
 		for (size_t i = 0; i < b->npeers; i++)
 			if (memcmp(b->peers[i].node, g->owner, STORE_NODE_ID_LEN) == 0 &&
@@ -1140,6 +1314,7 @@ static int replay_cb(void *ud, const struct gossip_record *r)
 
 static void resync(struct fleet *b, bool replay)
 {
+	roster_reassert(b);
 	if (fleet__members_refresh(b) < 0)
 		return;
 	if (replay && b->net.record_foreach) {

@@ -281,12 +281,18 @@ void fleet_artifact_arrived(struct fleet *b, const struct store_id *artifact);
 int fleet_roster_leave(struct fleet *b);
 /*
  * An operator removes node @id from the roster for good (`agentctl members remove`): a
- * remove/ record with who (@peer) and @reason, logged at notice. Later revisions no longer
- * count it; revisions already written keep their electorate. 0; -EPERM (@id is this node:
+ * remove/ record with who (@peer), @reason and the operator's signed statement @op (kind
+ * SIGN_OP_REMOVE, about @id and @reason: sign_op_remove_subject; the caller checked it),
+ * logged at notice. Every node applies a remove record only if its statement verifies under
+ * an operator key it trusts, and only against roster records its node published before the
+ * statement was signed (a replayed statement does not remove a node that came back); a
+ * refused one is logged and counted (fleet_sig_refused). Later revisions no longer count
+ * the node; revisions already written keep their electorate. 0; -EPERM (@id is this node:
  * use a leave); -EINVAL; -ENOMEM; errors of the transport's put.
  */
 int fleet_roster_remove(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
-			const struct ctl_peer *peer, const char *reason);
+			const struct ctl_peer *peer, const char *reason,
+			const struct store_opsig *op);
 
 int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
 		  struct store_id *ret_artifact);
@@ -314,7 +320,7 @@ uint64_t fleet_event_seq(const struct fleet *b);
  *   services        -                                               [service summary]
  *   brain.status    -                                               {node, cluster, services}
  *   events          {since?, max?}                                  {events[], next, dropped}
- *   members.remove  {node, reason}                                  {node, id}
+ *   members.remove  {node, reason, opsig, resolve?}                 {node, id}
  *
  * `rollback --override` (override: true, reason required) is the documented, audited exit for
  * a revision whose electorate has lost its majority for good (electors removed or gone): it
@@ -322,7 +328,9 @@ uint64_t fleet_event_seq(const struct fleet *b);
  * current roster as its electorate and "override: REASON" as its reason, logged at notice
  * with the operator's uid. It is never implied: a plain rollback only votes. The bad
  * artifact is not condemned by it (no quorum decided that). `members.remove` takes a node off
- * the roster (fleet_roster_remove); reason is required.
+ * the roster (fleet_roster_remove); reason is required, and so is opsig, the operator's
+ * statement about the member's full id and the reason (sign.h SIGN_OP_REMOVE); with
+ * resolve: true it only answers which member @node names (agentctl signs over its id).
  *   brain.history   {service, limit?}                               [revision + good,
  *                                                                    condemned, version]
  *
@@ -362,6 +370,8 @@ struct fleet_rollback_args {
 struct fleet_remove_args {
 	char *node;		/* a roster member's name or id (hex, unique prefix >= 4) */
 	char *reason;
+	char *opsig;		/* the operator's statement of the removal (sign_op_hex) */
+	bool resolve;		/* only name the member @node picks: {node, id} */
 };
 struct fleet_votes_args {
 	char *service;

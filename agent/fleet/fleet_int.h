@@ -40,6 +40,9 @@
 #define SETTLE_MS   1000	/* pacing: how long lower-ranked peers get to announce a new rev */
 #define PUBLISH_MS  30
 #define VOTE_FLUSH_MS 200	/* received votes gathered per store transaction */
+#define REASSERT_MS 1000	/* our own record published again over one we did not sign at
+				 * most this often: two agents sharing an id (a cloned state
+				 * directory) would otherwise outbid each other at gossip speed */
 
 struct svc {
 	char name[65];
@@ -70,6 +73,11 @@ struct svc {
 	bool fetch_announced;		/* "fetching" was said for the desired rev */
 	uint64_t desired_since;		/* uv_now when the desired revision last changed */
 	bool health_dirty;		/* a health record is due (coalesced, see publish_health) */
+	bool hsigned;			/* hlast holds the last health record signed */
+	struct fleet_health hlast;	/* signed once per content: a re-publication of the same
+					 * content keeps its stamp and signature (sign.h) */
+	uint64_t hreassert_at;		/* uv_now of the last republication over a record in
+					 * our name we did not sign (one per REASSERT_MS) */
 	struct fleet_svc_counts cnt;	/* for metrics (events.c, fleet_service_stats) */
 	uint64_t swap_began;		/* uv_now of the swap-start event, 0 if none seen */
 };
@@ -113,6 +121,10 @@ struct fleet {
 	size_t nbinds, capbinds;
 	uint64_t sig_refused;		/* records refused: signature or key */
 	uint64_t rev_refused, vote_refused; /* of which revisions, votes (the log's rate) */
+	uint64_t health_refused, remove_refused; /* health records, remove records */
+	bool roster_published, roster_left;	/* our roster record, as last published */
+	uint64_t roster_reassert_at;	/* as svc.hreassert_at, for the roster record */
+	bool roster_reassert;		/* a republication of it is due (roster_reassert) */
 	uint64_t refused_seen[16];	/* digests of the last refused records logged */
 	unsigned refused_next;
 	struct sign_trust ops;		/* trusted operator keys */

@@ -75,6 +75,9 @@ static const struct ctl_arg remove_args[] = {
 	 .offset = offsetof(struct fleet_remove_args, reason), .max_len = 200,
 	 .bad = "a removal needs a reason (--reason TEXT): it is recorded with who asked",
 	 .invalid = "\"reason\" is limited to 200 bytes"},
+	{"opsig", CTL_ARG_STR, .offset = offsetof(struct fleet_remove_args, opsig),
+	 .bad = "\"opsig\" must be a signed statement (agentctl signs it with --key)"},
+	{"resolve", CTL_ARG_FLAG, .offset = offsetof(struct fleet_remove_args, resolve)},
 };
 static const struct ctl_arg votes_args[] = {
 	SERVICE_ARG(struct fleet_votes_args),
@@ -117,7 +120,9 @@ static int op_of(struct fleet *b, const char *hex, int kind, const char *service
 		 struct store_opsig *ret, struct ctl_enc *out)
 {
 	struct sign_op so;
-	const char *what = kind == SIGN_OP_DEPLOY ? "a deploy" : "a rollback";
+	const char *what = kind == SIGN_OP_DEPLOY	 ? "a deploy"
+			   : kind == SIGN_OP_ROLLBACK ? "a rollback"
+						      : "a removal";
 	if (!hex) {
 		log_warning("ctl: %s of %s refused: the request carries no operator signature",
 			    what, service);
@@ -806,7 +811,22 @@ void fleet_op_members_remove(void *fleet, const void *args, const struct ctl_pee
 	}
 	memcpy(id, found, sizeof id);
 	found = id;
-	int r = fleet_roster_remove(b, found, peer, a->reason);
+	fleet__hex_id(found, STORE_NODE_ID_LEN, hex);
+	if (a->resolve) {	/* agentctl signs over the full id: which member is it? */
+		ctl_enc_ok(out);
+		ctl_enc_map(out, 2);
+		ctl_kv_str(out, "node", fleet__member_name(b, found, who));
+		ctl_kv_str(out, "id", hex);
+		return;
+	}
+	/* the operator's statement names this id and this reason (sign.h) */
+	struct store_opsig op;
+	char idhex[33];
+	uint8_t digest[32];
+	sign_op_remove_subject(found, a->reason, idhex, digest);
+	if (op_of(b, a->opsig, SIGN_OP_REMOVE, idhex, digest, "", 0, &op, out) < 0)
+		return;
+	int r = fleet_roster_remove(b, found, peer, a->reason, &op);
 	if (r == -EPERM) {
 		ctl_enc_fail(out, CTL_E_BAD_REQUEST,
 			     "a node does not remove itself: run agentctl leave on it");

@@ -14,6 +14,7 @@
 
 #include <msgpack.h>
 
+#include "agent/base/sign.h"
 #include "agent/ctl/ctl_proto.h"
 #include "agent/node/health.h"
 
@@ -421,7 +422,7 @@ int fleet_vote_encode_op(const struct store_vote *v, const struct store_opsig *o
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	if (op && op->kind && (op->kind > 2 || !memchr(op->scope, 0, sizeof op->scope))) {
+	if (op && op->kind && (op->kind > SIGN_OP_KIND_MAX || !memchr(op->scope, 0, sizeof op->scope))) {
 		msgpack_sbuffer_destroy(&sb);
 		return -EINVAL;
 	}
@@ -465,9 +466,49 @@ int fleet_health_encode(const struct fleet_health *h, uint8_t **ret_buf, size_t 
 		pk_id(&pk, &h->held[i]);
 	msgpack_pack_uint64(&pk, h->local_base_rev);
 	msgpack_pack_uint64(&pk, h->local_target_rev);
-	msgpack_pack_nil(&pk);	/* reserved */
-	msgpack_pack_nil(&pk);	/* reserved */
+	msgpack_pack_bin(&pk, STORE_SIG_LEN);	/* the two fields reserved (nil) until 2026-12 */
+	msgpack_pack_bin_body(&pk, h->sig, STORE_SIG_LEN);
+	msgpack_pack_uint64(&pk, h->stamp);
 	return finish(&sb, FLEET_REC_HEALTH, ret_buf, ret_len);
+}
+
+static uint8_t *be64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--)
+		*p++ = (uint8_t)(v >> (8 * i));
+	return p;
+}
+
+size_t fleet_health_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fleet_health *h,
+			uint8_t out[FLEET_HEALTH_MSG_MAX])
+{
+	static const char tag[] = "shoal-health-v1";
+	size_t sl = strnlen(h->service, 64);
+	uint32_t nheld = h->nheld > FLEET_HELD_MAX ? FLEET_HELD_MAX : h->nheld;
+	uint8_t *p = out;
+	memcpy(p, tag, sizeof tag);	/* with its NUL */
+	p += sizeof tag;
+	memcpy(p, owner, STORE_NODE_ID_LEN);
+	p += STORE_NODE_ID_LEN;
+	*p++ = (uint8_t)sl;
+	memcpy(p, h->service, sl);
+	p += sl;
+	p = be64_put(p, h->running_rev);
+	memcpy(p, h->running.b, STORE_ID_LEN);
+	p += STORE_ID_LEN;
+	*p++ = h->state;
+	p = be64_put(p, h->since_hlc);
+	*p++ = (uint8_t)((h->missed ? 1 : 0) | (h->swapping ? 2 : 0) | (h->diverged ? 4 : 0));
+	p = be64_put(p, h->desired_rev);
+	*p++ = (uint8_t)nheld;
+	for (uint32_t i = 0; i < nheld; i++) {
+		memcpy(p, h->held[i].b, STORE_ID_LEN);
+		p += STORE_ID_LEN;
+	}
+	p = be64_put(p, h->local_base_rev);
+	p = be64_put(p, h->local_target_rev);
+	p = be64_put(p, h->stamp);
+	return (size_t)(p - out);
 }
 
 int fleet_roster_encode(const struct fleet_roster *m, uint8_t **ret_buf, size_t *ret_len)
@@ -532,11 +573,17 @@ int fleet_remove_encode(const struct fleet_remove *x, uint8_t **ret_buf, size_t 
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	msgpack_pack_array(&pk, 4);
+	if (x->op.kind && (x->op.kind > SIGN_OP_KIND_MAX ||
+			   !memchr(x->op.scope, 0, sizeof x->op.scope))) {
+		msgpack_sbuffer_destroy(&sb);
+		return -EINVAL;
+	}
+	msgpack_pack_array(&pk, 5);
 	msgpack_pack_uint64(&pk, x->hlc);
 	msgpack_pack_uint32(&pk, x->uid);
 	msgpack_pack_int32(&pk, x->pid);
 	pk_str(&pk, x->reason);
+	pk_op(&pk, &x->op);
 	return finish(&sb, FLEET_REC_REMOVE, ret_buf, ret_len);
 }
 
@@ -720,7 +767,7 @@ static bool get_op(const msgpack_object *o, struct store_opsig *op)
 	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7)
 		return false;
 	const msgpack_object *f = o->via.array.ptr;
-	if (!get_u64(&f[0], &kind) || kind < 1 || kind > 2 ||
+	if (!get_u64(&f[0], &kind) || kind < 1 || kind > SIGN_OP_KIND_MAX ||
 	    !get_str(&f[1], op->scope, sizeof op->scope) || !get_u64(&f[2], &op->target) ||
 	    !get_u64(&f[3], &op->ts_ms) || !get_bin(&f[4], op->nonce, sizeof op->nonce) ||
 	    !get_bin(&f[5], op->key, STORE_KEY_LEN) || !get_bin(&f[6], op->sig, STORE_SIG_LEN))
@@ -800,6 +847,11 @@ int fleet_health_decode(const uint8_t *buf, size_t len, struct fleet_health *ret
 	for (uint32_t i = 0; i < h.nheld; i++)
 		if (!get_bin(&held->via.array.ptr[i], h.held[i].b, STORE_ID_LEN))
 			goto out;
+	/* sig and stamp: nil in the older (unsigned) form, which the fleet refuses */
+	const msgpack_object *sig = field(&d, 10), *stamp = field(&d, 11);
+	if ((sig->type != MSGPACK_OBJECT_NIL && !get_bin(sig, h.sig, STORE_SIG_LEN)) ||
+	    (stamp->type != MSGPACK_OBJECT_NIL && !get_u64(stamp, &h.stamp)))
+		goto out;
 	*ret = h;
 	err = 0;
 out:
@@ -855,6 +907,9 @@ int fleet_remove_decode(const uint8_t *buf, size_t len, struct fleet_remove *ret
 	    (pid->type == MSGPACK_OBJECT_POSITIVE_INTEGER && pid->via.u64 > INT32_MAX) ||
 	    (pid->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && pid->via.i64 < INT32_MIN) ||
 	    !get_str(field(&d, 3), x.reason, sizeof x.reason))
+		goto out;
+	/* the operator's statement: absent in the older (unsigned) form, refused by the fleet */
+	if (d.root->via.array.size > 4 && !get_op(field(&d, 4), &x.op))
 		goto out;
 	x.uid = (uint32_t)uid;
 	x.pid = pid->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int32_t)pid->via.u64

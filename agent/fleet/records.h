@@ -20,17 +20,28 @@
  *                                   op: nil, or the operator's signed statement of an operator
  *                                   vote: [kind u, scope s, target u, ts u, nonce bin16,
  *                                   key bin32, sig bin64] (sign.h)
- *     health/<service>            node      'S' 3 | 'H' | msgpack [see struct fleet_health]
+ *     health/<service>            node      'S' 3 | 'H' | msgpack [service s, running_rev u,
+ *                                                running bin32, state u, since_hlc u, flags u,
+ *                                                desired_rev u, [held bin32 ...],
+ *                                                local_base_rev u, local_target_rev u,
+ *                                                sig bin64, stamp u]
  *     roster                      node      'S' 3 | 'M' | msgpack [site s, left bool, addr s,
  *                                                hlc u, key bin32, sig bin64]
  *     remove/<node id hex>        remover   'S' 3 | 'X' | msgpack [hlc u, uid u, pid i,
- *                                                             reason s]
+ *                                                             reason s, op]
+ *                                   op: the operator's signed statement of the removal, in
+ *                                   the form of a vote's (kind 3, sign.h); nil: unsigned
  *
  * Signatures (agent/base/sign.h): a vote's sig is its voter's over agree_vote_msg (the voter
  * is the record's owner); a roster record's sig is its owner's key (the record's own key
- * field) over fleet_roster_msg, and the first key seen for an id is bound to it. The
- * certificate chunks carry each voter's signed vote, the electorate chunks each elector's
- * key. Decoders only check the form; the fleet checks the signatures (it knows the owner).
+ * field) over fleet_roster_msg, and the first key seen for an id is bound to it. A health
+ * record's sig is its owner's (the key bound to the owner) over fleet_health_msg, which
+ * includes its stamp: a receiver keeps the newest stamp per (owner, service), so an old
+ * signed record replayed by another node does not replace a newer one. A remove record
+ * carries an operator's statement (kind SIGN_OP_REMOVE) naming the removed id and the
+ * reason's digest (sign_op_remove_subject). The certificate chunks carry each voter's
+ * signed vote, the electorate chunks each elector's key. Decoders only check the form; the
+ * fleet checks the signatures (it knows the owner and the trusted operator keys).
  *
  * The roster (agree.h rule 0) is the set of owners of roster records that do not say "left":
  * every node publishes its own when it starts and marks it left only on `agentctl leave`.
@@ -52,7 +63,12 @@
  * electorate (agree.h rule 0: every id of the roster in scope with its key, 6 KiB at 128
  * nodes) travels the same way, in elect/ chunks of FLEET_ELECT_PER_CHUNK.
  * Version 2 (2026-12): electorates, vote rounds. Version 3 (2026-12): signed votes, roster
- * keys, signed certificates, electorate keys. Older records are refused.
+ * keys, signed certificates, electorate keys. Older records are refused. Within version 3
+ * (2026-12, no installed base, so no version bump that would cut every record type off):
+ * the health record's two reserved fields (nil) became its signature and stamp, and the
+ * remove record gained its fifth field, the operator's statement. A decoder still reads the
+ * older forms (nil, or 4 fields) as unsigned, and the fleet refuses them as unsigned; a
+ * node of the older code ignores the new fields.
  *
  * A deterministic rollback decided by several nodes is published by each of them as its own
  * records (owner = itself): receivers merge them with agree_accept (same decision, largest
@@ -116,6 +132,9 @@ struct fleet_health {
 	bool diverged;			/* `rollback --local` marker active */
 	uint64_t local_base_rev;	/* the cluster rev this node diverged from */
 	uint64_t local_target_rev;	/* the rev whose artifact it runs instead */
+	uint64_t stamp;			/* the owner's hlc when it signed this content */
+	uint8_t sig[STORE_SIG_LEN];	/* by the owner's node key over fleet_health_msg;
+					 * all zero: unsigned (an older record) */
 };
 
 /* A node's roster entry, as it publishes it. */
@@ -134,6 +153,8 @@ struct fleet_remove {
 	uint32_t uid;			/* the operator (SO_PEERCRED), UINT32_MAX if unknown */
 	int32_t pid;
 	char reason[201];
+	struct store_opsig op;		/* the operator's statement (kind SIGN_OP_REMOVE, sign.h);
+					 * kind 0: unsigned */
 };
 
 /* Certificate or electorate chunk. */
@@ -154,6 +175,19 @@ struct fleet_cert_chunk {
 #define FLEET_ROSTER_MSG_MAX (16 + STORE_NODE_ID_LEN + 1 + 64 + 1 + 1 + 63 + 8 + STORE_KEY_LEN)
 size_t fleet_roster_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fleet_roster *m,
 			uint8_t out[FLEET_ROSTER_MSG_MAX]);
+
+/*
+ * The bytes a health record's owner signs: "shoal-health-v1\0", the owner's id, len u8 +
+ * service, running_rev be64, running (32), state u8, since_hlc be64, flags u8 (missed 1,
+ * swapping 2, diverged 4), desired_rev be64, nheld u8 + held ids (32 each), local_base_rev
+ * be64, local_target_rev be64, stamp be64. Returns their length (<= FLEET_HEALTH_MSG_MAX);
+ * nheld above FLEET_HELD_MAX counts as FLEET_HELD_MAX.
+ */
+#define FLEET_HEALTH_MSG_MAX                                                                  \
+	(16 + STORE_NODE_ID_LEN + 1 + 64 + 8 + STORE_ID_LEN + 1 + 8 + 1 + 8 + 1 +              \
+	 FLEET_HELD_MAX * STORE_ID_LEN + 8 + 8 + 8)
+size_t fleet_health_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fleet_health *h,
+			uint8_t out[FLEET_HEALTH_MSG_MAX]);
 
 /*
  * Keys. fleet_key_format: writes a NUL-terminated key into @buf (@len >= FLEET_REC_KEY_MAX + 1)

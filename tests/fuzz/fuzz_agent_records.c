@@ -3,18 +3,33 @@
  * record comes from another node. The input is split at the first 0x00 byte into a record
  * KEY and a VALUE (no 0x00: key only); the key goes through fleet_key_parse, the value through
  * every decoder (each must reject the types that are not its own), and what decodes is
- * re-encoded and decoded again, which must give the same fields (signatures and keys
- * included); the signed-message builders run on what decodes.
+ * re-encoded and decoded again, which must give the same fields (signatures, keys and an
+ * operator's statement included); the signed-message builders (vote, roster, health, the
+ * subject of a removal) run on what decodes.
  */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "agent/agree/agree.h"
+#include "agent/base/sign.h"
 #include "agent/fleet/records.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The node id a remove/ key names, or zero (any 16 bytes do for the subject builder). */
+static const uint8_t *owner_of(const uint8_t *key, size_t klen)
+{
+	static uint8_t id[16];
+	struct fleet_key k;
+	memset(id, 0, sizeof id);
+	if (klen && fleet_key_parse(key, klen, &k) == 0 && k.type == FLEET_REC_REMOVE)
+		memcpy(id, k.node, sizeof id);
+	return id;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -110,6 +125,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			free(buf);
 		}
+		/* the signed message of what decodes (its stamp included): never more than its
+		 * buffer; the check of outside bytes under a key taken from the input */
+		uint8_t msg[FLEET_HEALTH_MSG_MAX], owner[STORE_NODE_ID_LEN] = {0};
+		size_t n = fleet_health_msg(owner, &h, msg);
+		if (n > sizeof msg)
+			abort();
+		uint8_t hk[STORE_KEY_LEN];
+		memcpy(hk, h.sig, sizeof hk);
+		(void)sign_verify(hk, msg, n, h.sig);
+	}
+	struct fleet_remove x;
+	if (fleet_remove_decode(val, vlen, &x) == 0) {
+		if (!memchr(x.reason, 0, sizeof x.reason) || x.op.kind > SIGN_OP_KIND_MAX ||
+		    !memchr(x.op.scope, 0, sizeof x.op.scope))
+			abort();
+		if (fleet_remove_encode(&x, &buf, &len) == 0) {
+			struct fleet_remove x2;
+			if (fleet_remove_decode(buf, len, &x2) != 0 || x2.hlc != x.hlc ||
+			    x2.uid != x.uid || x2.pid != x.pid || strcmp(x2.reason, x.reason) != 0 ||
+			    memcmp(&x2.op, &x.op, sizeof x.op) != 0)
+				abort();
+			free(buf);
+		}
+		/* the statement's subject (id hex, reason digest) from outside bytes */
+		char idhex[33];
+		uint8_t digest[32];
+		sign_op_remove_subject(owner_of(data, klen), x.reason, idhex, digest);
+		if (strlen(idhex) != 32)
+			abort();
 	}
 	enum fleet_rec_type t;
 	(void)fleet_value_type(val, vlen, &t);

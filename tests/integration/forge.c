@@ -21,6 +21,17 @@
  *       a roster record in OWNER's name saying it left, self-signed with a key of the
  *       forger's own (an impersonation of a node whose key is already bound)
  *
+ *   forge KEYRING CLUSTER ADDR:PORT leave OWNER_HEX
+ *       the gossip layer's "OWNER left the cluster" (unsigned: any key holder can send it)
+ *
+ *   forge KEYRING CLUSTER ADDR:PORT health OWNER_HEX SERVICE REV
+ *       a health record in OWNER's name saying it runs REV and failed, signed with a key of
+ *       the forger's own and stamped an hour ahead
+ *
+ *   forge KEYRING CLUSTER ADDR:PORT remove MODE NODE_HEX REASON
+ *       a remove record of NODE under a fresh writer id: MODE nosig (no operator statement),
+ *       rogue (signed by an operator key of the forger's own) or an operator key FILE
+ *
  * Each packet is sent 3 times, 100 ms apart, with a fresh random sender id and record versions
  * above anything a real node writes. Exit 0 when sent.
  */
@@ -55,13 +66,12 @@ static int hex_id(const char *s, uint8_t *out, size_t n)
 		       : -1;
 }
 
+static int send_msg(const struct gossip_msg *mp);
+
 /* One packet with one RECORD message, sealed and sent. */
 static int send_record(const uint8_t owner[16], const char *key, const uint8_t *val, size_t vlen)
 {
 	static uint64_t version;
-	uint8_t plain[1400], sealed[1500];
-	struct gossip__w w;
-	size_t slen;
 	if (!version)
 		version = (uint64_t)time(NULL) << 24;
 	struct gossip_msg m = {
@@ -73,6 +83,27 @@ static int send_record(const uint8_t owner[16], const char *key, const uint8_t *
 		.value = val,
 		.value_len = vlen,
 	};
+	return send_msg(&m);
+}
+
+/* leave OWNER_HEX: the gossip layer's "OWNER left" (a DEAD message whose accuser is the
+ * member itself, as gossip_leave sends it), at an incarnation above anything real */
+static int forge_leave(char **a)
+{
+	uint8_t owner[16];
+	if (hex_id(a[0], owner, 16) < 0)
+		return 2;
+	struct gossip_msg m = {.type = GOSSIP_MSG_DEAD, .id = owner, .accuser = owner,
+			       .num = (uint64_t)time(NULL) << 20};
+	return send_msg(&m) < 0 ? 1 : 0;
+}
+
+static int send_msg(const struct gossip_msg *mp)
+{
+	uint8_t plain[1400], sealed[1500];
+	struct gossip__w w;
+	size_t slen;
+	struct gossip_msg m = *mp;
 	gossip__w_init(&w, plain, sizeof plain);
 	gossip__w_array(&w, 3);
 	gossip__w_uint(&w, GOSSIP_PROTO_VERSION);
@@ -146,6 +177,76 @@ static int forge_roster(char **a)
 		return 2;
 	struct fleet_key k = {.type = FLEET_REC_ROSTER};
 	return put(owner, &k, val, len) < 0 ? 1 : 0;
+}
+
+/* health OWNER_HEX SERVICE REV: OWNER "runs REV and failed", signed with a key of the
+ * forger's own, stamped an hour ahead (it would win over anything the owner signs) */
+static int forge_health(char **a)
+{
+	uint8_t owner[16], msg[FLEET_HEALTH_MSG_MAX], *val;
+	size_t len;
+	struct fleet_health h;
+	struct sign_key mine;
+	if (hex_id(a[0], owner, 16) < 0)
+		return 2;
+	sign_key_random(&mine);
+	memset(&h, 0, sizeof h);
+	snprintf(h.service, sizeof h.service, "%s", a[1]);
+	h.running_rev = h.desired_rev = strtoull(a[2], NULL, 10);
+	h.state = 3;	/* HEALTH_FAILED */
+	h.missed = true;
+	h.since_hlc = h.stamp = ((uint64_t)time(NULL) * 1000 + 3600000) << 16;
+	sign_detached(&mine, msg, fleet_health_msg(owner, &h, msg), h.sig);
+	if (fleet_health_encode(&h, &val, &len) < 0)
+		return 2;
+	struct fleet_key k = {.type = FLEET_REC_HEALTH};
+	snprintf(k.service, sizeof k.service, "%s", h.service);
+	return put(owner, &k, val, len) < 0 ? 1 : 0;
+}
+
+/*
+ * remove MODE NODE_HEX REASON: a remove record of NODE, written under a fresh id of the
+ * forger's. MODE nosig: no operator statement; rogue: a statement signed by an operator key
+ * of the forger's own (trusted nowhere); FILE (an operator key file): signed with it.
+ */
+static int forge_remove(char **a)
+{
+	static uint8_t writer[16];
+	static bool have;
+	struct fleet_remove x;
+	struct fleet_key k = {.type = FLEET_REC_REMOVE};
+	uint8_t *val;
+	size_t len;
+	if (hex_id(a[1], k.node, 16) < 0)
+		return 2;
+	if (!have)
+		randombytes_buf(writer, sizeof writer);
+	have = true;
+	memset(&x, 0, sizeof x);
+	x.hlc = ((uint64_t)time(NULL) * 1000 + 60000) << 16;
+	x.uid = 0;
+	x.pid = 1;
+	snprintf(x.reason, sizeof x.reason, "%s", a[2]);
+	if (strcmp(a[0], "nosig") != 0) {
+		struct sign_key op;
+		struct sign_op so = {.kind = SIGN_OP_REMOVE};
+		char idhex[33];
+		uint8_t dg[32];
+		if (strcmp(a[0], "rogue") == 0)
+			sign_key_random(&op);
+		else if (sign_operator_key_load(a[0], &op) < 0)
+			return 2;
+		sign_op_remove_subject(k.node, x.reason, idhex, dg);
+		sign_op_sign(&op, idhex, dg, &so);
+		x.op.kind = so.kind;
+		x.op.ts_ms = so.ts_ms;
+		memcpy(x.op.nonce, so.nonce, sizeof so.nonce);
+		memcpy(x.op.key, so.key, sizeof so.key);
+		memcpy(x.op.sig, so.sig, sizeof so.sig);
+	}
+	if (fleet_remove_encode(&x, &val, &len) < 0)
+		return 2;
+	return put(writer, &k, val, len) < 0 ? 1 : 0;
 }
 
 static int forge_rollback(char **a)
@@ -293,6 +394,12 @@ int main(int argc, char **argv)
 			rc = forge_rollback(argv + 5);
 		else if (strcmp(argv[4], "roster") == 0 && argc == 6)
 			rc = forge_roster(argv + 5);
+		else if (strcmp(argv[4], "leave") == 0 && argc == 6)
+			rc = forge_leave(argv + 5);
+		else if (strcmp(argv[4], "health") == 0 && argc == 8)
+			rc = forge_health(argv + 5);
+		else if (strcmp(argv[4], "remove") == 0 && argc == 8)
+			rc = forge_remove(argv + 5);
 		if (rc)
 			break;
 		usleep(100000);

@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "agent/fleet/fleet.h"
 #include "agent/fleet/fleet_int.h"	/* fleet__strerror */
 #include "agent/fleet/records.h"
@@ -223,6 +225,39 @@ static void test_vote_health(void **state)
 	h.nheld = FLEET_HELD_MAX;
 	for (int i = 0; i < FLEET_HELD_MAX; i++)
 		memset(h.held[i].b, i + 1, STORE_ID_LEN);
+	/* signed by its owner over fleet_health_msg: verifies under that key only, for that
+	 * owner only, and only unchanged (every field, the stamp included) */
+	uint8_t howner[STORE_NODE_ID_LEN] = {0x22}, hm[FLEET_HEALTH_MSG_MAX];
+	struct sign_key hk, hk2;
+	{
+		uint8_t seed[32] = {3};
+		sign_key_from_seed(seed, &hk);
+		seed[0] = 4;
+		sign_key_from_seed(seed, &hk2);
+	}
+	h.stamp = (uint64_t)1765000000000 << 16;
+	size_t hn = fleet_health_msg(howner, &h, hm);
+	assert_true(hn <= FLEET_HEALTH_MSG_MAX);
+	EQ(hn, FLEET_HEALTH_MSG_MAX - 64 + 3);	/* service "api": 61 bytes under the max */
+	sign_detached(&hk, hm, hn, h.sig);
+	assert_true(sign_verify(hk.pk, hm, hn, h.sig));
+	assert_false(sign_verify(hk2.pk, hm, hn, h.sig));
+	{
+		uint8_t om[FLEET_HEALTH_MSG_MAX], other[STORE_NODE_ID_LEN] = {0x23};
+		struct fleet_health o = h;
+		assert_false(sign_verify(hk.pk, om, fleet_health_msg(other, &o, om), h.sig));
+		o.state = 3;
+		assert_false(sign_verify(hk.pk, om, fleet_health_msg(howner, &o, om), h.sig));
+		o = h;
+		o.stamp++;
+		assert_false(sign_verify(hk.pk, om, fleet_health_msg(howner, &o, om), h.sig));
+		o = h;
+		o.held[7].b[31] ^= 1;
+		assert_false(sign_verify(hk.pk, om, fleet_health_msg(howner, &o, om), h.sig));
+		o = h;
+		o.missed = true;
+		assert_false(sign_verify(hk.pk, om, fleet_health_msg(howner, &o, om), h.sig));
+	}
 	EQ(fleet_health_encode(&h, &buf, &len), 0);
 	assert_true(len <= FLEET_REC_VALUE_MAX);
 	EQ(fleet_health_decode(buf, len, &hd), 0);
@@ -230,6 +265,103 @@ static void test_vote_health(void **state)
 	for (size_t i = 0; i < len; i++)
 		if (fleet_health_decode(buf, i, &hd) == 0)
 			fail_msg("health prefix of %zu bytes decoded", i);
+	{
+		/* the size of a record (README "Security"): 8 held artifacts, and none */
+		struct fleet_health e = {0};
+		uint8_t *eb;
+		size_t el, ul;
+		strcpy(e.service, "web");
+		e.stamp = h.stamp;
+		e.state = 1;
+		EQ(fleet_health_encode(&e, &eb, &el), 0);
+		/* the older unsigned form: nil, nil where sig and stamp are */
+		ul = el - (2 + STORE_SIG_LEN) - 9 + 2;
+		print_message("health record: %zu bytes with 8 held, %zu with none (unsigned form: "
+			      "%zu, %zu)\n", len, el, len - (el - ul), ul);
+		/* decodes as unsigned: zero signature, stamp 0 */
+		uint8_t old[FLEET_REC_VALUE_MAX];
+		memcpy(old, eb, el - (2 + STORE_SIG_LEN) - 9);
+		old[el - (2 + STORE_SIG_LEN) - 9] = 0xc0;
+		old[el - (2 + STORE_SIG_LEN) - 8] = 0xc0;
+		EQ(fleet_health_decode(old, ul, &hd), 0);
+		assert_true(sodium_is_zero(hd.sig, STORE_SIG_LEN));
+		EQ(hd.stamp, 0);
+		/* anything else there is malformed */
+		old[el - (2 + STORE_SIG_LEN) - 9] = 0x01;
+		EQ(fleet_health_decode(old, ul, &hd), -EBADMSG);
+		free(eb);
+	}
+
+	/* a removal: the operator's statement round-trips; the older form (4 fields) decodes
+	 * as unsigned; the statement names the node and the reason */
+	{
+		struct fleet_remove x = {.hlc = 99, .uid = 0, .pid = 42}, xd;
+		uint8_t id[STORE_NODE_ID_LEN] = {0x5a, 1, 2}, dg[32];
+		char idhex[33];
+		uint8_t *xb;
+		size_t xl;
+		snprintf(x.reason, sizeof x.reason, "stolen from the shop");
+		struct sign_op op = {.kind = SIGN_OP_REMOVE};
+		sign_op_remove_subject(id, x.reason, idhex, dg);
+		assert_string_equal(idhex, "5a010200000000000000000000000000");
+		sign_op_sign(&hk, idhex, dg, &op);
+		x.op.kind = op.kind;
+		x.op.ts_ms = op.ts_ms;
+		memcpy(x.op.nonce, op.nonce, sizeof op.nonce);
+		memcpy(x.op.key, op.key, sizeof op.key);
+		memcpy(x.op.sig, op.sig, sizeof op.sig);
+		EQ(fleet_remove_encode(&x, &xb, &xl), 0);
+		EQ(fleet_remove_decode(xb, xl, &xd), 0);
+		assert_memory_equal(&xd.op, &x.op, sizeof x.op);
+		assert_string_equal(xd.reason, x.reason);
+		for (size_t i = 0; i < xl; i++)
+			if (fleet_remove_decode(xb, i, &xd) == 0)
+				fail_msg("remove prefix of %zu bytes decoded", i);
+		struct sign_trust tr = {.n = 1, .keys = &hk.pk};
+		assert_true(sign_op_verify(&op, idhex, dg, &tr));
+		/* another node, another reason, another kind: not covered */
+		uint8_t id2[STORE_NODE_ID_LEN] = {0x5b}, dg2[32];
+		char idhex2[33];
+		sign_op_remove_subject(id2, x.reason, idhex2, dg2);
+		assert_false(sign_op_verify(&op, idhex2, dg2, &tr));
+		sign_op_remove_subject(id, "another reason", idhex2, dg2);
+		assert_false(sign_op_verify(&op, idhex2, dg2, &tr));
+		struct sign_op o2 = op;
+		o2.kind = SIGN_OP_DEPLOY;
+		assert_false(sign_op_verify(&o2, idhex, dg, &tr));
+		/* the hex form carries kind 3 */
+		char ohex[SIGN_OP_HEX_LEN + 1];
+		struct sign_op back;
+		sign_op_hex(&op, ohex);
+		EQ(sign_op_parse_hex(ohex, &back), 0);
+		EQ(back.kind, SIGN_OP_REMOVE);
+		/* unsigned (4 fields): decodes with op.kind 0 */
+		struct fleet_remove u = x;
+		memset(&u.op, 0, sizeof u.op);
+		uint8_t *ub;
+		size_t ulen;
+		EQ(fleet_remove_encode(&u, &ub, &ulen), 0);
+		EQ(ub[3], 0x95);	/* fixarray 5 */
+		ub[3] = 0x94;
+		EQ(fleet_remove_decode(ub, ulen - 1, &xd), 0);	/* without the trailing nil */
+		EQ(xd.op.kind, 0);
+		free(ub);
+		const char *wdir = getenv("SHOAL_WRITE_CORPUS");
+		if (wdir) {
+			char p[4096];
+			snprintf(p, sizeof p, "%s/remove_signed", wdir);
+			FILE *f = fopen(p, "wb");
+			fwrite("remove/5a010200000000000000000000000000", 1, 40, f);
+			fwrite(xb, 1, xl, f);
+			fclose(f);
+			snprintf(p, sizeof p, "%s/health_signed", wdir);
+			f = fopen(p, "wb");
+			fwrite("health/api", 1, 11, f);
+			fwrite(buf, 1, len, f);
+			fclose(f);
+		}
+		free(xb);
+	}
 	/* write the seed corpus of the fuzzer when asked */
 	const char *dir = getenv("SHOAL_WRITE_CORPUS");
 	if (dir) {
@@ -850,6 +982,60 @@ static void test_cluster_rollback(void **state)
 	EQ(resp.result->via.array.size, 5);
 	ctl_response_release(&resp);
 	free(keep);
+
+	/* members remove: refused without the operator's statement, or with one about another
+	 * reason; resolve names the member; a signed removal is applied by every node */
+	for (int i = 0; i < NB; i++) {
+		NET.down[i] = NET.blocked[i] = false;
+		fleet_on_member(N[i].b, NULL);
+	}
+	call(&N[2], "members.remove", &resp, &keep, "node=s:b1;reason=s:gone");
+	assert_false(resp.ok);
+	assert_string_equal(resp.error, "permission_denied");
+	ctl_response_release(&resp);
+	free(keep);
+	call(&N[2], "members.remove", &resp, &keep, "node=s:b1;reason=s:gone;resolve=b");
+	assert_true(resp.ok);
+	{
+		char idhex[33], hexb1[33];
+		uint8_t dg[32];
+		const msgpack_object *o = ctl_map_get(resp.result, "id");
+		assert_non_null(o);
+		EQ(o->via.str.size, 32);
+		memcpy(hexb1, o->via.str.ptr, 32);
+		hexb1[32] = 0;
+		ctl_response_release(&resp);
+		free(keep);
+		struct sign_op op = {.kind = SIGN_OP_REMOVE};
+		sign_op_remove_subject(N[1].id, "other reason", idhex, dg);
+		assert_string_equal(idhex, hexb1);
+		sign_op_sign(&OPK, idhex, dg, &op);
+		sign_op_hex(&op, OPSIG);
+		call(&N[2], "members.remove", &resp, &keep, "node=s:b1;reason=s:gone;opsig=s:%s",
+		     OPSIG);
+		assert_false(resp.ok);
+		assert_string_equal(resp.error, "permission_denied");
+		ctl_response_release(&resp);
+		free(keep);
+		sign_op_remove_subject(N[1].id, "gone", idhex, dg);
+		sign_op_sign(&OPK, idhex, dg, &op);
+		sign_op_hex(&op, OPSIG);
+		call(&N[2], "members.remove", &resp, &keep, "node=s:%s;reason=s:gone;opsig=s:%s",
+		     idhex, OPSIG);
+		assert_true(resp.ok);
+		ctl_response_release(&resp);
+		free(keep);
+	}
+	pump();
+	for (int i = 0; i < NB; i++) {
+		struct fleet *b = N[i].b;
+		bool off = false;
+		EQ(fleet__members_refresh(b), 0);
+		for (size_t j = 0; j < b->nroster; j++)
+			if (memcmp(b->roster[j].id, N[1].id, STORE_NODE_ID_LEN) == 0)
+				off = b->roster[j].state == AGREE_LEFT;
+		assert_true(off);
+	}
 }
 
 int main(void)
