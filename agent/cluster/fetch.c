@@ -1224,7 +1224,11 @@ static int from_nodes(struct fetch *f, const struct store_id *id,
 	if (r == 0) {
 		struct job *j = job_find(f, id);
 
-		if (j && had)
+		/* candidates follow the holders from now on, even when none was known yet: a
+		 * deploy's revision often outruns its writer's health record listing the
+		 * artifact, and a job stuck on its first random draw would never ask the nodes
+		 * that fetched it meanwhile (job_refresh keeps the draw while no holder is known) */
+		if (j && f->hooks.holders)
 			j->dynamic = true;
 	}
 	return r;

@@ -46,17 +46,18 @@ stop_all() {
 	done
 	PID=()
 }
-cleanup() { stop_all; bash "$NETLAB" down >/dev/null 2>&1; rm -rf "$WORK"; }
+cleanup() { stop_all; bash "$NETLAB" down >/dev/null 2>&1; [ -n "${SWARM_KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 ctl() { local i=$1; shift; "$AGENTCTL" --socket "$WORK/n$i.sock" "$@"; }
 now_ms() { date +%s%3N; }
 ms_of() { awk -F'[:.]' '{ printf "%d\n", (($1 * 60 + $2) * 60 + $3) * 1000 + $4 }'; }
 addr() { echo "$NETLAB_NET.$1"; }
-served() {
+metric1() { # NAME-REGEX: the value of n1's metric
 	ip netns exec "${NETLAB_PREFIX}h1" curl -s "http://$(addr 1):9100/metrics" |
-		awk '/^shoal_fetch_served_bytes_total / { print $2 }'
+		awk -v m="$1" '$1 ~ m { print $2 }'
 }
+served() { metric1 '^shoal_fetch_served_bytes_total$'; }
 runs_rev() { ctl "$1" --json services 2>/dev/null | tr -d ' \n' |
 	grep -q "\"running_rev\":$2,[^}]*\"swapping\":false"; }
 mk() { # DIR VERSION: the exec service `web` plus MIB MiB of random data
@@ -82,11 +83,11 @@ export SHOAL_OPERATOR_KEY=$WORK/op.key
 mk "$WORK/a1" 1.0; mk "$WORK/a2" 2.0
 
 echo "swarm_netns: $N hosts, uplinks $RATE (tbf), ${MIB} MiB, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg), build $build"
-printf '%-6s %-4s %-9s %-9s %-7s %-9s %-7s %s\n' slots N one "MB/s" all last ratio "holder/size"
+printf '%-6s %-4s %-9s %-9s %-7s %-9s %-7s %-12s %s\n' slots N one "MB/s" all last ratio "holder/size" \
+	"holder_busy"
 for slots in $MODES; do
 	for i in $(seq 1 "$N"); do
-		extra=()
-		[ "$i" = 1 ] && extra=(--metrics "$(addr 1):9100")
+		extra=(--metrics "$(addr "$i"):9100")
 		SHOAL_FETCH_SERVE_SLOTS=$slots ip netns exec "${NETLAB_PREFIX}h$i" "$AGENTD" \
 			--config /dev/null --node-name "n$i" --state-dir "$WORK/s$slots/n$i" \
 			--socket "$WORK/n$i.sock" --socket-group "" --bind "$(addr "$i"):7946" \
@@ -120,10 +121,19 @@ for slots in $MODES; do
 	last=$(for i in $(seq 1 "$N"); do ctl "$i" events 2>/dev/null; done |
 		awk '$3 == "swap-done" && / rev 1 / { print $1 }' | ms_of | sort -n | tail -n 1)
 	last=$((last - t0))
-	printf '%-6s %-4s %-9s %-9s %-7s %-9s %-7s %s\n' "$slots" "$N" "${one}ms" \
+	printf '%-6s %-4s %-9s %-9s %-7s %-9s %-7s %-12s %s\n' "$slots" "$N" "${one}ms" \
 		"$(awk -v m="$MIB" -v t="$one" 'BEGIN { printf "%.1f", m * 1.048576 / (t / 1000) }')" \
 		"$c/$N" "${last}ms" "$(awk -v a="$last" -v b="$one" 'BEGIN { printf "%.1fx", a / b }')" \
-		"$(awk -v a=$((b1 - b0)) -v m="$MIB" 'BEGIN { printf "%.1fx", a / (m * 1048576) }')"
+		"$(awk -v a=$((b1 - b0)) -v m="$MIB" 'BEGIN { printf "%.1fx", a / (m * 1048576) }')" \
+		"$(metric1 '^shoal_fetch_busy_total[{]side="served"')"
+	if [ -n "${SWARM_VERBOSE:-}" ]; then	# who served what
+		for i in $(seq 1 "$N"); do
+			printf ' n%s:%s' "$i" "$(ip netns exec "${NETLAB_PREFIX}h$i" curl -s \
+				"http://$(addr "$i"):9100/metrics" | awk '/^shoal_fetch_served_bytes_total / {
+				printf "%.0fMiB", $2 / 1048576 }')"
+		done
+		echo
+	fi
 	stop_all
 	rm -rf "$WORK/s$slots" "$WORK"/n*.sock
 done
