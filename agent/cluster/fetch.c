@@ -293,6 +293,7 @@ struct job {
 	bool peer_absent[FETCH_PEERS_MAX]; /* answered not_found */
 	size_t npeers, cur;
 	unsigned attempts;
+	unsigned busy_run;	/* candidates in a row that answered busy */
 	int last_err;
 	struct waiter *waiters;
 	uint64_t serial;	/* attempt number for artifact.fetch (never 0) */
@@ -319,6 +320,7 @@ struct serve {
 	struct fetch *f;
 	struct serve *prev, *next;
 	struct gossip_stream *s;
+	bool slot;		/* holds an upload slot (fetch.h "Upload slots") */
 };
 
 struct retry {
@@ -343,6 +345,7 @@ struct fetch {
 	struct fetch_config cfg;
 	struct job *jobs;
 	struct serve *serves;
+	unsigned slots_used;
 	struct retry *retries;
 	size_t njobs;
 	bool closing;
@@ -393,6 +396,8 @@ static uint32_t err_code(int err)
 		return FETCH_E_NOT_FOUND;
 	if (err == -STORE_ECORRUPT)
 		return FETCH_E_CORRUPT;
+	if (err == -EBUSY)
+		return FETCH_E_BUSY;
 	return FETCH_E_INTERNAL;
 }
 
@@ -451,7 +456,18 @@ static int serve_request(struct serve *sv, const struct fetch_msg *q)
 	}
 	case FETCH_GET_CHUNK: {
 		size_t clen = 0;
+		uint32_t n = 0;
 
+		if (!sv->slot && store_blob_chunks(f->store, &q->id, &n) == 0 &&
+		    n > FETCH_SLOT_MIN_CHUNKS) {
+			if (f->slots_used >= f->cfg.serve_slots) {
+				f->stats.served_busy++;
+				r = -EBUSY;
+				break;
+			}
+			sv->slot = true;
+			f->slots_used++;
+		}
 		/* verified read: a peer only ever gets bytes matching their hash */
 		r = store_blob_chunk(f->store, &q->id, q->index, NULL, f->chunk_buf,
 				     STORE_CHUNK_SIZE, &clen);
@@ -470,7 +486,7 @@ static int serve_request(struct serve *sv, const struct fetch_msg *q)
 		break;
 	}
 	if (r < 0) {
-		f->stats.served_errors++;
+		f->stats.served_errors += r != -EBUSY;
 		a.type = FETCH_ERROR;
 		a.code = r == -EPROTO ? FETCH_E_BAD_REQUEST : err_code(r);
 		a.data = NULL;
@@ -486,6 +502,8 @@ static void serve_unlink(struct serve *sv)
 {
 	struct fetch *f = sv->f;
 
+	if (sv->slot)
+		f->slots_used--;
 	if (sv->prev)
 		sv->prev->next = sv->next;
 	else
@@ -781,13 +799,23 @@ static void job_broken(struct job *j, int err)
 		return;
 	}
 	j->cur = (j->cur + 1) % j->npeers;
+	f->stats.reconnects++;
+	/* busy holders: the next candidate at once; after a whole round of busy ones, the
+	 * current holders again (those that finished meanwhile serve too) after a pause */
+	if (err == -EBUSY && ++j->busy_run < j->npeers) {
+		job_schedule(j, 0);
+		return;
+	}
+	j->busy_run = 0;
 	/* a crowd refused by a busy holder: the nodes that fetched meanwhile hold it too */
 	if (err != -ENOENT)
 		job_refresh(j);
-	f->stats.reconnects++;
 	/* a short back-off (a peer that just cut us is likely restarting), jittered so a crowd
 	 * cut at once does not come back at once */
-	job_schedule(j, 25u * j->attempts + randombytes_uniform(50u * j->attempts + 1));
+	if (err == -EBUSY)
+		job_schedule(j, 150 + randombytes_uniform(300));
+	else
+		job_schedule(j, 25u * j->attempts + randombytes_uniform(50u * j->attempts + 1));
 }
 
 static void job_pumped(struct job *j, int r)
@@ -936,6 +964,10 @@ static void job_frame(struct gossip_stream *s, void *ud, const uint8_t *buf, siz
 			j->peer_absent[j->cur] = true;
 			j->attempts--; /* not a broken connection */
 			job_broken(j, -ENOENT);
+		} else if (m.code == FETCH_E_BUSY) {
+			j->f->stats.busy++;
+			j->attempts--; /* nor is a holder busy serving others */
+			job_broken(j, -EBUSY);
 		} else {
 			job_broken(j, m.code == FETCH_E_CORRUPT ? -EBADMSG : -EIO);
 		}
@@ -1192,7 +1224,11 @@ static int from_nodes(struct fetch *f, const struct store_id *id,
 	if (r == 0) {
 		struct job *j = job_find(f, id);
 
-		if (j && had)
+		/* candidates follow the holders from now on, even when none was known yet: a
+		 * deploy's revision often outruns its writer's health record listing the
+		 * artifact, and a job stuck on its first random draw would never ask the nodes
+		 * that fetched it meanwhile (job_refresh keeps the draw while no holder is known) */
+		if (j && f->hooks.holders)
 			j->dynamic = true;
 	}
 	return r;
@@ -1452,6 +1488,8 @@ int fetch_new(uv_loop_t *loop, struct store *store, struct gossip_transport *t,
 		f->cfg.window = FETCH_WINDOW_MAX;
 	if (f->cfg.retry_ms == 0)
 		f->cfg.retry_ms = 1000;
+	if (f->cfg.serve_slots == 0)
+		f->cfg.serve_slots = FETCH_SERVE_SLOTS_DEFAULT;
 	if (f->cfg.retry_max_ms == 0)
 		f->cfg.retry_max_ms = 60000;
 	if (f->cfg.retry_max_ms < f->cfg.retry_ms)

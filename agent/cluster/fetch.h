@@ -14,7 +14,8 @@
  *     any failure                               -> [1, ERROR(0x80), id, code]
  *
  *   codes: FETCH_E_NOT_FOUND (the peer lacks it), FETCH_E_CORRUPT (its copy fails its hash:
- *   the peer refuses to serve bytes it cannot verify), FETCH_E_BAD_REQUEST, FETCH_E_INTERNAL.
+ *   the peer refuses to serve bytes it cannot verify), FETCH_E_BAD_REQUEST, FETCH_E_INTERNAL,
+ *   FETCH_E_BUSY (its upload slots are taken: ask another holder, or again later).
  *   The first element is the protocol version (FETCH_VERSION); another version is refused.
  *
  * Receiving side, per artifact: GET_MANIFEST, decode it (store_manifest_decode) and check
@@ -33,6 +34,15 @@
  * the only one) and continues from the first chunk not yet written. A peer answering
  * not_found is skipped. The fetch fails after every candidate answered not_found (-ENOENT), or
  * after `max_attempts` broken connections (the last error).
+ *
+ * Upload slots (the swarm): a holder serves the chunks of large blobs (over
+ * FETCH_SLOT_MIN_CHUNKS chunks) to at most `serve_slots` streams at once; a stream takes a slot
+ * at its first chunk of a large blob and keeps it until it closes. Any other stream asking a
+ * chunk of a large blob is answered FETCH_E_BUSY, and its fetch moves on to another current
+ * holder (or waits 150-450 ms when every one is busy), not counting it as a failed attempt. So
+ * a deploy from a single holder fans out as a tree: the first nodes to finish serve the next
+ * ones, instead of the holder's uplink being split N ways. Small blobs are always served (a
+ * slot would cost a crowd a round trip for a few bytes).
  *
  * Serving side: always on once fetch_new succeeded. Each request is answered on the loop from
  * the store in one bounded slice (one manifest, one chunk list, or one 256 KiB chunk, read
@@ -66,6 +76,8 @@
 #define FETCH_PEERS_MAX	      64	/* candidates of one transfer */
 #define FETCH_HOLDERS_MAX     1024	/* holders considered when picking candidates */
 #define FETCH_RETRY_QUICK_MS  100	/* see fetch_brain_need */
+#define FETCH_SERVE_SLOTS_DEFAULT 2	/* upload slots for large blobs (see "Upload slots") */
+#define FETCH_SLOT_MIN_CHUNKS 4		/* a blob of more chunks than this is large (> 1 MiB) */
 
 enum fetch_msg_type {
 	FETCH_GET_MANIFEST = 1,
@@ -82,6 +94,7 @@ enum fetch_error_code {
 	FETCH_E_CORRUPT = 2,
 	FETCH_E_BAD_REQUEST = 3,
 	FETCH_E_INTERNAL = 4,
+	FETCH_E_BUSY = 5,
 };
 
 /* One decoded frame. Byte fields are BORROWED from the decoded buffer. */
@@ -121,6 +134,7 @@ struct fetch_config {
 				 * 0 = 4 per peer, >= 8 */
 	uint32_t retry_ms;	/* brain hook: first back-off after a failed attempt; 0 = 1000 */
 	uint32_t retry_max_ms;	/* brain hook: back-off cap; 0 = 60000 */
+	unsigned serve_slots;	/* upload slots for large blobs; 0 = FETCH_SERVE_SLOTS_DEFAULT */
 	struct store_import_limits limits; /* what a fetched artifact may hold, as a local
 					 * import (agentd's max-artifact-*); zeros: the store's */
 };
@@ -147,6 +161,8 @@ struct fetch_stats {
 	uint64_t not_found;		    /* peers that answered not_found */
 	uint64_t bad_frames;		    /* frames refused (undecodable, wrong hash or size) */
 	uint64_t served_streams, served_chunks, served_bytes, served_errors;
+	uint64_t served_busy;		    /* chunk requests answered busy (slots taken) */
+	uint64_t busy;			    /* our requests a holder answered busy */
 };
 
 /*

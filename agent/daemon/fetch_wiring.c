@@ -97,6 +97,8 @@ int fetch_agent_start(struct agent *a)
 		/* tests: a shorter back-off (0: the defaults, 1 s .. 60 s) */
 		.retry_ms = env_ms("SHOAL_FETCH_RETRY_MS"),
 		.retry_max_ms = env_ms("SHOAL_FETCH_RETRY_MAX_MS"),
+		/* benchmarks: upload slots (tests/bench/swarm_netns.sh compares 4 with N) */
+		.serve_slots = env_ms("SHOAL_FETCH_SERVE_SLOTS"),
 		/* a fetched artifact meets the limits a local import would */
 		.limits = {a->cfg.max_artifact_file_size, a->cfg.max_artifact_size,
 			   a->cfg.max_artifact_files},

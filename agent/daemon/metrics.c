@@ -267,6 +267,11 @@ static void render_fetch_hook(struct sbuf *b, struct agent *a)
 		metric(b, "shoal_fetch_served_bytes_total", "counter",
 		       "Artifact bytes served to peers.");
 		sb_printf(b, "shoal_fetch_served_bytes_total %" PRIu64 "\n", fs.served_bytes);
+		metric(b, "shoal_fetch_busy_total", "counter",
+		       "Chunk requests answered busy (upload slots taken), by side.");
+		sb_printf(b, "shoal_fetch_busy_total{side=\"served\"} %" PRIu64 "\n",
+			  fs.served_busy);
+		sb_printf(b, "shoal_fetch_busy_total{side=\"asked\"} %" PRIu64 "\n", fs.busy);
 	}
 	if (a->hook) {
 		struct hook_stats hs;

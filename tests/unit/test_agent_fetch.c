@@ -438,6 +438,44 @@ static void test_fetch_whole(void **state)
 			 1);
 }
 
+/* Upload slots (fetch.h): A with one slot, B and C fetch the big blob from A alone at once;
+ * one of them is answered busy, waits, and both end with the whole artifact. */
+static bool both_done(void *arg)
+{
+	struct result *r = arg;
+	return r[0].done > 0 && r[1].done > 0;
+}
+
+static void test_upload_slots(void **state)
+{
+	struct result r[2] = { { 0 }, { 0 } };
+	struct fetch_config cfg = { .serve_slots = 1 };
+	struct fetch_stats sa, sb, sc;
+
+	(void)state;
+	fetch_free(nodes[A].fetch);
+	assert_int_equal(fetch_new(&loop, nodes[A].store, nodes[A].t, &cfg, &nodes[A].fetch), 0);
+	assert_int_equal(fetch_artifact(nodes[B].fetch, &art, &nodes[A].addr, 1, on_fetched, &r[0]),
+			 0);
+	assert_int_equal(fetch_artifact(nodes[C].fetch, &art, &nodes[A].addr, 1, on_fetched, &r[1]),
+			 0);
+	assert_true(run_until(both_done, r, 30000));
+	assert_int_equal(r[0].err, 0);
+	assert_int_equal(r[1].err, 0);
+	assert_same_artifact(nodes[B].store);
+	assert_same_artifact(nodes[C].store);
+	fetch_get_stats(nodes[A].fetch, &sa);
+	fetch_get_stats(nodes[B].fetch, &sb);
+	fetch_get_stats(nodes[C].fetch, &sc);
+	/* every pipelined chunk request of a refused stream is answered busy; its client acts on
+	 * the first and moves on */
+	assert_true(sb.busy + sc.busy >= 1);
+	assert_true(sa.served_busy >= sb.busy + sc.busy);
+	assert_int_equal(sa.served_errors, 0);
+	/* each whole once: a busy answer sends no chunk */
+	assert_int_equal(sa.served_chunks, 2 * (big_chunks() + 2));
+}
+
 static void test_not_found_then_next(void **state)
 {
 	struct result r = { 0 };
@@ -550,6 +588,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_codec),
 		cmocka_unit_test_setup_teardown(test_fetch_whole, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upload_slots, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_found_then_next, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_chunk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_after_cut, setup, teardown),
