@@ -126,7 +126,14 @@ void sign_key_random(struct sign_key *ret);
  * was signed (its time is after the judged record's), a deploy statement's nonce may appear
  * at one revision only among those a node holds.
  */
-enum sign_op_kind { SIGN_OP_NONE = 0, SIGN_OP_DEPLOY = 1, SIGN_OP_ROLLBACK = 2 };
+/* SIGN_OP_ENROL is 16, apart from the kinds of changes (1, 2, ...): it is a statement about
+ * a node, not a change. */
+enum sign_op_kind {
+	SIGN_OP_NONE = 0,
+	SIGN_OP_DEPLOY = 1,
+	SIGN_OP_ROLLBACK = 2,
+	SIGN_OP_ENROL = 16,
+};
 
 struct sign_op {
 	uint8_t kind;			/* enum sign_op_kind; NONE = unsigned */
@@ -177,6 +184,43 @@ struct sign_trust {
 int sign_trust_load(const char *dir, struct sign_trust *ret, char *bad, size_t badlen);
 void sign_trust_free(struct sign_trust *t);
 bool sign_trust_has(const struct sign_trust *t, const uint8_t key[SIGN_PUBLIC_LEN]);
+
+/* ---- Enrolment and key rotation -------------------------------------------------------------
+ *
+ * ENROLMENT  An operator's statement that a node id has a public key: a struct sign_op of
+ *            kind SIGN_OP_ENROL signed by an operator key, over sign_op_msg with the node id
+ *            in hex (32 digits) as the service and the node's public key as the artifact
+ *            (scope "", target 0). `agentctl enrol` makes it on the node (it asks agentd for
+ *            its id and key); agentd keeps it in STATE_DIR/node.enrol and carries it in its
+ *            roster record. A node with `require-enrolment` binds a key to an id only with an
+ *            enrolment that verifies under a key of its operators directory; without it
+ *            (the default) trust on first join stands, but an enrolment a record carries is
+ *            checked all the same (a bad one is refused).
+ * ROTATION   A node's new key is announced by a statement signed with its OLD key over
+ *            "shoal-rotate-v1\0", the node id, the old and the new public key
+ *            (SIGN_ROTATE_MSG_LEN bytes). A receiver that has the old key bound to the id
+ *            binds the new one (and keeps the old one as a former key of the id, to verify
+ *            what it signed before). No operator is needed for a rotation: a node that holds
+ *            its key may change it. With require-enrolment the new key also needs its own
+ *            enrolment (`agentctl rotate-key --key OPKEY` makes it in the same step).
+ */
+void sign_enrol_sign(const struct sign_key *op_key, const uint8_t *id, size_t idlen,
+		     const uint8_t node_pk[SIGN_PUBLIC_LEN], struct sign_op *ret);
+/* Does @op enrol @node_pk for @id? @trust NULL: only the signature is checked (the
+ * statement is well-formed and signed by the key it names), else that key must be trusted. */
+bool sign_enrol_verify(const struct sign_op *op, const uint8_t *id, size_t idlen,
+		       const uint8_t node_pk[SIGN_PUBLIC_LEN], const struct sign_trust *trust);
+
+#define SIGN_ROTATE_MSG_LEN (16 + 16 + 2 * SIGN_PUBLIC_LEN)
+/* @id is 16 bytes (a node id). */
+void sign_rotate_sign(const struct sign_key *old, const uint8_t id[16],
+		      const uint8_t new_pk[SIGN_PUBLIC_LEN], uint8_t sig[SIGN_SIG_LEN]);
+bool sign_rotate_verify(const uint8_t old_pk[SIGN_PUBLIC_LEN], const uint8_t id[16],
+			const uint8_t new_pk[SIGN_PUBLIC_LEN], const uint8_t sig[SIGN_SIG_LEN]);
+
+/* Make a new node key at @path (O_EXCL: -EEXIST if it exists), as sign_node_key_load would.
+ * 0 and *ret; -errno. */
+int sign_node_key_create(const char *path, struct sign_key *ret);
 
 /* Text for errors of this module, else strerror. */
 const char *sign_strerror(int err);

@@ -213,6 +213,8 @@ struct fleet_opts {
 					 * NULL: a fresh random one (tests) */
 	const char *operators_dir;	/* trusted operator public keys (*.pub); NULL: none is
 					 * trusted, so no deploy or operator rollback is accepted */
+	bool require_enrolment;		/* bind a node's key only with an operator's enrolment
+					 * (sign.h); false: trust on first join */
 	const char *node_name;		/* for events */
 	const char *site;		/* this node's site label, NULL if none */
 	const char *advertise;		/* our gossip ADDR:PORT for the roster record, or NULL */
@@ -293,6 +295,13 @@ int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
  * @return the number of keys trusted, or -errno (the previous set is kept).
  */
 int fleet_operators_reload(struct fleet *b);
+/*
+ * How this node trusts the key of node @id (`agentctl members`): "enrolled" (bound, with an
+ * operator's enrolment), "first join" (bound on first join), "not enrolled" or "enrolment
+ * refused" (its roster record is refused: not on the roster, its votes do not count), or
+ * "unknown" (no roster record of it accepted yet). Loop thread.
+ */
+const char *fleet_member_trust(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN]);
 /* Records refused for a bad signature or a key that is not the bound one, so far. */
 uint64_t fleet_sig_refused(const struct fleet *b);
 /* Number of events so far (the sequence number of the last one). */
