@@ -15,15 +15,26 @@
  *              STATE_DIR/node.key (mode 0600; a file readable by group or others is refused,
  *              with the command that fixes it). Its public key is published in the node's
  *              roster record, which is signed by that key (records.h).
- *   BINDING    Trust on first join: the first public key a node sees for a node id (in a
- *              roster record whose self-signature verifies) is bound to that id and kept in
- *              the store (STORE_KV_AGENT "nodekey/<id hex>"); a later roster record for that
- *              id with another key is refused and logged, and the member keeps its bound key.
- *              Risk, stated plainly: whoever holds the cluster key can join new identities
- *              (fresh ids, its own keys). They are on the roster from then on, so they vote on
- *              revisions deployed AFTER they joined, never on earlier ones (the electorate is
- *              in the revision, agree.h rule 0), and an operator can remove them
- *              (`agentctl members remove`). It cannot take over an id already bound.
+ *   BINDING    A node id's public key is bound to it and kept in the store
+ *              (STORE_KV_AGENT "nodekey/<id hex>": the key, then up to 4 former keys); a
+ *              later roster record for that id with another key is refused and logged
+ *              (unless it is a rotation, below), and the member keeps its bound key. How the
+ *              first key is trusted:
+ *              - trust on first join (default): the first key seen (in a roster record whose
+ *                self-signature verifies) is bound. Risk, stated plainly: whoever holds the
+ *                cluster key can join new identities (fresh ids, its own keys). They are on
+ *                the roster from then on, so they vote on revisions deployed AFTER they
+ *                joined, never on earlier ones (the electorate is in the revision, agree.h
+ *                rule 0), and an operator can remove them (`agentctl members remove`).
+ *              - require-enrolment: a key is bound (and its record accepted) only with an
+ *                operator's ENROLMENT of (id, key) under a trusted operator key (below);
+ *                an unenrolled node is not on the roster, so in no electorate.
+ *              Without require-enrolment an enrolment a record carries is still checked.
+ *              Nobody can take over an id already bound.
+ *   ROTATION   A node changes its key with a statement signed by its bound key (below):
+ *              receivers re-bind, keeping the former key for what it signed before. Its
+ *              votes on a revision are signed with the key that revision's electorate names
+ *              for it (a former key, kept in STATE_DIR/node.key.old.*).
  *   ELECTORATE A deploy record carries, for every elector, its id AND its public key
  *              (store_revision.elect_keys), so a vote is verified against the key the
  *              revision names, never against the receiver's current view.
@@ -54,13 +65,15 @@
  *   | replay an old signed deploy once its revision has   |   operator's signature            |
  *   |   left the retained log                             | take over an id whose key is bound|
  *   | add new identities to the roster (trust on first    | change an existing revision's     |
- *   |   join): they vote on revisions deployed afterwards |   electorate                      |
+ *   |   join; not under require-enrolment): they vote on  |   electorate                      |
+ *   |   revisions deployed afterwards                     | rotate another node's key         |
+ *   | rotate its own key (under require-enrolment only to |                                   |
+ *   |   a key an operator enrols)                         |                                   |
  *   | remove members (members remove is not signed yet)   | make a vote count on a revision   |
  *   | flood records, stall or drop gossip it relays       |   it joined after                 |
  *
- * Not built yet: an operator signature on members remove, enrolment (require-enrolment),
- * key rotation. A node whose node.key is lost joins again as a new node (empty state
- * directory) and an operator removes the old id.
+ * Not built yet: an operator signature on members remove. A node whose node.key is lost
+ * joins again as a new node (empty state directory) and an operator removes the old id.
  *
  * Signatures cost: signed are what changes (votes, roster records, the certificates that
  * carry them), never pings; a vote record grows by 66 bytes.

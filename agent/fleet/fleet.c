@@ -455,7 +455,7 @@ static bool roster_trusted(struct fleet *b, const uint8_t owner[STORE_NODE_ID_LE
 				    fleet__member_name(b, owner, who), hex, ro->key[0], ro->key[1],
 				    ro->key[2], ro->key[3], text, b->sig_refused);
 		if (news)
-			fleet__event(b, "security", "", 0, "%s (%s) %s: %s",
+			fleet__event(b, "security", "", 0, "%s (%s) %s: roster record refused (%s)",
 				     fleet__member_name(b, owner, who), hex,
 				     en < 0 ? "enrolment refused" : "not enrolled", text);
 		return false;

@@ -90,3 +90,16 @@ for i in 1 2 3; do
 	[ "$n" -ge 2 ] || fail "n$i counted $n votes of enrolled nodes: $v"
 done
 ok "the enrolled nodes' votes decide the rollback; the unenrolled ones' are not counted"
+
+# rotation under require-enrolment: the new key needs its own enrolment
+out=$(SHOAL_OPERATOR_KEY= ctl 2 rotate-key 2>&1) && fail "n2 rotated without enrolling its new key"
+echo "$out" | grep -q "enrolment of this node.s new key" || fail "rotate-key without a key says: $out"
+out=$(ctl 3 rotate-key) || die "rotate-key on n3: $out"
+echo "$out" | grep -q "; enrolled" || fail "rotate-key on n3 says: $out"
+NEW3=$(ctl 3 --json identity | jq -r .key)
+for i in 1 2; do
+	wait_for 20 "n$i to re-bind n3" grep -q \
+		"roster: node n3 .* rotated its key: ${NEW3:0:8}.*(the new key is enrolled)" "$WORK/n$i.log"
+	wait_for 20 "n$i to trust n3" trusts "$i" n3 enrolled
+done
+ok "rotate-key under require-enrolment enrols the new key in the same step; without a key it is refused"
