@@ -342,6 +342,7 @@ void fleet__bind_rotate(struct fleet *b, struct nodekey *nk, const uint8_t key[S
 	memcpy(nk->key, key, STORE_KEY_LEN);
 	memset(nk->verified, 0, sizeof nk->verified);
 	memset(nk->refused, 0, sizeof nk->refused);
+	memset(b->roster_nope, 0, sizeof b->roster_nope);
 	bind_persist(b, nk);
 }
 
@@ -392,14 +393,47 @@ static int bind_load_cb(const void *key, size_t klen, const void *val, size_t vl
 	return r;
 }
 
+/* The slot of the refused-record cache for (@owner, @sig): FNV-1a, never 0. */
+static uint64_t refused_digest(const uint8_t owner[STORE_NODE_ID_LEN],
+			       const uint8_t sig[STORE_SIG_LEN])
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < STORE_NODE_ID_LEN; i++)
+		h = (h ^ owner[i]) * 1099511628211ULL;
+	for (size_t i = 0; i < STORE_SIG_LEN; i++)
+		h = (h ^ sig[i]) * 1099511628211ULL;
+	return h + !h;
+}
+
+static bool roster_check(struct fleet *b, const uint8_t owner[STORE_NODE_ID_LEN],
+			 const struct fleet_roster *ro);
+
 /*
  * Check a roster record of @owner (sign.h): its key's signature over it; the binding (the
  * first key seen for an id wins, or a rotation signed by the bound key moves it; another key
  * is refused and logged once per key); then its enrolment (a bad one is refused; none is
  * refused under require-enrolment). true: use it.
+ * Every record is examined again at every roster refresh (one per member change): a record
+ * refused once is remembered (b->roster_nope, cleared when the trusted operator keys or a
+ * binding change), so that a flood of refused records costs no signature check per refresh.
  */
 static bool roster_trusted(struct fleet *b, const uint8_t owner[STORE_NODE_ID_LEN],
 			   const struct fleet_roster *ro)
+{
+	uint64_t h = refused_digest(owner, ro->sig);
+	uint64_t *slot = &b->roster_nope[h % FLEET_ROSTER_NOPE];
+	if (*slot == h) {
+		b->sig_refused++;
+		return false;
+	}
+	if (roster_check(b, owner, ro))
+		return true;
+	*slot = h;
+	return false;
+}
+
+static bool roster_check(struct fleet *b, const uint8_t owner[STORE_NODE_ID_LEN],
+			 const struct fleet_roster *ro)
 {
 	uint8_t msg[FLEET_ROSTER_MSG_MAX];
 	char hex[2 * STORE_NODE_ID_LEN + 1], who[2 * STORE_NODE_ID_LEN + 1];
@@ -410,6 +444,14 @@ static bool roster_trusted(struct fleet *b, const uint8_t owner[STORE_NODE_ID_LE
 		return true;	/* this very record verified before */
 	n = fleet_roster_msg(owner, ro, msg);
 	fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
+	/* under require-enrolment, an unbound id's record without an enrolment is refused
+	 * whatever its signature; it is verified only to be shown (members, the log), while
+	 * the table of such ids has room */
+	if (b->require_enrolment && !ro->has_enrol && !fleet__untrusted_find(b, owner) &&
+	    b->nuntrusted == FLEET_UNTRUSTED_MAX) {
+		b->sig_refused++;
+		return false;
+	}
 	if (!sign_verify(ro->key, msg, n, ro->sig)) {
 		b->sig_refused++;
 		log_debug("roster record of %s refused: its signature does not verify", hex);
@@ -561,6 +603,7 @@ int fleet_operators_reload(struct fleet *b)
 	/* enrolments are checked again under the new set */
 	for (size_t i = 0; i < b->nbinds; i++)
 		memset(b->binds[i].verified, 0, sizeof b->binds[i].verified);
+	memset(b->roster_nope, 0, sizeof b->roster_nope);
 	log_notice("operators: %zu operator key(s) trusted from %s%s", t.n, b->operators_dir,
 		   t.n ? "" : " (none: deploys and operator rollbacks are refused; make a key "
 			      "with agentctl keygen and copy its .pub file there)");

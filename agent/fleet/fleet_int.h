@@ -137,6 +137,9 @@ struct fleet {
 	struct fleet_untrusted untrusted[FLEET_UNTRUSTED_MAX];
 	size_t nuntrusted;
 	uint64_t roster_refused;	/* roster records refused (the log's rate) */
+#define FLEET_ROSTER_NOPE 1024
+	uint64_t roster_nope[FLEET_ROSTER_NOPE]; /* digests of roster records refused (fleet.c
+					 * roster_trusted), direct-mapped; 0 = empty */
 	struct nodekey *binds;		/* sorted by id */
 	size_t nbinds, capbinds;
 	uint64_t sig_refused;		/* records refused: signature or key */
