@@ -24,7 +24,7 @@ wait_for 30 "rev 2 healthy everywhere" all_healthy 2
 
 key_of() { ctl "$1" --json identity | jq -r .key; }
 id_of() { ctl "$1" --json identity | jq -r .id; }
-ID2=$(id_of 2)
+ID2=$(id_of 2); ID3=$(id_of 3)
 OLD2=$(key_of 2); OLD3=$(key_of 3)
 
 # 1. rotation: n2 and n3 (no enrolment: trust on first join needs no operator key)
@@ -93,3 +93,21 @@ v=$(ctl 1 --json votes web --rev 6)
 grep -q "node key differs from the one bound" "$WORK/n2.log" &&
 	fail "n2 did not keep its rotated binding across the restart"
 ok "after a restart n2 signs with its new key: rev 6 rolled back, 3 of 3"
+
+# 6. n1 restarts: the bindings it changed (n2, n3 re-bound) were kept in its store
+kill -TERM "${PID[1]}"
+for _ in $(seq 1 100); do kill -0 "${PID[1]}" 2>/dev/null || break; sleep 0.1; done
+wait "${PID[1]}" 2>/dev/null
+lines=$(wc -l <"$WORK/n1.log")
+start_agent 1 --quorum web=3
+wait_for 30 "n1 back" ctl 1 status
+wait_cluster 3
+sleep 2
+tail -n +"$((lines + 1))" "$WORK/n1.log" |
+	grep -E "node ($ID2|$ID3|n2|n3) .*(joins with key|another key|rotated its key)" &&
+	fail "n1 bound n2 or n3 again (or refused them) after its restart"
+for n in n2 n3; do
+	[ "$(ctl 1 --json members | jq -r ".[] | select(.name == \"$n\") | .trust")" = "first join" ] ||
+		fail "n1's trust of $n after its restart: $(ctl 1 --json members)"
+done
+ok "a restarted node keeps the re-bound keys (store)"
