@@ -5,7 +5,9 @@
 # every node refuses its roster record ("not enrolled" in members, the log and the events), so
 # it is in no electorate and its votes are not counted. n5 is enrolled with a rogue operator
 # key that only n5 itself trusts: the others refuse its enrolment. A bad release deployed to
-# all five is then rolled back by the votes of n1..n3 alone.
+# all five is then rolled back by the votes of n1..n3 alone. n3 rotates its key with an
+# enrolment of the new one (n2 cannot rotate without one). n6, without require-enrolment,
+# binds n4 on first join but still refuses n5's enrolment.
 . "$(dirname "$0")/brain_lib.sh"
 
 # the option: a switch, a file key, and a bad value refused by --check-config
@@ -103,3 +105,12 @@ for i in 1 2; do
 	wait_for 20 "n$i to trust n3" trusts "$i" n3 enrolled
 done
 ok "rotate-key under require-enrolment enrols the new key in the same step; without a key it is refused"
+
+# n6 does not require enrolment (trust on first join): it binds n4 on first join, but the
+# enrolment n5 carries is still checked, and refused
+start_agent 6
+wait_for 30 "n6 to see 6 alive" sees_alive 6 6
+wait_for 20 "n6 to trust n1 (enrolled)" trusts 6 n1 enrolled
+wait_for 20 "n6 to bind n4 on first join" trusts 6 n4 "first join"
+wait_for 20 "n6 to refuse n5's enrolment" trusts 6 n5 "enrolment refused"
+ok "without require-enrolment: trust on first join, but a carried enrolment is still checked"
