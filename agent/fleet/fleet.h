@@ -73,7 +73,11 @@
  * Identity (agent/base/sign.h has the trust model): the roster record carries this node's
  * public key and is signed by it; the first key seen for a node id is bound to it (kept in
  * the store, STORE_KV_AGENT "nodekey/<id hex>"), and a roster record with another key is
- * refused and logged. Deploys carry the electors' keys; this node signs its votes, drops
+ * refused and logged, unless it carries a rotation signed by the bound key (re-bound, the
+ * former key kept for what it signed). With require_enrolment a key is bound (and its record
+ * used) only if the record carries an operator's enrolment of it; a carried enrolment is
+ * checked in any case. This node's own enrolment, former keys and rotation live in its state
+ * directory (trust.c); it votes on a revision with the key the revision names for it. Deploys carry the electors' keys; this node signs its votes, drops
  * received votes whose signature does not verify against the key of the voter in the
  * revision's electorate (or its bound key for a non-elector), and accepts a rollback only if
  * agree_verify_signatures passes. Refusals are counted (fleet_sig_refused) and logged.
@@ -321,6 +325,15 @@ uint64_t fleet_event_seq(const struct fleet *b);
  *   brain.status    -                                               {node, cluster, services}
  *   events          {since?, max?}                                  {events[], next, dropped}
  *   members.remove  {node, reason}                                  {node, id}
+ *   node.identity   -                                               {id, name, key, trust,
+ *                                                                    enrolled, enrolled_by,
+ *                                                                    require_enrolment,
+ *                                                                    rotated_from, former_keys}
+ *   node.enrol      {enrolment}                                     {id, key, operator}
+ *   node.rotate-key {prepare?, enrolment?}                          prepare: {id, next_key,
+ *                                                                    needs_enrolment}; else
+ *                                                                    {id, key, previous,
+ *                                                                    enrolled}
  *
  * `rollback --override` (override: true, reason required) is the documented, audited exit for
  * a revision whose electorate has lost its majority for good (electors removed or gone): it
@@ -346,6 +359,10 @@ uint64_t fleet_event_seq(const struct fleet *b);
  * `opsig` is the operator's signed statement (agent/base/sign.h, sign_op_hex: agentctl makes
  * it with --key); deploy and rollback (but --local) without one that verifies under a key of
  * the operators directory answer permission_denied, with how to make and trust a key.
+ * `enrolment` is an operator's enrolment (sign_op_hex of kind SIGN_OP_ENROL) of this node's
+ * key (node.enrol) or of its next key (node.rotate-key); one under a key this node does not
+ * trust answers permission_denied, and so does a rotation of an enrolled node, or of one that
+ * requires enrolment, without one.
  * Errors (stable names, ctl_proto.h): bad_request, not_found (no such artifact or service;
  * rollback: the target artifact is not held here), ambiguous (artifact prefix), condemned
  * (deploy of a condemned artifact without force), no_revision (nothing to roll back, --to a
