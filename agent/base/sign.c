@@ -411,7 +411,8 @@ int sign_op_parse_hex(const char *hex, struct sign_op *ret)
 	struct sign_op op;
 	if (!hex || strlen(hex) != SIGN_OP_HEX_LEN ||
 	    sodium_hex2bin(b, sizeof b, hex, SIGN_OP_HEX_LEN, NULL, NULL, NULL) != 0 ||
-	    (b[0] != SIGN_OP_DEPLOY && b[0] != SIGN_OP_ROLLBACK && b[0] != SIGN_OP_REMOVE))
+	    (b[0] != SIGN_OP_DEPLOY && b[0] != SIGN_OP_ROLLBACK && b[0] != SIGN_OP_REMOVE &&
+	     b[0] != SIGN_OP_ENROL))
 		return -EINVAL;
 	memset(&op, 0, sizeof op);
 	op.kind = *p++;
@@ -426,4 +427,75 @@ int sign_op_parse_hex(const char *hex, struct sign_op *ret)
 	memcpy(op.sig, p, 64);
 	*ret = op;
 	return 0;
+}
+
+/* ---- Enrolment and rotation ----------------------------------------------------------------- */
+
+static void id_hex(const uint8_t *id, size_t idlen, char out[65])
+{
+	if (idlen > 32)
+		idlen = 32;
+	sodium_bin2hex(out, 65, id, idlen);
+}
+
+void sign_enrol_sign(const struct sign_key *op_key, const uint8_t *id, size_t idlen,
+		     const uint8_t node_pk[SIGN_PUBLIC_LEN], struct sign_op *ret)
+{
+	char hex[65];
+	memset(ret, 0, sizeof *ret);
+	ret->kind = SIGN_OP_ENROL;
+	id_hex(id, idlen, hex);
+	sign_op_sign(op_key, hex, node_pk, ret);
+}
+
+bool sign_enrol_verify(const struct sign_op *op, const uint8_t *id, size_t idlen,
+		       const uint8_t node_pk[SIGN_PUBLIC_LEN], const struct sign_trust *trust)
+{
+	uint8_t msg[SIGN_OP_MSG_MAX];
+	char hex[65];
+	if (!op || op->kind != SIGN_OP_ENROL || op->scope[0] || op->target)
+		return false;
+	if (trust && !sign_trust_has(trust, op->key))
+		return false;
+	id_hex(id, idlen, hex);
+	return sign_verify(op->key, msg, sign_op_msg(op, hex, node_pk, msg), op->sig);
+}
+
+static void rotate_msg(const uint8_t old_pk[SIGN_PUBLIC_LEN], const uint8_t id[16],
+		       const uint8_t new_pk[SIGN_PUBLIC_LEN], uint8_t out[SIGN_ROTATE_MSG_LEN])
+{
+	static const char tag[16] = "shoal-rotate-v1";	/* with its NUL */
+	memcpy(out, tag, 16);
+	memcpy(out + 16, id, 16);
+	memcpy(out + 32, old_pk, SIGN_PUBLIC_LEN);
+	memcpy(out + 32 + SIGN_PUBLIC_LEN, new_pk, SIGN_PUBLIC_LEN);
+}
+
+void sign_rotate_sign(const struct sign_key *old, const uint8_t id[16],
+		      const uint8_t new_pk[SIGN_PUBLIC_LEN], uint8_t sig[SIGN_SIG_LEN])
+{
+	uint8_t msg[SIGN_ROTATE_MSG_LEN];
+	rotate_msg(old->pk, id, new_pk, msg);
+	sign_detached(old, msg, sizeof msg, sig);
+}
+
+bool sign_rotate_verify(const uint8_t old_pk[SIGN_PUBLIC_LEN], const uint8_t id[16],
+			const uint8_t new_pk[SIGN_PUBLIC_LEN], const uint8_t sig[SIGN_SIG_LEN])
+{
+	uint8_t msg[SIGN_ROTATE_MSG_LEN];
+	if (sodium_memcmp(old_pk, new_pk, SIGN_PUBLIC_LEN) == 0)
+		return false;
+	rotate_msg(old_pk, id, new_pk, msg);
+	return sign_verify(old_pk, msg, sizeof msg, sig);
+}
+
+int sign_node_key_create(const char *path, struct sign_key *ret)
+{
+	if (!path || !ret)
+		return -EINVAL;
+	if (sodium_init() < 0)
+		return -EIO;
+	if (access(path, F_OK) == 0)
+		return -EEXIST;
+	return write_new(path, ret);
 }

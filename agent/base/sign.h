@@ -15,15 +15,26 @@
  *              STATE_DIR/node.key (mode 0600; a file readable by group or others is refused,
  *              with the command that fixes it). Its public key is published in the node's
  *              roster record, which is signed by that key (records.h).
- *   BINDING    Trust on first join: the first public key a node sees for a node id (in a
- *              roster record whose self-signature verifies) is bound to that id and kept in
- *              the store (STORE_KV_AGENT "nodekey/<id hex>"); a later roster record for that
- *              id with another key is refused and logged, and the member keeps its bound key.
- *              Risk, stated plainly: whoever holds the cluster key can join new identities
- *              (fresh ids, its own keys). They are on the roster from then on, so they vote on
- *              revisions deployed AFTER they joined, never on earlier ones (the electorate is
- *              in the revision, agree.h rule 0), and an operator can remove them
- *              (`agentctl members remove`). It cannot take over an id already bound.
+ *   BINDING    A node id's public key is bound to it and kept in the store
+ *              (STORE_KV_AGENT "nodekey/<id hex>": the key, then up to 4 former keys); a
+ *              later roster record for that id with another key is refused and logged
+ *              (unless it is a rotation, below), and the member keeps its bound key. How the
+ *              first key is trusted:
+ *              - trust on first join (default): the first key seen (in a roster record whose
+ *                self-signature verifies) is bound. Risk, stated plainly: whoever holds the
+ *                cluster key can join new identities (fresh ids, its own keys). They are on
+ *                the roster from then on, so they vote on revisions deployed AFTER they
+ *                joined, never on earlier ones (the electorate is in the revision, agree.h
+ *                rule 0), and an operator can remove them (`agentctl members remove`).
+ *              - require-enrolment: a key is bound (and its record accepted) only with an
+ *                operator's ENROLMENT of (id, key) under a trusted operator key (below);
+ *                an unenrolled node is not on the roster, so in no electorate.
+ *              Without require-enrolment an enrolment a record carries is still checked.
+ *              Nobody can take over an id already bound.
+ *   ROTATION   A node changes its key with a statement signed by its bound key (below):
+ *              receivers re-bind, keeping the former key for what it signed before. Its
+ *              votes on a revision are signed with the key that revision's electorate names
+ *              for it (a former key, kept in STATE_DIR/node.key.old.*).
  *   ELECTORATE A deploy record carries, for every elector, its id AND its public key
  *              (store_revision.elect_keys), so a vote is verified against the key the
  *              revision names, never against the receiver's current view.
@@ -62,17 +73,20 @@
  *   | replay an old signed deploy once its revision has   |   operator's signature            |
  *   |   left the retained log                             | take over an id whose key is bound|
  *   | add new identities to the roster (trust on first    | change an existing revision's     |
- *   |   join): they vote on revisions deployed afterwards |   electorate                      |
+ *   |   join; not under require-enrolment): they vote on  |   electorate                      |
+ *   |   revisions deployed afterwards                     | rotate another node's key         |
+ *   | rotate its own key (under require-enrolment only to |                                   |
+ *   |   a key an operator enrols)                         |                                   |
  *   | report its own health falsely                       | make a vote count on a revision   |
  *   | flood records, stall or drop gossip it relays       |   it joined after                 |
  *   |                                                     | remove a member without an        |
  *   |                                                     |   operator's signature            |
  *   |                                                     | report another's health or leave  |
  *
- * Not built yet: enrolment (require-enrolment), key rotation. A node whose node.key is lost
- * joins again as a new node (empty state directory) and an operator removes the old id.
- * Gossip's record versions are not signed: a forged copy with a higher version displaces a
- * node's record until the node publishes again above it (README "Security").
+ * A node whose node.key is lost joins again as a new node (empty state directory) and an
+ * operator removes the old id. Gossip's record versions are not signed: a forged copy with a
+ * higher version displaces a node's record until the node publishes again above it (README
+ * "Security").
  *
  * Signatures cost: signed are what changes (votes, roster and health records, the
  * certificates that carry votes), never pings; a vote record grows by 66 bytes, a health
@@ -140,8 +154,16 @@ void sign_key_random(struct sign_key *ret);
  * was signed (its time is after the judged record's), a deploy statement's nonce may appear
  * at one revision only among those a node holds.
  */
-enum sign_op_kind { SIGN_OP_NONE = 0, SIGN_OP_DEPLOY = 1, SIGN_OP_ROLLBACK = 2, SIGN_OP_REMOVE = 3 };
-#define SIGN_OP_KIND_MAX SIGN_OP_REMOVE
+/* SIGN_OP_ENROL is 16, apart from the kinds of changes (1, 2, 3): it is a statement about a
+ * node, not a change. */
+enum sign_op_kind {
+	SIGN_OP_NONE = 0,
+	SIGN_OP_DEPLOY = 1,
+	SIGN_OP_ROLLBACK = 2,
+	SIGN_OP_REMOVE = 3,
+	SIGN_OP_ENROL = 16,
+};
+#define SIGN_OP_KIND_MAX SIGN_OP_REMOVE /* the kinds of changes, which records carry: 1..3 */
 
 /*
  * A removal (`agentctl members remove`) is a statement of kind SIGN_OP_REMOVE whose "service"
@@ -202,6 +224,43 @@ struct sign_trust {
 int sign_trust_load(const char *dir, struct sign_trust *ret, char *bad, size_t badlen);
 void sign_trust_free(struct sign_trust *t);
 bool sign_trust_has(const struct sign_trust *t, const uint8_t key[SIGN_PUBLIC_LEN]);
+
+/* ---- Enrolment and key rotation -------------------------------------------------------------
+ *
+ * ENROLMENT  An operator's statement that a node id has a public key: a struct sign_op of
+ *            kind SIGN_OP_ENROL signed by an operator key, over sign_op_msg with the node id
+ *            in hex (32 digits) as the service and the node's public key as the artifact
+ *            (scope "", target 0). `agentctl enrol` makes it on the node (it asks agentd for
+ *            its id and key); agentd keeps it in STATE_DIR/node.enrol and carries it in its
+ *            roster record. A node with `require-enrolment` binds a key to an id only with an
+ *            enrolment that verifies under a key of its operators directory; without it
+ *            (the default) trust on first join stands, but an enrolment a record carries is
+ *            checked all the same (a bad one is refused).
+ * ROTATION   A node's new key is announced by a statement signed with its OLD key over
+ *            "shoal-rotate-v1\0", the node id, the old and the new public key
+ *            (SIGN_ROTATE_MSG_LEN bytes). A receiver that has the old key bound to the id
+ *            binds the new one (and keeps the old one as a former key of the id, to verify
+ *            what it signed before). No operator is needed for a rotation: a node that holds
+ *            its key may change it. With require-enrolment the new key also needs its own
+ *            enrolment (`agentctl rotate-key --key OPKEY` makes it in the same step).
+ */
+void sign_enrol_sign(const struct sign_key *op_key, const uint8_t *id, size_t idlen,
+		     const uint8_t node_pk[SIGN_PUBLIC_LEN], struct sign_op *ret);
+/* Does @op enrol @node_pk for @id? @trust NULL: only the signature is checked (the
+ * statement is well-formed and signed by the key it names), else that key must be trusted. */
+bool sign_enrol_verify(const struct sign_op *op, const uint8_t *id, size_t idlen,
+		       const uint8_t node_pk[SIGN_PUBLIC_LEN], const struct sign_trust *trust);
+
+#define SIGN_ROTATE_MSG_LEN (16 + 16 + 2 * SIGN_PUBLIC_LEN)
+/* @id is 16 bytes (a node id). */
+void sign_rotate_sign(const struct sign_key *old, const uint8_t id[16],
+		      const uint8_t new_pk[SIGN_PUBLIC_LEN], uint8_t sig[SIGN_SIG_LEN]);
+bool sign_rotate_verify(const uint8_t old_pk[SIGN_PUBLIC_LEN], const uint8_t id[16],
+			const uint8_t new_pk[SIGN_PUBLIC_LEN], const uint8_t sig[SIGN_SIG_LEN]);
+
+/* Make a new node key at @path (O_EXCL: -EEXIST if it exists), as sign_node_key_load would.
+ * 0 and *ret; -errno. */
+int sign_node_key_create(const char *path, struct sign_key *ret);
 
 /* Text for errors of this module, else strerror. */
 const char *sign_strerror(int err);

@@ -40,7 +40,8 @@ static const char usage_text[] =
 	"  history SERVICE                revisions of a service, newest first\n"
 	"  ping                           check that the agent answers\n"
 	"  members                        the cluster: name, address, state, incarnation,\n"
-	"                                 labels, round-trip time\n"
+	"                                 round-trip time, trust of its key (enrolled, first\n"
+	"                                 join, not enrolled: refused), labels\n"
 	"  join ADDR:PORT...              contact these members (numeric; port default 7946)\n"
 	"  members remove NODE --reason TEXT [--key FILE]  take a node off the roster for good\n"
 	"                                 (recorded), signed with the operator key (--key, else\n"
@@ -65,6 +66,11 @@ static const char usage_text[] =
 	"                                 (not --local); --override: deploy the target without\n"
 	"                                 a quorum (audited); --wait: until this node swapped\n"
 	"                                 (exit 3 after --timeout with the votes so far)\n"
+	"  identity                       this node's id, key, enrolment and former keys\n"
+	"  enrol [--key FILE]             on a node: enrol its key with the operator key (nodes\n"
+	"                                 with require-enrolment accept only enrolled nodes)\n"
+	"  rotate-key [--key FILE]        on a node: a new node key, announced signed by the old\n"
+	"                                 one; an enrolled node's new key is enrolled with FILE\n"
 	"  votes SERVICE [--rev REV]      votes, eligible voters and quorum of a revision\n"
 	"  services                       desired and running revision and health per service\n"
 	"  events [--follow] [--since N]  what the agent saw and did (a bounded ring)\n"
@@ -682,14 +688,14 @@ static int simple(struct ctl_client *c, const char *op, const char *key, const c
 
 static void print_members(struct ctl_client *c, const msgpack_object *r)
 {
-	struct table t = {.ncols = 6};
+	struct table t = {.ncols = 7};
 	if (r->type != MSGPACK_OBJECT_ARRAY)
 		return;
 	table_row(&t, (const char *const[]){"NAME", "ADDRESS", "STATE", "INCARNATION", "RTT",
-					    "LABELS"});
+					    "TRUST", "LABELS"});
 	for (uint32_t i = 0; i < r->via.array.size; i++) {
 		const msgpack_object *m = &r->via.array.ptr[i];
-		char name[80], addr[80], state[16], inc[24], rtt[24], labels[512];
+		char name[80], addr[80], state[16], inc[24], rtt[24], trust[24], labels[512];
 		size_t off = 0;
 		labels[0] = 0;
 		const msgpack_object *l = ctl_map_get(m, "labels");
@@ -720,7 +726,8 @@ static void print_members(struct ctl_client *c, const msgpack_object *r)
 		table_row(&t, (const char *const[]){field(m, "name", "-", name, sizeof name),
 						    field(m, "address", "-", addr, sizeof addr),
 						    field(m, "state", "-", state, sizeof state), inc,
-						    rtt, labels[0] ? labels : "-"});
+						    rtt, field(m, "trust", "-", trust, sizeof trust),
+						    labels[0] ? labels : "-"});
 	}
 	table_print(&t);
 }

@@ -781,6 +781,148 @@ out:
 }
 
 /* keygen [FILE]: an operator key pair (agent/base/sign.h); no agent needed. */
+/* ---- Node keys: enrol, rotate-key (agent/base/sign.h) ---------------------------------------- */
+
+/* A string field of the response as bytes: 0; -1 after saying what is wrong. */
+static int hex_field(const msgpack_object *m, const char *k, uint8_t *out, size_t n)
+{
+	char buf[130];
+	s(m, k, buf, sizeof buf);
+	if (strlen(buf) != 2 * n || sodium_hex2bin(out, n, buf, 2 * n, NULL, NULL, NULL) != 0) {
+		ctl_client_errf("the agent's answer has no valid \"%s\"", k);
+		return -1;
+	}
+	return 0;
+}
+
+/* Ask the agent @op with the enrolment @en (NULL: none) and @prepare; bc_check'd. */
+static int node_call(struct ctl_client *c, const char *op, const struct sign_op *en, bool prepare)
+{
+	struct ctl_enc e;
+	char hex[SIGN_OP_HEX_LEN + 1];
+	ctl_enc_init(&e);
+	ctl_enc_request(&e, op, en || prepare);
+	if (en || prepare) {
+		ctl_enc_map(&e, (en != NULL) + prepare);
+		if (en) {
+			sign_op_hex(en, hex);
+			ctl_kv_str(&e, "enrolment", hex);
+		}
+		if (prepare)
+			ctl_kv_bool(&e, "prepare", true);
+	}
+	int x = bc_check(c, bc_call(c, &e));
+	ctl_enc_release(&e);
+	return x;
+}
+
+/* enrol [--key FILE]: on the node itself, the operator signs the node's id and key (asked of
+ * its agent) and hands the enrolment to the agent, which keeps and publishes it. */
+static int cmd_enrol(struct ctl_client *c, int argc, char **argv)
+{
+	struct args a;
+	struct sign_key k;
+	struct sign_op en;
+	uint8_t id[16], pk[SIGN_PUBLIC_LEN];
+	char name[80], hex[80];
+	if (parse(c, argc, argv, "enrol", 0, &a) < 0)
+		return EXIT_USAGE;
+	if (op_key(&a, "an enrolment", &k) < 0)
+		return EXIT_FAILED;
+	int x = node_call(c, "node.identity", NULL, false);
+	if (x)
+		goto out;
+	s(c->resp.result, "name", name, sizeof name);
+	if (hex_field(c->resp.result, "id", id, sizeof id) < 0 ||
+	    hex_field(c->resp.result, "key", pk, sizeof pk) < 0) {
+		x = EXIT_FAILED;
+		goto out;
+	}
+	sign_enrol_sign(&k, id, sizeof id, pk, &en);
+	x = node_call(c, "node.enrol", &en, false);
+	if (x)
+		goto out;
+	if (c->json) {
+		print_json(c);
+	} else {
+		sodium_bin2hex(hex, sizeof hex, pk, 8);
+		printf("node %s (%s) enrolled: key %s... signed by operator key %02x%02x%02x%02x...\n",
+		       name, s(c->resp.result, "id", name, sizeof name), hex, k.pk[0], k.pk[1],
+		       k.pk[2], k.pk[3]);
+	}
+out:
+	sodium_memzero(&k, sizeof k);
+	return x;
+}
+
+/* rotate-key [--key FILE]: the agent prepares a new key; if the node is enrolled or requires
+ * enrolment (or --key is given), the operator enrols the new key; then the agent switches to
+ * it, announcing it signed by the old key. */
+static int cmd_rotate(struct ctl_client *c, int argc, char **argv)
+{
+	struct args a;
+	struct sign_key k;
+	struct sign_op en;
+	uint8_t id[16], pk[SIGN_PUBLIC_LEN];
+	char hex[80], prev[80];
+	bool enrol;
+	memset(&k, 0, sizeof k);
+	if (parse(c, argc, argv, "rotate-key", 0, &a) < 0)
+		return EXIT_USAGE;
+	int x = node_call(c, "node.rotate-key", NULL, true);
+	if (x)
+		return x;
+	enrol = a.key || bo(c->resp.result, "needs_enrolment");
+	if (enrol) {
+		if (hex_field(c->resp.result, "id", id, sizeof id) < 0 ||
+		    hex_field(c->resp.result, "next_key", pk, sizeof pk) < 0)
+			return EXIT_FAILED;
+		if (op_key(&a, "the enrolment of this node's new key (it is enrolled, or requires "
+			   "enrolment)", &k) < 0)
+			return EXIT_FAILED;
+		sign_enrol_sign(&k, id, sizeof id, pk, &en);
+	}
+	x = node_call(c, "node.rotate-key", enrol ? &en : NULL, false);
+	sodium_memzero(&k, sizeof k);
+	if (x)
+		return x;
+	if (c->json) {
+		print_json(c);
+	} else {
+		s(c->resp.result, "key", hex, sizeof hex);
+		s(c->resp.result, "previous", prev, sizeof prev);
+		printf("new node key %.16s... (former %.16s..., kept to vote on earlier revisions)%s\n",
+		       hex, prev, bo(c->resp.result, "enrolled") ? "; enrolled" : "");
+	}
+	return EXIT_DONE;
+}
+
+/* identity: this node's id, key and how it is trusted */
+static int cmd_identity(struct ctl_client *c, int argc, char **argv)
+{
+	struct args a;
+	char b[6][130];
+	if (parse(c, argc, argv, "identity", 0, &a) < 0)
+		return EXIT_USAGE;
+	int x = node_call(c, "node.identity", NULL, false);
+	if (x)
+		return x;
+	if (c->json) {
+		print_json(c);
+		return EXIT_DONE;
+	}
+	const msgpack_object *r = c->resp.result;
+	printf("Node:        %s (%s)\n", s(r, "name", b[0], sizeof b[0]), s(r, "id", b[1], sizeof b[1]));
+	printf("Key:         %s\n", s(r, "key", b[2], sizeof b[2]));
+	printf("Trust:       %s%s\n", s(r, "trust", b[3], sizeof b[3]),
+	       bo(r, "require_enrolment") ? " (this node requires enrolment)" : "");
+	printf("Enrolled by: %s\n", bo(r, "enrolled") ? s(r, "enrolled_by", b[4], sizeof b[4])
+						       : "- (not enrolled)");
+	printf("Rotated from: %s (%" PRIu64 " former key(s) kept)\n",
+	       s(r, "rotated_from", b[5], sizeof b[5]), u(r, "former_keys"));
+	return EXIT_DONE;
+}
+
 static int cmd_keygen(int argc, char **argv)
 {
 	const char *path = argc > 1 ? argv[1] : "operator.key";
@@ -824,6 +966,12 @@ int fleet_cmds_main(const char *socket, bool json, uint64_t timeout_ms, const ch
 		x = cmd_history(&c, argc, argv);
 	else if (strcmp(cmd, "endpoints") == 0)
 		x = cmd_endpoints(&c, argc, argv);
+	else if (strcmp(cmd, "identity") == 0)
+		x = cmd_identity(&c, argc, argv);
+	else if (strcmp(cmd, "enrol") == 0)
+		x = cmd_enrol(&c, argc, argv);
+	else if (strcmp(cmd, "rotate-key") == 0)
+		x = cmd_rotate(&c, argc, argv);
 	else
 		return -1;
 	fflush(stdout);

@@ -28,7 +28,7 @@ enum cfg_key {
 	K_EVENT_HOOK, K_EVENT_HOOK_TIMEOUT, K_EVENT_HOOK_MAX_RUNNING, K_EVENT_HOOK_QUEUE,
 	K_HTTP_API, K_HAPROXY_SOCKET, K_HAPROXY_BACKEND, K_FAILOVER_SHARE, /* traffic (issue 14) */
 	K_HAPROXY_SITE,
-	K_OPERATORS_DIR, /* trust (agent/base/sign.h) */
+	K_OPERATORS_DIR, K_REQUIRE_ENROLMENT, /* trust (agent/base/sign.h) */
 	K__COUNT
 };
 
@@ -71,6 +71,7 @@ static const char *const cfg_keys[K__COUNT] = {
 	[K_FAILOVER_SHARE] = "failover-share",
 	[K_HAPROXY_SITE] = "haproxy-site",
 	[K_OPERATORS_DIR] = "operators-dir",
+	[K_REQUIRE_ENROLMENT] = "require-enrolment",
 };
 
 enum { OPT_CONFIG = 1000, OPT_HELP, OPT_VERSION, OPT_CONFIG_DIR, OPT_CHECK };
@@ -120,6 +121,10 @@ static const char usage_text[] =
 	"  --operators-dir DIR         the operator public keys (*.pub) whose signed deploys and\n"
 	"                              rollbacks this node accepts (default\n"
 	"                              " AGENT_DEFAULT_OPERATORS_DIR "; reloaded on SIGHUP)\n"
+	"  --require-enrolment[=BOOL]  bind a node's key only if an operator enrolled it\n"
+	"                              (agentctl enrol); unenrolled nodes are kept off the roster\n"
+	"                              and their votes do not count (default false: trust on\n"
+	"                              first join; in the file: require-enrolment = true)\n"
 	"\n"
 	"Cluster options:\n"
 	"  --bind ADDR:PORT            gossip address, UDP and TCP (default " AGENT_DEFAULT_BIND ")\n"
@@ -555,6 +560,14 @@ static int cfg_set(struct cfg_parse *p, enum cfg_key k, const char *v)
 		if (r == -EINVAL)
 			why = "empty path";
 		break;
+	case K_REQUIRE_ENROLMENT:
+		if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
+			c->require_enrolment = true;
+		else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0"))
+			c->require_enrolment = false;
+		else
+			why = "must be true or false";
+		break;
 	case K_SYSTEMD_BUS:
 		/* "" means: the system bus. sd-bus validates the address when connecting. */
 		if (!*v) {
@@ -844,6 +857,8 @@ int agent_config_load(int argc, char *const *argv, struct agent_config *ret, cha
 	}
 	for (int k = 0; k < K__COUNT; k++)
 		opts[k] = (struct option){cfg_keys[k], required_argument, NULL, k};
+	/* a switch: --require-enrolment alone says true */
+	opts[K_REQUIRE_ENROLMENT].has_arg = optional_argument;
 	opts[K__COUNT] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
 	opts[K__COUNT + 1] = (struct option){"help", no_argument, NULL, OPT_HELP};
 	opts[K__COUNT + 2] = (struct option){"version", no_argument, NULL, OPT_VERSION};
@@ -934,7 +949,8 @@ int agent_config_load(int argc, char *const *argv, struct agent_config *ret, cha
 		args[i] = argv[i];
 	while ((o = getopt_long(argc, args, ":", opts, NULL)) != -1) {
 		if (o >= 0 && o < K__COUNT) {
-			r = cfg_set(&p, (enum cfg_key)o, optarg);
+			r = cfg_set(&p, (enum cfg_key)o,
+				    optarg ? optarg : o == K_REQUIRE_ENROLMENT ? "true" : "");
 			if (r < 0) {
 				char why[256];
 				snprintf(why, sizeof why, "%.250s", p.err);

@@ -82,6 +82,7 @@ struct agent_config {
 	char *docker_host;		/* container: Docker API unix socket path (absolute) */
 	char *unit_dir;			/* systemd: where unit files are written (absolute) */
 	char *operators_dir;		/* trusted operator public keys (agent/base/sign.h) */
+	bool require_enrolment;		/* bind node keys only with an operator's enrolment */
 	char *systemd_bus;		/* systemd: NULL = the system bus; else a D-Bus address of
 					 * systemd itself, e.g. unix:path=/run/systemd/private */
 

@@ -57,6 +57,7 @@ static bool ready(struct agent *a, struct ctl_enc *out)
 struct members_ctx {
 	struct ctl_enc items;
 	uint32_t n;
+	struct fleet *fleet;		/* for each member's "trust", or NULL */
 };
 
 static void enc_labels(struct ctl_enc *e, const uint8_t *blob, size_t len)
@@ -91,7 +92,7 @@ static int member_cb(void *ud, const struct gossip_member *m)
 	char id[2 * GOSSIP_ID_LEN + 1], addr[64];
 	for (int i = 0; i < GOSSIP_ID_LEN; i++)
 		snprintf(id + 2 * i, 3, "%02x", m->id[i]);
-	ctl_enc_map(e, 8);
+	ctl_enc_map(e, 9);
 	ctl_kv_str(e, "id", id);
 	ctl_kv_str(e, "name", m->name);
 	ctl_kv_str(e, "address", gossip_addr_format(&m->addr, addr, sizeof addr));
@@ -102,6 +103,8 @@ static int member_cb(void *ud, const struct gossip_member *m)
 	ctl_kv_uint(e, "rtt_ms", m->rtt_ms);
 	ctl_enc_str(e, "self");
 	ctl_enc_bool(e, m->self);
+	/* how this node trusts the member's key (sign.h): "not enrolled" is refused */
+	ctl_kv_str(e, "trust", x->fleet ? fleet_member_trust(x->fleet, m->id) : "unknown");
 	x->n++;
 	return e->err;
 }
@@ -110,7 +113,7 @@ void cluster_op_members(void *ud, const struct ctl_request *req, const struct ct
 			struct ctl_enc *out)
 {
 	struct agent *a = ud;
-	struct members_ctx x = {.n = 0};
+	struct members_ctx x = {.n = 0, .fleet = a->fleet};
 	if (!have_gossip(a, out))
 		return;
 	ctl_enc_init(&x.items);

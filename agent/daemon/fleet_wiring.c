@@ -143,6 +143,7 @@ int fleet_agent_start(struct agent *a, char *err, size_t errlen)
 		.node_id = a->node_id,
 		.node_key = &nk,
 		.operators_dir = a->cfg.operators_dir,
+		.require_enrolment = a->cfg.require_enrolment,
 		.node_name = a->cfg.node_name,
 		.site = site,
 		.state_dir = a->cfg.state_dir,

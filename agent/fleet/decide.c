@@ -186,6 +186,10 @@ int fleet__check_signed(struct fleet *b, struct svc *v, const struct store_revis
 		if (agree_deploy_msg(r, &msg, &len) < 0)
 			return -AGREE_ESIG;
 		bool ok = sign_verify(k, msg, len, r->origin_sig);
+		/* a deploy written before its origin rotated its key: signed by a former key */
+		const struct nodekey *nk = fleet__bind_slot(b, r->origin);
+		for (unsigned i = 0; !ok && nk && i < nk->nprev; i++)
+			ok = sign_verify(nk->prev[i], msg, len, r->origin_sig);
 		free(msg);
 		return ok ? deploy_op_check(b, v, r) : -AGREE_ESIG;
 	}
@@ -195,7 +199,8 @@ int fleet__check_signed(struct fleet *b, struct svc *v, const struct store_revis
 	for (uint32_t i = 0; i < r->ncert; i++) {
 		const uint8_t *k = fleet__bound_key(b, r->cert[i]);
 		const uint8_t *ek = agree_elector_key(r, r->cert[i]);
-		if (k && ek && memcmp(k, ek, STORE_KEY_LEN) != 0)
+		/* the key bound now, or one it rotated from (an older revision names it) */
+		if (k && ek && !fleet__key_of_id(b, r->cert[i], ek))
 			return -AGREE_ESIG;
 	}
 	/* The electorate must be the one of the record held at rev - 1: the judged record
@@ -527,7 +532,10 @@ int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision
 	av.target = tg;
 	av.round = round;
 	uint8_t msg[AGREE_VOTE_MSG_MAX];
-	sign_detached(&b->key, msg, agree_vote_msg(&av, msg), av.sig);
+	/* with the key the revision's electorate names for this node: a former one if the
+	 * revision was written before this node rotated its key (trust.c) */
+	sign_detached(fleet__sign_key_for(b, agree_elector_key(subject, b->id)), msg,
+		      agree_vote_msg(&av, msg), av.sig);
 	target = tg;
 	/* Stored before it counts or is published: a vote the others saw and this node forgot
 	 * at a restart could be followed by a second, different vote in the same round, which

@@ -293,10 +293,57 @@ const uint8_t *fleet__bound_key(const struct fleet *b, const uint8_t id[STORE_NO
 	return NULL;
 }
 
-static struct nodekey *bind_slot(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN])
+struct nodekey *fleet__bind_slot(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN])
 {
 	const uint8_t *k = fleet__bound_key(b, id);
 	return k ? (struct nodekey *)(k - offsetof(struct nodekey, key)) : NULL;
+}
+#define bind_slot fleet__bind_slot
+
+bool fleet__key_of_id(const struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
+		      const uint8_t key[STORE_KEY_LEN])
+{
+	const uint8_t *k = fleet__bound_key(b, id);
+	if (!k)
+		return false;
+	const struct nodekey *nk = (const struct nodekey *)(k - offsetof(struct nodekey, key));
+	if (sodium_memcmp(k, key, STORE_KEY_LEN) == 0)
+		return true;
+	for (unsigned i = 0; i < nk->nprev; i++)
+		if (sodium_memcmp(nk->prev[i], key, STORE_KEY_LEN) == 0)
+			return true;
+	return false;
+}
+
+/* Store value of "nodekey/<id hex>": the bound key, then its former keys newest first (a
+ * value of one key is the format before rotations; both are read). */
+static void bind_persist(struct fleet *b, const struct nodekey *nk)
+{
+	char kk[8 + 2 * STORE_NODE_ID_LEN + 1];
+	uint8_t val[(1 + FLEET_PREV_KEYS) * STORE_KEY_LEN];
+	memcpy(kk, "nodekey/", 8);
+	fleet__hex_id(nk->id, STORE_NODE_ID_LEN, kk + 8);
+	memcpy(val, nk->key, STORE_KEY_LEN);
+	memcpy(val + STORE_KEY_LEN, nk->prev, (size_t)nk->nprev * STORE_KEY_LEN);
+	int r = store_kv_put(b->s, STORE_KV_AGENT, kk, sizeof kk - 1, val,
+			     (size_t)(1 + nk->nprev) * STORE_KEY_LEN);
+	if (r < 0)
+		log_warning("cannot record the key of node %s: %s", kk + 8, store_strerror(r));
+}
+
+void fleet__bind_rotate(struct fleet *b, struct nodekey *nk, const uint8_t key[STORE_KEY_LEN])
+{
+	if (sodium_memcmp(nk->key, key, STORE_KEY_LEN) == 0)
+		return;
+	memmove(nk->prev[1], nk->prev[0], (FLEET_PREV_KEYS - 1) * STORE_KEY_LEN);
+	memcpy(nk->prev[0], nk->key, STORE_KEY_LEN);
+	if (nk->nprev < FLEET_PREV_KEYS)
+		nk->nprev++;
+	memcpy(nk->key, key, STORE_KEY_LEN);
+	memset(nk->verified, 0, sizeof nk->verified);
+	memset(nk->refused, 0, sizeof nk->refused);
+	memset(b->roster_nope, 0, sizeof b->roster_nope);
+	bind_persist(b, nk);
 }
 
 /* Bind @key to @id in memory (sorted insert); @persist: and in the store. 0 or -errno. */
@@ -319,14 +366,8 @@ static int bind_key(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
 	memcpy(b->binds[at].id, id, STORE_NODE_ID_LEN);
 	memcpy(b->binds[at].key, key, STORE_KEY_LEN);
 	b->nbinds++;
-	if (!persist)
-		return 0;
-	char kk[8 + 2 * STORE_NODE_ID_LEN + 1];
-	memcpy(kk, "nodekey/", 8);
-	fleet__hex_id(id, STORE_NODE_ID_LEN, kk + 8);
-	int r = store_kv_put(b->s, STORE_KV_AGENT, kk, sizeof kk - 1, key, STORE_KEY_LEN);
-	if (r < 0)
-		log_warning("cannot record the key of node %s: %s", kk + 8, store_strerror(r));
+	if (persist)
+		bind_persist(b, &b->binds[at]);
 	return 0;
 }
 
@@ -337,64 +378,162 @@ static int bind_load_cb(const void *key, size_t klen, const void *val, size_t vl
 	const char *k = key;
 	if (klen != 8 + 2 * STORE_NODE_ID_LEN || memcmp(k, "nodekey/", 8) != 0)
 		return 0;
-	if (vlen != STORE_KEY_LEN || sodium_hex2bin(id, sizeof id, k + 8, 2 * STORE_NODE_ID_LEN,
-						    NULL, NULL, NULL) != 0)
+	if (vlen < STORE_KEY_LEN || vlen % STORE_KEY_LEN ||
+	    vlen > (1 + FLEET_PREV_KEYS) * STORE_KEY_LEN ||
+	    sodium_hex2bin(id, sizeof id, k + 8, 2 * STORE_NODE_ID_LEN, NULL, NULL, NULL) != 0)
 		return 0;
 	if (fleet__bound_key(b, id))
 		return 0;
-	return bind_key(b, id, val, false);
+	int r = bind_key(b, id, val, false);
+	struct nodekey *nk = r == 0 ? bind_slot(b, id) : NULL;
+	if (nk) {
+		nk->nprev = (uint8_t)(vlen / STORE_KEY_LEN - 1);
+		memcpy(nk->prev, (const uint8_t *)val + STORE_KEY_LEN, vlen - STORE_KEY_LEN);
+	}
+	return r;
 }
 
+/* The slot of the refused-record cache for (@owner, @sig): FNV-1a, never 0. */
+static uint64_t refused_digest(const uint8_t owner[STORE_NODE_ID_LEN],
+			       const uint8_t sig[STORE_SIG_LEN])
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < STORE_NODE_ID_LEN; i++)
+		h = (h ^ owner[i]) * 1099511628211ULL;
+	for (size_t i = 0; i < STORE_SIG_LEN; i++)
+		h = (h ^ sig[i]) * 1099511628211ULL;
+	return h + !h;
+}
+
+static bool roster_check(struct fleet *b, const uint8_t owner[STORE_NODE_ID_LEN],
+			 const struct fleet_roster *ro);
+
 /*
- * Check a roster record of @owner: its key's signature over it, then the binding (the first
- * key seen for an id wins; another one is refused and logged once per key). true: use it.
+ * Check a roster record of @owner (sign.h): its key's signature over it; the binding (the
+ * first key seen for an id wins, or a rotation signed by the bound key moves it; another key
+ * is refused and logged once per key); then its enrolment (a bad one is refused; none is
+ * refused under require-enrolment). true: use it.
+ * Every record is examined again at every roster refresh (one per member change): a record
+ * refused once is remembered (b->roster_nope, cleared when the trusted operator keys or a
+ * binding change), so that a flood of refused records costs no signature check per refresh.
  */
 static bool roster_trusted(struct fleet *b, const uint8_t owner[STORE_NODE_ID_LEN],
 			   const struct fleet_roster *ro)
 {
+	uint64_t h = refused_digest(owner, ro->sig);
+	uint64_t *slot = &b->roster_nope[h % FLEET_ROSTER_NOPE];
+	if (*slot == h) {
+		b->sig_refused++;
+		return false;
+	}
+	if (roster_check(b, owner, ro))
+		return true;
+	*slot = h;
+	return false;
+}
+
+static bool roster_check(struct fleet *b, const uint8_t owner[STORE_NODE_ID_LEN],
+			 const struct fleet_roster *ro)
+{
 	uint8_t msg[FLEET_ROSTER_MSG_MAX];
-	char hex[2 * STORE_NODE_ID_LEN + 1];
+	char hex[2 * STORE_NODE_ID_LEN + 1], who[2 * STORE_NODE_ID_LEN + 1];
 	size_t n;
 	struct nodekey *nk = bind_slot(b, owner);
 	if (nk && sodium_memcmp(nk->key, ro->key, STORE_KEY_LEN) == 0 &&
 	    sodium_memcmp(nk->verified, ro->sig, STORE_SIG_LEN) == 0)
 		return true;	/* this very record verified before */
 	n = fleet_roster_msg(owner, ro, msg);
+	fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
+	/* under require-enrolment, an unbound id's record without an enrolment is refused
+	 * whatever its signature; it is verified only to be shown (members, the log), while
+	 * the table of such ids has room */
+	if (b->require_enrolment && !ro->has_enrol && !fleet__untrusted_find(b, owner) &&
+	    b->nuntrusted == FLEET_UNTRUSTED_MAX) {
+		b->sig_refused++;
+		return false;
+	}
 	if (!sign_verify(ro->key, msg, n, ro->sig)) {
 		b->sig_refused++;
-		log_debug("roster record of %s refused: its signature does not verify",
-			  (fleet__hex_id(owner, STORE_NODE_ID_LEN, hex), hex));
+		log_debug("roster record of %s refused: its signature does not verify", hex);
+		return false;
+	}
+	bool rotated = nk && sodium_memcmp(nk->key, ro->key, STORE_KEY_LEN) != 0 && ro->has_rot &&
+		       sodium_memcmp(ro->rot_prev, nk->key, STORE_KEY_LEN) == 0 &&
+		       sign_rotate_verify(nk->key, owner, ro->key, ro->rot_sig);
+	if (nk && sodium_memcmp(nk->key, ro->key, STORE_KEY_LEN) != 0 && !rotated) {
+		b->sig_refused++;
+		if (memcmp(nk->refused, ro->key, STORE_KEY_LEN) != 0) {
+			memcpy(nk->refused, ro->key, STORE_KEY_LEN);
+			log_warning("roster: a roster record for node %s with another key "
+				    "(%02x%02x%02x%02x..., bound: %02x%02x%02x%02x...) refused: a "
+				    "node's key is bound at its first join and changes only by a "
+				    "rotation signed with the bound key (someone holding the cluster "
+				    "key may be impersonating it; if the node was rebuilt, remove the "
+				    "old id with agentctl members remove and join it with a new state "
+				    "directory)",
+				    hex, ro->key[0], ro->key[1], ro->key[2], ro->key[3], nk->key[0],
+				    nk->key[1], nk->key[2], nk->key[3]);
+			fleet__event(b, "security", "", 0,
+				     "roster record of %s with an unbound key refused", hex);
+		}
+		return false;
+	}
+	int en = fleet__enrol_check(b, owner, ro);
+	if (en < 0 || (en == 0 && b->require_enrolment)) {
+		int why = en < 0 ? FLEET_ENROL_REFUSED : FLEET_NOT_ENROLLED;
+		b->sig_refused++;
+		bool news = fleet__untrusted_note(b, owner, ro->key, why);
+		const char *text =
+			en < 0 ? (sign_trust_has(&b->ops, ro->enrol.key)
+					  ? "its enrolment does not verify"
+					  : "its enrolment is signed by an operator key this node "
+					    "does not trust")
+			       : "it is not enrolled and this node requires enrolment (enrol it: "
+				 "agentctl enrol --key OPKEY, run on that node)";
+		if (fleet__refusal_loud(b, &b->roster_refused, "", 0, ro->hlc, owner))
+			log_warning("roster: the roster record of node %s (%s, key "
+				    "%02x%02x%02x%02x...) refused: %s; it is not on the roster and "
+				    "its votes do not count (%" PRIu64 " record(s) refused so far)",
+				    fleet__member_name(b, owner, who), hex, ro->key[0], ro->key[1],
+				    ro->key[2], ro->key[3], text, b->sig_refused);
+		if (news)
+			fleet__event(b, "security", "", 0, "%s (%s) %s: roster record refused (%s)",
+				     fleet__member_name(b, owner, who), hex,
+				     en < 0 ? "enrolment refused" : "not enrolled", text);
 		return false;
 	}
 	if (!nk) {
-		fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
 		if (bind_key(b, owner, ro->key, true) < 0)
 			return false;
-		log_info("roster: node %s joins with key %02x%02x%02x%02x... (bound on first join)",
-			 hex, ro->key[0], ro->key[1], ro->key[2], ro->key[3]);
-		if ((nk = bind_slot(b, owner)))
-			memcpy(nk->verified, ro->sig, STORE_SIG_LEN);
-		return true;
+		log_info("roster: node %s joins with key %02x%02x%02x%02x... (%s)", hex,
+			 ro->key[0], ro->key[1], ro->key[2], ro->key[3],
+			 en > 0 ? "enrolled by an operator" : "bound on first join");
+		if (!(nk = bind_slot(b, owner)))
+			return false;
+		/* a rotation the first record carries names a former key of the id: what that
+		 * key signed before (deploys, certificate votes) verifies here too */
+		if (ro->has_rot && sign_rotate_verify(ro->rot_prev, owner, ro->key, ro->rot_sig)) {
+			memcpy(nk->prev[0], ro->rot_prev, STORE_KEY_LEN);
+			nk->nprev = 1;
+			bind_persist(b, nk);
+		}
+	} else if (rotated) {
+		fleet__bind_rotate(b, nk, ro->key);
+		log_notice("roster: node %s (%s) rotated its key: %02x%02x%02x%02x... now, signed "
+			   "by its former key %02x%02x%02x%02x...%s",
+			   fleet__member_name(b, owner, who), hex, ro->key[0], ro->key[1],
+			   ro->key[2], ro->key[3], nk->prev[0][0], nk->prev[0][1], nk->prev[0][2],
+			   nk->prev[0][3], en > 0 ? " (the new key is enrolled)" : "");
+		fleet__event(b, "security", "", 0, "%s rotated its key to %02x%02x%02x%02x...",
+			     fleet__member_name(b, owner, who), ro->key[0], ro->key[1], ro->key[2],
+			     ro->key[3]);
 	}
-	if (sodium_memcmp(nk->key, ro->key, STORE_KEY_LEN) == 0) {
-		memcpy(nk->verified, ro->sig, STORE_SIG_LEN);
-		return true;
-	}
-	b->sig_refused++;
-	if (memcmp(nk->refused, ro->key, STORE_KEY_LEN) != 0) {
-		memcpy(nk->refused, ro->key, STORE_KEY_LEN);
-		fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
-		log_warning("roster: a roster record for node %s with another key "
-			    "(%02x%02x%02x%02x..., bound: %02x%02x%02x%02x...) refused: a node's "
-			    "key is bound at its first join (someone holding the cluster key may be "
-			    "impersonating it; if the node was rebuilt, remove the old id with "
-			    "agentctl members remove and join it with a new state directory)",
-			    hex, ro->key[0], ro->key[1], ro->key[2], ro->key[3], nk->key[0],
-			    nk->key[1], nk->key[2], nk->key[3]);
-		fleet__event(b, "security", "", 0, "roster record of %s with an unbound key refused",
-			     hex);
-	}
-	return false;
+	nk->enrolled = en > 0;
+	memcpy(nk->verified, ro->sig, STORE_SIG_LEN);
+	if (fleet__untrusted_note(b, owner, ro->key, 0))
+		fleet__event(b, "security", "", 0, "%s (%s) is trusted now%s",
+			     fleet__member_name(b, owner, who), hex, en > 0 ? " (enrolled)" : "");
+	return true;
 }
 
 bool fleet__vote_signed_ok(struct fleet *b, struct svc *v, const struct store_vote *av)
@@ -461,6 +600,10 @@ int fleet_operators_reload(struct fleet *b)
 			    "ignored", bad);
 	sign_trust_free(&b->ops);
 	b->ops = t;
+	/* enrolments are checked again under the new set */
+	for (size_t i = 0; i < b->nbinds; i++)
+		memset(b->binds[i].verified, 0, sizeof b->binds[i].verified);
+	memset(b->roster_nope, 0, sizeof b->roster_nope);
 	log_notice("operators: %zu operator key(s) trusted from %s%s", t.n, b->operators_dir,
 		   t.n ? "" : " (none: deploys and operator rollbacks are refused; make a key "
 			      "with agentctl keygen and copy its .pub file there)");
@@ -573,6 +716,12 @@ static int roster_refresh(struct fleet *b)
 		 * by its own signed roster record (left), whatever gossip says */
 		const uint8_t *bk = fleet__bound_key(b, b->members[i].id);
 		if (b->members[i].state == AGREE_LEFT && !bk)
+			continue;
+		/* not a member whose record was refused for its enrolment; under
+		 * require-enrolment, only a member whose enrolment was seen */
+		const struct nodekey *enk = bind_slot(b, b->members[i].id);
+		if (fleet__untrusted_find(b, b->members[i].id) ||
+		    (b->require_enrolment && (!enk || !enk->enrolled)))
 			continue;
 		struct agree_member *m = rc_slot(&c, b->members[i].id);
 		if (!m) {
@@ -782,7 +931,7 @@ static int local_load_cb(const void *key, size_t klen, const void *val, size_t v
 
 /* Our own roster entry (agree.h rule 0): published at every start, "left" only on a
  * graceful leave. */
-static int publish_roster(struct fleet *b, bool left)
+int fleet__publish_roster(struct fleet *b, bool left)
 {
 	struct fleet_roster ro;
 	uint8_t *val;
@@ -794,6 +943,20 @@ static int publish_roster(struct fleet *b, bool left)
 	ro.left = left;
 	ro.hlc = fleet__stamp(b);
 	memcpy(ro.key, b->key.pk, STORE_KEY_LEN);
+	/* this node's enrolment and last rotation (trust.c), statements of their own */
+	if (b->has_enrol) {
+		ro.has_enrol = true;
+		ro.enrol.kind = b->enrol.kind;
+		ro.enrol.ts_ms = b->enrol.ts_ms;
+		memcpy(ro.enrol.nonce, b->enrol.nonce, sizeof ro.enrol.nonce);
+		memcpy(ro.enrol.key, b->enrol.key, STORE_KEY_LEN);
+		memcpy(ro.enrol.sig, b->enrol.sig, STORE_SIG_LEN);
+	}
+	if (b->has_rot) {
+		ro.has_rot = true;
+		memcpy(ro.rot_prev, b->rot_prev, STORE_KEY_LEN);
+		memcpy(ro.rot_sig, b->rot_sig, STORE_SIG_LEN);
+	}
 	uint8_t msg[FLEET_ROSTER_MSG_MAX];
 	sign_detached(&b->key, msg, fleet_roster_msg(b->id, &ro, msg), ro.sig);
 	int r = fleet_roster_encode(&ro, &val, &len);
@@ -846,7 +1009,7 @@ int fleet_roster_leave(struct fleet *b)
 {
 	if (!b)
 		return -EINVAL;
-	int r = publish_roster(b, true);
+	int r = fleet__publish_roster(b, true);
 	if (r == 0)
 		log_notice("roster: this node leaves the roster (graceful leave): it will not vote "
 			   "on later revisions");
@@ -1543,6 +1706,7 @@ int fleet_new(uv_loop_t *loop, struct store *store, const struct fleet_opts *opt
 	b->reconnect_ms = opts->reconnect_ms ? opts->reconnect_ms : 30000;
 	b->max_par = opts->max_parallel_per_site;
 	b->no_runtime = opts->no_runtime;
+	b->require_enrolment = opts->require_enrolment;
 	b->need_artifact = opts->need_artifact;
 	b->need_artifact_ud = opts->need_artifact_ud;
 	b->ropts.retry_min_ms = opts->retry_min_ms;
@@ -1641,9 +1805,14 @@ int fleet_start(struct fleet *b)
 	if (r < 0)
 		return r;
 	fleet_operators_reload(b);
+	fleet__trust_load(b);
 	/* our own id is bound to our key: a roster record in our name with another is refused */
 	const uint8_t *own = fleet__bound_key(b, b->id);
-	if (own && sodium_memcmp(own, b->key.pk, STORE_KEY_LEN) != 0) {
+	if (own && sodium_memcmp(own, b->key.pk, STORE_KEY_LEN) != 0 && b->has_rot &&
+	    sodium_memcmp(own, b->rot_prev, STORE_KEY_LEN) == 0) {
+		/* a rotation made before a crash that did not reach the store */
+		fleet__bind_rotate(b, bind_slot(b, b->id), b->key.pk);
+	} else if (own && sodium_memcmp(own, b->key.pk, STORE_KEY_LEN) != 0) {
 		log_warning("this node's key differs from the one bound to its id in the store (the "
 			    "node key was replaced): the other nodes refuse its roster record and "
 			    "its votes until it is removed (agentctl members remove) and joins "
@@ -1652,7 +1821,7 @@ int fleet_start(struct fleet *b)
 	} else if (!own && bind_key(b, b->id, b->key.pk, true) < 0) {
 		return -ENOMEM;
 	}
-	r = publish_roster(b, false);
+	r = fleet__publish_roster(b, false);
 	if (r < 0)
 		log_warning("cannot publish this node's roster entry: %s", strerror(-r));
 	r = fleet__members_refresh(b);
@@ -1713,6 +1882,7 @@ void fleet__part_closed(struct fleet *b)
 	free(b->roster_sites);
 	free(b->roster_addrs);
 	free(b->binds);
+	fleet__trust_free(b);
 	sign_trust_free(&b->ops);
 	free(b->operators_dir);
 	sodium_memzero(&b->key, sizeof b->key);

@@ -73,7 +73,11 @@
  * Identity (agent/base/sign.h has the trust model): the roster record carries this node's
  * public key and is signed by it; the first key seen for a node id is bound to it (kept in
  * the store, STORE_KV_AGENT "nodekey/<id hex>"), and a roster record with another key is
- * refused and logged. Deploys carry the electors' keys; this node signs its votes, drops
+ * refused and logged, unless it carries a rotation signed by the bound key (re-bound, the
+ * former key kept for what it signed). With require_enrolment a key is bound (and its record
+ * used) only if the record carries an operator's enrolment of it; a carried enrolment is
+ * checked in any case. This node's own enrolment, former keys and rotation live in its state
+ * directory (trust.c); it votes on a revision with the key the revision names for it. Deploys carry the electors' keys; this node signs its votes, drops
  * received votes whose signature does not verify against the key of the voter in the
  * revision's electorate (or its bound key for a non-elector), and accepts a rollback only if
  * agree_verify_signatures passes. Refusals are counted (fleet_sig_refused) and logged.
@@ -216,6 +220,8 @@ struct fleet_opts {
 					 * NULL: a fresh random one (tests) */
 	const char *operators_dir;	/* trusted operator public keys (*.pub); NULL: none is
 					 * trusted, so no deploy or operator rollback is accepted */
+	bool require_enrolment;		/* bind a node's key only with an operator's enrolment
+					 * (sign.h); false: trust on first join */
 	const char *node_name;		/* for events */
 	const char *site;		/* this node's site label, NULL if none */
 	const char *advertise;		/* our gossip ADDR:PORT for the roster record, or NULL */
@@ -302,6 +308,13 @@ int fleet_desired(struct fleet *b, const char *service, uint64_t *ret_rev,
  * @return the number of keys trusted, or -errno (the previous set is kept).
  */
 int fleet_operators_reload(struct fleet *b);
+/*
+ * How this node trusts the key of node @id (`agentctl members`): "enrolled" (bound, with an
+ * operator's enrolment), "first join" (bound on first join), "not enrolled" or "enrolment
+ * refused" (its roster record is refused: not on the roster, its votes do not count), or
+ * "unknown" (no roster record of it accepted yet). Loop thread.
+ */
+const char *fleet_member_trust(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN]);
 /* Records refused for a bad signature or a key that is not the bound one, so far. */
 uint64_t fleet_sig_refused(const struct fleet *b);
 /* Number of events so far (the sequence number of the last one). */
@@ -321,6 +334,15 @@ uint64_t fleet_event_seq(const struct fleet *b);
  *   brain.status    -                                               {node, cluster, services}
  *   events          {since?, max?}                                  {events[], next, dropped}
  *   members.remove  {node, reason, opsig, resolve?}                 {node, id}
+ *   node.identity   -                                               {id, name, key, trust,
+ *                                                                    enrolled, enrolled_by,
+ *                                                                    require_enrolment,
+ *                                                                    rotated_from, former_keys}
+ *   node.enrol      {enrolment}                                     {id, key, operator}
+ *   node.rotate-key {prepare?, enrolment?}                          prepare: {id, next_key,
+ *                                                                    needs_enrolment}; else
+ *                                                                    {id, key, previous,
+ *                                                                    enrolled}
  *
  * `rollback --override` (override: true, reason required) is the documented, audited exit for
  * a revision whose electorate has lost its majority for good (electors removed or gone): it
@@ -348,6 +370,10 @@ uint64_t fleet_event_seq(const struct fleet *b);
  * `opsig` is the operator's signed statement (agent/base/sign.h, sign_op_hex: agentctl makes
  * it with --key); deploy and rollback (but --local) without one that verifies under a key of
  * the operators directory answer permission_denied, with how to make and trust a key.
+ * `enrolment` is an operator's enrolment (sign_op_hex of kind SIGN_OP_ENROL) of this node's
+ * key (node.enrol) or of its next key (node.rotate-key); one under a key this node does not
+ * trust answers permission_denied, and so does a rotation of an enrolled node, or of one that
+ * requires enrolment, without one.
  * Errors (stable names, ctl_proto.h): bad_request, not_found (no such artifact or service;
  * rollback: the target artifact is not held here), ambiguous (artifact prefix), condemned
  * (deploy of a condemned artifact without force), no_revision (nothing to roll back, --to a

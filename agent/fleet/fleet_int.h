@@ -10,6 +10,8 @@
  *   events.c   the event ring behind `agentctl events`
  *   ops.c      the control operations, on arguments already decoded (ctl/ctl_args.h)
  *   records.c  the gossip records and their codec (records.h)
+ *   trust.c    this node's enrolment, former keys and key rotation (sign.h), and the ids
+ *              refused for want of an enrolment
  *
  * Everything here runs on the fleet's loop thread.
  */
@@ -103,10 +105,15 @@ struct fleet_member_seen {
 	uint8_t state;			/* enum gossip_state */
 };
 
-/* A node id and the public key bound to it (trust on first join, sign.h). */
+/* A node id and the public key bound to it (trust on first join or enrolment, sign.h). */
+#define FLEET_PREV_KEYS 4	/* former keys of an id kept (rotations), newest first */
 struct nodekey {
 	uint8_t id[STORE_NODE_ID_LEN];
 	uint8_t key[STORE_KEY_LEN];
+	uint8_t prev[FLEET_PREV_KEYS][STORE_KEY_LEN]; /* keys it rotated away from: what they
+					 * signed before (deploys, certificate votes) still verifies */
+	uint8_t nprev;
+	bool enrolled;			/* its accepted roster record carries a valid enrolment */
 	uint8_t refused[STORE_KEY_LEN];	/* the last other key refused for it (logged once) */
 	uint8_t verified[STORE_SIG_LEN]; /* the signature of its last roster record that
 					 * verified: the same record is not verified again at
@@ -114,9 +121,33 @@ struct nodekey {
 					 * every node: 128 x 128 Ed25519 checks a burst) */
 };
 
+/* An id whose roster record is refused for its enrolment (agentctl members: "trust"). */
+#define FLEET_UNTRUSTED_MAX 64
+enum fleet_untrust { FLEET_NOT_ENROLLED = 1, FLEET_ENROL_REFUSED = 2 };
+struct fleet_untrusted {
+	uint8_t id[STORE_NODE_ID_LEN];
+	uint8_t key[STORE_KEY_LEN];
+	uint8_t why;			/* enum fleet_untrust */
+};
+
 struct fleet {
 	uv_loop_t *loop;
 	struct sign_key key;		/* this node's identity */
+	struct sign_key *old_keys;	/* keys it rotated away from (STATE_DIR/node.key.old.*):
+					 * votes on revisions whose electorate names one */
+	size_t nold;
+	bool require_enrolment;		/* bind a key only with an operator's enrolment */
+	bool has_enrol;			/* this node's enrolment (STATE_DIR/node.enrol) */
+	struct sign_op enrol;
+	bool has_rot;			/* its last rotation (STATE_DIR/node.rotation) */
+	uint8_t rot_prev[STORE_KEY_LEN];
+	uint8_t rot_sig[STORE_SIG_LEN];
+	struct fleet_untrusted untrusted[FLEET_UNTRUSTED_MAX];
+	size_t nuntrusted;
+	uint64_t roster_refused;	/* roster records refused (the log's rate) */
+#define FLEET_ROSTER_NOPE 1024
+	uint64_t roster_nope[FLEET_ROSTER_NOPE]; /* digests of roster records refused (fleet.c
+					 * roster_trusted), direct-mapped; 0 = empty */
 	struct nodekey *binds;		/* sorted by id */
 	size_t nbinds, capbinds;
 	uint64_t sig_refused;		/* records refused: signature or key */
@@ -220,6 +251,13 @@ const char *fleet__quorum_name(const struct store_quorum *q);
 int fleet__local_persist(struct fleet *b, struct svc *v);
 int fleet__members_refresh(struct fleet *b);
 const uint8_t *fleet__bound_key(const struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN]);
+struct nodekey *fleet__bind_slot(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN]);
+/* @key bound to @id now, or before a rotation? */
+bool fleet__key_of_id(const struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
+		      const uint8_t key[STORE_KEY_LEN]);
+/* Rebind @nk to @key, the bound one becoming its newest former key; persisted. */
+void fleet__bind_rotate(struct fleet *b, struct nodekey *nk, const uint8_t key[STORE_KEY_LEN]);
+int fleet__publish_roster(struct fleet *b, bool left);
 bool fleet__vote_signed_ok(struct fleet *b, struct svc *v, const struct store_vote *av);
 
 /* events.c */
@@ -266,6 +304,29 @@ bool fleet__ep_settle(struct fleet *b, struct svc *v);
 void fleet__ep_health(struct fleet *b, struct svc *v);
 bool fleet__ep_restart(struct fleet *b, struct svc *v, const char *why);
 void fleet__ep_close(struct fleet *b);
+
+/* trust.c */
+/* Load this node's former keys, rotation and enrolment from the state directory. */
+void fleet__trust_load(struct fleet *b);
+void fleet__trust_free(struct fleet *b);
+/* The key this node signs with when the revision's electorate names @named for it (a former
+ * key after a rotation), else its current key. */
+const struct sign_key *fleet__sign_key_for(const struct fleet *b, const uint8_t *named);
+/* Is the enrolment @ro carries valid for @owner (1), absent (0) or refused (-1)? */
+int fleet__enrol_check(struct fleet *b, const uint8_t owner[STORE_NODE_ID_LEN],
+		       const struct fleet_roster *ro);
+/* Note (@why != 0) or clear (0) an id refused for its enrolment; true when that is news. */
+bool fleet__untrusted_note(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN],
+			   const uint8_t key[STORE_KEY_LEN], int why);
+const struct fleet_untrusted *fleet__untrusted_find(const struct fleet *b,
+						     const uint8_t id[STORE_NODE_ID_LEN]);
+void fleet_op_node_identity(void *fleet, const void *args, const struct ctl_peer *peer,
+			    struct ctl_enc *out);
+void fleet_op_node_enrol(void *fleet, const void *args, const struct ctl_peer *peer,
+			 struct ctl_enc *out);
+void fleet_op_node_rotate(void *fleet, const void *args, const struct ctl_peer *peer,
+			  struct ctl_enc *out);
+extern const struct ctl_args_spec fleet_enrol_spec, fleet_rotate_spec;
 
 /* pacing.c */
 bool fleet__may_start(void *ud, const char *service, uint64_t rev);

@@ -856,6 +856,10 @@ static const struct ctl_op fleet_ops[] = {
 	{"brain.history", .args = &history_spec, .run = fleet_op_history},
 	{"members.remove", .args = &remove_spec, .run = fleet_op_members_remove},
 	{"endpoints", .args = &fleet_endpoints_spec, .run = fleet_op_endpoints},
+	/* node keys (trust.c) */
+	{"node.identity", .args = &no_args, .run = fleet_op_node_identity},
+	{"node.enrol", .args = &fleet_enrol_spec, .run = fleet_op_node_enrol},
+	{"node.rotate-key", .args = &fleet_rotate_spec, .run = fleet_op_node_rotate},
 };
 
 const struct ctl_op *fleet_ctl_ops(size_t *ret_count)

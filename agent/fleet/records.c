@@ -523,7 +523,7 @@ int fleet_roster_encode(const struct fleet_roster *m, uint8_t **ret_buf, size_t 
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
 	}
-	msgpack_pack_array(&pk, 6);
+	msgpack_pack_array(&pk, m->has_enrol || m->has_rot ? 8 : 6);
 	pk_str(&pk, m->site);
 	if (m->left)
 		msgpack_pack_true(&pk);
@@ -535,6 +535,29 @@ int fleet_roster_encode(const struct fleet_roster *m, uint8_t **ret_buf, size_t 
 	msgpack_pack_bin_body(&pk, m->key, STORE_KEY_LEN);
 	msgpack_pack_bin(&pk, STORE_SIG_LEN);
 	msgpack_pack_bin_body(&pk, m->sig, STORE_SIG_LEN);
+	if (m->has_enrol || m->has_rot) {
+		if (m->has_enrol) {
+			msgpack_pack_array(&pk, 4);
+			msgpack_pack_uint64(&pk, m->enrol.ts_ms);
+			msgpack_pack_bin(&pk, sizeof m->enrol.nonce);
+			msgpack_pack_bin_body(&pk, m->enrol.nonce, sizeof m->enrol.nonce);
+			msgpack_pack_bin(&pk, STORE_KEY_LEN);
+			msgpack_pack_bin_body(&pk, m->enrol.key, STORE_KEY_LEN);
+			msgpack_pack_bin(&pk, STORE_SIG_LEN);
+			msgpack_pack_bin_body(&pk, m->enrol.sig, STORE_SIG_LEN);
+		} else {
+			msgpack_pack_nil(&pk);
+		}
+		if (m->has_rot) {
+			msgpack_pack_array(&pk, 2);
+			msgpack_pack_bin(&pk, STORE_KEY_LEN);
+			msgpack_pack_bin_body(&pk, m->rot_prev, STORE_KEY_LEN);
+			msgpack_pack_bin(&pk, STORE_SIG_LEN);
+			msgpack_pack_bin_body(&pk, m->rot_sig, STORE_SIG_LEN);
+		} else {
+			msgpack_pack_nil(&pk);
+		}
+	}
 	return finish(&sb, FLEET_REC_ROSTER, ret_buf, ret_len);
 }
 
@@ -878,6 +901,33 @@ int fleet_roster_decode(const uint8_t *buf, size_t len, struct fleet_roster *ret
 	    !get_bin(field(&d, 4), m.key, STORE_KEY_LEN) ||
 	    !get_bin(field(&d, 5), m.sig, STORE_SIG_LEN))
 		goto out;
+	if (d.root->via.array.size > 6) {
+		const msgpack_object *e = field(&d, 6);
+		if (e->type == MSGPACK_OBJECT_ARRAY) {
+			const msgpack_object *f = e->via.array.ptr;
+			if (e->via.array.size != 4 || !get_u64(&f[0], &m.enrol.ts_ms) ||
+			    !get_bin(&f[1], m.enrol.nonce, sizeof m.enrol.nonce) ||
+			    !get_bin(&f[2], m.enrol.key, STORE_KEY_LEN) ||
+			    !get_bin(&f[3], m.enrol.sig, STORE_SIG_LEN))
+				goto out;
+			m.enrol.kind = FLEET_ENROL_KIND;
+			m.has_enrol = true;
+		} else if (e->type != MSGPACK_OBJECT_NIL) {
+			goto out;
+		}
+	}
+	if (d.root->via.array.size > 7) {
+		const msgpack_object *e = field(&d, 7);
+		if (e->type == MSGPACK_OBJECT_ARRAY) {
+			const msgpack_object *f = e->via.array.ptr;
+			if (e->via.array.size != 2 || !get_bin(&f[0], m.rot_prev, STORE_KEY_LEN) ||
+			    !get_bin(&f[1], m.rot_sig, STORE_SIG_LEN))
+				goto out;
+			m.has_rot = true;
+		} else if (e->type != MSGPACK_OBJECT_NIL) {
+			goto out;
+		}
+	}
 	m.left = field(&d, 1)->via.boolean;
 	*ret = m;
 	err = 0;

@@ -26,7 +26,13 @@
  *                                                local_base_rev u, local_target_rev u,
  *                                                sig bin64, stamp u]
  *     roster                      node      'S' 3 | 'M' | msgpack [site s, left bool, addr s,
- *                                                hlc u, key bin32, sig bin64]
+ *                                                hlc u, key bin32, sig bin64, enrol, rot]
+ *                                   enrol: nil, or the operator's enrolment of (owner, key):
+ *                                   [ts u, nonce bin16, opkey bin32, sig bin64] (sign.h)
+ *                                   rot: nil, or the rotation from the owner's previous key:
+ *                                   [prev bin32, sig bin64] (by prev, sign_rotate_sign)
+ *                                   (both optional: a record of 6 fields has neither; a
+ *                                   decoder of the 6-field form ignores them)
  *     remove/<node id hex>        remover   'S' 3 | 'X' | msgpack [hlc u, uid u, pid i,
  *                                                             reason s, op]
  *                                   op: the operator's signed statement of the removal, in
@@ -145,7 +151,14 @@ struct fleet_roster {
 	uint64_t hlc;			/* when it published this */
 	uint8_t key[STORE_KEY_LEN];	/* its node public key */
 	uint8_t sig[STORE_SIG_LEN];	/* by that key, over fleet_roster_msg */
+	/* Not covered by sig: each is a statement signed on its own about (owner, key). */
+	bool has_enrol;			/* an operator's enrolment of (owner, key) */
+	struct store_opsig enrol;	/* kind SIGN_OP_ENROL (16), scope "", target 0 */
+	bool has_rot;			/* a rotation from the owner's previous key */
+	uint8_t rot_prev[STORE_KEY_LEN];
+	uint8_t rot_sig[STORE_SIG_LEN];	/* by rot_prev (sign.h sign_rotate_sign) */
 };
+#define FLEET_ENROL_KIND 16		/* = SIGN_OP_ENROL (agent/base/sign.h) */
 
 /* An operator's removal of a node from the roster (audited: who and why). */
 struct fleet_remove {

@@ -104,7 +104,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (fleet_roster_decode(buf, len, &ro2) != 0 || ro2.left != ro.left ||
 			    strcmp(ro2.site, ro.site) != 0 || strcmp(ro2.addr, ro.addr) != 0 ||
 			    memcmp(ro2.key, ro.key, STORE_KEY_LEN) != 0 ||
-			    memcmp(ro2.sig, ro.sig, STORE_SIG_LEN) != 0)
+			    memcmp(ro2.sig, ro.sig, STORE_SIG_LEN) != 0 ||
+			    ro2.has_enrol != ro.has_enrol || ro2.has_rot != ro.has_rot ||
+			    (ro.has_enrol && (ro2.enrol.kind != ro.enrol.kind ||
+					      ro2.enrol.ts_ms != ro.enrol.ts_ms ||
+					      memcmp(ro2.enrol.nonce, ro.enrol.nonce,
+						     sizeof ro.enrol.nonce) != 0 ||
+					      memcmp(ro2.enrol.key, ro.enrol.key, STORE_KEY_LEN) ||
+					      memcmp(ro2.enrol.sig, ro.enrol.sig, STORE_SIG_LEN))) ||
+			    (ro.has_rot && (memcmp(ro2.rot_prev, ro.rot_prev, STORE_KEY_LEN) ||
+					    memcmp(ro2.rot_sig, ro.rot_sig, STORE_SIG_LEN))))
 				abort();
 			free(buf);
 		}
@@ -113,6 +122,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t msg[FLEET_ROSTER_MSG_MAX], owner[STORE_NODE_ID_LEN] = {0};
 		if (fleet_roster_msg(owner, &ro, msg) > sizeof msg)
 			abort();
+		/* the statements a roster record carries (sign.h): only verified, never trusted
+		 * without a key */
+		if (ro.has_rot)
+			(void)sign_rotate_verify(ro.rot_prev, owner, ro.key, ro.rot_sig);
+		if (ro.has_enrol) {
+			struct sign_op op = {.kind = ro.enrol.kind, .ts_ms = ro.enrol.ts_ms};
+			memcpy(op.nonce, ro.enrol.nonce, sizeof op.nonce);
+			memcpy(op.key, ro.enrol.key, sizeof op.key);
+			memcpy(op.sig, ro.enrol.sig, sizeof op.sig);
+			struct sign_trust t = {.n = 1, .keys = &op.key};
+			(void)sign_enrol_verify(&op, owner, sizeof owner, ro.key, &t);
+		}
 	}
 	struct fleet_health h;
 	if (fleet_health_decode(val, vlen, &h) == 0) {

@@ -33,7 +33,7 @@ log "joined (flag and agentctl join)"
 
 out=$("$AGENTCTL" -s "$(sock_of 2)" members)
 echo "$out"
-echo "$out" | head -1 | grep -q "^NAME  *ADDRESS  *STATE  *INCARNATION  *RTT  *LABELS" ||
+echo "$out" | head -1 | grep -q "^NAME  *ADDRESS  *STATE  *INCARNATION  *RTT  *TRUST  *LABELS" ||
 	fail "members table header: $(echo "$out" | head -1)"
 echo "$out" | grep -q "^n1 .*alive .*site=paris,rack=r1" || fail "members table lacks n1's row"
 [ "$(members_json 3 | jq -r '.[] | select(.name == "n1") | .labels.rack')" = r1 ] ||

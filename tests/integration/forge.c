@@ -20,6 +20,10 @@
  *   forge KEYRING CLUSTER ADDR:PORT roster OWNER_HEX
  *       a roster record in OWNER's name saying it left, self-signed with a key of the
  *       forger's own (an impersonation of a node whose key is already bound)
+ *   forge KEYRING CLUSTER ADDR:PORT rotate OWNER_HEX BOUND_KEY_HEX
+ *       a roster record in OWNER's name with a key of the forger's own and a rotation
+ *       statement naming OWNER's bound key as the former one, but not signed by it (a
+ *       rotation only the holder of the bound key can make)
  *
  *   forge KEYRING CLUSTER ADDR:PORT leave OWNER_HEX
  *       the gossip layer's "OWNER left the cluster" (unsigned: any key holder can send it)
@@ -249,6 +253,32 @@ static int forge_remove(char **a)
 	return put(writer, &k, val, len) < 0 ? 1 : 0;
 }
 
+static int forge_rotate(char **a)
+{
+	uint8_t owner[16], msg[FLEET_ROSTER_MSG_MAX], *val;
+	size_t len;
+	struct fleet_roster ro;
+	static struct sign_key mine;
+	static bool have;
+	memset(&ro, 0, sizeof ro);
+	if (hex_id(a[0], owner, 16) < 0 || hex_id(a[1], ro.rot_prev, STORE_KEY_LEN) < 0)
+		return 2;
+	if (!have)
+		sign_key_random(&mine);
+	have = true;
+	ro.hlc = ((uint64_t)time(NULL) * 1000 + 60000) << 16;
+	ro.left = true;
+	memcpy(ro.key, mine.pk, STORE_KEY_LEN);
+	sign_detached(&mine, msg, fleet_roster_msg(owner, &ro, msg), ro.sig);
+	ro.has_rot = true;
+	/* the forger signs the rotation itself: it does not hold the bound key */
+	sign_rotate_sign(&mine, owner, mine.pk, ro.rot_sig);
+	if (fleet_roster_encode(&ro, &val, &len) < 0)
+		return 2;
+	struct fleet_key k = {.type = FLEET_REC_ROSTER};
+	return put(owner, &k, val, len) < 0 ? 1 : 0;
+}
+
 static int forge_rollback(char **a)
 {
 	bool sybil = strcmp(a[0], "sybil") == 0;
@@ -400,6 +430,8 @@ int main(int argc, char **argv)
 			rc = forge_health(argv + 5);
 		else if (strcmp(argv[4], "remove") == 0 && argc == 8)
 			rc = forge_remove(argv + 5);
+		else if (strcmp(argv[4], "rotate") == 0 && argc == 7)
+			rc = forge_rotate(argv + 5);
 		if (rc)
 			break;
 		usleep(100000);

@@ -448,6 +448,105 @@ static void test_vote_health(void **state)
 	free(buf);
 }
 
+/* Roster records with an enrolment and a rotation (sign.h): the codec keeps them, a record
+ * without them still decodes, and each statement verifies for its (id, key) only. */
+static void test_roster_enrol_rotate(void **state)
+{
+	(void)state;
+	struct sign_key node, next, op, other;
+	uint8_t seed[32] = {3}, id[STORE_NODE_ID_LEN] = {5}, id2[STORE_NODE_ID_LEN] = {6};
+	sign_key_from_seed(seed, &node);
+	seed[0] = 4;
+	sign_key_from_seed(seed, &next);
+	seed[0] = 5;
+	sign_key_from_seed(seed, &op);
+	seed[0] = 6;
+	sign_key_from_seed(seed, &other);
+	struct sign_trust trust = {.n = 1, .keys = &op.pk};
+	struct sign_trust untrusted = {.n = 1, .keys = &other.pk};
+
+	/* enrolment: of (id, key) under a trusted operator key, nothing else */
+	struct sign_op en;
+	sign_enrol_sign(&op, id, sizeof id, next.pk, &en);
+	EQ(en.kind, SIGN_OP_ENROL);
+	assert_true(sign_enrol_verify(&en, id, sizeof id, next.pk, &trust));
+	assert_true(sign_enrol_verify(&en, id, sizeof id, next.pk, NULL));
+	assert_false(sign_enrol_verify(&en, id, sizeof id, next.pk, &untrusted));
+	assert_false(sign_enrol_verify(&en, id2, sizeof id2, next.pk, &trust));
+	assert_false(sign_enrol_verify(&en, id, sizeof id, node.pk, &trust));
+	struct sign_op bad = en;
+	bad.kind = SIGN_OP_DEPLOY;	/* a deploy statement is no enrolment */
+	assert_false(sign_enrol_verify(&bad, id, sizeof id, next.pk, &trust));
+	/* its control-protocol form */
+	char hex[SIGN_OP_HEX_LEN + 1];
+	struct sign_op back;
+	sign_op_hex(&en, hex);
+	EQ(sign_op_parse_hex(hex, &back), 0);
+	assert_true(sign_enrol_verify(&back, id, sizeof id, next.pk, &trust));
+
+	/* rotation: signed by the former key, for this id and this new key */
+	uint8_t rs[SIGN_SIG_LEN];
+	sign_rotate_sign(&node, id, next.pk, rs);
+	assert_true(sign_rotate_verify(node.pk, id, next.pk, rs));
+	assert_false(sign_rotate_verify(next.pk, id, next.pk, rs));
+	assert_false(sign_rotate_verify(node.pk, id2, next.pk, rs));
+	assert_false(sign_rotate_verify(node.pk, id, other.pk, rs));
+	sign_rotate_sign(&other, id, next.pk, rs);	/* not by the former key */
+	assert_false(sign_rotate_verify(node.pk, id, next.pk, rs));
+
+	/* the roster record carries both, round trip */
+	struct fleet_roster ro = {.hlc = 9}, d;
+	uint8_t *buf, m[FLEET_ROSTER_MSG_MAX];
+	size_t len;
+	snprintf(ro.site, sizeof ro.site, "%s", "lyon");
+	memcpy(ro.key, next.pk, STORE_KEY_LEN);
+	sign_detached(&next, m, fleet_roster_msg(id, &ro, m), ro.sig);
+	EQ(fleet_roster_encode(&ro, &buf, &len), 0);
+	EQ(fleet_roster_decode(buf, len, &d), 0);	/* the 6-field form */
+	assert_false(d.has_enrol);
+	assert_false(d.has_rot);
+	free(buf);
+	ro.has_enrol = true;
+	ro.enrol.kind = SIGN_OP_ENROL;
+	ro.enrol.ts_ms = en.ts_ms;
+	memcpy(ro.enrol.nonce, en.nonce, sizeof en.nonce);
+	memcpy(ro.enrol.key, en.key, STORE_KEY_LEN);
+	memcpy(ro.enrol.sig, en.sig, STORE_SIG_LEN);
+	ro.has_rot = true;
+	memcpy(ro.rot_prev, node.pk, STORE_KEY_LEN);
+	sign_rotate_sign(&node, id, next.pk, ro.rot_sig);
+	EQ(fleet_roster_encode(&ro, &buf, &len), 0);
+	assert_true(len <= FLEET_REC_VALUE_MAX);
+	memset(&d, 0, sizeof d);
+	EQ(fleet_roster_decode(buf, len, &d), 0);
+	assert_true(d.has_enrol && d.has_rot);
+	EQ(d.enrol.kind, SIGN_OP_ENROL);
+	EQ(d.enrol.ts_ms, en.ts_ms);
+	assert_memory_equal(d.enrol.sig, en.sig, STORE_SIG_LEN);
+	assert_memory_equal(d.rot_prev, node.pk, STORE_KEY_LEN);
+	assert_true(sign_rotate_verify(d.rot_prev, id, d.key, d.rot_sig));
+	struct sign_op de = {.kind = d.enrol.kind, .ts_ms = d.enrol.ts_ms};
+	memcpy(de.nonce, d.enrol.nonce, sizeof de.nonce);
+	memcpy(de.key, d.enrol.key, sizeof de.key);
+	memcpy(de.sig, d.enrol.sig, sizeof de.sig);
+	assert_true(sign_enrol_verify(&de, id, sizeof id, d.key, &trust));
+	/* the record's own signature does not depend on them */
+	assert_true(sign_verify(d.key, m, fleet_roster_msg(id, &d, m), d.sig));
+	for (size_t i = 0; i < len; i++)
+		if (fleet_roster_decode(buf, i, &d) == 0)
+			fail_msg("roster prefix of %zu bytes decoded", i);
+	const char *dir = getenv("SHOAL_WRITE_CORPUS");
+	if (dir) {
+		char p[4096];
+		snprintf(p, sizeof p, "%s/roster_enrol_rotate", dir);
+		FILE *f = fopen(p, "wb");
+		fwrite("roster", 1, 7, f);
+		fwrite(buf, 1, len, f);
+		fclose(f);
+	}
+	free(buf);
+}
+
 static void test_quorum_parse(void **state)
 {
 	(void)state;
@@ -1044,6 +1143,7 @@ int main(void)
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_rev_and_cert),
 		cmocka_unit_test(test_vote_health),
+		cmocka_unit_test(test_roster_enrol_rotate),
 		cmocka_unit_test(test_quorum_parse),
 		cmocka_unit_test(test_error_words),
 		cmocka_unit_test_setup_teardown(test_cluster_rollback, setup_cluster,

@@ -389,6 +389,37 @@ static void test_log_levels(void **state)
 	assert_string_equal(agent_log_level_name(AGENT_LOG_NOTICE), "notice");
 }
 
+/* require-enrolment (agent/base/sign.h): a file key, and a switch whose value is optional */
+static void test_require_enrolment(void **state)
+{
+	struct agent_config c;
+	char err[512];
+	(void)state;
+	write_conf("");
+	assert_int_equal(load(&c, err, sizeof err, NULL), AGENT_CONFIG_RUN);
+	assert_false(c.require_enrolment);
+	agent_config_release(&c);
+	assert_int_equal(load(&c, err, sizeof err, "--require-enrolment", NULL), AGENT_CONFIG_RUN);
+	assert_true(c.require_enrolment);
+	agent_config_release(&c);
+	write_conf("require-enrolment = true\n");
+	assert_int_equal(load(&c, err, sizeof err, NULL), AGENT_CONFIG_RUN);
+	assert_true(c.require_enrolment);
+	agent_config_release(&c);
+	/* the flag overrides the file */
+	assert_int_equal(load(&c, err, sizeof err, "--require-enrolment=false", NULL),
+			 AGENT_CONFIG_RUN);
+	assert_false(c.require_enrolment);
+	agent_config_release(&c);
+	write_conf("require-enrolment = maybe\n");
+	assert_int_equal(load(&c, err, sizeof err, NULL), -EINVAL);
+	assert_non_null(strstr(err, "must be true or false"));
+	write_conf("");
+	assert_int_equal(load(&c, err, sizeof err, "--require-enrolment=2", NULL), -EINVAL);
+	assert_non_null(strstr(err, "require-enrolment"));
+	assert_non_null(strstr(agent_config_usage(), "--require-enrolment"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -400,6 +431,7 @@ int main(void)
 		cmocka_unit_test(test_validators),
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_dropins),
+		cmocka_unit_test(test_require_enrolment),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
