@@ -1251,7 +1251,7 @@ static void roster_reassert(struct fleet *b)
 		return;
 	b->roster_reassert = false;
 	b->roster_reassert_at = now;
-	publish_roster(b, b->roster_left);
+	fleet__publish_roster(b, b->roster_left);
 }
 
 /* Is @g (a roster record of ours) one this node signed? */
