@@ -452,7 +452,7 @@ struct store_cert_sig {
 
 /* An operator's signed statement (agent/base/sign.h struct sign_op): kind 0 = none. */
 struct store_opsig {
-	uint8_t kind;			/* 1 deploy, 2 rollback */
+	uint8_t kind;			/* 1 deploy, 2 rollback, 3 remove (agent/base/sign.h) */
 	char scope[65];
 	uint64_t target;
 	uint64_t ts_ms;
