@@ -91,6 +91,8 @@ struct traffic_lb {
 	struct eps cur, next;
 	bool have_input, have_next, dirty;
 	bool retry_wait;	/* a pass failed: the next one waits backoff_ms */
+	bool check_wait;	/* the last pass left a local endpoint waiting for HAProxy's
+				 * check (plan.local_waiting): the next pass comes in retry_ms */
 	struct query *qhead, *qtail;
 	/* the operation in flight */
 	enum op_kind op;
@@ -487,10 +489,14 @@ static void report_plan(struct traffic_lb *lb)
 	const struct traffic_plan *p = &lb->plan;
 	char msg[MSG_MAX];
 	if ((int)p->failover != lb->last_failover) {
+		char waiting[96] = "";
+		if (p->local_waiting)
+			snprintf(waiting, sizeof waiting, " (%zu more healthy, their haproxy check "
+				 "not UP yet)", p->local_waiting);
 		if (p->failover)
 			snprintf(msg, sizeof msg, "failover: %zu of %zu local endpoints healthy in "
-				 "site '%s', %zu needed (F=%u.%03u): remote endpoints serve",
-				 p->local_healthy, p->local_total, lb->site, p->local_need,
+				 "site '%s'%s, %zu needed (F=%u.%03u): remote endpoints serve",
+				 p->local_healthy, p->local_total, lb->site, waiting, p->local_need,
 				 lb->permille / 1000, lb->permille % 1000);
 		else
 			snprintf(msg, sizeof msg, "local: %zu of %zu local endpoints healthy in site "
@@ -655,6 +661,11 @@ static void on_answer(struct traffic_lb *lb, const char *a, size_t len)
 			return;
 		}
 		size_t left = again.ncmds;
+		/* A local endpoint healthy for the cluster but DOWN for HAProxy's check (as read
+		 * after the commands): the check turns UP within `rise` intervals and only a pass
+		 * sees it (no endpoint changes then), so look again in retry_ms rather than at the
+		 * resync period. */
+		lb->check_wait = again.local_waiting > 0;
 		char first[TRAFFIC_CMD_MAX];
 		snprintf(first, sizeof first, "%s", left ? again.cmds[0].line : "");
 		traffic_plan_release(&again);
@@ -767,7 +778,8 @@ static void kick(struct traffic_lb *lb)
 	}
 	if (lb->have_input)
 		uv_timer_start(&lb->t_resync, on_resync,
-			       lb->retry_wait ? lb->backoff_ms : lb->resync_ms, 0);
+			       lb->retry_wait ? lb->backoff_ms :
+			       lb->check_wait ? lb->retry_ms : lb->resync_ms, 0);
 }
 
 static int parse_socket(struct traffic_lb *lb, const char *s)

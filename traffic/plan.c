@@ -325,6 +325,30 @@ static long find_ep(const struct planner *pl, const size_t *byk, size_t n, const
 	return -1;
 }
 
+/*
+ * Will HAProxy send new requests to the slot of @x (healthy, holding slot x->slot) once this
+ * pass is applied, as far as HAProxy's own check says? A slot that leaves maint in this pass
+ * (it is in maint now, or it changes address, which goes through maint) is UP at once:
+ * HAProxy 2.6 sets its check to the lowest UP value when it leaves maint ("start OK but check
+ * immediately"). Any other slot is as its last check left it: srv_op_state running (2) or
+ * starting (1, slowstart) takes traffic; stopped (0) or stopping (3) does not, and setting it
+ * ready does not change that before `rise` checks pass. A slot HAProxy did not report is
+ * not counted: commands to it may well fail.
+ */
+static bool srv_up(const struct planner *pl, const struct ep *x)
+{
+	const struct traffic_server *cur = pl->sls[x->slot].srv;
+	if (!cur)
+		return false;
+	if (traffic_server_mode(cur) == TRAFFIC_MAINT)
+		return true;
+	struct traffic__ip a;
+	if (cur->port != x->port || traffic__ip_parse(cur->addr, &a) != 0 ||
+	    memcmp(&a, &x->ip, sizeof a) != 0)
+		return true;	/* placed in this pass: through maint */
+	return cur->op_state == 1 || cur->op_state == 2;
+}
+
 static int slot_cmds(struct planner *pl, size_t s, int pass)
 {
 	const struct traffic_plan_input *in = pl->in;
@@ -517,15 +541,20 @@ int traffic_plan_build(const struct traffic_plan_input *in, struct traffic_plan 
 			goto out;
 	}
 
-	/* 4. Failover: L, H, need = ceil(F * L). */
+	/* 4. Failover: L, H, need = ceil(F * L). H counts only what HAProxy can send to once
+	 *    this pass is applied: its own check must agree with the cluster (srv_up). */
 	for (size_t i = 0; i < nk; i++) {
 		const struct ep *x = &pl.eps[byk[i]];
 		enum traffic_state st = in->endpoints[x->idx].state;
 		if (!x->local || st == TRAFFIC_DRAINING)
 			continue;
 		pl.p.local_total++;
-		if (st == TRAFFIC_HEALTHY && x->weight > 0 && x->slot >= 0)
+		if (st != TRAFFIC_HEALTHY || x->weight == 0 || x->slot < 0)
+			continue;
+		if (srv_up(&pl, x))
 			pl.p.local_healthy++;
+		else
+			pl.p.local_waiting++;
 	}
 	pl.p.local_need = ((size_t)in->failover_permille * pl.p.local_total + 999) / 1000;
 	pl.p.failover = !(pl.p.local_healthy >= 1 && pl.p.local_healthy >= pl.p.local_need);

@@ -92,7 +92,8 @@
  * With F the failover share (0..1, given in thousandths: failover_permille = F * 1000):
  *
  *     L    = local endpoints (site == this node's site), except the draining ones
- *     H    = local endpoints that are healthy, have weight > 0 and hold a slot
+ *     H    = local endpoints that are healthy, have weight > 0, hold a slot, and whose
+ *            slot HAProxy's own check has UP (see below)
  *     need = ceil(F * L)         computed exactly: (failover_permille * L + 999) / 1000
  *
  *     local_ok = H >= 1  and  H >= need
@@ -112,6 +113,25 @@
  * A node in a site with no endpoints of the service (L = 0) always sends traffic to the
  * other sites. When no endpoint has a site and this node has none, all are local.
  *
+ * "UP" is HAProxy's word, read from `show servers state` (input.servers): a slot counts when
+ * it leaves maint in this very pass (it is in maint now, or it takes a new address, which
+ * goes through maint: HAProxy 2.6 puts a server that leaves maint UP at once and checks it
+ * at once), or when its srv_op_state is 2 (running) or 1 (starting, slowstart). A slot that
+ * stays out of maint with srv_op_state 0 (stopped: its check failed) or 3 (stopping) does not
+ * count, nor a slot HAProxy did not report. Such local endpoints, healthy for the cluster
+ * but not for HAProxy, are counted in plan.local_waiting. Why: HAProxy sends nothing to a
+ * server its check has DOWN, whatever the runtime API says; after a failed check it needs
+ * `rise` passed checks, `inter` apart, before it is UP again. The case that showed it: a
+ * site with one node left, which swaps to a bad revision and back (the rollback); its slot
+ * is in drain while the bad instance answers the checks with 404, so HAProxy has it DOWN;
+ * the agent's own check passes on the good instance up to one `inter` before HAProxy's does,
+ * and failing back then set the remote servers to weight 0 with no local server UP: every
+ * request got 503 until HAProxy's next check (2 to 56 failed requests per rollback in
+ * system_agentd_traffic, 0 since). The same rule fails over when HAProxy's check takes
+ * every serving local server out before gossip says anything (a site cut off), at the next
+ * pass. The driver makes the next pass come in retry_ms, not resync_ms, while
+ * plan.local_waiting > 0, so the fail-back follows HAProxy's check within retry_ms.
+ *
  * Why weights rather than HAProxy `backup` servers: backup is a configuration-time property
  * of a server (a template is all backup or none); with weights one template serves both
  * roles and the rule above is the only place the policy lives. The cost: the switch to a
@@ -119,7 +139,8 @@
  * not at HAProxy's own check; HAProxy's checks still take a dead local server out at once,
  * and with `option redispatch` and `retries` a request in flight is re-sent elsewhere. When
  * HAProxy takes EVERY local server out before the agent learns of it (a whole site cut off),
- * the remote ones are still at weight 0 and requests get 503 until the agent fails over. With
+ * the remote ones are still at weight 0 and requests get 503 until the agent fails over (at
+ * its next pass, which reads HAProxy's check, or when gossip tells it). With
  * `check inter 500ms fall 2` and `timeout connect 1s` the checks of a cut-off server time out
  * and take it out about when gossip declares its node dead (2-3 failed requests measured);
  * `on-error mark-down` takes it out at its first failed request (22-58 failed). README: the
@@ -173,8 +194,10 @@
  * Resync: every pass starts with `show servers state BACKEND`; the plan is made against what
  * HAProxy says NOW, not against what the driver sent last time. A pass runs when the endpoints
  * change (traffic_lb_update), every cfg.resync_ms (default 5 s: a restarted HAProxy is back in
- * step within that; a pass with nothing to change is one connection and one read), and after a
- * failed pass with a backoff (cfg.retry_ms, doubling up to cfg.resync_ms).
+ * step within that; a pass with nothing to change is one connection and one read), every
+ * cfg.retry_ms while a local endpoint waits for HAProxy's check (plan.local_waiting, as read
+ * after the pass's commands), and after a failed pass with a backoff (cfg.retry_ms, doubling
+ * up to cfg.resync_ms).
  *
  * Threads and loops: the planner and parsers are reentrant. A struct traffic_lb lives on one
  * libuv loop and is used from that loop's thread only; its callbacks run on that loop. Cost
@@ -377,6 +400,8 @@ struct traffic_plan {
 	size_t nunplaced;
 	size_t local_total;		/* L of the failover formula */
 	size_t local_healthy;		/* H */
+	size_t local_waiting;		/* healthy local endpoints left out of H because HAProxy's
+					 * check has their server DOWN (see "Failover") */
 	size_t local_need;		/* ceil(F * L) */
 	bool failover;			/* remote endpoints serve */
 	size_t nclamped;		/* endpoints whose weight was clamped to 0..256 */
@@ -415,7 +440,8 @@ int traffic_share_parse(const char *s, unsigned *ret_permille);
  * site, failover_permille   as in traffic_plan_input
  * timeout_ms   bound of every connect and of every answer (default 2000)
  * resync_ms    period of the resync pass (default 5000; 0 takes the default)
- * retry_ms     first retry after a failed pass, doubling up to resync_ms (default 500)
+ * retry_ms     first retry after a failed pass, doubling up to resync_ms (default 500); also
+ *              the period of the passes while a local endpoint waits for HAProxy's check
  */
 struct traffic_lb_config {
 	const char *socket;
@@ -442,7 +468,8 @@ enum traffic_event_kind {
  *  message   one line in English, e.g. "connect to /run/haproxy/admin.sock: permission
  *            denied", "haproxy refused 'set weight web/s9 10': No such server.",
  *            "2 endpoints not served: backend web has 4 slots (node-5 10.0.0.5:80, ...)",
- *            "failover: 1 of 4 local endpoints healthy, 2 needed (F=0.500); remote serving"
+ *            "failover: 1 of 4 local endpoints healthy in site 'a' (1 more healthy, their
+ *            haproxy check not UP yet), 2 needed (F=0.500): remote endpoints serve"
  *  ncmds     commands sent in the pass (SYNCED)
  *  plan      the plan of the pass (SYNCED, UNPLACED, FAILOVER), else NULL; endpoint indices
  *            refer to the driver's copy of the endpoints, in the order given to

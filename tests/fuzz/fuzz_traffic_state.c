@@ -52,6 +52,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct traffic_plan p;
 		int pr = traffic_plan_build(&in, &p);
 		if (pr == 0) {
+			/* H and the endpoints waiting for HAProxy's check are disjoint parts
+			 * of L, whatever srv_op_state HAProxy reported */
+			if (p.local_healthy + p.local_waiting > p.local_total ||
+			    p.failover != !(p.local_healthy >= 1 &&
+					    p.local_healthy >= p.local_need))
+				abort();
 			for (size_t i = 0; i < p.ncmds; i++)
 				if (strncmp(p.cmds[i].line, "set ", 4) != 0 || p.cmds[i].slot >= n)
 					abort();

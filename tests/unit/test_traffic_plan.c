@@ -4,7 +4,9 @@
  * Each test keeps a small model of an HAProxy backend (struct hap: what `show servers state`
  * would say), plans against it, checks the exact commands, and applies them to the model the
  * way HAProxy 2.6 does (verified by hand against the real one: `state maint` clears a forced
- * drain, `state drain` clears a forced maint, `state ready` clears both). Planning again
+ * drain, `state drain` clears a forced maint, `state ready` clears both; a server that leaves
+ * maint is UP at once, srv_op_state 2, and one put into maint is stopped, 0; any other
+ * srv_op_state change is a health check's, which a test sets by hand). Planning again
  * against the applied model must give no command: that is the driver's verify step.
  */
 #include <errno.h>
@@ -69,6 +71,7 @@ static void hap_apply(struct hap *h, const struct traffic_plan *p)
 			s->uweight = (uint16_t)w;
 		} else if (sscanf(l, "set server web/%63s state %15s", name, st) == 2) {
 			assert_non_null(s = hap_find(h, name));
+			bool was_maint = s->admin & TRAFFIC_ADMF_FMAINT;
 			if (strcmp(st, "ready") == 0)
 				s->admin &= (uint8_t)~(TRAFFIC_ADMF_FMAINT | TRAFFIC_ADMF_FDRAIN);
 			else if (strcmp(st, "drain") == 0)
@@ -79,6 +82,11 @@ static void hap_apply(struct hap *h, const struct traffic_plan *p)
 						     TRAFFIC_ADMF_FMAINT);
 			else
 				fail_msg("bad state in '%s'", l);
+			bool maint = s->admin & TRAFFIC_ADMF_FMAINT;
+			if (was_maint && !maint)
+				s->op_state = 2;	/* "start OK but check immediately" */
+			else if (maint)
+				s->op_state = 0;
 		} else {
 			fail_msg("unexpected command '%s'", l);
 		}
@@ -289,6 +297,101 @@ static void test_failover_both_ways(void **state)
 	     "set server web/s1 state drain", "set server web/s2 state maint", NULL);
 	assert_true(p.failover);
 	assert_int_equal(p.local_need, 0);
+	traffic_plan_release(&p);
+}
+
+/*
+ * The system test's bad deploy with one node left in site a (issue 14): a1 swaps to a bad
+ * revision and back. When the cluster says a1 is healthy again, HAProxy's own check of its
+ * slot may still be DOWN (it failed on the bad instance, and `rise` checks one `inter` apart
+ * are needed before it is UP): the remote endpoints must keep their weight until the check
+ * agrees, or the backend has no usable server and HAProxy answers 503 (measured: 2-56 per
+ * rollback before this rule).
+ */
+static void test_failback_waits_for_haproxy_check(void **state)
+{
+	(void)state;
+	reset();
+	struct hap h;
+	hap_init(&h, 4);
+	struct traffic_endpoint e[] = {
+		ep("a1", "a", "10.1.0.1", 80, 100, TRAFFIC_HEALTHY),
+		ep("b1", "b", "10.2.0.1", 80, 100, TRAFFIC_HEALTHY),
+		ep("b2", "b", "10.2.0.2", 80, 100, TRAFFIC_HEALTHY),
+	};
+	struct traffic_plan p;
+	step(&h, e, 3, &p,
+	     "set server web/s1 addr 10.1.0.1 port 80", "set weight web/s1 100",
+	     "set server web/s1 state ready",
+	     "set server web/s2 addr 10.2.0.1 port 80", "set weight web/s2 0",
+	     "set server web/s2 state ready",
+	     "set server web/s3 addr 10.2.0.2 port 80", "set weight web/s3 0",
+	     "set server web/s3 state ready", NULL);
+	assert_false(p.failover);
+	assert_int_equal(p.local_healthy, 1);
+	assert_int_equal(p.local_waiting, 0);
+	traffic_plan_release(&p);
+	/* The swap to the bad revision: a1 drains (L = 0: remote serves), starts, its check
+	 * fails (HAProxy marks the server DOWN), it turns unhealthy (maint). */
+	e[0].state = TRAFFIC_DRAINING;
+	step(&h, e, 3, &p, "set weight web/s2 100", "set weight web/s3 100",
+	     "set server web/s1 state drain", NULL);
+	assert_true(p.failover);
+	traffic_plan_release(&p);
+	e[0].state = TRAFFIC_STARTING;
+	step(&h, e, 3, NULL, NULL);
+	h.srv[0].op_state = 0;
+	e[0].state = TRAFFIC_UNHEALTHY;
+	step(&h, e, 3, NULL, "set server web/s1 state maint", NULL);
+	/* The rollback: a1 drains the bad instance (out of maint: UP at once, then DOWN at the
+	 * check that gets the bad instance's 404), starts the good one. */
+	e[0].state = TRAFFIC_DRAINING;
+	step(&h, e, 3, NULL, "set server web/s1 state drain", NULL);
+	assert_int_equal(h.srv[0].op_state, 2);
+	h.srv[0].op_state = 0;
+	e[0].state = TRAFFIC_STARTING;
+	step(&h, e, 3, NULL, NULL);
+	/* Healthy for the cluster, DOWN for HAProxy: a1 is made ready, the remote endpoints
+	 * keep their weight (before: they went to 0 in this pass and HAProxy had no server). */
+	e[0].state = TRAFFIC_HEALTHY;
+	step(&h, e, 3, &p, "set server web/s1 state ready", NULL);
+	assert_true(p.failover);
+	assert_int_equal(p.local_total, 1);
+	assert_int_equal(p.local_healthy, 0);
+	assert_int_equal(p.local_waiting, 1);
+	traffic_plan_release(&p);
+	/* srv_op_state 3 (stopping: soft-stopped by a 404 with disable-on-404) takes no new
+	 * requests either. */
+	h.srv[0].op_state = 3;
+	step(&h, e, 3, NULL, NULL);
+	/* HAProxy's check passes: now the fail-back. */
+	h.srv[0].op_state = 2;
+	step(&h, e, 3, &p, "set weight web/s2 0", "set weight web/s3 0", NULL);
+	assert_false(p.failover);
+	assert_int_equal(p.local_healthy, 1);
+	assert_int_equal(p.local_waiting, 0);
+	traffic_plan_release(&p);
+	/* Slowstart's "starting" (1) takes traffic: no change. */
+	h.srv[0].op_state = 1;
+	step(&h, e, 3, NULL, NULL);
+	/* HAProxy's check takes the serving local server out before the cluster knows (a site
+	 * cut off): the next pass fails over. */
+	h.srv[0].op_state = 0;
+	step(&h, e, 3, &p, "set weight web/s2 100", "set weight web/s3 100", NULL);
+	assert_true(p.failover);
+	assert_int_equal(p.local_waiting, 1);
+	traffic_plan_release(&p);
+	h.srv[0].op_state = 2;
+	step(&h, e, 3, NULL, "set weight web/s2 0", "set weight web/s3 0", NULL);
+	/* A slot filled in this pass leaves maint and is UP at once: counted in the same pass
+	 * (the fail-back after a site cut is not delayed). */
+	e[0].state = TRAFFIC_UNHEALTHY;
+	step(&h, e, 3, NULL, "set weight web/s2 100", "set weight web/s3 100",
+	     "set server web/s1 state maint", NULL);
+	e[0].state = TRAFFIC_HEALTHY;
+	step(&h, e, 3, &p, "set server web/s1 state ready", "set weight web/s2 0",
+	     "set weight web/s3 0", NULL);
+	assert_false(p.failover);
 	traffic_plan_release(&p);
 }
 
@@ -587,6 +690,7 @@ int main(void)
 		cmocka_unit_test(test_fill_and_idempotent),
 		cmocka_unit_test(test_slot_stability),
 		cmocka_unit_test(test_failover_both_ways),
+		cmocka_unit_test(test_failback_waits_for_haproxy_check),
 		cmocka_unit_test(test_failover_formula),
 		cmocka_unit_test(test_drain_mapping),
 		cmocka_unit_test(test_more_endpoints_than_slots),
