@@ -431,6 +431,9 @@ int traffic_share_parse(const char *s, unsigned *ret_permille);
 /* The libuv driver                                                                          */
 
 /*
+ * The process must ignore SIGPIPE (agentd does): HAProxy may close the stats socket in the
+ * middle of an answer, and a write to it would otherwise kill the process.
+ *
  * socket       "/run/haproxy/admin.sock" or "unix:/path" (at most 107 bytes of path), or
  *              "tcp:127.0.0.1:9999", "127.0.0.1:9999", "[::1]:9999" (numeric only). The
  *              socket needs "level admin" for the set commands.
