@@ -40,6 +40,12 @@
 #define SETTLE_MS   1000	/* pacing: how long lower-ranked peers get to announce a new rev */
 #define PUBLISH_MS  30
 #define VOTE_FLUSH_MS 200	/* received votes gathered per store transaction */
+/* A decision this node made but is not one of its first publishers of (decide.c,
+ * decision_publisher) is published only if no other node's copy arrived within this (plus up to
+ * DECISION_LATE_JITTER_MS, checked at each resync). */
+#define DECISION_LATE_MS 10000
+#define DECISION_LATE_JITTER_MS 10000
+#define DECISION_PUBLISHERS 3
 
 struct svc {
 	char name[65];
@@ -72,6 +78,9 @@ struct svc {
 	bool health_dirty;		/* a health record is due (coalesced, see publish_health) */
 	struct fleet_svc_counts cnt;	/* for metrics (events.c, fleet_service_stats) */
 	uint64_t swap_began;		/* uv_now of the swap-start event, 0 if none seen */
+	/* our decision at late_rev (cert_subject late_subject) waiting to be published at
+	 * late_at unless another node's copy arrives first (fleet__late_publish); 0: none */
+	uint64_t late_rev, late_subject, late_at;
 };
 
 struct peer_health {
@@ -232,6 +241,10 @@ bool fleet__can_carry_out(struct fleet *b, struct svc *v, const struct store_rev
 int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision *subject,
 		     enum store_vote_reason reason, uint64_t target, const struct store_opsig *op);
 void fleet__decide(struct fleet *b, struct svc *v);
+/* A valid copy of a decision @r written by another node arrived: ours need not be published. */
+void fleet__late_cancel(struct svc *v, const struct store_revision *r);
+/* Publish our decisions whose wait for another node's copy is over (every resync). */
+void fleet__late_publish(struct fleet *b, struct svc *v);
 bool fleet__decided(const struct svc *v, const struct store_revision *bad);
 void fleet__need_artifact(struct fleet *b, struct svc *v);
 void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av,

@@ -790,6 +790,16 @@ static void test_cluster_rollback(void **state)
 		free(keep);
 	}
 	EQ(count_events(&N[0], "decision"), 1);
+	/* every node decided by itself, but only the decision's first publishers (3 of the 5
+	 * electors, chosen by the subject: decide.c) wrote it at once; the others hold theirs
+	 * back while another node's copy is expected */
+	{
+		unsigned owners = 0;
+		for (size_t i = 0; i < NET.nrecs; i++)
+			owners += NET.recs[i].klen == strlen("rev/web/3") &&
+				  memcmp(NET.recs[i].key, "rev/web/3", NET.recs[i].klen) == 0;
+		assert_true(owners >= 1 && owners <= DECISION_PUBLISHERS);
+	}
 
 	/* condemned: refused without force, accepted with it */
 	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;opsig=s:%s",
