@@ -71,6 +71,17 @@ mk() { # DIR VERSION [MIB]: the exec service `web`, plus MIB MiB of random data
 	return 0
 }
 head -c 32 /dev/urandom | base64 -w0 >"$WORK/keyring"; echo >>"$WORK/keyring"; chmod 600 "$WORK/keyring"
+# an operator key trusted by every agent (agent/base/sign.h): without one, builds with operator
+# signatures refuse every deploy; builds from before them have no --operators-dir
+opargs=()
+"$AGENTD" --help >"$WORK/help" 2>/dev/null	# a file: `--help | grep -q` may SIGPIPE agentd
+if grep -q -- --operators-dir "$WORK/help"; then
+	mkdir -p "$WORK/operators"
+	"$AGENTCTL" keygen "$WORK/operator.key" >/dev/null
+	cp "$WORK/operator.key.pub" "$WORK/operators/bench.pub"
+	export SHOAL_OPERATOR_KEY=$WORK/operator.key
+	opargs=(--operators-dir "$WORK/operators")
+fi
 export SHOAL_GOSSIP_PROBE_MS=${SHOAL_GOSSIP_PROBE_MS:-500}
 ms_of() { awk -F'[:.]' '{ printf "%d\n", (($1 * 60 + $2) * 60 + $3) * 1000 + $4 }'; }
 metric_out() { # bytes n1 sent on streams
@@ -136,6 +147,7 @@ for N in $(echo $sizes $large_sizes | tr ' ' '\n' | sort -nu); do
 			--socket "$WORK/n$i.sock" --socket-group "" --bind "127.0.0.1:$((base + i))" \
 			--join "127.0.0.1:$((base + 1))" --join "127.0.0.1:$((base + 2))" \
 			--keyring "$WORK/keyring" --cluster swarm$N --log-level warning "${extra[@]}" \
+			"${opargs[@]}" \
 			2>>"$WORK/n$i.log" &
 		PID+=($!)
 	done
