@@ -42,7 +42,7 @@
 #define VOTE_FLUSH_MS 200	/* received votes gathered per store transaction */
 /* A decision this node made but is not one of its first publishers of (decide.c,
  * decision_publisher) is published only if no other node's copy arrived within this (plus up to
- * DECISION_LATE_JITTER_MS, checked at each resync). */
+ * DECISION_LATE_JITTER_MS, checked at each resync: every 5 s at most, so 10-25 s). */
 #define DECISION_LATE_MS 10000
 #define DECISION_LATE_JITTER_MS 10000
 #define DECISION_PUBLISHERS 3
