@@ -6,6 +6,7 @@
  * the plain loops, with the same result, if that allocation fails.
  */
 #include "agent/agree/agree.h"
+#include "agent/base/sign.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -432,7 +433,7 @@ bool agree_vote_verify(const struct store_vote *v, const uint8_t key[STORE_KEY_L
 	if (!v || !key || memcmp(key, zero, STORE_KEY_LEN) == 0)
 		return false;
 	n = agree_vote_msg(v, msg);
-	return crypto_sign_verify_detached(v->sig, msg, n, key) == 0;
+	return sign_verify(key, msg, n, v->sig);	/* remembers verdicts (sign.h) */
 }
 
 int agree_deploy_msg(const struct store_revision *r, uint8_t **ret_buf, size_t *ret_len)

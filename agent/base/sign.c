@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -40,13 +41,78 @@ void sign_detached(const struct sign_key *k, const void *msg, size_t len,
 	crypto_sign_detached(sig, NULL, msg, len, k->sk);
 }
 
+/*
+ * The verdicts of recent checks (sign.h): one slot per digest of (key, signature, message),
+ * chosen by the digest's first bytes; a newer triple that lands on a taken slot replaces it.
+ * The digest is BLAKE2b-256 keyed with a random per-process key, so nobody outside can aim
+ * a triple at a slot or at another triple's digest. A mutex: the control socket's thread
+ * pool may verify too.
+ */
+#define VCACHE_SLOTS 4096	/* a power of two; 37 bytes each */
+struct vslot {
+	uint8_t digest[32];
+	uint8_t state;		/* 0 empty, 1 verified, 2 did not verify */
+};
+static struct vslot vcache[VCACHE_SLOTS];
+static uint8_t vcache_key[crypto_generichash_KEYBYTES];
+static bool vcache_keyed;
+static uint64_t vcache_checked, vcache_remembered;
+static pthread_mutex_t vcache_lock = PTHREAD_MUTEX_INITIALIZER;
+
 bool sign_verify(const uint8_t pk[SIGN_PUBLIC_LEN], const void *msg, size_t len,
 		 const uint8_t sig[SIGN_SIG_LEN])
 {
 	static const uint8_t zero[SIGN_PUBLIC_LEN];
-	if (!pk || !sig || sodium_memcmp(pk, zero, SIGN_PUBLIC_LEN) == 0)
+	crypto_generichash_state st;
+	uint8_t d[32];
+	struct vslot *slot;
+	bool ok;
+
+	if (!pk || !sig || (!msg && len) || sodium_memcmp(pk, zero, SIGN_PUBLIC_LEN) == 0)
 		return false;
-	return crypto_sign_verify_detached(sig, msg, len, pk) == 0;
+	pthread_mutex_lock(&vcache_lock);
+	if (!vcache_keyed) {
+		randombytes_buf(vcache_key, sizeof vcache_key);
+		vcache_keyed = true;
+	}
+	/* key and signature have fixed lengths: the concatenation is unambiguous */
+	crypto_generichash_init(&st, vcache_key, sizeof vcache_key, sizeof d);
+	crypto_generichash_update(&st, pk, SIGN_PUBLIC_LEN);
+	crypto_generichash_update(&st, sig, SIGN_SIG_LEN);
+	crypto_generichash_update(&st, msg, len);
+	crypto_generichash_final(&st, d, sizeof d);
+	slot = &vcache[(((size_t)d[0] << 8 | d[1]) << 8 | d[2]) & (VCACHE_SLOTS - 1)];
+	if (slot->state && sodium_memcmp(slot->digest, d, sizeof d) == 0) {
+		ok = slot->state == 1;
+		vcache_remembered++;
+		pthread_mutex_unlock(&vcache_lock);
+		return ok;
+	}
+	pthread_mutex_unlock(&vcache_lock);
+	ok = crypto_sign_verify_detached(sig, msg, len, pk) == 0;
+	pthread_mutex_lock(&vcache_lock);
+	vcache_checked++;
+	memcpy(slot->digest, d, sizeof d);
+	slot->state = ok ? 1 : 2;
+	pthread_mutex_unlock(&vcache_lock);
+	return ok;
+}
+
+void sign_verify_stats(uint64_t *ret_checked, uint64_t *ret_remembered)
+{
+	pthread_mutex_lock(&vcache_lock);
+	if (ret_checked)
+		*ret_checked = vcache_checked;
+	if (ret_remembered)
+		*ret_remembered = vcache_remembered;
+	pthread_mutex_unlock(&vcache_lock);
+}
+
+void sign_verify_forget(void)
+{
+	pthread_mutex_lock(&vcache_lock);
+	sodium_memzero(vcache, sizeof vcache);
+	pthread_mutex_unlock(&vcache_lock);
 }
 
 static int hexval(char c)

@@ -4,6 +4,8 @@
  */
 #include "agent/fleet/fleet_int.h"
 
+#include <sodium.h>
+
 const struct store_quorum *fleet__quorum_of(struct fleet *b, const char *service)
 {
 	static const struct store_quorum majority = {.kind = AGREE_QUORUM_MAJORITY};
@@ -427,6 +429,46 @@ static void wave_follow(struct fleet *b, struct svc *v)
 	}
 }
 
+/*
+ * Does this node publish its decision @rb at once? Every node that holds the quorum of votes
+ * decides by itself (agree_decide is deterministic), so the copies only serve nodes that miss
+ * votes, and at 128 nodes each copy is 22 records (~14 KiB: the certificate's signed votes
+ * and the electorate's keys): 128 copies at once were ~2 MiB per node of gossip within a
+ * second or two, enough on a small machine to delay probes and make members suspect. So
+ * DECISION_PUBLISHERS electors chosen by the subject (the same ones on every node) publish
+ * at once; any other node publishes only if no other node's valid copy reached it within
+ * DECISION_LATE_MS (the chosen ones may be down or cut off). Publishing never decides: a
+ * copy is checked in full by its receivers, whoever wrote it.
+ */
+static bool decision_publisher(const struct fleet *b, const struct store_revision *rb)
+{
+	if (!rb->elect || rb->nelect <= DECISION_PUBLISHERS)
+		return true;
+	uint64_t first = rb->cert_subject % rb->nelect;
+	for (uint32_t i = 0; i < DECISION_PUBLISHERS; i++)
+		if (memcmp(rb->elect[(first + i) % rb->nelect], b->id, STORE_NODE_ID_LEN) == 0)
+			return true;
+	return false;
+}
+
+void fleet__late_cancel(struct svc *v, const struct store_revision *r)
+{
+	if (v->late_rev && r->kind == STORE_REV_ROLLBACK && r->rev == v->late_rev &&
+	    r->cert_subject == v->late_subject)
+		v->late_rev = 0;
+}
+
+void fleet__late_publish(struct fleet *b, struct svc *v)
+{
+	if (!v->late_rev || uv_now(b->loop) < v->late_at)
+		return;
+	const struct store_revision *d = agree_at(v->log, v->nlog, v->late_rev);
+	/* the held record: ours, or a larger certificate of the same decision */
+	if (d && d->kind == STORE_REV_ROLLBACK && d->cert_subject == v->late_subject)
+		fleet__publish_rev(b, d);
+	v->late_rev = 0;
+}
+
 void fleet__decide(struct fleet *b, struct svc *v)
 {
 	/* A node that has not completed its first full anti-entropy exchange holds a partial
@@ -464,8 +506,14 @@ void fleet__decide(struct fleet *b, struct svc *v)
 		 * certificate) already arrived from another node, its writer spreads it, and N
 		 * copies of one decision would only load the gossip of a large cluster */
 		int a = fleet__accept_rev(b, v, &rb, true);
-		if (a == AGREE_STORE || a == AGREE_REPLACE)
+		if ((a == AGREE_STORE || a == AGREE_REPLACE) && decision_publisher(b, &rb)) {
 			fleet__publish_rev(b, &rb);
+		} else if (a == AGREE_STORE || a == AGREE_REPLACE) {
+			v->late_rev = rb.rev;
+			v->late_subject = rb.cert_subject;
+			v->late_at = uv_now(b->loop) + DECISION_LATE_MS +
+				     randombytes_uniform(DECISION_LATE_JITTER_MS);
+		}
 		store_revision_release(&rb);
 		/* accept_rev recursed into decide and may have changed the log: restart the scan
 		 * after this rev (the arrays may have moved) */

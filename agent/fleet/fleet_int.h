@@ -45,6 +45,12 @@
 #define REASSERT_MS 1000	/* our own record published again over one we did not sign at
 				 * most this often: two agents sharing an id (a cloned state
 				 * directory) would otherwise outbid each other at gossip speed */
+/* A decision this node made but is not one of its first publishers of (decide.c,
+ * decision_publisher) is published only if no other node's copy arrived within this (plus up to
+ * DECISION_LATE_JITTER_MS, checked at each resync: every 5 s at most, so 10-25 s). */
+#define DECISION_LATE_MS 10000
+#define DECISION_LATE_JITTER_MS 10000
+#define DECISION_PUBLISHERS 3
 
 struct svc {
 	char name[65];
@@ -82,6 +88,9 @@ struct svc {
 					 * our name we did not sign (one per REASSERT_MS) */
 	struct fleet_svc_counts cnt;	/* for metrics (events.c, fleet_service_stats) */
 	uint64_t swap_began;		/* uv_now of the swap-start event, 0 if none seen */
+	/* our decision at late_rev (cert_subject late_subject) waiting to be published at
+	 * late_at unless another node's copy arrives first (fleet__late_publish); 0: none */
+	uint64_t late_rev, late_subject, late_at;
 };
 
 struct peer_health {
@@ -282,6 +291,10 @@ bool fleet__can_carry_out(struct fleet *b, struct svc *v, const struct store_rev
 int fleet__cast_vote(struct fleet *b, struct svc *v, const struct store_revision *subject,
 		     enum store_vote_reason reason, uint64_t target, const struct store_opsig *op);
 void fleet__decide(struct fleet *b, struct svc *v);
+/* A valid copy of a decision @r written by another node arrived: ours need not be published. */
+void fleet__late_cancel(struct svc *v, const struct store_revision *r);
+/* Publish our decisions whose wait for another node's copy is over (every resync). */
+void fleet__late_publish(struct fleet *b, struct svc *v);
 bool fleet__decided(const struct svc *v, const struct store_revision *bad);
 void fleet__need_artifact(struct fleet *b, struct svc *v);
 void fleet__on_vote(struct fleet *b, struct svc *v, const struct store_vote *av,

@@ -76,9 +76,11 @@
  * older forms (nil, or 4 fields) as unsigned, and the fleet refuses them as unsigned; a
  * node of the older code ignores the new fields.
  *
- * A deterministic rollback decided by several nodes is published by each of them as its own
- * records (owner = itself): receivers merge them with agree_accept (same decision, largest
- * certificate wins), so it does not matter whose copy arrives first.
+ * A deterministic rollback decided by several nodes may be published by several of them, each
+ * as its own records (owner = itself): receivers merge them with agree_accept (same decision,
+ * largest certificate wins), so it does not matter whose copy arrives first. Three electors
+ * chosen by the decision's subject publish at once, any other decider only if no valid copy
+ * reached it within 10-25 s (decide.c, decision_publisher: one copy is 22 records at 128 nodes).
  *
  * Decoders read outside bytes: they check every length and type, never assert, and return
  * -EBADMSG for anything malformed (a newer version: -EPROTONOSUPPORT). Pure: no clock, no

@@ -65,6 +65,29 @@ if grep -q -- --operators-dir "$WORK/help"; then
 fi
 # gossip timings: probe 500 ms for the bigger clusters on a small machine
 export SHOAL_GOSSIP_PROBE_MS=${SHOAL_GOSSIP_PROBE_MS:-500} SHOAL_RETRY_MS=300
+# The agent answers `events` 512 at a time (fleet.h): a cluster of 128 makes more than that per
+# node in one deploy (every peer's health, member events), so read every page.
+events_all() { # I [SINCE]: node I's events after SINCE (text), every page
+	local i=$1 since=${2:-0} page n
+	while :; do
+		page=$(ctl "$i" events --since "$since" 2>/dev/null | grep -v '^-- ') || return 0
+		[ -n "$page" ] || return 0
+		printf '%s\n' "$page"
+		n=$(printf '%s\n' "$page" | wc -l)
+		[ "$n" -lt 512 ] && return 0
+		since=$((since + n))
+	done
+}
+last_seq() { # I: the seq of node I's newest event (0: none)
+	local i=$1 s=0 out n
+	while :; do
+		out=$(ctl "$i" --json events --since "$s" 2>/dev/null) || break
+		n=$(grep -c '"seq"' <<<"$out")
+		[ "$n" -gt 0 ] && s=$(tail -n 1 <<<"$out" | sed -n 's/.*"seq": *\([0-9]*\).*/\1/p')
+		[ "$n" -lt 512 ] && break
+	done
+	echo "$s"
+}
 ms_of() { # "HH:MM:SS.mmm" -> ms of the day
 	awk -F'[:.]' '{ printf "%d\n", (($1 * 60 + $2) * 60 + $3) * 1000 + $4 }'
 }
@@ -109,14 +132,14 @@ for N in "${sizes[@]}"; do
 	wait_for 120 all_run 2
 	marks=()
 	for i in $(seq 1 "$N"); do
-		marks[$i]=$(ctl "$i" --json events | tail -n 1 | sed -n 's/.*"seq": *\([0-9]*\).*/\1/p')
+		marks[$i]=$(last_seq "$i")
 	done
 	ctl 2 rollback web >/dev/null
 	res=ok
 	wait_for 120 all_run 3 || res="not converged"
 	: >"$WORK/ev"
 	for i in $(seq 1 "$N"); do
-		ctl "$i" events --since "${marks[$i]}" >>"$WORK/ev"
+		events_all "$i" "${marks[$i]}" >>"$WORK/ev"
 	done
 	vote=$(awk '$2 == "n2" && $3 == "vote" && $0 ~ /n2 votes/ { print $1; exit }' "$WORK/ev" | ms_of)
 	dec=$(awk '$3 == "decision" { print $1 }' "$WORK/ev" | ms_of | sort -n | head -n 1)

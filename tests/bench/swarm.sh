@@ -71,7 +71,41 @@ mk() { # DIR VERSION [MIB]: the exec service `web`, plus MIB MiB of random data
 	return 0
 }
 head -c 32 /dev/urandom | base64 -w0 >"$WORK/keyring"; echo >>"$WORK/keyring"; chmod 600 "$WORK/keyring"
+# an operator key trusted by every agent (agent/base/sign.h): without one, builds with operator
+# signatures refuse every deploy; builds from before them have no --operators-dir
+opargs=()
+"$AGENTD" --help >"$WORK/help" 2>/dev/null	# a file: `--help | grep -q` may SIGPIPE agentd
+if grep -q -- --operators-dir "$WORK/help"; then
+	mkdir -p "$WORK/operators"
+	"$AGENTCTL" keygen "$WORK/operator.key" >/dev/null
+	cp "$WORK/operator.key.pub" "$WORK/operators/bench.pub"
+	export SHOAL_OPERATOR_KEY=$WORK/operator.key
+	opargs=(--operators-dir "$WORK/operators")
+fi
 export SHOAL_GOSSIP_PROBE_MS=${SHOAL_GOSSIP_PROBE_MS:-500}
+# The agent answers `events` 512 at a time (fleet.h): a cluster of 128 makes more than that per
+# node in one deploy (every peer's health, member events), so read every page.
+events_all() { # I [SINCE]: node I's events after SINCE (text), every page
+	local i=$1 since=${2:-0} page n
+	while :; do
+		page=$(ctl "$i" events --since "$since" 2>/dev/null | grep -v '^-- ') || return 0
+		[ -n "$page" ] || return 0
+		printf '%s\n' "$page"
+		n=$(printf '%s\n' "$page" | wc -l)
+		[ "$n" -lt 512 ] && return 0
+		since=$((since + n))
+	done
+}
+last_seq() { # I: the seq of node I's newest event (0: none)
+	local i=$1 s=0 out n
+	while :; do
+		out=$(ctl "$i" --json events --since "$s" 2>/dev/null) || break
+		n=$(grep -c '"seq"' <<<"$out")
+		[ "$n" -gt 0 ] && s=$(tail -n 1 <<<"$out" | sed -n 's/.*"seq": *\([0-9]*\).*/\1/p')
+		[ "$n" -lt 512 ] && break
+	done
+	echo "$s"
+}
 ms_of() { awk -F'[:.]' '{ printf "%d\n", (($1 * 60 + $2) * 60 + $3) * 1000 + $4 }'; }
 metric_out() { # bytes n1 sent on streams
 	curl -s "http://127.0.0.1:$mport/metrics" |
@@ -93,10 +127,12 @@ printf '%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-12s %s\n' N artifact run all last l
 rev=0
 bench() { # LABEL DIR
 	local label=$1 dir=$2 id bytes t0 b0 b1 end c last i
+	local -a mark=()
 	id=$(ctl 1 --timeout 300s artifact import "$dir" 2>/dev/null) ||
 		{ echo "import failed" >&2; return 1; }
 	bytes=$(find "$dir" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 	rev=$((rev + 1))
+	for i in $(seq 1 "$N"); do mark[$i]=$(last_seq "$i"); done
 	b0=$(metric_out)
 	t0=$(date +%H:%M:%S.%3N | ms_of)
 	ctl 1 deploy web "$id" >/dev/null || { echo "deploy failed" >&2; return 1; }
@@ -108,7 +144,7 @@ bench() { # LABEL DIR
 	b1=$(metric_out)
 	c=$(count_rev "$rev")
 	: >"$WORK/ev"
-	for i in $(seq 1 "$N"); do ctl "$i" events 2>/dev/null >>"$WORK/ev"; done
+	for i in $(seq 1 "$N"); do events_all "$i" "${mark[$i]:-0}" >>"$WORK/ev"; done
 	last=$(awk -v r="rev $rev " '$3 == "swap-done" && index($0, r) { print $1 }' "$WORK/ev" |
 		ms_of | sort -n | tail -n 1)
 	learned=$(awk -v r="rev $rev " '$3 == "desired" && index($0, r) { print $1 }' "$WORK/ev" |
@@ -136,6 +172,7 @@ for N in $(echo $sizes $large_sizes | tr ' ' '\n' | sort -nu); do
 			--socket "$WORK/n$i.sock" --socket-group "" --bind "127.0.0.1:$((base + i))" \
 			--join "127.0.0.1:$((base + 1))" --join "127.0.0.1:$((base + 2))" \
 			--keyring "$WORK/keyring" --cluster swarm$N --log-level warning "${extra[@]}" \
+			"${opargs[@]}" \
 			2>>"$WORK/n$i.log" &
 		PID+=($!)
 	done

@@ -1021,6 +1021,57 @@ static void test_cluster_rollback(void **state)
 		free(keep);
 	}
 	EQ(count_events(&N[0], "decision"), 1);
+	/* every node decided by itself, but only the decision's first publishers (3 of the 5
+	 * electors, chosen by the subject: decide.c) wrote it at once; the others hold theirs
+	 * back while another node's copy is expected */
+	{
+		unsigned owners = 0;
+		for (size_t i = 0; i < NET.nrecs; i++)
+			owners += NET.recs[i].klen == strlen("rev/web/3") &&
+				  memcmp(NET.recs[i].key, "rev/web/3", NET.recs[i].klen) == 0;
+		assert_true(owners >= 1 && owners <= DECISION_PUBLISHERS);
+	}
+	/* a decider that holds its copy back publishes it once its wait is over (the chosen
+	 * publishers may be down), unless a valid copy of another node arrives first */
+	{
+		int quiet[NB], nquiet = 0;
+		for (int i = 0; i < NB; i++) {
+			bool owns = false;
+			for (size_t k = 0; k < NET.nrecs; k++)
+				owns |= memcmp(NET.recs[k].owner, N[i].id, STORE_NODE_ID_LEN) == 0 &&
+					NET.recs[k].klen == strlen("rev/web/3") &&
+					memcmp(NET.recs[k].key, "rev/web/3", NET.recs[k].klen) == 0;
+			if (!owns)
+				quiet[nquiet++] = i;
+		}
+		assert_true(nquiet >= 2);
+		struct svc *v = fleet__svc_find(N[quiet[0]].b, "web");
+		const struct store_revision *d = agree_at(v->log, v->nlog, 3);
+		assert_non_null(d);
+		v->late_rev = 3;
+		v->late_subject = d->cert_subject;
+		v->late_at = UINT64_MAX;	/* not yet */
+		size_t before = NET.nrecs;
+		fleet__late_publish(N[quiet[0]].b, v);
+		EQ(NET.nrecs, before);
+		EQ(v->late_rev, 3);
+		v->late_at = 0;			/* the wait is over */
+		fleet__late_publish(N[quiet[0]].b, v);
+		EQ(v->late_rev, 0);
+		assert_true(NET.nrecs > before);	/* rev/, cert/ and elect/ of its own */
+		/* another waiting node: the copy just written reaches it and it stands down */
+		struct svc *w = fleet__svc_find(N[quiet[1]].b, "web");
+		w->late_rev = 3;
+		w->late_subject = d->cert_subject;
+		w->late_at = 0;
+		pump();
+		EQ(w->late_rev, 0);
+		before = NET.nrecs;
+		fleet__late_publish(N[quiet[1]].b, w);
+		EQ(NET.nrecs, before);
+		for (int i = 0; i < NB; i++)
+			expect_desired(i, 3, &N[0].v1);
+	}
 
 	/* condemned: refused without force, accepted with it */
 	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;opsig=s:%s",
