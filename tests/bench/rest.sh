@@ -24,47 +24,11 @@ while getopts "n:w:s:" o; do
 	*) echo "usage: rest.sh BUILD_DIR [-n SIZES] [-w SECONDS] [-s SETTLE]" >&2; exit 2 ;;
 	esac
 done
-build=$(cd "$build" && pwd)
-AGENTD=$build/agent/agentd AGENTCTL=$build/agent/agentctl
-[ -x "$AGENTD" ] && [ -x "$AGENTCTL" ] || { echo "no agentd/agentctl in $build" >&2; exit 2; }
+. "$(dirname "$0")/bench_lib.sh"
 command -v curl >/dev/null || { echo "curl is needed (metrics)" >&2; exit 2; }
-WORK=$(mktemp -d /tmp/shoal-bench-rest-XXXXXX)
-declare -a PID=()
-stop_all() {
-	local p
-	for p in "${PID[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${PID[@]}"; do
-		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-		kill -KILL "$p" 2>/dev/null
-	done
-	PID=()
-}
-cleanup() { stop_all; rm -rf "$WORK"; }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-ctl() { local i=$1; shift; "$AGENTCTL" --socket "$WORK/n$i.sock" "$@"; }
-wait_for() {
-	local limit=$1; shift
-	local end=$((SECONDS + limit))
-	until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done
-}
-d=$WORK/web
-mkdir -p "$d/bin"
-printf '#!/bin/sh\ntrap '"'"'kill $s 2>/dev/null; exit 0'"'"' TERM\nwhile :; do sleep 10 & s=$!; wait $s; done\n' \
-	>"$d/bin/web"
-chmod +x "$d/bin/web"
-printf '[release]\nservice = web\nruntime = exec\nversion = 1.0.0\n[exec]\ncommand = ./bin/web\n' \
-	>"$d/release.ini"
-head -c 32 /dev/urandom | base64 -w0 >"$WORK/keyring"; echo >>"$WORK/keyring"; chmod 600 "$WORK/keyring"
-opargs=()
-"$AGENTD" --help >"$WORK/help" 2>/dev/null
-if grep -q -- --operators-dir "$WORK/help"; then
-	mkdir -p "$WORK/operators"
-	"$AGENTCTL" keygen "$WORK/operator.key" >/dev/null
-	cp "$WORK/operator.key.pub" "$WORK/operators/bench.pub"
-	export SHOAL_OPERATOR_KEY=$WORK/operator.key
-	opargs=(--operators-dir "$WORK/operators")
-fi
+bench_setup rest
+mk_web "$WORK/web" 1.0.0
+bench_keys
 export SHOAL_GOSSIP_PROBE_MS=${SHOAL_GOSSIP_PROBE_MS:-500} SHOAL_RETRY_MS=300
 all_run() {
 	local i
@@ -99,7 +63,7 @@ for N in $sizes; do
 	seen() { ctl "$1" status 2>/dev/null | grep -q "^Voters: *$N members: $N alive"; }
 	for i in $(seq 1 "$N"); do wait_for 90 seen "$i" || { ok=0; break; }; done
 	if [ $ok = 1 ]; then
-		for i in $(seq 1 "$N"); do id=$(ctl "$i" artifact import "$d" 2>/dev/null); done
+		for i in $(seq 1 "$N"); do id=$(ctl "$i" artifact import "$WORK/web" 2>/dev/null); done
 		ctl 1 deploy web "$id" >/dev/null && wait_for 120 all_run || ok=0
 	fi
 	if [ $ok = 0 ]; then

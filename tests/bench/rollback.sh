@@ -18,79 +18,16 @@ build=${1:?usage: rollback.sh BUILD_DIR [N ...]}
 shift
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(16 64 128)
-AGENTD=$build/agent/agentd AGENTCTL=$build/agent/agentctl
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
-WORK=$(mktemp -d /tmp/shoal-bench-rollback-XXXXXX)
-declare -a PID=()
-stop_all() {
-	local p
-	for p in "${PID[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${PID[@]}"; do
-		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-		kill -KILL "$p" 2>/dev/null
-	done
-	PID=()
-}
-cleanup() { stop_all; [ -n "${SHOAL_KEEP_TMP:-}" ] && cp "$WORK/ev" /tmp/bench-ev.txt; rm -rf "$WORK"; }
-trap cleanup EXIT
-ctl() { local i=$1; shift; "$AGENTCTL" --socket "$WORK/n$i.sock" "$@"; }
-wait_for() {
-	local limit=$1; shift
-	local end=$((SECONDS + limit))
-	until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done
-}
-mk() { # NAME VERSION
-	local d=$WORK/$1
-	mkdir -p "$d/bin"
-	# stops at once on SIGTERM (wait is interrupted; sleep alone would delay the trap)
-	printf '#!/bin/sh\ntrap '"'"'kill $s 2>/dev/null; exit 0'"'"' TERM\nwhile :; do sleep 10 & s=$!; wait $s; done\n' \
-		>"$d/bin/web"
-	chmod +x "$d/bin/web"
-	printf '[release]\nservice = web\nruntime = exec\nversion = %s\n[exec]\ncommand = ./bin/web\n' \
-		"$2" >"$d/release.ini"
-}
-mk v1 1.0.0
-mk v2 2.0.0
-head -c 32 /dev/urandom | base64 -w0 >"$WORK/keyring"; echo >>"$WORK/keyring"; chmod 600 "$WORK/keyring"
-# an operator key trusted by every agent (agent/base/sign.h); builds from before operator
-# signatures (to compare) have no --operators-dir and sign nothing
-opargs=()
-"$AGENTD" --help >"$WORK/help" 2>/dev/null	# a file: `--help | grep -q` may SIGPIPE agentd
-if grep -q -- --operators-dir "$WORK/help"; then
-	mkdir -p "$WORK/operators"
-	"$AGENTCTL" keygen "$WORK/operator.key" >/dev/null
-	cp "$WORK/operator.key.pub" "$WORK/operators/bench.pub"
-	export SHOAL_OPERATOR_KEY=$WORK/operator.key
-	opargs=(--operators-dir "$WORK/operators")
-fi
+. "$(dirname "$0")/bench_lib.sh"
+bench_setup rollback
+mk_web "$WORK/v1" 1.0.0
+mk_web "$WORK/v2" 2.0.0
+# a keyring, and an operator key trusted by every agent (agent/base/sign.h); builds from before
+# operator signatures (to compare) have no --operators-dir and sign nothing
+bench_keys
 # gossip timings: probe 500 ms for the bigger clusters on a small machine
 export SHOAL_GOSSIP_PROBE_MS=${SHOAL_GOSSIP_PROBE_MS:-500} SHOAL_RETRY_MS=300
-# The agent answers `events` 512 at a time (fleet.h): a cluster of 128 makes more than that per
-# node in one deploy (every peer's health, member events), so read every page.
-events_all() { # I [SINCE]: node I's events after SINCE (text), every page
-	local i=$1 since=${2:-0} page n
-	while :; do
-		page=$(ctl "$i" events --since "$since" 2>/dev/null | grep -v '^-- ') || return 0
-		[ -n "$page" ] || return 0
-		printf '%s\n' "$page"
-		n=$(printf '%s\n' "$page" | wc -l)
-		[ "$n" -lt 512 ] && return 0
-		since=$((since + n))
-	done
-}
-last_seq() { # I: the seq of node I's newest event (0: none)
-	local i=$1 s=0 out n
-	while :; do
-		out=$(ctl "$i" --json events --since "$s" 2>/dev/null) || break
-		n=$(grep -c '"seq"' <<<"$out")
-		[ "$n" -gt 0 ] && s=$(tail -n 1 <<<"$out" | sed -n 's/.*"seq": *\([0-9]*\).*/\1/p')
-		[ "$n" -lt 512 ] && break
-	done
-	echo "$s"
-}
-ms_of() { # "HH:MM:SS.mmm" -> ms of the day
-	awk -F'[:.]' '{ printf "%d\n", (($1 * 60 + $2) * 60 + $3) * 1000 + $4 }'
-}
 all_run() { # REV
 	local i
 	for i in $(seq 1 "$N"); do

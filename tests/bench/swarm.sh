@@ -35,78 +35,11 @@ while getopts "n:r:L:s:" o; do
 	   exit 2 ;;
 	esac
 done
-build=$(cd "$build" && pwd)
-AGENTD=$build/agent/agentd AGENTCTL=$build/agent/agentctl
-[ -x "$AGENTD" ] && [ -x "$AGENTCTL" ] || { echo "no agentd/agentctl in $build" >&2; exit 2; }
+. "$(dirname "$0")/bench_lib.sh"
 command -v curl >/dev/null || { echo "curl is needed (metrics)" >&2; exit 2; }
-WORK=$(mktemp -d /tmp/shoal-bench-swarm-XXXXXX)
-declare -a PID=()
-stop_all() {
-	local p
-	for p in "${PID[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${PID[@]}"; do
-		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-		kill -KILL "$p" 2>/dev/null
-	done
-	PID=()
-}
-cleanup() { stop_all; [ -n "${SHOAL_KEEP_TMP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"; }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-ctl() { local i=$1; shift; "$AGENTCTL" --socket "$WORK/n$i.sock" "$@"; }
-wait_for() {
-	local limit=$1; shift
-	local end=$((SECONDS + limit))
-	until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done
-}
-mk() { # DIR VERSION [MIB]: the exec service `web`, plus MIB MiB of random data
-	local d=$1
-	mkdir -p "$d/bin"
-	printf '#!/bin/sh\ntrap '"'"'kill $s 2>/dev/null; exit 0'"'"' TERM\nwhile :; do sleep 10 & s=$!; wait $s; done\n' \
-		>"$d/bin/web"
-	chmod +x "$d/bin/web"
-	printf '[release]\nservice = web\nruntime = exec\nversion = %s\n[exec]\ncommand = ./bin/web\n' \
-		"$2" >"$d/release.ini"
-	[ "${3:-0}" -gt 0 ] && head -c $(($3 * 1024 * 1024)) /dev/urandom >"$d/data.bin"
-	return 0
-}
-head -c 32 /dev/urandom | base64 -w0 >"$WORK/keyring"; echo >>"$WORK/keyring"; chmod 600 "$WORK/keyring"
-# an operator key trusted by every agent (agent/base/sign.h): without one, builds with operator
-# signatures refuse every deploy; builds from before them have no --operators-dir
-opargs=()
-"$AGENTD" --help >"$WORK/help" 2>/dev/null	# a file: `--help | grep -q` may SIGPIPE agentd
-if grep -q -- --operators-dir "$WORK/help"; then
-	mkdir -p "$WORK/operators"
-	"$AGENTCTL" keygen "$WORK/operator.key" >/dev/null
-	cp "$WORK/operator.key.pub" "$WORK/operators/bench.pub"
-	export SHOAL_OPERATOR_KEY=$WORK/operator.key
-	opargs=(--operators-dir "$WORK/operators")
-fi
+bench_setup swarm
+bench_keys
 export SHOAL_GOSSIP_PROBE_MS=${SHOAL_GOSSIP_PROBE_MS:-500}
-# The agent answers `events` 512 at a time (fleet.h): a cluster of 128 makes more than that per
-# node in one deploy (every peer's health, member events), so read every page.
-events_all() { # I [SINCE]: node I's events after SINCE (text), every page
-	local i=$1 since=${2:-0} page n
-	while :; do
-		page=$(ctl "$i" events --since "$since" 2>/dev/null | grep -v '^-- ') || return 0
-		[ -n "$page" ] || return 0
-		printf '%s\n' "$page"
-		n=$(printf '%s\n' "$page" | wc -l)
-		[ "$n" -lt 512 ] && return 0
-		since=$((since + n))
-	done
-}
-last_seq() { # I: the seq of node I's newest event (0: none)
-	local i=$1 s=0 out n
-	while :; do
-		out=$(ctl "$i" --json events --since "$s" 2>/dev/null) || break
-		n=$(grep -c '"seq"' <<<"$out")
-		[ "$n" -gt 0 ] && s=$(tail -n 1 <<<"$out" | sed -n 's/.*"seq": *\([0-9]*\).*/\1/p')
-		[ "$n" -lt 512 ] && break
-	done
-	echo "$s"
-}
-ms_of() { awk -F'[:.]' '{ printf "%d\n", (($1 * 60 + $2) * 60 + $3) * 1000 + $4 }'; }
 metric_out() { # bytes n1 sent on streams
 	curl -s "http://127.0.0.1:$mport/metrics" |
 		awk '/^shoal_gossip_stream_bytes_total\{direction="out"\}/ { print $2 }'
@@ -187,13 +120,13 @@ for N in $(echo $sizes $large_sizes | tr ' ' '\n' | sort -nu); do
 	fi
 	if [[ " $sizes " == *" $N "* ]]; then
 		for run in $(seq 1 "$runs"); do
-			mk "$WORK/small$N.$run" "1.$run"
+			mk_web "$WORK/small$N.$run" "1.$run"
 			bench small "$WORK/small$N.$run"
 		done
 	fi
 	if [[ " $large_sizes " == *" $N "* ]]; then
 		run=1
-		mk "$WORK/large$N" "9.0" "$large_mib"
+		mk_web "$WORK/large$N" "9.0" "$large_mib"
 		bench "${large_mib}MiB" "$WORK/large$N"
 		rm -rf "$WORK/large$N"
 	fi

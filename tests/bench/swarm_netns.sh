@@ -29,29 +29,13 @@ while getopts "n:s:r:m:" o; do
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "SKIP: swarm_netns.sh needs root (network namespaces)"; exit 0; }
-build=$(cd "$build" && pwd)
-AGENTD=$build/agent/agentd AGENTCTL=$build/agent/agentctl
-[ -x "$AGENTD" ] && [ -x "$AGENTCTL" ] || { echo "no agentd/agentctl in $build" >&2; exit 2; }
+. "$(dirname "$0")/bench_lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 NETLAB=$HERE/../system/netlab.sh
 export NETLAB_PREFIX=swn$(($$ % 100000)) NETLAB_NET=10.$((100 + $$ % 100)).231 NETLAB_OWNER=$$
-WORK=$(mktemp -d /tmp/shoal-bench-swarmns-XXXXXX)
-declare -a PID=()
-stop_all() {
-	local p
-	for p in "${PID[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${PID[@]}"; do
-		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-		kill -KILL "$p" 2>/dev/null
-	done
-	PID=()
-}
-cleanup() { stop_all; bash "$NETLAB" down >/dev/null 2>&1; [ -n "${SWARM_KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"; }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-ctl() { local i=$1; shift; "$AGENTCTL" --socket "$WORK/n$i.sock" "$@"; }
+bench_setup swarmns
+bench_on_exit() { bash "$NETLAB" down >/dev/null 2>&1; }
 now_ms() { date +%s%3N; }
-ms_of() { awk -F'[:.]' '{ printf "%d\n", (($1 * 60 + $2) * 60 + $3) * 1000 + $4 }'; }
 addr() { echo "$NETLAB_NET.$1"; }
 metric1() { # NAME-REGEX: the value of n1's metric
 	ip netns exec "${NETLAB_PREFIX}h1" curl -s "http://$(addr 1):9100/metrics" |
@@ -60,27 +44,14 @@ metric1() { # NAME-REGEX: the value of n1's metric
 served() { metric1 '^shoal_fetch_served_bytes_total$'; }
 runs_rev() { ctl "$1" --json services 2>/dev/null | tr -d ' \n' |
 	grep -q "\"running_rev\":$2,[^}]*\"swapping\":false"; }
-mk() { # DIR VERSION: the exec service `web` plus MIB MiB of random data
-	mkdir -p "$1/bin"
-	printf '#!/bin/sh\ntrap '"'"'kill $s 2>/dev/null; exit 0'"'"' TERM\nwhile :; do sleep 10 & s=$!; wait $s; done\n' \
-		>"$1/bin/web"
-	chmod +x "$1/bin/web"
-	printf '[release]\nservice = web\nruntime = exec\nversion = %s\n[exec]\ncommand = ./bin/web\n' \
-		"$2" >"$1/release.ini"
-	head -c $((MIB * 1024 * 1024)) /dev/urandom >"$1/data.bin"
-}
 
 bash "$NETLAB" up "$N" >/dev/null || { echo "netlab up failed" >&2; exit 1; }
 for i in $(seq 1 "$N"); do
 	ip netns exec "${NETLAB_PREFIX}h$i" tc qdisc add dev eth0 root tbf rate "$RATE" \
 		burst 256kb latency 200ms || { echo "tbf on h$i failed" >&2; exit 1; }
 done
-head -c 32 /dev/urandom | base64 -w0 >"$WORK/keyring"; echo >>"$WORK/keyring"
-chmod 600 "$WORK/keyring"
-mkdir -p "$WORK/ops"
-"$AGENTCTL" keygen "$WORK/op.key" >/dev/null && cp "$WORK/op.key.pub" "$WORK/ops/"
-export SHOAL_OPERATOR_KEY=$WORK/op.key
-mk "$WORK/a1" 1.0; mk "$WORK/a2" 2.0
+bench_keys
+mk_web "$WORK/a1" 1.0 "$MIB"; mk_web "$WORK/a2" 2.0 "$MIB"
 
 echo "swarm_netns: $N hosts, uplinks $RATE (tbf), ${MIB} MiB, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg), build $build"
 printf '%-6s %-4s %-9s %-9s %-7s %-9s %-7s %-12s %s\n' slots N one "MB/s" all last ratio "holder/size" \
@@ -92,7 +63,7 @@ for slots in $MODES; do
 			--config /dev/null --node-name "n$i" --state-dir "$WORK/s$slots/n$i" \
 			--socket "$WORK/n$i.sock" --socket-group "" --bind "$(addr "$i"):7946" \
 			--join "$(addr 1):7946" --keyring "$WORK/keyring" --cluster swn \
-			--operators-dir "$WORK/ops" --log-level warning "${extra[@]}" \
+			"${opargs[@]}" --log-level warning "${extra[@]}" \
 			2>>"$WORK/n$i.log" &
 		PID+=($!)
 	done
