@@ -1393,14 +1393,6 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 			return;
 		}
 		memcpy(av.voter, g->owner, STORE_NODE_ID_LEN);
-		/* a vote on a record this node holds decided changes nothing (one decision per
-		 * record, agree.h; its certificate carries the counted votes): not checked nor
-		 * counted, which spares each node about half of its signature checks in a large
-		 * rollback (the votes that arrive after its quorum). The record stays in gossip,
-		 * and the replays judge it again should the decision ever be displaced. */
-		const struct store_revision *judged = agree_at(v->log, v->nlog, av.rev);
-		if (!own && judged && fleet__decided(v, judged) && av.subject == agree_subject(judged))
-			return;
 		/* the owner field is what any cluster key holder writes: the voter's signature
 		 * says who voted (sign.h) */
 		if (!own && !fleet__vote_signed_ok(b, v, &av))
