@@ -28,6 +28,7 @@
  * import gives -EAGAIN, not a mix of two versions.
  */
 #include <dirent.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -195,21 +196,9 @@ static void imp_tree_sort(struct imp_tree *t)
 static const struct imp_entry *imp_tree_find(const struct imp_tree *t, const char *path,
 					     size_t len)
 {
-	size_t lo = 0, hi = t->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const char *p = t->v[mid].path;
-		int c = strncmp(p, path, len);
-		if (c == 0 && p[len] != '\0')
-			c = 1;
-		if (c < 0)
-			lo = mid + 1;
-		else if (c > 0)
-			hi = mid;
-		else
-			return &t->v[mid];
-	}
-	return NULL;
+	ssize_t i = store__path_find(t->v, t->n, sizeof *t->v, offsetof(struct imp_entry, path),
+				     path, len);
+	return i < 0 ? NULL : &t->v[i];
 }
 
 static bool imp_has_file(const char *path, void *ud)

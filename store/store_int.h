@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 #include "store/store.h"
@@ -21,6 +22,15 @@ void *store__realloc(void *p, size_t n);
 char *store__strdup(const char *s);
 char *store__strndup(const char *s, size_t n);
 void store__free(void *p);
+
+/*
+ * Binary search of an array of @n elements of @size bytes, sorted by strcmp of the `char *`
+ * path at @path_off in each, for the element whose path is exactly the first @len bytes of
+ * @path (so a prefix of a longer path can be looked up without a copy). Its index, or -1.
+ * (validate.c: manifests' files; import.c: the tree being imported.)
+ */
+ssize_t store__path_find(const void *base, size_t n, size_t size, size_t path_off,
+			 const char *path, size_t len);
 
 /* ---- Databases ----------------------------------------------------------------------------- */
 

@@ -317,13 +317,14 @@ static int val_fields(struct val *v)
 	return 0;
 }
 
-/* Index of the file at exactly the first @len bytes of @path (files sorted), or -1. */
-static ssize_t val_find(const struct store_manifest *m, const char *path, size_t len)
+ssize_t store__path_find(const void *base, size_t n, size_t size, size_t path_off,
+			 const char *path, size_t len)
 {
-	size_t lo = 0, hi = m->nfiles;
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		const char *p = m->files[mid].path;
+		const char *p;
+		memcpy(&p, (const char *)base + mid * size + path_off, sizeof p);
 		int c = strncmp(p, path, len);
 		if (c == 0 && p[len] != '\0')
 			c = 1;
@@ -335,6 +336,13 @@ static ssize_t val_find(const struct store_manifest *m, const char *path, size_t
 			return (ssize_t)mid;
 	}
 	return -1;
+}
+
+/* Index of the file at exactly the first @len bytes of @path (files sorted), or -1. */
+static ssize_t val_find(const struct store_manifest *m, const char *path, size_t len)
+{
+	return store__path_find(m->files, m->nfiles, sizeof m->files[0],
+				offsetof(struct store_file, path), path, len);
 }
 
 static int val_files(struct val *v, const struct store_import_limits *lim)
