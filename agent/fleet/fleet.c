@@ -558,6 +558,15 @@ bool fleet__vote_signed_ok(struct fleet *b, struct svc *v, const struct store_vo
 	return false;
 }
 
+struct peer_health *fleet__peer_find(struct fleet *b, const uint8_t *node, const char *service)
+{
+	for (size_t i = 0; i < b->npeers; i++)
+		if (memcmp(b->peers[i].node, node, STORE_NODE_ID_LEN) == 0 &&
+		    strcmp(b->peers[i].h.service, service) == 0)
+			return &b->peers[i];
+	return NULL;
+}
+
 bool fleet__refusal_loud(struct fleet *b, uint64_t *count, const char *service, uint64_t rev,
 			 uint64_t hlc, const uint8_t *who)
 {
@@ -1267,25 +1276,20 @@ static bool roster_mine(struct fleet *b, const struct gossip_record *g)
 
 /*
  * Is @h, a health record in the name of @owner, signed by the key bound to @owner (sign.h),
- * and not older than the one held? A forged or stale record is refused and counted (and
+ * and not older than @p, the one held (NULL: none)? A forged or stale record is refused and counted (and
  * logged, fleet__refusal_loud). One whose owner's key is not bound yet (its roster record
  * has not arrived) is dropped without a word: the held records are replayed at the next
  * roster change (need_replay) and at every periodic resync, so once the key is bound the
  * record is taken, and a node that joins still learns its peers' health.
  */
 static bool health_signed_ok(struct fleet *b, struct svc *v, const uint8_t *owner,
-			     const struct fleet_health *h)
+			     const struct fleet_health *h, const struct peer_health *p)
 {
 	uint8_t msg[FLEET_HEALTH_MSG_MAX], held[FLEET_HEALTH_MSG_MAX];
 	char hex[2 * STORE_NODE_ID_LEN + 1];
-	const struct peer_health *p = NULL;
 	const char *why;
 	size_t n = fleet_health_msg(owner, h, msg);
 
-	for (size_t i = 0; i < b->npeers && !p; i++)
-		if (memcmp(b->peers[i].node, owner, STORE_NODE_ID_LEN) == 0 &&
-		    strcmp(b->peers[i].h.service, h->service) == 0)
-			p = &b->peers[i];
 	/* the very record verified before (every resync replays it): not verified again */
 	if (p && sodium_memcmp(p->h.sig, h->sig, STORE_SIG_LEN) == 0 &&
 	    fleet_health_msg(owner, &p->h, held) == n && memcmp(held, msg, n) == 0)
@@ -1437,14 +1441,10 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 			}
 			return;
 		}
-		if (!health_signed_ok(b, v, g->owner, &h))
+		struct peer_health *p = fleet__peer_find(b, g->owner, h.service);
+		if (!health_signed_ok(b, v, g->owner, &h, p))
 			return;
 		fleet__observe(b, h.since_hlc);
-		struct peer_health *p = NULL;
-		for (size_t i = 0; i < b->npeers; i++)
-			if (memcmp(b->peers[i].node, g->owner, STORE_NODE_ID_LEN) == 0 &&
-			    strcmp(b->peers[i].h.service, h.service) == 0)
-				p = &b->peers[i];
 		if (!p) {
 			if (b->npeers == b->cappeers) {
 				size_t cap = b->cappeers ? 2 * b->cappeers : 16;

@@ -238,6 +238,8 @@ struct fleet {
 
 /* fleet.c */
 void fleet__hex_id(const uint8_t *id, size_t n, char *out);
+/* The health record node @node last published for @service, or NULL. */
+struct peer_health *fleet__peer_find(struct fleet *b, const uint8_t *node, const char *service);
 /* Is a refusal worth a log line: a record not among the last 16 logged, or the *count'th
  * refusal with *count a power of two (a forged record is replayed at every resync). */
 bool fleet__refusal_loud(struct fleet *b, uint64_t *count, const char *service, uint64_t rev,

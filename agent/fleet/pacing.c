@@ -19,11 +19,7 @@ bool fleet__may_start(void *ud, const char *service, uint64_t rev)
 			    m->state == AGREE_DEAD || m->state == AGREE_LEFT ||
 			    strcmp(m->site ? m->site : "", mysite) != 0)
 				continue;
-			const struct peer_health *p = NULL;
-			for (size_t j = 0; j < b->npeers; j++)
-				if (memcmp(b->peers[j].node, m->id, STORE_NODE_ID_LEN) == 0 &&
-				    strcmp(b->peers[j].h.service, service) == 0)
-					p = &b->peers[j];
+			const struct peer_health *p = fleet__peer_find(b, m->id, service);
 			/* a slot is taken by a peer that says it is swapping, or RESERVED by a
 			 * peer with a lower id that must swap to this rev too (its record says
 			 * so, or, while the news settles, it has not said anything yet): the
