@@ -55,6 +55,19 @@ RUNID=$(printf '%x%x' $(($$ % 4096)) $((RANDOM % 256)))
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shoal-sys-XXXXXX")
 chmod 755 "$WORK"
 
+# stop_agents: every process in the PID array (indexed by node), by PID: TERM to all, then
+# each gets 5 s before KILL, and is reaped
+stop_agents() {
+	local i
+	for i in "${!PID[@]}"; do [ -n "${PID[$i]}" ] && kill -TERM "${PID[$i]}" 2>/dev/null; done
+	for i in "${!PID[@]}"; do
+		[ -n "${PID[$i]}" ] || continue
+		for _ in $(seq 1 50); do kill -0 "${PID[$i]}" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "${PID[$i]}" 2>/dev/null
+		wait "${PID[$i]}" 2>/dev/null
+	done
+}
+
 agentd_lib_cleanup() {
 	if [ -n "${SHOAL_KEEP_TMP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }

@@ -20,13 +20,7 @@ declare -a PID=()
 
 el_cleanup() {
 	local rc=$? i
-	for i in "${!PID[@]}"; do [ -n "${PID[$i]}" ] && kill -TERM "${PID[$i]}" 2>/dev/null; done
-	for i in "${!PID[@]}"; do
-		[ -n "${PID[$i]}" ] || continue
-		for _ in $(seq 1 50); do kill -0 "${PID[$i]}" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "${PID[$i]}" 2>/dev/null
-		wait "${PID[$i]}" 2>/dev/null
-	done
+	stop_agents
 	bash "$HERE/netlab.sh" down
 	if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/n*.log >/dev/null 2>&1
 	then

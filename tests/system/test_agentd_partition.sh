@@ -27,13 +27,7 @@ declare -a PID=()
 
 cleanup() {
 	local rc=$? i
-	for i in "${!PID[@]}"; do [ -n "${PID[$i]}" ] && kill -TERM "${PID[$i]}" 2>/dev/null; done
-	for i in "${!PID[@]}"; do
-		[ -n "${PID[$i]}" ] || continue
-		for _ in $(seq 1 50); do kill -0 "${PID[$i]}" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "${PID[$i]}" 2>/dev/null
-		wait "${PID[$i]}" 2>/dev/null
-	done
+	stop_agents
 	bash "$HERE/netlab.sh" down
 	if [ "$rc" != 0 ] || [ "$FAILS" != 0 ]; then
 		for f in "$WORK"/n*.log; do

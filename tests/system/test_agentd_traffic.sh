@@ -66,13 +66,7 @@ cleanup() {
 	local rc=$? i
 	touch "$WORK/stop-load"
 	[ -n "$LOADPID" ] && { kill -TERM "$LOADPID" 2>/dev/null; wait "$LOADPID" 2>/dev/null; }
-	for i in "${!PID[@]}"; do [ -n "${PID[$i]}" ] && kill -TERM "${PID[$i]}" 2>/dev/null; done
-	for i in "${!PID[@]}"; do
-		[ -n "${PID[$i]}" ] || continue
-		for _ in $(seq 1 50); do kill -0 "${PID[$i]}" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "${PID[$i]}" 2>/dev/null
-		wait "${PID[$i]}" 2>/dev/null
-	done
+	stop_agents
 	[ -n "$PROMPID" ] && { kill -TERM "$PROMPID" 2>/dev/null; wait "$PROMPID" 2>/dev/null; }
 	[ -n "$HAPID" ] && { kill -TERM "$HAPID" 2>/dev/null; wait "$HAPID" 2>/dev/null; }
 	bash "$HERE/netlab.sh" down
