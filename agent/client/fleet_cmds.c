@@ -780,7 +780,6 @@ out:
 	return x;
 }
 
-/* keygen [FILE]: an operator key pair (agent/base/sign.h); no agent needed. */
 /* ---- Node keys: enrol, rotate-key (agent/base/sign.h) ---------------------------------------- */
 
 /* A string field of the response as bytes: 0; -1 after saying what is wrong. */
@@ -923,6 +922,7 @@ static int cmd_identity(struct ctl_client *c, int argc, char **argv)
 	return EXIT_DONE;
 }
 
+/* keygen [FILE]: an operator key pair (agent/base/sign.h); no agent needed. */
 static int cmd_keygen(int argc, char **argv)
 {
 	const char *path = argc > 1 ? argv[1] : "operator.key";
