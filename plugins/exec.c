@@ -1350,7 +1350,7 @@ static void deactivate_done(struct exec_svc *s, int err, const char *scope_err)
 		/* the process group is gone, which is what deactivate promises; a scope that
 		 * could not be stopped only keeps what left the group, and the next start
 		 * stops it first (scope__start) */
-		snprintf(detail, sizeof(detail), "deactivated%s%s", scope_err ? "; scope: " : "",
+		snprintf(detail, sizeof(detail), "deactivated%s%.130s", scope_err ? "; scope: " : "",
 			 scope_err ? scope_err : "");
 		set_state(s, PLUGIN_STOPPED, detail);
 	}

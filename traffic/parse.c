@@ -224,7 +224,7 @@ int traffic_parse_servers_state(const char *buf, size_t len, const char *backend
 	}
 
 	const char *pos = buf, *end = buf + len;
-	struct span l;
+	struct span l = {0};
 	/* Line 1: the format version. */
 	if (!next_line(&pos, end, &l) || !span_eq(l, "1")) {
 		traffic__err(err, errlen, "servers state: first line is not the format version 1 "
