@@ -189,6 +189,12 @@ struct gossip_env {
 	 * anti-entropy batch. Not called for gossip_record_put/restore. */
 	void (*on_record)(void *ud, const struct gossip_record *r);
 	void *ud;
+	/* Optional (NULL: every record is routine). Is the record (@owner, @key) urgent? Asked
+	 * once, when the core first holds that (owner, key); urgent records are piggybacked
+	 * before routine ones (see Dissemination in swim.c). Must be a pure function of its
+	 * arguments. */
+	bool (*record_urgent)(void *ud, const uint8_t owner[GOSSIP_ID_LEN], const void *key,
+			      size_t klen);
 };
 
 /*

@@ -74,7 +74,12 @@
  * member and per (owner, key): a newer update replaces the older one and resets its count.
  * Members and records have separate queues; while both have something pending, whichever class
  * goes first in a packet may take at most (100 - reserve_pct)% of the room, so neither class
- * starves the other (the class that goes first alternates between packets). A record put by
+ * starves the other (the class that goes first alternates between packets). Within the
+ * records, those the driver calls urgent (env.record_urgent, asked once per (owner, key)) have
+ * a queue of their own that is served first: least-sent first means that a wave of fresh but
+ * routine records (every node reporting its health during a deploy) would otherwise hold back
+ * an update already sent a few times that the rest of the cluster still waits for (the deploy
+ * itself, a vote, a decision). A record put by
  * its owner is also pushed at once to push_fanout random peers. News (an update never sent
  * yet) does not wait for the next round: its first FRESH_ROUNDS rounds at each node run
  * gossip_interval / FRESH_DIV apart, so each hop of the epidemic costs milliseconds and a record
@@ -165,6 +170,7 @@ struct bcast {
 	uint64_t mark;		/* packet serial that picked it */
 	bool queued;
 	bool is_rec;
+	bool urgent;		/* a record of the urgent class (env.record_urgent) */
 	void *obj;		/* struct member * or struct rec * */
 };
 
@@ -293,7 +299,7 @@ struct gossip {
 	size_t nrb, nrecs;
 	size_t rec_bytes;	/* key + value bytes of every record held (records_bytes_max) */
 
-	struct bq mq, rq;
+	struct bq mq, rq, uq;	/* members; records; urgent records (served first) */
 	uint64_t pkt_serial;
 	bool flip;
 
@@ -548,9 +554,15 @@ static void member_enqueue(struct gossip *g, struct member *m)
 		bq_push(&g->mq, &m->aux->bc, 0);
 }
 
+/* The queue @b belongs in. */
+static struct bq *bq_of(struct gossip *g, const struct bcast *b)
+{
+	return !b->is_rec ? &g->mq : b->urgent ? &g->uq : &g->rq;
+}
+
 static void rec_enqueue(struct gossip *g, struct rec *r)
 {
-	bq_push(&g->rq, &r->bc, 0);
+	bq_push(bq_of(g, &r->bc), &r->bc, 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1076,6 +1088,8 @@ static struct rec *rec_set(struct gossip *g, const uint8_t *owner, const uint8_t
 		r->kh = rec_key_hash(owner, key, klen);
 		r->bc.obj = r;
 		r->bc.is_rec = true;
+		r->bc.urgent = g->env.record_urgent &&
+			       g->env.record_urgent(g->env.ud, owner, key, klen);
 		r->own = o;
 		r->oidx = o->n;
 		o->recs[o->n++] = r;
@@ -1141,11 +1155,12 @@ static int pkt_add(struct pkt *p, const struct gossip_msg *m)
 }
 
 /*
- * Take queued updates of @q while they fit below @limit bytes of the packet. With @one, the
- * first update taken may go past @limit (up to the packet's capacity): a share is a floor for
- * the other class, and must not starve an update bigger than the share (a 900-byte record).
+ * Take queued updates of @q while they fit below @limit bytes of the packet (true if it took
+ * any). With @one, the first update taken may go past @limit (up to the packet's capacity): a
+ * share is a floor for the other class, and must not starve an update bigger than the share
+ * (a 900-byte record).
  */
-static void pkt_take(struct gossip *g, struct pkt *p, struct bq *q, size_t limit, bool one)
+static bool pkt_take(struct gossip *g, struct pkt *p, struct bq *q, size_t limit, bool one)
 {
 	unsigned lim = retransmit_limit(g);
 	unsigned misses = 0;
@@ -1163,7 +1178,7 @@ static void pkt_take(struct gossip *g, struct pkt *p, struct bq *q, size_t limit
 			bool full = limit <= p->w.len + 8 && (!one || took);
 			if (full || p->n >= GOSSIP_PROTO_MAX_MSGS ||
 			    g->npicked >= GOSSIP_PROTO_MAX_MSGS)
-				return;
+				return took;
 			struct gossip_msg m;
 			if (it->is_rec)
 				rec_msg(it->obj, &m);
@@ -1173,32 +1188,46 @@ static void pkt_take(struct gossip *g, struct pkt *p, struct bq *q, size_t limit
 			if (p->w.len + sz > limit && !(one && !took && p->w.len + sz <= p->w.cap)) {
 				/* Something smaller further down may fit; don't look forever. */
 				if (++misses > 8)
-					return;
+					return took;
 				continue;
 			}
 			if (pkt_add(p, &m) < 0)
-				return;
+				return took;
 			it->mark = g->pkt_serial;
 			g->picked[g->npicked++] = it;
 			took = true;
 		}
 	}
+	return took;
+}
+
+/* Records up to @limit as pkt_take: the urgent class first. */
+static void pkt_take_recs(struct gossip *g, struct pkt *p, size_t limit, bool one)
+{
+	bool took = pkt_take(g, p, &g->uq, limit, one);
+	pkt_take(g, p, &g->rq, limit, one && !took);
 }
 
 /* Fill the rest of the packet with piggybacked updates. */
 static void pkt_fill(struct gossip *g, struct pkt *p)
 {
 	size_t cap = p->w.cap;
-	if (g->mq.count && g->rq.count) {
+	if (g->mq.count && (g->rq.count || g->uq.count)) {
 		size_t first = p->w.len + (cap - p->w.len) * (100 - g->cfg.reserve_pct) / 100;
-		struct bq *a = g->flip ? &g->rq : &g->mq, *b = g->flip ? &g->mq : &g->rq;
+		bool recs_first = g->flip;
 		g->flip = !g->flip;
-		pkt_take(g, p, a, first, true);
-		pkt_take(g, p, b, cap, true);
-		pkt_take(g, p, a, cap, false);
+		if (recs_first) {
+			pkt_take_recs(g, p, first, true);
+			pkt_take(g, p, &g->mq, cap, true);
+			pkt_take_recs(g, p, cap, false);
+		} else {
+			pkt_take(g, p, &g->mq, first, true);
+			pkt_take_recs(g, p, cap, true);
+			pkt_take(g, p, &g->mq, cap, false);
+		}
 	} else {
 		pkt_take(g, p, &g->mq, cap, false);
-		pkt_take(g, p, &g->rq, cap, false);
+		pkt_take_recs(g, p, cap, false);
 	}
 }
 
@@ -1216,7 +1245,7 @@ static void pkt_send(struct gossip *g, struct pkt *p, const struct gossip_addr *
 	}
 	for (unsigned i = 0; i < g->npicked; i++) {
 		struct bcast *b = g->picked[i];
-		struct bq *q = b->is_rec ? &g->rq : &g->mq;
+		struct bq *q = bq_of(g, b);
 		if (b->is_rec)
 			g->st.record_updates_sent++;
 		else
@@ -1896,7 +1925,7 @@ static bool has_fresh(const struct gossip *g)
 	if (g->cnt[GOSSIP_ALIVE] + g->cnt[GOSSIP_SUSPECT] < 2)
 		return false; /* alone, nobody to send to: the regular rounds are enough */
 	for (unsigned b = 0; b < lim && b < BQ_BUCKETS; b++)
-		if (g->mq.head[b] || g->rq.head[b])
+		if (g->mq.head[b] || g->rq.head[b] || g->uq.head[b])
 			return true;
 	return false;
 }
@@ -1988,7 +2017,7 @@ int gossip_tick(struct gossip *g, uint64_t now)
 	if (now >= g->next_gossip || (has_fresh(g) && now >= fresh_at(g))) {
 		g->last_gossip = now;
 		g->next_gossip = now + g->cfg.gossip_interval_ms;
-		if (g->mq.count || g->rq.count) {
+		if (g->mq.count || g->rq.count || g->uq.count) {
 			struct member *to[16];
 			unsigned k = g->cfg.gossip_nodes < 16 ? g->cfg.gossip_nodes : 16;
 			size_t n = pick(g, PICK_GOSSIP, NULL, to, k);
@@ -2025,7 +2054,7 @@ uint64_t gossip_next_deadline(const struct gossip *g)
 		d = due;
 	if (g->pr.active && g->pr.deadline < d)
 		d = g->pr.deadline;
-	if ((g->mq.count || g->rq.count) && g->next_gossip < d)
+	if ((g->mq.count || g->rq.count || g->uq.count) && g->next_gossip < d)
 		d = g->next_gossip;
 	if (has_fresh(g) && fresh_at(g) < d)
 		d = fresh_at(g);
@@ -2466,7 +2495,7 @@ void gossip_stats(const struct gossip *g, struct gossip_stats *ret)
 	*ret = g->st;
 	ret->awareness = g->awareness;
 	ret->pending_member_updates = g->mq.count;
-	ret->pending_record_updates = g->rq.count;
+	ret->pending_record_updates = g->rq.count + g->uq.count;
 }
 
 /* ------------------------------------------------------------------------------------------ */

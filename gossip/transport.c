@@ -354,6 +354,14 @@ static void env_on_record(void *ud, const struct gossip_record *r)
 		t->cfg.on_record(t->cfg.ud, r);
 }
 
+static bool env_record_urgent(void *ud, const uint8_t owner[GOSSIP_ID_LEN], const void *key,
+			      size_t klen)
+{
+	struct gossip_transport *t = ud;
+
+	return t->cfg.record_urgent(t->cfg.ud, owner, key, klen);
+}
+
 /* ---- receiving -------------------------------------------------------------------------- */
 
 static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -712,6 +720,7 @@ int gossip_transport_new(uv_loop_t *loop, const struct gossip_transport_config *
 	env.random = env_random;
 	env.on_member = env_on_member;
 	env.on_record = env_on_record;
+	env.record_urgent = cfg->record_urgent ? env_record_urgent : NULL;
 	env.ud = t;
 	r = gossip_new(&core, &env, &t->core);
 	if (r < 0)

@@ -83,6 +83,9 @@ struct gossip_transport_config {
 	 * gossip_transport_stats; defer anything else (e.g. a uv_idle or a zero timer). */
 	void (*on_member)(void *ud, const struct gossip_member *m);
 	void (*on_record)(void *ud, const struct gossip_record *r);
+	/* Passed to the core as env.record_urgent (gossip_env); may be NULL. */
+	bool (*record_urgent)(void *ud, const uint8_t owner[GOSSIP_ID_LEN], const void *key,
+			      size_t klen);
 	void *ud;
 };
 

@@ -77,6 +77,7 @@ struct cluster {
 	struct gossip_keyring *kr;
 	char *keyring_path;
 	struct gossip_transport *t;
+	bool (*record_urgent)(const void *key, size_t klen);	/* cluster_tuning's */
 
 	uv_timer_t flush_timer, event_timer, leave_timer;
 	unsigned handles_open;
@@ -950,6 +951,15 @@ static int restore_record_cb(const void *key, size_t klen, const void *val, size
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
+static bool record_urgent(void *ud, const uint8_t owner[GOSSIP_ID_LEN], const void *key,
+			  size_t klen)
+{
+	struct cluster *c = ud;
+
+	(void)owner;
+	return c->record_urgent(key, klen);
+}
+
 static void tuning_from_env(struct cluster_tuning *t)
 {
 	memset(t, 0, sizeof *t);
@@ -1022,10 +1032,13 @@ int cluster_new(uv_loop_t *loop, const struct agent_config *cfg, struct store *s
 	tc.core.labels = labels;
 	tc.core.labels_len = labels_len;
 	tc.core.incarnation = rx.have_self ? rx.self_inc + 1 : 1;
-	if (!tuning) {
+	if (!tuning || !(tuning->probe_interval_ms || tuning->probe_timeout_ms ||
+			 tuning->gossip_interval_ms || tuning->sync_interval_ms)) {
 		tuning_from_env(&env_tuning);
+		env_tuning.record_urgent = tuning ? tuning->record_urgent : NULL;
 		tuning = &env_tuning;
 	}
+	c->record_urgent = tuning->record_urgent;
 	if (tuning->probe_interval_ms)
 		tc.core.probe_interval_ms = tuning->probe_interval_ms;
 	if (tuning->probe_timeout_ms)
@@ -1040,6 +1053,7 @@ int cluster_new(uv_loop_t *loop, const struct agent_config *cfg, struct store *s
 	tc.keyring = c->kr;
 	tc.on_member = on_member;
 	tc.on_record = on_record;
+	tc.record_urgent = c->record_urgent ? record_urgent : NULL;
 	tc.ud = c;
 
 	const char *bind = cfg->bind ? cfg->bind : AGENT_DEFAULT_BIND;

@@ -60,19 +60,24 @@
 
 struct cluster;
 
-/* Optional overrides of gossip timings (0 = the gossip defaults, a LAN profile). */
+/* Optional overrides of gossip timings (0 = the gossip defaults, a LAN profile), and the
+ * records to piggyback first. */
 struct cluster_tuning {
 	uint32_t probe_interval_ms;
 	uint32_t probe_timeout_ms;
 	uint32_t gossip_interval_ms;
 	uint32_t sync_interval_ms;
+	/* May be NULL. Is a record of this key urgent (gossip_env.record_urgent: sent before
+	 * routine records)? A pure function of the key, the same on every node. */
+	bool (*record_urgent)(const void *key, size_t klen);
 };
 
 /*
  * Create the cluster layer and start gossiping: keyring, transport, restore, join.
  * @cfg, @store, @node_id: borrowed; @store must outlive the cluster (closed after it).
  * @tuning: may be NULL. The environment variable SHOAL_GOSSIP_PROBE_MS (test clusters) sets
- *          probe interval = N, timeout = N/2, gossip interval = N/4 when @tuning is NULL.
+ *          probe interval = N, timeout = N/2, gossip interval = N/4 when @tuning is NULL or
+ *          sets none of the four timings.
  * @err:    one line on failure.
  * @return 0 and *ret; -EINVAL (bad address, labels too long, bad keyring file); -ENOENT (an
  *         explicit keyring file is missing); -EADDRINUSE/-EADDRNOTAVAIL/-EACCES (bind);

@@ -19,6 +19,7 @@
 
 #include "agent/daemon/agent.h"
 #include "agent/fleet/fleet.h"
+#include "agent/fleet/records.h"
 #include "agent/cluster/cluster.h"
 #include "agent/cluster/fetch.h"
 #include "agent/daemon/hook.h"
@@ -316,7 +317,8 @@ int main(int argc, char **argv)
 
 	/* 4b. Gossip: keyring, transport, persisted members and records, join. */
 	{
-		r = cluster_new(&a.loop, &a.cfg, a.store, a.node_id, NULL, &a.cluster, err,
+		const struct cluster_tuning tuning = {.record_urgent = fleet_key_urgent};
+		r = cluster_new(&a.loop, &a.cfg, a.store, a.node_id, &tuning, &a.cluster, err,
 				sizeof err);
 		/* The built-in default port taken (another agentd, serf, consul...): serve locally
 		 * rather than not at all; an explicitly chosen address must work. */

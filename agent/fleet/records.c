@@ -98,6 +98,16 @@ static int parse_u64(const char *s, size_t n, uint64_t *ret)
 	return 0;
 }
 
+bool fleet_key_urgent(const void *key, size_t klen)
+{
+	struct fleet_key k;
+
+	if (fleet_key_parse(key, klen, &k) < 0)
+		return false;
+	return k.type == FLEET_REC_REV || k.type == FLEET_REC_CERT || k.type == FLEET_REC_ELECT ||
+	       k.type == FLEET_REC_VOTE;
+}
+
 int fleet_key_parse(const void *key, size_t klen, struct fleet_key *ret)
 {
 	const char *k = key;
