@@ -177,23 +177,29 @@ static const uint8_t *key_of(struct fleet *b, const uint8_t id[STORE_NODE_ID_LEN
  * its electorate that of the record held at rev - 1 (below): otherwise keys or identities of
  * a forger's choosing would make a certificate verify. 0; -EAGAIN; -AGREE_ESIG.
  */
+int fleet__origin_signed(struct fleet *b, const struct store_revision *r)
+{
+	const uint8_t *k = key_of(b, r->origin);
+	uint8_t *msg;
+	size_t len;
+	if (!k)
+		return -EAGAIN;
+	if (agree_deploy_msg(r, &msg, &len) < 0)
+		return -AGREE_ESIG;
+	bool ok = sign_verify(k, msg, len, r->origin_sig);
+	/* a deploy written before its origin rotated its key: signed by a former key */
+	const struct nodekey *nk = fleet__bind_slot(b, r->origin);
+	for (unsigned i = 0; !ok && nk && i < nk->nprev; i++)
+		ok = sign_verify(nk->prev[i], msg, len, r->origin_sig);
+	free(msg);
+	return ok ? 0 : -AGREE_ESIG;
+}
+
 int fleet__check_signed(struct fleet *b, struct svc *v, const struct store_revision *r)
 {
 	if (r->kind == STORE_REV_DEPLOY) {
-		const uint8_t *k = key_of(b, r->origin);
-		uint8_t *msg;
-		size_t len;
-		if (!k)
-			return -EAGAIN;
-		if (agree_deploy_msg(r, &msg, &len) < 0)
-			return -AGREE_ESIG;
-		bool ok = sign_verify(k, msg, len, r->origin_sig);
-		/* a deploy written before its origin rotated its key: signed by a former key */
-		const struct nodekey *nk = fleet__bind_slot(b, r->origin);
-		for (unsigned i = 0; !ok && nk && i < nk->nprev; i++)
-			ok = sign_verify(nk->prev[i], msg, len, r->origin_sig);
-		free(msg);
-		return ok ? deploy_op_check(b, v, r) : -AGREE_ESIG;
+		int e = fleet__origin_signed(b, r);
+		return e < 0 ? e : deploy_op_check(b, v, r);
 	}
 	int e = agree_verify_signatures(r);
 	if (e < 0)

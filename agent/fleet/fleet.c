@@ -1151,11 +1151,116 @@ static void publish_health_now(struct fleet *b, struct svc *v)
 
 /* ---- Records ------------------------------------------------------------------------------- */
 
+/* Fill @r's electorate from @owner's elect/ chunks (@k: its rev/ key); -EAGAIN if one is
+ * missing or of another electorate, a decode error, -ENOMEM. */
+static int elect_from_chunks(struct fleet *b, const uint8_t *owner, struct fleet_key *k,
+			     struct store_revision *r)
+{
+	char key[FLEET_REC_KEY_MAX + 1];
+	uint32_t nelect = r->nelect;
+	bool keys = true;
+	int err = 0;
+
+	r->elect = malloc((size_t)nelect * STORE_NODE_ID_LEN);
+	r->elect_keys = calloc(nelect, STORE_KEY_LEN);
+	if (!r->elect || !r->elect_keys) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < fleet_elect_chunks(nelect); i++) {
+		struct fleet_cert_chunk c;
+		k->type = FLEET_REC_ELECT;
+		k->chunk = i;
+		int n = fleet_key_format(k, key, sizeof key);
+		const struct gossip_record *g = n < 0 ? NULL : b->net.get(b->net.ud, owner, key,
+									   (size_t)n);
+		if (!g) {
+			err = -EAGAIN;
+			goto out;
+		}
+		err = fleet_ids_decode(g->value, g->value_len, FLEET_REC_ELECT, &c);
+		if (err < 0 || c.ncert != nelect || c.index != i) {
+			err = err < 0 ? err : -EAGAIN;
+			goto out;
+		}
+		memcpy(r->elect[i * FLEET_ELECT_PER_CHUNK], c.ids, (size_t)c.n * STORE_NODE_ID_LEN);
+		memcpy(r->elect_keys[i * FLEET_ELECT_PER_CHUNK], c.keys, (size_t)c.n * STORE_KEY_LEN);
+		keys = keys && c.extra;
+	}
+	if (!keys) {
+		free(r->elect_keys);
+		r->elect_keys = NULL;
+	}
+out:
+	if (err < 0) {
+		free(r->elect);
+		free(r->elect_keys);
+		r->elect = NULL;
+		r->elect_keys = NULL;
+	}
+	return err;
+}
+
+/*
+ * Fill @r's electorate from what this node already holds, so that a revision does not wait
+ * for its elect/ chunks (11 records at 128 nodes, which reach the last nodes seconds after
+ * the one rev/ record). Nothing is taken on trust: a deploy's electorate is the roster in
+ * its scope as this node sees it, kept only if the origin's signature (which covers every
+ * elector and key) verifies over it; a rollback's is the one of the judged record held at
+ * rev - 1 when the rollback names that record (its subject), which is exactly what
+ * fleet__check_signed demands of it. 0; -EAGAIN when it cannot be (the chunks decide);
+ * -ENOMEM.
+ */
+static int elect_from_held(struct fleet *b, struct svc *v, struct store_revision *r)
+{
+	uint32_t n = 0;
+	int err;
+
+	if (r->kind == STORE_REV_ROLLBACK) {
+		const struct store_revision *bad = agree_at(v->log, v->nlog, r->rev - 1);
+		if (!bad || agree_subject(bad) != r->cert_subject || bad->nelect != r->nelect ||
+		    !bad->elect || !bad->elect_keys)
+			return -EAGAIN;
+		r->elect = malloc((size_t)r->nelect * STORE_NODE_ID_LEN);
+		r->elect_keys = malloc((size_t)r->nelect * STORE_KEY_LEN);
+		if (r->elect && r->elect_keys) {
+			memcpy(r->elect, bad->elect, (size_t)r->nelect * STORE_NODE_ID_LEN);
+			memcpy(r->elect_keys, bad->elect_keys, (size_t)r->nelect * STORE_KEY_LEN);
+			return 0;
+		}
+		err = -ENOMEM;
+	} else {
+		/* the roster as last refreshed (debounced after roster records arrive), then, if
+		 * that does not match, as the records held say now */
+		for (int pass = 0; pass < 2; pass++) {
+			if (pass && fleet__members_refresh(b) < 0)
+				break;
+			err = agree_electorate_keys(b->roster, b->nroster, r->scope, &r->elect,
+						    &r->elect_keys, &n);
+			if (err == 0 && n == r->nelect && fleet__origin_signed(b, r) == 0)
+				return 0;
+			free(r->elect);
+			free(r->elect_keys);
+			r->elect = NULL;
+			r->elect_keys = NULL;
+			if (err == -ENOMEM)
+				return err;
+		}
+		return -EAGAIN;
+	}
+	free(r->elect);
+	free(r->elect_keys);
+	r->elect = NULL;
+	r->elect_keys = NULL;
+	return err;
+}
+
 /* Assemble owner's revision (svc, rev) with its certificate; 0 and *ret, -EAGAIN if a chunk
  * is missing, or a decode error. */
-static int assemble(struct fleet *b, const uint8_t *owner, const char *service, uint64_t rev,
+static int assemble(struct fleet *b, struct svc *v, const uint8_t *owner, uint64_t rev,
 		    struct store_revision *ret)
 {
+	const char *service = v->name;
 	char key[FLEET_REC_KEY_MAX + 1];
 	struct fleet_key k = {.type = FLEET_REC_REV, .rev = rev};
 	struct store_revision r;
@@ -1210,38 +1315,12 @@ static int assemble(struct fleet *b, const uint8_t *owner, const char *service, 
 		}
 	}
 	if (r.nelect) {
-		uint32_t nelect = r.nelect;
-		r.elect = malloc((size_t)nelect * STORE_NODE_ID_LEN);
-		r.elect_keys = calloc(nelect, STORE_KEY_LEN);
-		if (!r.elect || !r.elect_keys) {
+		err = elect_from_chunks(b, owner, &k, &r);
+		if (err == -EAGAIN)
+			err = elect_from_held(b, v, &r);
+		if (err < 0) {
 			store_revision_release(&r);
-			return -ENOMEM;
-		}
-		bool keys = true;
-		for (uint32_t i = 0; i < fleet_elect_chunks(nelect); i++) {
-			struct fleet_cert_chunk c;
-			k.type = FLEET_REC_ELECT;
-			k.chunk = i;
-			n = fleet_key_format(&k, key, sizeof key);
-			g = n < 0 ? NULL : b->net.get(b->net.ud, owner, key, (size_t)n);
-			if (!g) {
-				store_revision_release(&r);
-				return -EAGAIN;
-			}
-			err = fleet_ids_decode(g->value, g->value_len, FLEET_REC_ELECT, &c);
-			if (err < 0 || c.ncert != nelect || c.index != i) {
-				store_revision_release(&r);
-				return err < 0 ? err : -EAGAIN;
-			}
-			memcpy(r.elect[i * FLEET_ELECT_PER_CHUNK], c.ids,
-			       (size_t)c.n * STORE_NODE_ID_LEN);
-			memcpy(r.elect_keys[i * FLEET_ELECT_PER_CHUNK], c.keys,
-			       (size_t)c.n * STORE_KEY_LEN);
-			keys = keys && c.extra;
-		}
-		if (!keys) {
-			free(r.elect_keys);
-			r.elect_keys = NULL;
+			return err;
 		}
 	}
 	*ret = r;
@@ -1366,7 +1445,7 @@ static void handle_record(struct fleet *b, const struct gossip_record *g, bool r
 		if (replay && k.type != FLEET_REC_REV)
 			return;
 		const struct store_revision *held = agree_at(v->log, v->nlog, k.rev);
-		r = assemble(b, g->owner, k.service, k.rev, &rv);
+		r = assemble(b, v, g->owner, k.rev, &rv);
 		if (r < 0) {
 			if (r != -EAGAIN)
 				log_debug("%s: revision record %" PRIu64 " refused: %s", k.service,

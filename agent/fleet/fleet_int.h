@@ -287,6 +287,9 @@ void fleet__event(struct fleet *b, const char *kind, const char *service, uint64
 
 /* decide.c */
 int fleet__check_signed(struct fleet *b, struct svc *v, const struct store_revision *r);
+/* A deploy's origin signature under the key bound to its origin (or one it rotated from):
+ * 0; -EAGAIN while none is bound; -AGREE_ESIG. */
+int fleet__origin_signed(struct fleet *b, const struct store_revision *r);
 int fleet__accept_rev(struct fleet *b, struct svc *v, const struct store_revision *r, bool mine);
 bool fleet__can_carry_out(struct fleet *b, struct svc *v, const struct store_revision *bad,
 			  uint64_t target);

@@ -589,6 +589,7 @@ struct net {
 	size_t qhead, qtail;
 	bool blocked[NB];	/* a node cut off: receives nothing, its puts reach nobody */
 	bool down[NB];		/* reported "dead" by the membership */
+	const char *hide[NB][2]; /* records whose key starts with one never reach the node */
 	struct node *nodes[NB];
 };
 
@@ -650,6 +651,10 @@ static bool holds(struct net *net, int idx, const struct rec *r)
 	for (int i = 0; i < NB; i++)
 		if (memcmp(net->nodes[i]->id, r->owner, STORE_NODE_ID_LEN) == 0)
 			owner = i;
+	for (int h = 0; h < 2 && owner != idx; h++)
+		if (net->hide[idx][h] &&
+		    strncmp(r->key, net->hide[idx][h], strlen(net->hide[idx][h])) == 0)
+			return false;
 	return owner == idx || (!net->blocked[idx] && !net->blocked[owner]);
 }
 
@@ -696,7 +701,8 @@ static void pump(void)
 	while (NET.qhead != NET.qtail) {
 		struct rec *r = &NET.recs[NET.queue[NET.qhead++ % 8192]];
 		for (int i = 0; i < NB; i++) {
-			if (memcmp(N[i].id, r->owner, STORE_NODE_ID_LEN) == 0 || NET.blocked[i])
+			if (memcmp(N[i].id, r->owner, STORE_NODE_ID_LEN) == 0 || NET.blocked[i] ||
+			    !holds(&NET, i, r))
 				continue;
 			fleet_on_record(N[i].b, as_gossip(r));
 		}
@@ -1188,6 +1194,90 @@ static void test_cluster_rollback(void **state)
 	}
 }
 
+/* Deliver again every record held (a resync after the filters changed). */
+static void pump_all(void)
+{
+	for (size_t i = 0; i < NET.nrecs; i++)
+		NET.queue[NET.qtail++ % 8192] = i;
+	pump();
+}
+
+/*
+ * A revision does not wait for its elect/ chunks when the receiver holds what they say: a
+ * deploy's electorate from its own roster (kept because the origin's signature verifies over
+ * it), a rollback's from the judged record. A receiver whose roster differs waits for them.
+ */
+static void test_cluster_elect_held(void **state)
+{
+	(void)state;
+	struct ctl_response resp;
+	uint8_t *keep;
+	char hex[STORE_ID_HEXLEN + 1];
+
+	for (int i = 0; i < NB; i++)
+		NET.hide[i][0] = "elect/";
+	/* b4 alone holds an operator's removal of b3: its roster, so its electorate, differs */
+	for (int i = 0; i < 4; i++)
+		NET.hide[i][1] = "remove/";
+	{
+		char idhex[33];
+		uint8_t dg[32];
+		struct sign_op op = {.kind = SIGN_OP_REMOVE};
+		sign_op_remove_subject(N[3].id, "gone", idhex, dg);
+		sign_op_sign(&OPK, idhex, dg, &op);
+		sign_op_hex(&op, OPSIG);
+		call(&N[4], "members.remove", &resp, &keep, "node=s:%s;reason=s:gone;opsig=s:%s",
+		     idhex, OPSIG);
+		assert_true(resp.ok);
+		ctl_response_release(&resp);
+		free(keep);
+	}
+	pump();
+	call(&N[0], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;opsig=s:%s",
+	     store_id_hex(&N[0].v1, hex), opsig(SIGN_OP_DEPLOY, &N[0].v1, 0));
+	assert_true(resp.ok);
+	ctl_response_release(&resp);
+	free(keep);
+	pump();
+	for (int i = 0; i < 4; i++)
+		expect_desired(i, 1, &N[0].v1);
+	EQ(fleet_desired(N[4].b, "web", NULL, NULL), -ENOENT);
+	/* the chunks arrive: b4 takes the electorate the deploy names */
+	NET.hide[4][0] = NULL;
+	pump_all();
+	expect_desired(4, 1, &N[0].v1);
+	struct store_revision r;
+	EQ(store_revision_get(N[4].s, "web", 1, &r), 0);
+	EQ(r.nelect, NB);
+	store_revision_release(&r);
+
+	/* a rollback of rev 2 decided without b4, which holds neither the votes nor the
+	 * decision's elect/ chunks: it assembles the electorate from the rev 2 it holds */
+	call(&N[1], "deploy", &resp, &keep, "service=s:web;artifact=s:%s;opsig=s:%s",
+	     store_id_hex(&N[0].v2, hex), opsig(SIGN_OP_DEPLOY, &N[0].v2, 0));
+	assert_true(resp.ok);
+	ctl_response_release(&resp);
+	free(keep);
+	pump();
+	for (int i = 0; i < NB; i++)
+		expect_desired(i, 2, &N[0].v2);
+	NET.hide[4][0] = "elect/";
+	NET.hide[4][1] = "vote/";
+	call(&N[2], "rollback", &resp, &keep, "service=s:web;reason=s:bad;opsig=s:%s",
+	     opsig(SIGN_OP_ROLLBACK, NULL, 0));
+	assert_true(resp.ok);
+	ctl_response_release(&resp);
+	free(keep);
+	pump();
+	for (int i = 0; i < NB; i++)
+		expect_desired(i, 3, &N[0].v1);
+	EQ(store_revision_get(N[4].s, "web", 3, &r), 0);
+	EQ(r.kind, STORE_REV_ROLLBACK);
+	EQ(r.nelect, NB);
+	store_revision_release(&r);
+	memset(NET.hide, 0, sizeof NET.hide);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1197,6 +1287,8 @@ int main(void)
 		cmocka_unit_test(test_roster_enrol_rotate),
 		cmocka_unit_test(test_quorum_parse),
 		cmocka_unit_test(test_error_words),
+		cmocka_unit_test_setup_teardown(test_cluster_elect_held, setup_cluster,
+						teardown_cluster),
 		cmocka_unit_test_setup_teardown(test_cluster_rollback, setup_cluster,
 						teardown_cluster),
 	};
