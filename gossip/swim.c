@@ -76,10 +76,10 @@
  * goes first in a packet may take at most (100 - reserve_pct)% of the room, so neither class
  * starves the other (the class that goes first alternates between packets). Within the
  * records, those the driver calls urgent (env.record_urgent, asked once per (owner, key)) have
- * a queue of their own that is served first: least-sent first means that a wave of fresh but
- * routine records (every node reporting its health during a deploy) would otherwise hold back
- * an update already sent a few times that the rest of the cluster still waits for (the deploy
- * itself, a vote, a decision). A record put by
+ * a queue of their own that is served first, in up to 3/4 of the records' room: least-sent
+ * first means that a wave of fresh but routine records (every node reporting its health during
+ * a deploy) would otherwise hold back an update already sent a few times that the rest of the
+ * cluster still waits for (the deploy itself, a vote, a decision). A record put by
  * its owner is also pushed at once to push_fanout random peers. News (an update never sent
  * yet) does not wait for the next round: its first FRESH_ROUNDS rounds at each node run
  * gossip_interval / FRESH_DIV apart, so each hop of the epidemic costs milliseconds and a record
@@ -1201,11 +1201,15 @@ static bool pkt_take(struct gossip *g, struct pkt *p, struct bq *q, size_t limit
 	return took;
 }
 
-/* Records up to @limit as pkt_take: the urgent class first. */
+/* Records up to @limit as pkt_take: the urgent class first, in at most 3/4 of the room while
+ * routine records wait too (a node flooding urgent records must not silence every other
+ * node's routine ones), then the routine ones, then urgent ones in what is left. */
 static void pkt_take_recs(struct gossip *g, struct pkt *p, size_t limit, bool one)
 {
-	bool took = pkt_take(g, p, &g->uq, limit, one);
-	pkt_take(g, p, &g->rq, limit, one && !took);
+	size_t room = limit > p->w.len ? limit - p->w.len : 0;
+	bool took = pkt_take(g, p, &g->uq, g->rq.count ? p->w.len + room * 3 / 4 : limit, one);
+	took |= pkt_take(g, p, &g->rq, limit, one && !took);
+	pkt_take(g, p, &g->uq, limit, one && !took);
 }
 
 /* Fill the rest of the packet with piggybacked updates. */

@@ -22,6 +22,7 @@
 #include "agent/daemon/http_serve.h"
 #include "agent/fleet/fleet.h"
 #include "agent/base/log.h"
+#include "agent/base/sign.h"
 #include "gossip/transport.h"
 
 #include <dirent.h>
@@ -309,6 +310,17 @@ char *metrics_render(struct agent *a)
 	sb_printf(&b, "shoal_ctl_clients %u\n", a->ctl ? ctl_server_clients(a->ctl) : 0);
 	metric(&b, "shoal_ctl_busy", "gauge", "Control operations running on the threadpool.");
 	sb_printf(&b, "shoal_ctl_busy %u\n", a->ctl ? ctl_server_busy(a->ctl) : 0);
+	{
+		uint64_t checked, remembered;
+		sign_verify_stats(&checked, &remembered);
+		metric(&b, "shoal_signature_checks_total", "counter",
+		       "Ed25519 signatures this node verified (computed), or answered from the "
+		       "verdicts it remembers.");
+		sb_printf(&b, "shoal_signature_checks_total{result=\"computed\"} %" PRIu64 "\n",
+			  checked);
+		sb_printf(&b, "shoal_signature_checks_total{result=\"remembered\"} %" PRIu64 "\n",
+			  remembered);
+	}
 
 	if (a->cluster && cluster_transport(a->cluster)) {
 		struct gossip_transport *t = cluster_transport(a->cluster);

@@ -104,8 +104,7 @@ bool fleet_key_urgent(const void *key, size_t klen)
 
 	if (fleet_key_parse(key, klen, &k) < 0)
 		return false;
-	return k.type == FLEET_REC_REV || k.type == FLEET_REC_CERT || k.type == FLEET_REC_ELECT ||
-	       k.type == FLEET_REC_VOTE;
+	return k.type == FLEET_REC_REV || k.type == FLEET_REC_CERT || k.type == FLEET_REC_VOTE;
 }
 
 int fleet_key_parse(const void *key, size_t klen, struct fleet_key *ret)

@@ -74,8 +74,9 @@
  * record's, held at rev - 1. At 128 agents a deploy then reaches every node in ~0.2-0.3 s
  * instead of 3-5 s (the last nodes waited for the 11th chunk). The chunks are still written,
  * for nodes whose roster differs (a joiner, a removal not yet seen).
- * The agreement's records (rev/, cert/, elect/, vote/: fleet_key_urgent) are piggybacked
- * before the routine ones (health/, roster, remove/): see gossip_env.record_urgent.
+ * The agreement's records that nodes wait for (rev/, cert/, vote/: fleet_key_urgent) are
+ * piggybacked before the routine ones (elect/, health/, roster, remove/): see
+ * gossip_env.record_urgent.
  * Version 2 (2026-12): electorates, vote rounds. Version 3 (2026-12): signed votes, roster
  * keys, signed certificates, electorate keys. Older records are refused. Within version 3
  * (2026-12, no installed base, so no version bump that would cut every record type off):
@@ -220,10 +221,11 @@ size_t fleet_health_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fle
  */
 int fleet_key_format(const struct fleet_key *k, char *buf, size_t len);
 int fleet_key_parse(const void *key, size_t klen, struct fleet_key *ret);
-/* Is @key one of the agreement's records (rev/, cert/, elect/, vote/)? Gossip sends those
- * before routine ones (cluster_tuning.record_urgent): during a deploy or a rollback every
- * node's health record changes at once, and that wave must not hold back the revision, the
- * votes and the decision everyone waits for. */
+/* Is @key one of the agreement's records that nodes wait for (rev/, cert/, vote/)? Gossip
+ * sends those before routine ones (cluster_tuning.record_urgent): during a deploy or a
+ * rollback every node's health record changes at once, and that wave must not hold back the
+ * revision, the votes and the decision everyone waits for. The elect/ chunks are routine:
+ * most nodes assemble the electorate from what they hold (elect_from_held in fleet.c). */
 bool fleet_key_urgent(const void *key, size_t klen);
 
 /* Encoders: *ret_buf malloc'd (free(3)); 0, -EINVAL, -EMSGSIZE (over FLEET_REC_VALUE_MAX),

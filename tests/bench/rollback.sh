@@ -12,6 +12,10 @@
 #   spread   the last node's "swap-done" to the rollback revision minus that first decision:
 #            the time from "a quorum of votes exists" to "every node runs the previous
 #            artifact" (the exec runtime's spawn included, the service's own start excluded)
+#   checks   Ed25519 verifications node n3 computed from the operator's vote until every node
+#            ran the rollback (its metrics, shoal_signature_checks_total; "-" for builds
+#            without that metric): what signing costs one node, which this machine pays
+#            N times over
 # Prints one table row per N. Use a release build (no sanitizers) for meaningful figures.
 set -uo pipefail
 build=${1:?usage: rollback.sh BUILD_DIR [N ...]}
@@ -36,15 +40,23 @@ all_run() { # REV
 	done
 }
 
-printf '%-6s %-12s %-14s %-14s %s\n' "N" "members ok" "vote->quorum" "quorum->all" "result"
+checks() { # computed signature checks of n3 (empty without the metric)
+	curl -s "http://127.0.0.1:$mport/metrics" 2>/dev/null |
+		awk '/^shoal_signature_checks_total\{result="computed"\}/ { print $2 }'
+}
+printf '%-6s %-12s %-14s %-14s %-8s %s\n' "N" "members ok" "vote->quorum" "quorum->all" "checks" \
+	"result"
 for N in "${sizes[@]}"; do
 	base=$((10000 + ($$ % 80) * 256))  # below the ephemeral range (32768+)
+	mport=$((base + 250))
 	for i in $(seq 1 "$N"); do
+		extra=()
+		[ "$i" = 3 ] && extra=(--metrics "127.0.0.1:$mport")
 		"$AGENTD" --config /dev/null --node-name "n$i" --state-dir "$WORK/s$N/n$i" \
 			--socket "$WORK/n$i.sock" --socket-group "" --bind "127.0.0.1:$((base + i))" \
 			--join "127.0.0.1:$((base + 1))" --join "127.0.0.1:$((base + 2))" \
 			--keyring "$WORK/keyring" --cluster bench$N --log-level warning "${opargs[@]}" \
-			2>>"$WORK/n$i.log" &
+			"${extra[@]}" 2>>"$WORK/n$i.log" &
 		PID+=($!)
 	done
 	t0=$SECONDS
@@ -54,7 +66,8 @@ for N in "${sizes[@]}"; do
 	for i in $(seq 1 "$N"); do wait_for 60 seen "$i" || { ok=0; break; }; done
 	tm=$((SECONDS - t0))
 	if [ $ok = 0 ]; then
-		printf '%-6s %-12s %-14s %-14s %s\n' "$N" "no" "-" "-" "cluster did not form (n$i)"
+		printf '%-6s %-12s %-14s %-14s %-8s %s\n' "$N" "no" "-" "-" "-" \
+			"cluster did not form (n$i)"
 		tail -n 5 "$WORK/n$i.log" >&2; ctl "$i" status 2>&1 | grep -i "voters\|members" >&2
 		stop_all
 		continue
@@ -71,9 +84,11 @@ for N in "${sizes[@]}"; do
 	for i in $(seq 1 "$N"); do
 		marks[$i]=$(last_seq "$i")
 	done
+	c0=$(checks)
 	ctl 2 rollback web >/dev/null
 	res=ok
 	wait_for 120 all_run 3 || res="not converged"
+	c1=$(checks)
 	: >"$WORK/ev"
 	for i in $(seq 1 "$N"); do
 		events_all "$i" "${marks[$i]}" >>"$WORK/ev"
@@ -82,7 +97,8 @@ for N in "${sizes[@]}"; do
 	dec=$(awk '$3 == "decision" { print $1 }' "$WORK/ev" | ms_of | sort -n | head -n 1)
 	last=$(awk '$3 == "swap-done" && $0 ~ /runs rev 3 / { print $1 }' "$WORK/ev" | ms_of |
 		sort -n | tail -n 1)
-	printf '%-6s %-12s %-14s %-14s %s\n' "$N" "${tm}s" "$((dec - vote)) ms" "$((last - dec)) ms" \
+	printf '%-6s %-12s %-14s %-14s %-8s %s\n' "$N" "${tm}s" "$((dec - vote)) ms" \
+		"$((last - dec)) ms" "$([ -n "$c0" ] && [ -n "$c1" ] && echo $((c1 - c0)) || echo -)" \
 		"$res"
 	stop_all
 	rm -rf "$WORK/s$N" "$WORK"/n*.sock
