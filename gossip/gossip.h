@@ -371,6 +371,16 @@ int gossip_member_foreach(struct gossip *g,
 size_t gossip_member_count(const struct gossip *g, int state);
 
 /*
+ * Refuse from now on every record from the network or a sync whose version is over @ceiling
+ * (0: none; counted in records_future). Record versions are not signed: without a ceiling one
+ * forged copy at version 2^64 - 1 would displace its owner's record in every table for good,
+ * the owner never able to publish above it. The transport sets it from the wall clock (its
+ * owners version records by wall-clock ms: agent/cluster/cluster.h), so a forger can only get
+ * ahead of an owner by a bounded amount, which the owner's next publication overtakes.
+ */
+void gossip_set_version_ceiling(struct gossip *g, uint64_t ceiling);
+
+/*
  * Publish a record owned by this node: (self id, @key) at @version with @value. It replaces the
  * one held, is pushed at once to push_fanout random peers in a dedicated packet, and then
  * piggybacked ~retransmit_mult*log2(N+1) times. on_record is NOT called for it.
@@ -465,6 +475,7 @@ struct gossip_stats {
 	uint64_t syncs_applied;
 	uint64_t members_dropped;	/* new members refused: members_max held (Bounds) */
 	uint64_t records_dropped;	/* new records refused: a records_* bound (Bounds) */
+	uint64_t records_future;	/* records refused: version over the ceiling */
 	uint64_t flood_cover_probes;	/* probes moved off invented members (Bounds) */
 	unsigned awareness;		/* gauge: current LHM score, 0 = healthy */
 	unsigned pending_member_updates, pending_record_updates;	/* gauges */

@@ -300,6 +300,7 @@ struct gossip {
 	size_t rec_bytes;	/* key + value bytes of every record held (records_bytes_max) */
 
 	struct bq mq, rq, uq;	/* members; records; urgent records (served first) */
+	uint64_t version_ceiling;	/* gossip_set_version_ceiling; 0: none */
 	uint64_t pkt_serial;
 	bool flip;
 
@@ -1601,6 +1602,10 @@ static int on_dead(struct gossip *g, const uint8_t *id, uint64_t inc, const uint
 /* A record from the network or a sync. Returns 1 if it was news. */
 static int on_record(struct gossip *g, const struct gossip_msg *msg, bool bcast)
 {
+	if (g->version_ceiling && msg->num > g->version_ceiling) {
+		g->st.records_future++;
+		return 0;
+	}
 	struct rec *r = rec_find(g, msg->id, msg->blob, msg->blob_len);
 	if (r && r->pub.version >= msg->num)
 		return 0;
@@ -2340,6 +2345,12 @@ int gossip_set_labels(struct gossip *g, uint64_t now, const uint8_t *labels, siz
 	member_enqueue(g, g->self);
 	notify_member(g, g->self);
 	return 0;
+}
+
+void gossip_set_version_ceiling(struct gossip *g, uint64_t ceiling)
+{
+	if (g)
+		g->version_ceiling = ceiling;
 }
 
 int gossip_record_put(struct gossip *g, uint64_t now, const uint8_t *key, size_t key_len,

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -228,10 +229,23 @@ void gossip_transport_kick(struct gossip_transport *t)
 	uv_timer_start(&t->tick, tick_cb, deadline > now ? deadline - now : 0, 0);
 }
 
+/* The version ceiling follows the wall clock (gossip_set_version_ceiling). */
+static void set_ceiling(struct gossip_transport *t)
+{
+	struct timespec ts;
+
+	if (!t->cfg.record_ahead_ms || clock_gettime(CLOCK_REALTIME, &ts) < 0)
+		return;
+	gossip_set_version_ceiling(t->core, (uint64_t)ts.tv_sec * 1000 +
+						     (uint64_t)ts.tv_nsec / 1000000 +
+						     t->cfg.record_ahead_ms);
+}
+
 static void tick_cb(uv_timer_t *timer)
 {
 	struct gossip_transport *t = timer->data;
 
+	set_ceiling(t);
 	(void)gossip_tick(t->core, uv_now(t->loop)); /* -ENOMEM: retried at the next tick */
 	gossip_transport_kick(t);
 }
@@ -570,6 +584,7 @@ void gossip_transport_config_default(struct gossip_transport_config *cfg)
 	cfg->sync_max_out = 2;
 	cfg->join_retry_ms = 1000;
 	cfg->app_max_streams = 32;
+	cfg->record_ahead_ms = 30ull * 24 * 3600 * 1000;
 	cfg->app_idle_ms = 30000;
 	cfg->stream_auth_ms = 1000;
 	cfg->stream_pending_max = 8;
@@ -725,6 +740,7 @@ int gossip_transport_new(uv_loop_t *loop, const struct gossip_transport_config *
 	r = gossip_new(&core, &env, &t->core);
 	if (r < 0)
 		goto fail;
+	set_ceiling(t);	/* before the cluster restores and receives anything */
 
 	/* Handles: once initialised they can only go away through uv_close, so any failure from
 	 * here on closes them and frees @t from the last close callback (asynchronously). */

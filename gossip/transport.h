@@ -71,6 +71,9 @@ struct gossip_transport_config {
 	uint32_t join_retry_ms;	   /* while alone, re-contact the seeds this often; 1000 */
 	uint64_t counter_base;	   /* replay counter base, see gossip_crypto_new(); 0 = now */
 	unsigned app_max_streams;  /* concurrent app streams, per direction; default 32 */
+	/* Records whose version is more than this ahead of the wall clock are refused
+	 * (gossip_set_version_ceiling; set at every tick); default 30 days; 0: no ceiling. */
+	uint64_t record_ahead_ms;
 	uint32_t app_idle_ms;	   /* app stream idle deadline; default 30000 */
 	/* Unproven inbound connections (below): deadline to open a first frame (default 1000),
 	 * slots for addresses of no known member (default 8) and per such address (default 2),

@@ -85,7 +85,9 @@
  *
  * A node whose node.key is lost joins again as a new node (empty state directory) and an
  * operator removes the old id. Gossip's record versions are not signed: a forged copy with a
- * higher version displaces a node's record until the node publishes again above it (README
+ * higher version displaces a node's record until the node publishes again above it, and a
+ * version more than 30 days ahead of the receiver's clock is refused (gossip.h,
+ * gossip_set_version_ceiling) so that one is always possible (README
  * "Security").
  *
  * Signatures cost: signed are what changes (votes, roster and health records, the

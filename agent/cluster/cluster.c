@@ -109,6 +109,7 @@ struct cluster {
 	bool alone_warned;
 	uint64_t foreign_logged;	/* unknown-key + auth drops already reported */
 	uint64_t foreign_next_ms;	/* no new report before this uv_now */
+	uint64_t future_logged, future_next_ms;	/* the same for records_future */
 };
 
 /* ---- labels ------------------------------------------------------------------------------- */
@@ -648,6 +649,18 @@ static void diagnose(struct cluster *c)
 			    s->drops[GOSSIP_DROP_UNKNOWN_KEY], s->drops[GOSSIP_DROP_AUTH]);
 		c->foreign_logged = foreign;
 		c->foreign_next_ms = now + CLUSTER_FOREIGN_LOG_MS;
+	}
+
+	struct gossip_stats gs = {0};
+	if (c->t)
+		gossip_stats(gossip_transport_core(c->t), &gs);
+	if (gs.records_future > c->future_logged && now >= c->future_next_ms) {
+		log_warning("cluster: refused %" PRIu64 " gossip record(s) (so far) whose version is "
+			    "more than 30 days ahead of this node's clock: forged by a cluster key "
+			    "holder, or written by a node whose clock is that far ahead (check the "
+			    "clocks)", gs.records_future);
+		c->future_logged = gs.records_future;
+		c->future_next_ms = now + CLUSTER_FOREIGN_LOG_MS;
 	}
 }
 

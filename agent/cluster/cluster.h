@@ -24,6 +24,8 @@
  *     whoever it knew, with no --join;
  *   - versions the agent's own records (cluster_record_put): version = max(held + 1, wall
  *     clock ms), so versions only grow, across restarts and even after a lost state directory;
+ *     the transport refuses records more than 30 days ahead of this clock (forged ones that
+ *     no owner could go above; gossip_set_version_ceiling), and diagnose() says so in the log;
  *   - delivers member and record changes to subscribers OUTSIDE the gossip core (queued, then
  *     dispatched from a zero timer): a subscriber may call any cluster_* function;
  *   - keeps a summary (counts by state, incarnation, addresses, drop counters) under a mutex

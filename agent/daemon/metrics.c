@@ -403,6 +403,10 @@ char *metrics_render(struct agent *a)
 			  gs.members_dropped);
 		sb_printf(&b, "shoal_gossip_table_drops_total{kind=\"record\"} %" PRIu64 "\n",
 			  gs.records_dropped);
+		metric(&b, "shoal_gossip_records_future_total", "counter",
+		       "Records refused for a version more than 30 days ahead of this clock "
+		       "(forged, or a writer whose clock is far ahead).");
+		sb_printf(&b, "shoal_gossip_records_future_total %" PRIu64 "\n", gs.records_future);
 		metric(&b, "shoal_gossip_flood_cover_probes_total", "counter",
 		       "Probes moved off never-heard members to heard ones.");
 		sb_printf(&b, "shoal_gossip_flood_cover_probes_total %" PRIu64 "\n",

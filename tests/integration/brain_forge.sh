@@ -116,6 +116,14 @@ done
 grep -q "web: a health record in this node's name that it did not write" "$WORK/n2.log" ||
 	fail "n2 does not say it publishes its own health record again over the forged one"
 ok "a health record forged in n2's name is refused by n1 and n3; both still show n2's own"
+# the same at version 2^64 - 1: without the version ceiling it would stay the newest copy in
+# every gossip table for good (n2 could never publish above it), so n4, joining next, would
+# only ever get the forged copy
+FORGE_VERSION=max forge health "$ID2" web 98 || die "forge health at the top version"
+wait_for 10 "n3 (the forger's target) to refuse the record from the future" grep -q \
+	"cluster: refused [0-9]* gossip record(s) (so far) whose version is more than 30 days" \
+	"$WORK/n3.log"
+ok "a record at version 2^64 - 1 is refused by the gossip layer (over the 30-day ceiling)"
 start_agent 4
 wait_for 30 "n4 to learn n2's real health (rev 3, healthy)" n2_real 4
 n4_seen() { [ -n "$(node_health "$1" n4)" ]; }

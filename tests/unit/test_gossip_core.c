@@ -646,6 +646,40 @@ static void test_urgent_records(void **state)
 	assert_true(under < routine / 2);
 }
 
+/* Versions over the ceiling are refused (a forged 2^64 - 1 would stick for good). */
+static void test_version_ceiling(void **state)
+{
+	(void)state;
+	struct net *net = net_new();
+	struct gossip_config c;
+	cfg_fast(&c);
+	for (int i = 0; i < 3; i++)
+		add_node(net, &c);
+	join_all(net);
+	for (int i = 1; i < 3; i++)
+		gossip_set_version_ceiling(net->n[i].g, 1000);
+	const uint8_t *k = (const uint8_t *)"health/web";
+	assert_int_equal(gossip_record_put(net->n[0].g, net->now, k, 10, UINT64_MAX, k, 3), 0);
+	assert_int_equal(gossip_record_put(net->n[0].g, net->now, (const uint8_t *)"ok", 2, 1000,
+					   k, 3), 0);
+	net_run(net, 1000);
+	for (int i = 1; i < 3; i++) {
+		struct gossip_stats st;
+		assert_null(gossip_record_get(net->n[i].g, net->n[0].id, k, 10));
+		assert_non_null(gossip_record_get(net->n[i].g, net->n[0].id, (const uint8_t *)"ok", 2));
+		gossip_stats(net->n[i].g, &st);
+		assert_true(st.records_future >= 1);
+	}
+	/* 0: no ceiling */
+	gossip_set_version_ceiling(net->n[1].g, 0);
+	assert_int_equal(gossip_record_put(net->n[0].g, net->now, (const uint8_t *)"x", 1,
+					   UINT64_MAX, k, 3), 0);
+	net_run(net, 1000);
+	assert_non_null(gossip_record_get(net->n[1].g, net->n[0].id, (const uint8_t *)"x", 1));
+	assert_null(gossip_record_get(net->n[2].g, net->n[0].id, (const uint8_t *)"x", 1));
+	net_free(net);
+}
+
 static void test_malformed_changes_nothing(void **state)
 {
 	struct net *net = net_new();
@@ -955,6 +989,7 @@ int main(void)
 		cmocka_unit_test(test_leave),
 		cmocka_unit_test(test_records),
 		cmocka_unit_test(test_urgent_records),
+		cmocka_unit_test(test_version_ceiling),
 		cmocka_unit_test(test_malformed_changes_nothing),
 		cmocka_unit_test(test_restore_and_reap),
 		cmocka_unit_test(test_sync),
