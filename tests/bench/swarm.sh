@@ -17,6 +17,9 @@
 #   fetch    the largest per-node time from "desired" to "swap-done": the fetch and the swap
 #   holder   bytes n1 sent on gossip TCP streams meanwhile (fetch answers, plus the few
 #            anti-entropy frames; from its metrics endpoint), and that over the artifact size
+#   checks   Ed25519 verifications n1 computed meanwhile (shoal_signature_checks_total;
+#            "-" for builds without it): the signing cost of one node, which this machine
+#            pays N times over
 # Then the same with a LARGE_MIB (default 100) MiB artifact at each N of -L (default 16).
 # Network namespaces (issue 12 asks for them at N = 16) are not used: loopback only, so the
 # large figure is bounded by this host's CPU and LMDB writes, not by a link.
@@ -44,6 +47,10 @@ metric_out() { # bytes n1 sent on streams
 	curl -s "http://127.0.0.1:$mport/metrics" |
 		awk '/^shoal_gossip_stream_bytes_total\{direction="out"\}/ { print $2 }'
 }
+metric_checks() { # Ed25519 verifications n1 computed (empty without the metric)
+	curl -s "http://127.0.0.1:$mport/metrics" |
+		awk '/^shoal_signature_checks_total\{result="computed"\}/ { print $2 }'
+}
 runs_rev() { # I REV
 	ctl "$1" --json services 2>/dev/null | tr -d ' \n' |
 		grep -q "\"running_rev\":$2,[^}]*\"swapping\":false"
@@ -55,8 +62,8 @@ count_rev() { # REV: nodes running it
 }
 
 echo "swarm: one holder, deploy from it; loopback, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg), build $build"
-printf '%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-12s %s\n' N artifact run all last learned fetch \
-	holder_out "holder/size"
+printf '%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-12s %-12s %s\n' N artifact run all last learned \
+	fetch holder_out "holder/size" checks
 rev=0
 bench() { # LABEL DIR
 	local label=$1 dir=$2 id bytes t0 b0 b1 end c last i
@@ -67,6 +74,7 @@ bench() { # LABEL DIR
 	rev=$((rev + 1))
 	for i in $(seq 1 "$N"); do mark[$i]=$(last_seq "$i"); done
 	b0=$(metric_out)
+	k0=$(metric_checks)
 	t0=$(date +%H:%M:%S.%3N | ms_of)
 	ctl 1 deploy web "$id" >/dev/null || { echo "deploy failed" >&2; return 1; }
 	# every node, polled one after the other; bounded: 60 s (small) or 300 s (large)
@@ -75,6 +83,7 @@ bench() { # LABEL DIR
 		until runs_rev "$i" "$rev"; do [ $SECONDS -lt $end ] || break 2; sleep 0.1; done
 	done
 	b1=$(metric_out)
+	k1=$(metric_checks)
 	c=$(count_rev "$rev")
 	: >"$WORK/ev"
 	for i in $(seq 1 "$N"); do events_all "$i" "${mark[$i]:-0}" >>"$WORK/ev"; done
@@ -88,10 +97,11 @@ bench() { # LABEL DIR
 			if ($3 == "desired") d[$2] = ms; else s[$2] = ms }
 		END { m = -1; for (n in s) if (n in d && s[n] - d[n] > m) m = s[n] - d[n]; print m }' \
 		"$WORK/ev")
-	printf '%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-12s %s\n' "$N" "$label" "$run" "$c/$N" \
+	printf '%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-12s %-12s %s\n' "$N" "$label" "$run" "$c/$N" \
 		"$([ -n "$last" ] && echo "$((last - t0))ms" || echo -)" \
 		"$([ -n "$learned" ] && echo "$((learned - t0))ms" || echo -)" "${fetch}ms" \
-		"$((b1 - b0))" "$(awk -v a=$((b1 - b0)) -v b="$bytes" 'BEGIN { printf "%.1fx", a / b }')"
+		"$((b1 - b0))" "$(awk -v a=$((b1 - b0)) -v b="$bytes" 'BEGIN { printf "%.1fx", a / b }')" \
+		"$([ -n "$k0" ] && [ -n "$k1" ] && echo $((k1 - k0)) || echo -)"
 }
 
 for N in $(echo $sizes $large_sizes | tr ' ' '\n' | sort -nu); do
