@@ -639,6 +639,14 @@ static void conn_connected(uv_connect_t *req, int status)
 		conn_end(c, false);
 }
 
+/* Bind an outgoing connection to the transport's address (gossip__ae.src), if it has one of
+ * the destination's family. */
+static void bind_src(struct gossip__ae *ae, struct gossip__ae_conn *c, const struct sockaddr *sa)
+{
+	if (ae->has_src && ae->src.ss_family == sa->sa_family)
+		(void)uv_tcp_bind(&c->tcp, (const struct sockaddr *)&ae->src, 0);
+}
+
 int gossip__ae_connect(struct gossip__ae *ae, const struct sockaddr *sa)
 {
 	struct gossip__ae_conn *c;
@@ -654,6 +662,7 @@ int gossip__ae_connect(struct gossip__ae *ae, const struct sockaddr *sa)
 	c->state = AE_CONNECTING;
 	c->connect.data = c;
 	ae->stats->sync_started++;
+	bind_src(ae, c, sa);
 	r = uv_tcp_connect(&c->connect, &c->tcp, sa, conn_connected);
 	if (r < 0) {
 		/* the connect callback will not run; close the handles (counted as failed) */
@@ -802,6 +811,7 @@ int gossip__ae_connect_app(struct gossip__ae *ae, const struct sockaddr *sa, uin
 	c->app.proto = proto;
 	c->connect.data = c;
 	uv_timer_start(&c->timer, conn_timeout, ae->app_idle_ms, 0);
+	bind_src(ae, c, sa);
 	r = uv_tcp_connect(&c->connect, &c->tcp, sa, app_connected);
 	if (r >= 0)
 		r = conn_send(c, hello, sizeof(hello)); /* libuv queues it until connected */

@@ -89,6 +89,12 @@ struct gossip__ae {
 	uint32_t auth_ms;
 	unsigned pend_max, pend_per_addr, pend_member;
 	bool (*is_member_addr)(void *ud, const struct sockaddr *sa);
+	/* Source address of outgoing connections (port 0), when has_src: the address the
+	 * transport is bound to, so that peers see the address this node advertises (their
+	 * "known member" check is by IP), not whatever the kernel's route picks on a multi-homed
+	 * host. A failed bind falls back to the kernel's choice. */
+	struct sockaddr_storage src;
+	bool has_src;
 	/* state */
 	struct gossip__ae_conn *conns; /* doubly linked */
 	unsigned n_in, n_out, n_conns;

@@ -772,6 +772,12 @@ int gossip_transport_new(uv_loop_t *loop, const struct gossip_transport_config *
 	t->ae.pend_per_addr = t->cfg.stream_pending_per_addr ? t->cfg.stream_pending_per_addr : 2;
 	t->ae.pend_member = t->cfg.stream_pending_members ? t->cfg.stream_pending_members : 32;
 	t->ae.is_member_addr = is_member_addr;
+	if (!addr_is_wildcard(&t->bound)) {
+		socklen_t sl;
+		struct gossip_addr src = t->bound;
+		src.port = 0;
+		t->ae.has_src = addr_to_sockaddr(&src, t->sock_family, &t->ae.src, &sl) == 0;
+	}
 	gossip__ae_init(&t->ae);
 
 	r = uv_udp_open(&t->udp, ufd);

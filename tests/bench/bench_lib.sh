@@ -41,6 +41,15 @@ bench_cleanup() {
 
 ctl() { local i=$1; shift; "$AGENTCTL" --socket "$WORK/n$i.sock" "$@"; }
 
+# ip_of I: node I's address. BENCH_ADDRS=many (the default): 127.0.0.(I+1), one address per
+# node as on a real fleet (agentd binds its outgoing streams to it, and peers count a member's
+# connections by address); BENCH_ADDRS=one: every node on 127.0.0.1 (distinct ports), for
+# builds from before outgoing streams were bound (they would connect from 127.0.0.1 and be
+# taken for outsiders).
+ip_of() {
+	if [ "${BENCH_ADDRS:-many}" = one ]; then echo 127.0.0.1; else echo "127.0.0.$(($1 + 1))"; fi
+}
+
 wait_for() {
 	local limit=$1; shift
 	local end=$((SECONDS + limit))

@@ -3,7 +3,8 @@
 #
 #   tests/bench/rollback.sh BUILD_DIR [N ...]        (default N: 16 64 128)
 #
-# For each N: N agents on 127.0.0.1 (distinct ports, exec runtime, shared keyring) hold two
+# For each N: N agents on loopback, each on its own address (bench_lib.sh ip_of; BENCH_ADDRS=one:
+# all on 127.0.0.1), exec runtime, shared keyring, hold two
 # good releases of `web`; v1 then v2 are deployed and run everywhere; then an operator asks
 # `agentctl rollback web` on one node, the other nodes echo the vote, a quorum forms and the
 # rollback revision spreads. Measured from the agents' own event timestamps (same host clock):
@@ -53,8 +54,8 @@ for N in "${sizes[@]}"; do
 		extra=()
 		[ "$i" = 3 ] && extra=(--metrics "127.0.0.1:$mport")
 		"$AGENTD" --config /dev/null --node-name "n$i" --state-dir "$WORK/s$N/n$i" \
-			--socket "$WORK/n$i.sock" --socket-group "" --bind "127.0.0.1:$((base + i))" \
-			--join "127.0.0.1:$((base + 1))" --join "127.0.0.1:$((base + 2))" \
+			--socket "$WORK/n$i.sock" --socket-group "" --bind "$(ip_of "$i"):$((base + i))" \
+			--join "$(ip_of 1):$((base + 1))" --join "$(ip_of 2):$((base + 2))" \
 			--keyring "$WORK/keyring" --cluster bench$N --log-level warning "${opargs[@]}" \
 			"${extra[@]}" 2>>"$WORK/n$i.log" &
 		PID+=($!)

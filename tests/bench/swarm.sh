@@ -3,7 +3,8 @@
 #
 #   tests/bench/swarm.sh BUILD_DIR [-n "16 64 128"] [-r RUNS] [-L "16"] [-s LARGE_MIB]
 #
-# For each N: N agents on 127.0.0.1 (loopback, distinct ports, exec runtime, shared keyring).
+# For each N: N agents on loopback, each on its own address (bench_lib.sh ip_of; BENCH_ADDRS=one
+# puts them all on 127.0.0.1), exec runtime, shared keyring.
 # A small artifact (a shell script and release.ini, a few hundred bytes) is imported on n1
 # ONLY and deployed from n1; every other node learns the revision by gossip, finds the
 # artifact missing and fetches it from whoever holds it (n1 at first, then every node that
@@ -112,8 +113,8 @@ for N in $(echo $sizes $large_sizes | tr ' ' '\n' | sort -nu); do
 		extra=()
 		[ "$i" = 1 ] && extra=(--metrics "127.0.0.1:$mport")
 		"$AGENTD" --config /dev/null --node-name "n$i" --state-dir "$WORK/s$N/n$i" \
-			--socket "$WORK/n$i.sock" --socket-group "" --bind "127.0.0.1:$((base + i))" \
-			--join "127.0.0.1:$((base + 1))" --join "127.0.0.1:$((base + 2))" \
+			--socket "$WORK/n$i.sock" --socket-group "" --bind "$(ip_of "$i"):$((base + i))" \
+			--join "$(ip_of 1):$((base + 1))" --join "$(ip_of 2):$((base + 2))" \
 			--keyring "$WORK/keyring" --cluster swarm$N --log-level warning "${extra[@]}" \
 			"${opargs[@]}" \
 			2>>"$WORK/n$i.log" &

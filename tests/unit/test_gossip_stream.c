@@ -13,6 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <uv.h>
@@ -106,6 +110,12 @@ static void node_up(int i, const uint8_t *key, unsigned max_app, uint32_t idle_m
 	cfg.app_idle_ms = idle_ms;
 	assert_int_equal(gossip_transport_new(&loop, &cfg, &n->t), 0);
 	gossip_transport_addrs(n->t, NULL, &n->addr);
+}
+
+static void node_closed_flag(struct gossip_transport *t, void *ud)
+{
+	(void)t;
+	*(bool *)ud = true;
 }
 
 static void node_closed(struct gossip_transport *t, void *ud)
@@ -291,6 +301,56 @@ static void test_refusals(void **state)
 	assert_true(run_until(end_closed, &c[3], 3000));
 }
 
+/* Outgoing streams leave from the bound address, not from the kernel's pick: a peer's
+ * "known member" check is by IP (the pending-connection pools, transport.h). On loopback the
+ * kernel would pick 127.0.0.1 for any 127.0.0.0/8 destination. */
+static void test_source_address(void **state)
+{
+	(void)state;
+	uint8_t key[GOSSIP_KEY_LEN];
+	struct gossip_transport_config cfg;
+	struct gossip_keyring *kr;
+	struct gossip_transport *t;
+	struct end c = {0};
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t sl = sizeof sa;
+
+	int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(ls >= 0);
+	sa.sin_addr.s_addr = htonl(0x7f000001);
+	assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(listen(ls, 4), 0);
+	assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+	struct gossip_addr to = {.family = GOSSIP_AF_INET, .port = ntohs(sa.sin_port),
+				 .ip = {127, 0, 0, 1}};
+
+	gossip_key_generate(key);
+	assert_int_equal(gossip_keyring_new(&kr), 0);
+	assert_int_equal(gossip_keyring_install(kr, key, NULL), 0);
+	gossip_transport_config_default(&cfg);
+	cfg.core.id[0] = 0x77;
+	cfg.core.name = "src";
+	cfg.cluster = "stream-unit";
+	cfg.bind = "127.0.0.3:0";
+	cfg.sync_interval_ms = UINT32_MAX;
+	cfg.keyring = kr;
+	assert_int_equal(gossip_transport_new(&loop, &cfg, &t), 0);
+	assert_int_equal(gossip_transport_app_connect(t, &to, 'E', &end_ops, &c, &c.s), 0);
+	run_for(200);
+	struct sockaddr_in peer;
+	sl = sizeof peer;
+	int fd = accept(ls, (struct sockaddr *)&peer, &sl);
+	assert_true(fd >= 0);
+	assert_int_equal(ntohl(peer.sin_addr.s_addr), 0x7f000003);
+	close(fd);
+	close(ls);
+	bool closed = false;
+	gossip_transport_close(t, node_closed_flag, &closed);
+	while (!closed)
+		uv_run(&loop, UV_RUN_ONCE);
+	gossip_keyring_free(kr);
+}
+
 static bool sync_done(void *arg)
 {
 	struct gossip_transport_stats st;
@@ -321,6 +381,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_echo, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_source_address, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_still_works, setup, teardown),
 	};
 
