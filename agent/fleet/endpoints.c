@@ -413,8 +413,15 @@ static void ep_own_seen(struct fleet *b, const char *service, const struct gossi
 	if (!l || !l->published || b->closing)
 		return;
 	if (fleet_endpoint_decode(g->value, g->value_len, &e) == 0 && e.stamp == l->last.stamp &&
-	    sodium_memcmp(e.sig, l->last.sig, STORE_SIG_LEN) == 0)
-		return;	/* ours */
+	    sodium_memcmp(e.sig, l->last.sig, STORE_SIG_LEN) == 0) {
+		/* ours; signed by a key this node has rotated away from since (sign.h): a node
+		 * that joins now has only the new key bound, so sign it again (the resync's
+		 * replay brings us here every 5 s) */
+		if (sodium_memcmp(l->signer, b->key.pk, STORE_KEY_LEN) != 0 &&
+		    (v = fleet__svc_find(b, service)))
+			fleet__ep_publish(b, v);
+		return;
+	}
 	uint64_t now = uv_now(b->loop);
 	if ((l->reassert_at && now < l->reassert_at + REASSERT_MS) ||
 	    !(v = fleet__svc_find(b, service)))
