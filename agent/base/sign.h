@@ -51,19 +51,25 @@
  *   HEALTH     A health record carries its node's signature over all its fields and a stamp
  *              (fleet_health_msg), made once per content; a receiver drops one that does not
  *              verify against the key bound to its owner, or is older than the one it holds.
+ *   ENDPOINTS  An endpoint record (ep/<service>: the address, port, weight and state load
+ *              balancers route to, agent/fleet/endpoints.h) carries its node's signature over
+ *              the owner's id, all its fields and a stamp (fleet_endpoint_msg), made once per
+ *              content; a receiver keeps it out of the catalog (so out of every load
+ *              balancer's backend) unless it verifies against the key bound to its owner and
+ *              is not older than the one it holds.
  *   LEAVES     A node leaves the roster only by its own roster record marked left (signed
  *              like every roster record); the gossip layer's "left" is not signed and does
- *              not take off a member whose key is bound. A node that sees a health or
- *              roster record in its name that it did not sign publishes its own again.
+ *              not take off a member whose key is bound. A node that sees a health, endpoint
+ *              or roster record in its name that it did not sign publishes its own again.
  *
  * Deploys are signed by the node that writes them (store_revision.origin_sig), checked
  * against the key bound to that node; a rollback whose electorate keys differ from the bound
  * ones, or from the judged record the receiver holds (agree_rollback_matches), is refused.
  *
  * So a node holding only the cluster key cannot vote in another's name, forge a certificate,
- * deploy, report health or leave in another node's name, or remove a member. What a
- * compromised node (its node key AND the cluster key) can still do (README "Security" has
- * the same table):
+ * deploy, report health or endpoints or leave in another node's name, or remove a member.
+ * What a compromised node (its node key AND the cluster key) can still do (README
+ * "Security" has the same table):
  *
  *   | it can                                              | it cannot                         |
  *   |-----------------------------------------------------|-----------------------------------|
@@ -82,6 +88,8 @@
  *   |                                                     | remove a member without an        |
  *   |                                                     |   operator's signature            |
  *   |                                                     | report another's health or leave  |
+ *   |                                                     | route load balancers to an address|
+ *   |                                                     |   or state in another's name      |
  *
  * A node whose node.key is lost joins again as a new node (empty state directory) and an
  * operator removes the old id. Gossip's record versions are not signed: a forged copy with a
@@ -90,9 +98,9 @@
  * gossip_set_version_ceiling) so that one is always possible (README
  * "Security").
  *
- * Signatures cost: signed are what changes (votes, roster and health records, the
+ * Signatures cost: signed are what changes (votes, roster, health and endpoint records, the
  * certificates that carry votes), never pings; a vote record grows by 66 bytes, a health
- * record by 73 (signature and stamp).
+ * record by 73 (signature and stamp), an endpoint record by 75.
  *
  * Errors: 0 or negative errno. No logging (base): the caller says what went wrong, with
  * sign_strerror for the codes below.

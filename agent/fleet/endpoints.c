@@ -7,9 +7,11 @@
 
 #include <arpa/inet.h>
 #include <msgpack.h>
+#include <sodium.h>
 
 #define HDR 3
-#define EP_FIELDS 10
+#define EP_FIELDS_V3 10		/* the unsigned form (version 3) */
+#define EP_FIELDS 12		/* the signed form: ... sig, stamp */
 #define DRAIN_POLL_MS 100
 
 struct drain;
@@ -28,7 +30,14 @@ struct ep_local {
 	uint64_t restarts_rev;		/* local restarts ([recovery] restarts) of this rev ... */
 	uint32_t restarts_done;		/* ... so far */
 	bool published;
-	struct fleet_endpoint last;	/* last published (hlc ignored in comparisons) */
+	struct fleet_endpoint last;	/* last published, with its stamp and signature (hlc,
+					 * stamp and sig ignored in comparisons) */
+	uint8_t signer[STORE_KEY_LEN];	/* the key last.sig is by (all zero: not ours, see
+					 * fleet__ep_publish): a rotation signs the same content
+					 * again */
+	bool force;			/* publish even if unchanged: a record in our name we did
+					 * not sign holds the gossip tables */
+	uint64_t reassert_at;		/* uv_now of the last such republication (REASSERT_MS) */
 	struct drain *drain;
 };
 
@@ -134,7 +143,7 @@ int fleet_endpoint_encode(const struct fleet_endpoint *e, uint8_t **ret_buf, siz
 		return -EINVAL;
 	msgpack_sbuffer_init(&sb);
 	msgpack_sbuffer_write(&sb, "S", 1);
-	char hdr[2] = {FLEET_REC_VERSION, FLEET_REC_ENDPOINT};
+	char hdr[2] = {FLEET_EP_VERSION, FLEET_REC_ENDPOINT};
 	msgpack_sbuffer_write(&sb, hdr, 2);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_array(&pk, EP_FIELDS);
@@ -148,6 +157,9 @@ int fleet_endpoint_encode(const struct fleet_endpoint *e, uint8_t **ret_buf, siz
 	msgpack_pack_uint8(&pk, e->state);
 	msgpack_pack_uint64(&pk, e->rev);
 	msgpack_pack_uint64(&pk, e->hlc);
+	msgpack_pack_bin(&pk, STORE_SIG_LEN);
+	msgpack_pack_bin_body(&pk, e->sig, STORE_SIG_LEN);
+	msgpack_pack_uint64(&pk, e->stamp);
 	if (!sb.data) {
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
@@ -192,8 +204,9 @@ int fleet_endpoint_decode(const uint8_t *buf, size_t len, struct fleet_endpoint 
 		return -EINVAL;
 	if (len < HDR || buf[0] != FLEET_REC_MAGIC)
 		return -EBADMSG;
-	if (buf[1] != FLEET_REC_VERSION)
+	if (buf[1] != FLEET_EP_VERSION && buf[1] != FLEET_REC_VERSION)
 		return -EPROTONOSUPPORT;
+	bool sign = buf[1] == FLEET_EP_VERSION;
 	if (buf[2] != FLEET_REC_ENDPOINT)
 		return -EBADMSG;
 	if (ctl_msgpack_check(buf + HDR, len - HDR, &used) < 0 || used != len - HDR)
@@ -205,7 +218,8 @@ int fleet_endpoint_decode(const uint8_t *buf, size_t len, struct fleet_endpoint 
 		goto out;
 	}
 	if (ur != MSGPACK_UNPACK_SUCCESS || off != len - HDR ||
-	    up.data.type != MSGPACK_OBJECT_ARRAY || up.data.via.array.size < EP_FIELDS)
+	    up.data.type != MSGPACK_OBJECT_ARRAY ||
+	    up.data.via.array.size < (sign ? EP_FIELDS : EP_FIELDS_V3))
 		goto out;
 	const msgpack_object *f = up.data.via.array.ptr;
 	memset(&e, 0, sizeof e);
@@ -215,6 +229,12 @@ int fleet_endpoint_decode(const uint8_t *buf, size_t len, struct fleet_endpoint 
 	    !get_u(&f[6], STORE_ENDPOINT_HTTP, &proto) || !get_u(&f[7], FLEET_EP_UNHEALTHY, &state) ||
 	    !get_u(&f[8], UINT64_MAX, &e.rev) || !get_u(&f[9], UINT64_MAX, &e.hlc))
 		goto out;
+	/* the unsigned form (version 3) leaves sig all zero: the fleet refuses it */
+	if (sign && (f[10].type != MSGPACK_OBJECT_BIN || f[10].via.bin.size != STORE_SIG_LEN ||
+		     !get_u(&f[11], UINT64_MAX, &e.stamp)))
+		goto out;
+	if (sign)
+		memcpy(e.sig, f[10].via.bin.ptr, STORE_SIG_LEN);
 	if (!svc_name_ok(e.service, strlen(e.service)) || (port && !addr_ok(e.addr)) ||
 	    (!port && e.addr[0]))
 		goto out;
@@ -227,6 +247,45 @@ int fleet_endpoint_decode(const uint8_t *buf, size_t len, struct fleet_endpoint 
 out:
 	msgpack_unpacked_destroy(&up);
 	return err;
+}
+
+static uint8_t *put_str(uint8_t *p, const char *s, size_t cap)
+{
+	size_t n = strnlen(s, cap - 1);
+	*p++ = (uint8_t)n;
+	memcpy(p, s, n);
+	return p + n;
+}
+
+static uint8_t *put_be(uint8_t *p, uint64_t v, int bytes)
+{
+	for (int i = bytes - 1; i >= 0; i--)
+		*p++ = (uint8_t)(v >> (8 * i));
+	return p;
+}
+
+size_t fleet_endpoint_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fleet_endpoint *e,
+			  uint8_t out[FLEET_EP_MSG_MAX])
+{
+	static const char tag[] = "shoal-endpnt-v1";
+	uint8_t *p = out;
+	memcpy(p, tag, sizeof tag);	/* with its NUL */
+	p += sizeof tag;
+	/* the owner: the same fields in another node's name are another message */
+	memcpy(p, owner, STORE_NODE_ID_LEN);
+	p += STORE_NODE_ID_LEN;
+	p = put_str(p, e->node, sizeof e->node);
+	p = put_str(p, e->site, sizeof e->site);
+	p = put_str(p, e->service, sizeof e->service);
+	p = put_str(p, e->addr, sizeof e->addr);
+	p = put_be(p, e->port, 2);
+	p = put_be(p, e->weight, 2);
+	*p++ = e->protocol;
+	*p++ = e->state;
+	p = put_be(p, e->rev, 8);
+	p = put_be(p, e->hlc, 8);
+	p = put_be(p, e->stamp, 8);
+	return (size_t)(p - out);
 }
 
 /* ---- The catalog ----------------------------------------------------------------------------- */
@@ -334,6 +393,90 @@ static int cat_put(struct fleet_eps *x, const struct fleet_endpoint *e)
 	return 0;
 }
 
+static struct ep_local *loc_find(struct fleet *b, const char *service);
+
+/*
+ * A record in our own name: what this run publishes is the truth. One we did not sign last
+ * (forged by a cluster key holder, with a gossip version above ours, or our own older one
+ * replayed) displaces ours in every gossip table: refused everywhere, but a node that joins
+ * later would then never learn our endpoint. So publish ours again, above it, at most once
+ * per REASSERT_MS (two agents sharing an id would otherwise outbid each other at gossip
+ * speed); a sighting within that window is left to the next one (the resync's replay, 5 s).
+ * Before this run's first publication there is nothing to compare with: fleet__ep_publish
+ * reads the table then.
+ */
+static void ep_own_seen(struct fleet *b, const char *service, const struct gossip_record *g)
+{
+	struct ep_local *l = loc_find(b, service);
+	struct fleet_endpoint e;
+	struct svc *v;
+	if (!l || !l->published || b->closing)
+		return;
+	if (fleet_endpoint_decode(g->value, g->value_len, &e) == 0 && e.stamp == l->last.stamp &&
+	    sodium_memcmp(e.sig, l->last.sig, STORE_SIG_LEN) == 0) {
+		/* ours; signed by a key this node has rotated away from since (sign.h): a node
+		 * that joins now has only the new key bound, so sign it again (the resync's
+		 * replay brings us here every 5 s) */
+		if (sodium_memcmp(l->signer, b->key.pk, STORE_KEY_LEN) != 0 &&
+		    (v = fleet__svc_find(b, service)))
+			fleet__ep_publish(b, v);
+		return;
+	}
+	uint64_t now = uv_now(b->loop);
+	if ((l->reassert_at && now < l->reassert_at + REASSERT_MS) ||
+	    !(v = fleet__svc_find(b, service)))
+		return;
+	l->reassert_at = now;
+	l->force = true;
+	log_notice("%s: an endpoint record in this node's name that it did not write (forged by "
+		   "a cluster key holder?): publishing its own again", service);
+	fleet__ep_publish(b, v);
+}
+
+/*
+ * Is @e, an endpoint record in the name of @owner, signed by the key bound to @owner
+ * (sign.h), and not older than @old, the one held (NULL: none)? A forged, unsigned or stale
+ * record is refused, counted and logged (fleet__refusal_loud), as health records are. One
+ * whose owner's key is not bound yet (its roster record has not arrived) is held back
+ * without a word: need_replay has the held records examined again at the next roster
+ * change, and the periodic resync replays them anyway.
+ */
+static bool ep_signed_ok(struct fleet *b, const uint8_t *owner, const struct fleet_endpoint *e,
+			 const struct fleet_endpoint *old)
+{
+	uint8_t msg[FLEET_EP_MSG_MAX], held[FLEET_EP_MSG_MAX];
+	char hex[2 * STORE_NODE_ID_LEN + 1];
+	const char *why;
+	size_t n = fleet_endpoint_msg(owner, e, msg);
+
+	/* the very record verified before (every resync replays it): not verified again */
+	if (old && sodium_memcmp(old->sig, e->sig, STORE_SIG_LEN) == 0 &&
+	    fleet_endpoint_msg(owner, old, held) == n && memcmp(held, msg, n) == 0)
+		return true;
+	const uint8_t *key = fleet__bound_key(b, owner);
+	if (!key) {
+		b->need_replay = true;
+		log_debug("%s: endpoint record of %s held back: its key is not bound yet",
+			  e->service, (fleet__hex_id(owner, STORE_NODE_ID_LEN, hex), hex));
+		return false;
+	}
+	if (!sign_verify(key, msg, n, e->sig))
+		why = sodium_is_zero(e->sig, STORE_SIG_LEN)
+			      ? "it is not signed"
+			      : "its signature does not verify against the node's key";
+	else if (old && e->stamp < old->stamp)
+		why = "it is older than the one held (a replay)";
+	else
+		return true;
+	b->sig_refused++;
+	fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
+	if (fleet__refusal_loud(b, &b->ep_refused, e->service, e->rev, e->stamp, owner))
+		log_warning("%s: endpoint record in the name of node %s refused: %s "
+			    "(%" PRIu64 " record(s) refused so far)", e->service, hex, why,
+			    b->sig_refused);
+	return false;
+}
+
 void fleet__ep_record(struct fleet *b, const struct gossip_record *g)
 {
 	char service[65];
@@ -341,16 +484,16 @@ void fleet__ep_record(struct fleet *b, const struct gossip_record *g)
 	struct fleet_eps *x;
 	if (fleet_ep_key_parse(g->key, g->key_len, service) < 0)
 		return;
-	/* our own: what this run publishes is the truth (an old copy replayed is not) */
-	if (memcmp(g->owner, b->id, STORE_NODE_ID_LEN) == 0)
+	if (memcmp(g->owner, b->id, STORE_NODE_ID_LEN) == 0) {
+		ep_own_seen(b, service, g);
 		return;
+	}
 	if (fleet_endpoint_decode(g->value, g->value_len, &e) < 0 || strcmp(e.service, service)) {
 		log_debug("%s: malformed endpoint record ignored", service);
 		return;
 	}
 	if (!(x = eps_of(b)))
 		return;
-	fleet__observe(b, e.hlc);
 	memcpy(e.node_id, g->owner, STORE_NODE_ID_LEN);
 	/* an endpoint that appears, changes state, address, weight or revision is an event
 	 * (agentctl events, and the event hook as JSON: a load balancer of another kind follows
@@ -360,6 +503,11 @@ void fleet__ep_record(struct fleet *b, const struct gossip_record *g)
 		if (memcmp(x->cat[i].node_id, e.node_id, STORE_NODE_ID_LEN) == 0 &&
 		    strcmp(x->cat[i].service, e.service) == 0)
 			old = &x->cat[i];
+	/* the owner field is what any cluster key holder writes: the owner's signature says
+	 * who wrote the endpoint (sign.h) */
+	if (!ep_signed_ok(b, g->owner, &e, old))
+		return;
+	fleet__observe(b, e.hlc);
 	bool changed = !old || old->state != e.state || old->port != e.port ||
 		       old->weight != e.weight || old->rev != e.rev || strcmp(old->addr, e.addr);
 	if (cat_put(x, &e) == 0) {
@@ -441,6 +589,15 @@ void fleet_event_note(struct fleet *b, const char *kind, const char *service, co
 }
 
 /* ---- This node's endpoints ------------------------------------------------------------------- */
+
+static struct ep_local *loc_find(struct fleet *b, const char *service)
+{
+	struct fleet_eps *x = b->eps;
+	for (size_t i = 0; x && i < x->nloc; i++)
+		if (strcmp(x->loc[i].service, service) == 0)
+			return &x->loc[i];
+	return NULL;
+}
 
 static struct ep_local *loc_get(struct fleet *b, const char *service)
 {
@@ -567,39 +724,66 @@ void fleet__ep_publish(struct fleet *b, struct svc *v)
 	n = fleet_ep_key_format(v->name, key, sizeof key);
 	if (!l->published && n > 0 && b->net.get) {
 		/* what we published before a restart (the transport keeps our records): others
-		 * still see it, so it must be replaced or withdrawn */
+		 * still see it, so it must be replaced or withdrawn. Kept as ours only if our
+		 * key signed it; anything else in our name (an older agent's unsigned record, one
+		 * by a key we rotated away from, a forged copy) is published over at once. */
 		const struct gossip_record *g = b->net.get(b->net.ud, b->id, key, (size_t)n);
 		struct fleet_endpoint old;
+		uint8_t msg[FLEET_EP_MSG_MAX];
 		if (g && fleet_endpoint_decode(g->value, g->value_len, &old) == 0) {
 			memcpy(old.node_id, b->id, STORE_NODE_ID_LEN);
 			l->last = old;
 			l->published = true;
-			if (old.port && b->eps)
-				cat_put(b->eps, &old);
+			if (sign_verify(b->key.pk, msg, fleet_endpoint_msg(b->id, &old, msg), old.sig)) {
+				memcpy(l->signer, b->key.pk, STORE_KEY_LEN);
+				if (old.port && b->eps)
+					cat_put(b->eps, &old);
+			} else {
+				l->force = true;
+			}
+		} else if (g) {
+			memset(&l->last, 0, sizeof l->last);	/* malformed: withdrawn at least */
+			l->published = true;
+			l->force = true;
 		}
 	}
 	if (!e.port) {
 		e.site[0] = 0;	/* a withdrawal carries no site */
-		if (!l->published || !l->last.port)
+		if (!l->force && (!l->published || !l->last.port))
 			return;	/* nothing to withdraw */
 	}
-	if (l->published && same_ep(&l->last, &e))
+	/* signed once per content (sign.h): the same content published again (over a record
+	 * in our name we did not sign) keeps its stamp and signature; a rotated key signs it
+	 * again */
+	bool same = l->published && same_ep(&l->last, &e) &&
+		    sodium_memcmp(l->signer, b->key.pk, STORE_KEY_LEN) == 0;
+	if (same && !l->force)
 		return;
-	e.hlc = fleet__stamp(b);
+	bool news = !l->published || l->last.state != e.state || l->last.port != e.port;
+	l->force = false;
+	if (same) {
+		e = l->last;
+	} else {
+		uint8_t msg[FLEET_EP_MSG_MAX];
+		e.hlc = e.stamp = fleet__stamp(b);
+		sign_detached(&b->key, msg, fleet_endpoint_msg(b->id, &e, msg), e.sig);
+		memcpy(l->signer, b->key.pk, STORE_KEY_LEN);
+	}
 	r = fleet_endpoint_encode(&e, &val, &len);
 	if (r < 0) {
 		log_warning("%s: cannot encode the endpoint record: %s", v->name, strerror(-r));
 		return;
 	}
+	/* before the put: a transport that hands our own record back finds it is ours */
+	l->last = e;
+	l->published = true;
 	r = n < 0 ? n : b->net.put ? b->net.put(b->net.ud, key, (size_t)n, val, len) : 0;
 	free(val);
 	if (r < 0)
 		log_warning("%s: cannot publish the endpoint record: %s", v->name, strerror(-r));
-	if (!l->published || l->last.state != e.state || l->last.port != e.port)
+	if (news)
 		log_info("%s: endpoint %s:%u rev %" PRIu64 " %s", v->name, e.port ? e.addr : "-",
 			 e.port, e.rev, e.port ? fleet_ep_state_name(e.state) : "withdrawn");
-	l->last = e;
-	l->published = true;
 	if (cat_put(b->eps, &e) == 0)
 		recheck(b);
 }

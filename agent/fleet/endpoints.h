@@ -8,9 +8,25 @@
  * such service, ONE gossip record of its own:
  *
  *     key            owner   value
- *     ep/<service>   node    'S' 2 | 'P' | msgpack [node s, site s, service s, addr s,
+ *     ep/<service>   node    'S' 4 | 'P' | msgpack [node s, site s, service s, addr s,
  *                                                   port u, weight u, protocol u, state u,
- *                                                   rev u, hlc u]
+ *                                                   rev u, hlc u, sig bin64, stamp u]
+ *
+ * Signed (agent/base/sign.h): sig is the owner's node key over fleet_endpoint_msg, which
+ * covers the owner's id, every field of the record and the stamp, the owner's hlc when it
+ * signed this content. A record is signed once per content: published again unchanged (over
+ * a forged copy, say) it keeps its stamp and signature. The fleet takes another node's record
+ * only if it verifies against the key bound to its owner and its stamp is not older than the
+ * one held for (owner, service): a cluster key holder cannot put an address of its choice, or
+ * a false state, into every load balancer's backend for another node, nor replay that node's
+ * older record. A record whose owner's key is not bound yet is held back and examined again
+ * at the next roster change or resync. A node that sees a record in its own name that it did
+ * not sign publishes its own again, above it (at most once per second).
+ *
+ * Versions: the unsigned form, 'S' 3 | 'P' with the first ten fields (until 2026-12-06), still
+ * decodes (sig all zero, stamp 0) and the fleet refuses it as unsigned; an agent of that form
+ * refuses the signed one as another version (-EPROTONOSUPPORT): upgrade a cluster all at once.
+ * Version 4 is the endpoint record's own: the other fleet records stay version 3 (records.h).
  *
  * and keeps, from everybody's records, the catalog: one endpoint per (node, service). A record
  * with port 0 withdraws the node's endpoint (the service stopped, or its new artifact has no
@@ -67,6 +83,7 @@
 struct fleet;
 
 #define FLEET_REC_ENDPOINT 'P'
+#define FLEET_EP_VERSION   4		/* signed; 3 (FLEET_REC_VERSION) = the unsigned form */
 #define FLEET_EP_ADDR_MAX  46		/* INET6_ADDRSTRLEN */
 #define FLEET_EP_DRAIN_SETTLE_MS 500	/* a drain's first wait: gossip reaches the LBs */
 
@@ -92,18 +109,37 @@ struct fleet_endpoint {
 	uint64_t rev;				/* the revision the instance runs */
 	uint64_t hlc;				/* when the owner wrote it */
 	bool down;				/* catalog only: the owner is dead or left */
+	uint64_t stamp;				/* the owner's hlc when it signed this content
+						 * (a receiver keeps the newest per owner and
+						 * service; today equal to hlc: a record is
+						 * written only when its content changes) */
+	uint8_t sig[STORE_SIG_LEN];		/* by the owner's node key over
+						 * fleet_endpoint_msg; all zero: unsigned */
 };
 
 /*
- * Codec. encode: 0 and a malloc'd value; -EINVAL (strings not terminated, a bad state or
- * protocol, weight > 256). decode: 0 and *ret (node_id zeroed, down false); -EBADMSG for
- * anything malformed (wrong magic/type, field count, types, a string too long or with a NUL,
- * an address that is not numeric, weight > 256, state > 3, port 0 with a non-empty address);
- * -EPROTONOSUPPORT (another record version). key_parse: 0 and the service for "ep/<service>";
- * -ENOENT for a key of another namespace; -EBADMSG for a malformed ep/ key.
+ * Codec. encode: 0 and a malloc'd value of the signed form (version 4; sig and stamp as they
+ * are in @e); -EINVAL (strings not terminated, a bad state or protocol, weight > 256).
+ * decode: 0 and *ret (node_id zeroed, down false; sig all zero and stamp 0 for the unsigned
+ * version 3 form); -EBADMSG for anything malformed (wrong magic/type, field count, types, a
+ * string too long or with a NUL, an address that is not numeric, weight > 256, state > 3,
+ * port 0 with a non-empty address, a sig that is not 64 bytes of bin); -EPROTONOSUPPORT
+ * (another record version). Fields appended after the known ones are ignored. key_parse: 0
+ * and the service for "ep/<service>"; -ENOENT for a key of another namespace; -EBADMSG for a
+ * malformed ep/ key.
  */
 int fleet_endpoint_encode(const struct fleet_endpoint *e, uint8_t **ret_buf, size_t *ret_len);
 int fleet_endpoint_decode(const uint8_t *buf, size_t len, struct fleet_endpoint *ret);
+/*
+ * The bytes an endpoint record's owner signs: "shoal-endpnt-v1\0", the owner's id, len u8 +
+ * node, len u8 + site, len u8 + service, len u8 + addr, port be16, weight be16, protocol u8,
+ * state u8, rev be64, hlc be64, stamp be64. Returns their length (<= FLEET_EP_MSG_MAX).
+ * Pure; strings are read up to their capacity.
+ */
+#define FLEET_EP_MSG_MAX (16 + STORE_NODE_ID_LEN + 3 * (1 + 64) + 1 + FLEET_EP_ADDR_MAX - 1 + \
+			  2 + 2 + 1 + 1 + 8 + 8 + 8)
+size_t fleet_endpoint_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fleet_endpoint *e,
+			  uint8_t out[FLEET_EP_MSG_MAX]);
 int fleet_ep_key_parse(const void *key, size_t klen, char service[65]);
 /* "ep/<service>" into @buf (>= 68 bytes); its length or -EINVAL. */
 int fleet_ep_key_format(const char *service, char *buf, size_t len);

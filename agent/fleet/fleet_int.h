@@ -234,6 +234,7 @@ struct fleet {
 	bool need_replay;		/* a revision was refused (AGREE_ECERT): re-examine the
 					 * held records at the next membership change */
 	struct fleet_eps *eps;		/* endpoints.c: catalog, own endpoints, drains */
+	uint64_t ep_refused;		/* endpoint records refused (the log's rate) */
 };
 
 /* fleet.c */

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Integration: an insider holding only the cluster key (tests/integration/forge.c seals its
 # own gossip packets) cannot vote in another node's name, forge a rollback certificate,
-# take over a node id or forge another node's health; a node key readable by others is
-# refused (agent/base/sign.h).
+# take over a node id, forge another node's health or endpoint (what load balancers route
+# to); a node key readable by others is refused (agent/base/sign.h).
 # 3 agents, quorum 2: two forged votes would be enough to roll back without signatures.
 . "$(dirname "$0")/brain_lib.sh"
 
@@ -10,6 +10,11 @@
 
 make_artifact v1 1.0.0 1
 make_artifact v2 2.0.0 1
+# an endpoint (agent/fleet/endpoints.h) for the ep/ forgeries of step 6; no drain wait
+EPPORT=$((BASE + 50))
+for v in v1 v2; do
+	printf '\n[endpoint]\nport = %s\nprotocol = http\ndrain = 0s\n' "$EPPORT" >>"$WORK/art/$v/release.ini"
+done
 start_cluster 3
 for i in 1 2 3; do
 	m=$(stat -c %a "$WORK/n$i/node.key" 2>/dev/null) || fail "n$i has no node.key"
@@ -124,11 +129,37 @@ wait_for 10 "n3 (the forger's target) to refuse the record from the future" grep
 	"cluster: refused [0-9]* gossip record(s) (so far) whose version is more than 30 days" \
 	"$WORK/n3.log"
 ok "a record at version 2^64 - 1 is refused by the gossip layer (over the 30-day ceiling)"
+# an endpoint record in n2's name (n2's endpoint "is 6.6.6.6 and draining"), signed with the
+# forger's key, then in the older unsigned form: every load balancer would route to it.
+# Refused by n1 and n3, whose catalogs keep n2's own; n2 publishes its own again
+ep_real() { # ep_real I: n2's endpoint in nI's catalog is its own (127.0.0.1, healthy)
+	ctl "$1" --json endpoints web | jq -e --argjson p "$EPPORT" '[.[] | select(.node == "n2" and
+		.address == "127.0.0.1" and .port == $p and .state == "healthy")] | length == 1' >/dev/null
+}
+for i in 1 3; do wait_for 20 "n$i's catalog to show n2's endpoint" ep_real "$i"; done
+forge ep rogue "$ID2" web 6.6.6.6 "$EPPORT" || die "forge ep rogue"
+sleep 2
+for i in 1 3; do
+	grep -q "web: endpoint record in the name of node $ID2 refused: its signature does not verify" \
+		"$WORK/n$i.log" || fail "n$i does not say it refused the endpoint record forged in n2's name"
+	ep_real "$i" || fail "n$i's catalog has the forged endpoint of n2: $(ctl "$i" --json endpoints web)"
+done
+grep -q "web: an endpoint record in this node's name that it did not write" "$WORK/n2.log" ||
+	fail "n2 does not say it publishes its own endpoint record again over the forged one"
+forge ep nosig "$ID2" web 6.6.6.6 "$EPPORT" || die "forge ep nosig"
+sleep 2
+for i in 1 3; do
+	grep -q "web: endpoint record in the name of node $ID2 refused: it is not signed" \
+		"$WORK/n$i.log" || fail "n$i does not say it refused the unsigned endpoint record in n2's name"
+	ep_real "$i" || fail "n$i's catalog has the unsigned endpoint of n2: $(ctl "$i" --json endpoints web)"
+done
+ok "endpoint records forged in n2's name (a forger's key, unsigned) are refused by n1 and n3; their catalogs keep n2's own"
 start_agent 4
 wait_for 30 "n4 to learn n2's real health (rev 3, healthy)" n2_real 4
+wait_for 30 "n4's catalog to show n2's own endpoint (n2 published it above the forged copy)" ep_real 4
 n4_seen() { [ -n "$(node_health "$1" n4)" ]; }
 for i in 1 3; do wait_for 20 "n4 in n$i's view of web" n4_seen "$i"; done
-ok "a node that joins after the forgery learns its peers' real health (signed, keys bound)"
+ok "a node that joins after the forgeries learns its peers' real health and endpoints (signed, keys bound)"
 NODES=4
 
 # 7. a leave in n2's name while n2 is down: a roster record "n2 left" under the forger's key

@@ -32,6 +32,12 @@
  *       a health record in OWNER's name saying it runs REV and failed, signed with a key of
  *       the forger's own and stamped an hour ahead
  *
+ *   forge KEYRING CLUSTER ADDR:PORT ep MODE OWNER_HEX SERVICE ADDR PORT
+ *       an endpoint record (ep/SERVICE, agent/fleet/endpoints.h) in OWNER's name saying its
+ *       endpoint is ADDR:PORT and draining, stamped an hour ahead: what every load balancer
+ *       would route to. MODE rogue: signed with a key of the forger's own; nosig: the older,
+ *       unsigned form (version 3)
+ *
  *   forge KEYRING CLUSTER ADDR:PORT remove MODE NODE_HEX REASON
  *       a remove record of NODE under a fresh writer id: MODE nosig (no operator statement),
  *       rogue (signed by an operator key of the forger's own) or an operator key FILE
@@ -54,6 +60,7 @@
 
 #include "agent/agree/agree.h"
 #include "agent/base/sign.h"
+#include "agent/fleet/endpoints.h"
 #include "agent/fleet/records.h"
 #include "gossip/crypto.h"
 #include "gossip/proto.h"
@@ -213,6 +220,46 @@ static int forge_health(char **a)
 	struct fleet_key k = {.type = FLEET_REC_HEALTH};
 	snprintf(k.service, sizeof k.service, "%s", h.service);
 	return put(owner, &k, val, len) < 0 ? 1 : 0;
+}
+
+/* ep MODE OWNER_HEX SERVICE ADDR PORT (above) */
+static int forge_ep(char **a)
+{
+	uint8_t owner[16], msg[FLEET_EP_MSG_MAX], *val;
+	size_t len;
+	struct fleet_endpoint e;
+	struct sign_key mine;
+	char key[80];
+	bool nosig = strcmp(a[0], "nosig") == 0;
+	if ((!nosig && strcmp(a[0], "rogue") != 0) || hex_id(a[1], owner, 16) < 0 ||
+	    fleet_ep_key_format(a[2], key, sizeof key) < 0)
+		return 2;
+	memset(&e, 0, sizeof e);
+	snprintf(e.node, sizeof e.node, "forged");
+	snprintf(e.service, sizeof e.service, "%s", a[2]);
+	snprintf(e.addr, sizeof e.addr, "%s", a[3]);
+	e.port = (uint16_t)atoi(a[4]);
+	e.weight = 256;
+	e.protocol = STORE_ENDPOINT_HTTP;
+	e.state = FLEET_EP_DRAINING;
+	e.rev = 1;
+	e.hlc = e.stamp = ((uint64_t)time(NULL) * 1000 + 3600000) << 16;
+	if (!nosig) {
+		sign_key_random(&mine);
+		sign_detached(&mine, msg, fleet_endpoint_msg(owner, &e, msg), e.sig);
+	}
+	if (fleet_endpoint_encode(&e, &val, &len) < 0)
+		return 2;
+	if (nosig) {	/* the older form: the ten fields, version 3 */
+		val[1] = FLEET_REC_VERSION;
+		val[3] = 0x9a;
+		len -= 2 + STORE_SIG_LEN + 9;
+	}
+	int r = send_record(owner, key, val, len);
+	free(val);
+	if (r < 0)
+		fprintf(stderr, "forge: cannot send %s: %s\n", key, strerror(-r));
+	return r < 0 ? 1 : 0;
 }
 
 /*
@@ -439,6 +486,8 @@ int main(int argc, char **argv)
 			rc = forge_remove(argv + 5);
 		else if (strcmp(argv[4], "rotate") == 0 && argc == 7)
 			rc = forge_rotate(argv + 5);
+		else if (strcmp(argv[4], "ep") == 0 && argc == 10)
+			rc = forge_ep(argv + 5);
 		if (rc)
 			break;
 		usleep(100000);

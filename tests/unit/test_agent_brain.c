@@ -21,6 +21,7 @@
 
 #include <sodium.h>
 
+#include "agent/fleet/endpoints.h"
 #include "agent/fleet/fleet.h"
 #include "agent/fleet/fleet_int.h"	/* fleet__strerror */
 #include "agent/fleet/records.h"
@@ -606,6 +607,7 @@ struct node {
 static uv_loop_t loop;
 static struct net NET;
 static struct node N[NB];
+static struct sign_key NK[NB];	/* the nodes' identity keys (a test signs in their names) */
 
 static int fput(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 {
@@ -823,8 +825,9 @@ static int setup_cluster(void **state)
 		struct node *n = &N[i];
 		char name[8];
 		snprintf(name, sizeof name, "b%d", i);
+		sign_key_random(&NK[i]);
 		struct fleet_opts o = {.node_id = n->id, .node_name = name, .no_runtime = true,
-				       .operators_dir = opdir};
+				       .operators_dir = opdir, .node_key = &NK[i]};
 		struct fleet_net bn = {.put = fput, .get = fget, .record_foreach = frecords,
 				       .member_foreach = fmembers, .ud = n};
 		EQ(fleet_new(&loop, n->s, &o, &bn, &n->b), 0);
@@ -1278,6 +1281,189 @@ static void test_cluster_elect_held(void **state)
 	memset(NET.hide, 0, sizeof NET.hide);
 }
 
+/* Put @val under (@owner, @key) in the fake network, above what is there, as any cluster key
+ * holder can (the owner field is just a field), and queue it for delivery. */
+static void inject(const uint8_t owner[STORE_NODE_ID_LEN], const char *key, const uint8_t *val,
+		   size_t vlen)
+{
+	struct rec *r = NULL;
+	size_t klen = strlen(key);
+	for (size_t i = 0; i < NET.nrecs; i++)
+		if (memcmp(NET.recs[i].owner, owner, STORE_NODE_ID_LEN) == 0 &&
+		    NET.recs[i].klen == klen && memcmp(NET.recs[i].key, key, klen) == 0)
+			r = &NET.recs[i];
+	if (!r) {
+		assert_true(NET.nrecs < 4096);
+		r = &NET.recs[NET.nrecs++];
+		memset(r, 0, sizeof *r);
+		memcpy(r->owner, owner, STORE_NODE_ID_LEN);
+		memcpy(r->key, key, klen);
+		r->klen = klen;
+	}
+	assert_true(vlen <= FLEET_REC_VALUE_MAX);
+	memcpy(r->val, val, vlen);
+	r->vlen = vlen;
+	r->version += 1000;
+	NET.queue[NET.qtail++ % 8192] = (size_t)(r - NET.recs);
+}
+
+/* web's endpoint record of b@idx at @addr in @state stamped @stamp, signed by @k (NULL: not
+ * signed), in the name of b@owner; @v3: the older, unsigned form's version byte */
+static void inject_ep(int owner, int idx, const char *addr, uint8_t state, uint64_t stamp,
+		      const struct sign_key *k, bool v3)
+{
+	struct fleet_endpoint e;
+	uint8_t msg[FLEET_EP_MSG_MAX], *val;
+	size_t len;
+	memset(&e, 0, sizeof e);
+	snprintf(e.node, sizeof e.node, "b%d", idx);
+	snprintf(e.service, sizeof e.service, "web");
+	snprintf(e.addr, sizeof e.addr, "%s", addr);
+	e.port = 8080;
+	e.weight = 100;
+	e.protocol = STORE_ENDPOINT_HTTP;
+	e.state = state;
+	e.rev = 1;
+	e.hlc = e.stamp = stamp;
+	if (k)
+		sign_detached(k, msg, fleet_endpoint_msg(N[owner].id, &e, msg), e.sig);
+	EQ(fleet_endpoint_encode(&e, &val, &len), 0);
+	if (v3)
+		val[1] = FLEET_REC_VERSION;	/* read as the ten fields of the old form */
+	inject(N[owner].id, "ep/web", val, len);
+	free(val);
+}
+
+static int deliver_cb(void *ud, const struct gossip_record *g)
+{
+	fleet_on_record(ud, g);
+	return 0;
+}
+
+static void run_ms_done(uv_timer_t *t)
+{
+	*(bool *)t->data = true;
+}
+
+/* Run the loop for @ms (the brains' timers: roster refreshes, replays). */
+static void run_ms(uint64_t ms)
+{
+	uv_timer_t t;
+	bool done = false;
+	uv_timer_init(&loop, &t);
+	t.data = &done;
+	uv_timer_start(&t, run_ms_done, ms, 0);
+	while (!done)
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&loop, UV_RUN_NOWAIT);	/* the close */
+}
+
+/* b@owner's endpoint of web in b@viewer's catalog: true and *ret, or false */
+static bool ep_seen(int viewer, int owner, struct fleet_endpoint *ret)
+{
+	struct fleet_endpoint *eps;
+	size_t n;
+	bool found = false;
+	EQ(fleet_endpoints_get(N[viewer].b, "web", &eps, &n, NULL), 0);
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(eps[i].node_id, N[owner].id, STORE_NODE_ID_LEN) == 0) {
+			*ret = eps[i];
+			found = true;
+		}
+	free(eps);
+	return found;
+}
+
+#define EP_IS(viewer, owner, a, st)                                                           \
+	do {                                                                                  \
+		struct fleet_endpoint got_;                                                   \
+		assert_true(ep_seen((viewer), (owner), &got_));                               \
+		assert_string_equal(got_.addr, (a));                                          \
+		EQ(got_.state, (st));                                                         \
+	} while (0)
+
+/*
+ * Endpoint records (ep/<service>, endpoints.h) decide where every load balancer sends
+ * traffic: one in another node's name, signed with a key of the forger's own, unsigned (in
+ * either form), replayed older, or moved to another owner, does not change the catalog; the
+ * genuine one does. One whose owner's key is not bound yet is held back until it is.
+ */
+static void test_cluster_ep_forged(void **state)
+{
+	(void)state;
+	struct fleet_endpoint got;
+	struct sign_key rogue;
+	uint64_t S1 = (uint64_t)1765000000000 << 16, S2 = S1 + 65536;
+	sign_key_random(&rogue);
+
+	/* b0 gets no roster record: it binds no peer's key; the others bind every key at their
+	 * roster refresh (debounced: the loop runs it) */
+	NET.hide[0][0] = "roster";
+	pump();
+	run_ms(200);
+	for (int i = 2; i < NB; i++)
+		for (int j = 0; j < NB; j++)
+			assert_non_null(fleet__bound_key(N[i].b, N[j].id));
+	assert_null(fleet__bound_key(N[0].b, N[1].id));
+	inject_ep(1, 1, "10.0.0.1", FLEET_EP_HEALTHY, S1, &NK[1], false);
+	pump();
+	for (int i = 2; i < NB; i++)
+		EP_IS(i, 1, "10.0.0.1", FLEET_EP_HEALTHY);
+	assert_false(ep_seen(0, 1, &got));	/* held back, not refused */
+	EQ(fleet_sig_refused(N[0].b), 0);
+	uint64_t idx = fleet_endpoints_index(N[2].b);
+
+	/* a forger's own key, stamped later: another address, draining */
+	uint64_t before = fleet_sig_refused(N[2].b);
+	inject_ep(1, 1, "6.6.6.6", FLEET_EP_DRAINING, S2 + 3600000ULL * 65536, &rogue, false);
+	pump();
+	EP_IS(2, 1, "10.0.0.1", FLEET_EP_HEALTHY);
+	EQ(fleet_sig_refused(N[2].b), before + 1);
+	/* not signed at all, in the signed form and in the old one */
+	inject_ep(1, 1, "6.6.6.6", FLEET_EP_UNHEALTHY, S2, NULL, false);
+	pump();
+	EP_IS(2, 1, "10.0.0.1", FLEET_EP_HEALTHY);
+	inject_ep(1, 1, "6.6.6.6", FLEET_EP_UNHEALTHY, S2, NULL, true);
+	pump();
+	EP_IS(2, 1, "10.0.0.1", FLEET_EP_HEALTHY);
+	/* b1's own signature, stripped to the old version byte: unsigned */
+	inject_ep(1, 1, "6.6.6.6", FLEET_EP_UNHEALTHY, S2, &NK[1], true);
+	pump();
+	EP_IS(2, 1, "10.0.0.1", FLEET_EP_HEALTHY);
+	/* b1's key signing a record in b3's name: the owner is in the signed message */
+	inject_ep(3, 1, "6.6.6.6", FLEET_EP_HEALTHY, S2, &NK[1], false);
+	pump();
+	assert_false(ep_seen(2, 3, &got));
+	EQ(fleet_sig_refused(N[2].b), before + 5);
+	EQ(fleet_endpoints_index(N[2].b), idx);	/* no load balancer was told anything */
+
+	/* the genuine next one (draining) is taken; b1's older one replayed is not */
+	inject_ep(1, 1, "10.0.0.1", FLEET_EP_DRAINING, S2, &NK[1], false);
+	pump();
+	for (int i = 2; i < NB; i++)
+		EP_IS(i, 1, "10.0.0.1", FLEET_EP_DRAINING);
+	inject_ep(1, 1, "10.0.0.1", FLEET_EP_HEALTHY, S1, &NK[1], false);
+	pump();
+	for (int i = 2; i < NB; i++)
+		EP_IS(i, 1, "10.0.0.1", FLEET_EP_DRAINING);
+	EQ(fleet_sig_refused(N[2].b), before + 6);
+	/* ... and the replay again (every resync): the same refusal, not the record */
+	frecords(&N[2], deliver_cb, N[2].b);
+	EP_IS(2, 1, "10.0.0.1", FLEET_EP_DRAINING);
+	inject_ep(1, 1, "10.0.0.1", FLEET_EP_DRAINING, S2, &NK[1], false);	/* b1 again */
+	pump();
+
+	/* b0 learns the roster: the record held back is examined again (the roster change's
+	 * replay) and taken, b1's newest; the forged ones stay out */
+	NET.hide[0][0] = NULL;
+	pump_all();
+	for (int i = 0; i < 30 && !ep_seen(0, 1, &got); i++)
+		run_ms(100);
+	EP_IS(0, 1, "10.0.0.1", FLEET_EP_DRAINING);
+	assert_false(ep_seen(0, 3, &got));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1290,6 +1476,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cluster_elect_held, setup_cluster,
 						teardown_cluster),
 		cmocka_unit_test_setup_teardown(test_cluster_rollback, setup_cluster,
+						teardown_cluster),
+		cmocka_unit_test_setup_teardown(test_cluster_ep_forged, setup_cluster,
 						teardown_cluster),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
