@@ -494,6 +494,12 @@ static int rotate_commit(struct fleet *b, const struct sign_key *next, const str
 	struct nodekey *own = fleet__bind_slot(b, b->id);
 	if (own)
 		fleet__bind_rotate(b, own, b->key.pk);
+	/* health records are signed once per content: sign them again with the new key, or a
+	 * node that joins later (only the new key bound) would refuse them until they change */
+	for (size_t i = 0; i < b->nsvcs; i++) {
+		b->svcs[i]->hsigned = false;
+		fleet__publish_health(b, b->svcs[i]);
+	}
 	return 0;
 }
 

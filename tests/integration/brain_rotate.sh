@@ -111,3 +111,20 @@ for n in n2 n3; do
 		fail "n1's trust of $n after its restart: $(ctl 1 --json members)"
 done
 ok "a restarted node keeps the re-bound keys (store)"
+
+# 7. n2 rotates again while its health does not change, then n4 joins: n4 binds only n2's
+# newest key, so n2 must sign its health record again with it (it is signed once per
+# content: before, n4 refused n2's health until it changed)
+SHOAL_OPERATOR_KEY= ctl 2 rotate-key >/dev/null || die "second rotate-key on n2"
+NEW2B=$(key_of 2)
+for i in 1 3; do
+	wait_for 20 "n$i to re-bind n2 again" grep -q "roster: node n2 .* rotated its key: ${NEW2B:0:8}" \
+		"$WORK/n$i.log"
+done
+start_agent 4 --quorum web=3
+wait_cluster 4
+n2_seen_by_n4() { ctl 4 status | awk '/^web per node:/ { f = 1; next } f && $1 == "n2" { ok = 1 } END { exit !ok }'; }
+wait_for 30 "n4 to show n2's health" n2_seen_by_n4
+grep "health record in the name of node $ID2 refused" "$WORK/n4.log" &&
+	fail "n4 refused n2's health record (signed with a key n2 rotated away from)"
+ok "after a rotation a node that joins later takes the node's health (re-signed with the new key)"
