@@ -88,7 +88,8 @@ for i in 1 2; do
 	ev=$(ctl "$i" events --since 0)
 	echo "$ev" | grep -q "drain web: 127.0.0.1:$EPPORT draining before the swap, up to 1.0 s" ||
 		fail "n$i: no drain event: $(echo "$ev" | grep -i drain)"
-	echo "$ev" | grep -q "drain web: 1.0 s drain time over (no local load balancer" ||
+	# the drain time measured: 1.0 s, a little more on a loaded machine (1.1 s failed 1 run in 8)
+	echo "$ev" | grep -Eq "drain web: 1\.[0-9] s drain time over \(no local load balancer" ||
 		fail "n$i: the drain did not end: $(echo "$ev" | grep -i drain)"
 done
 ok "every swap to rev 2 drained (events on n1 and n2)"
