@@ -109,7 +109,11 @@ void fleet__recompute(struct fleet *b, struct svc *v)
 			log_warning("%s: cannot set the desired revision: %s", v->name,
 				    fleet__strerror(e));
 	}
-	fleet__publish_health(b, v);
+	/* Without pacing nobody waits for a peer's desired revision, and what follows it within
+	 * a second (the artifact arrived, the swap started) publishes anyway: one signed version
+	 * of the health record instead of two, which every node of the cluster verifies */
+	fleet__publish_health_in(b, v, b->max_par || changed_marker ? PUBLISH_MS
+								   : DESIRED_PUBLISH_MS);
 }
 
 /* ---- Accepting revisions and deciding ------------------------------------------------------- */

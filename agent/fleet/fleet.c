@@ -1091,11 +1091,17 @@ static void on_publish(uv_timer_t *t)
  * relayed to every node, competing for piggyback room with the votes and decisions that
  * matter more. So a change marks the service and a PUBLISH_MS timer sends the latest state.
  */
-void fleet__publish_health(struct fleet *b, struct svc *v)
+void fleet__publish_health_in(struct fleet *b, struct svc *v, uint64_t ms)
 {
 	v->health_dirty = true;
-	if (!b->closing && !uv_is_active((uv_handle_t *)&b->pub))
-		uv_timer_start(&b->pub, on_publish, PUBLISH_MS, 0);
+	if (!b->closing && (!uv_is_active((uv_handle_t *)&b->pub) ||
+			    uv_timer_get_due_in(&b->pub) > ms))
+		uv_timer_start(&b->pub, on_publish, ms, 0);
+}
+
+void fleet__publish_health(struct fleet *b, struct svc *v)
+{
+	fleet__publish_health_in(b, v, PUBLISH_MS);
 }
 
 static void publish_health_now(struct fleet *b, struct svc *v)
@@ -1701,7 +1707,9 @@ static void on_swapped(void *ud, const char *service, uint64_t rev,
 		health_stop(b->health, service);
 		v->hstate = HSTATE_NONE;
 	}
-	fleet__publish_health(b, v);
+	/* without pacing, with the first health result if that comes within a second (one
+	 * signed version fewer: see pacing.c) */
+	fleet__publish_health_in(b, v, b->max_par ? PUBLISH_MS : DESIRED_PUBLISH_MS);
 }
 
 static void on_rstate(void *ud, const struct reconcile_event *ev)
@@ -1748,7 +1756,10 @@ static void on_health(void *ud, const char *service, uint64_t rev, const struct 
 	fleet__event(b, "health", service, rev, "%s: rev %" PRIu64 " %s%s%s", b->name, rev,
 	      health_state_name(st->state), st->detail[0] ? ": " : "", st->detail);
 	fleet__ep_health(b, v);
-	fleet__publish_health(b, v);
+	/* "starting" is what a swap's end says anyway: with its first verdict, if that comes
+	 * within a second and nothing waits for it (pacing) */
+	fleet__publish_health_in(b, v, st->state == HEALTH_STARTING && !b->max_par
+				 ? DESIRED_PUBLISH_MS : PUBLISH_MS);
 	if (st->state == HEALTH_HEALTHY && !st->missed && b->rec)
 		reconcile_mark_good(b->rec, service, rev, &v->running);
 	/* [recovery] restarts: restart locally that many times before the node counts the

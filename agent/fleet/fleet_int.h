@@ -41,6 +41,8 @@
 #define HSTATE_NONE 0xff
 #define SETTLE_MS   1000	/* pacing: how long lower-ranked peers get to announce a new rev */
 #define PUBLISH_MS  30
+#define DESIRED_PUBLISH_MS 1000	/* a desired revision, a swap's start or its end alone,
+				 * without pacing (decide.c, pacing.c, fleet.c) */
 #define VOTE_FLUSH_MS 200	/* received votes gathered per store transaction */
 #define REASSERT_MS 1000	/* our own record published again over one we did not sign at
 				 * most this often: two agents sharing an id (a cloned state
@@ -250,6 +252,8 @@ const char *fleet__member_name(struct fleet *b, const uint8_t id[STORE_NODE_ID_L
 void fleet__observe(struct fleet *b, uint64_t remote);
 void fleet__part_closed(struct fleet *b);
 void fleet__publish_health(struct fleet *b, struct svc *v);
+/* The same, at most @ms from now (a publication due sooner takes it along). */
+void fleet__publish_health_in(struct fleet *b, struct svc *v, uint64_t ms);
 int fleet__publish_rev(struct fleet *b, const struct store_revision *r);
 int fleet__put_value(struct fleet *b, const struct fleet_key *k, uint8_t *val, size_t vlen);
 uint64_t fleet__stamp(struct fleet *b);

@@ -40,6 +40,9 @@ bool fleet__may_start(void *ud, const char *service, uint64_t rev)
 		}
 	}
 	v->swapping = true;
-	fleet__publish_health(b, v);
+	/* only pacing reads a peer's swapping flag at once; without it the flag rides along
+	 * with the swap's next change (the artifact arrived, the swap done) if that comes
+	 * within DESIRED_PUBLISH_MS: one signed version fewer for every node to verify */
+	fleet__publish_health_in(b, v, b->max_par ? PUBLISH_MS : DESIRED_PUBLISH_MS);
 	return true;
 }

@@ -41,6 +41,12 @@ bench_cleanup() {
 
 ctl() { local i=$1; shift; "$AGENTCTL" --socket "$WORK/n$i.sock" "$@"; }
 
+# cpu_ms PID: CPU time (user + system) the process has used, in ms (10 ms ticks).
+cpu_ms() {
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print int(($12 + $13) * 1000 / hz) }' \
+		"/proc/$1/stat" 2>/dev/null
+}
+
 # ip_of I: node I's address. BENCH_ADDRS=many (the default): 127.0.0.(I+1), one address per
 # node as on a real fleet (agentd binds its outgoing streams to it, and peers count a member's
 # connections by address); BENCH_ADDRS=one: every node on 127.0.0.1 (distinct ports), for

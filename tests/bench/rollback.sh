@@ -17,6 +17,7 @@
 #            ran the rollback (its metrics, shoal_signature_checks_total; "-" for builds
 #            without that metric): what signing costs one node, which this machine pays
 #            N times over
+#   cpu      CPU time n3 used over the same span: what one host of a real fleet spends
 # Prints one table row per N. Use a release build (no sanitizers) for meaningful figures.
 set -uo pipefail
 build=${1:?usage: rollback.sh BUILD_DIR [N ...]}
@@ -45,8 +46,8 @@ checks() { # computed signature checks of n3 (empty without the metric)
 	curl -s "http://127.0.0.1:$mport/metrics" 2>/dev/null |
 		awk '/^shoal_signature_checks_total\{result="computed"\}/ { print $2 }'
 }
-printf '%-6s %-12s %-14s %-14s %-8s %s\n' "N" "members ok" "vote->quorum" "quorum->all" "checks" \
-	"result"
+printf '%-6s %-12s %-14s %-14s %-8s %-8s %s\n' "N" "members ok" "vote->quorum" "quorum->all" \
+	"checks" "cpu" "result"
 for N in "${sizes[@]}"; do
 	base=$((10000 + ($$ % 80) * 256))  # below the ephemeral range (32768+)
 	mport=$((base + 250))
@@ -67,7 +68,7 @@ for N in "${sizes[@]}"; do
 	for i in $(seq 1 "$N"); do wait_for 60 seen "$i" || { ok=0; break; }; done
 	tm=$((SECONDS - t0))
 	if [ $ok = 0 ]; then
-		printf '%-6s %-12s %-14s %-14s %-8s %s\n' "$N" "no" "-" "-" "-" \
+		printf '%-6s %-12s %-14s %-14s %-8s %-8s %s\n' "$N" "no" "-" "-" "-" "-" \
 			"cluster did not form (n$i)"
 		tail -n 5 "$WORK/n$i.log" >&2; ctl "$i" status 2>&1 | grep -i "voters\|members" >&2
 		stop_all
@@ -86,10 +87,12 @@ for N in "${sizes[@]}"; do
 		marks[$i]=$(last_seq "$i")
 	done
 	c0=$(checks)
+	u0=$(cpu_ms "${PID[2]}")
 	ctl 2 rollback web >/dev/null
 	res=ok
 	wait_for 120 all_run 3 || res="not converged"
 	c1=$(checks)
+	u1=$(cpu_ms "${PID[2]}")
 	: >"$WORK/ev"
 	for i in $(seq 1 "$N"); do
 		events_all "$i" "${marks[$i]}" >>"$WORK/ev"
@@ -98,9 +101,9 @@ for N in "${sizes[@]}"; do
 	dec=$(awk '$3 == "decision" { print $1 }' "$WORK/ev" | ms_of | sort -n | head -n 1)
 	last=$(awk '$3 == "swap-done" && $0 ~ /runs rev 3 / { print $1 }' "$WORK/ev" | ms_of |
 		sort -n | tail -n 1)
-	printf '%-6s %-12s %-14s %-14s %-8s %s\n' "$N" "${tm}s" "$((dec - vote)) ms" \
+	printf '%-6s %-12s %-14s %-14s %-8s %-8s %s\n' "$N" "${tm}s" "$((dec - vote)) ms" \
 		"$((last - dec)) ms" "$([ -n "$c0" ] && [ -n "$c1" ] && echo $((c1 - c0)) || echo -)" \
-		"$res"
+		"$((u1 - u0))ms" "$res"
 	stop_all
 	rm -rf "$WORK/s$N" "$WORK"/n*.sock
 done

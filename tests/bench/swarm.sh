@@ -21,6 +21,8 @@
 #   checks   Ed25519 verifications n1 computed meanwhile (shoal_signature_checks_total;
 #            "-" for builds without it): the signing cost of one node, which this machine
 #            pays N times over
+#   cpu      CPU time n2 (a node that is not the holder) used meanwhile: what one host of a
+#            real fleet spends on a deploy (here, N such agents share this machine's cores)
 # Then the same with a LARGE_MIB (default 100) MiB artifact at each N of -L (default 16).
 # Network namespaces (issue 12 asks for them at N = 16) are not used: loopback only, so the
 # large figure is bounded by this host's CPU and LMDB writes, not by a link.
@@ -63,8 +65,8 @@ count_rev() { # REV: nodes running it
 }
 
 echo "swarm: one holder, deploy from it; loopback, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg), build $build"
-printf '%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-12s %-12s %s\n' N artifact run all last learned \
-	fetch holder_out "holder/size" checks
+printf '%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-12s %-12s %-7s %s\n' N artifact run all last \
+	learned fetch holder_out "holder/size" checks cpu
 rev=0
 bench() { # LABEL DIR
 	local label=$1 dir=$2 id bytes t0 b0 b1 end c last i
@@ -76,6 +78,7 @@ bench() { # LABEL DIR
 	for i in $(seq 1 "$N"); do mark[$i]=$(last_seq "$i"); done
 	b0=$(metric_out)
 	k0=$(metric_checks)
+	u0=$(cpu_ms "${PID[1]}")
 	t0=$(date +%H:%M:%S.%3N | ms_of)
 	ctl 1 deploy web "$id" >/dev/null || { echo "deploy failed" >&2; return 1; }
 	# every node, polled one after the other; bounded: 60 s (small) or 300 s (large)
@@ -85,6 +88,7 @@ bench() { # LABEL DIR
 	done
 	b1=$(metric_out)
 	k1=$(metric_checks)
+	u1=$(cpu_ms "${PID[1]}")
 	c=$(count_rev "$rev")
 	: >"$WORK/ev"
 	for i in $(seq 1 "$N"); do events_all "$i" "${mark[$i]:-0}" >>"$WORK/ev"; done
@@ -98,11 +102,11 @@ bench() { # LABEL DIR
 			if ($3 == "desired") d[$2] = ms; else s[$2] = ms }
 		END { m = -1; for (n in s) if (n in d && s[n] - d[n] > m) m = s[n] - d[n]; print m }' \
 		"$WORK/ev")
-	printf '%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-12s %-12s %s\n' "$N" "$label" "$run" "$c/$N" \
+	printf '%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-12s %-12s %-7s %s\n' "$N" "$label" "$run" "$c/$N" \
 		"$([ -n "$last" ] && echo "$((last - t0))ms" || echo -)" \
 		"$([ -n "$learned" ] && echo "$((learned - t0))ms" || echo -)" "${fetch}ms" \
 		"$((b1 - b0))" "$(awk -v a=$((b1 - b0)) -v b="$bytes" 'BEGIN { printf "%.1fx", a / b }')" \
-		"$([ -n "$k0" ] && [ -n "$k1" ] && echo $((k1 - k0)) || echo -)"
+		"$([ -n "$k0" ] && [ -n "$k1" ] && echo $((k1 - k0)) || echo -)" "$((u1 - u0))ms"
 }
 
 for N in $(echo $sizes $large_sizes | tr ' ' '\n' | sort -nu); do
