@@ -433,48 +433,20 @@ static void ep_own_seen(struct fleet *b, const char *service, const struct gossi
 	fleet__ep_publish(b, v);
 }
 
-/*
- * Is @e, an endpoint record in the name of @owner, signed by the key bound to @owner
- * (sign.h), and not older than @old, the one held (NULL: none)? A forged, unsigned or stale
- * record is refused, counted and logged (fleet__refusal_loud), as health records are. One
- * whose owner's key is not bound yet (its roster record has not arrived) is held back
- * without a word: need_replay has the held records examined again at the next roster
- * change, and the periodic resync replays them anyway.
- */
+/* Is @e, an endpoint record in the name of @owner, signed and not older than @old, the one
+ * held (NULL: none)? See fleet__owner_signed. */
 static bool ep_signed_ok(struct fleet *b, const uint8_t *owner, const struct fleet_endpoint *e,
 			 const struct fleet_endpoint *old)
 {
 	uint8_t msg[FLEET_EP_MSG_MAX], held[FLEET_EP_MSG_MAX];
-	char hex[2 * STORE_NODE_ID_LEN + 1];
-	const char *why;
 	size_t n = fleet_endpoint_msg(owner, e, msg);
 
 	/* the very record verified before (every resync replays it): not verified again */
 	if (old && sodium_memcmp(old->sig, e->sig, STORE_SIG_LEN) == 0 &&
 	    fleet_endpoint_msg(owner, old, held) == n && memcmp(held, msg, n) == 0)
 		return true;
-	const uint8_t *key = fleet__bound_key(b, owner);
-	if (!key) {
-		b->need_replay = true;
-		log_debug("%s: endpoint record of %s held back: its key is not bound yet",
-			  e->service, (fleet__hex_id(owner, STORE_NODE_ID_LEN, hex), hex));
-		return false;
-	}
-	if (!sign_verify(key, msg, n, e->sig))
-		why = sodium_is_zero(e->sig, STORE_SIG_LEN)
-			      ? "it is not signed"
-			      : "its signature does not verify against the node's key";
-	else if (old && e->stamp < old->stamp)
-		why = "it is older than the one held (a replay)";
-	else
-		return true;
-	b->sig_refused++;
-	fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
-	if (fleet__refusal_loud(b, &b->ep_refused, e->service, e->rev, e->stamp, owner))
-		log_warning("%s: endpoint record in the name of node %s refused: %s "
-			    "(%" PRIu64 " record(s) refused so far)", e->service, hex, why,
-			    b->sig_refused);
-	return false;
+	return fleet__owner_signed(b, "endpoint", e->service, e->rev, owner, msg, n, e->sig,
+				   e->stamp, old ? &old->stamp : NULL, &b->ep_refused);
 }
 
 void fleet__ep_record(struct fleet *b, const struct gossip_record *g)

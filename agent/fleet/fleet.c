@@ -1359,51 +1359,54 @@ static bool roster_mine(struct fleet *b, const struct gossip_record *g)
 	       sign_verify(b->key.pk, msg, fleet_roster_msg(b->id, &ro, msg), ro.sig);
 }
 
-/*
- * Is @h, a health record in the name of @owner, signed by the key bound to @owner (sign.h),
- * and not older than @p, the one held (NULL: none)? A forged or stale record is refused and counted (and
- * logged, fleet__refusal_loud). One whose owner's key is not bound yet (its roster record
- * has not arrived) is dropped without a word: the held records are replayed at the next
- * roster change (need_replay) and at every periodic resync, so once the key is bound the
- * record is taken, and a node that joins still learns its peers' health.
- */
+bool fleet__owner_signed(struct fleet *b, const char *what, const char *service, uint64_t rev,
+			 const uint8_t *owner, const uint8_t *msg, size_t n,
+			 const uint8_t sig[STORE_SIG_LEN], uint64_t stamp, const uint64_t *held,
+			 uint64_t *refused)
+{
+	char hex[2 * STORE_NODE_ID_LEN + 1];
+	const char *why;
+	const uint8_t *key = fleet__bound_key(b, owner);
+
+	if (!key) {
+		/* examined again at the next roster change (the one that binds the key, usually
+		 * within 50 ms: pacing reads a peer's swapping flag from a health record), else at
+		 * the periodic resync */
+		b->need_replay = true;
+		log_debug("%s: %s record of %s held back: its key is not bound yet", service, what,
+			  (fleet__hex_id(owner, STORE_NODE_ID_LEN, hex), hex));
+		return false;
+	}
+	if (!sign_verify(key, msg, n, sig))
+		why = sodium_is_zero(sig, STORE_SIG_LEN)
+			      ? "it is not signed"
+			      : "its signature does not verify against the node's key";
+	else if (held && stamp < *held)
+		why = "it is older than the one held (a replay)";
+	else
+		return true;
+	b->sig_refused++;
+	fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
+	if (fleet__refusal_loud(b, refused, service, rev, stamp, owner))
+		log_warning("%s: %s record in the name of node %s refused: %s (%" PRIu64
+			    " record(s) refused so far)", service, what, hex, why, b->sig_refused);
+	return false;
+}
+
+/* Is @h, a health record in the name of @owner, signed and not older than @p's (NULL: none
+ * held)? See fleet__owner_signed. */
 static bool health_signed_ok(struct fleet *b, struct svc *v, const uint8_t *owner,
 			     const struct fleet_health *h, const struct peer_health *p)
 {
 	uint8_t msg[FLEET_HEALTH_MSG_MAX], held[FLEET_HEALTH_MSG_MAX];
-	char hex[2 * STORE_NODE_ID_LEN + 1];
-	const char *why;
 	size_t n = fleet_health_msg(owner, h, msg);
 
 	/* the very record verified before (every resync replays it): not verified again */
 	if (p && sodium_memcmp(p->h.sig, h->sig, STORE_SIG_LEN) == 0 &&
 	    fleet_health_msg(owner, &p->h, held) == n && memcmp(held, msg, n) == 0)
 		return true;
-	const uint8_t *key = fleet__bound_key(b, owner);
-	if (!key) {
-		/* examined again at the next roster change (the one that binds the key, usually
-		 * within 50 ms: pacing reads a peer's swapping flag from this record), else at
-		 * the periodic resync */
-		b->need_replay = true;
-		log_debug("%s: health record of %s held back: its key is not bound yet", v->name,
-			  (fleet__hex_id(owner, STORE_NODE_ID_LEN, hex), hex));
-		return false;
-	}
-	if (!sign_verify(key, msg, n, h->sig))
-		why = sodium_is_zero(h->sig, STORE_SIG_LEN)
-			      ? "it is not signed"
-			      : "its signature does not verify against the node's key";
-	else if (p && h->stamp < p->h.stamp)
-		why = "it is older than the one held (a replay)";
-	else
-		return true;
-	b->sig_refused++;
-	fleet__hex_id(owner, STORE_NODE_ID_LEN, hex);
-	if (fleet__refusal_loud(b, &b->health_refused, v->name, h->running_rev, h->stamp, owner))
-		log_warning("%s: health record in the name of node %s refused: %s "
-			    "(%" PRIu64 " record(s) refused so far)", v->name, hex, why,
-			    b->sig_refused);
-	return false;
+	return fleet__owner_signed(b, "health", v->name, h->running_rev, owner, msg, n, h->sig,
+				   h->stamp, p ? &p->h.stamp : NULL, &b->health_refused);
 }
 
 static void handle_record(struct fleet *b, const struct gossip_record *g, bool replay)

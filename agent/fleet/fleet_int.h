@@ -245,6 +245,18 @@ void fleet__hex_id(const uint8_t *id, size_t n, char *out);
 struct peer_health *fleet__peer_find(struct fleet *b, const uint8_t *node, const char *service);
 /* Is a refusal worth a log line: a record not among the last 16 logged, or the *count'th
  * refusal with *count a power of two (a forged record is replayed at every resync). */
+/*
+ * Is a record in the name of @owner (a health or endpoint record: @what) signed over @msg by
+ * the key bound to @owner (sign.h), and its @stamp not older than @held, the one held (NULL:
+ * none)? A forged, unsigned or stale record is refused, counted in b->sig_refused and
+ * @refused, and logged (fleet__refusal_loud). One whose owner's key is not bound yet (its
+ * roster record has not arrived) is held back without a word: need_replay has the held
+ * records examined again at the next roster change, and the periodic resync replays them.
+ */
+bool fleet__owner_signed(struct fleet *b, const char *what, const char *service, uint64_t rev,
+			 const uint8_t *owner, const uint8_t *msg, size_t n,
+			 const uint8_t sig[STORE_SIG_LEN], uint64_t stamp, const uint64_t *held,
+			 uint64_t *refused);
 bool fleet__refusal_loud(struct fleet *b, uint64_t *count, const char *service, uint64_t rev,
 			 uint64_t hlc, const uint8_t *who);
 int fleet__log_set(struct svc *v, const struct store_revision *r);
