@@ -320,6 +320,11 @@ char *metrics_render(struct agent *a)
 			  checked);
 		sb_printf(&b, "shoal_signature_checks_total{result=\"remembered\"} %" PRIu64 "\n",
 			  remembered);
+		metric(&b, "shoal_signed_records_refused_total", "counter",
+		       "Records refused for their signatures: forged in another node's name, "
+		       "unsigned, replayed older, or not signed by a trusted operator key.");
+		sb_printf(&b, "shoal_signed_records_refused_total %" PRIu64 "\n",
+			  fleet_sig_refused(a->fleet));
 	}
 
 	if (a->cluster && cluster_transport(a->cluster)) {
