@@ -64,6 +64,10 @@ votes=$(qval 'sum(shoal_votes_cast_total{service="web",reason="health"})')
 [ "${votes:-0}" -ge 2 ] || fail "health votes cast: ${votes:-none}, want >= 2 (a quorum of 3)"
 swaps=$(qval 'sum(shoal_swap_duration_seconds_count{service="web"})')
 [ "${swaps:-0}" -ge 6 ] || fail "swap durations observed: ${swaps:-none}, want >= 6 (3 nodes x 3 swaps)"
+# every node verified its peers' signed votes and health records; nothing here was forged
+checked=$(qval 'min(shoal_signature_checks_total{result="computed"})')
+[ "${checked:-0}" -ge 2 ] || fail "signature checks computed: ${checked:-none} on some node, want >= 2"
+[ "$(qval 'max(shoal_signed_records_refused_total)')" = 0 ] || fail "signed records refused"
 fired() { q 'ALERTS{alertname="ShoalRollbackDecided",service="web"}' | jq -e 'length > 0' >/dev/null; }
 wait_for 20 "the example rule ShoalRollbackDecided to fire" fired
 ok "after: shoal_rollbacks_total 0 -> 1 on every node (through Prometheus), votes, swaps, the example alert fires"
@@ -75,7 +79,8 @@ for m in shoal_build_info process_resident_memory_bytes process_cpu_seconds_tota
 	shoal_votes_cast_total shoal_swaps_total shoal_swap_duration_seconds_bucket \
 	shoal_service_desired_revision shoal_service_running_revision shoal_service_healthy \
 	shoal_service_nodes_healthy shoal_fetches_total shoal_fetch_bytes_total \
-	shoal_event_hook_runs_total; do
+	shoal_event_hook_runs_total shoal_signature_checks_total shoal_signed_records_refused_total \
+	shoal_gossip_records_future_total; do
 	grep -q "^$m[{ ]" "$WORK/metrics.txt" || fail "metric $m missing"
 done
 # duplicate series are what promtool does not catch
