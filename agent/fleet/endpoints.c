@@ -249,42 +249,22 @@ out:
 	return err;
 }
 
-static uint8_t *put_str(uint8_t *p, const char *s, size_t cap)
-{
-	size_t n = strnlen(s, cap - 1);
-	*p++ = (uint8_t)n;
-	memcpy(p, s, n);
-	return p + n;
-}
-
-static uint8_t *put_be(uint8_t *p, uint64_t v, int bytes)
-{
-	for (int i = bytes - 1; i >= 0; i--)
-		*p++ = (uint8_t)(v >> (8 * i));
-	return p;
-}
-
 size_t fleet_endpoint_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fleet_endpoint *e,
 			  uint8_t out[FLEET_EP_MSG_MAX])
 {
-	static const char tag[] = "shoal-endpnt-v1";
-	uint8_t *p = out;
-	memcpy(p, tag, sizeof tag);	/* with its NUL */
-	p += sizeof tag;
 	/* the owner: the same fields in another node's name are another message */
-	memcpy(p, owner, STORE_NODE_ID_LEN);
-	p += STORE_NODE_ID_LEN;
-	p = put_str(p, e->node, sizeof e->node);
-	p = put_str(p, e->site, sizeof e->site);
-	p = put_str(p, e->service, sizeof e->service);
-	p = put_str(p, e->addr, sizeof e->addr);
-	p = put_be(p, e->port, 2);
-	p = put_be(p, e->weight, 2);
+	uint8_t *p = fleet_msg_begin(out, "shoal-endpnt-v1", owner);
+	p = fleet_msg_str(p, e->node, sizeof e->node);
+	p = fleet_msg_str(p, e->site, sizeof e->site);
+	p = fleet_msg_str(p, e->service, sizeof e->service);
+	p = fleet_msg_str(p, e->addr, sizeof e->addr);
+	p = fleet_msg_be(p, e->port, 2);
+	p = fleet_msg_be(p, e->weight, 2);
 	*p++ = e->protocol;
 	*p++ = e->state;
-	p = put_be(p, e->rev, 8);
-	p = put_be(p, e->hlc, 8);
-	p = put_be(p, e->stamp, 8);
+	p = fleet_msg_be(p, e->rev, 8);
+	p = fleet_msg_be(p, e->hlc, 8);
+	p = fleet_msg_be(p, e->stamp, 8);
 	return (size_t)(p - out);
 }
 

@@ -481,42 +481,53 @@ int fleet_health_encode(const struct fleet_health *h, uint8_t **ret_buf, size_t 
 	return finish(&sb, FLEET_REC_HEALTH, ret_buf, ret_len);
 }
 
-static uint8_t *be64_put(uint8_t *p, uint64_t v)
+uint8_t *fleet_msg_begin(uint8_t *p, const char *tag, const uint8_t owner[STORE_NODE_ID_LEN])
 {
-	for (int i = 7; i >= 0; i--)
+	size_t n = strlen(tag) + 1;	/* with its NUL */
+	memcpy(p, tag, n);
+	memcpy(p + n, owner, STORE_NODE_ID_LEN);
+	return p + n + STORE_NODE_ID_LEN;
+}
+
+uint8_t *fleet_msg_str(uint8_t *p, const char *s, size_t cap)
+{
+	size_t n = strnlen(s, cap - 1);
+	*p++ = (uint8_t)n;
+	memcpy(p, s, n);
+	return p + n;
+}
+
+uint8_t *fleet_msg_be(uint8_t *p, uint64_t v, int bytes)
+{
+	for (int i = bytes - 1; i >= 0; i--)
 		*p++ = (uint8_t)(v >> (8 * i));
 	return p;
+}
+
+static uint8_t *put_bytes(uint8_t *p, const void *b, size_t n)
+{
+	memcpy(p, b, n);
+	return p + n;
 }
 
 size_t fleet_health_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fleet_health *h,
 			uint8_t out[FLEET_HEALTH_MSG_MAX])
 {
-	static const char tag[] = "shoal-health-v1";
-	size_t sl = strnlen(h->service, 64);
 	uint32_t nheld = h->nheld > FLEET_HELD_MAX ? FLEET_HELD_MAX : h->nheld;
-	uint8_t *p = out;
-	memcpy(p, tag, sizeof tag);	/* with its NUL */
-	p += sizeof tag;
-	memcpy(p, owner, STORE_NODE_ID_LEN);
-	p += STORE_NODE_ID_LEN;
-	*p++ = (uint8_t)sl;
-	memcpy(p, h->service, sl);
-	p += sl;
-	p = be64_put(p, h->running_rev);
-	memcpy(p, h->running.b, STORE_ID_LEN);
-	p += STORE_ID_LEN;
+	uint8_t *p = fleet_msg_begin(out, "shoal-health-v1", owner);
+	p = fleet_msg_str(p, h->service, sizeof h->service);
+	p = fleet_msg_be(p, h->running_rev, 8);
+	p = put_bytes(p, h->running.b, STORE_ID_LEN);
 	*p++ = h->state;
-	p = be64_put(p, h->since_hlc);
+	p = fleet_msg_be(p, h->since_hlc, 8);
 	*p++ = (uint8_t)((h->missed ? 1 : 0) | (h->swapping ? 2 : 0) | (h->diverged ? 4 : 0));
-	p = be64_put(p, h->desired_rev);
+	p = fleet_msg_be(p, h->desired_rev, 8);
 	*p++ = (uint8_t)nheld;
-	for (uint32_t i = 0; i < nheld; i++) {
-		memcpy(p, h->held[i].b, STORE_ID_LEN);
-		p += STORE_ID_LEN;
-	}
-	p = be64_put(p, h->local_base_rev);
-	p = be64_put(p, h->local_target_rev);
-	p = be64_put(p, h->stamp);
+	for (uint32_t i = 0; i < nheld; i++)
+		p = put_bytes(p, h->held[i].b, STORE_ID_LEN);
+	p = fleet_msg_be(p, h->local_base_rev, 8);
+	p = fleet_msg_be(p, h->local_target_rev, 8);
+	p = fleet_msg_be(p, h->stamp, 8);
 	return (size_t)(p - out);
 }
 
@@ -573,24 +584,12 @@ int fleet_roster_encode(const struct fleet_roster *m, uint8_t **ret_buf, size_t 
 size_t fleet_roster_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fleet_roster *m,
 			uint8_t out[FLEET_ROSTER_MSG_MAX])
 {
-	static const char tag[] = "shoal-roster-v1";
-	size_t sl = strnlen(m->site, 64), al = strnlen(m->addr, 63);
-	uint8_t *p = out;
-	memcpy(p, tag, sizeof tag);	/* with its NUL */
-	p += sizeof tag;
-	memcpy(p, owner, STORE_NODE_ID_LEN);
-	p += STORE_NODE_ID_LEN;
-	*p++ = (uint8_t)sl;
-	memcpy(p, m->site, sl);
-	p += sl;
+	uint8_t *p = fleet_msg_begin(out, "shoal-roster-v1", owner);
+	p = fleet_msg_str(p, m->site, sizeof m->site);
 	*p++ = m->left ? 1 : 0;
-	*p++ = (uint8_t)al;
-	memcpy(p, m->addr, al);
-	p += al;
-	for (int i = 7; i >= 0; i--)
-		*p++ = (uint8_t)(m->hlc >> (8 * i));
-	memcpy(p, m->key, STORE_KEY_LEN);
-	p += STORE_KEY_LEN;
+	p = fleet_msg_str(p, m->addr, sizeof m->addr);
+	p = fleet_msg_be(p, m->hlc, 8);
+	p = put_bytes(p, m->key, STORE_KEY_LEN);
 	return (size_t)(p - out);
 }
 

@@ -213,6 +213,14 @@ size_t fleet_roster_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fle
 size_t fleet_health_msg(const uint8_t owner[STORE_NODE_ID_LEN], const struct fleet_health *h,
 			uint8_t out[FLEET_HEALTH_MSG_MAX]);
 
+/* What the canonical signed messages (fleet_health_msg, fleet_roster_msg, fleet_endpoint_msg)
+ * are made of; each writes at @p and returns the position after it. begin: @tag with its NUL,
+ * then the owner's id (the same fields in another node's name are another message); str: a
+ * length byte and at most @cap - 1 bytes of @s; be: @v big-endian in @bytes bytes. */
+uint8_t *fleet_msg_begin(uint8_t *p, const char *tag, const uint8_t owner[STORE_NODE_ID_LEN]);
+uint8_t *fleet_msg_str(uint8_t *p, const char *s, size_t cap);
+uint8_t *fleet_msg_be(uint8_t *p, uint64_t v, int bytes);
+
 /*
  * Keys. fleet_key_format: writes a NUL-terminated key into @buf (@len >= FLEET_REC_KEY_MAX + 1)
  * and returns its length, or -EINVAL (bad service, rev 0) / -ENAMETOOLONG.
