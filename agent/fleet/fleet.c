@@ -1157,6 +1157,15 @@ static void publish_health_now(struct fleet *b, struct svc *v)
 
 /* ---- Records ------------------------------------------------------------------------------- */
 
+/* Forget what was put in @r's electorate (an attempt that failed). */
+static void elect_drop(struct store_revision *r)
+{
+	free(r->elect);
+	free(r->elect_keys);
+	r->elect = NULL;
+	r->elect_keys = NULL;
+}
+
 /* Fill @r's electorate from @owner's elect/ chunks (@k: its rev/ key); -EAGAIN if one is
  * missing or of another electorate, a decode error, -ENOMEM. */
 static int elect_from_chunks(struct fleet *b, const uint8_t *owner, struct fleet_key *k,
@@ -1198,12 +1207,8 @@ static int elect_from_chunks(struct fleet *b, const uint8_t *owner, struct fleet
 		r->elect_keys = NULL;
 	}
 out:
-	if (err < 0) {
-		free(r->elect);
-		free(r->elect_keys);
-		r->elect = NULL;
-		r->elect_keys = NULL;
-	}
+	if (err < 0)
+		elect_drop(r);
 	return err;
 }
 
@@ -1245,19 +1250,13 @@ static int elect_from_held(struct fleet *b, struct svc *v, struct store_revision
 						    &r->elect_keys, &n);
 			if (err == 0 && n == r->nelect && fleet__origin_signed(b, r) == 0)
 				return 0;
-			free(r->elect);
-			free(r->elect_keys);
-			r->elect = NULL;
-			r->elect_keys = NULL;
+			elect_drop(r);
 			if (err == -ENOMEM)
 				return err;
 		}
 		return -EAGAIN;
 	}
-	free(r->elect);
-	free(r->elect_keys);
-	r->elect = NULL;
-	r->elect_keys = NULL;
+	elect_drop(r);
 	return err;
 }
 
